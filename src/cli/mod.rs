@@ -1,0 +1,51 @@
+//! The command line: one file per subcommand. Each parses its flags (clap) and calls the
+//! library; nothing here holds logic the library should have.
+
+pub mod copy;
+pub mod inspect;
+pub mod policy;
+pub mod sign;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// ferry copies container images between registries, OCI layouts, directories and its own
+/// store, checking their signatures against a containers-policy.json policy on the way.
+#[derive(Debug, Parser)]
+#[command(name = "ferry", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    /// Log more (repeat for more detail); RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// The subcommand.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Copy an image (or a list of images) from SOURCE to DESTINATION, through the policy gate.
+    Copy(copy::CopyArgs),
+    /// Show an image's manifest, config and digest.
+    Inspect(inspect::InspectArgs),
+    /// Evaluate the signature policy on an image without copying it.
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
+    /// Sign a manifest file with simple signing (as skopeo standalone-sign).
+    StandaloneSign(sign::StandaloneSignArgs),
+    /// Verify a simple-signing signature of a manifest file (as skopeo standalone-verify).
+    StandaloneVerify(sign::StandaloneVerifyArgs),
+}
+
+/// Runs the parsed command.
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Copy(a) => copy::run(a).await,
+        Command::Inspect(a) => inspect::run(a).await,
+        Command::Policy(a) => policy::run(a).await,
+        Command::StandaloneSign(a) => sign::run_sign(a).await,
+        Command::StandaloneVerify(a) => sign::run_verify(a).await,
+    }
+}

@@ -1,0 +1,1 @@
+//! The copy pipeline. (Stub: being written.)

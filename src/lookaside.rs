@@ -1,0 +1,1 @@
+//! registries.d configuration and lookaside signature URLs. (Stub: being written.)

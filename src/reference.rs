@@ -1,0 +1,534 @@
+//! Image references: the docker reference grammar (normalised exactly as docker/distribution's
+//! `ParseNormalizedNamed` does) and ferry's `TRANSPORT:REST` form.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::LazyLock;
+
+use regex::Regex;
+
+use crate::digest::Digest;
+
+/// The registry that unqualified names live on.
+pub const DEFAULT_DOMAIN: &str = "docker.io";
+const LEGACY_DEFAULT_DOMAIN: &str = "index.docker.io";
+const OFFICIAL_REPO_PREFIX: &str = "library/";
+const NAME_TOTAL_LENGTH_MAX: usize = 255;
+
+// The grammar of docker/distribution's reference package (reference/regexp.go), written as
+// Rust regexes. Kept as separate pieces so each can be read against the original grammar.
+const ALPHA_NUMERIC: &str = r"[a-z0-9]+";
+const SEPARATOR: &str = r"(?:[._]|__|[-]+)";
+const DOMAIN_NAME_COMPONENT: &str = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])";
+const IPV6: &str = r"\[(?:[a-fA-F0-9:]+)\]";
+const TAG: &str = r"[\w][\w.-]{0,127}";
+const DIGEST: &str = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*[:][[:xdigit:]]{32,}";
+
+fn name_component() -> String {
+    format!("{ALPHA_NUMERIC}(?:{SEPARATOR}{ALPHA_NUMERIC})*")
+}
+
+fn domain_and_port() -> String {
+    format!(r"(?:{DOMAIN_NAME_COMPONENT}(?:\.{DOMAIN_NAME_COMPONENT})*|{IPV6})(?::[0-9]+)?")
+}
+
+static REFERENCE_RE: LazyLock<Regex> = LazyLock::new(|| {
+    let nc = name_component();
+    let name = format!("(?:{}/)?{nc}(?:/{nc})*", domain_and_port());
+    Regex::new(&format!("^({name})(?::({TAG}))?(?:@({DIGEST}))?$")).expect("static regex")
+});
+static TAG_RE: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(&format!("^{TAG}$")).expect("static regex"));
+
+/// Why a string is not a valid docker reference.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ReferenceError {
+    /// Empty name.
+    #[error("invalid reference {0:?}: repository name must have at least one component")]
+    Empty(String),
+    /// Uppercase letters in the repository path.
+    #[error("invalid reference {0:?}: repository name must be lowercase")]
+    Uppercase(String),
+    /// Over 255 characters.
+    #[error("invalid reference {0:?}: repository name must not be more than 255 characters")]
+    TooLong(String),
+    /// Does not match the grammar.
+    #[error(
+        "invalid reference format {0:?}: expected [HOST[:PORT]/]PATH[:TAG][@DIGEST], path components of [a-z0-9] joined by '.', '_', '__' or '-', tags of [A-Za-z0-9_.-] up to 128 characters"
+    )]
+    Format(String),
+    /// A digest part that ferry cannot use.
+    #[error("invalid reference {reference:?}: {source}")]
+    Digest {
+        /// The reference as given.
+        reference: String,
+        /// What is wrong with its digest.
+        source: crate::digest::DigestError,
+    },
+    /// An unknown `TRANSPORT:` prefix.
+    #[error("unknown transport in {0:?}: use docker://REF, oci:PATH[:TAG], dir:PATH or store:REF")]
+    Transport(String),
+    /// A transport with an empty or wrong remainder.
+    #[error("invalid {transport} reference {reference:?}: {why}")]
+    Invalid {
+        /// The transport name.
+        transport: &'static str,
+        /// The reference as given.
+        reference: String,
+        /// What is wrong.
+        why: String,
+    },
+}
+
+/// A normalised docker reference: `domain/path[:tag][@digest]`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct DockerReference {
+    domain: String,
+    path: String,
+    tag: Option<String>,
+    digest: Option<Digest>,
+}
+
+impl DockerReference {
+    /// Parses and normalises like docker/distribution `ParseNormalizedNamed`: `busybox` becomes
+    /// `docker.io/library/busybox`. No tag is added: see [`DockerReference::with_default_tag`].
+    pub fn parse(s: &str) -> Result<DockerReference, ReferenceError> {
+        if s.is_empty() {
+            return Err(ReferenceError::Empty(s.to_string()));
+        }
+        // Fully-qualified docker.io references keep their form; only the split decides.
+        let (domain, remainder) = split_domain(s);
+        if remainder.is_empty() {
+            return Err(ReferenceError::Empty(s.to_string()));
+        }
+        let name_part = remainder.split([':', '@']).next().unwrap_or_default();
+        if name_part.chars().any(|c| c.is_ascii_uppercase()) {
+            return Err(ReferenceError::Uppercase(s.to_string()));
+        }
+        let full = format!("{domain}/{remainder}");
+        let caps = REFERENCE_RE
+            .captures(&full)
+            .ok_or_else(|| ReferenceError::Format(s.to_string()))?;
+        let name = caps.get(1).map(|m| m.as_str()).unwrap_or_default();
+        if name.len() > NAME_TOTAL_LENGTH_MAX {
+            return Err(ReferenceError::TooLong(s.to_string()));
+        }
+        let (domain, path) = name
+            .split_once('/')
+            .ok_or_else(|| ReferenceError::Format(s.to_string()))?;
+        let digest = match caps.get(3) {
+            Some(m) => {
+                Some(
+                    Digest::parse(m.as_str()).map_err(|source| ReferenceError::Digest {
+                        reference: s.to_string(),
+                        source,
+                    })?,
+                )
+            }
+            None => None,
+        };
+        Ok(DockerReference {
+            domain: domain.to_string(),
+            path: path.to_string(),
+            tag: caps.get(2).map(|m| m.as_str().to_string()),
+            digest,
+        })
+    }
+
+    /// The reference with `:latest` added when it has neither tag nor digest, as pulls do.
+    pub fn with_default_tag(mut self) -> DockerReference {
+        if self.tag.is_none() && self.digest.is_none() {
+            self.tag = Some("latest".to_string());
+        }
+        self
+    }
+
+    /// The registry host (and port): `docker.io`, `localhost:5000`.
+    pub fn domain(&self) -> &str {
+        &self.domain
+    }
+    /// The repository path without the host: `library/busybox`.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+    /// `domain/path`: the repository's full name.
+    pub fn name(&self) -> String {
+        format!("{}/{}", self.domain, self.path)
+    }
+    /// The tag, if any.
+    pub fn tag(&self) -> Option<&str> {
+        self.tag.as_deref()
+    }
+    /// The digest, if any.
+    pub fn digest(&self) -> Option<&Digest> {
+        self.digest.as_ref()
+    }
+    /// The same repository with only this tag.
+    pub fn with_tag(&self, tag: &str) -> Result<DockerReference, ReferenceError> {
+        if !TAG_RE.is_match(tag) {
+            return Err(ReferenceError::Format(format!("{}:{tag}", self.name())));
+        }
+        Ok(DockerReference {
+            domain: self.domain.clone(),
+            path: self.path.clone(),
+            tag: Some(tag.to_string()),
+            digest: None,
+        })
+    }
+    /// The same repository with only this digest.
+    pub fn with_digest(&self, digest: Digest) -> DockerReference {
+        DockerReference {
+            domain: self.domain.clone(),
+            path: self.path.clone(),
+            tag: None,
+            digest: Some(digest),
+        }
+    }
+    /// The same repository with neither tag nor digest.
+    pub fn repository(&self) -> DockerReference {
+        DockerReference {
+            domain: self.domain.clone(),
+            path: self.path.clone(),
+            tag: None,
+            digest: None,
+        }
+    }
+    /// The parent namespaces used for scope lookups, longest first: for
+    /// `host/ns/repo` that is `host/ns/repo`, `host/ns`, `host`.
+    pub fn namespaces(&self) -> Vec<String> {
+        let name = self.name();
+        let mut out = vec![name.clone()];
+        let mut cur = name.as_str();
+        while let Some(i) = cur.rfind('/') {
+            cur = &cur[..i];
+            out.push(cur.to_string());
+        }
+        out
+    }
+    /// A name in the shortest form a person would type (`busybox:latest` for docker.io images).
+    pub fn familiar(&self) -> String {
+        let s = self.to_string();
+        let s = s
+            .strip_prefix("docker.io/")
+            .map(str::to_string)
+            .unwrap_or(s);
+        s.strip_prefix(OFFICIAL_REPO_PREFIX)
+            .filter(|rest| !rest.split([':', '@']).next().unwrap_or("").contains('/'))
+            .map(str::to_string)
+            .unwrap_or(s)
+    }
+}
+
+// docker/distribution normalize.go splitDomain: the first component is a domain when it has a
+// '.' or ':', is `localhost`, or has an uppercase letter (a path component never may).
+fn split_domain(s: &str) -> (String, String) {
+    let (mut domain, mut remainder) = match s.split_once('/') {
+        Some((first, rest))
+            if first.contains(['.', ':'])
+                || first == "localhost"
+                || first.to_lowercase() != first =>
+        {
+            (first.to_string(), rest.to_string())
+        }
+        _ => (DEFAULT_DOMAIN.to_string(), s.to_string()),
+    };
+    if domain == LEGACY_DEFAULT_DOMAIN {
+        domain = DEFAULT_DOMAIN.to_string();
+    }
+    if domain == DEFAULT_DOMAIN && !remainder.contains('/') {
+        remainder = format!("{OFFICIAL_REPO_PREFIX}{remainder}");
+    }
+    (domain, remainder)
+}
+
+impl fmt::Display for DockerReference {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.domain, self.path)?;
+        if let Some(t) = &self.tag {
+            write!(f, ":{t}")?;
+        }
+        if let Some(d) = &self.digest {
+            write!(f, "@{d}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A parsed `TRANSPORT:REST` image reference.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImageReference {
+    /// `docker://REF`: a registry.
+    Docker(DockerReference),
+    /// `oci:PATH[:TAG]`: an OCI image layout directory; TAG is the `ref.name` annotation.
+    OciLayout {
+        /// The layout directory.
+        path: PathBuf,
+        /// The `org.opencontainers.image.ref.name`, if given.
+        tag: Option<String>,
+    },
+    /// `dir:PATH`: the containers directory format.
+    Dir {
+        /// The directory.
+        path: PathBuf,
+    },
+    /// `store:REF`: ferry's embedded store.
+    Store(DockerReference),
+}
+
+/// The transport names ferry knows, for messages and policy scopes.
+pub const TRANSPORTS: [&str; 4] = ["docker", "oci", "dir", "store"];
+
+impl ImageReference {
+    /// Parses `docker://REF`, `oci:PATH[:TAG]`, `dir:PATH`, `store:REF`.
+    pub fn parse(s: &str) -> Result<ImageReference, ReferenceError> {
+        let (transport, rest) = s
+            .split_once(':')
+            .ok_or_else(|| ReferenceError::Transport(s.to_string()))?;
+        let invalid = |transport: &'static str, why: &str| ReferenceError::Invalid {
+            transport,
+            reference: s.to_string(),
+            why: why.to_string(),
+        };
+        match transport {
+            "docker" => {
+                let r = rest.strip_prefix("//").ok_or_else(|| {
+                    invalid("docker", "docker references must start with docker://")
+                })?;
+                Ok(ImageReference::Docker(
+                    DockerReference::parse(r)?.with_default_tag(),
+                ))
+            }
+            "oci" => {
+                // Like containers/image: the first ':' after the path separates the tag.
+                let (path, tag) = match rest.split_once(':') {
+                    Some((p, t)) => (p, Some(t)),
+                    None => (rest, None),
+                };
+                if path.is_empty() {
+                    return Err(invalid("oci", "the path is empty"));
+                }
+                if let Some(t) = tag
+                    && !valid_oci_ref_name(t)
+                {
+                    return Err(invalid(
+                        "oci",
+                        "the image name after ':' is empty or has characters an OCI ref.name cannot have",
+                    ));
+                }
+                Ok(ImageReference::OciLayout {
+                    path: PathBuf::from(path),
+                    tag: tag.map(str::to_string),
+                })
+            }
+            "dir" => {
+                if rest.is_empty() {
+                    return Err(invalid("dir", "the path is empty"));
+                }
+                Ok(ImageReference::Dir {
+                    path: PathBuf::from(rest),
+                })
+            }
+            "store" => {
+                let r = DockerReference::parse(rest)?.with_default_tag();
+                Ok(ImageReference::Store(r))
+            }
+            _ => Err(ReferenceError::Transport(s.to_string())),
+        }
+    }
+
+    /// The transport's name as policy.json names it (`docker`, `oci`, `dir`; `store` for ferry's).
+    pub fn transport(&self) -> &'static str {
+        match self {
+            ImageReference::Docker(_) => "docker",
+            ImageReference::OciLayout { .. } => "oci",
+            ImageReference::Dir { .. } => "dir",
+            ImageReference::Store(_) => "store",
+        }
+    }
+
+    /// The docker reference this image is known by, where it has one (docker and store; an
+    /// `oci:` tag that is itself a docker reference).
+    pub fn docker_reference(&self) -> Option<DockerReference> {
+        match self {
+            ImageReference::Docker(r) | ImageReference::Store(r) => Some(r.clone()),
+            ImageReference::OciLayout { tag: Some(t), .. } => DockerReference::parse(t)
+                .ok()
+                .filter(|r| r.tag().is_some() || r.digest().is_some()),
+            _ => None,
+        }
+    }
+}
+
+/// OCI ref.name grammar (image-spec annotations): components of alphanumerics joined by
+/// separators `-._:@/+`, as containers/image's oci layout transport checks it.
+fn valid_oci_ref_name(s: &str) -> bool {
+    static RE: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r"^[A-Za-z0-9]+(?:(?:[-._:@+]|--)[A-Za-z0-9]+)*(?:/[A-Za-z0-9]+(?:(?:[-._:@+]|--)[A-Za-z0-9]+)*)*$")
+            .expect("static regex")
+    });
+    RE.is_match(s)
+}
+
+impl fmt::Display for ImageReference {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ImageReference::Docker(r) => write!(f, "docker://{r}"),
+            ImageReference::OciLayout { path, tag: Some(t) } => {
+                write!(f, "oci:{}:{t}", path.display())
+            }
+            ImageReference::OciLayout { path, tag: None } => write!(f, "oci:{}", path.display()),
+            ImageReference::Dir { path } => write!(f, "dir:{}", path.display()),
+            ImageReference::Store(r) => write!(f, "store:{r}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn norm(s: &str) -> String {
+        DockerReference::parse(s).unwrap().to_string()
+    }
+
+    #[test]
+    fn normalises_like_docker() {
+        assert_eq!(norm("busybox"), "docker.io/library/busybox");
+        assert_eq!(
+            DockerReference::parse("busybox")
+                .unwrap()
+                .with_default_tag()
+                .to_string(),
+            "docker.io/library/busybox:latest"
+        );
+        assert_eq!(norm("library/busybox:1"), "docker.io/library/busybox:1");
+        assert_eq!(norm("index.docker.io/foo/bar"), "docker.io/foo/bar");
+        assert_eq!(norm("docker.io/busybox"), "docker.io/library/busybox");
+        assert_eq!(norm("localhost/app"), "localhost/app");
+        assert_eq!(norm("localhost:5000/ns/app:v1"), "localhost:5000/ns/app:v1");
+        assert_eq!(norm("127.0.0.1:5000/app"), "127.0.0.1:5000/app");
+        assert_eq!(norm("quay.io/a/b/c"), "quay.io/a/b/c");
+        assert_eq!(norm("foo/bar"), "docker.io/foo/bar");
+        assert_eq!(norm("a__b/c-d---e.f_g"), "docker.io/a__b/c-d---e.f_g");
+        let d = format!("sha256:{}", "a".repeat(64));
+        let r = DockerReference::parse(&format!("example.com/app:v1@{d}")).unwrap();
+        assert_eq!(r.tag(), Some("v1"));
+        assert_eq!(r.digest().unwrap().to_string(), d);
+        assert_eq!(r.domain(), "example.com");
+        assert_eq!(r.path(), "app");
+        assert_eq!(
+            DockerReference::parse("busybox:1").unwrap().familiar(),
+            "busybox:1"
+        );
+        assert_eq!(
+            DockerReference::parse("foo/bar").unwrap().familiar(),
+            "foo/bar"
+        );
+        assert_eq!(
+            DockerReference::parse("host.io/ns/app:1")
+                .unwrap()
+                .namespaces(),
+            vec!["host.io/ns/app", "host.io/ns", "host.io"]
+        );
+    }
+
+    #[test]
+    fn rejects_with_the_rule() {
+        assert!(matches!(
+            DockerReference::parse("Busybox"),
+            Err(ReferenceError::Uppercase(_))
+        ));
+        assert!(matches!(
+            DockerReference::parse("example.com/App"),
+            Err(ReferenceError::Uppercase(_))
+        ));
+        assert!(matches!(
+            DockerReference::parse(""),
+            Err(ReferenceError::Empty(_))
+        ));
+        assert!(matches!(
+            DockerReference::parse("a/b:"),
+            Err(ReferenceError::Format(_))
+        ));
+        assert!(matches!(
+            DockerReference::parse("a//b"),
+            Err(ReferenceError::Format(_))
+        ));
+        assert!(matches!(
+            DockerReference::parse("a/-b"),
+            Err(ReferenceError::Format(_))
+        ));
+        assert!(matches!(
+            DockerReference::parse(&format!("a:{}", "t".repeat(129))),
+            Err(ReferenceError::Format(_))
+        ));
+        assert!(DockerReference::parse(&format!("a:{}", "t".repeat(128))).is_ok());
+        let long = format!("example.com/{}", "a".repeat(250));
+        assert!(matches!(
+            DockerReference::parse(&long),
+            Err(ReferenceError::TooLong(_))
+        ));
+        assert!(matches!(
+            DockerReference::parse("a@sha256:abc"),
+            Err(ReferenceError::Format(_))
+        ));
+        assert!(matches!(
+            DockerReference::parse(&format!("a@md5:{}", "a".repeat(32))),
+            Err(ReferenceError::Digest { .. })
+        ));
+    }
+
+    #[test]
+    fn transports() {
+        assert_eq!(
+            ImageReference::parse("docker://busybox")
+                .unwrap()
+                .to_string(),
+            "docker://docker.io/library/busybox:latest"
+        );
+        assert_eq!(
+            ImageReference::parse("oci:/tmp/x:v1").unwrap(),
+            ImageReference::OciLayout {
+                path: "/tmp/x".into(),
+                tag: Some("v1".into())
+            }
+        );
+        assert_eq!(
+            ImageReference::parse("oci:/tmp/x").unwrap(),
+            ImageReference::OciLayout {
+                path: "/tmp/x".into(),
+                tag: None
+            }
+        );
+        assert_eq!(
+            ImageReference::parse("dir:/tmp/d").unwrap(),
+            ImageReference::Dir {
+                path: "/tmp/d".into()
+            }
+        );
+        assert_eq!(
+            ImageReference::parse("store:app").unwrap().to_string(),
+            "store:docker.io/library/app:latest"
+        );
+        assert!(matches!(
+            ImageReference::parse("ftp:x"),
+            Err(ReferenceError::Transport(_))
+        ));
+        assert!(matches!(
+            ImageReference::parse("nocolon"),
+            Err(ReferenceError::Transport(_))
+        ));
+        assert!(matches!(
+            ImageReference::parse("docker:busybox"),
+            Err(ReferenceError::Invalid { .. })
+        ));
+        assert!(matches!(
+            ImageReference::parse("dir:"),
+            Err(ReferenceError::Invalid { .. })
+        ));
+        assert!(matches!(
+            ImageReference::parse("oci:/x:"),
+            Err(ReferenceError::Invalid { .. })
+        ));
+    }
+}

@@ -1,0 +1,228 @@
+//! The one seam between the copy pipeline and where images live. Each transport is a module
+//! that implements [`ImageSource`] and [`ImageDestination`]; the copy code never asks which
+//! transport it has. All IO lives in the transports.
+
+pub mod dir;
+pub mod docker;
+pub mod oci_layout;
+pub mod store;
+
+use std::path::PathBuf;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use crate::digest::{ByteStream, Digest};
+use crate::manifest::Descriptor;
+use crate::reference::ImageReference;
+use crate::signature::SignatureSlot;
+
+/// An error of a transport, naming the thing that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    /// A file or directory operation failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path involved.
+        path: PathBuf,
+        /// The IO error.
+        source: std::io::Error,
+    },
+    /// The image (or tag, or blob) is not there.
+    #[error("{0}")]
+    NotFound(String),
+    /// A manifest or index that cannot be used.
+    #[error("{what}: {source}")]
+    Manifest {
+        /// Which manifest (path or URL).
+        what: String,
+        /// Why.
+        source: crate::manifest::ManifestError,
+    },
+    /// A layout file (index.json, version, …) that is malformed.
+    #[error("{path}: {why}")]
+    InvalidLayout {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong and what to do.
+        why: String,
+    },
+    /// A registry request failed.
+    #[error("{url}: {message}")]
+    Registry {
+        /// The URL or registry.
+        url: String,
+        /// What happened, with the status and what to do.
+        message: String,
+        /// The HTTP status, when there was one.
+        status: Option<u16>,
+    },
+    /// Signature configuration (registries.d) is wrong.
+    #[error("{0}")]
+    Config(String),
+    /// The destination cannot do what was asked.
+    #[error("{0}")]
+    Unsupported(String),
+    /// A blob failed verification while streaming.
+    #[error(transparent)]
+    Verify(#[from] crate::digest::VerifyError),
+}
+
+impl TransportError {
+    /// An IO error at `path`, or the [`crate::digest::VerifyError`] hidden in it.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> TransportError {
+        if let Some(v) = crate::digest::verify_error(&source) {
+            return TransportError::Verify(v.clone());
+        }
+        TransportError::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+/// Result of transports.
+pub type Result<T> = std::result::Result<T, TransportError>;
+
+/// Manifest bytes, exactly as stored, with the media type the transport knows them by.
+#[derive(Debug, Clone)]
+pub struct RawManifest {
+    /// The exact bytes.
+    pub bytes: Bytes,
+    /// The media type reported by the transport (the body's own `mediaType` decides when absent).
+    pub media_type: Option<String>,
+}
+
+/// Where an image is read from.
+#[async_trait]
+pub trait ImageSource: Send + Sync {
+    /// The reference this source was opened for.
+    fn reference(&self) -> &ImageReference;
+
+    /// The manifest: the top-level one with `None`, an instance of a list by its digest.
+    async fn manifest(&self, instance: Option<&Digest>) -> Result<RawManifest>;
+
+    /// A blob's bytes. The stream is not verified here; the copy pipeline verifies it.
+    async fn blob(&self, descriptor: &Descriptor) -> Result<ByteStream>;
+
+    /// One outcome per signature slot of the manifest with digest `manifest_digest`, in order.
+    /// `instance` is set when that manifest is an instance of a list rather than the top level
+    /// (dir: names those files differently). An error here means the slots could not even be
+    /// enumerated (bad configuration); a failed read of one slot is an outcome in the list.
+    async fn signatures(
+        &self,
+        manifest_digest: &Digest,
+        instance: Option<&Digest>,
+    ) -> Result<Vec<SignatureSlot>>;
+}
+
+/// Whether a destination keeps signatures.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SignatureSupport {
+    /// It keeps them.
+    Yes,
+    /// It cannot, and why (for the error that suggests `--signatures remove-signatures`).
+    No(String),
+}
+
+/// Where an image is written. Nothing written becomes visible until [`commit`]; dropping a
+/// destination without committing abandons everything it was given.
+///
+/// [`commit`]: ImageDestination::commit
+#[async_trait]
+pub trait ImageDestination: Send + Sync {
+    /// The reference this destination was opened for.
+    fn reference(&self) -> &ImageReference;
+
+    /// Whether it keeps signatures.
+    fn signature_support(&self) -> SignatureSupport;
+
+    /// Makes the blob present without a transfer if it can: already there, or mounted from
+    /// `source` (the same registry). True when the blob is now present.
+    async fn try_reuse_blob(
+        &self,
+        descriptor: &Descriptor,
+        source: &ImageReference,
+    ) -> Result<bool>;
+
+    /// Writes a blob from a stream. The stream fails at its end if the bytes do not match the
+    /// descriptor; the destination must then keep nothing of them.
+    async fn put_blob(&self, descriptor: &Descriptor, stream: ByteStream) -> Result<()>;
+
+    /// Writes a manifest: the top level with `None`, an instance of a list by its digest (all
+    /// instances are put before the list that names them).
+    async fn put_manifest(&self, manifest: &RawManifest, instance: Option<&Digest>) -> Result<()>;
+
+    /// Writes the signatures of the manifest with digest `manifest_digest`, byte for byte, in
+    /// this order. Called at most once per manifest.
+    async fn put_signatures(
+        &self,
+        manifest_digest: &Digest,
+        instance: Option<&Digest>,
+        signatures: &[Vec<u8>],
+    ) -> Result<()>;
+
+    /// Keeps the record of this copy (only the store keeps records; others ignore it).
+    async fn put_record(
+        &self,
+        _manifest_digest: &Digest,
+        _record: &serde_json::Value,
+    ) -> Result<()> {
+        Ok(())
+    }
+
+    /// Makes everything written visible at once.
+    async fn commit(self: Box<Self>) -> Result<()>;
+}
+
+/// Settings for opening one side of a copy.
+#[derive(Debug, Clone, Default)]
+pub struct TransportOptions {
+    /// Verify TLS (and require https) for registries; `false` allows http and unverified https.
+    pub tls_verify: Option<bool>,
+    /// `USER:PASSWORD` for the registry.
+    pub creds: Option<String>,
+    /// An auth.json to read credentials from instead of the default places.
+    pub authfile: Option<PathBuf>,
+    /// The registries.d directory to use instead of the defaults.
+    pub registries_d: Option<PathBuf>,
+    /// The root of the embedded store.
+    pub store_root: Option<PathBuf>,
+    /// How many times to retry a failed registry request.
+    pub retry_times: Option<u32>,
+}
+
+/// Opens `reference` for reading.
+pub async fn open_source(
+    reference: &ImageReference,
+    options: &TransportOptions,
+) -> Result<Box<dyn ImageSource>> {
+    Ok(match reference {
+        ImageReference::Docker(r) => Box::new(docker::DockerSource::open(r, options).await?),
+        ImageReference::OciLayout { path, tag } => {
+            Box::new(oci_layout::OciLayoutSource::open(path, tag.as_deref())?)
+        }
+        ImageReference::Dir { path } => Box::new(dir::DirSource::open(path)?),
+        ImageReference::Store(r) => {
+            Box::new(store::StoreSource::open(&store::Store::root(options)?, r)?)
+        }
+    })
+}
+
+/// Opens `reference` for writing.
+pub async fn open_destination(
+    reference: &ImageReference,
+    options: &TransportOptions,
+) -> Result<Box<dyn ImageDestination>> {
+    Ok(match reference {
+        ImageReference::Docker(r) => Box::new(docker::DockerDestination::open(r, options).await?),
+        ImageReference::OciLayout { path, tag } => Box::new(
+            oci_layout::OciLayoutDestination::open(path, tag.as_deref())?,
+        ),
+        ImageReference::Dir { path } => Box::new(dir::DirDestination::open(path)?),
+        ImageReference::Store(r) => Box::new(store::StoreDestination::open(
+            &store::Store::root(options)?,
+            r,
+        )?),
+    })
+}
