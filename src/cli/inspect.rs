@@ -1,11 +1,136 @@
-//! `ferry inspect`. (Stub: being written.)
+//! `ferry inspect`.
+
 use std::process::ExitCode;
 
-/// Flags of `ferry inspect`.
+use anyhow::Context;
+use ferry::digest::{Digest, VerifyingStream};
+use ferry::manifest::{self, Manifest, PlatformSpec};
+use ferry::reference::ImageReference;
+use ferry::transport;
+use futures::StreamExt;
+use serde_json::{Value, json};
+
+use super::options::{CommonTransportArgs, SourceArgs, StoreArgs, parse_image};
+
+/// Show an image: its digest, layers, platform, environment and labels as JSON (the fields of
+/// `skopeo inspect`), or with --raw the manifest's exact bytes.
 #[derive(Debug, clap::Args)]
-pub struct InspectArgs {}
+pub struct InspectArgs {
+    /// The image (docker://, oci:, dir:, store:).
+    #[arg(value_name = "IMAGE", value_parser = parse_image)]
+    image: ImageReference,
+    /// Print the manifest exactly as stored, byte for byte.
+    #[arg(long)]
+    raw: bool,
+    /// Print the image's config blob instead.
+    #[arg(long, conflicts_with = "raw")]
+    config: bool,
+    /// For a list, inspect the image of this platform (default: the running one).
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]", value_parser = PlatformSpec::parse)]
+    platform: Option<PlatformSpec>,
+    #[command(flatten)]
+    src: SourceArgs,
+    #[command(flatten)]
+    common: CommonTransportArgs,
+    #[command(flatten)]
+    store: StoreArgs,
+}
 
 /// Runs `ferry inspect`.
-pub async fn run(_args: InspectArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("not yet implemented")
+pub async fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
+    let options = super::options::transport_options(
+        args.src.tls_verify,
+        args.src.creds,
+        &args.common,
+        &args.store,
+    );
+    let source = transport::open_source(&args.image, &options)
+        .await
+        .with_context(|| format!("reading {}", args.image))?;
+    let top = source
+        .manifest(None)
+        .await
+        .with_context(|| format!("reading the manifest of {}", args.image))?;
+    if args.raw {
+        use std::io::Write;
+        std::io::stdout().write_all(&top.bytes)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let top_digest = Digest::sha256_of(&top.bytes);
+    let parsed = manifest::parse(&top.bytes, top.media_type.as_deref())
+        .with_context(|| format!("the manifest of {}", args.image))?;
+    let image = match parsed {
+        Manifest::Image(_, img) => img,
+        Manifest::List(_, list) => {
+            let want = args.platform.clone().unwrap_or_else(PlatformSpec::current);
+            let d = want
+                .choose(&list)
+                .with_context(|| format!("{} is a list with no image for {want}", args.image))?;
+            let raw = source.manifest(Some(&d.digest)).await?;
+            match manifest::parse(&raw.bytes, raw.media_type.as_deref())? {
+                Manifest::Image(_, img) => img,
+                Manifest::List(..) => {
+                    anyhow::bail!("{}: a list inside a list is not supported", args.image)
+                }
+            }
+        }
+    };
+    let config_bytes = read_small_blob(source.as_ref(), &image.config).await?;
+    if args.config {
+        use std::io::Write;
+        std::io::stdout().write_all(&config_bytes)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let config: Value = serde_json::from_slice(&config_bytes)
+        .with_context(|| format!("the config blob {} is not JSON", image.config.digest))?;
+    let name = match &args.image {
+        ImageReference::Docker(r) | ImageReference::Store(r) => r.repository().to_string(),
+        other => other.to_string(),
+    };
+    let out = json!({
+        "Name": name,
+        "Digest": top_digest.to_string(),
+        "RepoTags": [],
+        "Created": config.get("created"),
+        "DockerVersion": config.get("docker_version").and_then(Value::as_str).unwrap_or(""),
+        "Labels": config.pointer("/config/Labels"),
+        "Architecture": config.get("architecture").and_then(Value::as_str).unwrap_or(""),
+        "Os": config.get("os").and_then(Value::as_str).unwrap_or(""),
+        "Variant": config.get("variant"),
+        "Layers": image.layers.iter().map(|l| l.digest.to_string()).collect::<Vec<_>>(),
+        "LayersData": image.layers.iter().map(|l| json!({
+            "MIMEType": l.media_type,
+            "Digest": l.digest.to_string(),
+            "Size": l.size,
+            "Annotations": l.annotations,
+        })).collect::<Vec<_>>(),
+        "Env": config.pointer("/config/Env"),
+    });
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn read_small_blob(
+    source: &dyn transport::ImageSource,
+    d: &ferry::manifest::Descriptor,
+) -> anyhow::Result<Vec<u8>> {
+    const LIMIT: u64 = 4 * 1024 * 1024;
+    anyhow::ensure!(
+        d.size <= LIMIT,
+        "the config blob {} is {} bytes, over the 4 MiB limit",
+        d.digest,
+        d.size
+    );
+    let stream = source
+        .blob(d)
+        .await
+        .with_context(|| format!("reading the config blob {}", d.digest))?;
+    let mut verified = VerifyingStream::new(stream, d.digest.clone(), Some(d.size));
+    let mut out = Vec::with_capacity(d.size as usize);
+    while let Some(chunk) = verified.next().await {
+        out.extend_from_slice(
+            &chunk.with_context(|| format!("reading the config blob {}", d.digest))?,
+        );
+    }
+    Ok(out)
 }

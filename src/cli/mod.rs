@@ -3,6 +3,7 @@
 
 pub mod copy;
 pub mod inspect;
+pub mod options;
 pub mod policy;
 pub mod sign;
 

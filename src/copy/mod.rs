@@ -1,1 +1,4 @@
-//! The copy pipeline. (Stub: being written.)
+//! The copy pipeline. (Being written: the signature modes and report types are here.)
+
+pub mod report;
+pub mod signatures;

@@ -1,0 +1,76 @@
+//! Flags shared by several subcommands: policy, registries.d, TLS and credentials, the store.
+
+use ferry::reference::ImageReference;
+use ferry::transport::TransportOptions;
+use std::path::PathBuf;
+
+/// Parses an image reference argument (a usage error when malformed).
+pub fn parse_image(s: &str) -> Result<ImageReference, String> {
+    ImageReference::parse(s).map_err(|e| e.to_string())
+}
+
+/// Store location.
+#[derive(Debug, clap::Args)]
+pub struct StoreArgs {
+    /// Root of ferry's store for store: references. Default: $FERRY_STORE, else
+    /// $XDG_DATA_HOME/ferry/store (~/.local/share/ferry/store).
+    #[arg(long, value_name = "DIR")]
+    pub store: Option<PathBuf>,
+}
+
+/// Settings for the source side.
+#[derive(Debug, clap::Args)]
+pub struct SourceArgs {
+    /// Require https and verify certificates for the source registry (false allows http and
+    /// unverified https).
+    #[arg(long = "src-tls-verify", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub tls_verify: Option<bool>,
+    /// USERNAME[:PASSWORD] for the source registry.
+    #[arg(long = "src-creds", value_name = "USER:PASSWORD")]
+    pub creds: Option<String>,
+}
+
+/// Settings for the destination side.
+#[derive(Debug, clap::Args)]
+pub struct DestArgs {
+    /// Require https and verify certificates for the destination registry (false allows http and
+    /// unverified https).
+    #[arg(long = "dest-tls-verify", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub tls_verify: Option<bool>,
+    /// USERNAME[:PASSWORD] for the destination registry.
+    #[arg(long = "dest-creds", value_name = "USER:PASSWORD")]
+    pub creds: Option<String>,
+}
+
+/// Settings for both sides.
+#[derive(Debug, clap::Args)]
+pub struct CommonTransportArgs {
+    /// Registry credentials file (auth.json). Default: $REGISTRY_AUTH_FILE,
+    /// $XDG_RUNTIME_DIR/containers/auth.json, ~/.config/containers/auth.json, ~/.docker/config.json.
+    #[arg(long, value_name = "FILE")]
+    pub authfile: Option<PathBuf>,
+    /// Directory of registries.d YAML files saying where lookaside signatures live. Default:
+    /// ~/.config/containers/registries.d, then /etc/containers/registries.d.
+    #[arg(long = "registries.d", value_name = "DIR")]
+    pub registries_d: Option<PathBuf>,
+    /// How many times a failed registry request is retried.
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    pub retry_times: u32,
+}
+
+/// Builds the transport options of one side.
+pub fn transport_options(
+    tls_verify: Option<bool>,
+    creds: Option<String>,
+    common: &CommonTransportArgs,
+    store: &StoreArgs,
+) -> TransportOptions {
+    TransportOptions {
+        tls_verify,
+        creds,
+        authfile: common.authfile.clone(),
+        registries_d: common.registries_d.clone(),
+        store_root: store.store.clone(),
+        retry_times: Some(common.retry_times),
+    }
+}
