@@ -19,6 +19,7 @@ pub mod manifest;
 pub mod policy;
 pub mod reference;
 pub mod signature;
+pub mod strict_json;
 pub mod transport;
 
 /// Installs the process-wide TLS crypto provider (ring) once. Call before any registry access;
