@@ -346,14 +346,11 @@ impl ImageReference {
         }
     }
 
-    /// The docker reference this image is known by, where it has one (docker and store; an
-    /// `oci:` tag that is itself a docker reference).
+    /// The docker reference this image is known by, where it has one (docker and store; like
+    /// containers/image, `dir:` and `oci:` images have none).
     pub fn docker_reference(&self) -> Option<DockerReference> {
         match self {
             ImageReference::Docker(r) | ImageReference::Store(r) => Some(r.clone()),
-            ImageReference::OciLayout { tag: Some(t), .. } => DockerReference::parse(t)
-                .ok()
-                .filter(|r| r.tag().is_some() || r.digest().is_some()),
             _ => None,
         }
     }
