@@ -63,7 +63,14 @@ impl Case {
         Case { t, policy, store }
     }
     fn copy(&self, extra: &[&str], src: &Path, dst: &str) -> Run {
-        let mut args = vec!["copy", "-q", "--policy", self.policy.to_str().unwrap(), "--store", self.store.to_str().unwrap()];
+        let mut args = vec![
+            "copy",
+            "-q",
+            "--policy",
+            self.policy.to_str().unwrap(),
+            "--store",
+            self.store.to_str().unwrap(),
+        ];
         args.extend_from_slice(extra);
         let src = format!("dir:{}", src.display());
         args.push(&src);
@@ -79,26 +86,54 @@ fn copy_all_fails_naming_the_unreadable_slot_and_writes_nothing() {
     let dst = c.t.path().join("out");
     let r = c.copy(&[], &src, &format!("dir:{}", dst.display())).code(1);
     assert!(r.stderr.contains("signature-2"), "{}", r.stderr);
-    assert!(r.stderr.contains(src.join("signature-2").to_str().unwrap()), "names the location: {}", r.stderr);
+    assert!(
+        r.stderr.contains(src.join("signature-2").to_str().unwrap()),
+        "names the location: {}",
+        r.stderr
+    );
     assert!(r.stderr.contains("0x3c"), "{}", r.stderr);
-    assert!(r.stderr.contains("sufficient-subset"), "suggests the way out: {}", r.stderr);
+    assert!(
+        r.stderr.contains("sufficient-subset"),
+        "suggests the way out: {}",
+        r.stderr
+    );
     assert!(!dst.exists());
     c.copy(&[], &src, "store:example.com/x:1").code(1);
-    assert!(!c.store.join("index.json").exists() || !std::fs::read_to_string(c.store.join("index.json")).unwrap().contains("example.com/x:1"));
+    assert!(
+        !c.store.join("index.json").exists()
+            || !std::fs::read_to_string(c.store.join("index.json"))
+                .unwrap()
+                .contains("example.com/x:1")
+    );
 }
 
 #[test]
 fn remove_signatures_copies_the_image_without_any() {
     let c = Case::new();
     let dst = c.t.path().join("out");
-    c.copy(&["--remove-signatures"], &demo().join("hello-dir"), &format!("dir:{}", dst.display())).ok();
+    c.copy(
+        &["--remove-signatures"],
+        &demo().join("hello-dir"),
+        &format!("dir:{}", dst.display()),
+    )
+    .ok();
     assert!(dst.join("manifest.json").exists());
     assert!(!dst.join("signature-1").exists());
     // The policy still decides: an image with only the untrusted signature is refused.
     let untrusted = image_with(c.t.path(), &["signature-3"]);
     let dst2 = c.t.path().join("out2");
-    let r = c.copy(&["--signatures", "remove-signatures"], &untrusted, &format!("dir:{}", dst2.display())).code(1);
-    assert!(r.stderr.contains(UNTRUSTED) || r.stderr.contains(&UNTRUSTED[24..]), "{}", r.stderr);
+    let r = c
+        .copy(
+            &["--signatures", "remove-signatures"],
+            &untrusted,
+            &format!("dir:{}", dst2.display()),
+        )
+        .code(1);
+    assert!(
+        r.stderr.contains(UNTRUSTED) || r.stderr.contains(&UNTRUSTED[24..]),
+        "{}",
+        r.stderr
+    );
     assert!(!dst2.exists());
 }
 
@@ -107,27 +142,60 @@ fn sufficient_subset_keeps_every_readable_signature_and_records_the_unreadable_o
     let c = Case::new();
     let src = demo().join("hello-dir");
     let report = c.t.path().join("report.json");
-    let r = c.copy(
-        &["--signatures", "sufficient-subset", "--report", report.to_str().unwrap()],
-        &src,
-        &format!("store:{IDENTITY}"),
-    )
-    .ok();
-    assert!(r.stderr.contains("warning") && r.stderr.contains("signature-2") && r.stderr.contains("0x3c"), "{}", r.stderr);
+    let r = c
+        .copy(
+            &[
+                "--signatures",
+                "sufficient-subset",
+                "--report",
+                report.to_str().unwrap(),
+            ],
+            &src,
+            &format!("store:{IDENTITY}"),
+        )
+        .ok();
+    assert!(
+        r.stderr.contains("warning")
+            && r.stderr.contains("signature-2")
+            && r.stderr.contains("0x3c"),
+        "{}",
+        r.stderr
+    );
 
     // dir: too, byte for byte and in order.
     let dst = c.t.path().join("out");
-    c.copy(&["--signatures", "sufficient-subset"], &src, &format!("dir:{}", dst.display())).ok();
-    assert_eq!(std::fs::read(dst.join("signature-1")).unwrap(), demo_sig("signature-1"));
-    assert_eq!(std::fs::read(dst.join("signature-2")).unwrap(), demo_sig("signature-3"));
+    c.copy(
+        &["--signatures", "sufficient-subset"],
+        &src,
+        &format!("dir:{}", dst.display()),
+    )
+    .ok();
+    assert_eq!(
+        std::fs::read(dst.join("signature-1")).unwrap(),
+        demo_sig("signature-1")
+    );
+    assert_eq!(
+        std::fs::read(dst.join("signature-2")).unwrap(),
+        demo_sig("signature-3")
+    );
     assert!(!dst.join("signature-3").exists());
 
     // The report names slot 2's failure and maps the written signatures to source slots.
     let rep: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
     let m = &rep["manifests"][0];
     assert_eq!(m["signatures"]["unreadable"][0]["slot"], 2);
-    assert!(m["signatures"]["unreadable"][0]["reason"].as_str().unwrap().contains("0x3c"));
-    let written: Vec<_> = m["signatures"]["written"].as_array().unwrap().iter().map(|w| w["source_slot"].as_u64().unwrap()).collect();
+    assert!(
+        m["signatures"]["unreadable"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("0x3c")
+    );
+    let written: Vec<_> = m["signatures"]["written"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["source_slot"].as_u64().unwrap())
+        .collect();
     assert_eq!(written, vec![1, 3]);
     assert_eq!(m["verdict"]["accepted"], true);
     assert_eq!(m["verdict"]["slots"][0]["outcome"]["status"], "accepted");
@@ -135,7 +203,16 @@ fn sufficient_subset_keeps_every_readable_signature_and_records_the_unreadable_o
     assert_eq!(m["verdict"]["slots"][2]["outcome"]["status"], "rejected");
 
     // The store keeps both signatures byte for byte, and a record naming slot 2's failure.
-    let list = ferry(&["signatures", "list", "--format", "json", "--store", c.store.to_str().unwrap(), &format!("store:{IDENTITY}")]).ok();
+    let list = ferry(&[
+        "signatures",
+        "list",
+        "--format",
+        "json",
+        "--store",
+        c.store.to_str().unwrap(),
+        &format!("store:{IDENTITY}"),
+    ])
+    .ok();
     let l: serde_json::Value = serde_json::from_str(&list.stdout).unwrap();
     let slots = l["slots"].as_array().unwrap();
     assert_eq!(slots.len(), 3, "{l}");
@@ -145,34 +222,112 @@ fn sufficient_subset_keeps_every_readable_signature_and_records_the_unreadable_o
     assert!(slots[1]["stored_as"].is_null());
     assert_eq!(slots[2]["verdict"]["status"], "rejected");
     assert_eq!(slots[2]["stored_as"], "signature-2");
-    let text = ferry(&["signatures", "list", "--store", c.store.to_str().unwrap(), &format!("store:{IDENTITY}")]).ok().stdout;
-    assert!(text.contains(TRUSTED) && text.contains("0x3c") && text.contains("rejected"), "{text}");
+    let text = ferry(&[
+        "signatures",
+        "list",
+        "--store",
+        c.store.to_str().unwrap(),
+        &format!("store:{IDENTITY}"),
+    ])
+    .ok()
+    .stdout;
+    assert!(
+        text.contains(TRUSTED) && text.contains("0x3c") && text.contains("rejected"),
+        "{text}"
+    );
 
     let export = c.t.path().join("export");
-    ferry(&["signatures", "export", "--store", c.store.to_str().unwrap(), &format!("store:{IDENTITY}"), export.to_str().unwrap()]).ok();
-    assert_eq!(std::fs::read(export.join("signature-1")).unwrap(), demo_sig("signature-1"));
-    assert_eq!(std::fs::read(export.join("signature-2")).unwrap(), demo_sig("signature-3"));
+    ferry(&[
+        "signatures",
+        "export",
+        "--store",
+        c.store.to_str().unwrap(),
+        &format!("store:{IDENTITY}"),
+        export.to_str().unwrap(),
+    ])
+    .ok();
+    assert_eq!(
+        std::fs::read(export.join("signature-1")).unwrap(),
+        demo_sig("signature-1")
+    );
+    assert_eq!(
+        std::fs::read(export.join("signature-2")).unwrap(),
+        demo_sig("signature-3")
+    );
     let records: Vec<_> = std::fs::read_dir(export.join("records")).unwrap().collect();
     assert_eq!(records.len(), 1);
-    ferry(&["signatures", "verify", "--policy", c.policy.to_str().unwrap(), "--store", c.store.to_str().unwrap(), &format!("store:{IDENTITY}")]).ok();
+    ferry(&[
+        "signatures",
+        "verify",
+        "--policy",
+        c.policy.to_str().unwrap(),
+        "--store",
+        c.store.to_str().unwrap(),
+        &format!("store:{IDENTITY}"),
+    ])
+    .ok();
     let reject = c.t.path().join("reject.json");
     std::fs::write(&reject, r#"{"default":[{"type":"reject"}]}"#).unwrap();
-    ferry(&["signatures", "verify", "--policy", reject.to_str().unwrap(), "--store", c.store.to_str().unwrap(), &format!("store:{IDENTITY}")]).code(1);
+    ferry(&[
+        "signatures",
+        "verify",
+        "--policy",
+        reject.to_str().unwrap(),
+        "--store",
+        c.store.to_str().unwrap(),
+        &format!("store:{IDENTITY}"),
+    ])
+    .code(1);
 }
 
 #[test]
 fn insufficient_subset_names_the_untrusted_signer_and_the_unreadable_slot() {
     let c = Case::new();
-    for order in [["signature-2", "signature-3"], ["signature-3", "signature-2"]] {
+    for order in [
+        ["signature-2", "signature-3"],
+        ["signature-3", "signature-2"],
+    ] {
         let src = image_with(c.t.path(), &order);
         let dst = c.t.path().join(format!("out-{}", order.join("-")));
-        let r = c.copy(&["--signatures", "sufficient-subset"], &src, &format!("dir:{}", dst.display())).code(1);
-        assert!(r.stderr.contains(UNTRUSTED) || r.stderr.contains(&UNTRUSTED[24..]), "names the untrusted signer: {}", r.stderr);
-        assert!(r.stderr.contains("someone else"), "names the signer's user ID: {}", r.stderr);
-        assert!(r.stderr.contains("0x3c") && r.stderr.contains(src.to_str().unwrap()), "names the unreadable slot: {}", r.stderr);
+        let r = c
+            .copy(
+                &["--signatures", "sufficient-subset"],
+                &src,
+                &format!("dir:{}", dst.display()),
+            )
+            .code(1);
+        assert!(
+            r.stderr.contains(UNTRUSTED) || r.stderr.contains(&UNTRUSTED[24..]),
+            "names the untrusted signer: {}",
+            r.stderr
+        );
+        assert!(
+            r.stderr.contains("someone else"),
+            "names the signer's user ID: {}",
+            r.stderr
+        );
+        assert!(
+            r.stderr.contains("0x3c") && r.stderr.contains(src.to_str().unwrap()),
+            "names the unreadable slot: {}",
+            r.stderr
+        );
         assert!(!dst.exists());
-        c.copy(&["--signatures", "sufficient-subset"], &src, "store:example.com/no:1").code(1);
-        assert!(ferry(&["inspect", "--store", c.store.to_str().unwrap(), "store:example.com/no:1"]).code != 0);
+        c.copy(
+            &["--signatures", "sufficient-subset"],
+            &src,
+            "store:example.com/no:1",
+        )
+        .code(1);
+        assert!(
+            ferry(&[
+                "inspect",
+                "--store",
+                c.store.to_str().unwrap(),
+                "store:example.com/no:1"
+            ])
+            .code
+                != 0
+        );
     }
 }
 
@@ -181,24 +336,66 @@ fn an_unreadable_first_slot_does_not_hide_a_good_one() {
     let c = Case::new();
     let src = image_with(c.t.path(), &["signature-2", "signature-1"]);
     let dst = c.t.path().join("out");
-    c.copy(&["--signatures", "sufficient-subset"], &src, &format!("dir:{}", dst.display())).ok();
-    assert_eq!(std::fs::read(dst.join("signature-1")).unwrap(), demo_sig("signature-1"));
+    c.copy(
+        &["--signatures", "sufficient-subset"],
+        &src,
+        &format!("dir:{}", dst.display()),
+    )
+    .ok();
+    assert_eq!(
+        std::fs::read(dst.join("signature-1")).unwrap(),
+        demo_sig("signature-1")
+    );
     assert!(!dst.join("signature-2").exists());
 }
 
 #[test]
 fn a_store_copy_made_in_sufficient_subset_passes_skopeos_own_policy_check() {
     let c = Case::new();
-    c.copy(&["--signatures", "sufficient-subset"], &demo().join("hello-dir"), &format!("store:{IDENTITY}")).ok();
+    c.copy(
+        &["--signatures", "sufficient-subset"],
+        &demo().join("hello-dir"),
+        &format!("store:{IDENTITY}"),
+    )
+    .ok();
     let out = c.t.path().join("from-store");
-    ferry(&["copy", "-q", "--policy", c.policy.to_str().unwrap(), "--store", c.store.to_str().unwrap(), &format!("store:{IDENTITY}"), &format!("dir:{}", out.display())]).ok();
+    ferry(&[
+        "copy",
+        "-q",
+        "--policy",
+        c.policy.to_str().unwrap(),
+        "--store",
+        c.store.to_str().unwrap(),
+        &format!("store:{IDENTITY}"),
+        &format!("dir:{}", out.display()),
+    ])
+    .ok();
     // skopeo, with the same policy (dir: scope, the release key), accepts what ferry kept.
     let again = c.t.path().join("skopeo-copy");
-    skopeo(&["copy", "--policy", c.policy.to_str().unwrap(), &format!("dir:{}", out.display()), &format!("dir:{}", again.display())]).ok();
-    assert_eq!(std::fs::read(again.join("signature-1")).unwrap(), demo_sig("signature-1"));
-    assert_eq!(std::fs::read(again.join("signature-2")).unwrap(), demo_sig("signature-3"));
+    skopeo(&[
+        "copy",
+        "--policy",
+        c.policy.to_str().unwrap(),
+        &format!("dir:{}", out.display()),
+        &format!("dir:{}", again.display()),
+    ])
+    .ok();
+    assert_eq!(
+        std::fs::read(again.join("signature-1")).unwrap(),
+        demo_sig("signature-1")
+    );
+    assert_eq!(
+        std::fs::read(again.join("signature-2")).unwrap(),
+        demo_sig("signature-3")
+    );
     // And skopeo still refuses the original with its HTML slot, as the 0x3c bug reports say.
-    let r = skopeo(&["copy", "--policy", c.policy.to_str().unwrap(), &format!("dir:{}", demo().join("hello-dir").display()), &format!("dir:{}", c.t.path().join("sk2").display())]);
+    let r = skopeo(&[
+        "copy",
+        "--policy",
+        c.policy.to_str().unwrap(),
+        &format!("dir:{}", demo().join("hello-dir").display()),
+        &format!("dir:{}", c.t.path().join("sk2").display()),
+    ]);
     assert_ne!(r.code, 0);
     assert!(r.stderr.contains("0x3c"), "{}", r.stderr);
 }

@@ -42,19 +42,43 @@ fn round_trip_oci_dir_store_oci_keeps_every_byte() {
     let src = t.path().join("src");
     let image = make_oci_image(&src, "v1", 1, 3, 70_000);
 
-    copy(&policy, &store, &format!("oci:{}:v1", src.display()), &format!("dir:{}", t.path().join("d").display())).ok();
-    assert_eq!(std::fs::read(t.path().join("d/manifest.json")).unwrap(), image.manifest);
+    copy(
+        &policy,
+        &store,
+        &format!("oci:{}:v1", src.display()),
+        &format!("dir:{}", t.path().join("d").display()),
+    )
+    .ok();
+    assert_eq!(
+        std::fs::read(t.path().join("d/manifest.json")).unwrap(),
+        image.manifest
+    );
     for l in &image.layers {
         let hex = &sha256(l)["sha256:".len()..];
         assert_eq!(&std::fs::read(t.path().join("d").join(hex)).unwrap(), l);
     }
-    copy(&policy, &store, &format!("dir:{}", t.path().join("d").display()), "store:example.com/rt:v1").ok();
+    copy(
+        &policy,
+        &store,
+        &format!("dir:{}", t.path().join("d").display()),
+        "store:example.com/rt:v1",
+    )
+    .ok();
     let out = t.path().join("out");
-    copy(&policy, &store, "store:example.com/rt:v1", &format!("oci:{}:again", out.display())).ok();
+    copy(
+        &policy,
+        &store,
+        "store:example.com/rt:v1",
+        &format!("oci:{}:again", out.display()),
+    )
+    .ok();
     assert_eq!(oci_manifest(&out, "again"), image.manifest);
     for blob in image.layers.iter().chain([&image.config]) {
         let hex = &sha256(blob)["sha256:".len()..];
-        assert_eq!(&std::fs::read(out.join("blobs/sha256").join(hex)).unwrap(), blob);
+        assert_eq!(
+            &std::fs::read(out.join("blobs/sha256").join(hex)).unwrap(),
+            blob
+        );
     }
     // The store is itself an OCI layout other tools can read.
     assert_eq!(oci_manifest(&store, "example.com/rt:v1"), image.manifest);
@@ -66,25 +90,82 @@ fn round_trip_of_a_list_with_all_keeps_the_index_and_every_instance() {
     let policy = insecure_policy(t.path());
     let store = t.path().join("store");
     let src = t.path().join("src");
-    let (index, _digest, images) = make_oci_index(&src, "multi", 7, &["amd64", "arm64/v8", "s390x"]);
+    let (index, _digest, images) =
+        make_oci_index(&src, "multi", 7, &["amd64", "arm64/v8", "s390x"]);
     let d = t.path().join("d");
-    ferry(&["copy", "-q", "--all", "--policy", policy.to_str().unwrap(), &format!("oci:{}:multi", src.display()), &format!("dir:{}", d.display())]).ok();
+    ferry(&[
+        "copy",
+        "-q",
+        "--all",
+        "--policy",
+        policy.to_str().unwrap(),
+        &format!("oci:{}:multi", src.display()),
+        &format!("dir:{}", d.display()),
+    ])
+    .ok();
     assert_eq!(std::fs::read(d.join("manifest.json")).unwrap(), index);
     for img in &images {
         let hex = &img.digest["sha256:".len()..];
-        assert_eq!(std::fs::read(d.join(format!("{hex}.manifest.json"))).unwrap(), img.manifest);
+        assert_eq!(
+            std::fs::read(d.join(format!("{hex}.manifest.json"))).unwrap(),
+            img.manifest
+        );
     }
-    copy(&policy, &store, &format!("dir:{}", d.display()), "store:example.com/multi:1").ok();
+    copy(
+        &policy,
+        &store,
+        &format!("dir:{}", d.display()),
+        "store:example.com/multi:1",
+    )
+    .ok();
     let out = t.path().join("out");
-    ferry(&["copy", "-q", "--all", "--policy", policy.to_str().unwrap(), "--store", store.to_str().unwrap(), "store:example.com/multi:1", &format!("oci:{}:m", out.display())]).ok();
+    ferry(&[
+        "copy",
+        "-q",
+        "--all",
+        "--policy",
+        policy.to_str().unwrap(),
+        "--store",
+        store.to_str().unwrap(),
+        "store:example.com/multi:1",
+        &format!("oci:{}:m", out.display()),
+    ])
+    .ok();
     assert_eq!(oci_manifest(&out, "m"), index);
 
     // Without --all, the image for the chosen platform becomes the top level.
     let one = t.path().join("one");
-    ferry(&["copy", "-q", "--platform", "linux/s390x", "--policy", policy.to_str().unwrap(), &format!("oci:{}:multi", src.display()), &format!("dir:{}", one.display())]).ok();
-    assert_eq!(std::fs::read(one.join("manifest.json")).unwrap(), images[2].manifest);
-    let r = ferry(&["copy", "-q", "--platform", "linux/riscv64", "--policy", policy.to_str().unwrap(), &format!("oci:{}:multi", src.display()), &format!("dir:{}", t.path().join("none").display())]).code(1);
-    assert!(r.stderr.contains("linux/riscv64") && r.stderr.contains("linux/s390x"), "{}", r.stderr);
+    ferry(&[
+        "copy",
+        "-q",
+        "--platform",
+        "linux/s390x",
+        "--policy",
+        policy.to_str().unwrap(),
+        &format!("oci:{}:multi", src.display()),
+        &format!("dir:{}", one.display()),
+    ])
+    .ok();
+    assert_eq!(
+        std::fs::read(one.join("manifest.json")).unwrap(),
+        images[2].manifest
+    );
+    let r = ferry(&[
+        "copy",
+        "-q",
+        "--platform",
+        "linux/riscv64",
+        "--policy",
+        policy.to_str().unwrap(),
+        &format!("oci:{}:multi", src.display()),
+        &format!("dir:{}", t.path().join("none").display()),
+    ])
+    .code(1);
+    assert!(
+        r.stderr.contains("linux/riscv64") && r.stderr.contains("linux/s390x"),
+        "{}",
+        r.stderr
+    );
     assert!(!t.path().join("none").exists());
 }
 
@@ -100,26 +181,83 @@ fn skopeo_written_images_copy_with_ferry_and_back() {
     // skopeo writes oci: and dir:, ferry reads them.
     let sk_oci = t.path().join("sk-oci");
     let sk_dir = t.path().join("sk-dir");
-    skopeo(&["copy", "--policy", p, &format!("oci:{}:v1", src.display()), &format!("oci:{}:v1", sk_oci.display())]).ok();
-    skopeo(&["copy", "--policy", p, &format!("oci:{}:v1", src.display()), &format!("dir:{}", sk_dir.display())]).ok();
-    copy(&policy, &store, &format!("oci:{}:v1", sk_oci.display()), "store:example.com/a:1").ok();
-    copy(&policy, &store, &format!("dir:{}", sk_dir.display()), "store:example.com/b:1").ok();
+    skopeo(&[
+        "copy",
+        "--policy",
+        p,
+        &format!("oci:{}:v1", src.display()),
+        &format!("oci:{}:v1", sk_oci.display()),
+    ])
+    .ok();
+    skopeo(&[
+        "copy",
+        "--policy",
+        p,
+        &format!("oci:{}:v1", src.display()),
+        &format!("dir:{}", sk_dir.display()),
+    ])
+    .ok();
+    copy(
+        &policy,
+        &store,
+        &format!("oci:{}:v1", sk_oci.display()),
+        "store:example.com/a:1",
+    )
+    .ok();
+    copy(
+        &policy,
+        &store,
+        &format!("dir:{}", sk_dir.display()),
+        "store:example.com/b:1",
+    )
+    .ok();
 
     // ferry writes oci: and dir:, skopeo reads them back.
     let f_oci = t.path().join("f-oci");
     let f_dir = t.path().join("f-dir");
-    copy(&policy, &store, "store:example.com/a:1", &format!("oci:{}:v1", f_oci.display())).ok();
-    copy(&policy, &store, "store:example.com/b:1", &format!("dir:{}", f_dir.display())).ok();
+    copy(
+        &policy,
+        &store,
+        "store:example.com/a:1",
+        &format!("oci:{}:v1", f_oci.display()),
+    )
+    .ok();
+    copy(
+        &policy,
+        &store,
+        "store:example.com/b:1",
+        &format!("dir:{}", f_dir.display()),
+    )
+    .ok();
     let back = t.path().join("back");
-    skopeo(&["copy", "--policy", p, &format!("oci:{}:v1", f_oci.display()), &format!("oci:{}:x", back.display())]).ok();
-    skopeo(&["copy", "--policy", p, &format!("dir:{}", f_dir.display()), &format!("oci:{}:y", back.display())]).ok();
+    skopeo(&[
+        "copy",
+        "--policy",
+        p,
+        &format!("oci:{}:v1", f_oci.display()),
+        &format!("oci:{}:x", back.display()),
+    ])
+    .ok();
+    skopeo(&[
+        "copy",
+        "--policy",
+        p,
+        &format!("dir:{}", f_dir.display()),
+        &format!("oci:{}:y", back.display()),
+    ])
+    .ok();
     assert_eq!(oci_manifest(&back, "x"), image.manifest);
     assert_eq!(oci_manifest(&back, "y"), image.manifest);
 
     // skopeo inspect and ferry inspect agree.
-    for r in [format!("oci:{}:v1", f_oci.display()), format!("dir:{}", f_dir.display())] {
-        let theirs: serde_json::Value = serde_json::from_str(&skopeo(&["inspect", &r]).ok().stdout).unwrap();
-        let ours: serde_json::Value = serde_json::from_str(&ferry(&["inspect", &r]).ok().stdout).unwrap();
+    for r in [
+        format!("oci:{}:v1", f_oci.display()),
+        format!("dir:{}", f_dir.display()),
+    ] {
+        let theirs: serde_json::Value =
+            serde_json::from_str(&skopeo(&["inspect", &r]).ok().stdout).unwrap();
+        let ours: serde_json::Value =
+            serde_json::from_str(&ferry(&["inspect", &r]).ok().stdout).unwrap();
         for key in ["Digest", "Architecture", "Os", "Layers", "Env"] {
             assert_eq!(ours[key], theirs[key], "{key} differs for {r}");
         }
@@ -149,8 +287,20 @@ fn a_corrupt_blob_fails_the_copy_and_leaves_no_image_at_any_destination() {
     let good = t.path().join("good");
     make_oci_image(&good, "ok", 4, 1, 1000);
     let dst_oci = t.path().join("dst-oci");
-    copy(&policy, &store, &format!("oci:{}:ok", good.display()), &format!("oci:{}:ok", dst_oci.display())).ok();
-    copy(&policy, &store, &format!("oci:{}:ok", good.display()), "store:example.com/ok:1").ok();
+    copy(
+        &policy,
+        &store,
+        &format!("oci:{}:ok", good.display()),
+        &format!("oci:{}:ok", dst_oci.display()),
+    )
+    .ok();
+    copy(
+        &policy,
+        &store,
+        &format!("oci:{}:ok", good.display()),
+        "store:example.com/ok:1",
+    )
+    .ok();
     let oci_index_before = std::fs::read(dst_oci.join("index.json")).unwrap();
     let store_index_before = std::fs::read(store.join("index.json")).unwrap();
 
@@ -163,24 +313,55 @@ fn a_corrupt_blob_fails_the_copy_and_leaves_no_image_at_any_destination() {
         "store:example.com/bad:1".to_string(),
     ] {
         let r = copy(&policy, &store, &src_ref, &dst).code(1);
-        assert!(r.stderr.contains(&bad), "the error names the blob {bad}: {}", r.stderr);
+        assert!(
+            r.stderr.contains(&bad),
+            "the error names the blob {bad}: {}",
+            r.stderr
+        );
         assert!(r.stderr.contains("does not match"), "{}", r.stderr);
     }
-    assert!(!dst_dir.exists(), "dir: destination must not exist after a failed copy");
-    assert_eq!(std::fs::read(dst_oci.join("index.json")).unwrap(), oci_index_before);
-    assert_eq!(std::fs::read(store.join("index.json")).unwrap(), store_index_before);
+    assert!(
+        !dst_dir.exists(),
+        "dir: destination must not exist after a failed copy"
+    );
+    assert_eq!(
+        std::fs::read(dst_oci.join("index.json")).unwrap(),
+        oci_index_before
+    );
+    assert_eq!(
+        std::fs::read(store.join("index.json")).unwrap(),
+        store_index_before
+    );
     let bad_hex = &bad["sha256:".len()..];
     assert!(!dst_oci.join("blobs/sha256").join(bad_hex).exists());
     assert!(!store.join("blobs/sha256").join(bad_hex).exists());
-    ferry(&["inspect", "--store", store.to_str().unwrap(), "store:example.com/bad:1"]).code(1);
+    ferry(&[
+        "inspect",
+        "--store",
+        store.to_str().unwrap(),
+        "store:example.com/bad:1",
+    ])
+    .code(1);
 
     // The same from a dir: source and a store: source.
     let src_dir = t.path().join("src-dir");
     let image2 = make_oci_image(&t.path().join("src2"), "v1", 5, 1, 30_000);
-    copy(&policy, &store, &format!("oci:{}:v1", t.path().join("src2").display()), &format!("dir:{}", src_dir.display())).ok();
+    copy(
+        &policy,
+        &store,
+        &format!("oci:{}:v1", t.path().join("src2").display()),
+        &format!("dir:{}", src_dir.display()),
+    )
+    .ok();
     let hex = &sha256(&image2.layers[0])["sha256:".len()..];
     std::fs::write(src_dir.join(hex), b"not the layer").unwrap();
-    let r = copy(&policy, &store, &format!("dir:{}", src_dir.display()), &format!("dir:{}", t.path().join("x").display())).code(1);
+    let r = copy(
+        &policy,
+        &store,
+        &format!("dir:{}", src_dir.display()),
+        &format!("dir:{}", t.path().join("x").display()),
+    )
+    .code(1);
     assert!(r.stderr.contains(hex), "{}", r.stderr);
     assert!(!t.path().join("x").exists());
 }
@@ -197,42 +378,92 @@ fn bad_input_gets_a_clear_error_and_the_right_exit_status() {
     let r = ferry(&["copy", "--policy", p, "docker://Bad/Name", "dir:/tmp/x"]).code(2);
     assert!(r.stderr.contains("lowercase"), "{}", r.stderr);
     let r = ferry(&["copy", "--policy", p, "docker://a//b", "dir:/tmp/x"]).code(2);
-    assert!(r.stderr.contains("invalid reference format"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("invalid reference format"),
+        "{}",
+        r.stderr
+    );
     ferry(&["copy"]).code(2);
     ferry(&["copy", "--signatures", "some", "dir:/a", "dir:/b"]).code(2);
 
     let missing = t.path().join("missing");
-    let r = copy(&policy, &store, &format!("dir:{}", missing.display()), &format!("dir:{}", t.path().join("o").display())).code(1);
+    let r = copy(
+        &policy,
+        &store,
+        &format!("dir:{}", missing.display()),
+        &format!("dir:{}", t.path().join("o").display()),
+    )
+    .code(1);
     assert!(r.stderr.contains(missing.to_str().unwrap()), "{}", r.stderr);
-    let r = copy(&policy, &store, &format!("oci:{}:v1", missing.display()), &format!("dir:{}", t.path().join("o").display())).code(1);
+    let r = copy(
+        &policy,
+        &store,
+        &format!("oci:{}:v1", missing.display()),
+        &format!("dir:{}", t.path().join("o").display()),
+    )
+    .code(1);
     assert!(r.stderr.contains(missing.to_str().unwrap()), "{}", r.stderr);
 
     let notjson = t.path().join("notjson");
     std::fs::create_dir_all(&notjson).unwrap();
-    std::fs::write(notjson.join("version"), "Directory Transport Version: 1.1\n").unwrap();
+    std::fs::write(
+        notjson.join("version"),
+        "Directory Transport Version: 1.1\n",
+    )
+    .unwrap();
     std::fs::write(notjson.join("manifest.json"), "<html>oops</html>").unwrap();
-    let r = copy(&policy, &store, &format!("dir:{}", notjson.display()), &format!("dir:{}", t.path().join("o").display())).code(1);
+    let r = copy(
+        &policy,
+        &store,
+        &format!("dir:{}", notjson.display()),
+        &format!("dir:{}", t.path().join("o").display()),
+    )
+    .code(1);
     assert!(r.stderr.contains("not valid JSON"), "{}", r.stderr);
 
     let src = t.path().join("src");
     make_oci_image(&src, "v1", 6, 1, 100);
-    let r = copy(&policy, &store, &format!("oci:{}:nosuchtag", src.display()), &format!("dir:{}", t.path().join("o").display())).code(1);
+    let r = copy(
+        &policy,
+        &store,
+        &format!("oci:{}:nosuchtag", src.display()),
+        &format!("dir:{}", t.path().join("o").display()),
+    )
+    .code(1);
     assert!(r.stderr.contains("nosuchtag"), "{}", r.stderr);
     assert!(!t.path().join("o").exists());
 
     let bad_policy = t.path().join("bad-policy.json");
     std::fs::write(&bad_policy, r#"{"default": []}"#).unwrap();
-    let r = ferry(&["copy", "--policy", bad_policy.to_str().unwrap(), &format!("oci:{}:v1", src.display()), &format!("dir:{}", t.path().join("o").display())]).code(1);
+    let r = ferry(&[
+        "copy",
+        "--policy",
+        bad_policy.to_str().unwrap(),
+        &format!("oci:{}:v1", src.display()),
+        &format!("dir:{}", t.path().join("o").display()),
+    ])
+    .code(1);
     assert!(r.stderr.contains("bad-policy.json"), "{}", r.stderr);
     assert!(!t.path().join("o").exists());
 
     // Without --policy, ~/.config/containers/policy.json is used before /etc/containers.
     let home = t.path().join("home");
     std::fs::create_dir_all(home.join(".config/containers")).unwrap();
-    std::fs::write(home.join(".config/containers/policy.json"), r#"{"default":[{"type":"reject"}]}"#).unwrap();
+    std::fs::write(
+        home.join(".config/containers/policy.json"),
+        r#"{"default":[{"type":"reject"}]}"#,
+    )
+    .unwrap();
     let r = ferry_in(
-        &["copy", &format!("oci:{}:v1", src.display()), &format!("dir:{}", t.path().join("o").display())],
-        &[("HOME", home.to_str().unwrap()), ("XDG_CONFIG_HOME", home.join(".config").to_str().unwrap())],
+        &[
+            "copy",
+            &format!("oci:{}:v1", src.display()),
+            &format!("dir:{}", t.path().join("o").display()),
+        ],
+        &[
+            ("HOME", home.to_str().unwrap()),
+            ("XDG_CONFIG_HOME", home.join(".config").to_str().unwrap()),
+        ],
     )
     .code(1);
     assert!(r.stderr.contains("reject"), "{}", r.stderr);

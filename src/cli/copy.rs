@@ -1,11 +1,159 @@
-//! `ferry copy`. (Stub: being written.)
-use std::process::ExitCode;
+//! `ferry copy`.
 
-/// Flags of `ferry copy`.
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use ferry::copy::{self, CopyOptions, ImageSelection, SignOptions, SignatureMode};
+use ferry::manifest::PlatformSpec;
+use ferry::reference::{DockerReference, ImageReference};
+use ferry::signature::simple::SigningKey;
+
+use super::options::{
+    CommonTransportArgs, DestArgs, PolicyArgs, SourceArgs, StoreArgs, parse_image,
+};
+use super::progress::TerminalProgress;
+
+/// Copy SOURCE to DESTINATION. The source's signatures are read and checked against the
+/// signature policy before anything is written; a rejected image leaves the destination as it
+/// was.
+///
+/// References: docker://HOST/REPO[:TAG|@DIGEST] (a registry), oci:PATH[:NAME] (an OCI image
+/// layout), dir:PATH (a containers directory, as skopeo writes), store:REF (ferry's store).
 #[derive(Debug, clap::Args)]
-pub struct CopyArgs {}
+#[command(after_help = "Signature modes (--signatures):
+  copy-all           every signature slot must be readable; all are copied byte for byte (default)
+  remove-signatures  the policy still decides; the destination gets no signatures
+  sufficient-subset  the policy is evaluated on the readable signatures; if they satisfy it, every
+                     readable signature is copied and the unreadable ones are reported as warnings
+
+Exit status: 0 copied, 1 failed (the message says why), 2 bad usage.")]
+pub struct CopyArgs {
+    /// The image to copy from.
+    #[arg(value_name = "SOURCE", value_parser = parse_image)]
+    pub source: ImageReference,
+    /// Where to copy it to.
+    #[arg(value_name = "DESTINATION", value_parser = parse_image)]
+    pub destination: ImageReference,
+    #[command(flatten)]
+    policy: PolicyArgs,
+    /// What to do with the source's signatures.
+    #[arg(long = "signatures", value_name = "MODE", default_value = "copy-all")]
+    mode: SignatureMode,
+    /// Copy no signatures (same as --signatures remove-signatures).
+    #[arg(long, conflicts_with = "mode")]
+    remove_signatures: bool,
+    /// Copy the whole list of images and every image in it, not only the one for this platform.
+    #[arg(long, conflicts_with = "platform")]
+    all: bool,
+    /// Copy the image of a list for this platform instead of the running one.
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]", value_parser = PlatformSpec::parse)]
+    platform: Option<PlatformSpec>,
+    /// Sign the copied image with simple signing, with the key of this fingerprint (needs --sign-key).
+    #[arg(long, value_name = "FINGERPRINT", requires = "sign_key")]
+    sign_by: Option<String>,
+    /// The secret key for --sign-by (`gpg --export-secret-keys FINGERPRINT > FILE`).
+    #[arg(long, value_name = "FILE", requires = "sign_by")]
+    sign_key: Option<PathBuf>,
+    /// A file holding the passphrase of the --sign-key key.
+    #[arg(long, value_name = "FILE", requires = "sign_by")]
+    sign_passphrase_file: Option<PathBuf>,
+    /// The docker reference to sign for (default: the destination's).
+    #[arg(long, value_name = "REFERENCE", requires = "sign_by")]
+    sign_identity: Option<String>,
+    /// Write a JSON report: every manifest, blob and signature slot, with timings.
+    #[arg(long, value_name = "FILE")]
+    report: Option<PathBuf>,
+    /// How many blobs to copy at once.
+    #[arg(long, value_name = "N", default_value_t = 6, value_parser = clap::value_parser!(u16).range(1..=64))]
+    parallel_blobs: u16,
+    #[command(flatten)]
+    src: SourceArgs,
+    #[command(flatten)]
+    dest: DestArgs,
+    #[command(flatten)]
+    common: CommonTransportArgs,
+    #[command(flatten)]
+    store: StoreArgs,
+    /// No progress output (warnings and errors still go to stderr).
+    #[arg(short, long)]
+    quiet: bool,
+}
 
 /// Runs `ferry copy`.
-pub async fn run(_args: CopyArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("not yet implemented")
+pub async fn run(args: CopyArgs) -> anyhow::Result<ExitCode> {
+    let policy = args.policy.load()?;
+    let mut options = CopyOptions::new(policy);
+    options.mode = if args.remove_signatures {
+        SignatureMode::RemoveSignatures
+    } else {
+        args.mode
+    };
+    options.selection = match (args.all, args.platform) {
+        (true, _) => ImageSelection::All,
+        (false, Some(p)) => ImageSelection::Platform(p),
+        (false, None) => ImageSelection::System,
+    };
+    options.source = super::options::transport_options(
+        args.src.src_tls_verify,
+        args.src.src_creds,
+        &args.common,
+        &args.store,
+    );
+    options.destination = super::options::transport_options(
+        args.dest.dest_tls_verify,
+        args.dest.dest_creds,
+        &args.common,
+        &args.store,
+    );
+    options.parallel_blobs = usize::from(args.parallel_blobs);
+    if let (Some(fpr), Some(key_file)) = (&args.sign_by, &args.sign_key) {
+        let bytes = std::fs::read(key_file)
+            .with_context(|| format!("reading the signing key {}", key_file.display()))?;
+        let passphrase = match &args.sign_passphrase_file {
+            Some(p) => Some(
+                std::fs::read_to_string(p)
+                    .with_context(|| format!("reading the passphrase file {}", p.display()))?
+                    .trim_end_matches(['\n', '\r'])
+                    .to_string(),
+            ),
+            None => None,
+        };
+        let key = SigningKey::from_bytes(&bytes, Some(fpr), passphrase.as_deref()).with_context(
+            || {
+                format!(
+                    "loading the signing key {} from {}",
+                    fpr,
+                    key_file.display()
+                )
+            },
+        )?;
+        let identity = match &args.sign_identity {
+            Some(s) => {
+                Some(DockerReference::parse(s).with_context(|| format!("--sign-identity {s:?}"))?)
+            }
+            None => None,
+        };
+        options.sign = Some(SignOptions {
+            key: Arc::new(key),
+            identity,
+        });
+    }
+    options.progress = Some(Arc::new(TerminalProgress::new(args.quiet)));
+
+    let result = copy::copy(&args.source, &args.destination, &options).await;
+    let report = result?;
+    if let Some(path) = &args.report {
+        let json = serde_json::to_vec_pretty(&report)?;
+        std::fs::write(path, json)
+            .with_context(|| format!("writing the report {}", path.display()))?;
+    }
+    if !args.quiet {
+        eprintln!(
+            "Copied {} to {} ({})",
+            args.source, args.destination, report.manifest_digest
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -39,8 +39,8 @@ pub struct InspectArgs {
 /// Runs `ferry inspect`.
 pub async fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
     let options = super::options::transport_options(
-        args.src.tls_verify,
-        args.src.creds,
+        args.src.src_tls_verify,
+        args.src.src_creds,
         &args.common,
         &args.store,
     );

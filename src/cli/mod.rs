@@ -5,7 +5,9 @@ pub mod copy;
 pub mod inspect;
 pub mod options;
 pub mod policy;
+pub mod progress;
 pub mod sign;
+pub mod signatures;
 
 use std::process::ExitCode;
 
@@ -34,6 +36,9 @@ pub enum Command {
     /// Evaluate the signature policy on an image without copying it.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
+    /// The forensic view of the signatures kept with an image in ferry's store.
+    #[command(subcommand)]
+    Signatures(signatures::SignaturesCommand),
     /// Sign a manifest file with simple signing (as skopeo standalone-sign).
     StandaloneSign(sign::StandaloneSignArgs),
     /// Verify a simple-signing signature of a manifest file (as skopeo standalone-verify).
@@ -46,6 +51,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Copy(a) => copy::run(a).await,
         Command::Inspect(a) => inspect::run(a).await,
         Command::Policy(a) => policy::run(a).await,
+        Command::Signatures(a) => signatures::run(a).await,
         Command::StandaloneSign(a) => sign::run_sign(a).await,
         Command::StandaloneVerify(a) => sign::run_verify(a).await,
     }

@@ -1,5 +1,9 @@
 //! Flags shared by several subcommands: policy, registries.d, TLS and credentials, the store.
 
+use std::sync::Arc;
+
+use anyhow::Context;
+use ferry::policy::Policy;
 use ferry::reference::ImageReference;
 use ferry::transport::TransportOptions;
 use std::path::PathBuf;
@@ -7,6 +11,40 @@ use std::path::PathBuf;
 /// Parses an image reference argument (a usage error when malformed).
 pub fn parse_image(s: &str) -> Result<ImageReference, String> {
     ImageReference::parse(s).map_err(|e| e.to_string())
+}
+
+/// Where the signature policy comes from.
+#[derive(Debug, clap::Args)]
+pub struct PolicyArgs {
+    /// The signature policy (containers-policy.json(5)). Default: ~/.config/containers/policy.json,
+    /// then /etc/containers/policy.json.
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+    /// Accept any image, signed or not, without reading a policy file.
+    #[arg(long, conflicts_with = "policy")]
+    pub insecure_policy: bool,
+}
+
+impl PolicyArgs {
+    /// Loads the policy.
+    pub fn load(&self) -> anyhow::Result<Arc<Policy>> {
+        if self.insecure_policy {
+            let p = Policy::from_bytes(
+                br#"{"default":[{"type":"insecureAcceptAnything"}]}"#,
+                "<--insecure-policy>",
+            )?;
+            return Ok(Arc::new(p));
+        }
+        let path = match &self.policy {
+            Some(p) => p.clone(),
+            None => Policy::default_path().context(
+                "no signature policy: none given with --policy, and neither ~/.config/containers/policy.json \
+                 nor /etc/containers/policy.json exists. Write one (see containers-policy.json(5)), or use \
+                 --insecure-policy to accept any image",
+            )?,
+        };
+        Ok(Arc::new(Policy::from_file(&path)?))
+    }
 }
 
 /// Store location.
@@ -24,10 +62,10 @@ pub struct SourceArgs {
     /// Require https and verify certificates for the source registry (false allows http and
     /// unverified https).
     #[arg(long = "src-tls-verify", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
-    pub tls_verify: Option<bool>,
+    pub src_tls_verify: Option<bool>,
     /// USERNAME[:PASSWORD] for the source registry.
     #[arg(long = "src-creds", value_name = "USER:PASSWORD")]
-    pub creds: Option<String>,
+    pub src_creds: Option<String>,
 }
 
 /// Settings for the destination side.
@@ -36,10 +74,10 @@ pub struct DestArgs {
     /// Require https and verify certificates for the destination registry (false allows http and
     /// unverified https).
     #[arg(long = "dest-tls-verify", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
-    pub tls_verify: Option<bool>,
+    pub dest_tls_verify: Option<bool>,
     /// USERNAME[:PASSWORD] for the destination registry.
     #[arg(long = "dest-creds", value_name = "USER:PASSWORD")]
-    pub creds: Option<String>,
+    pub dest_creds: Option<String>,
 }
 
 /// Settings for both sides.

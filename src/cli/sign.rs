@@ -1,20 +1,129 @@
-//! `ferry standalone-sign` and `ferry standalone-verify`. (Stub: being written.)
+//! `ferry standalone-sign` and `ferry standalone-verify`: skopeo's commands of the same names,
+//! on files, with keys from files (ferry has no gpg keyring).
+
+use std::path::PathBuf;
 use std::process::ExitCode;
+
+use anyhow::Context;
+use ferry::digest::Digest;
+use ferry::reference::DockerReference;
+use ferry::signature::simple::{self, Keyring, SigningKey};
 
 /// Flags of `ferry standalone-sign`.
 #[derive(Debug, clap::Args)]
-pub struct StandaloneSignArgs {}
+pub struct StandaloneSignArgs {
+    /// The manifest file to sign.
+    #[arg(value_name = "MANIFEST")]
+    manifest: PathBuf,
+    /// The docker reference the signature claims (e.g. registry.example.com/app:1).
+    #[arg(value_name = "DOCKER-REFERENCE")]
+    reference: String,
+    /// The fingerprint of the signing key.
+    #[arg(value_name = "KEY-FINGERPRINT")]
+    fingerprint: String,
+    /// Where to write the signature.
+    #[arg(short, long, value_name = "SIGNATURE")]
+    output: PathBuf,
+    /// The secret key file (`gpg --export-secret-keys FPR > FILE`).
+    #[arg(long, value_name = "FILE")]
+    sign_key: PathBuf,
+    /// A file holding the key's passphrase.
+    #[arg(long, value_name = "FILE")]
+    passphrase_file: Option<PathBuf>,
+}
 
 /// Flags of `ferry standalone-verify`.
 #[derive(Debug, clap::Args)]
-pub struct StandaloneVerifyArgs {}
+pub struct StandaloneVerifyArgs {
+    /// The manifest file the signature is for.
+    #[arg(value_name = "MANIFEST")]
+    manifest: PathBuf,
+    /// The docker reference the signature must claim.
+    #[arg(value_name = "DOCKER-REFERENCE")]
+    reference: String,
+    /// The fingerprint(s) of the accepted key, comma-separated, or "any" for any key in
+    /// --public-key-file.
+    #[arg(value_name = "KEY-FINGERPRINTS")]
+    fingerprints: String,
+    /// The signature file.
+    #[arg(value_name = "SIGNATURE")]
+    signature: PathBuf,
+    /// The public key(s) to verify with (`gpg --export FPR > FILE`).
+    #[arg(long, value_name = "FILE")]
+    public_key_file: PathBuf,
+}
+
+fn read(p: &PathBuf, what: &str) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(p).with_context(|| format!("reading the {what} {}", p.display()))
+}
 
 /// Runs `ferry standalone-sign`.
-pub async fn run_sign(_args: StandaloneSignArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("not yet implemented")
+pub async fn run_sign(args: StandaloneSignArgs) -> anyhow::Result<ExitCode> {
+    let manifest = read(&args.manifest, "manifest")?;
+    DockerReference::parse(&args.reference)
+        .with_context(|| format!("the docker reference {:?}", args.reference))?;
+    let passphrase = match &args.passphrase_file {
+        Some(p) => Some(
+            String::from_utf8(read(p, "passphrase file")?)?
+                .trim_end_matches(['\n', '\r'])
+                .to_string(),
+        ),
+        None => None,
+    };
+    let key = SigningKey::from_bytes(
+        &read(&args.sign_key, "key file")?,
+        Some(&args.fingerprint),
+        passphrase.as_deref(),
+    )?;
+    let payload = simple::payload_json(&Digest::sha256_of(&manifest), &args.reference);
+    let sig = simple::sign(&payload, &key)?;
+    std::fs::write(&args.output, sig)
+        .with_context(|| format!("writing {}", args.output.display()))?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Runs `ferry standalone-verify`.
-pub async fn run_verify(_args: StandaloneVerifyArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("not yet implemented")
+pub async fn run_verify(args: StandaloneVerifyArgs) -> anyhow::Result<ExitCode> {
+    let manifest = read(&args.manifest, "manifest")?;
+    let keyring = Keyring::from_bytes(&read(&args.public_key_file, "public key file")?)?;
+    let sig = read(&args.signature, "signature")?;
+    let v = simple::verify(&sig, &keyring)?;
+    let wanted: Vec<String> = args
+        .fingerprints
+        .split(',')
+        .map(|f| f.trim().to_uppercase())
+        .collect();
+    if !(wanted == ["ANY"]
+        || wanted.contains(&v.primary_fingerprint)
+        || wanted.contains(&v.signing_key_fingerprint))
+    {
+        anyhow::bail!(
+            "signature by key {} is not accepted (expected {})",
+            v.primary_fingerprint,
+            args.fingerprints
+        );
+    }
+    let digest = Digest::sha256_of(&manifest);
+    if v.payload.manifest_digest != digest.to_string() {
+        anyhow::bail!(
+            "Signature for docker digest {:?} does not match (the manifest is {digest})",
+            v.payload.manifest_digest
+        );
+    }
+    let expected = DockerReference::parse(&args.reference)
+        .with_context(|| format!("the docker reference {:?}", args.reference))?;
+    let signed = DockerReference::parse(&v.payload.docker_reference)
+        .with_context(|| format!("the signed reference {:?}", v.payload.docker_reference))?;
+    if expected != signed {
+        anyhow::bail!(
+            "Docker reference {:?} does not match {:?}",
+            v.payload.docker_reference,
+            args.reference
+        );
+    }
+    println!(
+        "Signature verified using fingerprint {}, digest {}",
+        v.primary_fingerprint, digest
+    );
+    Ok(ExitCode::SUCCESS)
 }

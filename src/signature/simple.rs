@@ -251,7 +251,15 @@ struct Helper<'a> {
 }
 
 fn handles(sig: &openpgp::packet::Signature) -> Vec<String> {
-    sig.get_issuers().iter().map(|h| h.to_hex()).collect()
+    dedup_issuers(sig.get_issuers().iter().map(|h| h.to_hex()).collect())
+}
+
+// A key ID is the tail of a fingerprint: name each key once, by fingerprint when known.
+fn dedup_issuers(mut issuers: Vec<String>) -> Vec<String> {
+    let fprs: Vec<String> = issuers.iter().filter(|i| i.len() > 16).cloned().collect();
+    issuers.retain(|i| i.len() > 16 || !fprs.iter().any(|f| f.ends_with(i.as_str())));
+    issuers.dedup();
+    issuers
 }
 
 impl VerificationHelper for Helper<'_> {
@@ -489,9 +497,7 @@ pub fn inspect(signature: &[u8]) -> Result<Unverified, SignatureError> {
         }
         ppr = next;
     }
-    // Prefer fingerprints over the key IDs they contain.
-    let fprs: Vec<String> = issuers.iter().filter(|i| i.len() > 16).cloned().collect();
-    issuers.retain(|i| i.len() > 16 || !fprs.iter().any(|f| f.ends_with(i.as_str())));
+    let issuers = dedup_issuers(issuers);
     Ok(Unverified {
         payload: literal.as_deref().and_then(|b| parse_payload(b).ok()),
         issuers,

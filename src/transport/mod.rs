@@ -4,6 +4,7 @@
 
 pub mod dir;
 pub mod docker;
+pub mod fsutil;
 pub mod oci_layout;
 pub mod store;
 

@@ -55,12 +55,20 @@ impl Run {
     }
     /// Panics with both streams unless the command exited 0.
     pub fn ok(self) -> Run {
-        assert_eq!(self.code, 0, "command failed\nstdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        assert_eq!(
+            self.code, 0,
+            "command failed\nstdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
         self
     }
     /// Panics with both streams unless the command exited with `code`.
     pub fn code(self, code: i32) -> Run {
-        assert_eq!(self.code, code, "unexpected exit code\nstdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        assert_eq!(
+            self.code, code,
+            "unexpected exit code\nstdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
         self
     }
 }
@@ -171,13 +179,20 @@ fn write_blob(layout: &Path, data: &[u8]) {
 }
 
 fn add_to_index(layout: &Path, descriptor: serde_json::Value) {
-    std::fs::write(layout.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).expect("oci-layout");
+    std::fs::write(
+        layout.join("oci-layout"),
+        r#"{"imageLayoutVersion":"1.0.0"}"#,
+    )
+    .expect("oci-layout");
     let index_path = layout.join("index.json");
     let mut index: serde_json::Value = std::fs::read(&index_path)
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
         .unwrap_or_else(|| json!({"schemaVersion": 2, "manifests": []}));
-    index["manifests"].as_array_mut().expect("manifests").push(descriptor);
+    index["manifests"]
+        .as_array_mut()
+        .expect("manifests")
+        .push(descriptor);
     std::fs::write(index_path, serde_json::to_vec(&index).expect("json")).expect("index.json");
 }
 
@@ -201,7 +216,9 @@ pub fn write_oci_image(layout: &Path, tag: &str, image: &TestImage) {
 
 /// Writes a small image with `n` layers of `size` pseudo-random bytes into an OCI layout.
 pub fn make_oci_image(layout: &Path, tag: &str, seed: u64, n: usize, size: usize) -> TestImage {
-    let layers = (0..n).map(|i| pseudo_random(seed * 1000 + i as u64, size)).collect();
+    let layers = (0..n)
+        .map(|i| pseudo_random(seed * 1000 + i as u64, size))
+        .collect();
     let image = build_image("amd64", layers);
     write_oci_image(layout, tag, &image);
     image
@@ -209,7 +226,12 @@ pub fn make_oci_image(layout: &Path, tag: &str, seed: u64, n: usize, size: usize
 
 /// Writes an OCI index of one image per architecture into an OCI layout; returns the index
 /// bytes, its digest, and the images.
-pub fn make_oci_index(layout: &Path, tag: &str, seed: u64, arches: &[&str]) -> (Vec<u8>, String, Vec<TestImage>) {
+pub fn make_oci_index(
+    layout: &Path,
+    tag: &str,
+    seed: u64,
+    arches: &[&str],
+) -> (Vec<u8>, String, Vec<TestImage>) {
     let mut images = Vec::new();
     let mut entries = Vec::new();
     for (i, arch) in arches.iter().enumerate() {

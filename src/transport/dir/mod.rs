@@ -1,65 +1,233 @@
-//! `dir:PATH`: the containers directory format. (Stub: being written.)
+//! `dir:PATH`: the containers directory format that skopeo reads and writes: `version`,
+//! `manifest.json`, blobs named by their hex digest, `signature-N`; for the instances of a
+//! list, `HEX.manifest.json` and `HEX.signature-N`.
+//!
+//! A destination is built in a temporary sibling directory and swapped into place on commit,
+//! so a failed copy leaves nothing at PATH (and an image already there stays whole).
+
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+
+use super::fsutil::{self, TEMP_PREFIX};
 use super::*;
-use std::path::Path;
+use crate::signature::SignatureSlot;
+
+/// The content of the `version` file.
+pub const VERSION: &str = "Directory Transport Version: 1.1\n";
+
+fn manifest_name(instance: Option<&Digest>) -> String {
+    match instance {
+        None => "manifest.json".into(),
+        Some(d) => format!("{}.manifest.json", d.hex()),
+    }
+}
+
+fn signature_name(instance: Option<&Digest>, n: usize) -> String {
+    match instance {
+        None => format!("signature-{n}"),
+        Some(d) => format!("{}.signature-{n}", d.hex()),
+    }
+}
 
 /// Reads a `dir:` image.
-pub struct DirSource;
-/// Writes a `dir:` image.
-pub struct DirDestination;
+pub struct DirSource {
+    reference: ImageReference,
+    path: PathBuf,
+}
 
 impl DirSource {
     /// Opens a directory for reading.
-    pub fn open(_path: &Path) -> Result<DirSource> {
-        Err(TransportError::Unsupported(
-            "dir: not yet implemented".into(),
-        ))
-    }
-}
-impl DirDestination {
-    /// Opens a directory for writing.
-    pub fn open(_path: &Path) -> Result<DirDestination> {
-        Err(TransportError::Unsupported(
-            "dir: not yet implemented".into(),
-        ))
+    pub fn open(path: &Path) -> Result<DirSource> {
+        let meta = std::fs::metadata(path).map_err(|e| TransportError::io(path, e))?;
+        if !meta.is_dir() {
+            return Err(TransportError::InvalidLayout {
+                path: path.to_path_buf(),
+                why: "is not a directory".into(),
+            });
+        }
+        if let Ok(v) = std::fs::read_to_string(path.join("version"))
+            && !v.starts_with("Directory Transport Version: 1.")
+        {
+            return Err(TransportError::InvalidLayout {
+                path: path.join("version"),
+                why: format!("unsupported directory transport version {:?}", v.trim()),
+            });
+        }
+        Ok(DirSource {
+            reference: ImageReference::Dir {
+                path: path.to_path_buf(),
+            },
+            path: path.to_path_buf(),
+        })
     }
 }
 
 #[async_trait]
 impl ImageSource for DirSource {
     fn reference(&self) -> &ImageReference {
-        unreachable!()
+        &self.reference
     }
-    async fn manifest(&self, _i: Option<&Digest>) -> Result<RawManifest> {
-        unreachable!()
+
+    async fn manifest(&self, instance: Option<&Digest>) -> Result<RawManifest> {
+        let p = self.path.join(manifest_name(instance));
+        let meta = std::fs::metadata(&p).map_err(|e| TransportError::io(&p, e))?;
+        if meta.len() > crate::manifest::MAX_MANIFEST_SIZE as u64 {
+            return Err(TransportError::Manifest {
+                what: p.display().to_string(),
+                source: crate::manifest::ManifestError::TooLarge(meta.len() as usize),
+            });
+        }
+        let bytes = fsutil::read(&p)?;
+        crate::manifest::detect(&bytes, None).map_err(|source| TransportError::Manifest {
+            what: p.display().to_string(),
+            source,
+        })?;
+        Ok(RawManifest {
+            bytes: bytes.into(),
+            media_type: None,
+        })
     }
-    async fn blob(&self, _d: &Descriptor) -> Result<ByteStream> {
-        unreachable!()
+
+    async fn blob(&self, descriptor: &Descriptor) -> Result<ByteStream> {
+        fsutil::file_stream(&self.path.join(descriptor.digest.hex())).await
     }
-    async fn signatures(&self, _m: &Digest, _i: Option<&Digest>) -> Result<Vec<SignatureSlot>> {
-        unreachable!()
+
+    async fn signatures(
+        &self,
+        _manifest_digest: &Digest,
+        instance: Option<&Digest>,
+    ) -> Result<Vec<SignatureSlot>> {
+        let dir = self.path.clone();
+        let instance = instance.cloned();
+        tokio::task::spawn_blocking(move || {
+            fsutil::read_signature_files(&dir, |n| signature_name(instance.as_ref(), n))
+        })
+        .await
+        .map_err(|e| TransportError::Unsupported(format!("reading signatures failed: {e}")))
     }
 }
+
+/// Writes a `dir:` image.
+pub struct DirDestination {
+    reference: ImageReference,
+    path: PathBuf,
+    staging: tempfile::TempDir,
+}
+
+impl DirDestination {
+    /// Opens a directory for writing. An existing directory must be empty or hold a `dir:`
+    /// image (which the copy replaces on commit).
+    pub fn open(path: &Path) -> Result<DirDestination> {
+        match std::fs::read_dir(path) {
+            Ok(mut entries) => {
+                let empty = entries.next().is_none();
+                if !empty && !path.join("version").exists() {
+                    return Err(TransportError::InvalidLayout {
+                        path: path.to_path_buf(),
+                        why: "refusing to overwrite a non-empty directory that is not a dir: image (it has no `version` file); choose an empty or new directory".into(),
+                    });
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(TransportError::io(path, e)),
+        }
+        let parent = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        fsutil::mkdir_all(&parent)?;
+        let staging = tempfile::Builder::new()
+            .prefix(TEMP_PREFIX)
+            .tempdir_in(&parent)
+            .map_err(|e| TransportError::io(&parent, e))?;
+        Ok(DirDestination {
+            reference: ImageReference::Dir {
+                path: path.to_path_buf(),
+            },
+            path: path.to_path_buf(),
+            staging,
+        })
+    }
+}
+
 #[async_trait]
 impl ImageDestination for DirDestination {
     fn reference(&self) -> &ImageReference {
-        unreachable!()
+        &self.reference
     }
+
     fn signature_support(&self) -> SignatureSupport {
-        unreachable!()
+        SignatureSupport::Yes
     }
-    async fn try_reuse_blob(&self, _d: &Descriptor, _s: &ImageReference) -> Result<bool> {
-        unreachable!()
+
+    async fn try_reuse_blob(
+        &self,
+        _descriptor: &Descriptor,
+        _source: &ImageReference,
+    ) -> Result<bool> {
+        Ok(false)
     }
-    async fn put_blob(&self, _d: &Descriptor, _s: ByteStream) -> Result<()> {
-        unreachable!()
+
+    async fn put_blob(&self, descriptor: &Descriptor, stream: ByteStream) -> Result<()> {
+        let dir = self.staging.path();
+        let tmp = fsutil::stream_to_temp(dir, TEMP_PREFIX, stream).await?;
+        fsutil::persist(tmp, &dir.join(descriptor.digest.hex()))
     }
-    async fn put_manifest(&self, _m: &RawManifest, _i: Option<&Digest>) -> Result<()> {
-        unreachable!()
+
+    async fn put_manifest(&self, manifest: &RawManifest, instance: Option<&Digest>) -> Result<()> {
+        let p = self.staging.path().join(manifest_name(instance));
+        std::fs::write(&p, &manifest.bytes).map_err(|e| TransportError::io(&p, e))
     }
-    async fn put_signatures(&self, _m: &Digest, _i: Option<&Digest>, _s: &[Vec<u8>]) -> Result<()> {
-        unreachable!()
+
+    async fn put_signatures(
+        &self,
+        _manifest_digest: &Digest,
+        instance: Option<&Digest>,
+        signatures: &[Vec<u8>],
+    ) -> Result<()> {
+        for (i, s) in signatures.iter().enumerate() {
+            let p = self.staging.path().join(signature_name(instance, i + 1));
+            std::fs::write(&p, s).map_err(|e| TransportError::io(&p, e))?;
+        }
+        Ok(())
     }
+
     async fn commit(self: Box<Self>) -> Result<()> {
-        unreachable!()
+        let staging = self.staging.path().to_path_buf();
+        std::fs::write(staging.join("version"), VERSION)
+            .map_err(|e| TransportError::io(staging.join("version"), e))?;
+        fsutil::sync_dir(&staging);
+        let staging = self.staging.keep();
+        // Swap: the old image (if any) moves aside, the new one takes its name, the old goes.
+        let old = if self.path.exists() {
+            let parent = staging.parent().unwrap_or(Path::new("."));
+            let aside = tempfile::Builder::new()
+                .prefix(TEMP_PREFIX)
+                .tempdir_in(parent)
+                .map_err(|e| TransportError::io(parent, e))?
+                .keep();
+            let aside = aside.join("old");
+            std::fs::rename(&self.path, &aside).map_err(|e| TransportError::io(&self.path, e))?;
+            Some(aside)
+        } else {
+            None
+        };
+        if let Err(e) = std::fs::rename(&staging, &self.path) {
+            if let Some(old) = &old {
+                let _ = std::fs::rename(old, &self.path);
+            }
+            let _ = std::fs::remove_dir_all(&staging);
+            return Err(TransportError::io(&self.path, e));
+        }
+        if let Some(old) = old
+            && let Some(holder) = old.parent()
+        {
+            let _ = std::fs::remove_dir_all(holder);
+        }
+        if let Some(parent) = self.path.parent() {
+            fsutil::sync_dir(parent);
+        }
+        Ok(())
     }
 }

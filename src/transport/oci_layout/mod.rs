@@ -1,65 +1,408 @@
-//! `oci:PATH`: the OCI image layout. (Stub: being written.)
+//! `oci:PATH[:NAME]`: an OCI image layout (`oci-layout`, `index.json`, `blobs/ALG/HEX`); NAME
+//! is the `org.opencontainers.image.ref.name` annotation of an `index.json` entry.
+//!
+//! Blobs are content-addressed, written to temp files and renamed into place; `index.json` is
+//! replaced atomically last, on commit, so a failed copy adds no image to the index. The same
+//! [`Layout`] code is the base of ferry's store.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use serde_json::{Value, json};
+
+use super::fsutil::{self, TEMP_PREFIX};
 use super::*;
-use std::path::Path;
+use crate::signature::SignatureSlot;
 
-/// Reads a `oci:` image.
-pub struct OciLayoutSource;
-/// Writes a `oci:` image.
-pub struct OciLayoutDestination;
+/// The annotation that names an image in `index.json`.
+pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
 
-impl OciLayoutSource {
-    /// Opens a directory for reading.
-    pub fn open(_path: &Path, _tag: Option<&str>) -> Result<OciLayoutSource> {
-        Err(TransportError::Unsupported(
-            "oci: not yet implemented".into(),
-        ))
+/// An OCI image layout on disk.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    root: PathBuf,
+}
+
+impl Layout {
+    /// The layout at `root` (nothing is read yet).
+    pub fn new(root: &Path) -> Layout {
+        Layout {
+            root: root.to_path_buf(),
+        }
+    }
+
+    /// The root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Where a blob lives.
+    pub fn blob_path(&self, d: &Digest) -> PathBuf {
+        self.root
+            .join("blobs")
+            .join(d.algorithm().name())
+            .join(d.hex())
+    }
+
+    fn index_path(&self) -> PathBuf {
+        self.root.join("index.json")
+    }
+
+    /// The parsed `index.json`.
+    pub fn read_index(&self) -> Result<Value> {
+        let p = self.index_path();
+        let bytes = match std::fs::read(&p) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !self.root.exists() => {
+                return Err(TransportError::io(&self.root, e));
+            }
+            Err(e) => return Err(TransportError::io(&p, e)),
+        };
+        let v: Value =
+            serde_json::from_slice(&bytes).map_err(|e| TransportError::InvalidLayout {
+                path: p.clone(),
+                why: format!("not valid JSON: {e}"),
+            })?;
+        if !v.get("manifests").is_some_and(Value::is_array) {
+            return Err(TransportError::InvalidLayout {
+                path: p,
+                why: "has no \"manifests\" array".into(),
+            });
+        }
+        Ok(v)
+    }
+
+    /// The index entries as descriptors with their names.
+    pub fn entries(&self) -> Result<Vec<(Option<String>, Descriptor)>> {
+        let index = self.read_index()?;
+        let mut out = Vec::new();
+        for m in index["manifests"].as_array().into_iter().flatten() {
+            let d: Descriptor =
+                serde_json::from_value(m.clone()).map_err(|e| TransportError::InvalidLayout {
+                    path: self.index_path(),
+                    why: format!("invalid manifest descriptor: {e}"),
+                })?;
+            let name = d
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(REF_NAME))
+                .cloned();
+            out.push((name, d));
+        }
+        Ok(out)
+    }
+
+    /// The entry named `name`, or with no name the only entry.
+    pub fn find(&self, name: Option<&str>) -> Result<Descriptor> {
+        let entries = self.entries()?;
+        let names = || {
+            let n: Vec<String> = entries.iter().filter_map(|(n, _)| n.clone()).collect();
+            if n.is_empty() {
+                "none".to_string()
+            } else {
+                n.join(", ")
+            }
+        };
+        match name {
+            Some(want) => entries
+                .iter()
+                .find(|(n, _)| n.as_deref() == Some(want))
+                .map(|(_, d)| d.clone())
+                .ok_or_else(|| {
+                    TransportError::NotFound(format!(
+                        "{}: no image named {want:?} in index.json (it has: {})",
+                        self.root.display(),
+                        names()
+                    ))
+                }),
+            None => match entries.as_slice() {
+                [(_, d)] => Ok(d.clone()),
+                [] => Err(TransportError::NotFound(format!(
+                    "{}: index.json lists no image",
+                    self.root.display()
+                ))),
+                _ => Err(TransportError::NotFound(format!(
+                    "{}: index.json lists {} images; say which with oci:PATH:NAME (names: {})",
+                    self.root.display(),
+                    entries.len(),
+                    names()
+                ))),
+            },
+        }
+    }
+
+    /// A blob's bytes, when it is small (manifests), checked against its digest.
+    pub fn read_manifest_blob(&self, d: &Digest) -> Result<Bytes> {
+        let p = self.blob_path(d);
+        let meta = std::fs::metadata(&p).map_err(|e| TransportError::io(&p, e))?;
+        if meta.len() > crate::manifest::MAX_MANIFEST_SIZE as u64 {
+            return Err(TransportError::Manifest {
+                what: p.display().to_string(),
+                source: crate::manifest::ManifestError::TooLarge(meta.len() as usize),
+            });
+        }
+        let bytes = fsutil::read(&p)?;
+        if !d.matches(&bytes) {
+            return Err(TransportError::InvalidLayout {
+                path: p,
+                why: format!("manifest blob does not match its digest {d}"),
+            });
+        }
+        Ok(bytes.into())
+    }
+
+    /// Streams a blob into place (temp file, then rename).
+    pub async fn put_blob(&self, d: &Digest, stream: ByteStream) -> Result<()> {
+        let final_path = self.blob_path(d);
+        let dir = final_path.parent().unwrap_or(&self.root).to_path_buf();
+        fsutil::mkdir_all(&dir)?;
+        let tmp = fsutil::stream_to_temp(&dir, TEMP_PREFIX, stream).await?;
+        fsutil::persist(tmp, &final_path)
+    }
+
+    /// Writes small bytes as a blob.
+    pub fn put_small_blob(&self, d: &Digest, bytes: &[u8]) -> Result<()> {
+        let p = self.blob_path(d);
+        if fsutil::has_file_of_size(&p, bytes.len() as u64) {
+            return Ok(());
+        }
+        fsutil::mkdir_all(p.parent().unwrap_or(&self.root))?;
+        fsutil::write_atomic(&p, bytes)
+    }
+
+    /// Adds `descriptor` to `index.json` under `name`, replacing an entry of the same name (or,
+    /// with no name, an unnamed entry of the same digest). Call with the layout's lock held.
+    pub fn set_index_entry(&self, name: Option<&str>, descriptor: Value) -> Result<()> {
+        let layout_file = self.root.join("oci-layout");
+        if !layout_file.exists() {
+            fsutil::write_atomic(&layout_file, br#"{"imageLayoutVersion":"1.0.0"}"#)?;
+        }
+        let mut index = match self.read_index() {
+            Ok(v) => v,
+            Err(TransportError::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                json!({"schemaVersion": 2, "manifests": []})
+            }
+            Err(e) => return Err(e),
+        };
+        let digest = descriptor["digest"].clone();
+        if let Some(list) = index["manifests"].as_array_mut() {
+            list.retain(|m| {
+                let n = m
+                    .pointer(&format!("/annotations/{}", REF_NAME.replace('/', "~1")))
+                    .and_then(Value::as_str);
+                match name {
+                    Some(want) => n != Some(want),
+                    None => !(n.is_none() && m["digest"] == digest),
+                }
+            });
+            list.push(descriptor);
+        }
+        let bytes =
+            serde_json::to_vec(&index).map_err(|e| TransportError::Unsupported(e.to_string()))?;
+        fsutil::write_atomic(&self.index_path(), &bytes)
     }
 }
-impl OciLayoutDestination {
-    /// Opens a directory for writing.
-    pub fn open(_path: &Path, _tag: Option<&str>) -> Result<OciLayoutDestination> {
-        Err(TransportError::Unsupported(
-            "oci: not yet implemented".into(),
-        ))
+
+/// A descriptor for `index.json`.
+pub fn index_descriptor(manifest: &RawManifest, name: Option<&str>) -> Value {
+    let media_type = manifest.media_type.clone().unwrap_or_else(|| {
+        crate::manifest::detect(&manifest.bytes, None)
+            .map(|k| k.media_type().to_string())
+            .unwrap_or_else(|_| crate::manifest::OCI_MANIFEST.to_string())
+    });
+    let mut d = json!({
+        "mediaType": media_type,
+        "digest": Digest::sha256_of(&manifest.bytes).to_string(),
+        "size": manifest.bytes.len(),
+    });
+    if let Some(n) = name {
+        d["annotations"] = json!({ REF_NAME: n });
+    }
+    d
+}
+
+/// Reads an `oci:` image.
+pub struct OciLayoutSource {
+    reference: ImageReference,
+    layout: Layout,
+    top: Descriptor,
+}
+
+impl OciLayoutSource {
+    /// Opens the image named `tag` (or the only image) of the layout at `path`.
+    pub fn open(path: &Path, tag: Option<&str>) -> Result<OciLayoutSource> {
+        let layout = Layout::new(path);
+        let top = layout.find(tag)?;
+        Ok(OciLayoutSource {
+            reference: ImageReference::OciLayout {
+                path: path.to_path_buf(),
+                tag: tag.map(str::to_string),
+            },
+            layout,
+            top,
+        })
     }
 }
 
 #[async_trait]
 impl ImageSource for OciLayoutSource {
     fn reference(&self) -> &ImageReference {
-        unreachable!()
+        &self.reference
     }
-    async fn manifest(&self, _i: Option<&Digest>) -> Result<RawManifest> {
-        unreachable!()
+
+    async fn manifest(&self, instance: Option<&Digest>) -> Result<RawManifest> {
+        let (digest, media_type) = match instance {
+            None => (
+                &self.top.digest,
+                Some(self.top.media_type.clone()).filter(|m| !m.is_empty()),
+            ),
+            Some(d) => (d, None),
+        };
+        Ok(RawManifest {
+            bytes: self.layout.read_manifest_blob(digest)?,
+            media_type,
+        })
     }
-    async fn blob(&self, _d: &Descriptor) -> Result<ByteStream> {
-        unreachable!()
+
+    async fn blob(&self, descriptor: &Descriptor) -> Result<ByteStream> {
+        fsutil::file_stream(&self.layout.blob_path(&descriptor.digest)).await
     }
-    async fn signatures(&self, _m: &Digest, _i: Option<&Digest>) -> Result<Vec<SignatureSlot>> {
-        unreachable!()
+
+    async fn signatures(
+        &self,
+        _manifest_digest: &Digest,
+        _instance: Option<&Digest>,
+    ) -> Result<Vec<SignatureSlot>> {
+        Ok(vec![])
     }
 }
+
+/// Writes an `oci:` image.
+pub struct OciLayoutDestination {
+    reference: ImageReference,
+    layout: Layout,
+    tag: Option<String>,
+    top: Mutex<Option<RawManifest>>,
+    created_root: bool,
+    committed: bool,
+}
+
+impl OciLayoutDestination {
+    /// Opens (or will create) the layout at `path` to add an image named `tag`.
+    pub fn open(path: &Path, tag: Option<&str>) -> Result<OciLayoutDestination> {
+        let created_root = !path.exists();
+        if !created_root {
+            if !path.is_dir() {
+                return Err(TransportError::InvalidLayout {
+                    path: path.to_path_buf(),
+                    why: "is not a directory".into(),
+                });
+            }
+            let has_entries = std::fs::read_dir(path)
+                .map(|mut d| d.next().is_some())
+                .unwrap_or(false);
+            if has_entries && !path.join("oci-layout").exists() && !path.join("index.json").exists()
+            {
+                return Err(TransportError::InvalidLayout {
+                    path: path.to_path_buf(),
+                    why: "is a non-empty directory that is not an OCI image layout (no oci-layout or index.json)".into(),
+                });
+            }
+            if path.join("index.json").exists() {
+                Layout::new(path).read_index()?;
+            }
+        }
+        fsutil::mkdir_all(path)?;
+        Ok(OciLayoutDestination {
+            reference: ImageReference::OciLayout {
+                path: path.to_path_buf(),
+                tag: tag.map(str::to_string),
+            },
+            layout: Layout::new(path),
+            tag: tag.map(str::to_string),
+            top: Mutex::new(None),
+            created_root,
+            committed: false,
+        })
+    }
+}
+
+impl Drop for OciLayoutDestination {
+    fn drop(&mut self) {
+        if !self.committed && self.created_root {
+            let _ = std::fs::remove_dir_all(self.layout.root());
+        }
+    }
+}
+
 #[async_trait]
 impl ImageDestination for OciLayoutDestination {
     fn reference(&self) -> &ImageReference {
-        unreachable!()
+        &self.reference
     }
+
     fn signature_support(&self) -> SignatureSupport {
-        unreachable!()
+        SignatureSupport::No(
+            "an OCI image layout has no place for simple signing signatures; use --signatures remove-signatures, or copy to a dir: or store: destination".into(),
+        )
     }
-    async fn try_reuse_blob(&self, _d: &Descriptor, _s: &ImageReference) -> Result<bool> {
-        unreachable!()
+
+    async fn try_reuse_blob(
+        &self,
+        descriptor: &Descriptor,
+        _source: &ImageReference,
+    ) -> Result<bool> {
+        Ok(fsutil::has_file_of_size(
+            &self.layout.blob_path(&descriptor.digest),
+            descriptor.size,
+        ))
     }
-    async fn put_blob(&self, _d: &Descriptor, _s: ByteStream) -> Result<()> {
-        unreachable!()
+
+    async fn put_blob(&self, descriptor: &Descriptor, stream: ByteStream) -> Result<()> {
+        self.layout.put_blob(&descriptor.digest, stream).await
     }
-    async fn put_manifest(&self, _m: &RawManifest, _i: Option<&Digest>) -> Result<()> {
-        unreachable!()
+
+    async fn put_manifest(&self, manifest: &RawManifest, instance: Option<&Digest>) -> Result<()> {
+        let d = Digest::sha256_of(&manifest.bytes);
+        self.layout.put_small_blob(&d, &manifest.bytes)?;
+        if instance.is_none()
+            && let Ok(mut top) = self.top.lock()
+        {
+            *top = Some(manifest.clone());
+        }
+        Ok(())
     }
-    async fn put_signatures(&self, _m: &Digest, _i: Option<&Digest>, _s: &[Vec<u8>]) -> Result<()> {
-        unreachable!()
+
+    async fn put_signatures(
+        &self,
+        _manifest_digest: &Digest,
+        _instance: Option<&Digest>,
+        signatures: &[Vec<u8>],
+    ) -> Result<()> {
+        if signatures.is_empty() {
+            return Ok(());
+        }
+        Err(TransportError::Unsupported(
+            "an OCI image layout cannot hold simple signing signatures".into(),
+        ))
     }
-    async fn commit(self: Box<Self>) -> Result<()> {
-        unreachable!()
+
+    async fn commit(mut self: Box<Self>) -> Result<()> {
+        let top = self
+            .top
+            .lock()
+            .ok()
+            .and_then(|t| t.clone())
+            .ok_or_else(|| TransportError::Unsupported("commit without a manifest".into()))?;
+        let _lock = fsutil::FileLock::acquire(self.layout.root().join(".ferry.lock")).await?;
+        self.layout.set_index_entry(
+            self.tag.as_deref(),
+            index_descriptor(&top, self.tag.as_deref()),
+        )?;
+        self.committed = true;
+        Ok(())
     }
 }

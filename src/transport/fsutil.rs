@@ -1,0 +1,189 @@
+//! File helpers shared by the local transports: streaming a blob into a temp file beside its
+//! final place, atomic replacement of small files, locks, and reading bounded files.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use futures::StreamExt;
+use tokio::io::AsyncWriteExt;
+
+use super::{Result, TransportError};
+use crate::digest::ByteStream;
+use crate::signature::{MAX_SIGNATURE_SIZE, SignatureSlot, SlotReadError, SlotReadErrorKind};
+
+/// The prefix of every temporary file or directory ferry leaves while it works.
+pub const TEMP_PREFIX: &str = ".ferry-tmp-";
+
+const READ_CHUNK: usize = 1024 * 1024;
+
+/// A stream of a file's bytes in large chunks.
+pub async fn file_stream(path: &Path) -> Result<ByteStream> {
+    let f = tokio::fs::File::open(path)
+        .await
+        .map_err(|e| TransportError::io(path, e))?;
+    Ok(Box::pin(tokio_util::io::ReaderStream::with_capacity(
+        f, READ_CHUNK,
+    )))
+}
+
+/// Writes `stream` into a new temporary file in `dir` (named with `prefix`), synced to disk.
+/// On any error (including the stream's own verification error at its end) the file is removed.
+pub async fn stream_to_temp(
+    dir: &Path,
+    prefix: &str,
+    mut stream: ByteStream,
+) -> Result<tempfile::TempPath> {
+    let tmp = tempfile::Builder::new()
+        .prefix(prefix)
+        .tempfile_in(dir)
+        .map_err(|e| TransportError::io(dir, e))?;
+    let (file, path) = tmp.into_parts();
+    let mut out = tokio::io::BufWriter::with_capacity(READ_CHUNK, tokio::fs::File::from_std(file));
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| TransportError::io(&*path, e))?;
+        out.write_all(&chunk)
+            .await
+            .map_err(|e| TransportError::io(&*path, e))?;
+    }
+    out.flush()
+        .await
+        .map_err(|e| TransportError::io(&*path, e))?;
+    let file = out.into_inner();
+    file.sync_all()
+        .await
+        .map_err(|e| TransportError::io(&*path, e))?;
+    Ok(path)
+}
+
+/// Moves a finished temp file to its final name.
+pub fn persist(tmp: tempfile::TempPath, to: &Path) -> Result<()> {
+    tmp.persist(to).map_err(|e| TransportError::io(to, e.error))
+}
+
+/// Replaces `path` with `bytes` atomically: a synced temp file renamed over it.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut tmp = tempfile::Builder::new()
+        .prefix(TEMP_PREFIX)
+        .tempfile_in(dir)
+        .map_err(|e| TransportError::io(dir, e))?;
+    tmp.write_all(bytes)
+        .map_err(|e| TransportError::io(path, e))?;
+    tmp.as_file()
+        .sync_all()
+        .map_err(|e| TransportError::io(path, e))?;
+    tmp.persist(path)
+        .map_err(|e| TransportError::io(path, e.error))?;
+    sync_dir(dir);
+    Ok(())
+}
+
+/// Syncs a directory so a rename in it survives a crash (best effort).
+pub fn sync_dir(dir: &Path) {
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
+/// Creates a directory and its parents.
+pub fn mkdir_all(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| TransportError::io(dir, e))
+}
+
+/// Reads a whole small file.
+pub fn read(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|e| TransportError::io(path, e))
+}
+
+/// Whether a file exists with exactly `size` bytes.
+pub fn has_file_of_size(path: &Path, size: u64) -> bool {
+    std::fs::metadata(path)
+        .map(|m| m.is_file() && m.len() == size)
+        .unwrap_or(false)
+}
+
+/// An exclusive lock on a file, released on drop.
+pub struct FileLock {
+    file: std::fs::File,
+}
+
+impl FileLock {
+    /// Waits for the lock (in a blocking thread).
+    pub async fn acquire(path: PathBuf) -> Result<FileLock> {
+        tokio::task::spawn_blocking(move || {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)
+                .map_err(|e| TransportError::io(&path, e))?;
+            file.lock().map_err(|e| TransportError::io(&path, e))?;
+            Ok(FileLock { file })
+        })
+        .await
+        .map_err(|e| TransportError::Unsupported(format!("lock task failed: {e}")))?
+    }
+
+    /// Takes the lock if nobody holds it.
+    pub fn try_acquire(path: &Path) -> Option<FileLock> {
+        let file = std::fs::OpenOptions::new().write(true).open(path).ok()?;
+        file.try_lock().ok()?;
+        Some(FileLock { file })
+    }
+}
+
+impl Drop for FileLock {
+    fn drop(&mut self) {
+        let _ = self.file.unlock();
+    }
+}
+
+/// Reads signature files `name(1)`, `name(2)`, … in `dir` until the first missing one; each
+/// is capped at [`MAX_SIGNATURE_SIZE`] without reading more, and a failed read is that slot's
+/// outcome rather than an error.
+pub fn read_signature_files(dir: &Path, name: impl Fn(usize) -> String) -> Vec<SignatureSlot> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    for index in 1..=crate::signature::MAX_SLOTS {
+        let path = dir.join(name(index));
+        let file = match std::fs::File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
+            Err(e) => {
+                out.push(SignatureSlot {
+                    index,
+                    location: path.display().to_string(),
+                    content: Err(SlotReadError {
+                        kind: SlotReadErrorKind::Io,
+                        message: format!("reading {}: {e}", path.display()),
+                    }),
+                });
+                continue;
+            }
+        };
+        let mut bytes = Vec::new();
+        let content = match file
+            .take(MAX_SIGNATURE_SIZE as u64 + 1)
+            .read_to_end(&mut bytes)
+        {
+            Ok(_) if bytes.len() > MAX_SIGNATURE_SIZE => Err(SlotReadError {
+                kind: SlotReadErrorKind::TooLarge,
+                message: format!(
+                    "{} is larger than the 4 MiB signature limit",
+                    path.display()
+                ),
+            }),
+            Ok(_) => Ok(bytes),
+            Err(e) => Err(SlotReadError {
+                kind: SlotReadErrorKind::Io,
+                message: format!("reading {}: {e}", path.display()),
+            }),
+        };
+        out.push(SignatureSlot {
+            index,
+            location: path.display().to_string(),
+            content,
+        });
+    }
+    out
+}
