@@ -699,12 +699,14 @@ docker:
         )
         .unwrap();
         write_signatures(&base, &img, &d, &[b"\x90one".to_vec(), b"\x90two".to_vec()]).unwrap();
-        let slots = read_signatures(&reqwest::Client::new(), &base, &img, &d).await;
+        let slots =
+            read_signatures(&http_client(true, Duration::from_secs(5)), &base, &img, &d).await;
         assert_eq!(slots.len(), 2, "the older third signature is gone");
         assert_eq!(slots[1].content.as_ref().unwrap(), b"\x90two");
         let big = vec![0x90u8; MAX_SIGNATURE_SIZE + 10];
         write_signatures(&base, &img, &d, &[big]).unwrap();
-        let slots = read_signatures(&reqwest::Client::new(), &base, &img, &d).await;
+        let slots =
+            read_signatures(&http_client(true, Duration::from_secs(5)), &base, &img, &d).await;
         assert_eq!(
             slots[0].content.as_ref().unwrap_err().kind,
             SlotReadErrorKind::TooLarge
