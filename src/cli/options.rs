@@ -94,6 +94,9 @@ pub struct CommonTransportArgs {
     /// How many times a failed registry request is retried.
     #[arg(long, value_name = "N", default_value_t = 3)]
     pub retry_times: u32,
+    /// How long one lookaside signature request may take, in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+    pub lookaside_timeout: u64,
 }
 
 /// Builds the transport options of one side.
@@ -110,5 +113,6 @@ pub fn transport_options(
         registries_d: common.registries_d.clone(),
         store_root: store.store.clone(),
         retry_times: Some(common.retry_times),
+        lookaside_timeout: Some(std::time::Duration::from_secs(common.lookaside_timeout)),
     }
 }

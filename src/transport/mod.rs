@@ -191,6 +191,8 @@ pub struct TransportOptions {
     pub store_root: Option<PathBuf>,
     /// How many times to retry a failed registry request.
     pub retry_times: Option<u32>,
+    /// How long one lookaside signature request may take.
+    pub lookaside_timeout: Option<std::time::Duration>,
 }
 
 /// Opens `reference` for reading.

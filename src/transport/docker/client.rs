@@ -1,0 +1,527 @@
+//! The HTTP layer under the docker transport: one registry, its scheme (https, or http when TLS
+//! verification is off and https does not answer), authentication (basic, or bearer tokens
+//! cached per scope set) and retries with backoff that honour Retry-After.
+//!
+//! Why not oci-client here: its high-level calls hide the response headers ferry needs
+//! (Retry-After, Content-Type of an HTML error page, Range support), cache one token per
+//! repository (a cross-repository mount needs pull on the source repository in the same token),
+//! and offer no signature extension; so requests are built on reqwest, the HTTP layer oci-client
+//! itself uses. oci-client serves where its API fits: listing tags for `ferry inspect`.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use reqwest::header::{HeaderMap, WWW_AUTHENTICATE};
+use reqwest::{RequestBuilder, Response, StatusCode};
+use url::Url;
+
+use super::auth::Credentials;
+use crate::transport::TransportError;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Challenge {
+    None,
+    Basic,
+    Bearer {
+        realm: String,
+        service: Option<String>,
+    },
+}
+
+/// A connection to one registry.
+pub struct RegistryClient {
+    http: reqwest::Client,
+    base: Url,
+    registry: String,
+    credentials: Option<Credentials>,
+    credentials_tried: String,
+    challenge: Mutex<Challenge>,
+    tokens: Mutex<HashMap<String, (String, Instant)>>,
+    retry_times: u32,
+    tls_verify: bool,
+    /// Whether the registry announced `X-Registry-Supports-Signatures: 1`.
+    pub supports_signatures: bool,
+}
+
+fn transient(e: &reqwest::Error) -> bool {
+    e.is_connect() || e.is_timeout() || e.is_request() || e.is_body()
+}
+
+fn retryable(status: StatusCode) -> bool {
+    status == StatusCode::TOO_MANY_REQUESTS
+        || status == StatusCode::INTERNAL_SERVER_ERROR
+        || status == StatusCode::BAD_GATEWAY
+        || status == StatusCode::SERVICE_UNAVAILABLE
+        || status == StatusCode::GATEWAY_TIMEOUT
+}
+
+/// The longest Retry-After ferry honours.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(10);
+
+/// Backoff before retry `attempt` (from 0): 100 ms, 200 ms, 400 ms, … capped at 5 s.
+pub fn backoff(attempt: u32) -> Duration {
+    Duration::from_millis(100u64.saturating_mul(1 << attempt.min(6))).min(Duration::from_secs(5))
+}
+
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let v = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
+    v.trim()
+        .parse::<u64>()
+        .ok()
+        .map(|s| Duration::from_secs(s).min(MAX_RETRY_AFTER))
+}
+
+fn parse_challenge(h: &str) -> Challenge {
+    let h = h.trim();
+    let (scheme, rest) = h.split_once(' ').unwrap_or((h, ""));
+    if scheme.eq_ignore_ascii_case("basic") {
+        return Challenge::Basic;
+    }
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Challenge::None;
+    }
+    let mut params = HashMap::new();
+    // key="value" pairs separated by commas; values may contain commas inside quotes.
+    let mut rest = rest.trim();
+    while !rest.is_empty() {
+        let Some((k, after)) = rest.split_once('=') else {
+            break;
+        };
+        let (value, remaining) = if let Some(stripped) = after.strip_prefix('"') {
+            match stripped.find('"') {
+                Some(end) => (
+                    &stripped[..end],
+                    stripped[end + 1..].trim_start_matches([',', ' ']),
+                ),
+                None => (stripped, ""),
+            }
+        } else {
+            match after.split_once(',') {
+                Some((v, r)) => (v, r.trim_start()),
+                None => (after, ""),
+            }
+        };
+        params.insert(k.trim().to_ascii_lowercase(), value.to_string());
+        rest = remaining.trim();
+    }
+    match params.remove("realm") {
+        Some(realm) => Challenge::Bearer {
+            realm,
+            service: params.remove("service"),
+        },
+        None => Challenge::None,
+    }
+}
+
+impl RegistryClient {
+    /// Connects to `registry` (`host[:port]`): https with verification, or with
+    /// `tls_verify = false` unverified https falling back to plain http.
+    pub async fn connect(
+        registry: &str,
+        credentials: Option<Credentials>,
+        credentials_tried: String,
+        tls_verify: bool,
+        retry_times: u32,
+    ) -> Result<RegistryClient, TransportError> {
+        crate::init_tls();
+        let api_host = if registry == "docker.io" {
+            "registry-1.docker.io"
+        } else {
+            registry
+        };
+        let http = reqwest::Client::builder()
+            .danger_accept_invalid_certs(!tls_verify)
+            .connect_timeout(Duration::from_secs(30))
+            .pool_max_idle_per_host(16)
+            .user_agent(concat!("ferry/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| TransportError::Registry {
+                url: registry.to_string(),
+                message: format!("cannot build an HTTP client: {e}"),
+                status: None,
+            })?;
+        let schemes: &[&str] = if tls_verify {
+            &["https"]
+        } else {
+            &["https", "http"]
+        };
+        let mut last_err = None;
+        for scheme in schemes {
+            let base = Url::parse(&format!("{scheme}://{api_host}/")).map_err(|e| {
+                TransportError::Registry {
+                    url: registry.to_string(),
+                    message: format!("invalid registry host: {e}"),
+                    status: None,
+                }
+            })?;
+            let mut client = RegistryClient {
+                http: http.clone(),
+                base,
+                registry: registry.to_string(),
+                credentials: credentials.clone(),
+                credentials_tried: credentials_tried.clone(),
+                challenge: Mutex::new(Challenge::None),
+                tokens: Mutex::new(HashMap::new()),
+                retry_times,
+                tls_verify,
+                supports_signatures: false,
+            };
+            match client.ping().await {
+                Ok(()) => return Ok(client),
+                Err(e) => last_err = Some(e),
+            }
+        }
+        let e = last_err.unwrap_or_else(|| TransportError::Registry {
+            url: registry.to_string(),
+            message: "no scheme to try".into(),
+            status: None,
+        });
+        Err(match e {
+            TransportError::Registry {
+                url,
+                message,
+                status,
+            } if tls_verify && status.is_none() => TransportError::Registry {
+                url,
+                message: format!(
+                    "{message}\nIf this registry serves plain http or a self-signed certificate, add --src-tls-verify=false or --dest-tls-verify=false for that side"
+                ),
+                status,
+            },
+            other => other,
+        })
+    }
+
+    async fn ping(&mut self) -> Result<(), TransportError> {
+        let url = self.url("v2/");
+        let resp = self.send_with_retries(&[], |c| c.get(url.clone())).await?;
+        let status = resp.status();
+        if status != StatusCode::OK && status != StatusCode::UNAUTHORIZED {
+            return Err(self.status_error(&url, resp).await);
+        }
+        self.supports_signatures = resp
+            .headers()
+            .get("X-Registry-Supports-Signatures")
+            .is_some_and(|v| v.as_bytes() == b"1");
+        if let Some(h) = resp
+            .headers()
+            .get(WWW_AUTHENTICATE)
+            .and_then(|v| v.to_str().ok())
+            && let Ok(mut c) = self.challenge.lock()
+        {
+            *c = parse_challenge(h);
+        }
+        Ok(())
+    }
+
+    /// A URL on the registry.
+    pub fn url(&self, path: &str) -> Url {
+        self.base.join(path).unwrap_or_else(|_| self.base.clone())
+    }
+
+    /// The registry's name as the user wrote it.
+    pub fn registry(&self) -> &str {
+        &self.registry
+    }
+
+    /// Whether TLS is verified for this registry.
+    pub fn tls_verify(&self) -> bool {
+        self.tls_verify
+    }
+
+    /// How many times failed requests are retried.
+    pub fn retry_times(&self) -> u32 {
+        self.retry_times
+    }
+
+    /// The HTTP client (for requests that must not carry credentials, like lookaside reads).
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    async fn token(
+        &self,
+        scopes: &[String],
+        force: bool,
+    ) -> Result<Option<String>, TransportError> {
+        let challenge = self
+            .challenge
+            .lock()
+            .map(|c| c.clone())
+            .unwrap_or(Challenge::None);
+        let Challenge::Bearer { realm, service } = challenge else {
+            return Ok(None);
+        };
+        let key = scopes.join(" ");
+        if !force
+            && let Ok(t) = self.tokens.lock()
+            && let Some((tok, until)) = t.get(&key)
+            && *until > Instant::now()
+        {
+            return Ok(Some(tok.clone()));
+        }
+        let mut url = Url::parse(&realm).map_err(|e| TransportError::Registry {
+            url: realm.clone(),
+            message: format!("the registry's token realm is not a URL: {e}"),
+            status: None,
+        })?;
+        {
+            let mut q = url.query_pairs_mut();
+            if let Some(s) = &service {
+                q.append_pair("service", s);
+            }
+            for s in scopes {
+                q.append_pair("scope", s);
+            }
+        }
+        let mut rb = self.http.get(url.clone());
+        if let Some(c) = &self.credentials {
+            rb = rb.basic_auth(&c.username, Some(&c.password));
+        }
+        let resp = rb.send().await.map_err(|e| TransportError::Registry {
+            url: url.to_string(),
+            message: format!("fetching a token: {e}"),
+            status: None,
+        })?;
+        if !resp.status().is_success() {
+            let status = resp.status();
+            return Err(TransportError::Registry {
+                url: redact(&url),
+                message: format!(
+                    "the token service of {} refused {} with {status}; ferry tried {}. Log in (auth.json), or pass --src-creds/--dest-creds",
+                    self.registry,
+                    scopes.join(" "),
+                    self.credentials_tried
+                ),
+                status: Some(status.as_u16()),
+            });
+        }
+        let v: serde_json::Value = resp.json().await.map_err(|e| TransportError::Registry {
+            url: redact(&url),
+            message: format!("the token answer is not JSON: {e}"),
+            status: None,
+        })?;
+        let token = v
+            .get("token")
+            .or_else(|| v.get("access_token"))
+            .and_then(|t| t.as_str())
+            .ok_or_else(|| TransportError::Registry {
+                url: redact(&url),
+                message: "the token answer has no token".into(),
+                status: None,
+            })?
+            .to_string();
+        let expires = v
+            .get("expires_in")
+            .and_then(|e| e.as_u64())
+            .unwrap_or(60)
+            .max(10);
+        if let Ok(mut t) = self.tokens.lock() {
+            t.insert(
+                key,
+                (
+                    token.clone(),
+                    Instant::now() + Duration::from_secs(expires - 5),
+                ),
+            );
+        }
+        Ok(Some(token))
+    }
+
+    async fn authorize(
+        &self,
+        rb: RequestBuilder,
+        scopes: &[String],
+        force: bool,
+    ) -> Result<RequestBuilder, TransportError> {
+        let challenge = self
+            .challenge
+            .lock()
+            .map(|c| c.clone())
+            .unwrap_or(Challenge::None);
+        Ok(match challenge {
+            Challenge::Bearer { .. } => match self.token(scopes, force).await? {
+                Some(t) => rb.bearer_auth(t),
+                None => rb,
+            },
+            Challenge::Basic => match &self.credentials {
+                Some(c) => rb.basic_auth(&c.username, Some(&c.password)),
+                None => rb,
+            },
+            Challenge::None => rb,
+        })
+    }
+
+    /// Sends a request built by `make` with authentication, retrying transient failures (429
+    /// and 5xx, honouring Retry-After; connection errors) up to the retry limit and refreshing
+    /// the token once on a 401. The response may still be any status.
+    pub async fn send_with_retries(
+        &self,
+        scopes: &[String],
+        make: impl Fn(&reqwest::Client) -> RequestBuilder,
+    ) -> Result<Response, TransportError> {
+        let mut attempt = 0;
+        let mut refreshed = false;
+        loop {
+            let rb = self
+                .authorize(make(&self.http), scopes, refreshed && attempt == 0)
+                .await?;
+            let result = rb.send().await;
+            match result {
+                Ok(resp) if resp.status() == StatusCode::UNAUTHORIZED && !refreshed => {
+                    refreshed = true;
+                    if let Some(h) = resp
+                        .headers()
+                        .get(WWW_AUTHENTICATE)
+                        .and_then(|v| v.to_str().ok())
+                        && let Ok(mut c) = self.challenge.lock()
+                    {
+                        let new = parse_challenge(h);
+                        if new == Challenge::None {
+                            return Ok(resp);
+                        }
+                        *c = new;
+                    } else {
+                        return Ok(resp);
+                    }
+                    if let Ok(mut t) = self.tokens.lock() {
+                        t.remove(&scopes.join(" "));
+                    }
+                    continue;
+                }
+                Ok(resp) if retryable(resp.status()) && attempt < self.retry_times => {
+                    let wait = retry_after(resp.headers()).unwrap_or_else(|| backoff(attempt));
+                    tracing::info!(
+                        "{} answered {}; retrying in {:?}",
+                        resp.url(),
+                        resp.status(),
+                        wait
+                    );
+                    tokio::time::sleep(wait).await;
+                    attempt += 1;
+                }
+                Ok(resp) => return Ok(resp),
+                Err(e) if transient(&e) && attempt < self.retry_times => {
+                    tracing::info!("request failed ({e}); retrying");
+                    tokio::time::sleep(backoff(attempt)).await;
+                    attempt += 1;
+                }
+                Err(e) => {
+                    return Err(TransportError::Registry {
+                        url: e.url().map(redact).unwrap_or_else(|| self.registry.clone()),
+                        message: format!("{e}{}", source_chain(&e)),
+                        status: None,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Sends a request once (its body is a stream that cannot be replayed), with authentication.
+    pub async fn send_once(
+        &self,
+        scopes: &[String],
+        rb: RequestBuilder,
+    ) -> Result<Response, TransportError> {
+        let rb = self.authorize(rb, scopes, false).await?;
+        rb.send().await.map_err(|e| TransportError::Registry {
+            url: e.url().map(redact).unwrap_or_else(|| self.registry.clone()),
+            message: format!("{e}{}", source_chain(&e)),
+            status: None,
+        })
+    }
+
+    /// An error for an unexpected response: the status, what the body looks like, and for a
+    /// 401 which credentials were tried.
+    pub async fn status_error(&self, url: &Url, resp: Response) -> TransportError {
+        let status = resp.status();
+        let content_type = resp
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let body = resp.bytes().await.unwrap_or_default();
+        let text = String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
+        let detail = serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| {
+                v.pointer("/errors/0/message")
+                    .and_then(|m| m.as_str())
+                    .map(str::to_string)
+            });
+        let message = match status {
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => format!(
+                "{status}: {} refused access; ferry tried {}. Log in to {} (auth.json), or pass --src-creds/--dest-creds",
+                self.registry, self.credentials_tried, self.registry
+            ),
+            _ => match detail {
+                Some(d) => format!("{status}: {d}"),
+                None if content_type.starts_with("text/html") => {
+                    format!(
+                        "{status} with an HTML page (Content-Type {content_type:?}) where the registry API was expected: {text:?}"
+                    )
+                }
+                None => format!(
+                    "{status}{}",
+                    if text.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {text:?}")
+                    }
+                ),
+            },
+        };
+        if status == StatusCode::NOT_FOUND {
+            return TransportError::NotFound(format!("{}: {message}", redact(url)));
+        }
+        TransportError::Registry {
+            url: redact(url),
+            message,
+            status: Some(status.as_u16()),
+        }
+    }
+}
+
+fn source_chain(e: &dyn std::error::Error) -> String {
+    let mut out = String::new();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        cur = s.source();
+    }
+    out
+}
+
+/// A URL for messages, without a password.
+pub fn redact(u: &Url) -> String {
+    let mut u = u.clone();
+    if u.password().is_some() {
+        let _ = u.set_password(Some("xxxxx"));
+    }
+    u.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_challenges() {
+        assert_eq!(parse_challenge("Basic realm=\"x\""), Challenge::Basic);
+        assert_eq!(
+            parse_challenge(
+                "Bearer realm=\"https://auth.example/token\",service=\"registry.example\",scope=\"repository:a:pull,push\""
+            ),
+            Challenge::Bearer {
+                realm: "https://auth.example/token".into(),
+                service: Some("registry.example".into())
+            }
+        );
+        assert_eq!(parse_challenge("Negotiate"), Challenge::None);
+        assert!(backoff(0) < backoff(3));
+        assert!(backoff(30) <= Duration::from_secs(5));
+    }
+}
