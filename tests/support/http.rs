@@ -1,1 +1,332 @@
-//! (Stub: being written.)
+//! A small HTTP/1.1 server on 127.0.0.1 for fault injection, written by hand so it can
+//! misbehave on purpose: HTML pages with 200, error statuses, answers that never come, bodies
+//! shorter than announced, connections reset midway. With an upstream it is a reverse proxy in
+//! front of a real registry whose answers can be cut or corrupted.
+//!
+//! Each request is answered on its own connection (`Connection: close`), which keeps the proxy
+//! a byte pipe that never needs to parse the upstream's responses.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+
+/// A request as the server saw it.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// `GET`, `PUT`, …
+    pub method: String,
+    /// Path and query.
+    pub path: String,
+    /// Headers, names lowercased.
+    pub headers: Vec<(String, String)>,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
+impl Request {
+    /// A header's value.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// What to answer.
+#[derive(Debug, Clone)]
+pub enum Reply {
+    /// A complete answer.
+    Bytes {
+        /// Status code.
+        status: u16,
+        /// Extra headers.
+        headers: Vec<(String, String)>,
+        /// Body.
+        body: Vec<u8>,
+    },
+    /// Accept the request and never answer (until the client gives up).
+    Hang,
+    /// Announce `declared` bytes, send `body`, close.
+    Truncated {
+        /// What is sent.
+        body: Vec<u8>,
+        /// The Content-Length announced.
+        declared: usize,
+    },
+    /// Pass the request to the upstream; optionally cut the answer after `cut_after` bytes
+    /// (a reset) or flip the byte at `corrupt_at` (counted from the start of the body).
+    Forward {
+        /// Reset the connection after this many bytes of the answer.
+        cut_after: Option<usize>,
+        /// Flip this byte of the answer's body.
+        corrupt_at: Option<usize>,
+    },
+}
+
+impl Reply {
+    /// 200 with a body and content type.
+    pub fn ok(content_type: &str, body: impl Into<Vec<u8>>) -> Reply {
+        Reply::Bytes {
+            status: 200,
+            headers: vec![("Content-Type".into(), content_type.into())],
+            body: body.into(),
+        }
+    }
+    /// A status with a short text body.
+    pub fn status(status: u16) -> Reply {
+        Reply::Bytes {
+            status,
+            headers: vec![("Content-Type".into(), "text/plain".into())],
+            body: format!("status {status}\n").into_bytes(),
+        }
+    }
+    /// 404.
+    pub fn not_found() -> Reply {
+        Reply::status(404)
+    }
+    /// An HTML page served with 200, as a broken cache does.
+    pub fn html() -> Reply {
+        Reply::ok(
+            "text/html; charset=utf-8",
+            "<!DOCTYPE html>\n<html><head><title>Cache</title></head><body>Please wait</body></html>\n",
+        )
+    }
+    /// Pass to the upstream unchanged.
+    pub fn forward() -> Reply {
+        Reply::Forward {
+            cut_after: None,
+            corrupt_at: None,
+        }
+    }
+}
+
+/// Decides the reply to each request.
+pub type Handler = Arc<dyn Fn(&Request) -> Reply + Send + Sync>;
+
+/// A running server; stops when dropped.
+pub struct HttpServer {
+    port: u16,
+    requests: Arc<Mutex<Vec<(String, String)>>>,
+    stop: Arc<AtomicBool>,
+    _thread: std::thread::JoinHandle<()>,
+}
+
+impl HttpServer {
+    /// Starts a server answering with `handler`; `upstream` (`host:port`) is where
+    /// [`Reply::Forward`] goes.
+    pub fn start(handler: Handler, upstream: Option<String>) -> HttpServer {
+        let std_listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
+        std_listener.set_nonblocking(true).expect("nonblocking");
+        let port = std_listener.local_addr().expect("addr").port();
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (r2, s2) = (requests.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                let listener = TcpListener::from_std(std_listener).expect("listener");
+                while !s2.load(Ordering::Relaxed) {
+                    let accepted =
+                        tokio::time::timeout(Duration::from_millis(100), listener.accept()).await;
+                    let Ok(Ok((stream, _))) = accepted else {
+                        continue;
+                    };
+                    let (h, r, u) = (handler.clone(), r2.clone(), upstream.clone());
+                    tokio::spawn(async move {
+                        let _ = serve(stream, h, r, u).await;
+                    });
+                }
+            });
+        });
+        HttpServer {
+            port,
+            requests,
+            stop,
+            _thread: thread,
+        }
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// `127.0.0.1:PORT`.
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Every request so far: (method, path).
+    pub fn requests(&self) -> Vec<(String, String)> {
+        self.requests.lock().map(|r| r.clone()).unwrap_or_default()
+    }
+
+    /// How many requests had this method and a path containing `part`.
+    pub fn count(&self, method: &str, part: &str) -> usize {
+        self.requests()
+            .iter()
+            .filter(|(m, p)| m == method && p.contains(part))
+            .count()
+    }
+}
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+async fn read_request(reader: &mut BufReader<TcpStream>) -> std::io::Result<Option<Request>> {
+    let mut line = String::new();
+    if reader.read_line(&mut line).await? == 0 {
+        return Ok(None);
+    }
+    let mut parts = line.split_whitespace();
+    let method = parts.next().unwrap_or("").to_string();
+    let path = parts.next().unwrap_or("").to_string();
+    let mut headers = Vec::new();
+    loop {
+        let mut h = String::new();
+        reader.read_line(&mut h).await?;
+        let h = h.trim_end();
+        if h.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = h.split_once(':') {
+            headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+        }
+    }
+    let len: usize = headers
+        .iter()
+        .find(|(k, _)| k == "content-length")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0; len];
+    reader.read_exact(&mut body).await?;
+    Ok(Some(Request {
+        method,
+        path,
+        headers,
+        body,
+    }))
+}
+
+fn reset(stream: &TcpStream) {
+    let _ = socket2::SockRef::from(stream).set_linger(Some(Duration::from_secs(0)));
+}
+
+async fn serve(
+    stream: TcpStream,
+    handler: Handler,
+    log: Arc<Mutex<Vec<(String, String)>>>,
+    upstream: Option<String>,
+) -> std::io::Result<()> {
+    let mut reader = BufReader::new(stream);
+    let Some(req) = read_request(&mut reader).await? else {
+        return Ok(());
+    };
+    if let Ok(mut l) = log.lock() {
+        l.push((req.method.clone(), req.path.clone()));
+    }
+    let reply = handler(&req);
+    let mut stream = reader.into_inner();
+    match reply {
+        Reply::Bytes {
+            status,
+            headers,
+            body,
+        } => {
+            let mut head = format!(
+                "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n",
+                body.len()
+            );
+            for (k, v) in headers {
+                head.push_str(&format!("{k}: {v}\r\n"));
+            }
+            head.push_str("\r\n");
+            stream.write_all(head.as_bytes()).await?;
+            stream.write_all(&body).await?;
+            stream.flush().await?;
+        }
+        Reply::Hang => {
+            tokio::time::sleep(Duration::from_secs(120)).await;
+        }
+        Reply::Truncated { body, declared } => {
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {declared}\r\nContent-Type: application/octet-stream\r\n\r\n"
+            );
+            stream.write_all(head.as_bytes()).await?;
+            stream.write_all(&body).await?;
+            stream.flush().await?;
+        }
+        Reply::Forward {
+            cut_after,
+            corrupt_at,
+        } => {
+            let up = upstream.expect("Reply::Forward needs an upstream");
+            let mut conn = TcpStream::connect(&up).await?;
+            let mut head = format!("{} {} HTTP/1.1\r\n", req.method, req.path);
+            for (k, v) in &req.headers {
+                if k == "connection" || k == "host" {
+                    continue;
+                }
+                head.push_str(&format!("{k}: {v}\r\n"));
+            }
+            head.push_str(&format!("host: {up}\r\nconnection: close\r\n\r\n"));
+            conn.write_all(head.as_bytes()).await?;
+            conn.write_all(&req.body).await?;
+            let mut answer = Vec::new();
+            conn.read_to_end(&mut answer).await?;
+            let body_start = answer
+                .windows(4)
+                .position(|w| w == b"\r\n\r\n")
+                .map(|p| p + 4)
+                .unwrap_or(0);
+            if let Some(i) = corrupt_at
+                && body_start + i < answer.len()
+            {
+                answer[body_start + i] ^= 0xff;
+            }
+            match cut_after {
+                Some(n) if n < answer.len() => {
+                    stream.write_all(&answer[..n]).await?;
+                    stream.flush().await?;
+                    reset(&stream);
+                    return Ok(());
+                }
+                _ => stream.write_all(&answer).await?,
+            }
+            stream.flush().await?;
+        }
+    }
+    let _ = stream.shutdown().await;
+    Ok(())
+}
+
+/// A handler from a function of the request and how many times its path was seen before.
+pub fn counting(f: impl Fn(&Request, usize) -> Reply + Send + Sync + 'static) -> Handler {
+    let seen: Mutex<HashMap<String, usize>> = Mutex::new(HashMap::new());
+    Arc::new(move |req: &Request| {
+        let n = {
+            let mut s = seen.lock().expect("lock");
+            let key = format!(
+                "{} {}",
+                req.method,
+                req.path.split('?').next().unwrap_or("")
+            );
+            let e = s.entry(key).or_insert(0);
+            *e += 1;
+            *e - 1
+        };
+        f(req, n)
+    })
+}

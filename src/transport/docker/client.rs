@@ -38,6 +38,8 @@ pub struct RegistryClient {
     credentials_tried: String,
     challenge: Mutex<Challenge>,
     tokens: Mutex<HashMap<String, (String, Instant)>>,
+    // One token fetch at a time, so blobs copied in parallel share one token per scope set.
+    token_fetch: tokio::sync::Mutex<()>,
     retry_times: u32,
     tls_verify: bool,
     /// Whether the registry announced `X-Registry-Supports-Signatures: 1`.
@@ -163,6 +165,7 @@ impl RegistryClient {
                 credentials_tried: credentials_tried.clone(),
                 challenge: Mutex::new(Challenge::None),
                 tokens: Mutex::new(HashMap::new()),
+                token_fetch: tokio::sync::Mutex::new(()),
                 retry_times,
                 tls_verify,
                 supports_signatures: false,
@@ -254,12 +257,19 @@ impl RegistryClient {
             return Ok(None);
         };
         let key = scopes.join(" ");
-        if !force
-            && let Ok(t) = self.tokens.lock()
-            && let Some((tok, until)) = t.get(&key)
-            && *until > Instant::now()
-        {
-            return Ok(Some(tok.clone()));
+        let cached = || {
+            self.tokens.lock().ok().and_then(|t| {
+                t.get(&key)
+                    .filter(|(_, until)| *until > Instant::now())
+                    .map(|(tok, _)| tok.clone())
+            })
+        };
+        if !force && let Some(tok) = cached() {
+            return Ok(Some(tok));
+        }
+        let _single = self.token_fetch.lock().await;
+        if !force && let Some(tok) = cached() {
+            return Ok(Some(tok));
         }
         let mut url = Url::parse(&realm).map_err(|e| TransportError::Registry {
             url: realm.clone(),
