@@ -375,7 +375,11 @@ async fn fetch_http(client: &reqwest::Client, url: &Url) -> Fetched {
         };
         return Fetched::Slot(slot_err(
             kind,
-            format!("the body broke off after {} bytes: {e}", body.len()),
+            format!(
+                "the body ended after {}{} bytes: {e}",
+                body.len(),
+                declared.map(|n| format!(" of {n}")).unwrap_or_default()
+            ),
         ));
     }
     if let Some(n) = declared
