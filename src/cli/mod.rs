@@ -28,6 +28,7 @@ pub struct Cli {
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once; boxing would only obscure the clap derive
 pub enum Command {
     /// Copy an image (or a list of images) from SOURCE to DESTINATION, through the policy gate.
     Copy(copy::CopyArgs),

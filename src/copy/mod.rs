@@ -362,11 +362,14 @@ pub async fn copy(
     let results: Vec<(Digest, BlobAction, u64)> = futures::stream::iter(unique.iter())
         .map(|d| copy_blob(src, source.clone(), destination.as_ref(), d, options))
         .buffer_unordered(options.parallel_blobs.max(1))
-        .map_err(|(digest, source)| CopyError::Blob {
-            digest,
-            source_ref: src_name.clone(),
-            destination: dst_name.clone(),
-            source,
+        .map_err(|failed| {
+            let (digest, source) = *failed;
+            CopyError::Blob {
+                digest,
+                source_ref: src_name.clone(),
+                destination: dst_name.clone(),
+                source,
+            }
         })
         .try_collect()
         .await?;
@@ -405,7 +408,7 @@ pub async fn copy(
         if i == top_index
             && let Some(sign) = &options.sign
         {
-            let sig = sign_manifest(dst, &p.digest, sign)?;
+            let sig = sign_manifest(dst, &p.digest, sign).map_err(CopyError::Signing)?;
             written.push(WrittenSignature {
                 destination_index: sigs.len() + 1,
                 source_slot: None,
@@ -494,23 +497,21 @@ fn sign_manifest(
     dst: &ImageReference,
     digest: &Digest,
     sign: &SignOptions,
-) -> Result<Vec<u8>, CopyError> {
+) -> Result<Vec<u8>, String> {
     let identity = match (&sign.identity, dst.docker_reference()) {
         (Some(i), _) => i.clone(),
         (None, Some(r)) => r,
         (None, None) => {
-            return Err(CopyError::Signing(format!(
+            return Err(format!(
                 "{dst} has no docker reference to sign for; give one with --sign-identity"
-            )));
+            ));
         }
     };
     if identity.tag().is_none() && identity.digest().is_none() {
-        return Err(CopyError::Signing(format!(
-            "the identity {identity} needs a tag or digest"
-        )));
+        return Err(format!("the identity {identity} needs a tag or digest"));
     }
     let payload = simple_signing::payload_json(digest, &identity.to_string());
-    simple_signing::sign(&payload, &sign.key).map_err(|e| CopyError::Signing(e.to_string()))
+    simple_signing::sign(&payload, &sign.key).map_err(|e| e.to_string())
 }
 
 /// Reads the manifests the copy will write; instances before the list, the top level last.
@@ -665,8 +666,8 @@ async fn copy_blob(
     destination: &dyn ImageDestination,
     d: &Descriptor,
     options: &CopyOptions,
-) -> Result<(Digest, BlobAction, u64), (Digest, TransportError)> {
-    let fail = |e| (d.digest.clone(), e);
+) -> Result<(Digest, BlobAction, u64), Box<(Digest, TransportError)>> {
+    let fail = |e| Box::new((d.digest.clone(), e));
     if destination.try_reuse_blob(d, src).await.map_err(fail)? {
         options.emit(ProgressEvent::BlobDone {
             digest: d.digest.clone(),

@@ -180,7 +180,7 @@ pub struct ManifestList {
 #[derive(Debug, Clone)]
 pub enum Manifest {
     /// One image.
-    Image(ManifestKind, ImageManifest),
+    Image(ManifestKind, Box<ImageManifest>),
     /// A list of images.
     List(ManifestKind, ManifestList),
 }
@@ -252,7 +252,7 @@ pub fn parse(bytes: &[u8], declared: Option<&str>) -> Result<Manifest, ManifestE
     match kind {
         ManifestKind::DockerV2S1 => Err(ManifestError::Schema1(kind.media_type().to_string())),
         ManifestKind::DockerV2S2 | ManifestKind::OciManifest => serde_json::from_slice(bytes)
-            .map(|m| Manifest::Image(kind, m))
+            .map(|m| Manifest::Image(kind, Box::new(m)))
             .map_err(|source| ManifestError::Invalid {
                 kind: kind.media_type(),
                 source,

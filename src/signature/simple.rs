@@ -245,9 +245,12 @@ pub struct Verified {
     pub created: Option<SystemTime>,
 }
 
+/// Primary fingerprint, signing key fingerprint, creation time.
+type GoodSignature = (String, String, Option<SystemTime>);
+
 struct Helper<'a> {
     keyring: &'a Keyring,
-    outcome: Option<Result<(String, String, Option<SystemTime>), SignatureError>>,
+    outcome: Option<Result<GoodSignature, SignatureError>>,
 }
 
 fn handles(sig: &openpgp::packet::Signature) -> Vec<String> {

@@ -207,9 +207,7 @@ fn resumable_blob(
             if st.done {
                 return None;
             }
-            let Some(body) = st.body.as_mut() else {
-                return None;
-            };
+            let body = st.body.as_mut()?;
             match body.next().await {
                 Some(Ok(chunk)) => {
                     st.offset += chunk.len() as u64;
