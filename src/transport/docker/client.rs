@@ -170,7 +170,12 @@ impl RegistryClient {
                 tls_verify,
                 supports_signatures: false,
             };
-            match client.ping().await {
+            // Probing https before a plain-http fallback must not wait out the retries.
+            let fallback_left = *scheme != schemes[schemes.len() - 1];
+            match client
+                .ping(if fallback_left { 0 } else { retry_times })
+                .await
+            {
                 Ok(()) => return Ok(client),
                 Err(e) => last_err = Some(e),
             }
@@ -196,9 +201,14 @@ impl RegistryClient {
         })
     }
 
-    async fn ping(&mut self) -> Result<(), TransportError> {
+    async fn ping(&mut self, retries: u32) -> Result<(), TransportError> {
         let url = self.url("v2/");
-        let resp = self.send_with_retries(&[], |c| c.get(url.clone())).await?;
+        let configured = self.retry_times;
+        self.retry_times = retries;
+        // No token dance for the ping: a 401 here only tells how to authenticate.
+        let resp = self.send_inner(&[], false, |c| c.get(url.clone())).await;
+        self.retry_times = configured;
+        let resp = resp?;
         let status = resp.status();
         if status != StatusCode::OK && status != StatusCode::UNAUTHORIZED {
             return Err(self.status_error(&url, resp).await);
@@ -371,8 +381,17 @@ impl RegistryClient {
         scopes: &[String],
         make: impl Fn(&reqwest::Client) -> RequestBuilder,
     ) -> Result<Response, TransportError> {
+        self.send_inner(scopes, true, make).await
+    }
+
+    async fn send_inner(
+        &self,
+        scopes: &[String],
+        reauthenticate: bool,
+        make: impl Fn(&reqwest::Client) -> RequestBuilder,
+    ) -> Result<Response, TransportError> {
         let mut attempt = 0;
-        let mut refreshed = false;
+        let mut refreshed = !reauthenticate;
         loop {
             let rb = self
                 .authorize(make(&self.http), scopes, refreshed && attempt == 0)
