@@ -87,10 +87,19 @@ pub async fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
         ImageReference::Docker(r) | ImageReference::Store(r) => r.repository().to_string(),
         other => other.to_string(),
     };
+    let repo_tags = match &args.image {
+        ImageReference::Docker(r) => ferry::transport::docker::list_tags(r, &options)
+            .await
+            .unwrap_or_else(|e| {
+                tracing::warn!("{e}");
+                vec![]
+            }),
+        _ => vec![],
+    };
     let out = json!({
         "Name": name,
         "Digest": top_digest.to_string(),
-        "RepoTags": [],
+        "RepoTags": repo_tags,
         "Created": config.get("created"),
         "DockerVersion": config.get("docker_version").and_then(Value::as_str).unwrap_or(""),
         "Labels": config.pointer("/config/Labels"),

@@ -604,3 +604,40 @@ impl ImageDestination for DockerDestination {
         Ok(())
     }
 }
+
+/// The tags of `image`'s repository, for `ferry inspect`'s `RepoTags`. This is where oci-client
+/// serves as it is: one authenticated, paginated call with no headers ferry needs to see.
+pub async fn list_tags(image: &DockerReference, options: &TransportOptions) -> Result<Vec<String>> {
+    use oci_client::client::{ClientConfig, ClientProtocol};
+    use oci_client::secrets::RegistryAuth;
+    crate::init_tls();
+    let tls_verify = options.tls_verify.unwrap_or(true);
+    let config = ClientConfig {
+        protocol: if tls_verify {
+            ClientProtocol::Https
+        } else {
+            ClientProtocol::Http
+        },
+        accept_invalid_certificates: !tls_verify,
+        ..Default::default()
+    };
+    let client = oci_client::Client::new(config);
+    let reference = oci_client::Reference::with_tag(
+        image.domain().to_string(),
+        image.path().to_string(),
+        image.tag().unwrap_or("latest").to_string(),
+    );
+    let auth = match auth::resolve(image.domain(), &image.name(), options)?.0 {
+        Some(c) => RegistryAuth::Basic(c.username, c.password),
+        None => RegistryAuth::Anonymous,
+    };
+    let tags = client
+        .list_tags(&reference, &auth, None, None)
+        .await
+        .map_err(|e| TransportError::Registry {
+            url: image.name(),
+            message: format!("listing tags: {e}"),
+            status: None,
+        })?;
+    Ok(tags.tags)
+}
