@@ -699,3 +699,99 @@ fn a_registry_answering_html_gets_a_clear_error() {
         r.stderr
     );
 }
+
+#[test]
+fn signatures_through_the_registry_signature_extension() {
+    let reg = Registry::start();
+    let t = tempfile::tempdir().unwrap();
+    let policy = insecure_policy(t.path());
+    let store = t.path().join("store");
+    let src = t.path().join("src");
+    make_oci_image(&src, "v1", 17, 1, 1000);
+    let host = reg.host();
+    push_with_skopeo(&policy, &src, "v1", &format!("docker://{host}/ext/app:v1"));
+    let stored: std::sync::Arc<std::sync::Mutex<Vec<String>>> = Default::default();
+    let s2 = stored.clone();
+    // An OpenShift-like registry: announces the extension and keeps what is PUT to it.
+    let proxy = HttpServer::start(
+        counting(move |req, _| {
+            if req.path == "/v2/" {
+                return Reply::Bytes {
+                    status: 200,
+                    headers: vec![("X-Registry-Supports-Signatures".into(), "1".into())],
+                    body: b"{}".to_vec(),
+                };
+            }
+            if req.path.starts_with("/extensions/v2/") {
+                if req.method == "PUT" {
+                    s2.lock()
+                        .unwrap()
+                        .push(String::from_utf8_lossy(&req.body).into_owned());
+                    return Reply::Bytes {
+                        status: 201,
+                        headers: vec![],
+                        body: vec![],
+                    };
+                }
+                let list: Vec<serde_json::Value> = s2
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .map(|b| serde_json::from_str(b).unwrap())
+                    .collect();
+                return Reply::ok(
+                    "application/json",
+                    serde_json::json!({ "signatures": list }).to_string(),
+                );
+            }
+            Reply::forward()
+        }),
+        Some(host.clone()),
+    );
+    // The demo's key signs here with ferry itself: use a throwaway key made by gpg.
+    let gpg = support::gpg::Gpg::new();
+    let key = gpg.gen_key("Extension Signer");
+    let img = format!("docker://{}/ext/app:v1", proxy.host());
+    fcopy(
+        &policy,
+        &store,
+        &[
+            "--sign-by",
+            &key.fpr,
+            "--sign-key",
+            key.secret.to_str().unwrap(),
+        ],
+        &img,
+        &img,
+    )
+    .ok();
+    let put = stored.lock().unwrap().clone();
+    assert_eq!(put.len(), 1, "one signature was PUT to the extension");
+    let v: serde_json::Value = serde_json::from_str(&put[0]).unwrap();
+    assert_eq!(v["type"], "atomic");
+    assert_eq!(v["schemaVersion"], 2);
+    // Reading back through the extension: a signedBy policy accepts the image.
+    let signed = t.path().join("signed.json");
+    std::fs::write(
+        &signed,
+        format!(
+            r#"{{"default":[{{"type":"signedBy","keyType":"GPGKeys","keyPath":"{}"}}]}}"#,
+            key.public.display()
+        ),
+    )
+    .unwrap();
+    let r = ferry(&[
+        "policy",
+        "check",
+        "--policy",
+        signed.to_str().unwrap(),
+        "--src-tls-verify=false",
+        &img,
+    ])
+    .ok();
+    assert!(
+        r.stdout.contains("ACCEPTED") && r.stdout.contains(&key.fpr),
+        "{}",
+        r.stdout
+    );
+}

@@ -1,0 +1,76 @@
+//! ferry as a library, the way a container runtime embeds it: copy options carry the mode, the
+//! result carries the verdict and the warnings, progress arrives through a callback.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use ferry::copy::{CopyError, CopyOptions, Progress, ProgressEvent, SignatureMode, copy};
+use ferry::policy::{Policy, SlotOutcome};
+use ferry::reference::ImageReference;
+
+struct Events(Mutex<Vec<String>>);
+
+impl Progress for Events {
+    fn event(&self, e: ProgressEvent) {
+        let s = match e {
+            ProgressEvent::Phase(p) => format!("phase {p}"),
+            ProgressEvent::BlobStarted { .. } => "blob started".into(),
+            ProgressEvent::BlobBytes { .. } => "bytes".into(),
+            ProgressEvent::BlobDone { .. } => "blob done".into(),
+            ProgressEvent::Warning(w) => format!("warning {w}"),
+        };
+        self.0.lock().unwrap().push(s);
+    }
+}
+
+fn demo() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/demo")
+}
+
+#[tokio::test]
+async fn a_runtime_pulls_with_sufficient_subset_and_reads_the_verdict() {
+    let t = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(demo().join("policy.json.in"))
+        .unwrap()
+        .replace("@DEMO@", demo().to_str().unwrap());
+    let policy = Arc::new(Policy::from_bytes(text.as_bytes(), "demo policy").unwrap());
+    let src =
+        ImageReference::parse(&format!("dir:{}", demo().join("hello-dir").display())).unwrap();
+    let dst = ImageReference::parse("store:registry.demo.ferry.invalid/hello:1").unwrap();
+    let mut options = CopyOptions::new(policy);
+    options.destination.store_root = Some(t.path().join("store"));
+    let events = Arc::new(Events(Mutex::new(vec![])));
+    options.progress = Some(events.clone());
+
+    // The default mode refuses the unreadable slot, and says which one.
+    match copy(&src, &dst, &options).await {
+        Err(CopyError::Signatures { failure, .. }) => assert!(failure.to_string().contains("0x3c")),
+        other => panic!("expected a signature failure, got {other:?}"),
+    }
+
+    options.mode = SignatureMode::SufficientSubset;
+    let report = copy(&src, &dst, &options).await.unwrap();
+    assert_eq!(report.warnings.len(), 1);
+    assert!(report.warnings[0].contains("signature-2"));
+    let verdict = report.manifests[0].verdict.as_ref().unwrap();
+    assert!(verdict.accepted);
+    assert!(matches!(
+        verdict.slots[0].outcome,
+        SlotOutcome::Accepted { requirement: 0, .. }
+    ));
+    assert!(matches!(
+        verdict.slots[1].outcome,
+        SlotOutcome::Unreadable { .. }
+    ));
+    assert!(matches!(
+        verdict.slots[2].outcome,
+        SlotOutcome::Rejected { .. }
+    ));
+    let seen = events.0.lock().unwrap().clone();
+    assert!(
+        seen.iter().any(|e| e == "phase checking signatures"),
+        "{seen:?}"
+    );
+    assert!(seen.iter().any(|e| e.starts_with("warning")), "{seen:?}");
+    assert!(seen.iter().any(|e| e == "blob done"), "{seen:?}");
+}
