@@ -236,6 +236,23 @@ fn sufficient_subset_keeps_every_readable_signature_and_records_the_unreadable_o
         "{text}"
     );
 
+    let show = ferry(&[
+        "signatures",
+        "show",
+        "--format",
+        "json",
+        "--store",
+        c.store.to_str().unwrap(),
+        &format!("store:{IDENTITY}"),
+    ])
+    .ok();
+    let shown: serde_json::Value = serde_json::from_str(&show.stdout).unwrap();
+    assert_eq!(shown.as_array().unwrap().len(), 2);
+    assert_eq!(
+        shown[0]["payload"]["critical"]["identity"]["docker-reference"],
+        IDENTITY
+    );
+    assert_eq!(shown[1]["decoded"]["issuers"][0], UNTRUSTED);
     let export = c.t.path().join("export");
     ferry(&[
         "signatures",

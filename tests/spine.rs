@@ -484,3 +484,94 @@ fn bad_input_gets_a_clear_error_and_the_right_exit_status() {
     assert!(r.stderr.contains("reject"), "{}", r.stderr);
     assert!(!t.path().join("o").exists());
 }
+
+#[test]
+fn progress_on_a_terminal_silence_elsewhere_and_reuse_of_present_blobs() {
+    let t = tempfile::tempdir().unwrap();
+    let policy = insecure_policy(t.path());
+    let store = t.path().join("store");
+    let src = t.path().join("src");
+    make_oci_image(&src, "v1", 31, 2, 200_000);
+    let src_ref = format!("oci:{}:v1", src.display());
+
+    // stderr is a pipe here: no progress, only the result on disk.
+    let r = ferry(&[
+        "copy",
+        "--policy",
+        policy.to_str().unwrap(),
+        "--store",
+        store.to_str().unwrap(),
+        &src_ref,
+        "store:example.com/p:1",
+    ])
+    .ok();
+    assert!(
+        r.stderr.is_empty(),
+        "no progress without a terminal: {:?}",
+        r.stderr
+    );
+    assert!(r.stdout.is_empty(), "stdout is for results: {:?}", r.stdout);
+
+    // On a terminal (a pty from script(1)): progress, and blobs already present are skipped.
+    let script = require_tool("script", "bsdutils");
+    let cmd = format!(
+        "{} copy --policy {} --store {} {} store:example.com/p:2",
+        ferry_bin().display(),
+        policy.display(),
+        store.display(),
+        src_ref
+    );
+    let r = run(std::process::Command::new(script).args(["-qec", &cmd, "/dev/null"])).ok();
+    assert!(r.stdout.contains("Skipping blob"), "{}", r.stdout);
+    assert!(r.stdout.contains("Copied"), "{}", r.stdout);
+    let r = run(
+        std::process::Command::new(require_tool("script", "bsdutils")).args([
+            "-qec",
+            &format!("{cmd} -q"),
+            "/dev/null",
+        ]),
+    )
+    .ok();
+    assert!(
+        !r.stdout.contains("Copying") && !r.stdout.contains("Copied"),
+        "-q is silent: {}",
+        r.stdout
+    );
+
+    // A new destination gets bars for the blobs it copies.
+    let out = t.path().join("o");
+    let cmd = format!(
+        "{} copy --policy {} {} oci:{}:x",
+        ferry_bin().display(),
+        policy.display(),
+        src_ref,
+        out.display()
+    );
+    let r = run(
+        std::process::Command::new(require_tool("script", "bsdutils")).args([
+            "-qec",
+            &cmd,
+            "/dev/null",
+        ]),
+    )
+    .ok();
+    assert!(r.stdout.contains("Copying blob"), "{}", r.stdout);
+
+    // --parallel-blobs is bounded and explained.
+    ferry(&["copy", "--parallel-blobs", "0", &src_ref, "dir:/tmp/never"]).code(2);
+    let help = ferry(&["copy", "--help"]).ok().stdout;
+    for flag in [
+        "--signatures",
+        "--parallel-blobs",
+        "--report",
+        "--sign-by",
+        "--all",
+        "--platform",
+        "--src-tls-verify",
+        "--registries.d",
+        "--store",
+        "sufficient-subset",
+    ] {
+        assert!(help.contains(flag), "--help explains {flag}");
+    }
+}

@@ -149,7 +149,7 @@ pub async fn run(args: CopyArgs) -> anyhow::Result<ExitCode> {
         std::fs::write(path, json)
             .with_context(|| format!("writing the report {}", path.display()))?;
     }
-    if !args.quiet {
+    if !args.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         eprintln!(
             "Copied {} to {} ({})",
             args.source, args.destination, report.manifest_digest
