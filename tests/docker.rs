@@ -795,3 +795,82 @@ fn signatures_through_the_registry_signature_extension() {
         r.stdout
     );
 }
+
+#[test]
+fn credentials_from_a_docker_credential_helper() {
+    let reg = Registry::start_with_password("helper-user", "helper-pw");
+    let t = tempfile::tempdir().unwrap();
+    let policy = insecure_policy(t.path());
+    let src = t.path().join("src");
+    make_oci_image(&src, "v1", 18, 1, 5000);
+    let host = reg.host();
+    // A credential helper speaking docker's protocol: `get`, the registry on stdin, JSON out.
+    let bin = t.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let helper = bin.join("docker-credential-ferrytest");
+    std::fs::write(
+        &helper,
+        format!(
+            "#!/bin/sh\nread server\n[ \"$1\" = get ] && [ \"$server\" = \"{host}\" ] || exit 1\necho '{{\"ServerURL\":\"'$server'\",\"Username\":\"helper-user\",\"Secret\":\"helper-pw\"}}'\n"
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let config = t.path().join("config.json");
+    std::fs::write(
+        &config,
+        format!(r#"{{"credHelpers":{{"{host}":"ferrytest"}}}}"#),
+    )
+    .unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let home = t.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let src_ref = format!("oci:{}:v1", src.display());
+    let dst = format!("docker://{host}/helped/app:v1");
+    ferry_in(
+        &[
+            "copy",
+            "-q",
+            "--policy",
+            policy.to_str().unwrap(),
+            "--dest-tls-verify=false",
+            "--authfile",
+            config.to_str().unwrap(),
+            &src_ref,
+            &dst,
+        ],
+        &[("PATH", &path), ("HOME", home.to_str().unwrap())],
+    )
+    .ok();
+    // The same through ~/.docker/config.json with credsStore, found without --authfile.
+    std::fs::create_dir_all(home.join(".docker")).unwrap();
+    std::fs::write(
+        home.join(".docker/config.json"),
+        r#"{"credsStore":"ferrytest"}"#,
+    )
+    .unwrap();
+    let out = t.path().join("out");
+    ferry_in(
+        &[
+            "copy",
+            "-q",
+            "--policy",
+            policy.to_str().unwrap(),
+            "--src-tls-verify=false",
+            &dst,
+            &format!("dir:{}", out.display()),
+        ],
+        &[
+            ("PATH", &path),
+            ("HOME", home.to_str().unwrap()),
+            ("XDG_RUNTIME_DIR", home.to_str().unwrap()),
+        ],
+    )
+    .ok();
+    assert!(out.join("manifest.json").exists());
+}

@@ -418,3 +418,42 @@ fn a_store_copy_made_in_sufficient_subset_passes_skopeos_own_policy_check() {
     assert_ne!(r.code, 0);
     assert!(r.stderr.contains("0x3c"), "{}", r.stderr);
 }
+
+#[test]
+fn a_copy_that_would_change_the_manifest_while_keeping_signatures_is_refused() {
+    let c = Case::new();
+    let dst = c.t.path().join("out");
+    // The demo image is OCI: asking for Docker schema 2 would change the manifest's digest.
+    let r = c
+        .copy(
+            &["--signatures", "sufficient-subset", "--format", "v2s2"],
+            &demo().join("hello-dir"),
+            &format!("dir:{}", dst.display()),
+        )
+        .code(1);
+    assert!(
+        r.stderr.contains("invalidate") && r.stderr.contains("signature"),
+        "{}",
+        r.stderr
+    );
+    assert!(!dst.exists());
+    let r = c
+        .copy(
+            &["--remove-signatures", "--format", "v2s2"],
+            &demo().join("hello-dir"),
+            &format!("dir:{}", dst.display()),
+        )
+        .code(1);
+    assert!(r.stderr.contains("does not convert"), "{}", r.stderr);
+    // Asking for the format it already has is fine.
+    c.copy(
+        &["--signatures", "sufficient-subset", "--format", "oci"],
+        &demo().join("hello-dir"),
+        &format!("dir:{}", dst.display()),
+    )
+    .ok();
+    assert_eq!(
+        std::fs::read(dst.join("signature-1")).unwrap(),
+        demo_sig("signature-1")
+    );
+}

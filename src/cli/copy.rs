@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
-use ferry::copy::{self, CopyOptions, ImageSelection, SignOptions, SignatureMode};
+use ferry::copy::{self, CopyOptions, ImageSelection, ManifestFormat, SignOptions, SignatureMode};
 use ferry::manifest::PlatformSpec;
 use ferry::reference::{DockerReference, ImageReference};
 use ferry::signature::simple::SigningKey;
@@ -62,6 +62,11 @@ pub struct CopyArgs {
     /// The docker reference to sign for (default: the destination's).
     #[arg(long, value_name = "REFERENCE", requires = "sign_by")]
     sign_identity: Option<String>,
+    /// The manifest format the destination must get (oci or v2s2). ferry never rewrites a
+    /// manifest, so a source in another format is refused: conversion would change the digest and
+    /// invalidate the signatures.
+    #[arg(short = 'f', long, value_name = "FORMAT")]
+    format: Option<ManifestFormat>,
     /// Write a JSON report: every manifest, blob and signature slot, with timings.
     #[arg(long, value_name = "FILE")]
     report: Option<PathBuf>,
@@ -108,6 +113,7 @@ pub async fn run(args: CopyArgs) -> anyhow::Result<ExitCode> {
         &args.store,
     );
     options.parallel_blobs = usize::from(args.parallel_blobs);
+    options.format = args.format;
     if let (Some(fpr), Some(key_file)) = (&args.sign_by, &args.sign_key) {
         let bytes = std::fs::read(key_file)
             .with_context(|| format!("reading the signing key {}", key_file.display()))?;

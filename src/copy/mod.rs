@@ -42,6 +42,37 @@ pub enum ImageSelection {
     All,
 }
 
+/// A manifest format a copy may be asked to produce (skopeo's `--format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ManifestFormat {
+    /// OCI image manifest (and OCI index for lists).
+    Oci,
+    /// Docker schema 2 (and Docker manifest list for lists).
+    V2s2,
+}
+
+impl ManifestFormat {
+    fn accepts(self, kind: crate::manifest::ManifestKind) -> bool {
+        use crate::manifest::ManifestKind::*;
+        match self {
+            ManifestFormat::Oci => matches!(kind, OciManifest | OciIndex),
+            ManifestFormat::V2s2 => matches!(kind, DockerV2S2 | DockerList),
+        }
+    }
+}
+
+impl std::str::FromStr for ManifestFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "oci" => Ok(ManifestFormat::Oci),
+            "v2s2" => Ok(ManifestFormat::V2s2),
+            "v2s1" => Err("Docker schema 1 (v2s1) is not supported: use oci or v2s2".into()),
+            _ => Err(format!("unknown manifest format {s:?}: use oci or v2s2")),
+        }
+    }
+}
+
 /// Signing the copied image with simple signing.
 #[derive(Clone)]
 pub struct SignOptions {
@@ -115,6 +146,8 @@ pub struct CopyOptions {
     pub sign: Option<SignOptions>,
     /// Where progress goes.
     pub progress: Option<Arc<dyn Progress>>,
+    /// The manifest format the destination must get; `None` keeps the source's.
+    pub format: Option<ManifestFormat>,
 }
 
 impl CopyOptions {
@@ -129,6 +162,7 @@ impl CopyOptions {
             parallel_blobs: 6,
             sign: None,
             progress: None,
+            format: None,
         }
     }
 
@@ -228,6 +262,9 @@ pub enum CopyError {
         /// What failed.
         source: TransportError,
     },
+    /// The copy would have to change a manifest.
+    #[error("{0}")]
+    ManifestChange(String),
     /// The destination reference names a digest the image does not have.
     #[error("{destination} names digest {wanted}, but the copied manifest has digest {actual}")]
     DestinationDigest {
@@ -320,6 +357,37 @@ pub async fn copy(
         p.verdict = Some(verdict);
     }
     let gate_done = started.elapsed().as_secs_f64();
+
+    // ferry never rewrites a manifest: a different format would change its digest, and every
+    // signature kept with it would then sign something else.
+    if let Some(want) = options.format {
+        for p in &plan {
+            let kind = crate::manifest::detect(&p.raw.bytes, p.raw.media_type.as_deref()).map_err(
+                |source| CopyError::Manifest {
+                    what: format!("manifest {}", p.digest),
+                    source,
+                },
+            )?;
+            if want.accepts(kind) {
+                continue;
+            }
+            let keeps = plan.iter().map(|q| q.decision.keep.len()).sum::<usize>()
+                + usize::from(options.sign.is_some());
+            return Err(CopyError::ManifestChange(if keeps > 0 {
+                format!(
+                    "{src_name}: converting the manifest {} ({}) to {want:?} would change its digest and invalidate the {keeps} signature(s) this copy keeps; copy it in its own format, or drop the signatures with --signatures remove-signatures (ferry does not convert formats yet either way)",
+                    p.digest,
+                    kind.media_type()
+                )
+            } else {
+                format!(
+                    "{src_name}: the manifest {} is {}, and ferry does not convert manifest formats; copy it without --format",
+                    p.digest,
+                    kind.media_type()
+                )
+            }));
+        }
+    }
 
     if let ImageReference::Docker(r) = dst
         && let Some(wanted) = r.digest()

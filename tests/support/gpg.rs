@@ -184,6 +184,16 @@ impl Gpg {
     }
 }
 
+impl Drop for Gpg {
+    fn drop(&mut self) {
+        // gpg starts an agent per GNUPGHOME; stop it so no process outlives the test.
+        let _ = std::process::Command::new("gpgconf")
+            .env("GNUPGHOME", self.home.path())
+            .args(["--kill", "gpg-agent"])
+            .status();
+    }
+}
+
 /// A simple-signing payload for a manifest digest and identity.
 pub fn payload(manifest_digest: &str, reference: &str) -> Vec<u8> {
     format!(
