@@ -105,18 +105,6 @@ fn non_empty(s: &Option<String>) -> Option<&str> {
     s.as_deref().filter(|s| !s.is_empty())
 }
 
-fn scopes(image: &DockerReference) -> Vec<String> {
-    let mut out = vec![image.to_string()];
-    out.extend(image.namespaces());
-    let host = image.domain().split(':').next().unwrap_or_default();
-    let mut labels: Vec<&str> = host.split('.').collect();
-    while labels.len() > 1 {
-        labels.remove(0);
-        out.push(format!("*.{}", labels.join(".")));
-    }
-    out
-}
-
 impl RegistriesConfig {
     /// Loads every `*.yaml` in `dir`; with `None`, `~/.config/containers/registries.d` if it
     /// exists, else `/etc/containers/registries.d`. A missing directory is an empty config.
@@ -200,7 +188,8 @@ impl RegistriesConfig {
     }
 
     fn sections(&self, image: &DockerReference) -> Vec<&Section> {
-        scopes(image)
+        image
+            .scopes()
             .iter()
             .filter_map(|s| self.docker.get(s))
             .chain(self.default_docker.iter())

@@ -205,6 +205,22 @@ impl DockerReference {
         }
         out
     }
+    /// The scopes a configuration keyed by docker names is looked up in, most specific first:
+    /// the reference itself, its repository and each parent namespace, then wildcard domains
+    /// (`*.example.com`, `*.com`; the port is not part of them). Shared by policy.json and
+    /// registries.d, which containers/image resolves the same way.
+    pub fn scopes(&self) -> Vec<String> {
+        let mut out = vec![self.to_string()];
+        out.extend(self.namespaces());
+        let host = self.domain.split(':').next().unwrap_or_default();
+        let mut labels: Vec<&str> = host.split('.').collect();
+        while labels.len() > 1 {
+            labels.remove(0);
+            out.push(format!("*.{}", labels.join(".")));
+        }
+        out
+    }
+
     /// A name in the shortest form a person would type (`busybox:latest` for docker.io images).
     pub fn familiar(&self) -> String {
         let s = self.to_string();

@@ -41,19 +41,6 @@ fn fcopy(policy: &Path, store: &Path, extra: &[&str], src: &str, dst: &str) -> R
     ferry(&args)
 }
 
-fn oci_manifest(layout: &Path, tag: &str) -> Vec<u8> {
-    let index: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
-    let entry = index["manifests"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == tag)
-        .unwrap_or_else(|| panic!("no {tag} in {index}"));
-    let digest = entry["digest"].as_str().unwrap();
-    std::fs::read(layout.join("blobs/sha256").join(&digest["sha256:".len()..])).unwrap()
-}
-
 #[test]
 fn pulls_and_pushes_between_the_registry_and_every_local_transport() {
     let reg = Registry::start();

@@ -11,20 +11,9 @@ const IDENTITY: &str = "registry.ferry.test/app:1";
 
 /// A dir: image; returns its directory and manifest digest.
 fn dir_image(t: &Path, name: &str, seed: u64) -> (PathBuf, String) {
-    let layout = t.join(format!("{name}-oci"));
-    let img = make_oci_image(&layout, "v1", seed, 1, 1000);
     let dir = t.join(name);
-    let p = insecure_policy(t);
-    ferry(&[
-        "copy",
-        "-q",
-        "--policy",
-        p.to_str().unwrap(),
-        &format!("oci:{}:v1", layout.display()),
-        &format!("dir:{}", dir.display()),
-    ])
-    .ok();
-    (dir, img.digest)
+    let digest = support::dir_image(&dir, seed, 1000);
+    (dir, digest)
 }
 
 fn signed_by_policy(t: &Path, key: &Path, identity: &str) -> PathBuf {

@@ -21,19 +21,6 @@ fn copy(policy: &Path, store: &Path, src: &str, dst: &str) -> Run {
     ])
 }
 
-fn oci_manifest(layout: &Path, tag: &str) -> Vec<u8> {
-    let index: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
-    let entry = index["manifests"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == tag)
-        .unwrap_or_else(|| panic!("no {tag} in {index}"));
-    let digest = entry["digest"].as_str().unwrap();
-    std::fs::read(layout.join("blobs/sha256").join(&digest["sha256:".len()..])).unwrap()
-}
-
 #[test]
 fn round_trip_oci_dir_store_oci_keeps_every_byte() {
     let t = tempfile::tempdir().unwrap();

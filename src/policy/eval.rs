@@ -15,18 +15,7 @@ use crate::signature::sniff::{self, Format};
 /// `PolicyConfigurationIdentity` then `PolicyConfigurationNamespaces`).
 pub fn scopes(image: &ImageReference) -> Vec<String> {
     match image {
-        ImageReference::Docker(r) | ImageReference::Store(r) => {
-            let mut out = vec![r.to_string()];
-            out.extend(r.namespaces());
-            // Wildcard domains: *.example.com, *.com (the port is not part of them).
-            let host = r.domain().split(':').next().unwrap_or_default();
-            let mut labels: Vec<&str> = host.split('.').collect();
-            while labels.len() > 1 {
-                labels.remove(0);
-                out.push(format!("*.{}", labels.join(".")));
-            }
-            out
-        }
+        ImageReference::Docker(r) | ImageReference::Store(r) => r.scopes(),
         ImageReference::Dir { path } | ImageReference::OciLayout { path, .. } => {
             let abs = resolve(path);
             let mut out = Vec::new();

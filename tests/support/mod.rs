@@ -276,3 +276,41 @@ pub fn make_oci_index(
     );
     (index, digest, images)
 }
+
+/// The manifest bytes of the image named `tag` in the OCI layout at `layout`.
+pub fn oci_manifest(layout: &Path, tag: &str) -> Vec<u8> {
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).expect("index.json"))
+            .expect("json");
+    let entry = index["manifests"]
+        .as_array()
+        .expect("manifests")
+        .iter()
+        .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == tag)
+        .unwrap_or_else(|| panic!("no {tag} in {index}"));
+    let digest = entry["digest"].as_str().expect("digest");
+    std::fs::read(layout.join("blobs/sha256").join(&digest["sha256:".len()..]))
+        .expect("manifest blob")
+}
+
+/// A small `dir:` image at `dir` (written by ferry from a generated OCI layout); returns its
+/// manifest digest.
+pub fn dir_image(dir: &Path, seed: u64, size: usize) -> String {
+    let parent = dir.parent().expect("parent");
+    let layout = parent.join(format!(
+        "{}-oci",
+        dir.file_name().expect("name").to_string_lossy()
+    ));
+    let img = make_oci_image(&layout, "v1", seed, 1, size);
+    let p = insecure_policy(parent);
+    ferry(&[
+        "copy",
+        "-q",
+        "--policy",
+        p.to_str().expect("utf-8"),
+        &format!("oci:{}:v1", layout.display()),
+        &format!("dir:{}", dir.display()),
+    ])
+    .ok();
+    img.digest
+}
