@@ -51,6 +51,13 @@ pub enum Reply {
     },
     /// Accept the request and never answer (until the client gives up).
     Hang,
+    /// Announce `declared` bytes, send `body`, then stall without closing.
+    Stalled {
+        /// What is sent before the stall.
+        body: Vec<u8>,
+        /// The Content-Length announced.
+        declared: usize,
+    },
     /// Announce `declared` bytes, send `body`, close.
     Truncated {
         /// What is sent.
@@ -258,6 +265,15 @@ async fn serve(
             stream.flush().await?;
         }
         Reply::Hang => {
+            tokio::time::sleep(Duration::from_secs(120)).await;
+        }
+        Reply::Stalled { body, declared } => {
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {declared}\r\nContent-Type: application/octet-stream\r\n\r\n"
+            );
+            stream.write_all(head.as_bytes()).await?;
+            stream.write_all(&body).await?;
+            stream.flush().await?;
             tokio::time::sleep(Duration::from_secs(120)).await;
         }
         Reply::Truncated { body, declared } => {
