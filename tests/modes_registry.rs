@@ -275,12 +275,23 @@ fn insufficient_subset_names_the_untrusted_signer_and_every_unreadable_slot() {
     let s = setup();
     s.set(vec![Reply::html(), s.untrusted()]);
     let out = s.dir("out");
+    let report = s.dir("failed.json");
     let r = s
         .copy(
-            &["--signatures", "sufficient-subset"],
+            &[
+                "--signatures",
+                "sufficient-subset",
+                "--report",
+                report.to_str().unwrap(),
+            ],
             &format!("dir:{}", out.display()),
         )
         .code(1);
+    let rep: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!(rep["verdict"]["accepted"], false);
+    assert_eq!(rep["verdict"]["slots"][1]["outcome"]["status"], "rejected");
+    assert_eq!(rep["unreadable"][0]["slot"], 1);
+    assert!(rep["error"].as_str().unwrap().contains("0x3c"));
     assert!(
         r.stderr.contains("signature-1")
             && r.stderr.contains(&s.sig_url(1))

@@ -149,7 +149,26 @@ pub async fn run(args: CopyArgs) -> anyhow::Result<ExitCode> {
     options.progress = Some(Arc::new(TerminalProgress::new(args.quiet)));
 
     let result = copy::copy(&args.source, &args.destination, &options).await;
-    let report = result?;
+    let report = match result {
+        Ok(r) => r,
+        Err(e) => {
+            // A failed copy still reports, so a runtime or mirror can keep the evidence of why.
+            if let Some(path) = &args.report {
+                let failed = serde_json::json!({
+                    "version": 1,
+                    "source": args.source.to_string(),
+                    "destination": args.destination.to_string(),
+                    "mode": options.mode,
+                    "error": e.to_string(),
+                    "verdict": e.verdict(),
+                    "unreadable": e.unreadable(),
+                });
+                std::fs::write(path, serde_json::to_vec_pretty(&failed)?)
+                    .with_context(|| format!("writing the report {}", path.display()))?;
+            }
+            return Err(e.into());
+        }
+    };
     if let Some(path) = &args.report {
         let json = serde_json::to_vec_pretty(&report)?;
         std::fs::write(path, json)

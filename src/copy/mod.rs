@@ -277,6 +277,32 @@ pub enum CopyError {
     },
 }
 
+impl CopyError {
+    /// The policy's verdict, when the copy failed on the signatures.
+    pub fn verdict(&self) -> Option<&Verdict> {
+        match self {
+            CopyError::Signatures {
+                failure: SignatureFailure::Rejected { verdict, .. },
+                ..
+            } => Some(verdict),
+            _ => None,
+        }
+    }
+
+    /// The slots that could not be read, when the copy failed on the signatures.
+    pub fn unreadable(&self) -> &[UnreadableSlot] {
+        match self {
+            CopyError::Signatures {
+                failure:
+                    SignatureFailure::Rejected { unreadable, .. }
+                    | SignatureFailure::Unreadable { unreadable },
+                ..
+            } => unreadable,
+            _ => &[],
+        }
+    }
+}
+
 /// One manifest the copy will write.
 struct Planned {
     raw: RawManifest,
