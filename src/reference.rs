@@ -32,6 +32,7 @@ fn domain_and_port() -> String {
     format!(r"(?:{DOMAIN_NAME_COMPONENT}(?:\.{DOMAIN_NAME_COMPONENT})*|{IPV6})(?::[0-9]+)?")
 }
 
+// The patterns below are constants that every unit test compiles, so their `expect` cannot fire.
 static REFERENCE_RE: LazyLock<Regex> = LazyLock::new(|| {
     let nc = name_component();
     let name = format!("(?:{}/)?{nc}(?:/{nc})*", domain_and_port());

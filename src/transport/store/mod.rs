@@ -80,11 +80,6 @@ impl Store {
         self.layout.root()
     }
 
-    /// The root directory (alias of [`Store::root_dir`]).
-    pub fn root_path(&self) -> &Path {
-        self.layout.root()
-    }
-
     /// Every image in the store.
     pub fn images(&self) -> Result<Vec<StoredImage>> {
         if !self.layout.root().join("index.json").exists() {
