@@ -67,6 +67,17 @@ fn round_trip_oci_dir_store_oci_keeps_every_byte() {
             blob
         );
     }
+    // ferry leaves nothing of its own in a layout that belongs to other tools.
+    let names: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        names
+            .iter()
+            .all(|n| ["oci-layout", "index.json", "blobs"].contains(&n.as_str())),
+        "{names:?}"
+    );
     // The store is itself an OCI layout other tools can read.
     assert_eq!(oci_manifest(&store, "example.com/rt:v1"), image.manifest);
 }

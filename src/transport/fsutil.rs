@@ -124,6 +124,18 @@ impl FileLock {
         .map_err(|e| TransportError::Unsupported(format!("lock task failed: {e}")))?
     }
 
+    /// Waits for a lock on a directory itself (flock on its descriptor), so locking leaves no
+    /// file behind in a directory that belongs to other tools, like an OCI layout.
+    pub async fn acquire_dir(dir: PathBuf) -> Result<FileLock> {
+        tokio::task::spawn_blocking(move || {
+            let file = std::fs::File::open(&dir).map_err(|e| TransportError::io(&dir, e))?;
+            file.lock().map_err(|e| TransportError::io(&dir, e))?;
+            Ok(FileLock { file })
+        })
+        .await
+        .map_err(|e| TransportError::Unsupported(format!("lock task failed: {e}")))?
+    }
+
     /// Takes the lock if nobody holds it.
     pub fn try_acquire(path: &Path) -> Option<FileLock> {
         let file = std::fs::OpenOptions::new().write(true).open(path).ok()?;

@@ -397,7 +397,7 @@ impl ImageDestination for OciLayoutDestination {
             .ok()
             .and_then(|t| t.clone())
             .ok_or_else(|| TransportError::Unsupported("commit without a manifest".into()))?;
-        let _lock = fsutil::FileLock::acquire(self.layout.root().join(".ferry.lock")).await?;
+        let _lock = fsutil::FileLock::acquire_dir(self.layout.root().to_path_buf()).await?;
         self.layout.set_index_entry(
             self.tag.as_deref(),
             index_descriptor(&top, self.tag.as_deref()),
