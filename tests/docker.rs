@@ -861,3 +861,53 @@ fn credentials_from_a_docker_credential_helper() {
     .ok();
     assert!(out.join("manifest.json").exists());
 }
+
+#[test]
+fn tls_is_verified_by_default_and_tls_verify_false_allows_a_self_signed_registry() {
+    let reg = Registry::start_tls();
+    let t = tempfile::tempdir().unwrap();
+    let policy = insecure_policy(t.path());
+    let src = t.path().join("src");
+    make_oci_image(&src, "v1", 19, 1, 5000);
+    let dst = format!("docker://{}/tls/app:v1", reg.host());
+    let src_ref = format!("oci:{}:v1", src.display());
+    let r = ferry(&[
+        "copy",
+        "-q",
+        "--policy",
+        policy.to_str().unwrap(),
+        &src_ref,
+        &dst,
+    ])
+    .code(1);
+    assert!(r.stderr.contains(&reg.host()), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("--dest-tls-verify=false"),
+        "says what to do: {}",
+        r.stderr
+    );
+    // Unverified https for that side only; skopeo reads it back over https.
+    ferry(&[
+        "copy",
+        "-q",
+        "--policy",
+        policy.to_str().unwrap(),
+        "--dest-tls-verify=false",
+        &src_ref,
+        &dst,
+    ])
+    .ok();
+    skopeo(&["inspect", "--tls-verify=false", &dst]).ok();
+    // The source side's flag does not loosen the destination's.
+    let r = ferry(&[
+        "copy",
+        "-q",
+        "--policy",
+        policy.to_str().unwrap(),
+        "--src-tls-verify=false",
+        &src_ref,
+        &dst,
+    ])
+    .code(1);
+    assert!(r.stderr.contains(&reg.host()), "{}", r.stderr);
+}

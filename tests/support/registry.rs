@@ -25,15 +25,20 @@ fn free_port() -> u16 {
 impl Registry {
     /// A registry with anonymous access.
     pub fn start() -> Registry {
-        Registry::start_with(None)
+        Registry::start_with(None, false)
+    }
+
+    /// A registry serving https with a self-signed certificate for 127.0.0.1 (made by openssl).
+    pub fn start_tls() -> Registry {
+        Registry::start_with(None, true)
     }
 
     /// A registry that requires basic auth with this user and password (htpasswd, bcrypt).
     pub fn start_with_password(user: &str, password: &str) -> Registry {
-        Registry::start_with(Some((user, password)))
+        Registry::start_with(Some((user, password)), false)
     }
 
-    fn start_with(auth: Option<(&str, &str)>) -> Registry {
+    fn start_with(auth: Option<(&str, &str)>, tls: bool) -> Registry {
         let bin = require_tool("docker-registry", "docker-registry");
         let dir = tempfile::tempdir().expect("tempdir");
         let port = free_port();
@@ -52,8 +57,47 @@ impl Registry {
                 file.display()
             );
         }
+        let mut tls_yaml = String::new();
+        if tls {
+            let openssl = require_tool("openssl", "openssl");
+            let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+            let out = Command::new(openssl)
+                .args([
+                    "req",
+                    "-x509",
+                    "-newkey",
+                    "ec",
+                    "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1",
+                    "-nodes",
+                    "-days",
+                    "2",
+                ])
+                .args([
+                    "-subj",
+                    "/CN=127.0.0.1",
+                    "-addext",
+                    "subjectAltName=IP:127.0.0.1",
+                ])
+                .arg("-keyout")
+                .arg(&key)
+                .arg("-out")
+                .arg(&cert)
+                .output()
+                .expect("openssl");
+            assert!(
+                out.status.success(),
+                "openssl failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            tls_yaml = format!(
+                "  tls:\n    certificate: {}\n    key: {}\n",
+                cert.display(),
+                key.display()
+            );
+        }
         let config = format!(
-            "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n{auth_yaml}",
+            "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n{tls_yaml}{auth_yaml}",
             dir.path().join("data").display()
         );
         let config_path = dir.path().join("config.yml");
