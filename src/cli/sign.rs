@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use ferry::digest::Digest;
 use ferry::reference::DockerReference;
-use ferry::signature::simple::{self, Keyring, SigningKey};
+use ferry::signature::simple::{self, Keyring, SignatureError, SigningKey};
 
 /// Flags of `ferry standalone-sign`.
 #[derive(Debug, clap::Args)]
@@ -53,6 +53,23 @@ pub struct StandaloneVerifyArgs {
     public_key_file: PathBuf,
 }
 
+/// The keys of a keyring for a message: `FPR ("user ID")`, comma-separated.
+fn keys_text(keyring: &Keyring) -> String {
+    let keys: Vec<String> = keyring
+        .fingerprints()
+        .into_iter()
+        .map(|f| match keyring.user_id(&f) {
+            Some(u) => format!("{f} ({u:?})"),
+            None => f,
+        })
+        .collect();
+    if keys.is_empty() {
+        "no keys".into()
+    } else {
+        keys.join(", ")
+    }
+}
+
 fn read(p: &PathBuf, what: &str) -> anyhow::Result<Vec<u8>> {
     std::fs::read(p).with_context(|| format!("reading the {what} {}", p.display()))
 }
@@ -85,9 +102,19 @@ pub async fn run_sign(args: StandaloneSignArgs) -> anyhow::Result<ExitCode> {
 /// Runs `ferry standalone-verify`.
 pub async fn run_verify(args: StandaloneVerifyArgs) -> anyhow::Result<ExitCode> {
     let manifest = read(&args.manifest, "manifest")?;
-    let keyring = Keyring::from_bytes(&read(&args.public_key_file, "public key file")?)?;
+    let keyring = Keyring::from_bytes(&read(&args.public_key_file, "public key file")?)
+        .with_context(|| format!("the public key file {}", args.public_key_file.display()))?;
     let sig = read(&args.signature, "signature")?;
-    let v = simple::verify(&sig, &keyring)?;
+    let v = match simple::verify(&sig, &keyring) {
+        Ok(v) => v,
+        Err(SignatureError::UnknownSigner { issuers }) => anyhow::bail!(
+            "Error verifying signature: signed by key {}, which is not in {} (it holds {})",
+            issuers.join(", "),
+            args.public_key_file.display(),
+            keys_text(&keyring)
+        ),
+        Err(e) => return Err(e).context("Error verifying signature"),
+    };
     let wanted: Vec<String> = args
         .fingerprints
         .split(',')
@@ -98,25 +125,34 @@ pub async fn run_verify(args: StandaloneVerifyArgs) -> anyhow::Result<ExitCode> 
         || wanted.contains(&v.signing_key_fingerprint))
     {
         anyhow::bail!(
-            "signature by key {} is not accepted (expected {})",
+            "Error verifying signature: signed by key {}{}, not by the expected {}",
             v.primary_fingerprint,
+            v.user_id
+                .as_ref()
+                .map(|u| format!(" ({u:?})"))
+                .unwrap_or_default(),
             args.fingerprints
         );
     }
-    let digest = Digest::sha256_of(&manifest);
-    if v.payload.manifest_digest != digest.to_string() {
+    // As containers/image: the signed digest, with its own algorithm, over the manifest bytes.
+    let signed_digest = Digest::parse(&v.payload.manifest_digest)
+        .ok()
+        .filter(|d| d.matches(&manifest));
+    let Some(digest) = signed_digest else {
         anyhow::bail!(
-            "Signature for docker digest {:?} does not match (the manifest is {digest})",
-            v.payload.manifest_digest
+            "Error verifying signature: Signature for docker digest {:?} does not match (the manifest {} is {})",
+            v.payload.manifest_digest,
+            args.manifest.display(),
+            Digest::sha256_of(&manifest)
         );
-    }
+    };
     let expected = DockerReference::parse(&args.reference)
         .with_context(|| format!("the docker reference {:?}", args.reference))?;
     let signed = DockerReference::parse(&v.payload.docker_reference)
         .with_context(|| format!("the signed reference {:?}", v.payload.docker_reference))?;
     if expected != signed {
         anyhow::bail!(
-            "Docker reference {:?} does not match {:?}",
+            "Error verifying signature: Docker reference {:?} does not match {:?}",
             v.payload.docker_reference,
             args.reference
         );

@@ -42,23 +42,76 @@ pub enum SignatureError {
         /// What sequoia reported.
         reason: String,
     },
-    /// The key (primary or signing subkey) is expired.
-    #[error("the signing key {key} of {primary} is expired ({reason})")]
+    /// The certificate's primary key has expired. Like GPGME, ferry does not accept a signature by
+    /// an expired key even if it was made before the key expired.
+    #[error(
+        "the key {} has expired ({reason}): renew it (gpg --quick-set-expire) and re-export it, or trust another key",
+        named(primary, user_id)
+    )]
     KeyExpired {
-        /// The signing key.
-        key: String,
-        /// Its certificate's primary key.
+        /// The primary key's fingerprint.
         primary: String,
+        /// The certificate's primary user ID.
+        user_id: Option<String>,
         /// Details.
         reason: String,
     },
-    /// The key (primary or signing subkey) is revoked.
-    #[error("the signing key {key} of {primary} is revoked")]
+    /// The certificate (its primary key) is revoked.
+    #[error("the key {} is revoked{}", named(primary, user_id), because(reason))]
     KeyRevoked {
-        /// The signing key.
-        key: String,
-        /// Its certificate's primary key.
+        /// The primary key's fingerprint.
         primary: String,
+        /// The certificate's primary user ID.
+        user_id: Option<String>,
+        /// The reason the revocation gives, if any.
+        reason: Option<String>,
+    },
+    /// The signature was made by a signing subkey that has expired.
+    #[error(
+        "the signature was made by the signing subkey {subkey} of the key {}, and that subkey has expired ({reason})",
+        named(primary, user_id)
+    )]
+    SubkeyExpired {
+        /// The subkey's fingerprint.
+        subkey: String,
+        /// The primary key's fingerprint.
+        primary: String,
+        /// The certificate's primary user ID.
+        user_id: Option<String>,
+        /// Details.
+        reason: String,
+    },
+    /// The signature was made by a signing subkey that is revoked (its primary key may be fine).
+    #[error(
+        "the signature was made by the signing subkey {subkey} of the key {}, and that subkey is revoked{}",
+        named(primary, user_id),
+        because(reason)
+    )]
+    SubkeyRevoked {
+        /// The subkey's fingerprint.
+        subkey: String,
+        /// The primary key's fingerprint.
+        primary: String,
+        /// The certificate's primary user ID.
+        user_id: Option<String>,
+        /// The reason the revocation gives, if any.
+        reason: Option<String>,
+    },
+    /// The key that made the signature is in the keyring but cannot be used to verify: not bound
+    /// by a signature the policy accepts (e.g. SHA-1), not signing-capable, or not valid now.
+    #[error(
+        "the signing key {key} of the key {} cannot be used: {reason}",
+        named(primary, user_id)
+    )]
+    KeyUnusable {
+        /// The signing key's fingerprint (the primary's or a subkey's).
+        key: String,
+        /// The primary key's fingerprint.
+        primary: String,
+        /// The certificate's primary user ID.
+        user_id: Option<String>,
+        /// What sequoia reported.
+        reason: String,
     },
     /// Not an OpenPGP signed message of the expected shape.
     #[error("malformed signature: {0}")]
@@ -69,6 +122,21 @@ pub enum SignatureError {
     /// Signing failed.
     #[error("cannot sign: {0}")]
     Signing(String),
+}
+
+/// `FPR ("user ID")`, or the fingerprint alone: how people are shown a key.
+fn named(fingerprint: &str, user_id: &Option<String>) -> String {
+    match user_id {
+        Some(u) => format!("{fingerprint} ({u:?})"),
+        None => fingerprint.to_string(),
+    }
+}
+
+fn because(reason: &Option<String>) -> String {
+    reason
+        .as_ref()
+        .map(|r| format!(" ({r})"))
+        .unwrap_or_default()
 }
 
 /// The content of a simple signing payload.
@@ -212,6 +280,21 @@ impl Keyring {
             .find(|c| c.fingerprint().to_hex() == fingerprint)
             .and_then(primary_user_id)
     }
+    /// The certificate holding the key named by `issuer` (a fingerprint or key ID of its primary
+    /// key or of a subkey, as [`SignatureError::UnknownSigner`] and [`Unverified`] list them):
+    /// its primary fingerprint and primary user ID. For naming a signer that this keyring knows
+    /// but another requirement does not trust.
+    pub fn owner_of(&self, issuer: &str) -> Option<(String, Option<String>)> {
+        let issuer = issuer.to_uppercase();
+        self.certs
+            .iter()
+            .find(|c| {
+                c.keys().any(|k| {
+                    k.key().fingerprint().to_hex() == issuer || k.key().keyid().to_hex() == issuer
+                })
+            })
+            .map(|c| (c.fingerprint().to_hex(), primary_user_id(c)))
+    }
 }
 
 fn primary_user_id(cert: &Cert) -> Option<String> {
@@ -271,7 +354,6 @@ impl VerificationHelper for Helper<'_> {
     }
 
     fn check(&mut self, structure: MessageStructure) -> openpgp::Result<()> {
-        let p = StandardPolicy::new();
         let mut groups = 0;
         for layer in structure.into_iter() {
             match layer {
@@ -294,47 +376,16 @@ impl VerificationHelper for Helper<'_> {
                     let outcome = match results.into_iter().next() {
                         Some(Ok(good)) => {
                             let cert = good.ka.cert();
-                            let primary = cert.fingerprint().to_hex();
-                            let key = good.ka.key().fingerprint().to_hex();
-                            // Like GPGME, a key expired or revoked now does not sign, even if it
-                            // was valid when it signed.
-                            let now = cert.with_policy(&p, None);
-                            let subkey_now = now.as_ref().ok().and_then(|c| {
-                                c.keys().key_handle(good.ka.key().key_handle()).next()
-                            });
-                            let revoked = matches!(
-                                cert.revocation_status(&p, None),
-                                RevocationStatus::Revoked(_)
-                            ) || matches!(
-                                good.ka.revocation_status(),
-                                RevocationStatus::Revoked(_)
-                            );
-                            if revoked {
-                                Err(SignatureError::KeyRevoked { key, primary })
-                            } else if let Err(e) = now
-                                .as_ref()
-                                .map_err(|e| e.to_string())
-                                .and_then(|c| c.alive().map_err(|e| e.to_string()))
-                            {
-                                Err(SignatureError::KeyExpired {
-                                    key,
-                                    primary,
-                                    reason: e,
-                                })
-                            } else if let Some(Err(e)) = subkey_now.as_ref().map(|k| k.alive()) {
-                                Err(SignatureError::KeyExpired {
-                                    key,
-                                    primary,
-                                    reason: e.to_string(),
-                                })
-                            } else if subkey_now.is_none() {
-                                Err(SignatureError::KeyExpired {
-                                    key,
-                                    primary,
-                                    reason: "the key is not valid now".into(),
-                                })
-                            } else {
-                                Ok((primary, key, good.sig.signature_creation_time()))
+                            let key = good.ka.key().fingerprint();
+                            // Valid when it signed (sequoia checked that); like GPGME, a key
+                            // expired or revoked since does not sign either.
+                            match key_status_now(cert, &key) {
+                                Some(problem) => Err(problem),
+                                None => Ok((
+                                    cert.fingerprint().to_hex(),
+                                    key.to_hex(),
+                                    good.sig.signature_creation_time(),
+                                )),
                             }
                         }
                         Some(Err(VerificationError::MissingKey { sig })) => {
@@ -343,28 +394,23 @@ impl VerificationHelper for Helper<'_> {
                             })
                         }
                         Some(Err(VerificationError::BadKey { ka, error, .. })) => {
-                            let key = ka.key().fingerprint().to_hex();
-                            let primary = ka.cert().fingerprint().to_hex();
-                            let text = format!("{error:#}");
-                            if matches!(
-                                ka.cert().revocation_status(&p, None),
-                                RevocationStatus::Revoked(_)
-                            ) || matches!(ka.revocation_status(), RevocationStatus::Revoked(_))
-                                || text.contains("revoked")
-                            {
-                                Err(SignatureError::KeyRevoked { key, primary })
-                            } else {
-                                Err(SignatureError::KeyExpired {
-                                    key,
-                                    primary,
-                                    reason: text,
-                                })
-                            }
+                            let key = ka.key().fingerprint();
+                            // Not valid when it signed: name the state it is in now if that
+                            // explains it (revoked, expired), else sequoia's reason.
+                            Err(key_status_now(ka.cert(), &key).unwrap_or_else(|| {
+                                SignatureError::KeyUnusable {
+                                    key: key.to_hex(),
+                                    primary: ka.cert().fingerprint().to_hex(),
+                                    user_id: primary_user_id(ka.cert()),
+                                    reason: format!("{error:#}"),
+                                }
+                            }))
                         }
                         Some(Err(VerificationError::UnboundKey { sig, cert, error })) => {
-                            Err(SignatureError::KeyExpired {
+                            Err(SignatureError::KeyUnusable {
                                 key: handles(sig).join(", "),
                                 primary: cert.fingerprint().to_hex(),
+                                user_id: primary_user_id(cert),
                                 reason: format!("{error:#}"),
                             })
                         }
@@ -385,6 +431,82 @@ impl VerificationHelper for Helper<'_> {
             }
         }
         Ok(())
+    }
+}
+
+/// Why the key `key` of `cert` cannot sign now, if it cannot: the certificate or the subkey is
+/// revoked or expired, or the subkey is no longer bound. `None` when it is usable.
+fn key_status_now(cert: &Cert, key: &openpgp::Fingerprint) -> Option<SignatureError> {
+    let p = StandardPolicy::new();
+    let primary = cert.fingerprint().to_hex();
+    let user_id = primary_user_id(cert);
+    if let RevocationStatus::Revoked(sigs) = cert.revocation_status(&p, None) {
+        return Some(SignatureError::KeyRevoked {
+            primary,
+            user_id,
+            reason: revocation_reason(&sigs),
+        });
+    }
+    let valid = match cert.with_policy(&p, None) {
+        Ok(v) => v,
+        Err(e) => {
+            return Some(SignatureError::KeyUnusable {
+                key: key.to_hex(),
+                primary,
+                user_id,
+                reason: format!("{e:#}"),
+            });
+        }
+    };
+    if let Err(e) = valid.alive() {
+        return Some(SignatureError::KeyExpired {
+            primary,
+            user_id,
+            reason: format!("{e:#}"),
+        });
+    }
+    if *key == cert.fingerprint() {
+        return None;
+    }
+    let subkey = key.to_hex();
+    if let Some(ka) = cert.keys().subkeys().key_handle(key.clone()).next()
+        && let RevocationStatus::Revoked(sigs) = ka.revocation_status(&p, None)
+    {
+        return Some(SignatureError::SubkeyRevoked {
+            subkey,
+            primary,
+            user_id,
+            reason: revocation_reason(&sigs),
+        });
+    }
+    match valid.keys().subkeys().key_handle(key.clone()).next() {
+        None => Some(SignatureError::KeyUnusable {
+            key: subkey,
+            primary,
+            user_id,
+            reason: "the subkey is not validly bound to the key now".into(),
+        }),
+        Some(ka) => match ka.alive() {
+            Err(e) => Some(SignatureError::SubkeyExpired {
+                subkey,
+                primary,
+                user_id,
+                reason: format!("{e:#}"),
+            }),
+            Ok(()) => None,
+        },
+    }
+}
+
+/// The reason a revocation states, unless it states none.
+fn revocation_reason(sigs: &[&openpgp::packet::Signature]) -> Option<String> {
+    let (code, text) = sigs.iter().find_map(|s| s.reason_for_revocation())?;
+    let text = String::from_utf8_lossy(text);
+    let text = text.trim();
+    match (code, text.is_empty()) {
+        (openpgp::types::ReasonForRevocation::Unspecified, true) => None,
+        (_, true) => Some(code.to_string()),
+        (_, false) => Some(format!("{code}: {text}")),
     }
 }
 
@@ -459,6 +581,9 @@ pub struct Unverified {
     pub issuers: Vec<String>,
     /// When it says it was made.
     pub created: Option<SystemTime>,
+    /// The signer's user ID, if the signature names one (a Signer's User ID subpacket, which
+    /// `gpg --sender` adds; skopeo's signatures carry none). Unverified, like everything here.
+    pub signer_user_id: Option<String>,
 }
 
 /// Reads a signed message without verifying it: for forensics and for naming an unknown signer.
@@ -467,6 +592,7 @@ pub fn inspect(signature: &[u8]) -> Result<Unverified, SignatureError> {
         .map_err(|e| SignatureError::Malformed(e.to_string()))?;
     let mut issuers = Vec::new();
     let mut created = None;
+    let mut signer_user_id = None;
     let mut literal = None;
     while let PacketParserResult::Some(mut pp) = ppr {
         if let Packet::Literal(_) = &pp.packet {
@@ -489,6 +615,10 @@ pub fn inspect(signature: &[u8]) -> Result<Unverified, SignatureError> {
                     }
                 }
                 created = created.or(sig.signature_creation_time());
+                signer_user_id = signer_user_id.or_else(|| {
+                    sig.signers_user_id()
+                        .map(|u| String::from_utf8_lossy(u).into_owned())
+                });
             }
             Packet::OnePassSig(ops) => {
                 let h = ops.issuer().to_hex();
@@ -505,6 +635,7 @@ pub fn inspect(signature: &[u8]) -> Result<Unverified, SignatureError> {
         payload: literal.as_deref().and_then(|b| parse_payload(b).ok()),
         issuers,
         created,
+        signer_user_id,
     })
 }
 
@@ -595,7 +726,7 @@ pub fn sign(payload: &[u8], key: &SigningKey) -> Result<Vec<u8>, SignatureError>
     } else {
         let pass = key.passphrase.as_deref().ok_or_else(|| {
             SignatureError::Signing(format!(
-                "the key {} is protected by a passphrase: give it with --sign-passphrase-file",
+                "the secret key {} is protected by a passphrase: give a file holding it (--passphrase-file; --sign-passphrase-file for copy)",
                 key.fingerprint()
             ))
         })?;
@@ -710,6 +841,249 @@ mod tests {
             "{:?}",
             verify(&sig, &pubring)
         );
+    }
+
+    /// Keys and signatures made once with real gpg and skopeo (testdata/README.md, "keys/").
+    mod gpg_made {
+        use super::*;
+
+        macro_rules! fixture {
+            ($name:literal) => {
+                include_bytes!(concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/testdata/keys/",
+                    $name
+                ))
+                .as_slice()
+            };
+        }
+
+        pub(super) fn ring(armored: &[u8]) -> Keyring {
+            Keyring::from_bytes(armored).unwrap()
+        }
+
+        /// The primary and signing-subkey fingerprints gpg gave the fixture key `name`.
+        fn fprs(name: &str) -> (String, Option<String>) {
+            let line = include_str!("../../testdata/keys/fingerprints.txt")
+                .lines()
+                .find(|l| l.split(' ').next() == Some(name))
+                .unwrap();
+            let mut f = line.split_whitespace().skip(1).map(str::to_string);
+            (f.next().unwrap(), f.next())
+        }
+
+        fn manifest_digest() -> String {
+            Digest::sha256_of(fixture!("manifest.json")).to_string()
+        }
+
+        #[test]
+        fn skopeo_signatures_verify_and_are_deflate_compressed() {
+            let sig = fixture!("trusted.sig");
+            // gpg compresses signed messages by default: an old-format compressed data packet
+            // (0xa3) with algorithm 1 (ZIP, raw deflate). Verifying it needs sequoia's
+            // compression-deflate feature.
+            assert_eq!(&sig[..2], &[0xa3, 0x01]);
+            let v = verify(sig, &ring(fixture!("trusted.pub.asc"))).unwrap();
+            let (fpr, _) = fprs("trusted");
+            assert_eq!(v.primary_fingerprint, fpr);
+            assert_eq!(v.signing_key_fingerprint, fpr);
+            assert_eq!(v.payload.manifest_digest, manifest_digest());
+            assert_eq!(v.payload.docker_reference, "registry.ferry.test/app:1");
+            assert!(v.payload.creator.is_some() && v.payload.timestamp.is_some());
+            assert_eq!(
+                v.user_id.as_deref(),
+                Some("ferry test trusted <trusted@keys.ferry.test>")
+            );
+            let created = v.created.unwrap();
+            let ts = v.payload.timestamp.unwrap();
+            let secs = created
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap()
+                .as_secs() as i64;
+            assert!(
+                (secs - ts).abs() < 60,
+                "signed at {secs}, payload says {ts}"
+            );
+        }
+
+        #[test]
+        fn keyrings_hold_several_certs_armored_or_binary() {
+            let mut both = fixture!("trusted.pub.asc").to_vec();
+            both.extend_from_slice(fixture!("subkey.pub.asc"));
+            let r = Keyring::from_bytes(&both).unwrap();
+            assert_eq!(r.fingerprints(), [fprs("trusted").0, fprs("subkey").0]);
+            let binary = SigningKey::from_bytes(fixture!("trusted.sec.asc"), None, None)
+                .unwrap()
+                .public_cert();
+            assert_ne!(binary[0], b'-', "not armored");
+            assert_eq!(
+                Keyring::from_bytes(&binary).unwrap().fingerprints(),
+                [fprs("trusted").0]
+            );
+            let merged = Keyring::merge([r, Keyring::default()]);
+            assert!(!merged.is_empty() && Keyring::default().is_empty());
+            assert!(verify(fixture!("subkey.sig"), &merged).is_ok());
+            assert!(verify(fixture!("trusted.sig"), &merged).is_ok());
+            assert!(matches!(
+                Keyring::from_bytes(b"<html>not a key</html>"),
+                Err(SignatureError::Keys(_))
+            ));
+        }
+
+        #[test]
+        fn a_signing_subkey_signs_for_its_key() {
+            let (primary, subkey) = fprs("subkey");
+            let v = verify(fixture!("subkey.sig"), &ring(fixture!("subkey.pub.asc"))).unwrap();
+            assert_eq!(v.primary_fingerprint, primary);
+            assert_eq!(Some(v.signing_key_fingerprint), subkey);
+        }
+
+        #[test]
+        fn an_untrusted_signer_is_named() {
+            let (stranger, _) = fprs("untrusted");
+            let e = verify(
+                fixture!("untrusted.sig"),
+                &ring(fixture!("trusted.pub.asc")),
+            )
+            .unwrap_err();
+            assert_eq!(
+                e,
+                SignatureError::UnknownSigner {
+                    issuers: vec![stranger.clone()]
+                }
+            );
+            assert!(e.to_string().contains(&stranger), "{e}");
+            // Another keyring that knows the stranger can name it, by fingerprint and user ID.
+            let known = ring(fixture!("untrusted.pub.asc"));
+            assert_eq!(
+                known.owner_of(&stranger),
+                Some((
+                    stranger.clone(),
+                    Some("ferry test untrusted <untrusted@keys.ferry.test>".to_string())
+                ))
+            );
+            assert_eq!(known.owner_of(&stranger[24..]), known.owner_of(&stranger));
+            assert_eq!(ring(fixture!("trusted.pub.asc")).owner_of(&stranger), None);
+            let u = inspect(fixture!("untrusted.sig")).unwrap();
+            assert_eq!(u.issuers, [stranger]);
+            assert_eq!(u.payload.unwrap().manifest_digest, manifest_digest());
+            assert!(u.created.is_some());
+            assert_eq!(u.signer_user_id, None, "skopeo adds no signer's user ID");
+        }
+
+        #[test]
+        fn expired_and_revoked_keys_and_subkeys_do_not_sign() {
+            let (p, _) = fprs("expired");
+            let e =
+                verify(fixture!("expired.sig"), &ring(fixture!("expired.pub.asc"))).unwrap_err();
+            assert!(
+                matches!(&e, SignatureError::KeyExpired { primary, user_id: Some(u), .. }
+                    if *primary == p && u.contains("expired@keys.ferry.test")),
+                "{e:?}"
+            );
+            assert!(e.to_string().contains("has expired"), "{e}");
+
+            let (p, _) = fprs("revoked");
+            let e =
+                verify(fixture!("revoked.sig"), &ring(fixture!("revoked.pub.asc"))).unwrap_err();
+            assert!(
+                matches!(&e, SignatureError::KeyRevoked { primary, .. } if *primary == p),
+                "{e:?}"
+            );
+            assert!(e.to_string().contains("is revoked"), "{e}");
+
+            let (p, sub) = fprs("subkey-revoked");
+            let e = verify(
+                fixture!("subkey-revoked.sig"),
+                &ring(fixture!("subkey-revoked.pub.asc")),
+            )
+            .unwrap_err();
+            assert!(
+                matches!(&e, SignatureError::SubkeyRevoked { primary, subkey, .. }
+                    if *primary == p && Some(subkey) == sub.as_ref()),
+                "{e:?}"
+            );
+
+            let (p, sub) = fprs("subkey-expired");
+            let e = verify(
+                fixture!("subkey-expired.sig"),
+                &ring(fixture!("subkey-expired.pub.asc")),
+            )
+            .unwrap_err();
+            assert!(
+                matches!(&e, SignatureError::SubkeyExpired { primary, subkey, .. }
+                    if *primary == p && Some(subkey) == sub.as_ref()),
+                "{e:?}"
+            );
+            assert!(e.to_string().contains("subkey"), "{e}");
+        }
+
+        #[test]
+        fn no_changed_byte_verifies_a_different_payload() {
+            let sig = fixture!("trusted.sig");
+            let keys = ring(fixture!("trusted.pub.asc"));
+            let good = verify(sig, &keys).unwrap().payload;
+            let mut rejected = 0;
+            for i in 0..sig.len() {
+                for bit in [0x01u8, 0x80] {
+                    let mut bad = sig.to_vec();
+                    bad[i] ^= bit;
+                    match verify(&bad, &keys) {
+                        Ok(v) => assert_eq!(v.payload, good, "byte {i} bit {bit:#x}"),
+                        Err(_) => rejected += 1,
+                    }
+                }
+            }
+            // Only bytes outside the signed data (e.g. the unhashed issuer subpacket) may change
+            // without the signature failing.
+            assert!(
+                rejected > sig.len() * 3 / 2,
+                "{rejected} of {}",
+                sig.len() * 2
+            );
+        }
+
+        #[test]
+        fn gpg_exported_secret_keys_sign_with_and_without_passphrase() {
+            let (fpr, _) = fprs("trusted");
+            let k = SigningKey::from_bytes(fixture!("trusted.sec.asc"), Some(&fpr), None).unwrap();
+            assert_eq!(k.fingerprint(), fpr);
+            let payload = payload_json(&Digest::sha256_of(b"m"), "example.com/a:1");
+            let v = verify(
+                &sign(&payload, &k).unwrap(),
+                &ring(fixture!("trusted.pub.asc")),
+            )
+            .unwrap();
+            assert_eq!(v.primary_fingerprint, fpr);
+            assert!(matches!(
+                SigningKey::from_bytes(fixture!("trusted.sec.asc"), Some("0123456789ABCDEF"), None),
+                Err(SignatureError::Keys(_))
+            ));
+            // A public key is no signing key.
+            assert!(SigningKey::from_bytes(fixture!("trusted.pub.asc"), None, None).is_err());
+
+            let (fpr, _) = fprs("protected");
+            let locked =
+                SigningKey::from_bytes(fixture!("protected.sec.asc"), Some(&fpr), None).unwrap();
+            let e = sign(&payload, &locked).unwrap_err();
+            assert!(e.to_string().contains("passphrase"), "{e}");
+            let wrong =
+                SigningKey::from_bytes(fixture!("protected.sec.asc"), Some(&fpr), Some("not it"))
+                    .unwrap();
+            assert!(matches!(
+                sign(&payload, &wrong),
+                Err(SignatureError::Signing(_))
+            ));
+            let right = SigningKey::from_bytes(
+                fixture!("protected.sec.asc"),
+                Some(&fpr),
+                Some("ferry test passphrase"),
+            )
+            .unwrap();
+            let sig = sign(&payload, &right).unwrap();
+            let v = verify(&sig, &ring(fixture!("protected.pub.asc"))).unwrap();
+            assert_eq!(v.primary_fingerprint, fpr);
+        }
     }
 
     #[test]
