@@ -7,7 +7,9 @@ use std::process::ExitCode;
 use anyhow::Context;
 use ferry::digest::Digest;
 use ferry::reference::DockerReference;
+use ferry::signature::MAX_SIGNATURE_SIZE;
 use ferry::signature::simple::{self, Keyring, SignatureError, SigningKey};
+use ferry::signature::sniff::{Format, SniffError, sniff};
 
 /// Flags of `ferry standalone-sign`.
 #[derive(Debug, clap::Args)]
@@ -99,12 +101,39 @@ pub async fn run_sign(args: StandaloneSignArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Reads a signature file as the policy reads a slot: refused over the size cap without being
+/// read, then sniffed; returns the simple-signing message inside.
+fn read_signature(path: &PathBuf) -> anyhow::Result<Vec<u8>> {
+    let size = std::fs::metadata(path)
+        .with_context(|| format!("reading the signature {}", path.display()))?
+        .len();
+    if size > MAX_SIGNATURE_SIZE as u64 {
+        anyhow::bail!(
+            "{}: {}",
+            path.display(),
+            SniffError::TooLarge(usize::try_from(size).unwrap_or(usize::MAX))
+        );
+    }
+    let bytes = read(path, "signature")?;
+    match sniff(&bytes) {
+        Ok((Format::SimpleSigning, message)) => Ok(message.to_vec()),
+        Ok((Format::SigstoreJson, _)) => anyhow::bail!(
+            "{} is a sigstore signature; standalone-verify checks simple-signing (GPG) signatures",
+            path.display()
+        ),
+        Err(e) => anyhow::bail!("{}: {e}", path.display()),
+    }
+}
+
 /// Runs `ferry standalone-verify`.
 pub async fn run_verify(args: StandaloneVerifyArgs) -> anyhow::Result<ExitCode> {
     let manifest = read(&args.manifest, "manifest")?;
+    let expected = DockerReference::parse(&args.reference)
+        .with_context(|| format!("the docker reference {:?}", args.reference))?;
+
     let keyring = Keyring::from_bytes(&read(&args.public_key_file, "public key file")?)
         .with_context(|| format!("the public key file {}", args.public_key_file.display()))?;
-    let sig = read(&args.signature, "signature")?;
+    let sig = read_signature(&args.signature)?;
     let v = match simple::verify(&sig, &keyring) {
         Ok(v) => v,
         Err(SignatureError::UnknownSigner { issuers }) => anyhow::bail!(
@@ -146,8 +175,6 @@ pub async fn run_verify(args: StandaloneVerifyArgs) -> anyhow::Result<ExitCode> 
             Digest::sha256_of(&manifest)
         );
     };
-    let expected = DockerReference::parse(&args.reference)
-        .with_context(|| format!("the docker reference {:?}", args.reference))?;
     let signed = DockerReference::parse(&v.payload.docker_reference)
         .with_context(|| format!("the signed reference {:?}", v.payload.docker_reference))?;
     if expected != signed {

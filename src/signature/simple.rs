@@ -113,6 +113,15 @@ pub enum SignatureError {
         /// What sequoia reported.
         reason: String,
     },
+    /// The message is compressed with an algorithm ferry is not built with (BZip2: gpg writes it
+    /// only when told to, with `--compress-algo bzip2` or a key preference).
+    #[error(
+        "the signed message is compressed with {algorithm}, which ferry cannot read (it reads uncompressed, ZIP and ZLIB messages, gpg's defaults); sign again with `gpg --compress-algo zlib`"
+    )]
+    UnsupportedCompression {
+        /// The algorithm's name, as sequoia gives it.
+        algorithm: String,
+    },
     /// Not an OpenPGP signed message of the expected shape.
     #[error("malformed signature: {0}")]
     Malformed(String),
@@ -515,6 +524,7 @@ fn revocation_reason(sigs: &[&openpgp::packet::Signature]) -> Option<String> {
 /// the keyring, alive when it signed and now. The manifest digest and identity are not compared
 /// here: the policy does that.
 pub fn verify(signature: &[u8], keyring: &Keyring) -> Result<Verified, SignatureError> {
+    unsupported_compression(signature)?;
     let p = StandardPolicy::new();
     let helper = Helper {
         keyring,
@@ -572,6 +582,20 @@ pub fn verify(signature: &[u8], keyring: &Keyring) -> Result<Verified, Signature
     })
 }
 
+/// Fails when the message's first packet is compressed data of an algorithm this build cannot
+/// decompress, which sequoia would otherwise report only as a malformed message.
+fn unsupported_compression(signature: &[u8]) -> Result<(), SignatureError> {
+    if let Ok(PacketParserResult::Some(pp)) = PacketParser::from_bytes(signature)
+        && let Packet::CompressedData(c) = &pp.packet
+        && !c.algo().is_supported()
+    {
+        return Err(SignatureError::UnsupportedCompression {
+            algorithm: c.algo().to_string(),
+        });
+    }
+    Ok(())
+}
+
 /// A signature read without verifying it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Unverified {
@@ -588,6 +612,7 @@ pub struct Unverified {
 
 /// Reads a signed message without verifying it: for forensics and for naming an unknown signer.
 pub fn inspect(signature: &[u8]) -> Result<Unverified, SignatureError> {
+    unsupported_compression(signature)?;
     let mut ppr = PacketParser::from_bytes(signature)
         .map_err(|e| SignatureError::Malformed(e.to_string()))?;
     let mut issuers = Vec::new();
