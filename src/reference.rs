@@ -21,7 +21,9 @@ const ALPHA_NUMERIC: &str = r"[a-z0-9]+";
 const SEPARATOR: &str = r"(?:[._]|__|[-]+)";
 const DOMAIN_NAME_COMPONENT: &str = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])";
 const IPV6: &str = r"\[(?:[a-fA-F0-9:]+)\]";
-const TAG: &str = r"[\w][\w.-]{0,127}";
+// Go's `\w` is ASCII-only; Rust's is Unicode (and makes this regex slow to compile), so the
+// classes are spelled out.
+const TAG: &str = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}";
 const DIGEST: &str = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*[:][[:xdigit:]]{32,}";
 
 fn name_component() -> String {
@@ -477,6 +479,11 @@ mod tests {
             Err(ReferenceError::Format(_))
         ));
         assert!(DockerReference::parse(&format!("a:{}", "t".repeat(128))).is_ok());
+        // Tags are ASCII, as Go's \w is: skopeo rejects this one too.
+        assert!(matches!(
+            DockerReference::parse("host.io/y:\u{e9}"),
+            Err(ReferenceError::Format(_))
+        ));
         let long = format!("example.com/{}", "a".repeat(250));
         assert!(matches!(
             DockerReference::parse(&long),
