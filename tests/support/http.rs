@@ -5,6 +5,19 @@
 //!
 //! Each request is answered on its own connection (`Connection: close`), which keeps the proxy
 //! a byte pipe that never needs to parse the upstream's responses.
+//!
+//! Two ways to say what to answer: a [`Handler`] closure ([`HttpServer::start`]), or a table of
+//! routes, exact path → [`Route`] ([`HttpServer::with_routes`]), which can be changed while the
+//! server runs ([`HttpServer::set_route`]) and is consulted before the handler. A lookaside
+//! whose `signature-2` is an HTML page:
+//! ```ignore
+//! let server = HttpServer::with_routes([
+//!     (format!("{dir}/signature-1"), Route::signature(sig1)),
+//!     (format!("{dir}/signature-2"), Route::html()),
+//! ]);
+//! // everything else, signature-3 included, is a 404
+//! assert_eq!(server.hits(&format!("{dir}/signature-3")), 1);
+//! ```
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -65,6 +78,20 @@ pub enum Reply {
         /// The Content-Length announced.
         declared: usize,
     },
+    /// Announce `declared` bytes, send `body`, then reset the connection (RST, not FIN).
+    Reset {
+        /// What is sent before the reset.
+        body: Vec<u8>,
+        /// The Content-Length announced.
+        declared: usize,
+    },
+    /// A 200 whose body never ends (until the client goes away or the server is dropped),
+    /// announcing `declared` as Content-Length if set, else delimited by the connection's close.
+    /// The bytes written are counted ([`HttpServer::bytes_sent`]).
+    Endless {
+        /// The Content-Length announced, if any.
+        declared: Option<u64>,
+    },
     /// Pass the request to the upstream; optionally cut the answer after `cut_after` bytes
     /// (a reset) or flip the byte at `corrupt_at` (counted from the start of the body).
     Forward {
@@ -103,6 +130,33 @@ impl Reply {
             "<!DOCTYPE html>\n<html><head><title>Cache</title></head><body>Please wait</body></html>\n",
         )
     }
+    /// 200 with `application/octet-stream`, as a lookaside serves a signature.
+    pub fn signature(body: impl Into<Vec<u8>>) -> Reply {
+        Reply::ok("application/octet-stream", body)
+    }
+    /// Any status, content type and body.
+    pub fn bytes(status: u16, content_type: &str, body: impl Into<Vec<u8>>) -> Reply {
+        Reply::Bytes {
+            status,
+            headers: vec![("Content-Type".into(), content_type.into())],
+            body: body.into(),
+        }
+    }
+    /// 429 Too Many Requests with `Retry-After: SECONDS`.
+    pub fn too_many_requests(retry_after_seconds: u32) -> Reply {
+        Reply::Bytes {
+            status: 429,
+            headers: vec![
+                ("Content-Type".into(), "text/plain".into()),
+                ("Retry-After".into(), retry_after_seconds.to_string()),
+            ],
+            body: b"slow down\n".to_vec(),
+        }
+    }
+    /// A body that never ends, without a Content-Length.
+    pub fn endless() -> Reply {
+        Reply::Endless { declared: None }
+    }
     /// Pass to the upstream unchanged.
     pub fn forward() -> Reply {
         Reply::Forward {
@@ -112,15 +166,37 @@ impl Reply {
     }
 }
 
+/// What a route answers: the same behaviours as a handler's [`Reply`].
+pub type Route = Reply;
+
 /// Decides the reply to each request.
 pub type Handler = Arc<dyn Fn(&Request) -> Reply + Send + Sync>;
+
+/// Exact path (without the query) → reply, consulted before the handler.
+type Routes = Arc<Mutex<HashMap<String, Reply>>>;
+
+/// What every connection task shares.
+#[derive(Clone)]
+struct Shared {
+    handler: Handler,
+    routes: Routes,
+    log: Arc<Mutex<Vec<(String, String)>>>,
+    sent: Arc<Mutex<HashMap<String, u64>>>,
+    upstream: Option<String>,
+}
 
 /// A running server; stops when dropped.
 pub struct HttpServer {
     port: u16,
     requests: Arc<Mutex<Vec<(String, String)>>>,
+    routes: Routes,
+    sent: Arc<Mutex<HashMap<String, u64>>>,
     stop: Arc<AtomicBool>,
     _thread: std::thread::JoinHandle<()>,
+}
+
+fn path_only(p: &str) -> &str {
+    p.split('?').next().unwrap_or("")
 }
 
 impl HttpServer {
@@ -131,8 +207,17 @@ impl HttpServer {
         std_listener.set_nonblocking(true).expect("nonblocking");
         let port = std_listener.local_addr().expect("addr").port();
         let requests = Arc::new(Mutex::new(Vec::new()));
+        let routes: Routes = Arc::new(Mutex::new(HashMap::new()));
+        let sent = Arc::new(Mutex::new(HashMap::new()));
         let stop = Arc::new(AtomicBool::new(false));
-        let (r2, s2) = (requests.clone(), stop.clone());
+        let shared = Shared {
+            handler,
+            routes: routes.clone(),
+            log: requests.clone(),
+            sent: sent.clone(),
+            upstream,
+        };
+        let s2 = stop.clone();
         let thread = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
@@ -147,9 +232,9 @@ impl HttpServer {
                     let Ok(Ok((stream, _))) = accepted else {
                         continue;
                     };
-                    let (h, r, u) = (handler.clone(), r2.clone(), upstream.clone());
+                    let shared = shared.clone();
                     tokio::spawn(async move {
-                        let _ = serve(stream, h, r, u).await;
+                        let _ = serve(stream, shared).await;
                     });
                 }
             });
@@ -157,9 +242,51 @@ impl HttpServer {
         HttpServer {
             port,
             requests,
+            routes,
+            sent,
             stop,
             _thread: thread,
         }
+    }
+
+    /// Starts a server that answers from a route table (exact path → reply) and 404 for
+    /// every other path.
+    pub fn with_routes(routes: impl IntoIterator<Item = (String, Route)>) -> HttpServer {
+        let server = HttpServer::start(Arc::new(|_: &Request| Reply::not_found()), None);
+        for (path, route) in routes {
+            server.set_route(&path, route);
+        }
+        server
+    }
+
+    /// Answers `path` (exact, without query) with `route` from now on, on any server.
+    pub fn set_route(&self, path: &str, route: Route) {
+        self.routes
+            .lock()
+            .expect("routes lock")
+            .insert(path.to_string(), route);
+    }
+
+    /// Stops answering `path` from the route table (the handler answers it again).
+    pub fn remove_route(&self, path: &str) {
+        self.routes.lock().expect("routes lock").remove(path);
+    }
+
+    /// How many requests, of any method, had exactly this path (query ignored).
+    pub fn hits(&self, path: &str) -> usize {
+        self.requests()
+            .iter()
+            .filter(|(_, p)| path_only(p) == path)
+            .count()
+    }
+
+    /// Body bytes written for this path so far (all requests), for proving a client stopped
+    /// reading.
+    pub fn bytes_sent(&self, path: &str) -> u64 {
+        self.sent
+            .lock()
+            .map(|m| m.get(path).copied().unwrap_or(0))
+            .unwrap_or(0)
     }
 
     /// `http://127.0.0.1:PORT`.
@@ -231,20 +358,51 @@ fn reset(stream: &TcpStream) {
     let _ = socket2::SockRef::from(stream).set_linger(Some(Duration::from_secs(0)));
 }
 
-async fn serve(
-    stream: TcpStream,
-    handler: Handler,
-    log: Arc<Mutex<Vec<(String, String)>>>,
-    upstream: Option<String>,
-) -> std::io::Result<()> {
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        201 => "Created",
+        202 => "Accepted",
+        204 => "No Content",
+        301 => "Moved Permanently",
+        302 => "Found",
+        307 => "Temporary Redirect",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        429 => "Too Many Requests",
+        500 => "Internal Server Error",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        _ => "Status",
+    }
+}
+
+fn count_sent(shared: &Shared, path: &str, n: usize) {
+    if let Ok(mut m) = shared.sent.lock() {
+        *m.entry(path.to_string()).or_insert(0) += n as u64;
+    }
+}
+
+async fn serve(stream: TcpStream, shared: Shared) -> std::io::Result<()> {
     let mut reader = BufReader::new(stream);
     let Some(req) = read_request(&mut reader).await? else {
         return Ok(());
     };
-    if let Ok(mut l) = log.lock() {
+    if let Ok(mut l) = shared.log.lock() {
         l.push((req.method.clone(), req.path.clone()));
     }
-    let reply = handler(&req);
+    let path = path_only(&req.path).to_string();
+    let routed = shared
+        .routes
+        .lock()
+        .ok()
+        .and_then(|r| r.get(&path).cloned());
+    let reply = match routed {
+        Some(r) => r,
+        None => (shared.handler)(&req),
+    };
     let mut stream = reader.into_inner();
     match reply {
         Reply::Bytes {
@@ -253,7 +411,8 @@ async fn serve(
             body,
         } => {
             let mut head = format!(
-                "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n",
+                "HTTP/1.1 {status} {}\r\nContent-Length: {}\r\nConnection: close\r\n",
+                reason(status),
                 body.len()
             );
             for (k, v) in headers {
@@ -263,6 +422,7 @@ async fn serve(
             stream.write_all(head.as_bytes()).await?;
             stream.write_all(&body).await?;
             stream.flush().await?;
+            count_sent(&shared, &path, body.len());
         }
         Reply::Hang => {
             tokio::time::sleep(Duration::from_secs(120)).await;
@@ -274,6 +434,7 @@ async fn serve(
             stream.write_all(head.as_bytes()).await?;
             stream.write_all(&body).await?;
             stream.flush().await?;
+            count_sent(&shared, &path, body.len());
             tokio::time::sleep(Duration::from_secs(120)).await;
         }
         Reply::Truncated { body, declared } => {
@@ -283,12 +444,45 @@ async fn serve(
             stream.write_all(head.as_bytes()).await?;
             stream.write_all(&body).await?;
             stream.flush().await?;
+            count_sent(&shared, &path, body.len());
+        }
+        Reply::Reset { body, declared } => {
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {declared}\r\nContent-Type: application/octet-stream\r\n\r\n"
+            );
+            stream.write_all(head.as_bytes()).await?;
+            stream.write_all(&body).await?;
+            stream.flush().await?;
+            count_sent(&shared, &path, body.len());
+            // Let the client take the partial body before the RST discards what is unread.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            reset(&stream);
+            return Ok(());
+        }
+        Reply::Endless { declared } => {
+            let mut head = "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nConnection: close\r\n".to_string();
+            if let Some(n) = declared {
+                head.push_str(&format!("Content-Length: {n}\r\n"));
+            }
+            head.push_str("\r\n");
+            stream.write_all(head.as_bytes()).await?;
+            // Signature-like bytes (an OpenPGP compressed-data tag), so only the size is wrong.
+            let chunk = vec![0xa3u8; 64 * 1024];
+            loop {
+                if stream.write_all(&chunk).await.is_err() {
+                    return Ok(());
+                }
+                count_sent(&shared, &path, chunk.len());
+            }
         }
         Reply::Forward {
             cut_after,
             corrupt_at,
         } => {
-            let up = upstream.expect("Reply::Forward needs an upstream");
+            let up = shared
+                .upstream
+                .clone()
+                .expect("Reply::Forward needs an upstream");
             let mut conn = TcpStream::connect(&up).await?;
             let mut head = format!("{} {} HTTP/1.1\r\n", req.method, req.path);
             for (k, v) in &req.headers {
