@@ -1,4 +1,8 @@
 //! The `ferry` command: parse the command line, run the library, print; nothing else.
+//!
+//! Exit status: 0 done (or accepted), 1 rejected by the policy or the signatures, 2 bad usage,
+//! 3 any other failure (unreachable, IO, corrupt data), so a script can tell "not trusted"
+//! from "could not check".
 
 mod cli;
 
@@ -7,9 +11,20 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
-    let cli = cli::Cli::parse();
+    let cli = match cli::Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            // --help and --version print and succeed; anything else is bad usage.
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(cli::EXIT_USAGE)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
     init_logging(cli.verbose);
-    ferry::init_tls();
+    let style = cli.command.flag_style();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -17,45 +32,38 @@ fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("ferry: cannot start the async runtime: {e}");
-            return ExitCode::from(1);
+            return ExitCode::from(cli::EXIT_FAILURE);
         }
     };
     match runtime.block_on(cli::run(cli)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("ferry: {}", error_chain(&e));
-            ExitCode::from(1)
-        }
-    }
-}
-
-/// The error and its causes, each once: library errors already name their cause in their own
-/// message, so a cause whose text is already there is not repeated.
-fn error_chain(e: &anyhow::Error) -> String {
-    let mut out = String::new();
-    for cause in e.chain() {
-        let text = cause.to_string();
-        if !out.contains(&text) {
-            if !out.is_empty() {
-                out.push_str(": ");
+            eprintln!("ferry: {}", cli::errors::chain(&e));
+            if let Some(hint) = cli::errors::hint_text(&e, style) {
+                eprintln!("{hint}");
             }
-            out.push_str(&text);
+            ExitCode::from(cli::errors::exit_code(&e))
         }
     }
-    out
 }
 
 fn init_logging(verbose: u8) {
+    use std::io::IsTerminal;
+    // rustls-platform-verifier logs every failed verification at ERROR; ferry reports the
+    // failure itself, in words, so those lines only show with -v.
     let default = match verbose {
-        0 => "warn",
+        0 => "warn,rustls_platform_verifier=off",
         1 => "info,ferry=debug",
         _ => "debug",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    // Colours only on a terminal, and never with NO_COLOR: logs go to files and CI.
+    let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(ansi)
         .with_target(false)
         .init();
 }

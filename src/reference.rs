@@ -373,6 +373,58 @@ impl ImageReference {
             _ => None,
         }
     }
+
+    /// The scopes policy.json looks this image up in, most specific first: containers/image's
+    /// `PolicyConfigurationIdentity` followed by its `PolicyConfigurationNamespaces`. Docker
+    /// names give the reference, its repository, each parent namespace and `*.domain`
+    /// wildcards; `dir:` and `oci:` give the absolute, symlink-resolved path and each parent.
+    pub fn policy_scopes(&self) -> Vec<String> {
+        match self {
+            ImageReference::Docker(r) | ImageReference::Store(r) => r.scopes(),
+            ImageReference::Dir { path } | ImageReference::OciLayout { path, .. } => {
+                let abs = resolve_path(path);
+                let mut out = Vec::new();
+                let mut cur: Option<&std::path::Path> = Some(&abs);
+                while let Some(p) = cur {
+                    if p == std::path::Path::new("/") || p.as_os_str().is_empty() {
+                        break;
+                    }
+                    out.push(p.display().to_string());
+                    cur = p.parent();
+                }
+                out
+            }
+        }
+    }
+}
+
+// The absolute, symlink-resolved path, as containers/image identifies dir: and oci: images; a
+// path that does not exist (yet) is made absolute without resolving.
+fn resolve_path(path: &std::path::Path) -> PathBuf {
+    std::fs::canonicalize(path)
+        .unwrap_or_else(|_| std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()))
+}
+
+/// Whether `s` may be a `prefix` or `signedPrefix` of a `remapIdentity` policy: exactly the
+/// check containers/image makes (`validateIdentityRemappingPrefix`), with the grammar of its own
+/// copy of the reference package (whose separator allows any run of dashes, and no IPv6). Like
+/// containers/image, this accepts `shortname` and `ns/shortname`, which simply never match.
+pub fn is_remap_prefix(s: &str) -> bool {
+    const DC: &str = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])";
+    const NC: &str = r"[a-z0-9]+(?:(?:[._]|__|[-]*)[a-z0-9]+)*";
+    static DOMAIN: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(&format!(r"^{DC}(?:\.{DC})*(?::[0-9]+)?$")).expect("static regex")
+    });
+    static DOMAIN_PREFIX: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(&format!(r"^{DC}(?:\.{DC})*(?::[0-9]+)?/")).expect("static regex")
+    });
+    static NAME: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(&format!(
+            r"^(?:{DC}(?:\.{DC})*(?::[0-9]+)?/)?{NC}(?:/{NC})*$"
+        ))
+        .expect("static regex")
+    });
+    DOMAIN.is_match(s) || (NAME.is_match(s) && DOMAIN_PREFIX.is_match(s))
 }
 
 /// OCI ref.name grammar (image-spec annotations): components of alphanumerics joined by
@@ -497,6 +549,53 @@ mod tests {
             DockerReference::parse(&format!("a@md5:{}", "a".repeat(32))),
             Err(ReferenceError::Digest { .. })
         ));
+    }
+
+    #[test]
+    fn remap_prefixes_are_checked_as_containers_image_checks_them() {
+        for ok in [
+            "example.com",
+            "example.com:5000",
+            "example.com/ns/app",
+            "localhost/app",
+            "shortname",
+            "ns/shortname",
+            "a--b.example/x---y",
+        ] {
+            assert!(is_remap_prefix(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "my_host/app",
+            "example.com/App",
+            "example.com/app:1",
+            "example.com/app@sha256:00",
+            "-x.example/app",
+            "example.com/",
+        ] {
+            assert!(!is_remap_prefix(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn policy_scopes_most_specific_first() {
+        let img = ImageReference::parse("docker://registry.example.com:5000/ns/app:1").unwrap();
+        assert_eq!(
+            img.policy_scopes(),
+            vec![
+                "registry.example.com:5000/ns/app:1",
+                "registry.example.com:5000/ns/app",
+                "registry.example.com:5000/ns",
+                "registry.example.com:5000",
+                "*.example.com",
+                "*.com",
+            ]
+        );
+        let dir = ImageReference::parse("dir:/nonexistent/a/b").unwrap();
+        assert_eq!(
+            dir.policy_scopes(),
+            vec!["/nonexistent/a/b", "/nonexistent/a", "/nonexistent"]
+        );
     }
 
     #[test]

@@ -165,7 +165,7 @@ fn pulls_and_pushes_between_the_registry_and_every_local_transport() {
         &format!("store:{host}/ns/app:v1"),
         &format!("docker://{host}/fourth/app@{wrong}"),
     )
-    .code(1);
+    .code(3);
     assert!(r.stderr.contains(&wrong), "{}", r.stderr);
 }
 
@@ -366,7 +366,7 @@ fn basic_auth_with_htpasswd() {
     let mut no_creds = args(&[]);
     let src_ref = format!("oci:{}:v1", src.display());
     no_creds.extend([src_ref.as_str(), dst.as_str()]);
-    let r = ferry_in(&no_creds, &env).code(1);
+    let r = ferry_in(&no_creds, &env).code(3);
     assert!(
         r.stderr.contains(&host) && r.stderr.contains("401"),
         "{}",
@@ -380,7 +380,7 @@ fn basic_auth_with_htpasswd() {
 
     let mut wrong = args(&["--dest-creds", "ferry:wrong"]);
     wrong.extend([src_ref.as_str(), dst.as_str()]);
-    let r = ferry_in(&wrong, &env).code(1);
+    let r = ferry_in(&wrong, &env).code(3);
     assert!(r.stderr.contains("command line"), "{}", r.stderr);
 
     let mut good = args(&["--dest-creds", "ferry:s3cret"]);
@@ -496,7 +496,7 @@ fn the_bearer_token_flow_through_a_token_endpoint_in_front_of_the_registry() {
         &format!("docker://{}/tok/app:v1", proxy.host()),
         "store:example.com/tok:2",
     )
-    .code(1);
+    .code(3);
     assert!(
         r.stderr.contains("token") && r.stderr.contains("command line"),
         "{}",
@@ -584,7 +584,7 @@ fn retries_429_with_retry_after_and_503() {
         &format!("docker://{}/f/app:v1", f2.proxy.host()),
         &format!("dir:{}", f2.t.path().join("o").display()),
     ])
-    .code(1);
+    .code(3);
     assert!(r.stderr.contains("503"), "{}", r.stderr);
     assert!(!f2.t.path().join("o").exists());
 }
@@ -635,7 +635,7 @@ fn a_corrupt_blob_body_fails_and_leaves_the_destination_untouched() {
         &format!("docker://{}/f/app:v1", f.proxy.host()),
         &format!("dir:{}", out.display()),
     )
-    .code(1);
+    .code(3);
     assert!(r.stderr.contains("does not match"), "{}", r.stderr);
     assert!(!out.exists());
     fcopy(
@@ -645,7 +645,7 @@ fn a_corrupt_blob_body_fails_and_leaves_the_destination_untouched() {
         &format!("docker://{}/f/app:v1", f.proxy.host()),
         "store:example.com/corrupt:1",
     )
-    .code(1);
+    .code(3);
     assert!(
         !f.store.join("index.json").exists()
             || !std::fs::read_to_string(f.store.join("index.json"))
@@ -664,7 +664,7 @@ fn a_registry_answering_html_gets_a_clear_error() {
         &format!("docker://{}/f/app:v1", f.proxy.host()),
         &format!("dir:{}", f.t.path().join("o").display()),
     )
-    .code(1);
+    .code(3);
     assert!(r.stderr.contains("HTML"), "{}", r.stderr);
     assert!(
         r.stderr.contains(&f.proxy.host()),
@@ -679,7 +679,7 @@ fn a_registry_answering_html_gets_a_clear_error() {
         "docker://127.0.0.1:1/nothing:here",
         "dir:/tmp/ferry-never",
     ])
-    .code(1);
+    .code(3);
     assert!(
         r.stderr.contains("127.0.0.1:1"),
         "an unreachable server is named: {}",
@@ -879,7 +879,7 @@ fn tls_is_verified_by_default_and_tls_verify_false_allows_a_self_signed_registry
         &src_ref,
         &dst,
     ])
-    .code(1);
+    .code(3);
     assert!(r.stderr.contains(&reg.host()), "{}", r.stderr);
     assert!(
         r.stderr.contains("--dest-tls-verify=false"),
@@ -908,6 +908,6 @@ fn tls_is_verified_by_default_and_tls_verify_false_allows_a_self_signed_registry
         &src_ref,
         &dst,
     ])
-    .code(1);
+    .code(3);
     assert!(r.stderr.contains(&reg.host()), "{}", r.stderr);
 }

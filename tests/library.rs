@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use ferry::copy::{CopyError, CopyOptions, Progress, ProgressEvent, SignatureMode, copy};
 use ferry::policy::{Policy, SlotOutcome};
 use ferry::reference::ImageReference;
+use ferry::session::{Session, SessionConfig};
 
 struct Events(Mutex<Vec<String>>);
 
@@ -18,6 +19,7 @@ impl Progress for Events {
             ProgressEvent::BlobBytes { .. } => "bytes".into(),
             ProgressEvent::BlobDone { .. } => "blob done".into(),
             ProgressEvent::Warning(w) => format!("warning {w}"),
+            _ => "other".into(),
         };
         self.0.lock().unwrap().push(s);
     }
@@ -37,27 +39,36 @@ async fn a_runtime_pulls_with_sufficient_subset_and_reads_the_verdict() {
     let src =
         ImageReference::parse(&format!("dir:{}", demo().join("hello-dir").display())).unwrap();
     let dst = ImageReference::parse("store:registry.demo.ferry.invalid/hello:1").unwrap();
+    let mut config = SessionConfig::default();
+    config.store_root = Some(t.path().join("store"));
+    let session = Session::new(config);
     let mut options = CopyOptions::new(policy);
-    options.destination.store_root = Some(t.path().join("store"));
     let events = Arc::new(Events(Mutex::new(vec![])));
     options.progress = Some(events.clone());
 
     // The default mode refuses the unreadable slot, and says which one.
-    match copy(&src, &dst, &options).await {
-        Err(CopyError::Signatures { failure, .. }) => assert!(failure.to_string().contains("0x3c")),
+    match copy(&session, &src, &dst, &options).await {
+        Err(e @ CopyError::Rejected(_)) => {
+            assert!(e.is_rejection());
+            assert!(e.to_string().contains("0x3c"), "{e}");
+            assert_eq!(e.unreadable().len(), 1);
+        }
         other => panic!("expected a signature failure, got {other:?}"),
     }
 
     options.mode = SignatureMode::SufficientSubset;
-    let report = copy(&src, &dst, &options).await.unwrap();
+    let report = copy(&session, &src, &dst, &options).await.unwrap();
     assert_eq!(report.warnings.len(), 1);
     assert!(report.warnings[0].contains("signature-2"));
-    let verdict = report.manifests[0].verdict.as_ref().unwrap();
+    let verdict = report.verdict().unwrap();
     assert!(verdict.accepted);
+    // Requirements are numbered from 1, in the library as in text and JSON.
     assert!(matches!(
         verdict.slots[0].outcome,
-        SlotOutcome::Accepted { requirement: 0, .. }
+        SlotOutcome::Accepted { requirement: 1, .. }
     ));
+    assert_eq!(verdict.requirements[0].index, 1);
+    assert!(verdict.to_string().starts_with("ACCEPTED"), "{verdict}");
     assert!(matches!(
         verdict.slots[1].outcome,
         SlotOutcome::Unreadable { .. }

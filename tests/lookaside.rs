@@ -7,11 +7,23 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ferry::digest::Digest;
-use ferry::lookaside::{
-    self, LookasideError, MAX_CONSECUTIVE_FAILURES, RegistriesConfig, http_client, read_signatures,
-    signature_url, write_signatures,
+use ferry::config::registries_d::{
+    self as lookaside, RegistriesConfig, RegistriesDError, signature_url,
 };
+use ferry::digest::Digest;
+use ferry::transport::docker::lookaside::{
+    LookasideError, MAX_CONSECUTIVE_FAILURES, read_signatures, write_signatures,
+};
+use ferry::transport::http::TlsPolicy;
+
+fn http_client(tls_verify: bool, timeout: Duration) -> reqwest::Client {
+    let tls = if tls_verify {
+        TlsPolicy::verified()
+    } else {
+        TlsPolicy::insecure()
+    };
+    ferry::transport::http::lookaside_client(&tls, timeout).unwrap()
+}
 use ferry::reference::DockerReference;
 use ferry::signature::{MAX_SIGNATURE_SIZE, MAX_SLOTS, SignatureSlot, SlotReadErrorKind};
 use support::http::{HttpServer, Reply, Route};
@@ -32,17 +44,22 @@ fn registries_d(files: &[(&str, &str)]) -> tempfile::TempDir {
 
 fn load(files: &[(&str, &str)]) -> RegistriesConfig {
     let d = registries_d(files);
-    RegistriesConfig::load(Some(d.path())).unwrap()
+    RegistriesConfig::load(d.path()).unwrap()
 }
 
 fn load_err(files: &[(&str, &str)]) -> (String, tempfile::TempDir) {
     let d = registries_d(files);
-    let e = RegistriesConfig::load(Some(d.path())).unwrap_err();
+    let e = RegistriesConfig::load(d.path()).unwrap_err();
     (e.to_string(), d)
 }
 
+/// Where `image`'s signatures are read from, with containers/image's built-in default when
+/// nothing is configured (what the session supplies).
 fn read(c: &RegistriesConfig, image: &str) -> String {
-    c.read_base(&r(image)).unwrap().to_string()
+    c.read_base(&r(image))
+        .unwrap()
+        .unwrap_or_else(lookaside::builtin_default_base)
+        .to_string()
 }
 
 fn write(c: &RegistriesConfig, image: &str) -> Option<String> {
@@ -270,9 +287,9 @@ docker:
 fn nothing_configured_reads_the_builtin_default_and_writes_nowhere() {
     let d = tempfile::tempdir().unwrap();
     for dir in [d.path().join("missing"), d.path().to_path_buf()] {
-        let c = RegistriesConfig::load(Some(&dir)).unwrap();
-        let base = c.read_base(&r(IMAGE)).unwrap();
-        assert_eq!(base, lookaside::builtin_default_base());
+        let c = RegistriesConfig::load(&dir).unwrap();
+        assert_eq!(c.read_base(&r(IMAGE)).unwrap(), None);
+        let base = lookaside::builtin_default_base();
         assert_eq!(base.scheme(), "file");
         assert!(
             base.path() == "/var/lib/containers/sigstore"
@@ -373,8 +390,8 @@ fn a_registries_d_that_is_not_a_directory_is_an_error() {
     let d = tempfile::tempdir().unwrap();
     let file = d.path().join("registries.d");
     std::fs::write(&file, "default-docker: {}\n").unwrap();
-    let e = RegistriesConfig::load(Some(&file)).unwrap_err();
-    assert!(matches!(e, LookasideError::Read { .. }), "{e:?}");
+    let e = RegistriesConfig::load(&file).unwrap_err();
+    assert!(matches!(e, RegistriesDError::Read { .. }), "{e:?}");
     assert!(e.to_string().contains(&file.display().to_string()), "{e}");
 }
 
@@ -971,7 +988,7 @@ async fn registries_d_to_slots_end_to_end() {
             server.url()
         ),
     )]);
-    let base = c.read_base(&r(IMAGE)).unwrap();
+    let base = c.read_base(&r(IMAGE)).unwrap().unwrap();
     let slots = read_signatures(
         &http_client(true, SHORT),
         &base,

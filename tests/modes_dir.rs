@@ -430,7 +430,7 @@ fn a_copy_that_would_change_the_manifest_while_keeping_signatures_is_refused() {
             &demo().join("hello-dir"),
             &format!("dir:{}", dst.display()),
         )
-        .code(1);
+        .code(3);
     assert!(
         r.stderr.contains("invalidate") && r.stderr.contains("signature"),
         "{}",
@@ -443,7 +443,7 @@ fn a_copy_that_would_change_the_manifest_while_keeping_signatures_is_refused() {
             &demo().join("hello-dir"),
             &format!("dir:{}", dst.display()),
         )
-        .code(1);
+        .code(3);
     assert!(r.stderr.contains("does not convert"), "{}", r.stderr);
     // Asking for the format it already has is fine.
     c.copy(

@@ -452,7 +452,7 @@ fn destinations_that_cannot_keep_signatures_fail_before_writing() {
     let s = setup();
     s.set(vec![s.good()]);
     let out = s.dir("layout");
-    let r = s.copy(&[], &format!("oci:{}:x", out.display())).code(1);
+    let r = s.copy(&[], &format!("oci:{}:x", out.display())).code(3);
     assert!(r.stderr.contains("remove-signatures"), "{}", r.stderr);
     assert!(!out.exists());
     s.copy(
@@ -463,7 +463,7 @@ fn destinations_that_cannot_keep_signatures_fail_before_writing() {
     // A registry with no signature storage configured for the destination repository.
     let r = s
         .copy(&[], &format!("docker://{}/nosigs/app:v1", s.reg.host()))
-        .code(1);
+        .code(3);
     assert!(
         r.stderr.contains("lookaside-staging") && r.stderr.contains("remove-signatures"),
         "{}",

@@ -5,8 +5,8 @@
 
 mod support;
 
+use ferry::config::registries_d::RegistriesConfig;
 use ferry::digest::Digest;
-use ferry::lookaside::RegistriesConfig;
 use ferry::manifest;
 use ferry::policy::Policy;
 use ferry::reference::{DockerReference, ImageReference};

@@ -48,7 +48,7 @@ fn check(policy: &Path, dir: &Path) -> (i32, serde_json::Value) {
 }
 
 fn reasons(v: &serde_json::Value) -> String {
-    v["slots"].to_string()
+    v["verdict"]["slots"].to_string()
 }
 
 #[test]
@@ -78,7 +78,7 @@ fn skopeo_signatures_verify_in_ferry_and_ferry_signatures_verify_in_skopeo() {
     let (code, v) = check(&signed_by_policy(t.path(), &key.public, IDENTITY), &dir);
     assert_eq!(code, 0, "{v}");
     assert_eq!(
-        v["slots"][0]["outcome"]["signer"]["user_id"],
+        v["verdict"]["slots"][0]["outcome"]["signer"]["user_id"],
         key.uid.as_str()
     );
 
@@ -152,7 +152,10 @@ fn rejected_signatures_say_why() {
     std::fs::write(&sig, &bytes).unwrap();
     let (code, v) = check(&policy, &dir);
     assert_eq!(code, 1, "{v}");
-    assert_eq!(v["slots"][0]["outcome"]["status"], "rejected", "{v}");
+    assert_eq!(
+        v["verdict"]["slots"][0]["outcome"]["status"], "rejected",
+        "{v}"
+    );
 
     // A key the policy does not trust: named by fingerprint, with the trusted key file and user ID.
     gpg.skopeo_sign(&manifest, IDENTITY, &other.fpr, &sig);
@@ -220,7 +223,10 @@ fn rejected_signatures_say_why() {
     std::fs::write(&sig, &big).unwrap();
     let (code, v) = check(&policy, &dir);
     assert_eq!(code, 1);
-    assert_eq!(v["slots"][0]["outcome"]["status"], "unreadable", "{v}");
+    assert_eq!(
+        v["verdict"]["slots"][0]["outcome"]["status"], "unreadable",
+        "{v}"
+    );
     assert!(reasons(&v).contains("4 MiB"), "{}", reasons(&v));
 }
 
@@ -241,11 +247,11 @@ fn a_signing_subkey_counts_as_its_primary_key_as_upstream_containers_image_does(
     let (code, v) = check(&policy, &dir);
     assert_eq!(code, 0, "{v}");
     assert_eq!(
-        v["slots"][0]["outcome"]["signer"]["fingerprint"],
+        v["verdict"]["slots"][0]["outcome"]["signer"]["fingerprint"],
         key.fpr.as_str()
     );
     assert_eq!(
-        v["slots"][0]["outcome"]["signer"]["signing_key"],
+        v["verdict"]["slots"][0]["outcome"]["signer"]["signing_key"],
         key.signing_subkey.as_deref().unwrap()
     );
     // Debian's skopeo 1.9.3 rejects this (podman issue 16406, fixed upstream in containers/image

@@ -162,7 +162,7 @@ fn a_protected_secret_key_signs_with_its_passphrase_file() {
     let (manifest, digest) = manifest(t.path(), "app");
     let sig = t.path().join("sig");
 
-    let r = ferry_sign(&manifest, &key, &sig, None).code(1);
+    let r = ferry_sign(&manifest, &key, &sig, None).code(3);
     assert!(
         r.stderr.contains("passphrase") && r.stderr.contains(&key.fpr),
         "{}",
@@ -171,7 +171,7 @@ fn a_protected_secret_key_signs_with_its_passphrase_file() {
     assert!(!sig.exists(), "no signature is written when signing fails");
     let wrong = t.path().join("wrong");
     std::fs::write(&wrong, "battery horse correct\n").unwrap();
-    let r = ferry_sign(&manifest, &key, &sig, Some(&wrong)).code(1);
+    let r = ferry_sign(&manifest, &key, &sig, Some(&wrong)).code(3);
     assert!(r.stderr.contains("cannot unlock"), "{}", r.stderr);
 
     // The passphrase file's trailing newline is not part of the passphrase, as with skopeo.

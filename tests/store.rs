@@ -106,7 +106,7 @@ fn a_killed_copy_leaves_no_image_and_the_next_copy_cleans_up() {
         store.to_str().unwrap(),
         "store:example.com/killed:1",
     ])
-    .code(1);
+    .code(3);
 
     // The next copy into the store removes the dead session's temporaries and lands whole.
     ferry(&[

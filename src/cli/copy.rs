@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use ferry::copy::{self, CopyOptions, ImageSelection, ManifestFormat, SignOptions, SignatureMode};
+
 use ferry::manifest::PlatformSpec;
 use ferry::reference::{DockerReference, ImageReference};
 use ferry::signature::simple::SigningKey;
@@ -14,6 +15,51 @@ use super::options::{
     CommonTransportArgs, DestArgs, PolicyArgs, SourceArgs, StoreArgs, parse_image,
 };
 use super::progress::TerminalProgress;
+
+/// What `ferry copy` and `ferry policy check` share: which images of a list.
+#[derive(Debug, clap::Args)]
+pub struct SelectionArgs {
+    /// Copy the whole list of images and every image in it, not only the one for this platform.
+    #[arg(long, conflicts_with = "platform")]
+    pub all: bool,
+    /// Copy the image of a list for this platform instead of the running one.
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]", value_parser = PlatformSpec::parse)]
+    pub platform: Option<PlatformSpec>,
+}
+
+impl SelectionArgs {
+    /// The selection.
+    pub fn selection(&self) -> ImageSelection {
+        match (self.all, &self.platform) {
+            (true, _) => ImageSelection::All,
+            (false, Some(p)) => ImageSelection::Platform(p.clone()),
+            (false, None) => ImageSelection::System,
+        }
+    }
+}
+
+/// The signature mode flags of `ferry copy` and `ferry policy check`.
+#[derive(Debug, clap::Args)]
+pub struct ModeArgs {
+    /// What to do with the source's signatures: copy-all, remove-signatures or
+    /// sufficient-subset.
+    #[arg(long = "signatures", value_name = "MODE", default_value = "copy-all")]
+    pub mode: SignatureMode,
+    /// Copy no signatures (same as --signatures remove-signatures).
+    #[arg(long, conflicts_with = "mode")]
+    pub remove_signatures: bool,
+}
+
+impl ModeArgs {
+    /// The mode.
+    pub fn mode(&self) -> SignatureMode {
+        if self.remove_signatures {
+            SignatureMode::RemoveSignatures
+        } else {
+            self.mode
+        }
+    }
+}
 
 /// Copy SOURCE to DESTINATION. The source's signatures are read and checked against the
 /// signature policy before anything is written; a rejected image leaves the destination as it
@@ -28,7 +74,8 @@ use super::progress::TerminalProgress;
   sufficient-subset  the policy is evaluated on the readable signatures; if they satisfy it, every
                      readable signature is copied and the unreadable ones are reported as warnings
 
-Exit status: 0 copied, 1 failed (the message says why), 2 bad usage.")]
+Exit status: 0 copied, 1 rejected by the signature policy or the signatures, 2 bad usage,
+3 any other failure (the message says what failed and what to do).")]
 pub struct CopyArgs {
     /// The image to copy from.
     #[arg(value_name = "SOURCE", value_parser = parse_image)]
@@ -38,18 +85,10 @@ pub struct CopyArgs {
     pub destination: ImageReference,
     #[command(flatten)]
     policy: PolicyArgs,
-    /// What to do with the source's signatures.
-    #[arg(long = "signatures", value_name = "MODE", default_value = "copy-all")]
-    mode: SignatureMode,
-    /// Copy no signatures (same as --signatures remove-signatures).
-    #[arg(long, conflicts_with = "mode")]
-    remove_signatures: bool,
-    /// Copy the whole list of images and every image in it, not only the one for this platform.
-    #[arg(long, conflicts_with = "platform")]
-    all: bool,
-    /// Copy the image of a list for this platform instead of the running one.
-    #[arg(long, value_name = "OS/ARCH[/VARIANT]", value_parser = PlatformSpec::parse)]
-    platform: Option<PlatformSpec>,
+    #[command(flatten)]
+    mode: ModeArgs,
+    #[command(flatten)]
+    selection: SelectionArgs,
     /// Sign the copied image with simple signing, with the key of this fingerprint (needs --sign-key).
     #[arg(long, value_name = "FINGERPRINT", requires = "sign_key")]
     sign_by: Option<String>,
@@ -89,28 +128,19 @@ pub struct CopyArgs {
 /// Runs `ferry copy`.
 pub async fn run(args: CopyArgs) -> anyhow::Result<ExitCode> {
     let policy = args.policy.load()?;
+    let session = super::options::session(Some(&args.common), &args.store);
     let mut options = CopyOptions::new(policy);
-    options.mode = if args.remove_signatures {
-        SignatureMode::RemoveSignatures
-    } else {
-        args.mode
-    };
-    options.selection = match (args.all, args.platform) {
-        (true, _) => ImageSelection::All,
-        (false, Some(p)) => ImageSelection::Platform(p),
-        (false, None) => ImageSelection::System,
-    };
+    options.mode = args.mode.mode();
+    options.selection = args.selection.selection();
     options.source = super::options::transport_options(
         args.src.src_tls_verify,
         args.src.src_creds,
         &args.common,
-        &args.store,
     );
     options.destination = super::options::transport_options(
         args.dest.dest_tls_verify,
         args.dest.dest_creds,
         &args.common,
-        &args.store,
     );
     options.parallel_blobs = usize::from(args.parallel_blobs);
     options.format = args.format;
@@ -146,16 +176,17 @@ pub async fn run(args: CopyArgs) -> anyhow::Result<ExitCode> {
             identity,
         });
     }
-    options.progress = Some(Arc::new(TerminalProgress::new(args.quiet)));
+    let progress = Arc::new(TerminalProgress::new(args.quiet));
+    options.progress = Some(progress.clone());
 
-    let result = copy::copy(&args.source, &args.destination, &options).await;
+    let result = copy::copy(&session, &args.source, &args.destination, &options).await;
     let report = match result {
         Ok(r) => r,
         Err(e) => {
             // A failed copy still reports, so a runtime or mirror can keep the evidence of why.
             if let Some(path) = &args.report {
                 let failed = serde_json::json!({
-                    "version": 1,
+                    "version": ferry::copy::report::REPORT_VERSION,
                     "source": args.source.to_string(),
                     "destination": args.destination.to_string(),
                     "mode": options.mode,
@@ -174,11 +205,9 @@ pub async fn run(args: CopyArgs) -> anyhow::Result<ExitCode> {
         std::fs::write(path, json)
             .with_context(|| format!("writing the report {}", path.display()))?;
     }
-    if !args.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-        eprintln!(
-            "Copied {} to {} ({})",
-            args.source, args.destination, report.manifest_digest
-        );
-    }
+    progress.line(&format!(
+        "Copied {} to {} ({})",
+        args.source, args.destination, report.manifest_digest
+    ));
     Ok(ExitCode::SUCCESS)
 }

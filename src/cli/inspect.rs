@@ -10,7 +10,7 @@ use ferry::transport;
 use futures::StreamExt;
 use serde_json::{Value, json};
 
-use super::options::{CommonTransportArgs, SourceArgs, StoreArgs, parse_image};
+use super::options::{CommonTransportArgs, ImageSideArgs, StoreArgs, parse_image};
 
 /// Show an image: its digest, layers, platform, environment and labels as JSON (the fields of
 /// `skopeo inspect`), or with --raw the manifest's exact bytes.
@@ -29,7 +29,7 @@ pub struct InspectArgs {
     #[arg(long, value_name = "OS/ARCH[/VARIANT]", value_parser = PlatformSpec::parse)]
     platform: Option<PlatformSpec>,
     #[command(flatten)]
-    src: SourceArgs,
+    side: ImageSideArgs,
     #[command(flatten)]
     common: CommonTransportArgs,
     #[command(flatten)]
@@ -38,13 +38,11 @@ pub struct InspectArgs {
 
 /// Runs `ferry inspect`.
 pub async fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
-    let options = super::options::transport_options(
-        args.src.src_tls_verify,
-        args.src.src_creds,
-        &args.common,
-        &args.store,
-    );
-    let source = transport::open_source(&args.image, &options)
+    let session = super::options::session(Some(&args.common), &args.store);
+    let options =
+        super::options::transport_options(args.side.tls_verify, args.side.creds, &args.common);
+    let source = session
+        .open_source(&args.image, &options)
         .await
         .with_context(|| format!("reading {}", args.image))?;
     let top = source
@@ -88,12 +86,15 @@ pub async fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
         other => other.to_string(),
     };
     let repo_tags = match &args.image {
-        ImageReference::Docker(r) => ferry::transport::docker::list_tags(r, &options)
-            .await
-            .unwrap_or_else(|e| {
-                tracing::warn!("{e}");
-                vec![]
-            }),
+        ImageReference::Docker(r) => {
+            let client = session.registry_client(r, &options).await?;
+            ferry::transport::docker::list_tags(&client, r)
+                .await
+                .unwrap_or_else(|e| {
+                    tracing::warn!("{e}");
+                    vec![]
+                })
+        }
         _ => vec![],
     };
     let out = json!({

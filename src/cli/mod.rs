@@ -2,6 +2,7 @@
 //! library; nothing here holds logic the library should have.
 
 pub mod copy;
+pub mod errors;
 pub mod inspect;
 pub mod options;
 pub mod policy;
@@ -13,10 +14,27 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// Exit status: the policy or the signatures rejected the image.
+pub const EXIT_REJECTED: u8 = 1;
+/// Exit status: bad usage.
+pub const EXIT_USAGE: u8 = 2;
+/// Exit status: anything else failed (unreachable, IO, corrupt data).
+pub const EXIT_FAILURE: u8 = 3;
+
 /// ferry copies container images between registries, OCI layouts, directories and its own
 /// store, checking their signatures against a containers-policy.json policy on the way.
 #[derive(Debug, Parser)]
-#[command(name = "ferry", version, about, long_about = None, propagate_version = true)]
+#[command(
+    name = "ferry",
+    version,
+    about,
+    long_about = None,
+    propagate_version = true,
+    after_help = "Exit status: 0 done (or accepted), 1 rejected by the signature policy or the signatures, \
+2 bad usage, 3 any other failure (unreachable, IO, corrupt data).\n\
+The policy is --policy FILE, else $CONTAINERS_POLICY_JSON, else ~/.config/containers/policy.json, \
+else /etc/containers/policy.json."
+)]
 pub struct Cli {
     /// Log more (repeat for more detail); RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
@@ -44,6 +62,16 @@ pub enum Command {
     StandaloneSign(sign::StandaloneSignArgs),
     /// Verify a simple-signing signature of a manifest file (as skopeo standalone-verify).
     StandaloneVerify(sign::StandaloneVerifyArgs),
+}
+
+impl Command {
+    /// How this command spells per-side flags, for hints.
+    pub fn flag_style(&self) -> errors::FlagStyle {
+        match self {
+            Command::Copy(_) => errors::FlagStyle::PerSide,
+            _ => errors::FlagStyle::Single,
+        }
+    }
 }
 
 /// Runs the parsed command.

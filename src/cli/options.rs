@@ -1,12 +1,14 @@
-//! Flags shared by several subcommands: policy, registries.d, TLS and credentials, the store.
+//! Flags shared by several subcommands: policy, registries.d, TLS and credentials, the store;
+//! and the session they give.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
 use ferry::policy::Policy;
 use ferry::reference::ImageReference;
+use ferry::session::{Session, SessionConfig};
 use ferry::transport::TransportOptions;
-use std::path::PathBuf;
 
 /// Parses an image reference argument (a usage error when malformed).
 pub fn parse_image(s: &str) -> Result<ImageReference, String> {
@@ -16,8 +18,8 @@ pub fn parse_image(s: &str) -> Result<ImageReference, String> {
 /// Where the signature policy comes from.
 #[derive(Debug, clap::Args)]
 pub struct PolicyArgs {
-    /// The signature policy (containers-policy.json(5)). Default: ~/.config/containers/policy.json,
-    /// then /etc/containers/policy.json.
+    /// The signature policy (containers-policy.json(5)). Default: $CONTAINERS_POLICY_JSON, then
+    /// ~/.config/containers/policy.json, then /etc/containers/policy.json.
     #[arg(long, value_name = "FILE")]
     pub policy: Option<PathBuf>,
     /// Accept any image, signed or not, without reading a policy file.
@@ -37,10 +39,10 @@ impl PolicyArgs {
         }
         let path = match &self.policy {
             Some(p) => p.clone(),
-            None => Policy::default_path().context(
-                "no signature policy: none given with --policy, and neither ~/.config/containers/policy.json \
-                 nor /etc/containers/policy.json exists. Write one (see containers-policy.json(5)), or use \
-                 --insecure-policy to accept any image",
+            None => Policy::default_path_from_env().context(
+                "no signature policy: none given with --policy, $CONTAINERS_POLICY_JSON is not set, and neither \
+                 ~/.config/containers/policy.json nor /etc/containers/policy.json exists. Write one (see \
+                 containers-policy.json(5)), or use --insecure-policy to accept any image",
             )?,
         };
         Ok(Arc::new(Policy::from_file(&path)?))
@@ -56,7 +58,7 @@ pub struct StoreArgs {
     pub store: Option<PathBuf>,
 }
 
-/// Settings for the source side.
+/// Settings for the source side of a copy.
 #[derive(Debug, clap::Args)]
 pub struct SourceArgs {
     /// Require https and verify certificates for the source registry (false allows http and
@@ -68,7 +70,7 @@ pub struct SourceArgs {
     pub src_creds: Option<String>,
 }
 
-/// Settings for the destination side.
+/// Settings for the destination side of a copy.
 #[derive(Debug, clap::Args)]
 pub struct DestArgs {
     /// Require https and verify certificates for the destination registry (false allows http and
@@ -78,6 +80,19 @@ pub struct DestArgs {
     /// USERNAME[:PASSWORD] for the destination registry.
     #[arg(long = "dest-creds", value_name = "USER:PASSWORD")]
     pub dest_creds: Option<String>,
+}
+
+/// The registry settings of a command about one image (inspect, policy check, …), with
+/// skopeo's single-side spellings; the `--src-` spellings are accepted too.
+#[derive(Debug, clap::Args)]
+pub struct ImageSideArgs {
+    /// Require https and verify certificates for the registry (false allows http and
+    /// unverified https).
+    #[arg(long = "tls-verify", alias = "src-tls-verify", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub tls_verify: Option<bool>,
+    /// USERNAME[:PASSWORD] for the registry.
+    #[arg(long = "creds", alias = "src-creds", value_name = "USER:PASSWORD")]
+    pub creds: Option<String>,
 }
 
 /// Settings for both sides.
@@ -99,20 +114,32 @@ pub struct CommonTransportArgs {
     pub lookaside_timeout: u64,
 }
 
+/// The session of a command: the environment's defaults (as skopeo reads them), with the
+/// command line's overrides.
+pub fn session(common: Option<&CommonTransportArgs>, store: &StoreArgs) -> Session {
+    let mut config = SessionConfig::from_env();
+    if let Some(s) = &store.store {
+        config.store_root = Some(s.clone());
+    }
+    if let Some(c) = common
+        && let Some(d) = &c.registries_d
+    {
+        config.registries_d = Some(d.clone());
+    }
+    Session::new(config)
+}
+
 /// Builds the transport options of one side.
 pub fn transport_options(
     tls_verify: Option<bool>,
     creds: Option<String>,
     common: &CommonTransportArgs,
-    store: &StoreArgs,
 ) -> TransportOptions {
-    TransportOptions {
-        tls_verify,
-        creds,
-        authfile: common.authfile.clone(),
-        registries_d: common.registries_d.clone(),
-        store_root: store.store.clone(),
-        retry_times: Some(common.retry_times),
-        lookaside_timeout: Some(std::time::Duration::from_secs(common.lookaside_timeout)),
-    }
+    let mut o = TransportOptions::default();
+    o.tls_verify = tls_verify;
+    o.creds = creds;
+    o.authfile = common.authfile.clone();
+    o.retry_times = Some(common.retry_times);
+    o.lookaside_timeout = Some(std::time::Duration::from_secs(common.lookaside_timeout));
+    o
 }

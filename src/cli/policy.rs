@@ -1,20 +1,25 @@
-//! `ferry policy check`.
+//! `ferry policy check`: what a copy would decide, without copying. It runs the same plan and
+//! gate as `ferry copy` (per instance for lists, in the same signature mode), so the two
+//! always agree.
 
 use std::process::ExitCode;
 
-use anyhow::Context;
-use ferry::digest::Digest;
-use ferry::policy::{self, SlotOutcome, Verdict};
+use ferry::copy::{self, CopyOptions};
+use ferry::policy::{Judgement, SignatureFailure};
 use ferry::reference::ImageReference;
-use ferry::transport;
+use serde_json::json;
 
-use super::options::{CommonTransportArgs, PolicyArgs, SourceArgs, StoreArgs, parse_image};
+use super::copy::{ModeArgs, SelectionArgs};
+use super::errors::RejectedError;
+use super::options::{CommonTransportArgs, ImageSideArgs, PolicyArgs, StoreArgs, parse_image};
 
 /// `ferry policy` subcommands.
 #[derive(Debug, clap::Subcommand)]
 pub enum PolicyCommand {
-    /// Evaluate the signature policy on IMAGE without copying it: print the verdict of every
-    /// requirement and every signature slot. Exit 0 when accepted, 1 when not.
+    /// Evaluate the signature policy on IMAGE without copying it: print what a copy in the
+    /// given signature mode would decide, with the verdict of every requirement and every
+    /// signature slot (per image of a list). Exit 0 when a copy would be admitted, 1 when it
+    /// would be refused, 3 when the image or its signatures could not be read.
     Check(CheckArgs),
 }
 
@@ -23,7 +28,7 @@ pub enum PolicyCommand {
 pub enum Format {
     /// For people.
     Text,
-    /// The verdict as JSON on stdout.
+    /// JSON on stdout.
     Json,
 }
 
@@ -35,98 +40,99 @@ pub struct CheckArgs {
     image: ImageReference,
     #[command(flatten)]
     policy: PolicyArgs,
+    #[command(flatten)]
+    mode: ModeArgs,
+    #[command(flatten)]
+    selection: SelectionArgs,
     /// Output format.
     #[arg(long, value_enum, default_value = "text")]
     format: Format,
     #[command(flatten)]
-    src: SourceArgs,
+    side: ImageSideArgs,
     #[command(flatten)]
     common: CommonTransportArgs,
     #[command(flatten)]
     store: StoreArgs,
 }
 
+fn judgement_json(j: &Judgement) -> serde_json::Value {
+    json!({
+        "digest": j.digest,
+        "platform": j.platform,
+        "is_list": j.is_list,
+        "verdict": j.verdict,
+        "keep": j.keep,
+        "unreadable": j.unreadable,
+        "failure": j.failure.as_ref().map(|f| f.to_string()),
+    })
+}
+
 /// Runs `ferry policy ...`.
 pub async fn run(cmd: PolicyCommand) -> anyhow::Result<ExitCode> {
     let PolicyCommand::Check(args) = cmd;
     let policy = args.policy.load()?;
-    let options = super::options::transport_options(
-        args.src.src_tls_verify,
-        args.src.src_creds.clone(),
+    let session = super::options::session(Some(&args.common), &args.store);
+    let mut options = CopyOptions::new(policy);
+    options.mode = args.mode.mode();
+    options.selection = args.selection.selection();
+    options.source = super::options::transport_options(
+        args.side.tls_verify,
+        args.side.creds.clone(),
         &args.common,
-        &args.store,
     );
-    let source = transport::open_source(&args.image, &options)
-        .await
-        .with_context(|| format!("reading {}", args.image))?;
-    let manifest = source
-        .manifest(None)
-        .await
-        .with_context(|| format!("reading the manifest of {}", args.image))?;
-    let digest = Digest::sha256_of(&manifest.bytes);
-    let slots = source
-        .signatures(&digest, None)
-        .await
-        .with_context(|| format!("reading the signatures of {}", args.image))?;
-    let verdict = policy::evaluate(&policy, &args.image, &manifest.bytes, &slots)?;
+    let checked = copy::check(&session, &args.image, &options).await?;
+    let judgements = checked.judgements();
     match args.format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&verdict)?),
-        Format::Text => print_verdict(&args.image, &verdict),
-    }
-    Ok(if verdict.accepted {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
-}
-
-/// Prints a verdict for people: the answer, each requirement, each slot.
-pub fn print_verdict(image: &ImageReference, v: &Verdict) {
-    println!(
-        "{image}: {} by {} (scope {})",
-        if v.accepted { "ACCEPTED" } else { "REJECTED" },
-        v.policy,
-        v.scope
-    );
-    for r in &v.requirements {
-        println!(
-            "  requirement {} {}: {} — {}",
-            r.index + 1,
-            r.description,
-            if r.satisfied {
-                "satisfied"
-            } else {
-                "NOT satisfied"
-            },
-            r.reason
-        );
-    }
-    if v.slots.is_empty() {
-        println!("  no signatures");
-    }
-    for s in &v.slots {
-        let what = match &s.outcome {
-            SlotOutcome::Accepted {
-                requirement,
-                signer,
-                claims,
-            } => format!(
-                "accepted by requirement {}: key {}{}, identity {}",
-                requirement + 1,
-                signer.fingerprint.as_deref().unwrap_or("?"),
-                signer
-                    .user_id
-                    .as_deref()
-                    .map(|u| format!(" \"{u}\""))
-                    .unwrap_or_default(),
-                claims.docker_reference.as_deref().unwrap_or("?")
-            ),
-            SlotOutcome::Rejected { reasons, .. } => format!("rejected: {}", reasons.join("; ")),
-            SlotOutcome::NotExamined { format } => {
-                format!("readable ({format}), not examined by the policy")
+        Format::Json => {
+            let out = json!({
+                "version": ferry::copy::report::REPORT_VERSION,
+                "image": args.image.to_string(),
+                "mode": options.mode,
+                "admitted": checked.admitted(),
+                "verdict": judgements.iter().find_map(|j| j.verdict.as_ref()),
+                "manifests": judgements.iter().map(judgement_json).collect::<Vec<_>>(),
+            });
+            println!("{}", serde_json::to_string_pretty(&out)?);
+        }
+        Format::Text => {
+            for j in judgements {
+                let what = match (&j.platform, j.is_list) {
+                    (Some(p), _) => format!("{} ({p} image {})", args.image, j.digest),
+                    (None, true) => format!("{} (the list {})", args.image, j.digest),
+                    (None, false) => args.image.to_string(),
+                };
+                match &j.verdict {
+                    Some(v) => println!("{what}: {v}"),
+                    None => println!(
+                        "{what}: a list is not judged by the policy itself; each image in it is"
+                    ),
+                }
+                if let Some(SignatureFailure::Unreadable { unreadable }) = &j.failure {
+                    println!(
+                        "  in {} mode this is refused: {} signature slot(s) could not be read",
+                        options.mode,
+                        unreadable.len()
+                    );
+                }
             }
-            SlotOutcome::Unreadable { reason } => format!("UNREADABLE: {reason}"),
-        };
-        println!("  signature-{} ({}): {what}", s.index, s.location);
+            println!(
+                "A copy in {} mode would be {}.",
+                options.mode,
+                if checked.admitted() {
+                    "ADMITTED"
+                } else {
+                    "REFUSED"
+                }
+            );
+        }
+    }
+    if checked.admitted() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        Err(RejectedError(format!(
+            "{}: a copy in {} mode would be refused",
+            args.image, options.mode
+        ))
+        .into())
     }
 }

@@ -1,5 +1,6 @@
-//! Progress on the terminal: bars with indicatif when stderr is a terminal; nothing with
-//! `--quiet` or when stderr is not a terminal. Warnings always go to stderr.
+//! Progress of a copy on stderr: bars when stderr is a terminal; one plain line per step
+//! otherwise (as skopeo prints, so CI logs keep a trace); nothing but warnings and errors with
+//! `--quiet`.
 
 use std::collections::HashMap;
 use std::io::IsTerminal;
@@ -9,65 +10,105 @@ use ferry::copy::{BlobAction, Progress, ProgressEvent};
 use ferry::digest::Digest;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-/// Draws a copy's progress on stderr.
+enum Output {
+    Bars(MultiProgress),
+    Lines,
+    Quiet,
+}
+
+/// Shows a copy's progress on stderr.
 pub struct TerminalProgress {
-    bars: Option<MultiProgress>,
+    output: Output,
     active: Mutex<HashMap<Digest, ProgressBar>>,
 }
 
 impl TerminalProgress {
-    /// Bars on a terminal; `quiet` (or no terminal) shows warnings only.
+    /// Bars on a terminal, plain lines elsewhere; `quiet` shows warnings only.
     pub fn new(quiet: bool) -> TerminalProgress {
-        let tty = std::io::stderr().is_terminal();
+        let output = if quiet {
+            Output::Quiet
+        } else if std::io::stderr().is_terminal() {
+            Output::Bars(MultiProgress::with_draw_target(ProgressDrawTarget::stderr()))
+        } else {
+            Output::Lines
+        };
         TerminalProgress {
-            bars: (tty && !quiet)
-                .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr())),
+            output,
             active: Mutex::new(HashMap::new()),
         }
     }
 
-    fn line(&self, msg: &str) {
-        match &self.bars {
-            Some(m) => {
+    /// A line of progress (not shown with `--quiet`).
+    pub fn line(&self, msg: &str) {
+        match &self.output {
+            Output::Bars(m) => {
                 let _ = m.println(msg);
             }
-            None => eprintln!("{msg}"),
+            Output::Lines => eprintln!("{msg}"),
+            Output::Quiet => {}
+        }
+    }
+
+    fn warning(&self, msg: &str) {
+        match &self.output {
+            Output::Bars(m) => {
+                let _ = m.println(msg);
+            }
+            Output::Lines | Output::Quiet => eprintln!("{msg}"),
         }
     }
 }
 
 fn short(d: &Digest) -> String {
-    format!("{}:{}", d.algorithm().name(), &d.hex()[..12])
+    format!(
+        "{}:{}",
+        d.algorithm().name(),
+        &d.hex()[..12.min(d.hex().len())]
+    )
+}
+
+fn phase_line(p: &str) -> String {
+    match p {
+        "reading manifest" => "Getting image source manifest".into(),
+        "checking signatures" => "Getting image source signatures".into(),
+        "copying blobs" => "Copying blobs".into(),
+        "writing manifest" => "Writing manifest to image destination".into(),
+        other => {
+            let mut c = other.chars();
+            match c.next() {
+                Some(f) => f.to_uppercase().collect::<String>() + c.as_str(),
+                None => String::new(),
+            }
+        }
+    }
 }
 
 impl Progress for TerminalProgress {
     fn event(&self, event: ProgressEvent) {
-        if let ProgressEvent::Warning(w) = &event {
-            self.line(&format!("ferry: warning: {w}"));
-            return;
-        }
-        // Progress is drawn only on a terminal; with -q or when stderr is a pipe or a file,
-        // only warnings and errors are written.
-        let Some(bars) = &self.bars else { return };
         match event {
-            ProgressEvent::Warning(_) => {}
-            ProgressEvent::Phase(p) => {
-                let _ = bars.println(format!("{}{}", p[..1].to_uppercase(), &p[1..]));
+            ProgressEvent::Warning(w) => self.warning(&format!("ferry: warning: {w}")),
+            ProgressEvent::Phase(p) => self.line(&phase_line(&p)),
+            ProgressEvent::SignaturesWritten { count, .. } => {
+                self.line(&format!("Storing signatures ({count})"))
             }
-            ProgressEvent::BlobStarted { digest, size } => {
-                let bar = bars.add(ProgressBar::new(size));
-                bar.set_style(
-                    ProgressStyle::with_template(
-                        "{prefix} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {eta}",
-                    )
-                    .unwrap_or_else(|_| ProgressStyle::default_bar())
-                    .progress_chars("=> "),
-                );
-                bar.set_prefix(format!("Copying blob {}", short(&digest)));
-                if let Ok(mut a) = self.active.lock() {
-                    a.insert(digest, bar);
+            ProgressEvent::BlobStarted { digest, size } => match &self.output {
+                Output::Bars(bars) => {
+                    let bar = bars.add(ProgressBar::new(size));
+                    bar.set_style(
+                        ProgressStyle::with_template(
+                            "{prefix} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {eta}",
+                        )
+                        .unwrap_or_else(|_| ProgressStyle::default_bar())
+                        .progress_chars("=> "),
+                    );
+                    bar.set_prefix(format!("Copying blob {}", short(&digest)));
+                    if let Ok(mut a) = self.active.lock() {
+                        a.insert(digest, bar);
+                    }
                 }
-            }
+                Output::Lines => eprintln!("Copying blob {} ({size} bytes)", short(&digest)),
+                Output::Quiet => {}
+            },
             ProgressEvent::BlobBytes { digest, bytes } => {
                 if let Ok(a) = self.active.lock()
                     && let Some(bar) = a.get(&digest)
@@ -79,15 +120,16 @@ impl Progress for TerminalProgress {
                 let bar = self.active.lock().ok().and_then(|mut a| a.remove(&digest));
                 match (bar, action) {
                     (Some(bar), _) => bar.finish(),
-                    (None, BlobAction::Reused) => {
-                        let _ = bars.println(format!(
-                            "Skipping blob {} (already present)",
-                            short(&digest)
-                        ));
+                    (None, BlobAction::Reused) => self.line(&format!(
+                        "Skipping blob {} (already present)",
+                        short(&digest)
+                    )),
+                    (None, BlobAction::Copied) => {
+                        self.line(&format!("Copying blob {} done", short(&digest)))
                     }
-                    (None, BlobAction::Copied) => {}
                 }
             }
+            _ => {}
         }
     }
 }

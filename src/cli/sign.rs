@@ -11,6 +11,14 @@ use ferry::signature::MAX_SIGNATURE_SIZE;
 use ferry::signature::simple::{self, Keyring, SignatureError, SigningKey};
 use ferry::signature::sniff::{Format, SniffError, sniff};
 
+use super::errors::RejectedError;
+
+/// A verification failure: the signature does not verify (exit 1), as opposed to a file that
+/// cannot be read (exit 3).
+fn rejected(msg: String) -> anyhow::Error {
+    RejectedError(msg).into()
+}
+
 /// Flags of `ferry standalone-sign`.
 #[derive(Debug, clap::Args)]
 pub struct StandaloneSignArgs {
@@ -108,20 +116,20 @@ fn read_signature(path: &PathBuf) -> anyhow::Result<Vec<u8>> {
         .with_context(|| format!("reading the signature {}", path.display()))?
         .len();
     if size > MAX_SIGNATURE_SIZE as u64 {
-        anyhow::bail!(
+        return Err(rejected(format!(
             "{}: {}",
             path.display(),
             SniffError::TooLarge(usize::try_from(size).unwrap_or(usize::MAX))
-        );
+        )));
     }
     let bytes = read(path, "signature")?;
     match sniff(&bytes) {
         Ok((Format::SimpleSigning, message)) => Ok(message.to_vec()),
-        Ok((Format::SigstoreJson, _)) => anyhow::bail!(
+        Ok((Format::SigstoreJson, _)) => Err(rejected(format!(
             "{} is a sigstore signature; standalone-verify checks simple-signing (GPG) signatures",
             path.display()
-        ),
-        Err(e) => anyhow::bail!("{}: {e}", path.display()),
+        ))),
+        Err(e) => Err(rejected(format!("{}: {e}", path.display()))),
     }
 }
 
@@ -136,13 +144,15 @@ pub async fn run_verify(args: StandaloneVerifyArgs) -> anyhow::Result<ExitCode> 
     let sig = read_signature(&args.signature)?;
     let v = match simple::verify(&sig, &keyring) {
         Ok(v) => v,
-        Err(SignatureError::UnknownSigner { issuers }) => anyhow::bail!(
-            "Error verifying signature: signed by key {}, which is not in {} (it holds {})",
-            issuers.join(", "),
-            args.public_key_file.display(),
-            keys_text(&keyring)
-        ),
-        Err(e) => return Err(e).context("Error verifying signature"),
+        Err(SignatureError::UnknownSigner { issuers }) => {
+            return Err(rejected(format!(
+                "Error verifying signature: signed by key {}, which is not in {} (it holds {})",
+                issuers.join(", "),
+                args.public_key_file.display(),
+                keys_text(&keyring)
+            )));
+        }
+        Err(e) => return Err(rejected(format!("Error verifying signature: {e}"))),
     };
     let wanted: Vec<String> = args
         .fingerprints
@@ -153,7 +163,7 @@ pub async fn run_verify(args: StandaloneVerifyArgs) -> anyhow::Result<ExitCode> 
         || wanted.contains(&v.primary_fingerprint)
         || wanted.contains(&v.signing_key_fingerprint))
     {
-        anyhow::bail!(
+        return Err(rejected(format!(
             "Error verifying signature: signed by key {}{}, not by the expected {}",
             v.primary_fingerprint,
             v.user_id
@@ -161,28 +171,32 @@ pub async fn run_verify(args: StandaloneVerifyArgs) -> anyhow::Result<ExitCode> 
                 .map(|u| format!(" ({u:?})"))
                 .unwrap_or_default(),
             args.fingerprints
-        );
+        )));
     }
-    // As containers/image: the signed digest, with its own algorithm, over the manifest bytes.
-    let signed_digest = Digest::parse(&v.payload.manifest_digest)
-        .ok()
-        .filter(|d| d.matches(&manifest));
-    let Some(digest) = signed_digest else {
-        anyhow::bail!(
-            "Error verifying signature: Signature for docker digest {:?} does not match (the manifest {} is {})",
-            v.payload.manifest_digest,
-            args.manifest.display(),
-            Digest::sha256_of(&manifest)
-        );
+    // As containers/image: the signed digest, with its own algorithm, over the manifest bytes
+    // (and a signed schema 1 manifest refused, as ferry cannot compute its digest).
+    let signed = Digest::parse(&v.payload.manifest_digest)
+        .map_err(|e| e.to_string())
+        .and_then(|d| ferry::manifest::matches_digest(&manifest, &d).map(|ok| (d, ok)));
+    let digest = match signed {
+        Ok((d, true)) => d,
+        Ok((_, false)) => {
+            return Err(rejected(format!(
+                "Error verifying signature: Signature for docker digest {:?} does not match (the manifest {} is {})",
+                v.payload.manifest_digest,
+                args.manifest.display(),
+                Digest::sha256_of(&manifest)
+            )));
+        }
+        Err(e) => return Err(rejected(format!("Error verifying signature: {e}"))),
     };
     let signed = DockerReference::parse(&v.payload.docker_reference)
         .with_context(|| format!("the signed reference {:?}", v.payload.docker_reference))?;
     if expected != signed {
-        anyhow::bail!(
+        return Err(rejected(format!(
             "Error verifying signature: Docker reference {:?} does not match {:?}",
-            v.payload.docker_reference,
-            args.reference
-        );
+            v.payload.docker_reference, args.reference
+        )));
     }
     println!(
         "Signature verified using fingerprint {}, digest {}",

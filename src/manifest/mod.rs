@@ -209,6 +209,8 @@ struct Probe {
     config: Option<serde_json::Value>,
     #[serde(default)]
     fs_layers: Option<serde_json::Value>,
+    #[serde(default)]
+    signatures: Option<serde_json::Value>,
 }
 
 /// The kind of a manifest, from the media type it was served with (if any and known) and its
@@ -244,6 +246,24 @@ pub fn detect(bytes: &[u8], declared: Option<&str>) -> Result<ManifestKind, Mani
         "mediaType {:?} and no config/layers or manifests",
         probe.media_type.unwrap_or_default()
     )))
+}
+
+/// Whether `expected` is the digest of the manifest `bytes`, computed as containers/image's
+/// `manifest.Digest` does: over the exact bytes, with `expected`'s own algorithm. A signed
+/// Docker schema 1 manifest (`+prettyjws`) is hashed there only after its JWS signatures are
+/// stripped and the payload re-assembled; ferry does not do that, so it refuses to judge one
+/// rather than compare against the wrong bytes.
+pub fn matches_digest(bytes: &[u8], expected: &crate::digest::Digest) -> Result<bool, String> {
+    let signed_schema1 = serde_json::from_slice::<Probe>(bytes).is_ok_and(|p| {
+        (p.schema_version == Some(1) || p.fs_layers.is_some()) && p.signatures.is_some()
+    });
+    if signed_schema1 {
+        return Err(
+            "the manifest is a signed Docker schema 1 manifest, whose digest is computed without its JWS signatures; ferry does not support schema 1, so it cannot check which manifest the signature is for"
+                .into(),
+        );
+    }
+    Ok(expected.matches(bytes))
 }
 
 /// Parses a manifest of a known kind. Schema 1 is an error that says so.
@@ -363,6 +383,17 @@ impl std::fmt::Display for PlatformSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn signed_schema1_digests_are_refused_not_misjudged() {
+        let signed = br#"{"schemaVersion":1,"name":"a","tag":"1","fsLayers":[],"history":[],"signatures":[{"header":{},"signature":"x","protected":"y"}]}"#;
+        let d = crate::digest::Digest::sha256_of(signed);
+        assert!(matches_digest(signed, &d).unwrap_err().contains("schema 1"));
+        let unsigned = br#"{"schemaVersion":1,"name":"a","tag":"1","fsLayers":[],"history":[]}"#;
+        let d = crate::digest::Digest::sha256_of(unsigned);
+        assert_eq!(matches_digest(unsigned, &d), Ok(true));
+        assert_eq!(matches_digest(b"{}", &d), Ok(false));
+    }
 
     const D: &str = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 

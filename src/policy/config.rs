@@ -211,7 +211,8 @@ impl Policy {
 
     /// `$CONTAINERS_POLICY_JSON`, then `$XDG_CONFIG_HOME/containers/policy.json` (or
     /// `~/.config/containers/policy.json`), then `/etc/containers/policy.json`, as skopeo looks.
-    pub fn default_path() -> Option<PathBuf> {
+    /// Reads the environment; the library itself never calls it.
+    pub fn default_path_from_env() -> Option<PathBuf> {
         if let Some(p) = std::env::var_os("CONTAINERS_POLICY_JSON") {
             return Some(PathBuf::from(p));
         }
@@ -533,25 +534,6 @@ fn sigstore_signed(v: &Value) -> Result<Requirement, JsonError> {
     Ok(Requirement::SigstoreSigned { identity })
 }
 
-fn valid_prefix(s: &str) -> bool {
-    // A bare host[:port], or a host[:port]/path name, as a docker reference name would be.
-    if s.is_empty() || s.contains(['@']) {
-        return false;
-    }
-    let (host, _) = s.split_once('/').unwrap_or((s, ""));
-    if !(host.contains(['.', ':']) || host == "localhost") && s.contains('/') {
-        return DockerReference::parse(s)
-            .map(|r| r.tag().is_none() && r.name() == s)
-            .unwrap_or(false);
-    }
-    if !s.contains('/') {
-        return DockerReference::parse(&format!("{s}/x")).is_ok();
-    }
-    DockerReference::parse(s)
-        .map(|r| r.tag().is_none() && r.digest().is_none())
-        .unwrap_or(false)
-}
-
 fn identity(v: &Value) -> Result<IdentityMatch, JsonError> {
     let ty = v
         .as_object()
@@ -606,9 +588,9 @@ fn identity(v: &Value) -> Result<IdentityMatch, JsonError> {
             )?;
             let prefix = strict_json::string(o["prefix"], "prefix")?;
             let signed_prefix = strict_json::string(o["signedPrefix"], "signedPrefix")?;
-            for (name, p) in [("prefix", prefix), ("signedPrefix", signed_prefix)] {
-                if !valid_prefix(p) {
-                    return Err(JsonError(format!("{name} {p:?} is not valid")));
+            for p in [prefix, signed_prefix] {
+                if !crate::reference::is_remap_prefix(p) {
+                    return Err(JsonError(format!("prefix {p:?} is not valid")));
                 }
             }
             Ok(IdentityMatch::RemapIdentity {

@@ -1,11 +1,20 @@
-//! The signature policy (containers-policy.json(5)): parsing and evaluation. Evaluation is a
-//! pure function of the policy, the image's identity, its manifest and its signature slots;
-//! the only IO is reading key files when a policy file is loaded.
+//! The signature policy (containers-policy.json(5)): parsing, evaluation, and the gate that
+//! alone decides whether an image may be written. Evaluation is a pure function of the policy,
+//! the image's identity, its manifest and its signature slots; the only IO is reading key files
+//! when a policy file is loaded.
 
 pub mod config;
 pub mod eval;
-pub mod verdict;
+pub mod gate;
+pub mod identity;
+pub mod signed_by;
 
+pub use crate::verdict::{
+    RequirementOutcome, SignatureMode, SignedClaims, Signer, SlotOutcome, SlotVerdict,
+    UnreadableSlot, Verdict,
+};
 pub use config::{IdentityMatch, Policy, PolicyError, Requirement};
 pub use eval::{evaluate, requirements_for};
-pub use verdict::{RequirementOutcome, SignedClaims, Signer, SlotOutcome, SlotVerdict, Verdict};
+pub use gate::{
+    Admission, Admitted, GateInput, Judgement, ManifestRole, Rejected, SignatureFailure, gate,
+};

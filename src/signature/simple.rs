@@ -601,6 +601,8 @@ fn unsupported_compression(signature: &[u8]) -> Result<(), SignatureError> {
 pub struct Unverified {
     /// The payload, if it parses.
     pub payload: Option<Payload>,
+    /// The signed literal data, exactly as signed (the payload JSON), when there is one.
+    pub raw_payload: Option<Vec<u8>>,
     /// The issuer fingerprints and key IDs the signature names (uppercase hex).
     pub issuers: Vec<String>,
     /// When it says it was made.
@@ -658,6 +660,7 @@ pub fn inspect(signature: &[u8]) -> Result<Unverified, SignatureError> {
     let issuers = dedup_issuers(issuers);
     Ok(Unverified {
         payload: literal.as_deref().and_then(|b| parse_payload(b).ok()),
+        raw_payload: literal,
         issuers,
         created,
         signer_user_id,

@@ -90,6 +90,32 @@ pub fn mkdir_all(dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| TransportError::io(dir, e))
 }
 
+/// The most ferry reads of a configuration file (auth.json, a registries.d file, …), as
+/// containers/image bounds what it reads whole.
+pub const MAX_CONFIG_FILE: u64 = 4 * 1024 * 1024;
+
+/// Reads a whole file of at most `limit` bytes; a larger one is refused without being read.
+pub fn read_capped(path: &Path, limit: u64) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let f = std::fs::File::open(path).map_err(|e| TransportError::io(path, e))?;
+    let mut bytes = Vec::new();
+    f.take(limit + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| TransportError::io(path, e))?;
+    if bytes.len() as u64 > limit {
+        let size = std::fs::metadata(path)
+            .map(|m| m.len())
+            .unwrap_or(bytes.len() as u64);
+        return Err(TransportError::TooLarge {
+            path: path.to_path_buf(),
+            size,
+            limit,
+            what: "a configuration file",
+        });
+    }
+    Ok(bytes)
+}
+
 /// Reads a whole small file.
 pub fn read(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).map_err(|e| TransportError::io(path, e))

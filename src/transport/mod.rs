@@ -1,25 +1,34 @@
 //! The one seam between the copy pipeline and where images live. Each transport is a module
 //! that implements [`ImageSource`] and [`ImageDestination`]; the copy code never asks which
-//! transport it has. All IO lives in the transports.
+//! transport it has. All IO lives in the transports. [`crate::session::Session`] opens them.
+//!
+//! Every write takes the gate's [`Admission`]: a destination cannot be given an image the
+//! policy did not admit.
 
 pub mod dir;
 pub mod docker;
 pub mod fsutil;
+pub mod http;
 pub mod oci_layout;
 pub mod store;
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 
 use crate::digest::{ByteStream, Digest};
+use crate::hint::{Hint, Hinted};
 use crate::manifest::Descriptor;
+use crate::policy::Admission;
+use crate::record::Record;
 use crate::reference::ImageReference;
 use crate::signature::SignatureSlot;
 
 /// An error of a transport, naming the thing that failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum TransportError {
     /// A file or directory operation failed.
     #[error("{path}: {source}")]
@@ -53,14 +62,44 @@ pub enum TransportError {
     Registry {
         /// The URL or registry.
         url: String,
-        /// What happened, with the status and what to do.
+        /// What happened, with the status.
         message: String,
         /// The HTTP status, when there was one.
         status: Option<u16>,
+        /// What the user can do about it.
+        hint: Option<Hint>,
     },
     /// Signature configuration (registries.d) is wrong.
-    #[error("{0}")]
-    Config(String),
+    #[error(transparent)]
+    Config(#[from] crate::config::registries_d::RegistriesDError),
+    /// Credentials could not be read.
+    #[error(transparent)]
+    Auth(#[from] docker::auth::AuthError),
+    /// A file is larger than ferry reads for its kind.
+    #[error(
+        "{path}: {size} bytes is more than the {limit}-byte limit for {what}; refusing to read it"
+    )]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// Its size.
+        size: u64,
+        /// The limit.
+        limit: u64,
+        /// What kind of file (`a configuration file`, …).
+        what: &'static str,
+    },
+    /// Signatures could not be written to a lookaside.
+    #[error(transparent)]
+    Lookaside(#[from] docker::lookaside::LookasideError),
+    /// A `store:` reference, but the session was given no store root.
+    #[error(
+        "{reference}: no store is configured (the library reads no environment on its own: set the session's store root, or build it with SessionConfig::from_env)"
+    )]
+    NoStore {
+        /// The reference.
+        reference: String,
+    },
     /// The destination cannot do what was asked.
     #[error("{0}")]
     Unsupported(String),
@@ -69,7 +108,26 @@ pub enum TransportError {
     Verify(#[from] crate::digest::VerifyError),
 }
 
+impl Hinted for TransportError {
+    fn hint(&self) -> Option<Hint> {
+        match self {
+            TransportError::Registry { hint, .. } => hint.clone(),
+            _ => None,
+        }
+    }
+}
+
 impl TransportError {
+    /// A registry error with no status and no hint.
+    pub fn registry(url: impl Into<String>, message: impl Into<String>) -> TransportError {
+        TransportError::Registry {
+            url: url.into(),
+            message: message.into(),
+            status: None,
+            hint: None,
+        }
+    }
+
     /// An IO error at `path`, or the [`crate::digest::VerifyError`] hidden in it.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> TransportError {
         if let Some(v) = crate::digest::verify_error(&source) {
@@ -148,16 +206,27 @@ pub trait ImageDestination: Send + Sync {
 
     /// Writes a blob from a stream. The stream fails at its end if the bytes do not match the
     /// descriptor; the destination must then keep nothing of them.
-    async fn put_blob(&self, descriptor: &Descriptor, stream: ByteStream) -> Result<()>;
+    async fn put_blob(
+        &self,
+        admission: &Admission,
+        descriptor: &Descriptor,
+        stream: ByteStream,
+    ) -> Result<()>;
 
     /// Writes a manifest: the top level with `None`, an instance of a list by its digest (all
     /// instances are put before the list that names them).
-    async fn put_manifest(&self, manifest: &RawManifest, instance: Option<&Digest>) -> Result<()>;
+    async fn put_manifest(
+        &self,
+        admission: &Admission,
+        manifest: &RawManifest,
+        instance: Option<&Digest>,
+    ) -> Result<()>;
 
     /// Writes the signatures of the manifest with digest `manifest_digest`, byte for byte, in
     /// this order. Called at most once per manifest.
     async fn put_signatures(
         &self,
+        admission: &Admission,
         manifest_digest: &Digest,
         instance: Option<&Digest>,
         signatures: &[Vec<u8>],
@@ -166,66 +235,40 @@ pub trait ImageDestination: Send + Sync {
     /// Keeps the record of this copy (only the store keeps records; others ignore it).
     async fn put_record(
         &self,
+        _admission: &Admission,
         _manifest_digest: &Digest,
-        _record: &serde_json::Value,
+        _record: &Record,
     ) -> Result<()> {
         Ok(())
     }
 
     /// Makes everything written visible at once.
-    async fn commit(self: Box<Self>) -> Result<()>;
+    async fn commit(self: Box<Self>, admission: &Admission) -> Result<()>;
 }
 
-/// Settings for opening one side of a copy.
+/// Settings for one side of a copy (the source or the destination), as skopeo's per-side flags.
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct TransportOptions {
     /// Verify TLS (and require https) for registries; `false` allows http and unverified https.
     pub tls_verify: Option<bool>,
     /// `USER:PASSWORD` for the registry.
     pub creds: Option<String>,
-    /// An auth.json to read credentials from instead of the default places.
+    /// An auth.json to read credentials from instead of the session's auth files.
     pub authfile: Option<PathBuf>,
-    /// The registries.d directory to use instead of the defaults.
-    pub registries_d: Option<PathBuf>,
-    /// The root of the embedded store.
-    pub store_root: Option<PathBuf>,
     /// How many times to retry a failed registry request.
     pub retry_times: Option<u32>,
     /// How long one lookaside signature request may take.
-    pub lookaside_timeout: Option<std::time::Duration>,
+    pub lookaside_timeout: Option<Duration>,
 }
 
-/// Opens `reference` for reading.
-pub async fn open_source(
-    reference: &ImageReference,
-    options: &TransportOptions,
-) -> Result<Box<dyn ImageSource>> {
-    Ok(match reference {
-        ImageReference::Docker(r) => Box::new(docker::DockerSource::open(r, options).await?),
-        ImageReference::OciLayout { path, tag } => {
-            Box::new(oci_layout::OciLayoutSource::open(path, tag.as_deref())?)
+impl TransportOptions {
+    /// The TLS policy these options give for registries.
+    pub fn tls_policy(&self) -> http::TlsPolicy {
+        if self.tls_verify.unwrap_or(true) {
+            http::TlsPolicy::verified()
+        } else {
+            http::TlsPolicy::insecure()
         }
-        ImageReference::Dir { path } => Box::new(dir::DirSource::open(path)?),
-        ImageReference::Store(r) => {
-            Box::new(store::StoreSource::open(&store::Store::root(options)?, r)?)
-        }
-    })
-}
-
-/// Opens `reference` for writing.
-pub async fn open_destination(
-    reference: &ImageReference,
-    options: &TransportOptions,
-) -> Result<Box<dyn ImageDestination>> {
-    Ok(match reference {
-        ImageReference::Docker(r) => Box::new(docker::DockerDestination::open(r, options).await?),
-        ImageReference::OciLayout { path, tag } => Box::new(
-            oci_layout::OciLayoutDestination::open(path, tag.as_deref())?,
-        ),
-        ImageReference::Dir { path } => Box::new(dir::DirDestination::open(path)?),
-        ImageReference::Store(r) => Box::new(store::StoreDestination::open(
-            &store::Store::root(options)?,
-            r,
-        )?),
-    })
+    }
 }

@@ -169,19 +169,30 @@ impl ImageDestination for DirDestination {
         Ok(false)
     }
 
-    async fn put_blob(&self, descriptor: &Descriptor, stream: ByteStream) -> Result<()> {
+    async fn put_blob(
+        &self,
+        _admission: &Admission,
+        descriptor: &Descriptor,
+        stream: ByteStream,
+    ) -> Result<()> {
         let dir = self.staging.path();
         let tmp = fsutil::stream_to_temp(dir, TEMP_PREFIX, stream).await?;
         fsutil::persist(tmp, &dir.join(descriptor.digest.hex()))
     }
 
-    async fn put_manifest(&self, manifest: &RawManifest, instance: Option<&Digest>) -> Result<()> {
+    async fn put_manifest(
+        &self,
+        _admission: &Admission,
+        manifest: &RawManifest,
+        instance: Option<&Digest>,
+    ) -> Result<()> {
         let p = self.staging.path().join(manifest_name(instance));
         std::fs::write(&p, &manifest.bytes).map_err(|e| TransportError::io(&p, e))
     }
 
     async fn put_signatures(
         &self,
+        _admission: &Admission,
         _manifest_digest: &Digest,
         instance: Option<&Digest>,
         signatures: &[Vec<u8>],
@@ -193,7 +204,7 @@ impl ImageDestination for DirDestination {
         Ok(())
     }
 
-    async fn commit(self: Box<Self>) -> Result<()> {
+    async fn commit(self: Box<Self>, _admission: &Admission) -> Result<()> {
         let staging = self.staging.path().to_path_buf();
         std::fs::write(staging.join("version"), VERSION)
             .map_err(|e| TransportError::io(staging.join("version"), e))?;

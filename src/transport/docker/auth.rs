@@ -6,7 +6,29 @@ use std::path::{Path, PathBuf};
 use base64::Engine;
 use serde_json::Value;
 
-use crate::transport::{TransportError, TransportOptions};
+use crate::transport::TransportError;
+
+/// Why credentials could not be read.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuthError {
+    /// An auth file is not JSON.
+    #[error("{path}: not valid JSON: {source}")]
+    InvalidFile {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The JSON error.
+        source: serde_json::Error,
+    },
+    /// A credential helper could not run, found nothing, or answered garbage.
+    #[error("the credential helper {program} {problem}")]
+    Helper {
+        /// `docker-credential-NAME`.
+        program: String,
+        /// What went wrong, in words.
+        problem: String,
+    },
+}
 
 /// A username and secret for one registry, and where they were found (for messages).
 #[derive(Clone)]
@@ -29,7 +51,10 @@ impl std::fmt::Debug for Credentials {
     }
 }
 
-/// The auth files looked at, in order, when none is given.
+/// The auth files looked at, in order, when none is given: `$REGISTRY_AUTH_FILE`,
+/// `$XDG_RUNTIME_DIR/containers/auth.json`, `~/.config/containers/auth.json`,
+/// `~/.docker/config.json`. Reads the environment: used by
+/// [`crate::session::SessionConfig::from_env`].
 pub fn default_auth_files() -> Vec<PathBuf> {
     let mut out = Vec::new();
     if let Some(p) = std::env::var_os("REGISTRY_AUTH_FILE") {
@@ -45,30 +70,29 @@ pub fn default_auth_files() -> Vec<PathBuf> {
     out
 }
 
-/// The credentials for `registry` (`host[:port]`) and `repository` (`host/path`), or `None`
-/// for anonymous access; also a description of what was tried, for a 401's message.
+/// The credentials for `registry` (`host[:port]`) and `repository` (`host/path`): `creds`
+/// (`USER[:PASSWORD]`) when given, else the first of `auth_files` that has some; `None` for
+/// anonymous access. Also a description of what was tried, for a 401's message.
 pub fn resolve(
     registry: &str,
     repository: &str,
-    options: &TransportOptions,
+    creds: Option<&str>,
+    auth_files: &[PathBuf],
 ) -> Result<(Option<Credentials>, String), TransportError> {
-    if let Some(c) = &options.creds {
-        let (u, p) = c.split_once(':').unwrap_or((c.as_str(), ""));
+    if let Some(c) = creds {
+        let (u, p) = c.split_once(':').unwrap_or((c, ""));
         return Ok((
             Some(Credentials {
                 username: u.to_string(),
                 password: p.to_string(),
-                source: "the --creds flag".into(),
+                source: "the credentials given for this side".into(),
             }),
             "the credentials given on the command line".into(),
         ));
     }
-    let files = match &options.authfile {
-        Some(f) => vec![f.clone()],
-        None => default_auth_files(),
-    };
+    let files = auth_files;
     let mut tried = Vec::new();
-    for f in &files {
+    for f in files {
         if !f.exists() {
             continue;
         }
@@ -79,7 +103,7 @@ pub fn resolve(
     }
     let what = if tried.is_empty() {
         format!(
-            "no credentials (none in --creds, and no auth file among {})",
+            "no credentials (none given, and no auth file among {})",
             files
                 .iter()
                 .map(|f| f.display().to_string())
@@ -129,9 +153,12 @@ fn from_file(
     registry: &str,
     repository: &str,
 ) -> Result<Option<Credentials>, TransportError> {
-    let bytes = std::fs::read(path).map_err(|e| TransportError::io(path, e))?;
-    let v: Value = serde_json::from_slice(&bytes)
-        .map_err(|e| TransportError::Config(format!("{}: not valid JSON: {e}", path.display())))?;
+    let bytes =
+        crate::transport::fsutil::read_capped(path, crate::transport::fsutil::MAX_CONFIG_FILE)?;
+    let v: Value = serde_json::from_slice(&bytes).map_err(|source| AuthError::InvalidFile {
+        path: path.to_path_buf(),
+        source,
+    })?;
     let keys = keys_for(registry, repository);
     if let Some(helpers) = v.get("credHelpers").and_then(Value::as_object) {
         for k in &keys {
@@ -186,25 +213,30 @@ fn helper_get(name: &str, registry: &str) -> Result<Credentials, TransportError>
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
-        .map_err(|e| {
-            TransportError::Config(format!("running the credential helper {program}: {e}"))
+        .map_err(|e| AuthError::Helper {
+            program: program.clone(),
+            problem: format!("could not be run: {e}"),
         })?;
     if let Some(mut stdin) = child.stdin.take() {
         let _ = stdin.write_all(registry.as_bytes());
     }
-    let out = child.wait_with_output().map_err(|e| {
-        TransportError::Config(format!("running the credential helper {program}: {e}"))
+    let out = child.wait_with_output().map_err(|e| AuthError::Helper {
+        program: program.clone(),
+        problem: format!("failed: {e}"),
     })?;
     if !out.status.success() {
-        return Err(TransportError::Config(format!(
-            "the credential helper {program} found no credentials for {registry}: {}",
-            String::from_utf8_lossy(&out.stdout).trim()
-        )));
+        return Err(AuthError::Helper {
+            program,
+            problem: format!(
+                "found no credentials for {registry}: {}",
+                String::from_utf8_lossy(&out.stdout).trim()
+            ),
+        }
+        .into());
     }
-    let v: Value = serde_json::from_slice(&out.stdout).map_err(|e| {
-        TransportError::Config(format!(
-            "the credential helper {program} answered something that is not JSON: {e}"
-        ))
+    let v: Value = serde_json::from_slice(&out.stdout).map_err(|e| AuthError::Helper {
+        program: program.clone(),
+        problem: format!("answered something that is not JSON: {e}"),
     })?;
     Ok(Credentials {
         username: v
@@ -240,32 +272,25 @@ mod tests {
             .to_string(),
         )
         .unwrap();
-        let opts = TransportOptions {
-            authfile: Some(f.clone()),
-            ..Default::default()
-        };
-        let c = resolve("example.com", "example.com/team/app", &opts)
+        let opts = [f.clone()];
+        let c = resolve("example.com", "example.com/team/app", None, &opts)
             .unwrap()
             .0
             .unwrap();
         assert_eq!((c.username.as_str(), c.password.as_str()), ("team", "pw2"));
-        let c = resolve("example.com", "example.com/other/app", &opts)
+        let c = resolve("example.com", "example.com/other/app", None, &opts)
             .unwrap()
             .0
             .unwrap();
         assert_eq!(c.username, "host");
-        let c = resolve("docker.io", "docker.io/library/busybox", &opts)
+        let c = resolve("docker.io", "docker.io/library/busybox", None, &opts)
             .unwrap()
             .0
             .unwrap();
         assert_eq!(c.username, "hub");
-        let (none, why) = resolve("nowhere.io", "nowhere.io/x", &opts).unwrap();
+        let (none, why) = resolve("nowhere.io", "nowhere.io/x", None, &opts).unwrap();
         assert!(none.is_none() && why.contains("auth.json"), "{why}");
-        let flag = TransportOptions {
-            creds: Some("u:p:q".into()),
-            ..Default::default()
-        };
-        let c = resolve("example.com", "example.com/x", &flag)
+        let c = resolve("example.com", "example.com/x", Some("u:p:q"), &opts)
             .unwrap()
             .0
             .unwrap();

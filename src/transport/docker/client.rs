@@ -1,6 +1,8 @@
 //! The HTTP layer under the docker transport: one registry, its scheme (https, or http when TLS
 //! verification is off and https does not answer), authentication (basic, or bearer tokens
-//! cached per scope set) and retries with backoff that honour Retry-After.
+//! cached per scope set) and retries with backoff that honour Retry-After. One client serves a
+//! whole session ([`crate::session::Session`]): every copy to or from the registry shares its
+//! connections, its tokens and its probe.
 //!
 //! Why not oci-client here: its high-level calls hide the response headers ferry needs
 //! (Retry-After, Content-Type of an HTML error page, Range support), cache one token per
@@ -17,7 +19,9 @@ use reqwest::{RequestBuilder, Response, StatusCode};
 use url::Url;
 
 use super::auth::Credentials;
+use crate::hint::Hint;
 use crate::transport::TransportError;
+use crate::transport::http::{self, TlsPolicy};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Challenge {
@@ -41,7 +45,7 @@ pub struct RegistryClient {
     // One token fetch at a time, so blobs copied in parallel share one token per scope set.
     token_fetch: tokio::sync::Mutex<()>,
     retry_times: u32,
-    tls_verify: bool,
+    tls: TlsPolicy,
     /// Whether the registry announced `X-Registry-Supports-Signatures: 1`.
     pub supports_signatures: bool,
 }
@@ -117,33 +121,22 @@ fn parse_challenge(h: &str) -> Challenge {
 }
 
 impl RegistryClient {
-    /// Connects to `registry` (`host[:port]`): https with verification, or with
-    /// `tls_verify = false` unverified https falling back to plain http.
+    /// Connects to `registry` (`host[:port]`): https with verification, or with an insecure
+    /// [`TlsPolicy`] unverified https falling back to plain http.
     pub async fn connect(
         registry: &str,
         credentials: Option<Credentials>,
         credentials_tried: String,
-        tls_verify: bool,
+        tls: &TlsPolicy,
         retry_times: u32,
     ) -> Result<RegistryClient, TransportError> {
-        crate::init_tls();
         let api_host = if registry == "docker.io" {
             "registry-1.docker.io"
         } else {
             registry
         };
-        let http = reqwest::Client::builder()
-            .danger_accept_invalid_certs(!tls_verify)
-            .connect_timeout(Duration::from_secs(30))
-            .pool_max_idle_per_host(16)
-            .user_agent(concat!("ferry/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| TransportError::Registry {
-                url: registry.to_string(),
-                message: format!("cannot build an HTTP client: {e}"),
-                status: None,
-            })?;
-        let schemes: &[&str] = if tls_verify {
+        let client = http::registry_client(tls, registry)?;
+        let schemes: &[&str] = if tls.verify {
             &["https"]
         } else {
             &["https", "http"]
@@ -151,14 +144,10 @@ impl RegistryClient {
         let mut last_err = None;
         for scheme in schemes {
             let base = Url::parse(&format!("{scheme}://{api_host}/")).map_err(|e| {
-                TransportError::Registry {
-                    url: registry.to_string(),
-                    message: format!("invalid registry host: {e}"),
-                    status: None,
-                }
+                TransportError::registry(registry, format!("invalid registry host: {e}"))
             })?;
-            let mut client = RegistryClient {
-                http: http.clone(),
+            let mut c = RegistryClient {
+                http: client.clone(),
                 base,
                 registry: registry.to_string(),
                 credentials: credentials.clone(),
@@ -167,38 +156,17 @@ impl RegistryClient {
                 tokens: Mutex::new(HashMap::new()),
                 token_fetch: tokio::sync::Mutex::new(()),
                 retry_times,
-                tls_verify,
+                tls: tls.clone(),
                 supports_signatures: false,
             };
             // Probing https before a plain-http fallback must not wait out the retries.
             let fallback_left = *scheme != schemes[schemes.len() - 1];
-            match client
-                .ping(if fallback_left { 0 } else { retry_times })
-                .await
-            {
-                Ok(()) => return Ok(client),
+            match c.ping(if fallback_left { 0 } else { retry_times }).await {
+                Ok(()) => return Ok(c),
                 Err(e) => last_err = Some(e),
             }
         }
-        let e = last_err.unwrap_or_else(|| TransportError::Registry {
-            url: registry.to_string(),
-            message: "no scheme to try".into(),
-            status: None,
-        });
-        Err(match e {
-            TransportError::Registry {
-                url,
-                message,
-                status,
-            } if tls_verify && status.is_none() => TransportError::Registry {
-                url,
-                message: format!(
-                    "{message}\nIf this registry serves plain http or a self-signed certificate, add --src-tls-verify=false or --dest-tls-verify=false for that side"
-                ),
-                status,
-            },
-            other => other,
-        })
+        Err(last_err.unwrap_or_else(|| TransportError::registry(registry, "no scheme to try")))
     }
 
     async fn ping(&mut self, retries: u32) -> Result<(), TransportError> {
@@ -238,9 +206,9 @@ impl RegistryClient {
         &self.registry
     }
 
-    /// Whether TLS is verified for this registry.
-    pub fn tls_verify(&self) -> bool {
-        self.tls_verify
+    /// The TLS policy this registry is reached with (its lookaside is read with the same).
+    pub fn tls(&self) -> &TlsPolicy {
+        &self.tls
     }
 
     /// How many times failed requests are retried.
@@ -281,10 +249,11 @@ impl RegistryClient {
         if !force && let Some(tok) = cached() {
             return Ok(Some(tok));
         }
-        let mut url = Url::parse(&realm).map_err(|e| TransportError::Registry {
-            url: realm.clone(),
-            message: format!("the registry's token realm is not a URL: {e}"),
-            status: None,
+        let mut url = Url::parse(&realm).map_err(|e| {
+            TransportError::registry(
+                &realm,
+                format!("the registry's token realm is not a URL: {e}"),
+            )
         })?;
         {
             let mut q = url.query_pairs_mut();
@@ -299,38 +268,36 @@ impl RegistryClient {
         if let Some(c) = &self.credentials {
             rb = rb.basic_auth(&c.username, Some(&c.password));
         }
-        let resp = rb.send().await.map_err(|e| TransportError::Registry {
-            url: url.to_string(),
-            message: format!("fetching a token: {e}"),
-            status: None,
-        })?;
+        let resp = rb
+            .send()
+            .await
+            .map_err(|e| request_error(&e, &redact(&url), "fetching a token"))?;
         if !resp.status().is_success() {
             let status = resp.status();
             return Err(TransportError::Registry {
                 url: redact(&url),
                 message: format!(
-                    "the token service of {} refused {} with {status}; ferry tried {}. Log in (auth.json), or pass --src-creds/--dest-creds",
+                    "the token service of {} refused {} with {status}; ferry tried {}",
                     self.registry,
                     scopes.join(" "),
                     self.credentials_tried
                 ),
                 status: Some(status.as_u16()),
+                hint: Some(Hint::Credentials {
+                    registry: self.registry.clone(),
+                }),
             });
         }
-        let v: serde_json::Value = resp.json().await.map_err(|e| TransportError::Registry {
-            url: redact(&url),
-            message: format!("the token answer is not JSON: {e}"),
-            status: None,
+        // containers/image bounds token answers at 1 MiB.
+        let body = read_limited(resp, MAX_TOKEN_RESPONSE, &url).await?;
+        let v: serde_json::Value = serde_json::from_slice(&body).map_err(|e| {
+            TransportError::registry(redact(&url), format!("the token answer is not JSON: {e}"))
         })?;
         let token = v
             .get("token")
             .or_else(|| v.get("access_token"))
             .and_then(|t| t.as_str())
-            .ok_or_else(|| TransportError::Registry {
-                url: redact(&url),
-                message: "the token answer has no token".into(),
-                status: None,
-            })?
+            .ok_or_else(|| TransportError::registry(redact(&url), "the token answer has no token"))?
             .to_string();
         let expires = v
             .get("expires_in")
@@ -437,11 +404,8 @@ impl RegistryClient {
                     attempt += 1;
                 }
                 Err(e) => {
-                    return Err(TransportError::Registry {
-                        url: e.url().map(redact).unwrap_or_else(|| self.registry.clone()),
-                        message: format!("{e}{}", source_chain(&e)),
-                        status: None,
-                    });
+                    let url = e.url().map(redact).unwrap_or_else(|| self.registry.clone());
+                    return Err(request_error(&e, &url, "the request failed"));
                 }
             }
         }
@@ -454,10 +418,9 @@ impl RegistryClient {
         rb: RequestBuilder,
     ) -> Result<Response, TransportError> {
         let rb = self.authorize(rb, scopes, false).await?;
-        rb.send().await.map_err(|e| TransportError::Registry {
-            url: e.url().map(redact).unwrap_or_else(|| self.registry.clone()),
-            message: format!("{e}{}", source_chain(&e)),
-            status: None,
+        rb.send().await.map_err(|e| {
+            let url = e.url().map(redact).unwrap_or_else(|| self.registry.clone());
+            request_error(&e, &url, "the request failed")
         })
     }
 
@@ -471,7 +434,10 @@ impl RegistryClient {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
             .to_string();
-        let body = resp.bytes().await.unwrap_or_default();
+        // containers/image bounds error bodies at 1 MiB; the message needs far less.
+        let body = read_limited(resp, MAX_ERROR_BODY, url)
+            .await
+            .unwrap_or_default();
         let text = String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
         let detail = serde_json::from_slice::<serde_json::Value>(&body)
             .ok()
@@ -480,11 +446,17 @@ impl RegistryClient {
                     .and_then(|m| m.as_str())
                     .map(str::to_string)
             });
+        let mut hint = None;
         let message = match status {
-            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => format!(
-                "{status}: {} refused access; ferry tried {}. Log in to {} (auth.json), or pass --src-creds/--dest-creds",
-                self.registry, self.credentials_tried, self.registry
-            ),
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                hint = Some(Hint::Credentials {
+                    registry: self.registry.clone(),
+                });
+                format!(
+                    "{status}: {} refused access; ferry tried {}",
+                    self.registry, self.credentials_tried
+                )
+            }
             _ => match detail {
                 Some(d) => format!("{status}: {d}"),
                 None if content_type.starts_with("text/html") => {
@@ -509,7 +481,164 @@ impl RegistryClient {
             url: redact(url),
             message,
             status: Some(status.as_u16()),
+            hint,
         }
+    }
+}
+
+/// The most of a token answer ferry reads (containers/image's `iolimits`).
+pub const MAX_TOKEN_RESPONSE: usize = 1024 * 1024;
+
+/// The most of an error answer ferry reads (containers/image's `iolimits`).
+pub const MAX_ERROR_BODY: usize = 1024 * 1024;
+
+/// Reads a response body of at most `limit` bytes; a larger one is refused, naming the URL
+/// and the limit, without being read whole.
+pub async fn read_limited(
+    mut resp: Response,
+    limit: usize,
+    url: &Url,
+) -> Result<Vec<u8>, TransportError> {
+    if let Some(n) = resp.content_length()
+        && n > limit as u64
+    {
+        return Err(TransportError::registry(
+            redact(url),
+            format!("the answer announces {n} bytes, more than the {limit}-byte limit for it"),
+        ));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| request_error(&e, &redact(url), "reading the answer"))?
+    {
+        if body.len() + chunk.len() > limit {
+            return Err(TransportError::registry(
+                redact(url),
+                format!("the answer is longer than the {limit}-byte limit for it"),
+            ));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// A failed request in words: what happened on the network or in TLS, and a hint only where
+/// one applies (a registry that is down gets no advice about TLS).
+pub fn request_error(e: &reqwest::Error, url: &str, doing: &str) -> TransportError {
+    let (message, hint) = describe_failure(e, url);
+    TransportError::Registry {
+        url: url.to_string(),
+        message: format!("{doing}: {message}"),
+        status: None,
+        hint,
+    }
+}
+
+/// What a network or TLS failure was, for people, and what applies to it.
+fn describe_failure(e: &reqwest::Error, url: &str) -> (String, Option<Hint>) {
+    let host = Url::parse(url)
+        .ok()
+        .and_then(|u| {
+            u.host_str().map(|h| {
+                format!(
+                    "{h}{}",
+                    u.port().map(|p| format!(":{p}")).unwrap_or_default()
+                )
+            })
+        })
+        .unwrap_or_else(|| url.to_string());
+    let detail = source_chain(e);
+    // rustls' own errors, when the failure is in TLS. io::Error hides what it wraps from
+    // source() (it returns the wrapped error's source, not the wrapped error), so the walk
+    // goes through get_ref() for those.
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cur {
+        if let Some(t) = c.downcast_ref::<rustls::Error>() {
+            return describe_tls(t, &host, &detail);
+        }
+        if let Some(io) = c.downcast_ref::<std::io::Error>() {
+            match io.kind() {
+                std::io::ErrorKind::ConnectionRefused => {
+                    return (
+                        format!(
+                            "connection refused: nothing is listening at {host} (is the registry running, and is the host and port right?)"
+                        ),
+                        None,
+                    );
+                }
+                std::io::ErrorKind::HostUnreachable | std::io::ErrorKind::NetworkUnreachable => {
+                    return (format!("no route to {host}{detail}"), None);
+                }
+                std::io::ErrorKind::ConnectionReset => {
+                    return (format!("{host} reset the connection{detail}"), None);
+                }
+                std::io::ErrorKind::TimedOut => {
+                    return (format!("{host} did not answer in time{detail}"), None);
+                }
+                _ => {}
+            }
+            if let Some(inner) = io.get_ref() {
+                cur = Some(inner as &(dyn std::error::Error + 'static));
+                continue;
+            }
+        }
+        cur = c.source();
+    }
+    if e.is_timeout() {
+        return (format!("{host} did not answer in time{detail}"), None);
+    }
+    let lower = detail.to_lowercase();
+    if lower.contains("dns error") || lower.contains("failed to lookup address") {
+        return (
+            format!("cannot resolve the host name of {host}{detail}"),
+            None,
+        );
+    }
+    (format!("{e}{detail}"), None)
+}
+
+fn describe_tls(t: &rustls::Error, host: &str, detail: &str) -> (String, Option<Hint>) {
+    use rustls::{CertificateError, Error as E, InvalidMessage};
+    let registry = host.to_string();
+    match t {
+        E::InvalidMessage(InvalidMessage::InvalidContentType)
+        | E::InvalidMessage(InvalidMessage::InvalidEmptyPayload) => (
+            format!("{host} answered in plain http, not TLS: it serves http, not https"),
+            Some(Hint::TlsVerification),
+        ),
+        E::InvalidCertificate(CertificateError::UnknownIssuer) => (
+            format!(
+                "the certificate of {host} is signed by an unknown authority (a private CA or a self-signed certificate)"
+            ),
+            Some(Hint::TrustCa { registry }),
+        ),
+        E::InvalidCertificate(CertificateError::NotValidForName)
+        | E::InvalidCertificate(CertificateError::NotValidForNameContext { .. }) => (
+            format!("the certificate {host} presents is not for {host}"),
+            None,
+        ),
+        E::InvalidCertificate(CertificateError::Expired)
+        | E::InvalidCertificate(CertificateError::ExpiredContext { .. }) => {
+            (format!("the certificate of {host} has expired"), None)
+        }
+        E::InvalidCertificate(CertificateError::NotValidYet)
+        | E::InvalidCertificate(CertificateError::NotValidYetContext { .. }) => (
+            format!("the certificate of {host} is not valid yet (check the clocks)"),
+            None,
+        ),
+        E::InvalidCertificate(CertificateError::Other(o))
+            if o.to_string().contains("CaUsedAsEndEntity") =>
+        {
+            (
+                format!(
+                    "{host} presents a CA certificate as its own certificate; it needs a server certificate signed by that CA"
+                ),
+                Some(Hint::TrustCa { registry }),
+            )
+        }
+        other => (format!("TLS with {host} failed: {other}{detail}"), None),
     }
 }
 

@@ -7,6 +7,7 @@
 
 pub mod auth;
 pub mod client;
+pub mod lookaside;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,12 +20,22 @@ use url::Url;
 
 use self::client::RegistryClient;
 use super::*;
-use crate::lookaside::{self, RegistriesConfig};
+use crate::config::registries_d::RegistriesConfig;
 use crate::reference::DockerReference;
 use crate::signature::{SignatureSlot, SlotReadError, SlotReadErrorKind};
 
 /// How long one lookaside request may take by default.
 pub const DEFAULT_LOOKASIDE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Where a source reads lookaside signatures from when registries.d configures nothing, and
+/// the client it reads them with (no credentials; the registry side's TLS policy).
+#[derive(Clone)]
+pub struct LookasideReader {
+    /// containers/image's built-in default base, when the session has one.
+    pub default_base: Option<Url>,
+    /// The HTTP client for lookaside reads.
+    pub http: reqwest::Client,
+}
 
 fn pull_scope(r: &DockerReference) -> String {
     format!("repository:{}:pull", r.path())
@@ -32,23 +43,6 @@ fn pull_scope(r: &DockerReference) -> String {
 
 fn push_scope(r: &DockerReference) -> String {
     format!("repository:{}:pull,push", r.path())
-}
-
-fn config_error(e: lookaside::LookasideError) -> TransportError {
-    TransportError::Config(e.to_string())
-}
-
-async fn connect(r: &DockerReference, options: &TransportOptions) -> Result<Arc<RegistryClient>> {
-    let (creds, tried) = auth::resolve(r.domain(), &r.name(), options)?;
-    let client = RegistryClient::connect(
-        r.domain(),
-        creds,
-        tried,
-        options.tls_verify.unwrap_or(true),
-        options.retry_times.unwrap_or(3),
-    )
-    .await?;
-    Ok(Arc::new(client))
 }
 
 /// The manifest reference of `r`: its digest if it has one, else its tag.
@@ -65,25 +59,25 @@ pub struct DockerSource {
     reference: ImageReference,
     image: DockerReference,
     client: Arc<RegistryClient>,
-    registries: RegistriesConfig,
-    lookaside_timeout: Duration,
+    registries: Arc<RegistriesConfig>,
+    lookaside: LookasideReader,
 }
 
 impl DockerSource {
-    /// Opens an image in a registry: connects (and authenticates) and reads registries.d.
-    pub async fn open(r: &DockerReference, options: &TransportOptions) -> Result<DockerSource> {
-        let registries =
-            RegistriesConfig::load(options.registries_d.as_deref()).map_err(config_error)?;
-        let client = connect(r, options).await?;
-        Ok(DockerSource {
+    /// A source for `r` over a connected client, with registries.d and the lookaside reader.
+    pub fn new(
+        r: &DockerReference,
+        client: Arc<RegistryClient>,
+        registries: Arc<RegistriesConfig>,
+        lookaside: LookasideReader,
+    ) -> DockerSource {
+        DockerSource {
             reference: ImageReference::Docker(r.clone()),
             image: r.clone(),
             client,
             registries,
-            lookaside_timeout: options
-                .lookaside_timeout
-                .unwrap_or(DEFAULT_LOOKASIDE_TIMEOUT),
-        })
+            lookaside,
+        }
     }
 
     fn scopes(&self) -> Vec<String> {
@@ -127,10 +121,8 @@ async fn get_manifest(
     let mut body = Vec::new();
     let mut stream = resp.bytes_stream();
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| TransportError::Registry {
-            url: url.to_string(),
-            message: format!("reading the manifest: {e}"),
-            status: None,
+        let chunk = chunk.map_err(|e| {
+            TransportError::registry(url.to_string(), format!("reading the manifest: {e}"))
         })?;
         body.extend_from_slice(&chunk);
         if body.len() > crate::manifest::MAX_MANIFEST_SIZE {
@@ -143,14 +135,13 @@ async fn get_manifest(
     if let Some(ct) = &content_type
         && ct.eq_ignore_ascii_case("text/html")
     {
-        return Err(TransportError::Registry {
-            url: url.to_string(),
-            message: format!(
+        return Err(TransportError::registry(
+            url.to_string(),
+            format!(
                 "answered an HTML page (Content-Type {ct:?}) where a manifest was expected: {:?}; is this really a registry?",
                 String::from_utf8_lossy(&body[..body.len().min(80)])
             ),
-            status: None,
-        });
+        ));
     }
     crate::manifest::detect(&body, content_type.as_deref()).map_err(|source| {
         TransportError::Manifest {
@@ -161,14 +152,13 @@ async fn get_manifest(
     if let Ok(d) = Digest::parse(reference)
         && !d.matches(&body)
     {
-        return Err(TransportError::Registry {
-            url: url.to_string(),
-            message: format!(
+        return Err(TransportError::registry(
+            url.to_string(),
+            format!(
                 "the manifest does not match its digest {d} (it hashes to {})",
                 d.of_same_algorithm(&body)
             ),
-            status: None,
-        });
+        ));
     }
     let media_type = content_type.filter(|c| crate::manifest::ACCEPTED.contains(&c.as_str()));
     Ok(RawManifest {
@@ -330,17 +320,13 @@ impl ImageSource for DockerSource {
             if !resp.status().is_success() {
                 return Err(self.client.status_error(&url, resp).await);
             }
-            let body = resp.bytes().await.map_err(|e| TransportError::Registry {
-                url: url.to_string(),
-                message: e.to_string(),
-                status: None,
+            let body = resp
+                .bytes()
+                .await
+                .map_err(|e| TransportError::registry(url.to_string(), e.to_string()))?;
+            let list: ExtensionList = serde_json::from_slice(&body).map_err(|e| {
+                TransportError::registry(url.to_string(), format!("decoding signature list: {e}"))
             })?;
-            let list: ExtensionList =
-                serde_json::from_slice(&body).map_err(|e| TransportError::Registry {
-                    url: url.to_string(),
-                    message: format!("decoding signature list: {e}"),
-                    status: None,
-                })?;
             return Ok(list
                 .signatures
                 .into_iter()
@@ -358,12 +344,17 @@ impl ImageSource for DockerSource {
                 })
                 .collect());
         }
-        let base = self
-            .registries
-            .read_base(&self.image)
-            .map_err(config_error)?;
-        let http = lookaside::http_client(self.client.tls_verify(), self.lookaside_timeout);
-        Ok(lookaside::read_signatures(&http, &base, &self.image, manifest_digest).await)
+        let base = match self.registries.read_base(&self.image)? {
+            Some(b) => b,
+            None => match &self.lookaside.default_base {
+                Some(b) => b.clone(),
+                None => return Ok(vec![]),
+            },
+        };
+        Ok(
+            lookaside::read_signatures(&self.lookaside.http, &base, &self.image, manifest_digest)
+                .await,
+        )
     }
 }
 
@@ -372,24 +363,22 @@ pub struct DockerDestination {
     reference: ImageReference,
     image: DockerReference,
     client: Arc<RegistryClient>,
-    registries: RegistriesConfig,
+    registries: Arc<RegistriesConfig>,
 }
 
 impl DockerDestination {
-    /// Opens a registry for writing an image.
-    pub async fn open(
+    /// A destination for `r` over a connected client, with registries.d for lookaside writes.
+    pub fn new(
         r: &DockerReference,
-        options: &TransportOptions,
-    ) -> Result<DockerDestination> {
-        let registries =
-            RegistriesConfig::load(options.registries_d.as_deref()).map_err(config_error)?;
-        let client = connect(r, options).await?;
-        Ok(DockerDestination {
+        client: Arc<RegistryClient>,
+        registries: Arc<RegistriesConfig>,
+    ) -> DockerDestination {
+        DockerDestination {
             reference: ImageReference::Docker(r.clone()),
             image: r.clone(),
             client,
             registries,
-        })
+        }
     }
 
     fn scopes(&self) -> Vec<String> {
@@ -480,7 +469,12 @@ impl ImageDestination for DockerDestination {
         }
     }
 
-    async fn put_blob(&self, descriptor: &Descriptor, stream: ByteStream) -> Result<()> {
+    async fn put_blob(
+        &self,
+        _admission: &Admission,
+        descriptor: &Descriptor,
+        stream: ByteStream,
+    ) -> Result<()> {
         let start = self
             .client
             .url(&format!("v2/{}/blobs/uploads/", self.image.path()));
@@ -495,15 +489,17 @@ impl ImageDestination for DockerDestination {
             .headers()
             .get(reqwest::header::LOCATION)
             .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| TransportError::Registry {
-                url: start.to_string(),
-                message: "the registry started an upload without a Location".into(),
-                status: None,
+            .ok_or_else(|| {
+                TransportError::registry(
+                    start.to_string(),
+                    "the registry started an upload without a Location",
+                )
             })?;
-        let mut url = start.join(location).map_err(|e| TransportError::Registry {
-            url: start.to_string(),
-            message: format!("invalid upload Location {location:?}: {e}"),
-            status: None,
+        let mut url = start.join(location).map_err(|e| {
+            TransportError::registry(
+                start.to_string(),
+                format!("invalid upload Location {location:?}: {e}"),
+            )
         })?;
         url.query_pairs_mut()
             .append_pair("digest", &descriptor.digest.to_string());
@@ -524,7 +520,12 @@ impl ImageDestination for DockerDestination {
         Ok(())
     }
 
-    async fn put_manifest(&self, manifest: &RawManifest, instance: Option<&Digest>) -> Result<()> {
+    async fn put_manifest(
+        &self,
+        _admission: &Admission,
+        manifest: &RawManifest,
+        instance: Option<&Digest>,
+    ) -> Result<()> {
         let reference = match instance {
             Some(d) => d.to_string(),
             None => manifest_ref(&self.image),
@@ -554,6 +555,7 @@ impl ImageDestination for DockerDestination {
 
     async fn put_signatures(
         &self,
+        _admission: &Admission,
         manifest_digest: &Digest,
         _instance: Option<&Digest>,
         signatures: &[Vec<u8>],
@@ -588,56 +590,101 @@ impl ImageDestination for DockerDestination {
             }
             return Ok(());
         }
-        let base = self.registries.write_base(&self.image).map_err(config_error)?.ok_or_else(|| {
+        let base = self.registries.write_base(&self.image)?.ok_or_else(|| {
             TransportError::Unsupported(format!(
                 "no signature storage is configured for {}: set lookaside-staging (or lookaside) to a file:// URL for it in registries.d",
                 self.image.name()
             ))
         })?;
-        lookaside::write_signatures(&base, &self.image, manifest_digest, signatures)
-            .map_err(config_error)
+        Ok(lookaside::write_signatures(
+            &base,
+            &self.image,
+            manifest_digest,
+            signatures,
+        )?)
     }
 
     /// Registries have no transaction: blobs pushed before a failure stay, unreferenced and
     /// invisible (no manifest names them) until the registry's garbage collection.
-    async fn commit(self: Box<Self>) -> Result<()> {
+    async fn commit(self: Box<Self>, _admission: &Admission) -> Result<()> {
         Ok(())
     }
 }
 
-/// The tags of `image`'s repository, for `ferry inspect`'s `RepoTags`. This is where oci-client
-/// serves as it is: one authenticated, paginated call with no headers ferry needs to see.
-pub async fn list_tags(image: &DockerReference, options: &TransportOptions) -> Result<Vec<String>> {
-    use oci_client::client::{ClientConfig, ClientProtocol};
-    use oci_client::secrets::RegistryAuth;
-    crate::init_tls();
-    let tls_verify = options.tls_verify.unwrap_or(true);
-    let config = ClientConfig {
-        protocol: if tls_verify {
-            ClientProtocol::Https
-        } else {
-            ClientProtocol::Http
-        },
-        accept_invalid_certificates: !tls_verify,
-        ..Default::default()
-    };
-    let client = oci_client::Client::new(config);
-    let reference = oci_client::Reference::with_tag(
-        image.domain().to_string(),
-        image.path().to_string(),
-        image.tag().unwrap_or("latest").to_string(),
-    );
-    let auth = match auth::resolve(image.domain(), &image.name(), options)?.0 {
-        Some(c) => RegistryAuth::Basic(c.username, c.password),
-        None => RegistryAuth::Anonymous,
-    };
-    let tags = client
-        .list_tags(&reference, &auth, None, None)
-        .await
-        .map_err(|e| TransportError::Registry {
-            url: image.name(),
-            message: format!("listing tags: {e}"),
-            status: None,
+/// The tags of `image`'s repository (`GET /v2/NAME/tags/list`, following `Link` pages), for
+/// `ferry inspect`'s `RepoTags` and `ferry list-tags`. On ferry's own client rather than
+/// oci-client's `list_tags`, so the same TLS policy, credentials and retries apply as to every
+/// other request.
+pub async fn list_tags(client: &RegistryClient, image: &DockerReference) -> Result<Vec<String>> {
+    #[derive(serde::Deserialize)]
+    struct Page {
+        #[serde(default)]
+        tags: Option<Vec<String>>,
+    }
+    let scopes = vec![pull_scope(image)];
+    let mut url = client.url(&format!("v2/{}/tags/list", image.path()));
+    let mut out = Vec::new();
+    // A registry that links back to a page it already served would loop forever.
+    for _ in 0..10_000 {
+        let resp = client
+            .send_with_retries(&scopes, |c| c.get(url.clone()))
+            .await?;
+        if !resp.status().is_success() {
+            return Err(client.status_error(&url, resp).await);
+        }
+        let next = resp
+            .headers()
+            .get(reqwest::header::LINK)
+            .and_then(|v| v.to_str().ok())
+            .and_then(next_link);
+        let body = client::read_limited(resp, crate::manifest::MAX_MANIFEST_SIZE, &url).await?;
+        let page: Page = serde_json::from_slice(&body).map_err(|e| {
+            TransportError::registry(
+                url.to_string(),
+                format!("the tag list is not valid JSON: {e}"),
+            )
         })?;
-    Ok(tags.tags)
+        out.extend(page.tags.unwrap_or_default());
+        match next {
+            Some(n) => {
+                url = url.join(&n).map_err(|e| {
+                    TransportError::registry(url.to_string(), format!("invalid Link {n:?}: {e}"))
+                })?;
+            }
+            None => return Ok(out),
+        }
+    }
+    Err(TransportError::registry(
+        url.to_string(),
+        "the tag list has more than 10000 pages; giving up",
+    ))
+}
+
+/// The target of a `Link: <URL>; rel="next"` header.
+fn next_link(h: &str) -> Option<String> {
+    h.split(',').find_map(|part| {
+        let (target, params) = part.trim().split_once(';')?;
+        params
+            .split(';')
+            .any(|p| p.trim().replace(' ', "") == "rel=\"next\"")
+            .then(|| {
+                target
+                    .trim()
+                    .trim_start_matches('<')
+                    .trim_end_matches('>')
+                    .to_string()
+            })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn link_headers_give_the_next_page() {
+        assert_eq!(
+            super::next_link("</v2/a/tags/list?last=b&n=2>; rel=\"next\""),
+            Some("/v2/a/tags/list?last=b&n=2".into())
+        );
+        assert_eq!(super::next_link("</x>; rel=\"prev\""), None);
+    }
 }

@@ -346,7 +346,7 @@ impl ImageDestination for OciLayoutDestination {
 
     fn signature_support(&self) -> SignatureSupport {
         SignatureSupport::No(
-            "an OCI image layout has no place for simple signing signatures; use --signatures remove-signatures, or copy to a dir: or store: destination".into(),
+            "an OCI image layout has no place for simple signing signatures; copy to a dir: or store: destination to keep them".into(),
         )
     }
 
@@ -361,11 +361,21 @@ impl ImageDestination for OciLayoutDestination {
         ))
     }
 
-    async fn put_blob(&self, descriptor: &Descriptor, stream: ByteStream) -> Result<()> {
+    async fn put_blob(
+        &self,
+        _admission: &Admission,
+        descriptor: &Descriptor,
+        stream: ByteStream,
+    ) -> Result<()> {
         self.layout.put_blob(&descriptor.digest, stream).await
     }
 
-    async fn put_manifest(&self, manifest: &RawManifest, instance: Option<&Digest>) -> Result<()> {
+    async fn put_manifest(
+        &self,
+        _admission: &Admission,
+        manifest: &RawManifest,
+        instance: Option<&Digest>,
+    ) -> Result<()> {
         let d = Digest::sha256_of(&manifest.bytes);
         self.layout.put_small_blob(&d, &manifest.bytes)?;
         if instance.is_none()
@@ -378,6 +388,7 @@ impl ImageDestination for OciLayoutDestination {
 
     async fn put_signatures(
         &self,
+        _admission: &Admission,
         _manifest_digest: &Digest,
         _instance: Option<&Digest>,
         signatures: &[Vec<u8>],
@@ -390,7 +401,7 @@ impl ImageDestination for OciLayoutDestination {
         ))
     }
 
-    async fn commit(mut self: Box<Self>) -> Result<()> {
+    async fn commit(mut self: Box<Self>, _admission: &Admission) -> Result<()> {
         let top = self
             .top
             .lock()

@@ -2,14 +2,20 @@
 //!
 //! The root is an OCI image layout (other OCI tools can read the images), with names in the
 //! `org.opencontainers.image.ref.name` annotation, plus:
-//! - `signatures/sha256-HEX/signature-N`: the signatures kept with manifest HEX, as received;
-//! - `records/sha256-HEX/TIME.json`: one record per copy into the store.
+//! - `signatures/sha256-HEX/signature-N`: every signature received with manifest HEX, as
+//!   received, under any name; a copy adds the ones the store does not have yet and never
+//!   removes one, so the evidence of an earlier pull survives a later one;
+//! - `records/sha256-HEX/TIME.json`: one record per copy into the store, naming the name it was
+//!   made for and (by sha256) the signatures that copy wrote.
 //!
-//! Blobs are streamed to temp files and renamed into place; signatures are staged in a temp
-//! directory; on commit, under the store's lock, the signature set is renamed into place, the
-//! records are written, and `index.json` changes last. Every temporary name carries the copy's
-//! session id, whose lock file the copy holds: a later copy removes the leftovers of sessions
-//! whose lock is free (killed copies).
+//! Reading `store:NAME` gives the signatures of NAME's newest record, so two names that share
+//! a manifest each keep the signatures that arrived with them.
+//!
+//! Blobs are streamed to temp files and renamed into place; on commit, under the store's lock,
+//! new signatures are added (each file written beside its name and renamed), the records are
+//! written, and `index.json` changes last. Every temporary name carries the copy's session id,
+//! whose lock file the copy holds: a later copy removes the leftovers of sessions whose lock is
+//! free (killed copies).
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -19,8 +25,29 @@ use async_trait::async_trait;
 use super::fsutil::{self, FileLock, TEMP_PREFIX};
 use super::oci_layout::{Layout, index_descriptor};
 use super::*;
+use crate::record::{Record, RecordError};
 use crate::reference::DockerReference;
-use crate::signature::SignatureSlot;
+use crate::signature::{SignatureSlot, SlotReadError, SlotReadErrorKind};
+
+/// A signature kept in the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredSignature {
+    /// Its file, `signature-N`.
+    pub index: usize,
+    /// Its bytes, as received.
+    pub bytes: Vec<u8>,
+    /// sha256 of the bytes: how records name it.
+    pub digest: Digest,
+}
+
+/// A record file of the store: its path, and the record or why it cannot be read.
+#[derive(Debug)]
+pub struct StoredRecord {
+    /// The file.
+    pub path: PathBuf,
+    /// The record.
+    pub record: std::result::Result<Record, RecordError>,
+}
 
 /// An image in the store.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,30 +71,6 @@ fn digest_dir(d: &Digest) -> String {
 }
 
 impl Store {
-    /// The root directory from options, `$FERRY_STORE`, `$XDG_DATA_HOME/ferry/store` or
-    /// `~/.local/share/ferry/store`.
-    pub fn root(options: &TransportOptions) -> Result<PathBuf> {
-        if let Some(r) = &options.store_root {
-            return Ok(r.clone());
-        }
-        if let Some(r) = std::env::var_os("FERRY_STORE").filter(|v| !v.is_empty()) {
-            return Ok(PathBuf::from(r));
-        }
-        if let Some(d) = std::env::var_os("XDG_DATA_HOME")
-            .map(PathBuf::from)
-            .filter(|p| p.is_absolute())
-        {
-            return Ok(d.join("ferry/store"));
-        }
-        std::env::home_dir()
-            .map(|h| h.join(".local/share/ferry/store"))
-            .ok_or_else(|| {
-                TransportError::Config(
-                    "no home directory for the store: give --store DIR or set FERRY_STORE".into(),
-                )
-            })
-    }
-
     /// The store at `root` (it may not exist yet).
     pub fn open(root: &Path) -> Result<Store> {
         Ok(Store {
@@ -107,7 +110,7 @@ impl Store {
             .find(|i| i.name == want)
             .ok_or_else(|| {
                 TransportError::NotFound(format!(
-                    "no image {want} in ferry's store at {} (list them with `ferry inspect` on a store: name you copied, or copy one in first)",
+                    "no image {want} in ferry's store at {} (copy one in first)",
                     self.layout.root().display()
                 ))
             })
@@ -130,15 +133,19 @@ impl Store {
         self.signature_dir(digest).join(format!("signature-{n}"))
     }
 
-    /// The stored signatures of a manifest, in order, as received.
-    pub fn signatures(&self, digest: &Digest) -> Result<Vec<(usize, Vec<u8>)>> {
+    /// Every signature kept with a manifest, in the order received (under any name).
+    pub fn signatures(&self, digest: &Digest) -> Result<Vec<StoredSignature>> {
         let slots =
             fsutil::read_signature_files(&self.signature_dir(digest), |n| format!("signature-{n}"));
         slots
             .into_iter()
             .map(|s| {
                 s.content
-                    .map(|b| (s.index, b))
+                    .map(|bytes| StoredSignature {
+                        index: s.index,
+                        digest: Digest::sha256_of(&bytes),
+                        bytes,
+                    })
                     .map_err(|e| TransportError::Io {
                         path: PathBuf::from(&s.location),
                         source: std::io::Error::other(e.message),
@@ -147,8 +154,9 @@ impl Store {
             .collect()
     }
 
-    /// The records of every copy of a manifest into the store, oldest first.
-    pub fn records(&self, digest: &Digest) -> Result<Vec<(PathBuf, serde_json::Value)>> {
+    /// The records of every copy of a manifest into the store (under any name), oldest first;
+    /// a record that cannot be parsed is in the list with its error.
+    pub fn records(&self, digest: &Digest) -> Result<Vec<StoredRecord>> {
         let dir = self.layout.root().join("records").join(digest_dir(digest));
         let mut paths: Vec<PathBuf> = match std::fs::read_dir(&dir) {
             Ok(rd) => rd
@@ -166,15 +174,68 @@ impl Store {
         paths
             .into_iter()
             .map(|p| {
-                let bytes = fsutil::read(&p)?;
-                let v =
-                    serde_json::from_slice(&bytes).map_err(|e| TransportError::InvalidLayout {
-                        path: p.clone(),
-                        why: format!("not valid JSON: {e}"),
-                    })?;
-                Ok((p, v))
+                let bytes = fsutil::read_capped(&p, fsutil::MAX_CONFIG_FILE)?;
+                Ok(StoredRecord {
+                    record: Record::from_json(&bytes),
+                    path: p,
+                })
             })
             .collect()
+    }
+
+    /// The signature slots `name` has for manifest `digest`: those its newest record says it
+    /// wrote (found by sha256), or every stored one when no record of `name` exists (an image
+    /// put in by other means). A signature a record names but the store lacks is an unreadable
+    /// slot that says so.
+    pub fn signatures_of(
+        &self,
+        name: &DockerReference,
+        digest: &Digest,
+    ) -> Result<Vec<SignatureSlot>> {
+        let stored = self.signatures(digest)?;
+        let wanted = ImageReference::Store(name.clone()).to_string();
+        let newest = self
+            .records(digest)?
+            .into_iter()
+            .filter_map(|r| r.record.ok())
+            .filter(|r| r.destination == wanted && r.manifest.digest == *digest)
+            .max_by(|a, b| a.time.cmp(&b.time));
+        let location = |n: usize| self.signature_path(digest, n).display().to_string();
+        let Some(record) = newest else {
+            return Ok(stored
+                .into_iter()
+                .map(|s| SignatureSlot {
+                    location: location(s.index),
+                    index: s.index,
+                    content: Ok(s.bytes),
+                })
+                .collect());
+        };
+        Ok(record
+            .manifest
+            .signatures
+            .written
+            .iter()
+            .enumerate()
+            .map(|(i, w)| match stored.iter().find(|s| s.digest == w.digest) {
+                Some(s) => SignatureSlot {
+                    index: i + 1,
+                    location: location(s.index),
+                    content: Ok(s.bytes.clone()),
+                },
+                None => SignatureSlot {
+                    index: i + 1,
+                    location: self.signature_dir(digest).display().to_string(),
+                    content: Err(SlotReadError {
+                        kind: SlotReadErrorKind::Io,
+                        message: format!(
+                            "the store has lost the signature {} that its record of {wanted} names",
+                            w.digest
+                        ),
+                    }),
+                },
+            })
+            .collect())
     }
 
     /// Removes what killed copies left behind: temporary files of sessions whose lock is free.
@@ -228,9 +289,8 @@ pub struct StoreSource {
 }
 
 impl StoreSource {
-    /// Opens the image `name` of the store at `root`.
-    pub fn open(root: &Path, name: &DockerReference) -> Result<StoreSource> {
-        let store = Store::open(root)?;
+    /// Opens the image `name` of `store`.
+    pub fn open(store: Store, name: &DockerReference) -> Result<StoreSource> {
         let image = store.resolve(name)?;
         Ok(StoreSource {
             reference: ImageReference::Store(name.clone()),
@@ -269,17 +329,18 @@ impl ImageSource for StoreSource {
         manifest_digest: &Digest,
         _instance: Option<&Digest>,
     ) -> Result<Vec<SignatureSlot>> {
-        let dir = self.store.signature_dir(manifest_digest);
-        Ok(fsutil::read_signature_files(&dir, |n| {
-            format!("signature-{n}")
-        }))
+        let ImageReference::Store(name) = &self.reference else {
+            return Ok(vec![]);
+        };
+        self.store.signatures_of(name, manifest_digest)
     }
 }
 
+#[derive(Default)]
 struct Pending {
     top: Option<RawManifest>,
     signatures: Vec<(Digest, Vec<Vec<u8>>)>,
-    records: Vec<(Digest, serde_json::Value)>,
+    records: Vec<(Digest, Record)>,
 }
 
 /// Writes an image into the store.
@@ -293,8 +354,10 @@ pub struct StoreDestination {
 }
 
 impl StoreDestination {
-    /// Opens the store at `root` (creating it) to add the image `name`.
-    pub fn open(root: &Path, name: &DockerReference) -> Result<StoreDestination> {
+    /// Opens `store` (creating it) to add the image `name`.
+    pub fn open(store: Store, name: &DockerReference) -> Result<StoreDestination> {
+        let root = store.root_dir().to_path_buf();
+        let root = root.as_path();
         if root.exists() && !root.is_dir() {
             return Err(TransportError::InvalidLayout {
                 path: root.to_path_buf(),
@@ -302,7 +365,6 @@ impl StoreDestination {
             });
         }
         fsutil::mkdir_all(&root.join("blobs/sha256"))?;
-        let store = Store::open(root)?;
         store.clean_leftovers();
         let session = format!("{:016x}", rand::random::<u64>());
         let lock_path = root.join(format!("{TEMP_PREFIX}{session}.lock"));
@@ -324,16 +386,44 @@ impl StoreDestination {
             name: name.to_string(),
             session,
             _session_lock: lock,
-            pending: Mutex::new(Pending {
-                top: None,
-                signatures: vec![],
-                records: vec![],
-            }),
+            pending: Mutex::new(Pending::default()),
         })
     }
 
     fn temp_prefix(&self) -> String {
         format!("{TEMP_PREFIX}{}-", self.session)
+    }
+
+    // A poisoned lock only means another task panicked while holding it; the pending lists
+    // are still whole (each change is one push), so they are used rather than dropped.
+    fn pending(&self) -> std::sync::MutexGuard<'_, Pending> {
+        self.pending
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Adds the signatures of `digest` the store does not have yet, each as the next
+    /// `signature-N`, written beside its name and renamed. Called under the store's lock.
+    fn add_signatures(&self, digest: &Digest, signatures: &[Vec<u8>]) -> Result<()> {
+        let dir = self.store.signature_dir(digest);
+        let have = if dir.exists() {
+            self.store.signatures(digest)?
+        } else {
+            vec![]
+        };
+        let mut known: Vec<Digest> = have.iter().map(|s| s.digest.clone()).collect();
+        let mut next = have.iter().map(|s| s.index).max().unwrap_or(0) + 1;
+        for bytes in signatures {
+            let d = Digest::sha256_of(bytes);
+            if known.contains(&d) {
+                continue;
+            }
+            fsutil::mkdir_all(&dir)?;
+            fsutil::write_atomic(&dir.join(format!("signature-{next}")), bytes)?;
+            known.push(d);
+            next += 1;
+        }
+        Ok(())
     }
 }
 
@@ -369,7 +459,12 @@ impl ImageDestination for StoreDestination {
         ))
     }
 
-    async fn put_blob(&self, descriptor: &Descriptor, stream: ByteStream) -> Result<()> {
+    async fn put_blob(
+        &self,
+        _admission: &Admission,
+        descriptor: &Descriptor,
+        stream: ByteStream,
+    ) -> Result<()> {
         let final_path = self.store.layout.blob_path(&descriptor.digest);
         let dir = final_path
             .parent()
@@ -380,93 +475,61 @@ impl ImageDestination for StoreDestination {
         fsutil::persist(tmp, &final_path)
     }
 
-    async fn put_manifest(&self, manifest: &RawManifest, instance: Option<&Digest>) -> Result<()> {
+    async fn put_manifest(
+        &self,
+        _admission: &Admission,
+        manifest: &RawManifest,
+        instance: Option<&Digest>,
+    ) -> Result<()> {
         self.store
             .layout
             .put_small_blob(&Digest::sha256_of(&manifest.bytes), &manifest.bytes)?;
-        if instance.is_none()
-            && let Ok(mut p) = self.pending.lock()
-        {
-            p.top = Some(manifest.clone());
+        if instance.is_none() {
+            self.pending().top = Some(manifest.clone());
         }
         Ok(())
     }
 
     async fn put_signatures(
         &self,
+        _admission: &Admission,
         manifest_digest: &Digest,
         _instance: Option<&Digest>,
         signatures: &[Vec<u8>],
     ) -> Result<()> {
-        if let Ok(mut p) = self.pending.lock() {
-            p.signatures
-                .push((manifest_digest.clone(), signatures.to_vec()));
-        }
+        self.pending()
+            .signatures
+            .push((manifest_digest.clone(), signatures.to_vec()));
         Ok(())
     }
 
-    async fn put_record(&self, manifest_digest: &Digest, record: &serde_json::Value) -> Result<()> {
-        if let Ok(mut p) = self.pending.lock() {
-            p.records.push((manifest_digest.clone(), record.clone()));
-        }
+    async fn put_record(
+        &self,
+        _admission: &Admission,
+        manifest_digest: &Digest,
+        record: &Record,
+    ) -> Result<()> {
+        self.pending()
+            .records
+            .push((manifest_digest.clone(), record.clone()));
         Ok(())
     }
 
-    async fn commit(self: Box<Self>) -> Result<()> {
-        let pending = {
-            let mut p = self
-                .pending
-                .lock()
-                .map_err(|_| TransportError::Unsupported("store state poisoned".into()))?;
-            Pending {
-                top: p.top.take(),
-                signatures: std::mem::take(&mut p.signatures),
-                records: std::mem::take(&mut p.records),
-            }
-        };
+    async fn commit(self: Box<Self>, _admission: &Admission) -> Result<()> {
+        let pending = std::mem::take(&mut *self.pending());
         let top = pending
             .top
             .ok_or_else(|| TransportError::Unsupported("commit without a manifest".into()))?;
         let root = self.store.layout.root().to_path_buf();
-        let sig_root = root.join("signatures");
-        fsutil::mkdir_all(&sig_root)?;
-        // Stage signature sets outside the lock; they become visible by rename under it.
-        let mut staged = Vec::new();
-        for (digest, sigs) in &pending.signatures {
-            let dir = tempfile::Builder::new()
-                .prefix(&self.temp_prefix())
-                .tempdir_in(&sig_root)
-                .map_err(|e| TransportError::io(&sig_root, e))?;
-            for (i, s) in sigs.iter().enumerate() {
-                let p = dir.path().join(format!("signature-{}", i + 1));
-                std::fs::write(&p, s).map_err(|e| TransportError::io(&p, e))?;
-                if let Ok(f) = std::fs::File::open(&p) {
-                    let _ = f.sync_all();
-                }
-            }
-            staged.push((digest.clone(), dir));
-        }
         let _lock = FileLock::acquire(root.join(".ferry.lock")).await?;
-        for (digest, dir) in staged {
-            let target = self.store.signature_dir(&digest);
-            let new = dir.keep();
-            if target.exists() {
-                let aside = sig_root.join(format!("{}old-{}", self.temp_prefix(), digest.hex()));
-                std::fs::rename(&target, &aside).map_err(|e| TransportError::io(&target, e))?;
-                std::fs::rename(&new, &target).map_err(|e| TransportError::io(&target, e))?;
-                let _ = std::fs::remove_dir_all(&aside);
-            } else {
-                std::fs::rename(&new, &target).map_err(|e| TransportError::io(&target, e))?;
-            }
+        for (digest, sigs) in &pending.signatures {
+            self.add_signatures(digest, sigs)?;
         }
-        fsutil::sync_dir(&sig_root);
         let time = chrono::Utc::now().format("%Y%m%dT%H%M%S%.6fZ").to_string();
         for (digest, record) in &pending.records {
             let dir = root.join("records").join(digest_dir(digest));
             fsutil::mkdir_all(&dir)?;
-            let bytes = serde_json::to_vec_pretty(record)
-                .map_err(|e| TransportError::Unsupported(e.to_string()))?;
-            fsutil::write_atomic(&dir.join(format!("{time}.json")), &bytes)?;
+            fsutil::write_atomic(&dir.join(format!("{time}.json")), &record.to_json())?;
         }
         self.store
             .layout

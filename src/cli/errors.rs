@@ -1,0 +1,120 @@
+//! How a failed command ends: the error and its causes once each, a hint in the words of this
+//! command's flags, and the exit status that says what kind of failure it was.
+
+use ferry::copy::CopyError;
+use ferry::forensics::ForensicsError;
+use ferry::hint::{Hint, Hinted, Side};
+use ferry::policy::Rejected;
+use ferry::transport::TransportError;
+
+use super::{EXIT_FAILURE, EXIT_REJECTED, EXIT_USAGE};
+
+/// A command line that parsed but asks for something that cannot be done.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+/// The image was refused (by the policy or the signatures), found by a command that is not a
+/// copy (`policy check`, `signatures verify`); its text was already printed.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct RejectedError(pub String);
+
+/// How this command spells its per-side flags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlagStyle {
+    /// copy and sync: `--src-…` and `--dest-…`.
+    PerSide,
+    /// One image: `--tls-verify`, `--creds`.
+    Single,
+}
+
+/// The error and its causes, each once: library errors already name their cause in their own
+/// message, so a cause whose text is already there is not repeated.
+pub fn chain(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            if !out.is_empty() {
+                out.push_str(": ");
+            }
+            out.push_str(&text);
+        }
+    }
+    out
+}
+
+/// The exit status for an error: 1 rejected, 2 usage, 3 anything else.
+pub fn exit_code(e: &anyhow::Error) -> u8 {
+    for cause in e.chain() {
+        if cause.downcast_ref::<UsageError>().is_some() {
+            return EXIT_USAGE;
+        }
+        if cause.downcast_ref::<RejectedError>().is_some()
+            || cause.downcast_ref::<Rejected>().is_some()
+            || cause
+                .downcast_ref::<CopyError>()
+                .is_some_and(CopyError::is_rejection)
+        {
+            return EXIT_REJECTED;
+        }
+    }
+    EXIT_FAILURE
+}
+
+fn find_hint(e: &anyhow::Error) -> Option<(Hint, Option<Side>)> {
+    for cause in e.chain() {
+        if let Some(c) = cause.downcast_ref::<CopyError>() {
+            return c.hint().map(|h| (h, c.side()));
+        }
+        if let Some(r) = cause.downcast_ref::<Rejected>() {
+            return r.hint().map(|h| (h, None));
+        }
+        if let Some(t) = cause.downcast_ref::<TransportError>() {
+            return t.hint().map(|h| (h, None));
+        }
+        if let Some(ForensicsError::Store(t)) = cause.downcast_ref::<ForensicsError>() {
+            return t.hint().map(|h| (h, None));
+        }
+    }
+    None
+}
+
+/// The hint of an error in this command's flags, if it has one.
+pub fn hint_text(e: &anyhow::Error, style: FlagStyle) -> Option<String> {
+    let (hint, side) = find_hint(e)?;
+    Some(render(&hint, style, side))
+}
+
+/// A hint in words and flags.
+pub fn render(hint: &Hint, style: FlagStyle, side: Option<Side>) -> String {
+    let flag = |what: &str, value: &str| match (style, side) {
+        (FlagStyle::Single, _) => format!("--{what}{value}"),
+        (FlagStyle::PerSide, Some(Side::Source)) => format!("--src-{what}{value}"),
+        (FlagStyle::PerSide, Some(Side::Destination)) => format!("--dest-{what}{value}"),
+        (FlagStyle::PerSide, None) => {
+            format!("--src-{what}{value} or --dest-{what}{value} (for the side that failed)")
+        }
+    };
+    match hint {
+        Hint::SignatureModes => "Fix the signature server, or use --signatures sufficient-subset to copy the image if the readable signatures satisfy the policy (the unreadable ones are then reported as warnings), or --signatures remove-signatures to copy it without signatures".into(),
+        Hint::RemoveSignatures => "Use --signatures remove-signatures to copy the image without them".into(),
+        Hint::TlsVerification => format!(
+            "If this registry serves plain http, or a certificate that cannot be verified, and you trust the network, add {}",
+            flag("tls-verify", "=false")
+        ),
+        Hint::TrustCa { registry } => format!(
+            "Trust the registry's CA for {registry} (its certificate in a certs.d directory), or skip verification with {}",
+            flag("tls-verify", "=false")
+        ),
+        Hint::Credentials { registry } => format!(
+            "Log in to {registry} (an auth.json entry, or --authfile FILE), or pass {}",
+            flag("creds", " USER:PASSWORD")
+        ),
+        Hint::Platform => "Use --platform OS/ARCH[/VARIANT] to choose one, or --all".into(),
+        Hint::SignIdentity => "Give the identity to sign with --sign-identity".into(),
+        Hint::FormatConversion => "Copy the image in its own format, or drop the signatures with --signatures remove-signatures".into(),
+        _ => String::new(),
+    }
+}

@@ -1,0 +1,452 @@
+//! The forensic view of an image in ferry's store: the signatures kept with it, the records of
+//! how it passed the policy, and a fresh judgement of what is kept. The CLI only prints these
+//! values (`ferry signatures list|show|export|verify`); a runtime can show them its own way.
+//!
+//! A forensic question is about one name. The store keeps signatures and records by manifest
+//! digest, and one manifest can be pulled under several names through different policies; the
+//! view of a name shows that name's own history, and lists records made for other names that
+//! share the manifest separately, marked as theirs. Another name's verdict is never presented
+//! as this one's.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::digest::Digest;
+use crate::policy::{self, GateInput, ManifestRole, Policy, SignatureMode};
+use crate::record::{Record, WrittenSignature};
+use crate::reference::{DockerReference, ImageReference};
+use crate::signature::simple;
+use crate::signature::{SignatureSlot, sniff};
+use crate::transport::TransportError;
+use crate::transport::store::{Store, StoredSignature};
+use crate::verdict::{SlotOutcome, Verdict};
+
+/// Why the forensic view cannot be given.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ForensicsError {
+    /// The store could not be read, or has no such image.
+    #[error(transparent)]
+    Store(#[from] TransportError),
+    /// `export` into a directory that is not empty.
+    #[error("{0} exists and is not empty: export into a new or empty directory")]
+    NotEmpty(PathBuf),
+    /// Writing the export failed.
+    #[error("writing {path}: {source}")]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// The IO error.
+        source: std::io::Error,
+    },
+    /// No stored signature with that number.
+    #[error("{image} has no stored signature-{slot} (it has {count})")]
+    NoSuchSignature {
+        /// The image.
+        image: String,
+        /// The number asked for.
+        slot: usize,
+        /// How many it has.
+        count: usize,
+    },
+}
+
+/// A stored signature decoded without verification.
+#[derive(Debug, Clone, Serialize, Default)]
+#[non_exhaustive]
+pub struct Decoded {
+    /// The format (`simple-signing`, `sigstore-json`).
+    pub format: Option<String>,
+    /// Key IDs or fingerprints the signature names as its issuer.
+    pub issuers: Vec<String>,
+    /// The signature's creation time (RFC 3339).
+    pub created: Option<String>,
+    /// `critical.identity.docker-reference`.
+    pub docker_reference: Option<String>,
+    /// `critical.image.docker-manifest-digest`.
+    pub manifest_digest: Option<String>,
+    /// `optional.creator`.
+    pub creator: Option<String>,
+    /// `optional.timestamp`.
+    pub timestamp: Option<i64>,
+    /// The signed payload as signed: JSON, or a string when it is not JSON.
+    pub payload: Option<serde_json::Value>,
+    /// Why it could not be decoded.
+    pub error: Option<String>,
+}
+
+/// Decodes a stored signature without verifying it.
+pub fn decode(bytes: &[u8]) -> Decoded {
+    let mut d = Decoded::default();
+    match sniff::sniff(bytes) {
+        Ok((format, message)) => {
+            d.format = Some(format.name().to_string());
+            if format != sniff::Format::SimpleSigning {
+                return d;
+            }
+            match simple::inspect(message) {
+                Ok(u) => {
+                    d.issuers = u.issuers;
+                    d.created = u.created.map(|t| {
+                        chrono::DateTime::<chrono::Utc>::from(t)
+                            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                    });
+                    d.payload = u.raw_payload.as_deref().map(|b| {
+                        serde_json::from_slice(b).unwrap_or_else(|_| {
+                            serde_json::Value::String(String::from_utf8_lossy(b).into_owned())
+                        })
+                    });
+                    if let Some(p) = u.payload {
+                        d.docker_reference = Some(p.docker_reference);
+                        d.manifest_digest = Some(p.manifest_digest);
+                        d.creator = p.creator;
+                        d.timestamp = p.timestamp;
+                    }
+                }
+                Err(e) => d.error = Some(e.to_string()),
+            }
+        }
+        Err(e) => d.error = Some(e.to_string()),
+    }
+    d
+}
+
+/// One signature slot of the newest copy of this name: where it came from, whether and how it
+/// is stored, the verdict at pull time, and what it says.
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct SlotView {
+    /// The slot at the source (1-based); `None` for a signature ferry made or one no record of
+    /// this name explains.
+    pub source_slot: Option<usize>,
+    /// Where it was read from.
+    pub location: Option<String>,
+    /// The stored file (`signature-N`), when it is stored.
+    pub stored_as: Option<String>,
+    /// The verdict at pull time.
+    pub verdict: Option<SlotOutcome>,
+    /// What the record says of a slot without a verdict.
+    pub note: Option<String>,
+    /// The stored signature, decoded.
+    pub decoded: Option<Decoded>,
+}
+
+/// A summary of one record.
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct CopySummary {
+    /// When.
+    pub time: String,
+    /// The name it was copied into the store as.
+    pub destination: String,
+    /// From where.
+    pub source: String,
+    /// The signature mode.
+    pub mode: SignatureMode,
+    /// The policy file.
+    pub policy: Option<String>,
+    /// Its digest.
+    pub policy_digest: Option<String>,
+    /// Whether the policy accepted it (`None` for a list, which is not judged).
+    pub accepted: Option<bool>,
+    /// The scope whose requirements applied.
+    pub scope: Option<String>,
+}
+
+impl CopySummary {
+    fn of(r: &Record) -> CopySummary {
+        CopySummary {
+            time: r.time.clone(),
+            destination: r.destination.clone(),
+            source: r.source.clone(),
+            mode: r.mode,
+            policy: r.policy.clone(),
+            policy_digest: r.policy_digest.clone(),
+            accepted: r.manifest.verdict.as_ref().map(|v| v.accepted),
+            scope: r.manifest.verdict.as_ref().map(|v| v.scope.clone()),
+        }
+    }
+}
+
+/// The forensic view of one stored name.
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct History {
+    /// The name asked about (`store:…`).
+    pub image: String,
+    /// Its manifest digest.
+    pub manifest_digest: Digest,
+    /// The store's root.
+    pub store: PathBuf,
+    /// Records of this name, oldest first.
+    pub records: usize,
+    /// The newest copy of this name, when there is a record of it.
+    pub last_copy: Option<CopySummary>,
+    /// Every slot of that copy, then stored signatures no record of this name explains.
+    pub slots: Vec<SlotView>,
+    /// Records of the same manifest made for other names, newest first. Not this name's.
+    pub other_names: Vec<CopySummary>,
+    /// Record files that could not be read, with why.
+    pub unreadable_records: Vec<String>,
+    #[serde(skip)]
+    own: Vec<Record>,
+    #[serde(skip)]
+    stored: Vec<StoredSignature>,
+}
+
+/// Opens the forensic view of `name` in `store`.
+pub fn history(store: &Store, name: &DockerReference) -> Result<History, ForensicsError> {
+    let image = store.resolve(name)?;
+    let digest = image.digest.clone();
+    let stored = store.signatures(&digest)?;
+    let me = ImageReference::Store(name.clone()).to_string();
+    let mut own = Vec::new();
+    let mut others = Vec::new();
+    let mut unreadable_records = Vec::new();
+    for r in store.records(&digest)? {
+        match r.record {
+            Ok(rec) if rec.destination == me => own.push(rec),
+            Ok(rec) => others.push(rec),
+            Err(e) => unreadable_records.push(format!("{}: {e}", r.path.display())),
+        }
+    }
+    own.sort_by(|a, b| a.time.cmp(&b.time));
+    others.sort_by(|a, b| b.time.cmp(&a.time));
+    let newest = own.last();
+    let find = |w: &WrittenSignature| stored.iter().find(|s| s.digest == w.digest);
+    let mut slots = Vec::new();
+    if let Some(r) = newest
+        && let Some(v) = &r.manifest.verdict
+    {
+        for s in &v.slots {
+            let kept = r
+                .manifest
+                .signatures
+                .written
+                .iter()
+                .find(|w| w.source_slot == Some(s.index))
+                .and_then(find);
+            slots.push(SlotView {
+                source_slot: Some(s.index),
+                location: Some(s.location.clone()),
+                stored_as: kept.map(|k| format!("signature-{}", k.index)),
+                verdict: Some(s.outcome.clone()),
+                note: None,
+                decoded: kept.map(|k| decode(&k.bytes)),
+            });
+        }
+    }
+    // Signatures this name's newest copy wrote without a source slot (made by ferry), and, when
+    // no record of this name exists, every stored one (put in by other means).
+    let explained = |s: &StoredSignature| {
+        newest.is_some_and(|r| {
+            r.manifest
+                .signatures
+                .written
+                .iter()
+                .any(|w| w.digest == s.digest && w.source_slot.is_some())
+        })
+    };
+    for s in &stored {
+        let made_here = newest.is_some_and(|r| {
+            r.manifest
+                .signatures
+                .written
+                .iter()
+                .any(|w| w.digest == s.digest && w.source_slot.is_none())
+        });
+        if explained(s) {
+            continue;
+        }
+        if newest.is_some() && !made_here {
+            // Received with another name's copy of this manifest: not this name's evidence.
+            continue;
+        }
+        slots.push(SlotView {
+            source_slot: None,
+            location: None,
+            stored_as: Some(format!("signature-{}", s.index)),
+            verdict: None,
+            note: Some(
+                if made_here {
+                    "signed by ferry during the copy (--sign-by)"
+                } else {
+                    "no record of this name explains this signature"
+                }
+                .to_string(),
+            ),
+            decoded: Some(decode(&s.bytes)),
+        });
+    }
+    Ok(History {
+        image: me,
+        manifest_digest: digest,
+        store: store.root_dir().to_path_buf(),
+        records: own.len(),
+        last_copy: newest.map(CopySummary::of),
+        slots,
+        other_names: others.iter().map(CopySummary::of).collect(),
+        unreadable_records,
+        own,
+        stored,
+    })
+}
+
+/// A stored signature of this name, with its decoded content, for `signatures show`.
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct ShownSignature {
+    /// The stored file, `signature-N`.
+    pub signature: String,
+    /// Its size.
+    pub size: usize,
+    /// sha256 of its bytes.
+    pub sha256: Digest,
+    /// The signed payload, as signed.
+    pub payload: Option<serde_json::Value>,
+    /// What it says.
+    pub decoded: Decoded,
+}
+
+impl History {
+    /// The newest record of this name.
+    pub fn last_record(&self) -> Option<&Record> {
+        self.own.last()
+    }
+
+    /// Every record of this name, oldest first.
+    pub fn own_records(&self) -> &[Record] {
+        &self.own
+    }
+
+    /// The stored signatures that belong to this name: those its newest copy wrote, or every
+    /// stored one when no record of this name exists.
+    pub fn signatures(&self) -> Vec<&StoredSignature> {
+        match self.own.last() {
+            Some(r) => r
+                .manifest
+                .signatures
+                .written
+                .iter()
+                .filter_map(|w| self.stored.iter().find(|s| s.digest == w.digest))
+                .collect(),
+            None => self.stored.iter().collect(),
+        }
+    }
+
+    /// The signatures of this name decoded; with `slot`, only `signature-slot`.
+    pub fn show(&self, slot: Option<usize>) -> Result<Vec<ShownSignature>, ForensicsError> {
+        let mine = self.signatures();
+        let out: Vec<ShownSignature> = mine
+            .iter()
+            .filter(|s| slot.is_none_or(|n| n == s.index))
+            .map(|s| {
+                let decoded = decode(&s.bytes);
+                ShownSignature {
+                    signature: format!("signature-{}", s.index),
+                    size: s.bytes.len(),
+                    sha256: s.digest.clone(),
+                    payload: decoded.payload.clone(),
+                    decoded,
+                }
+            })
+            .collect();
+        if let Some(n) = slot
+            && out.is_empty()
+        {
+            return Err(ForensicsError::NoSuchSignature {
+                image: self.image.clone(),
+                slot: n,
+                count: mine.len(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Judges this name's stored signatures against `policy` now, through the same gate as a
+    /// copy (copy-all: every stored signature is readable), as the image was pulled: with the
+    /// source reference of its newest record (so the policy scopes that gated the pull apply),
+    /// else its own docker identity. Returns the reference judged and the verdict.
+    pub fn verify(
+        &self,
+        store: &Store,
+        policy: &Policy,
+    ) -> Result<(ImageReference, Verdict), ForensicsError> {
+        let manifest = store.manifest_bytes(&self.manifest_digest)?;
+        let slots: Vec<SignatureSlot> = self
+            .signatures()
+            .into_iter()
+            .enumerate()
+            .map(|(i, s)| SignatureSlot {
+                index: i + 1,
+                location: store
+                    .signature_path(&self.manifest_digest, s.index)
+                    .display()
+                    .to_string(),
+                content: Ok(s.bytes.clone()),
+            })
+            .collect();
+        let as_pulled = self
+            .last_record()
+            .and_then(|r| ImageReference::parse(&r.source).ok())
+            .or_else(|| {
+                ImageReference::parse(&self.image)
+                    .ok()
+                    .and_then(|r| r.docker_reference())
+                    .map(ImageReference::Docker)
+            })
+            .unwrap_or_else(|| ImageReference::Dir {
+                path: PathBuf::from(&self.image),
+            });
+        let input = GateInput {
+            digest: &self.manifest_digest,
+            manifest: &manifest,
+            slots: &slots,
+            role: ManifestRole::Image,
+            platform: None,
+        };
+        let judgement = match policy::gate(policy, &as_pulled, SignatureMode::CopyAll, &[input]) {
+            Ok(a) => a.judgements()[0].clone(),
+            Err(r) => r.judgements[0].clone(),
+        };
+        let verdict = judgement
+            .verdict
+            .unwrap_or_else(|| policy::evaluate(policy, &as_pulled, &manifest, &slots));
+        Ok((as_pulled, verdict))
+    }
+
+    /// Writes the manifest, this name's raw signatures and every record of this name into
+    /// `dir` (new or empty); returns the files written, relative to `dir`.
+    pub fn export(&self, store: &Store, dir: &Path) -> Result<Vec<String>, ForensicsError> {
+        if dir.exists()
+            && std::fs::read_dir(dir)
+                .map(|mut d| d.next().is_some())
+                .unwrap_or(true)
+        {
+            return Err(ForensicsError::NotEmpty(dir.to_path_buf()));
+        }
+        let write = |name: &str, bytes: &[u8]| {
+            let path = dir.join(name);
+            std::fs::write(&path, bytes).map_err(|source| ForensicsError::Write { path, source })
+        };
+        std::fs::create_dir_all(dir.join("records")).map_err(|source| ForensicsError::Write {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let manifest = store.manifest_bytes(&self.manifest_digest)?;
+        write("manifest.json", &manifest)?;
+        let mut files = vec!["manifest.json".to_string()];
+        for (i, s) in self.signatures().iter().enumerate() {
+            let name = format!("signature-{}", i + 1);
+            write(&name, &s.bytes)?;
+            files.push(name);
+        }
+        for r in &self.own {
+            let name = format!("records/{}.json", r.time.replace(':', ""));
+            write(&name, &r.to_json())?;
+            files.push(name);
+        }
+        Ok(files)
+    }
+}

@@ -1,0 +1,125 @@
+//! `signedBy`: simple-signing (OpenPGP) signatures by trusted keys, as containers/image's
+//! `policy_eval_signedby.go` judges them.
+
+use super::config::{IdentityMatch, TrustedKeys};
+use super::eval::Judgement;
+use super::identity::identity_matches;
+use crate::digest::Digest;
+use crate::reference::DockerReference;
+use crate::signature::simple::{self, Keyring};
+use crate::verdict::{SignedClaims, Signer};
+
+fn claims_of(p: &simple::Payload, created: Option<std::time::SystemTime>) -> SignedClaims {
+    SignedClaims {
+        docker_reference: Some(p.docker_reference.clone()),
+        manifest_digest: Some(p.manifest_digest.clone()),
+        created: created.map(|t| {
+            chrono::DateTime::<chrono::Utc>::from(t)
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        }),
+        creator: p.creator.clone(),
+    }
+}
+
+fn trusted_keys_text(sources: &[String], keyring: &Keyring) -> String {
+    let keys: Vec<String> = keyring
+        .fingerprints()
+        .into_iter()
+        .map(|f| match keyring.user_id(&f) {
+            Some(u) => format!("{f} \"{u}\""),
+            None => f,
+        })
+        .collect();
+    format!("{} ({})", sources.join(", "), keys.join(", "))
+}
+
+/// Judges one simple-signing signature (the OpenPGP message `data`) for a `signedBy`
+/// requirement: the key, the signed manifest digest, then the signed identity.
+pub(crate) fn judge(
+    key_type: &str,
+    keys: &TrustedKeys,
+    identity: &IdentityMatch,
+    image: Option<&DockerReference>,
+    manifest: &[u8],
+    data: &[u8],
+) -> Judgement {
+    if key_type != "GPGKeys" {
+        return Judgement::Rejected(
+            format!("Unimplemented \"keyType\" value {key_type:?}"),
+            Signer::default(),
+            SignedClaims::default(),
+        );
+    }
+    let keyring = match &keys.keyring {
+        Ok(k) => k,
+        Err(e) => {
+            return Judgement::Rejected(e.clone(), Signer::default(), SignedClaims::default());
+        }
+    };
+    let v = match simple::verify(data, keyring) {
+        Ok(v) => v,
+        Err(e) => {
+            let (signer, claims) = match simple::inspect(data) {
+                Ok(u) => {
+                    let signer = Signer {
+                        fingerprint: u
+                            .issuers
+                            .iter()
+                            .find(|i| i.len() > 16)
+                            .or(u.issuers.first())
+                            .cloned(),
+                        ..Signer::default()
+                    };
+                    let claims = u
+                        .payload
+                        .as_ref()
+                        .map(|p| claims_of(p, u.created))
+                        .unwrap_or_default();
+                    (signer, claims)
+                }
+                Err(_) => (Signer::default(), SignedClaims::default()),
+            };
+            let reason = match e {
+                simple::SignatureError::UnknownSigner { issuers } => format!(
+                    "signed by key {}, which is not trusted by this requirement: it trusts {}",
+                    issuers.join(", "),
+                    trusted_keys_text(&keys.sources, keyring)
+                ),
+                other => other.to_string(),
+            };
+            return Judgement::Rejected(reason, signer, claims);
+        }
+    };
+    let signer = Signer {
+        fingerprint: Some(v.primary_fingerprint.clone()),
+        signing_key: Some(v.signing_key_fingerprint.clone()),
+        user_id: v.user_id.clone(),
+        key_file: Some(keys.sources.join(", ")),
+    };
+    let claims = claims_of(&v.payload, v.created);
+    // MatchesDigest: the payload's digest, computed with its own algorithm over the manifest,
+    // as containers/image's manifest.Digest does (which refuses what it cannot compute).
+    let digest_ok = match Digest::parse(&v.payload.manifest_digest) {
+        Ok(d) => crate::manifest::matches_digest(manifest, &d),
+        Err(e) => Err(e.to_string()),
+    };
+    match digest_ok {
+        Ok(true) => {}
+        Ok(false) => {
+            return Judgement::Rejected(
+                format!(
+                    "Signature for digest {} does not match (the image's manifest is {})",
+                    v.payload.manifest_digest,
+                    Digest::sha256_of(manifest)
+                ),
+                signer,
+                claims,
+            );
+        }
+        Err(e) => return Judgement::Rejected(e, signer, claims),
+    }
+    if let Err(e) = identity_matches(identity, image, &v.payload.docker_reference) {
+        return Judgement::Rejected(e, signer, claims);
+    }
+    Judgement::Accepted(signer, claims)
+}
