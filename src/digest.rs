@@ -46,6 +46,7 @@ pub struct Digest {
 
 /// Why a string is not a digest.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum DigestError {
     /// No `:` separates algorithm and hex.
     #[error("invalid digest {0:?}: expected ALGORITHM:HEX, e.g. sha256:<64 hex digits>")]
@@ -190,6 +191,7 @@ impl Digester {
 
 /// A blob whose bytes did not match what its descriptor promised.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum VerifyError {
     /// The content hashed to another digest.
     #[error(

@@ -270,7 +270,7 @@ pub fn history(store: &Store, name: &DockerReference) -> Result<History, Forensi
             verdict: None,
             note: Some(
                 if made_here {
-                    "signed by ferry during the copy (--sign-by)"
+                    "signed by ferry during the copy"
                 } else {
                     "no record of this name explains this signature"
                 }

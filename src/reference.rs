@@ -45,6 +45,7 @@ static TAG_RE: LazyLock<Regex> =
 
 /// Why a string is not a valid docker reference.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ReferenceError {
     /// Empty name.
     #[error("invalid reference {0:?}: repository name must have at least one component")]

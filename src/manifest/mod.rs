@@ -78,6 +78,7 @@ impl ManifestKind {
 
 /// Why bytes are not a manifest ferry can use.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ManifestError {
     /// Not JSON at all.
     #[error("manifest is not valid JSON ({source}); it starts with {start:?}")]

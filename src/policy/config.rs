@@ -14,6 +14,7 @@ use crate::strict_json::{self, JsonError};
 
 /// Why a policy cannot be used.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum PolicyError {
     /// The file could not be read.
     #[error("cannot read the signature policy {path}: {source}")]

@@ -22,6 +22,7 @@ impl Format {
 
 /// Why a blob is not a signature of a known format.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum SniffError {
     /// Zero bytes.
     #[error("empty signature blob")]
