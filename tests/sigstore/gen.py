@@ -1309,7 +1309,7 @@ def fulcio_issuer(cert: x509.Certificate) -> str:
 
 
 def verify_chain(leaf: x509.Certificate, intermediates: list, roots: list, at: datetime.datetime) -> None:
-    """Leaf -> (intermediates)* -> one of roots, all valid at `at`, CA flags, code-signing EKU on the leaf."""
+    """Leaf -> (intermediates)* -> one of roots, all valid at `at`, CA flags, EKUs allowing code signing (as Go's x509)."""
 
     def valid_at(c, what):
         if not (c.not_valid_before_utc <= at <= c.not_valid_after_utc):
@@ -1320,9 +1320,10 @@ def verify_chain(leaf: x509.Certificate, intermediates: list, roots: list, at: d
         return e is None or ExtendedKeyUsageOID.CODE_SIGNING in e.value or ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE in e.value
 
     valid_at(leaf, "leaf certificate")
-    e = _ext(leaf, x509.oid.ExtensionOID.EXTENDED_KEY_USAGE)
-    if e is None or ExtendedKeyUsageOID.CODE_SIGNING not in e.value:
-        raise VerifyFailed("leaf certificate lacks the code-signing extended key usage")
+    # Go's x509 (which containers/image uses) treats a certificate without the EKU extension as
+    # allowing any usage; one with the extension must list code signing (or any).
+    if not eku_ok(leaf):
+        raise VerifyFailed("leaf certificate's extended key usage excludes code-signing")
     cur, depth = leaf, 0
     pool = list(intermediates)
     while True:

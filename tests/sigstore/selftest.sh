@@ -326,6 +326,10 @@ negative_cert inconsistent "inconsistent" "verify-keyless rejects inconsistent v
 negative_cert noissuer "missing the OIDC issuer" "verify-keyless rejects a certificate without an issuer extension" --email signer@example.com
 negative_cert noemail "email" "verify-keyless rejects a certificate without an email" --issuer https://issuer.example
 negative_cert servereku "code-signing" "verify-keyless rejects a certificate without the code-signing EKU" --email signer@example.com --issuer https://issuer.example --eku server-auth
+gen cert --ca ca --email signer@example.com --issuer https://issuer.example --eku none --out leaf-noeku
+gen sign --key leaf-noeku.key --payload p.json --out kl-noeku.b64
+gen set --rekor-key rekor --payload p.json --signature kl-noeku.b64 --cert leaf-noeku.pem --integrated-time "$NOW" --log-index 4 --out kl-noeku.set
+expect 0 "verify-keyless accepts a certificate without any EKU extension (as Go's x509 does)" gen verify-keyless --payload p.json --signature kl-noeku.b64 --cert leaf-noeku.pem --chain ca.chain.pem --set kl-noeku.set --rekor-pub rekor.pub --ca-root ca.root.pem --email signer@example.com --issuer https://issuer.example
 negative_cert old "not valid at" "verify-keyless rejects a certificate not yet valid at the integrated time" --email signer@example.com --issuer https://issuer.example --not-before "$(date -u -d @$((NOW + 3600)) +%Y-%m-%dT%H:%M:%SZ)"
 gen set --rekor-key rekor --payload p.json --signature s-ecdsa-p256.b64 --pub k-ecdsa-p256.pub --integrated-time "$NOW" --log-index 7 --out key.set
 gen sigfile --payload p.json --signature s-ecdsa-p256.b64 --annotation-file dev.sigstore.cosign/bundle=key.set --out key-rekor.sigfile
