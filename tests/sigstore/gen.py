@@ -202,6 +202,8 @@ def b64e(b: bytes) -> str:
 
 def b64d(s: str | bytes, what: str) -> bytes:
     """Standard base64 with padding, like Go's base64.StdEncoding (which skips \\r and \\n)."""
+    if not isinstance(s, (str, bytes)):
+        raise GenError(f"{what} is not a base64 string")
     if isinstance(s, bytes):
         try:
             s = s.decode("ascii")
@@ -850,8 +852,8 @@ def _new_config(style: str) -> dict:
 def cmd_attach(a) -> int:
     reg = Registry(a.registry, a.repo)
     tag = a.tag or attachment_tag(a.digest)
-    if not a.sig and not a.raw_layer:
-        raise GenError("nothing to attach: give --sig PAYLOAD:SIGNATURE and/or --raw-layer FILE:MEDIATYPE")
+    if not a.sig and not a.raw_layer and not a.sigfile:
+        raise GenError("nothing to attach: give --sig PAYLOAD:SIGNATURE, --sigfile FILE and/or --raw-layer FILE:MEDIATYPE")
     extra_ann = parse_annotation_files(a.annotation_file)
     extra_ann.update(parse_kv(a.annotation, "--annotation"))
 
@@ -868,6 +870,11 @@ def cmd_attach(a) -> int:
             ann[SIGNATURE_ANNOTATION] = ("!not-base64!" + b64sig) if a.bad_base64 else b64sig
         ann.update(extra_ann)
         new_layers.append((payload, a.layer_media_type, ann))
+    for path in a.sigfile or []:
+        s = parse_sigfile(read_file(path, "signature file"), f"signature file {path!r}")
+        ann = dict(s["annotations"])
+        ann.update(extra_ann)
+        new_layers.append((s["payload"], s["mimeType"], ann))
     for spec in a.raw_layer or []:
         if ":" not in spec:
             raise GenError(f"--raw-layer {spec!r} is not FILE:MEDIATYPE")
@@ -1486,6 +1493,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--digest", required=True, help="the signed image's manifest digest")
     p.add_argument("--tag", help="override the sha256-HEX.sig tag")
     p.add_argument("--sig", action="append", metavar="PAYLOADFILE:SIGFILE")
+    p.add_argument("--sigfile", action="append", metavar="FILE", help="a containers/image signature file: its payload, MIME type and all its annotations")
     p.add_argument("--raw-layer", action="append", metavar="FILE:MEDIATYPE")
     p.add_argument("--annotation", action="append", metavar="K=V")
     p.add_argument("--annotation-file", action="append", metavar="K=PATH")
@@ -1577,6 +1585,12 @@ def main(argv=None) -> int:
         return 1
     except GenError as e:
         sys.stderr.write(f"{PROG} {a.cmd}: error: {e}\n")
+        return 2
+    except Exception:  # a bug, or input this program did not foresee: never exit 1 ("did not verify")
+        import traceback
+
+        traceback.print_exc()
+        sys.stderr.write(f"{PROG} {a.cmd}: error: unexpected failure (see the traceback above)\n")
         return 2
 
 

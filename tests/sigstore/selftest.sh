@@ -415,6 +415,10 @@ assert c["rootfs"] == {"type": "layers", "diff_ids": [l["digest"] for l in m["la
     check "containers/image config layout" grep -qx '{"architecture":"","os":"","config":{},"rootfs":{"type":"layers","diff_ids":\["sha256:[0-9a-f]*"\]}}' f3/config.json
     expect 0 "attach under an explicit --tag" gen attach --registry "$R" --repo t/img --digest "$RD" --tag custom-tag --sig rp.json:rp1.b64
     expect 0 "fetch-attachment --tag" gen fetch-attachment --registry "$R" --repo t/img --digest "$RD" --tag custom-tag --out f4 --pub k-ecdsa-p256.pub
+    expect 0 "attach --sigfile (a keyless signature file with certificate, chain and bundle)" gen attach --registry "$R" --repo t/kl --digest "$RD" --sigfile kl.sigfile
+    expect 0 "fetch-attachment of the keyless attachment" gen fetch-attachment --registry "$R" --repo t/kl --digest "$RD" --out fkl
+    check "its signature file is identical to the one attached" cmp fkl/signature-1 kl.sigfile
+    expect 0 "verify-keyless accepts the fetched signature file" gen verify-keyless --sigfile fkl/signature-1 --rekor-pub rekor.pub --ca-root ca.root.pem --email signer@example.com --issuer https://issuer.example
     expect_err 1 "does not exist" "fetch-attachment of a missing attachment" gen fetch-attachment --registry "$R" --repo t/img --digest "$DIGEST" --out f5
     expect_err 2 "only 127.0.0.1" "attach refuses localhost" gen attach --registry "http://localhost:$PORT" --repo t/img --digest "$RD" --sig rp.json:rp1.b64
     expect_err 2 "only 127.0.0.1" "attach refuses another host" gen attach --registry "http://192.0.2.1:$PORT" --repo t/img --digest "$RD" --sig rp.json:rp1.b64
