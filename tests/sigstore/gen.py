@@ -840,10 +840,11 @@ def _oci_descriptor(media_type: str, data: bytes, digest: str, annotations: dict
     return d
 
 
-def _new_config(style: str) -> dict:
+def _new_config(style: str, created: str | None) -> dict:
     if style == "cosign":
-        # go-containerregistry's v1.ConfigFile as cosign writes it (zero times, one history entry per layer).
-        return {"architecture": "", "created": ZERO_TIME, "history": [], "os": "", "rootfs": {"type": "layers", "diff_ids": []},
+        # go-containerregistry's v1.ConfigFile as cosign writes it (zero times, one history entry per layer;
+        # some cosign versions set "created" to the signing time).
+        return {"architecture": "", "created": created or ZERO_TIME, "history": [], "os": "", "rootfs": {"type": "layers", "diff_ids": []},
                 "config": {}}
     # containers/image: opencontainers image-spec v1.Image with only rootfs.type set.
     return {"architecture": "", "os": "", "config": {}, "rootfs": {"type": "layers", "diff_ids": []}}
@@ -886,7 +887,7 @@ def cmd_attach(a) -> int:
     existing = None if a.replace else reg.get_manifest(tag)
     if existing is None:
         manifest = {"schemaVersion": 2, "mediaType": OCI_MANIFEST_MEDIA_TYPE, "config": None, "layers": []}
-        config = _new_config(a.config_style)
+        config = _new_config(a.config_style, a.config_created)
     else:
         body, mt = existing
         if mt != OCI_MANIFEST_MEDIA_TYPE:
@@ -1503,6 +1504,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--replace", action="store_true", help="ignore an existing attachment instead of appending")
     p.add_argument("--no-dedup", action="store_true", help="append even an identical layer")
     p.add_argument("--config-style", choices=("cosign", "containers-image"), default="cosign")
+    p.add_argument("--config-created", metavar="RFC3339", help="the new cosign-style config's created time (default 0001-01-01T00:00:00Z)")
     p.add_argument("--manifest-media-type", help="override the manifest's mediaType and Content-Type")
     p.add_argument("--out", help="also write the pushed manifest here")
     p.set_defaults(fn=cmd_attach)
