@@ -112,6 +112,21 @@ pub fn string<'a>(v: &'a Value, key: &str) -> Result<&'a str, JsonError> {
         .ok_or_else(|| JsonError(format!("Field {key:?} must be a string, got {}", kind(v))))
 }
 
+/// The `type` member of an object, or `""` when there is none (containers/image then reports
+/// the type as unknown).
+pub fn type_name(v: &Value) -> &str {
+    v.as_object()
+        .and_then(|o| o.get("type"))
+        .and_then(Value::as_str)
+        .unwrap_or("")
+}
+
+/// An object that must be `{"type": ...}` and nothing else: `value` when it is.
+pub fn only_type<T>(v: &Value, value: T) -> Result<T, JsonError> {
+    object(v, &["type"], &["type"])?;
+    Ok(value)
+}
+
 /// What kind of JSON value this is, for messages.
 pub fn kind(v: &Value) -> &'static str {
     match v {

@@ -38,6 +38,18 @@ impl SelectionArgs {
     }
 }
 
+/// The options `ferry copy` and `ferry policy check` share: the policy, the mode, which images.
+pub fn gate_options(
+    policy: &PolicyArgs,
+    mode: &ModeArgs,
+    selection: &SelectionArgs,
+) -> anyhow::Result<CopyOptions> {
+    let mut options = CopyOptions::new(policy.load()?);
+    options.mode = mode.mode();
+    options.selection = selection.selection();
+    Ok(options)
+}
+
 /// The signature mode flags of `ferry copy` and `ferry policy check`.
 #[derive(Debug, clap::Args)]
 pub struct ModeArgs {
@@ -127,11 +139,8 @@ pub struct CopyArgs {
 
 /// Runs `ferry copy`.
 pub async fn run(args: CopyArgs) -> anyhow::Result<ExitCode> {
-    let policy = args.policy.load()?;
     let session = super::options::session(Some(&args.common), &args.store);
-    let mut options = CopyOptions::new(policy);
-    options.mode = args.mode.mode();
-    options.selection = args.selection.selection();
+    let mut options = gate_options(&args.policy, &args.mode, &args.selection)?;
     options.source = super::options::transport_options(
         args.src.src_tls_verify,
         args.src.src_creds,

@@ -4,7 +4,7 @@
 
 use std::process::ExitCode;
 
-use ferry::copy::{self, CopyOptions};
+use ferry::copy;
 use ferry::policy::{Judgement, SignatureFailure};
 use ferry::reference::ImageReference;
 use serde_json::json;
@@ -70,11 +70,8 @@ fn judgement_json(j: &Judgement) -> serde_json::Value {
 /// Runs `ferry policy ...`.
 pub async fn run(cmd: PolicyCommand) -> anyhow::Result<ExitCode> {
     let PolicyCommand::Check(args) = cmd;
-    let policy = args.policy.load()?;
     let session = super::options::session(Some(&args.common), &args.store);
-    let mut options = CopyOptions::new(policy);
-    options.mode = args.mode.mode();
-    options.selection = args.selection.selection();
+    let mut options = super::copy::gate_options(&args.policy, &args.mode, &args.selection)?;
     options.source = super::options::transport_options(
         args.side.tls_verify,
         args.side.creds.clone(),

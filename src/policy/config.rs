@@ -261,20 +261,9 @@ fn requirements(v: &Value) -> Result<Vec<Requirement>, JsonError> {
 }
 
 fn requirement(v: &Value) -> Result<Requirement, JsonError> {
-    let ty = v
-        .as_object()
-        .and_then(|o| o.get("type"))
-        .and_then(Value::as_str)
-        .unwrap_or("");
-    match ty {
-        "insecureAcceptAnything" => {
-            strict_json::object(v, &["type"], &["type"])?;
-            Ok(Requirement::InsecureAcceptAnything)
-        }
-        "reject" => {
-            strict_json::object(v, &["type"], &["type"])?;
-            Ok(Requirement::Reject)
-        }
+    match strict_json::type_name(v) {
+        "insecureAcceptAnything" => strict_json::only_type(v, Requirement::InsecureAcceptAnything),
+        "reject" => strict_json::only_type(v, Requirement::Reject),
         "signedBaseLayer" => {
             let o = strict_json::object(
                 v,
@@ -536,24 +525,12 @@ fn sigstore_signed(v: &Value) -> Result<Requirement, JsonError> {
 }
 
 fn identity(v: &Value) -> Result<IdentityMatch, JsonError> {
-    let ty = v
-        .as_object()
-        .and_then(|o| o.get("type"))
-        .and_then(Value::as_str)
-        .unwrap_or("");
-    match ty {
-        "matchExact" => {
-            strict_json::object(v, &["type"], &["type"])?;
-            Ok(IdentityMatch::MatchExact)
-        }
+    match strict_json::type_name(v) {
+        "matchExact" => strict_json::only_type(v, IdentityMatch::MatchExact),
         "matchRepoDigestOrExact" => {
-            strict_json::object(v, &["type"], &["type"])?;
-            Ok(IdentityMatch::MatchRepoDigestOrExact)
+            strict_json::only_type(v, IdentityMatch::MatchRepoDigestOrExact)
         }
-        "matchRepository" => {
-            strict_json::object(v, &["type"], &["type"])?;
-            Ok(IdentityMatch::MatchRepository)
-        }
+        "matchRepository" => strict_json::only_type(v, IdentityMatch::MatchRepository),
         "exactReference" => {
             let o = strict_json::object(
                 v,

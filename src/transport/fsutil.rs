@@ -116,6 +116,18 @@ pub fn read_capped(path: &Path, limit: u64) -> Result<Vec<u8>> {
     Ok(bytes)
 }
 
+/// Reads a manifest file, refusing one over [`crate::manifest::MAX_MANIFEST_SIZE`] without
+/// reading it whole.
+pub fn read_manifest_file(path: &Path) -> Result<Vec<u8>> {
+    read_capped(path, crate::manifest::MAX_MANIFEST_SIZE as u64).map_err(|e| match e {
+        TransportError::TooLarge { path, size, .. } => TransportError::Manifest {
+            what: path.display().to_string(),
+            source: crate::manifest::ManifestError::TooLarge(size as usize),
+        },
+        other => other,
+    })
+}
+
 /// Reads a whole small file.
 pub fn read(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).map_err(|e| TransportError::io(path, e))

@@ -71,14 +71,7 @@ impl ImageSource for DirSource {
 
     async fn manifest(&self, instance: Option<&Digest>) -> Result<RawManifest> {
         let p = self.path.join(manifest_name(instance));
-        let meta = std::fs::metadata(&p).map_err(|e| TransportError::io(&p, e))?;
-        if meta.len() > crate::manifest::MAX_MANIFEST_SIZE as u64 {
-            return Err(TransportError::Manifest {
-                what: p.display().to_string(),
-                source: crate::manifest::ManifestError::TooLarge(meta.len() as usize),
-            });
-        }
-        let bytes = fsutil::read(&p)?;
+        let bytes = fsutil::read_manifest_file(&p)?;
         crate::manifest::detect(&bytes, None).map_err(|source| TransportError::Manifest {
             what: p.display().to_string(),
             source,

@@ -135,14 +135,7 @@ impl Layout {
     /// A blob's bytes, when it is small (manifests), checked against its digest.
     pub fn read_manifest_blob(&self, d: &Digest) -> Result<Bytes> {
         let p = self.blob_path(d);
-        let meta = std::fs::metadata(&p).map_err(|e| TransportError::io(&p, e))?;
-        if meta.len() > crate::manifest::MAX_MANIFEST_SIZE as u64 {
-            return Err(TransportError::Manifest {
-                what: p.display().to_string(),
-                source: crate::manifest::ManifestError::TooLarge(meta.len() as usize),
-            });
-        }
-        let bytes = fsutil::read(&p)?;
+        let bytes = fsutil::read_manifest_file(&p)?;
         if !d.matches(&bytes) {
             return Err(TransportError::InvalidLayout {
                 path: p,
@@ -150,6 +143,32 @@ impl Layout {
             });
         }
         Ok(bytes.into())
+    }
+
+    /// The manifest of an image whose index entry has `top_digest` and `top_media_type`: the
+    /// top level with `None`, an instance of a list by its digest.
+    pub fn manifest(
+        &self,
+        top_digest: &Digest,
+        top_media_type: &str,
+        instance: Option<&Digest>,
+    ) -> Result<RawManifest> {
+        let (digest, media_type) = match instance {
+            None => (
+                top_digest,
+                Some(top_media_type.to_string()).filter(|m| !m.is_empty()),
+            ),
+            Some(d) => (d, None),
+        };
+        Ok(RawManifest {
+            bytes: self.read_manifest_blob(digest)?,
+            media_type,
+        })
+    }
+
+    /// A stream of a blob's bytes.
+    pub async fn blob_stream(&self, d: &Digest) -> Result<ByteStream> {
+        fsutil::file_stream(&self.blob_path(d)).await
     }
 
     /// Streams a blob into place (temp file, then rename).
@@ -254,21 +273,12 @@ impl ImageSource for OciLayoutSource {
     }
 
     async fn manifest(&self, instance: Option<&Digest>) -> Result<RawManifest> {
-        let (digest, media_type) = match instance {
-            None => (
-                &self.top.digest,
-                Some(self.top.media_type.clone()).filter(|m| !m.is_empty()),
-            ),
-            Some(d) => (d, None),
-        };
-        Ok(RawManifest {
-            bytes: self.layout.read_manifest_blob(digest)?,
-            media_type,
-        })
+        self.layout
+            .manifest(&self.top.digest, &self.top.media_type, instance)
     }
 
     async fn blob(&self, descriptor: &Descriptor) -> Result<ByteStream> {
-        fsutil::file_stream(&self.layout.blob_path(&descriptor.digest)).await
+        self.layout.blob_stream(&descriptor.digest).await
     }
 
     async fn signatures(

@@ -307,21 +307,13 @@ impl ImageSource for StoreSource {
     }
 
     async fn manifest(&self, instance: Option<&Digest>) -> Result<RawManifest> {
-        let (digest, media_type) = match instance {
-            None => (
-                &self.image.digest,
-                Some(self.image.media_type.clone()).filter(|m| !m.is_empty()),
-            ),
-            Some(d) => (d, None),
-        };
-        Ok(RawManifest {
-            bytes: self.store.manifest_bytes(digest)?,
-            media_type,
-        })
+        self.store
+            .layout
+            .manifest(&self.image.digest, &self.image.media_type, instance)
     }
 
     async fn blob(&self, descriptor: &Descriptor) -> Result<ByteStream> {
-        fsutil::file_stream(&self.store.layout.blob_path(&descriptor.digest)).await
+        self.store.layout.blob_stream(&descriptor.digest).await
     }
 
     async fn signatures(
