@@ -407,11 +407,11 @@ impl History {
             platform: None,
         };
         let judgement = match policy::gate(policy, &as_pulled, SignatureMode::CopyAll, &[input]) {
-            Ok(a) => a.judgements()[0].clone(),
-            Err(r) => r.judgements[0].clone(),
+            Ok(a) => a.judgements().first().cloned(),
+            Err(r) => r.judgements.first().cloned(),
         };
         let verdict = judgement
-            .verdict
+            .and_then(|j| j.verdict)
             .unwrap_or_else(|| policy::evaluate(policy, &as_pulled, &manifest, &slots));
         Ok((as_pulled, verdict))
     }

@@ -46,6 +46,18 @@
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+// Library code returns errors; it never panics on input from a registry, a file or a user.
+// (Tests may.) Where an invariant makes a panic impossible, the code says why instead.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::unreachable,
+        clippy::indexing_slicing
+    )
+)]
 
 pub mod config;
 pub mod copy;

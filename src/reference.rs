@@ -34,14 +34,20 @@ fn domain_and_port() -> String {
     format!(r"(?:{DOMAIN_NAME_COMPONENT}(?:\.{DOMAIN_NAME_COMPONENT})*|{IPV6})(?::[0-9]+)?")
 }
 
-// The patterns below are constants that every unit test compiles, so their `expect` cannot fire.
+/// Compiles one of this module's constant patterns. Every pattern is a constant that every unit
+/// test run compiles, so the `expect` cannot fire on any input: only an edit of a pattern could
+/// make it, and the tests would catch that.
+#[allow(clippy::expect_used)]
+fn static_regex(pattern: &str) -> Regex {
+    Regex::new(pattern).expect("a constant pattern that the unit tests compile")
+}
+
 static REFERENCE_RE: LazyLock<Regex> = LazyLock::new(|| {
     let nc = name_component();
     let name = format!("(?:{}/)?{nc}(?:/{nc})*", domain_and_port());
-    Regex::new(&format!("^({name})(?::({TAG}))?(?:@({DIGEST}))?$")).expect("static regex")
+    static_regex(&format!("^({name})(?::({TAG}))?(?:@({DIGEST}))?$"))
 });
-static TAG_RE: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(&format!("^{TAG}$")).expect("static regex"));
+static TAG_RE: LazyLock<Regex> = LazyLock::new(|| static_regex(&format!("^{TAG}$")));
 
 /// Why a string is not a valid docker reference.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -413,17 +419,14 @@ fn resolve_path(path: &std::path::Path) -> PathBuf {
 pub fn is_remap_prefix(s: &str) -> bool {
     const DC: &str = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])";
     const NC: &str = r"[a-z0-9]+(?:(?:[._]|__|[-]*)[a-z0-9]+)*";
-    static DOMAIN: LazyLock<Regex> = LazyLock::new(|| {
-        Regex::new(&format!(r"^{DC}(?:\.{DC})*(?::[0-9]+)?$")).expect("static regex")
-    });
-    static DOMAIN_PREFIX: LazyLock<Regex> = LazyLock::new(|| {
-        Regex::new(&format!(r"^{DC}(?:\.{DC})*(?::[0-9]+)?/")).expect("static regex")
-    });
+    static DOMAIN: LazyLock<Regex> =
+        LazyLock::new(|| static_regex(&format!(r"^{DC}(?:\.{DC})*(?::[0-9]+)?$")));
+    static DOMAIN_PREFIX: LazyLock<Regex> =
+        LazyLock::new(|| static_regex(&format!(r"^{DC}(?:\.{DC})*(?::[0-9]+)?/")));
     static NAME: LazyLock<Regex> = LazyLock::new(|| {
-        Regex::new(&format!(
+        static_regex(&format!(
             r"^(?:{DC}(?:\.{DC})*(?::[0-9]+)?/)?{NC}(?:/{NC})*$"
         ))
-        .expect("static regex")
     });
     DOMAIN.is_match(s) || (NAME.is_match(s) && DOMAIN_PREFIX.is_match(s))
 }
@@ -432,8 +435,9 @@ pub fn is_remap_prefix(s: &str) -> bool {
 /// separators `-._:@/+`, as containers/image's oci layout transport checks it.
 fn valid_oci_ref_name(s: &str) -> bool {
     static RE: LazyLock<Regex> = LazyLock::new(|| {
-        Regex::new(r"^[A-Za-z0-9]+(?:(?:[-._:@+]|--)[A-Za-z0-9]+)*(?:/[A-Za-z0-9]+(?:(?:[-._:@+]|--)[A-Za-z0-9]+)*)*$")
-            .expect("static regex")
+        static_regex(
+            r"^[A-Za-z0-9]+(?:(?:[-._:@+]|--)[A-Za-z0-9]+)*(?:/[A-Za-z0-9]+(?:(?:[-._:@+]|--)[A-Za-z0-9]+)*)*$",
+        )
     });
     RE.is_match(s)
 }

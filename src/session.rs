@@ -50,7 +50,7 @@ impl SessionConfig {
             store_root: store_root_from_env(),
             registries_d: Some(registries_d::default_dir()),
             auth_files: auth::default_auth_files(),
-            default_lookaside: Some(registries_d::builtin_default_base()),
+            default_lookaside: registries_d::builtin_default_base(),
         }
     }
 }

@@ -83,13 +83,36 @@ pub fn parse(bytes: &[u8]) -> Result<Value, JsonError> {
     Ok(v)
 }
 
+/// The members of a checked JSON object: read with [`Members::req`] (a missing key is an error,
+/// never a panic) or [`Members::get`].
+#[derive(Debug, Clone)]
+pub struct Members<'a>(BTreeMap<&'a str, &'a Value>);
+
+impl<'a> Members<'a> {
+    /// A member the object must have.
+    pub fn req(&self, key: &str) -> Result<&'a Value, JsonError> {
+        self.0
+            .get(key)
+            .copied()
+            .ok_or_else(|| JsonError(format!("Key {key:?} missing in a JSON object")))
+    }
+    /// A member the object may have.
+    pub fn get(&self, key: &str) -> Option<&'a Value> {
+        self.0.get(key).copied()
+    }
+    /// Whether the object has `key`.
+    pub fn contains_key(&self, key: &str) -> bool {
+        self.0.contains_key(key)
+    }
+}
+
 /// The members of a JSON object, checked against the keys it may have (`allowed`) and must have
 /// (`required`).
 pub fn object<'a>(
     v: &'a Value,
     allowed: &[&str],
     required: &[&str],
-) -> Result<BTreeMap<&'a str, &'a Value>, JsonError> {
+) -> Result<Members<'a>, JsonError> {
     let obj = v
         .as_object()
         .ok_or_else(|| JsonError(format!("JSON object expected, got {}", kind(v))))?;
@@ -103,7 +126,7 @@ pub fn object<'a>(
             return Err(JsonError(format!("Key {k:?} missing in a JSON object")));
         }
     }
-    Ok(obj.iter().map(|(k, v)| (k.as_str(), v)).collect())
+    Ok(Members(obj.iter().map(|(k, v)| (k.as_str(), v)).collect()))
 }
 
 /// A member that must be a string.
@@ -171,7 +194,9 @@ mod tests {
                 .0
                 .contains("missing")
         );
-        assert_eq!(object(&v, &["a", "b"], &["a"]).unwrap().len(), 2);
+        let m = object(&v, &["a", "b"], &["a"]).unwrap();
+        assert!(m.req("a").is_ok() && m.get("b").is_some());
+        assert!(m.req("c").unwrap_err().0.contains("missing"));
         assert!(
             object(&Value::Null, &[], &[])
                 .unwrap_err()

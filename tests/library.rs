@@ -85,3 +85,35 @@ async fn a_runtime_pulls_with_sufficient_subset_and_reads_the_verdict() {
     assert!(seen.iter().any(|e| e.starts_with("warning")), "{seen:?}");
     assert!(seen.iter().any(|e| e == "blob done"), "{seen:?}");
 }
+
+#[tokio::test]
+async fn the_library_reads_no_environment_unless_asked() {
+    // A session built from SessionConfig::default() has no store, whatever $FERRY_STORE, $HOME
+    // or $XDG_DATA_HOME say: a store: reference is an error that says so, not a silent write
+    // into ~/.local/share.
+    let t = tempfile::tempdir().unwrap();
+    let policy = Arc::new(
+        Policy::from_bytes(
+            br#"{"default":[{"type":"insecureAcceptAnything"}]}"#,
+            "inline",
+        )
+        .unwrap(),
+    );
+    let src =
+        ImageReference::parse(&format!("dir:{}", demo().join("hello-dir").display())).unwrap();
+    let dst = ImageReference::parse("store:example.com/app:1").unwrap();
+    let session = Session::new(SessionConfig::default());
+    let mut options = CopyOptions::new(policy);
+    options.mode = SignatureMode::RemoveSignatures;
+    let e = copy(&session, &src, &dst, &options).await.unwrap_err();
+    assert!(e.to_string().contains("no store is configured"), "{e}");
+    assert!(!e.is_rejection());
+    // With a store root, the same copy lands there and only there.
+    let mut config = SessionConfig::default();
+    config.store_root = Some(t.path().join("s"));
+    let report = copy(&Session::new(config), &src, &dst, &options)
+        .await
+        .unwrap();
+    assert!(t.path().join("s/index.json").exists());
+    assert!(report.verdict().unwrap().accepted);
+}

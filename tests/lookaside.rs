@@ -58,7 +58,7 @@ fn load_err(files: &[(&str, &str)]) -> (String, tempfile::TempDir) {
 fn read(c: &RegistriesConfig, image: &str) -> String {
     c.read_base(&r(image))
         .unwrap()
-        .unwrap_or_else(lookaside::builtin_default_base)
+        .unwrap_or_else(|| lookaside::builtin_default_base().unwrap())
         .to_string()
 }
 
@@ -275,7 +275,7 @@ docker:
     // ends at the built-in default.
     assert_eq!(
         read(&c, "quay.io/a/b:1"),
-        lookaside::builtin_default_base().to_string()
+        lookaside::builtin_default_base().unwrap().to_string()
     );
     assert_eq!(
         write(&c, "quay.io/a/b:1").unwrap(),
@@ -289,7 +289,7 @@ fn nothing_configured_reads_the_builtin_default_and_writes_nowhere() {
     for dir in [d.path().join("missing"), d.path().to_path_buf()] {
         let c = RegistriesConfig::load(&dir).unwrap();
         assert_eq!(c.read_base(&r(IMAGE)).unwrap(), None);
-        let base = lookaside::builtin_default_base();
+        let base = lookaside::builtin_default_base().unwrap();
         assert_eq!(base.scheme(), "file");
         assert!(
             base.path() == "/var/lib/containers/sigstore"

@@ -340,7 +340,7 @@ fn effective_uid() -> Option<u32> {
 /// `file:///var/lib/containers/sigstore` for root, `file://$HOME/.local/share/containers/sigstore`
 /// otherwise. Reads the environment (the effective user and `$HOME`), so the library calls it
 /// only through [`crate::session::SessionConfig::from_env`].
-pub fn builtin_default_base() -> Url {
+pub fn builtin_default_base() -> Option<Url> {
     let is_root = match effective_uid() {
         Some(uid) => uid == 0,
         None => std::env::home_dir().is_some_and(|h| h == Path::new("/root")),
@@ -352,16 +352,10 @@ pub fn builtin_default_base() -> Url {
             .unwrap_or_else(|| PathBuf::from("/"))
             .join(".local/share/containers/sigstore")
     };
-    match Url::from_file_path(&path) {
-        Ok(u) => u,
-        // Only a relative path fails, and both branches build absolute ones unless $HOME is
-        // relative; then the root default is the sensible place.
-        Err(()) => {
-            let mut u = Url::parse("file:///").unwrap_or_else(|_| unreachable!());
-            u.set_path("/var/lib/containers/sigstore");
-            u
-        }
-    }
+    // Only a relative $HOME makes the path relative; the root default is then the sensible place.
+    Url::from_file_path(&path)
+        .or_else(|()| Url::from_file_path("/var/lib/containers/sigstore"))
+        .ok()
 }
 
 /// The URL of signature `index` (from 1) of the manifest `manifest_digest` of `image`:
@@ -461,7 +455,7 @@ mod tests {
 
     #[test]
     fn builtin_default_follows_the_effective_uid() {
-        let u = builtin_default_base();
+        let u = builtin_default_base().unwrap();
         assert_eq!(u.scheme(), "file");
         if effective_uid() == Some(0) {
             assert_eq!(u.path(), "/var/lib/containers/sigstore");

@@ -222,7 +222,7 @@ pub fn detect(bytes: &[u8], declared: Option<&str>) -> Result<ManifestKind, Mani
     }
     let probe: Probe = serde_json::from_slice(bytes).map_err(|source| ManifestError::NotJson {
         source,
-        start: String::from_utf8_lossy(&bytes[..bytes.len().min(40)]).into_owned(),
+        start: String::from_utf8_lossy(bytes.get(..40).unwrap_or(bytes)).into_owned(),
     })?;
     if let Some(mt) = probe.media_type.as_deref()
         && let Some(k) = ManifestKind::from_media_type(mt)

@@ -270,7 +270,7 @@ fn requirement(v: &Value) -> Result<Requirement, JsonError> {
                 &["type", "baseLayerIdentity"],
                 &["type", "baseLayerIdentity"],
             )?;
-            identity(o["baseLayerIdentity"])?;
+            identity(o.req("baseLayerIdentity")?)?;
             Ok(Requirement::SignedBaseLayer)
         }
         "signedBy" => signed_by(v),
@@ -312,7 +312,7 @@ fn signed_by(v: &Value) -> Result<Requirement, JsonError> {
     }
     let present = ["keyPath", "keyPaths", "keyData"]
         .iter()
-        .filter(|k| o.contains_key(*k))
+        .filter(|k| o.contains_key(k))
         .count();
     match present {
         0 => {
@@ -348,7 +348,7 @@ fn signed_by(v: &Value) -> Result<Requirement, JsonError> {
             .collect::<Result<Vec<_>, _>>()?;
         load_key_files(&paths)
     } else {
-        let d = strict_json::string(o["keyData"], "keyData")?;
+        let d = strict_json::string(o.req("keyData")?, "keyData")?;
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(d)
             .map_err(|e| JsonError(format!("illegal base64 data in keyData: {e}")))?;
@@ -423,7 +423,7 @@ fn sigstore_signed(v: &Value) -> Result<Requirement, JsonError> {
         "keyPath", "keyPaths", "keyData", "keyDatas", "fulcio", "pki",
     ]
     .iter()
-    .filter(|k| o.contains_key(*k))
+    .filter(|k| o.contains_key(k))
     .count();
     if sources != 1 {
         return Err(JsonError(
@@ -455,7 +455,7 @@ fn sigstore_signed(v: &Value) -> Result<Requirement, JsonError> {
         "rekorPublicKeyDatas",
     ]
     .iter()
-    .filter(|k| o.contains_key(*k))
+    .filter(|k| o.contains_key(k))
     .count();
     if rekor > 1 {
         return Err(JsonError("at most one of rekorPublickeyPath, rekorPublicKeyPaths, rekorPublickeyData and rekorPublicKeyDatas can be used simultaneously".into()));
@@ -537,7 +537,7 @@ fn identity(v: &Value) -> Result<IdentityMatch, JsonError> {
                 &["type", "dockerReference"],
                 &["type", "dockerReference"],
             )?;
-            let s = strict_json::string(o["dockerReference"], "dockerReference")?;
+            let s = strict_json::string(o.req("dockerReference")?, "dockerReference")?;
             let r = DockerReference::parse(s)
                 .map_err(|e| JsonError(format!("Invalid format of dockerReference {s:?}: {e}")))?;
             if r.tag().is_none() && r.digest().is_none() {
@@ -553,7 +553,7 @@ fn identity(v: &Value) -> Result<IdentityMatch, JsonError> {
                 &["type", "dockerRepository"],
                 &["type", "dockerRepository"],
             )?;
-            let s = strict_json::string(o["dockerRepository"], "dockerRepository")?;
+            let s = strict_json::string(o.req("dockerRepository")?, "dockerRepository")?;
             let r = DockerReference::parse(s)
                 .map_err(|e| JsonError(format!("Invalid format of dockerRepository {s:?}: {e}")))?;
             Ok(IdentityMatch::ExactRepository(r))
@@ -564,8 +564,8 @@ fn identity(v: &Value) -> Result<IdentityMatch, JsonError> {
                 &["type", "prefix", "signedPrefix"],
                 &["type", "prefix", "signedPrefix"],
             )?;
-            let prefix = strict_json::string(o["prefix"], "prefix")?;
-            let signed_prefix = strict_json::string(o["signedPrefix"], "signedPrefix")?;
+            let prefix = strict_json::string(o.req("prefix")?, "prefix")?;
+            let signed_prefix = strict_json::string(o.req("signedPrefix")?, "signedPrefix")?;
             for p in [prefix, signed_prefix] {
                 if !crate::reference::is_remap_prefix(p) {
                     return Err(JsonError(format!("prefix {p:?} is not valid")));

@@ -79,9 +79,9 @@ pub fn evaluate(
                 (false, "signedBaseLayer not implemented yet!".to_string())
             }
             Requirement::SigstoreSigned { .. } => {
-                for (si, r) in readable.iter().enumerate() {
+                for (r, st) in readable.iter().zip(state.iter_mut()) {
                     if let Ok((Format::SigstoreJson, _)) = r {
-                        state[si].rejections.push(format!(
+                        st.rejections.push(format!(
                             "requirement {number}: sigstore signatures are not verified by ferry yet"
                         ));
                     }
@@ -96,7 +96,7 @@ pub fn evaluate(
                 let mut examined = 0;
                 let mut reasons = Vec::new();
                 let mut any = false;
-                for (si, r) in readable.iter().enumerate() {
+                for ((slot, r), st) in slots.iter().zip(&readable).zip(state.iter_mut()) {
                     let Ok((Format::SimpleSigning, data)) = r else {
                         continue;
                     };
@@ -111,17 +111,16 @@ pub fn evaluate(
                     ) {
                         Judgement::Accepted(signer, claims) => {
                             any = true;
-                            if state[si].accepted_by.is_none() {
-                                state[si].accepted_by = Some((number, signer, claims));
+                            if st.accepted_by.is_none() {
+                                st.accepted_by = Some((number, signer, claims));
                             }
                         }
                         Judgement::Rejected(reason, signer, claims) => {
-                            reasons.push(format!("{}: {reason}", slots[si].name()));
-                            state[si]
-                                .rejections
+                            reasons.push(format!("{}: {reason}", slot.name()));
+                            st.rejections
                                 .push(format!("requirement {number}: {reason}"));
-                            if state[si].rejected_info.is_none() {
-                                state[si].rejected_info = Some((signer, claims));
+                            if st.rejected_info.is_none() {
+                                st.rejected_info = Some((signer, claims));
                             }
                         }
                     }

@@ -71,16 +71,18 @@ pub fn sniff(bytes: &[u8]) -> Result<(Format, &[u8]), SniffError> {
             Ok((Format::SimpleSigning, bytes))
         }
         0x00 => {
-            let rest = &bytes[1..];
+            let rest = bytes.get(1..).unwrap_or_default();
             let nl = rest
                 .iter()
                 .position(|&b| b == b'\n')
                 .ok_or(SniffError::MissingNewline)?;
-            let name = &rest[..nl];
+            let (name, tail) = rest
+                .split_at_checked(nl)
+                .ok_or(SniffError::MissingNewline)?;
+            let data = tail.get(1..).unwrap_or_default();
             if let Some(&b) = name.iter().find(|b| !(0x20..=0x7e).contains(*b)) {
                 return Err(SniffError::NonAscii(b));
             }
-            let data = &rest[nl + 1..];
             match name {
                 b"simple-signing" => Ok((Format::SimpleSigning, data)),
                 b"sigstore-json" => Ok((Format::SigstoreJson, data)),

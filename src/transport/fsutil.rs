@@ -11,6 +11,25 @@ use super::{Result, TransportError};
 use crate::digest::ByteStream;
 use crate::signature::{MAX_SIGNATURE_SIZE, SignatureSlot, SlotReadError, SlotReadErrorKind};
 
+/// A name no other call in any process is likely to give: 16 hex digits from the process id,
+/// the time, a per-process counter and the thread, hashed. It needs no entropy source, so it
+/// works in a root without `/dev` (where an OS-entropy generator can fail).
+pub fn unique_id() -> String {
+    use sha2::Digest as _;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut h = sha2::Sha256::new();
+    h.update(std::process::id().to_le_bytes());
+    h.update(COUNTER.fetch_add(1, Ordering::Relaxed).to_le_bytes());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    h.update(now.to_le_bytes());
+    h.update(format!("{:?}", std::thread::current().id()).as_bytes());
+    hex::encode(h.finalize().get(..8).unwrap_or_default())
+}
+
 /// The prefix of every temporary file or directory ferry leaves while it works.
 pub const TEMP_PREFIX: &str = ".ferry-tmp-";
 

@@ -33,37 +33,46 @@ pub fn parse_payload(json: &[u8]) -> Result<Payload, SignatureError> {
     let top = strict_json::object(&v, &["critical", "optional"], &["critical", "optional"])
         .map_err(invalid)?;
     let critical = strict_json::object(
-        top["critical"],
+        top.req("critical").map_err(invalid)?,
         &["type", "image", "identity"],
         &["type", "image", "identity"],
     )
     .map_err(invalid)?;
-    let ty = strict_json::string(critical["type"], "type").map_err(invalid)?;
+    let ty =
+        strict_json::string(critical.req("type").map_err(invalid)?, "type").map_err(invalid)?;
     if ty != SIGNATURE_TYPE {
         return Err(invalid(format!("Unrecognized signature type {ty}")));
     }
     let image = strict_json::object(
-        critical["image"],
+        critical.req("image").map_err(invalid)?,
         &["docker-manifest-digest"],
         &["docker-manifest-digest"],
     )
     .map_err(invalid)?;
-    let digest = strict_json::string(image["docker-manifest-digest"], "docker-manifest-digest")
-        .map_err(invalid)?;
+    let digest = strict_json::string(
+        image.req("docker-manifest-digest").map_err(invalid)?,
+        "docker-manifest-digest",
+    )
+    .map_err(invalid)?;
     if let Err(e) = Digest::parse(digest) {
         return Err(invalid(format!(
             "invalid docker-manifest-digest value {digest:?}: {e}"
         )));
     }
     let identity = strict_json::object(
-        critical["identity"],
+        critical.req("identity").map_err(invalid)?,
         &["docker-reference"],
         &["docker-reference"],
     )
     .map_err(invalid)?;
-    let reference =
-        strict_json::string(identity["docker-reference"], "docker-reference").map_err(invalid)?;
-    let optional = top["optional"]
+    let reference = strict_json::string(
+        identity.req("docker-reference").map_err(invalid)?,
+        "docker-reference",
+    )
+    .map_err(invalid)?;
+    let optional = top
+        .req("optional")
+        .map_err(invalid)?
         .as_object()
         .ok_or_else(|| invalid("Field optional must be a JSON object"))?;
     let creator = match optional.get("creator") {

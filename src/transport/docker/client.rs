@@ -160,7 +160,7 @@ impl RegistryClient {
                 supports_signatures: false,
             };
             // Probing https before a plain-http fallback must not wait out the retries.
-            let fallback_left = *scheme != schemes[schemes.len() - 1];
+            let fallback_left = schemes.last() != Some(scheme);
             match c.ping(if fallback_left { 0 } else { retry_times }).await {
                 Ok(()) => return Ok(c),
                 Err(e) => last_err = Some(e),
@@ -438,7 +438,7 @@ impl RegistryClient {
         let body = read_limited(resp, MAX_ERROR_BODY, url)
             .await
             .unwrap_or_default();
-        let text = String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
+        let text = String::from_utf8_lossy(body.get(..200).unwrap_or(&body)).into_owned();
         let detail = serde_json::from_slice::<serde_json::Value>(&body)
             .ok()
             .and_then(|v| {

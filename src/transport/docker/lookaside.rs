@@ -121,8 +121,8 @@ async fn read_body(
         match resp.chunk().await {
             Ok(Some(c)) => {
                 if body.len() + c.len() > cap {
-                    let room = cap - body.len();
-                    body.extend_from_slice(&c[..room]);
+                    let room = cap.saturating_sub(body.len());
+                    body.extend_from_slice(c.get(..room).unwrap_or(&c));
                     return Ok((body, true));
                 }
                 body.extend_from_slice(&c);

@@ -139,7 +139,7 @@ async fn get_manifest(
             url.to_string(),
             format!(
                 "answered an HTML page (Content-Type {ct:?}) where a manifest was expected: {:?}; is this really a registry?",
-                String::from_utf8_lossy(&body[..body.len().min(80)])
+                String::from_utf8_lossy(body.get(..80).unwrap_or(&body))
             ),
         ));
     }
@@ -572,7 +572,11 @@ impl ImageDestination for DockerDestination {
                 let body = serde_json::to_vec(&ExtensionSignature {
                     schema_version: 2,
                     kind: "atomic".into(),
-                    name: format!("{manifest_digest}@{:032x}", rand::random::<u128>()),
+                    name: format!(
+                        "{manifest_digest}@{}{}",
+                        super::fsutil::unique_id(),
+                        super::fsutil::unique_id()
+                    ),
                     content: base64::engine::general_purpose::STANDARD.encode(s),
                 })
                 .map_err(|e| TransportError::Unsupported(e.to_string()))?;

@@ -77,7 +77,12 @@ impl Layout {
     pub fn entries(&self) -> Result<Vec<(Option<String>, Descriptor)>> {
         let index = self.read_index()?;
         let mut out = Vec::new();
-        for m in index["manifests"].as_array().into_iter().flatten() {
+        for m in index
+            .get("manifests")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
             let d: Descriptor =
                 serde_json::from_value(m.clone()).map_err(|e| TransportError::InvalidLayout {
                     path: self.index_path(),
@@ -206,15 +211,15 @@ impl Layout {
             }
             Err(e) => return Err(e),
         };
-        let digest = descriptor["digest"].clone();
-        if let Some(list) = index["manifests"].as_array_mut() {
+        let digest = descriptor.get("digest").cloned();
+        if let Some(list) = index.get_mut("manifests").and_then(Value::as_array_mut) {
             list.retain(|m| {
                 let n = m
                     .pointer(&format!("/annotations/{}", REF_NAME.replace('/', "~1")))
                     .and_then(Value::as_str);
                 match name {
                     Some(want) => n != Some(want),
-                    None => !(n.is_none() && m["digest"] == digest),
+                    None => !(n.is_none() && m.get("digest") == digest.as_ref()),
                 }
             });
             list.push(descriptor);
@@ -237,8 +242,8 @@ pub fn index_descriptor(manifest: &RawManifest, name: Option<&str>) -> Value {
         "digest": Digest::sha256_of(&manifest.bytes).to_string(),
         "size": manifest.bytes.len(),
     });
-    if let Some(n) = name {
-        d["annotations"] = json!({ REF_NAME: n });
+    if let (Some(n), Some(o)) = (name, d.as_object_mut()) {
+        o.insert("annotations".into(), json!({ REF_NAME: n }));
     }
     d
 }

@@ -358,7 +358,7 @@ impl StoreDestination {
         }
         fsutil::mkdir_all(&root.join("blobs/sha256"))?;
         store.clean_leftovers();
-        let session = format!("{:016x}", rand::random::<u64>());
+        let session = fsutil::unique_id();
         let lock_path = root.join(format!("{TEMP_PREFIX}{session}.lock"));
         let lock = {
             let f = std::fs::OpenOptions::new()
