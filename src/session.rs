@@ -75,6 +75,7 @@ pub fn store_root_from_env() -> Option<PathBuf> {
 struct ClientKey {
     registry: String,
     tls: http::TlsPolicy,
+    timeouts: http::Timeouts,
     creds: Option<String>,
     authfile: Option<PathBuf>,
     retry_times: u32,
@@ -153,6 +154,7 @@ impl Session {
         let key = ClientKey {
             registry: r.domain().to_string(),
             tls: options.tls_policy(),
+            timeouts: options.timeouts(),
             creds: options.creds.clone(),
             authfile: options.authfile.clone(),
             retry_times: options.retry_times.unwrap_or(3),
@@ -172,9 +174,16 @@ impl Session {
                 };
                 let (creds, tried) =
                     auth::resolve(r.domain(), &r.name(), options.creds.as_deref(), &files)?;
-                RegistryClient::connect(&key.registry, creds, tried, &key.tls, key.retry_times)
-                    .await
-                    .map(Arc::new)
+                RegistryClient::connect(
+                    &key.registry,
+                    creds,
+                    tried,
+                    &key.tls,
+                    key.timeouts,
+                    key.retry_times,
+                )
+                .await
+                .map(Arc::new)
             })
             .await?;
         Ok(client.clone())

@@ -112,6 +112,13 @@ pub struct CommonTransportArgs {
     /// How long one lookaside signature request may take, in seconds.
     #[arg(long, value_name = "SECONDS", default_value_t = 30)]
     pub lookaside_timeout: u64,
+    /// How long to wait for a registry to answer a request before retrying it, in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    pub timeout: u64,
+    /// A download or upload that moves less than 1 KiB in this many seconds has stalled: it is
+    /// retried (downloads resume where they stopped) within --retry-times.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    pub stall_timeout: u64,
 }
 
 /// The session of a command: the environment's defaults (as skopeo reads them), with the
@@ -141,5 +148,7 @@ pub fn transport_options(
     o.authfile = common.authfile.clone();
     o.retry_times = Some(common.retry_times);
     o.lookaside_timeout = Some(std::time::Duration::from_secs(common.lookaside_timeout));
+    o.timeout = Some(std::time::Duration::from_secs(common.timeout));
+    o.stall_timeout = Some(std::time::Duration::from_secs(common.stall_timeout));
     o
 }

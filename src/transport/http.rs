@@ -4,9 +4,124 @@
 //! fallback of the registry protocol (`transport::docker::client`); a lookaside URL keeps the
 //! scheme registries.d gives it.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use futures::{Stream, StreamExt};
 
 use super::TransportError;
+
+/// How long ferry waits on a server before it calls the wait a failure (and retries, within the
+/// retry limit). A slow but working registry is fine: only silence, or a trickle, fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct Timeouts {
+    /// The longest wait for a response's headers once the request is sent.
+    pub response: Duration,
+    /// A body (a download, or an upload the server stops reading) that moves fewer than
+    /// [`STALL_MIN_BYTES`] in this long has stalled.
+    pub stall: Duration,
+}
+
+/// Fewer bytes than this in a whole stall window is a stall: a registry sending one byte a
+/// second is as stuck as one sending nothing.
+pub const STALL_MIN_BYTES: u64 = 1024;
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            response: Duration::from_secs(60),
+            stall: Duration::from_secs(60),
+        }
+    }
+}
+
+impl Timeouts {
+    /// These timeouts with the given values (`None` keeps the default's).
+    pub fn new(response: Option<Duration>, stall: Option<Duration>) -> Timeouts {
+        let d = Timeouts::default();
+        Timeouts {
+            response: response.unwrap_or(d.response),
+            stall: stall.unwrap_or(d.stall),
+        }
+    }
+}
+
+/// A body that stopped moving.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "no progress: {bytes} bytes in the last {} seconds (fewer than {STALL_MIN_BYTES} is a stall)",
+    .window.as_secs()
+)]
+pub struct Stalled {
+    /// Bytes in the window that stalled.
+    pub bytes: u64,
+    /// The window.
+    pub window: Duration,
+}
+
+/// Watches a body's progress in windows of the stall timeout.
+#[derive(Debug, Clone)]
+pub struct ProgressWatch {
+    window: Duration,
+    start: Instant,
+    bytes: u64,
+}
+
+impl ProgressWatch {
+    /// A watch with windows of `window`, the first starting now.
+    pub fn new(window: Duration) -> ProgressWatch {
+        ProgressWatch {
+            window,
+            start: Instant::now(),
+            bytes: 0,
+        }
+    }
+
+    /// When the current window ends.
+    pub fn deadline(&self) -> Instant {
+        self.start + self.window
+    }
+
+    /// Closes the current window if it has ended: a stall when too few bytes passed in it.
+    fn close_window(&mut self, now: Instant) -> Result<(), Stalled> {
+        if now < self.deadline() {
+            return Ok(());
+        }
+        if self.bytes < STALL_MIN_BYTES {
+            return Err(Stalled {
+                bytes: self.bytes,
+                window: self.window,
+            });
+        }
+        self.start = now;
+        self.bytes = 0;
+        Ok(())
+    }
+
+    /// Records `n` bytes that just passed.
+    pub fn record(&mut self, n: u64) -> Result<(), Stalled> {
+        self.bytes += n;
+        self.close_window(Instant::now())
+    }
+
+    /// The next item of `stream`, or a stall when the window ends with too few bytes.
+    pub async fn next<S, T, E>(&mut self, stream: &mut S) -> Result<Option<Result<T, E>>, Stalled>
+    where
+        S: Stream<Item = Result<T, E>> + Unpin,
+        T: AsRef<[u8]>,
+    {
+        loop {
+            match tokio::time::timeout_at(self.deadline().into(), stream.next()).await {
+                Ok(Some(Ok(chunk))) => {
+                    self.record(chunk.as_ref().len() as u64)?;
+                    return Ok(Some(Ok(chunk)));
+                }
+                Ok(other) => return Ok(other),
+                Err(_) => self.close_window(Instant::now())?,
+            }
+        }
+    }
+}
 
 /// How TLS is checked for one registry and the signature servers it sends ferry to.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -57,6 +172,9 @@ fn build(b: reqwest::ClientBuilder, what: &str) -> Result<reqwest::Client, Trans
 }
 
 /// A client for a registry's API: connections pooled (many blobs at once share them).
+/// Timeouts are not set here: reqwest's read timeout would also fire while a large upload is
+/// being sent (nothing is read then), so the registry client watches answers, downloads and
+/// uploads itself ([`Timeouts`], [`ProgressWatch`]).
 pub fn registry_client(tls: &TlsPolicy, registry: &str) -> Result<reqwest::Client, TransportError> {
     build(builder(tls).pool_max_idle_per_host(16), registry)
 }
@@ -71,4 +189,48 @@ pub fn lookaside_client(
         builder(tls).timeout(timeout),
         "the lookaside signature server",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_trickle_is_a_stall_and_a_steady_body_is_not() {
+        let window = Duration::from_millis(200);
+        // 10 bytes every 50 ms: 40 bytes a window, far under the minimum.
+        let trickle = futures::stream::unfold(0u32, |n| async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            (n < 100).then(|| (Ok::<_, ()>(vec![0u8; 10]), n + 1))
+        });
+        let mut trickle = Box::pin(trickle);
+        let mut w = ProgressWatch::new(window);
+        let stalled = loop {
+            match w.next(&mut trickle).await {
+                Ok(Some(_)) => continue,
+                Ok(None) => panic!("the trickle ended before the watch saw the stall"),
+                Err(s) => break s,
+            }
+        };
+        assert!(stalled.bytes < STALL_MIN_BYTES, "{stalled}");
+        assert!(stalled.to_string().contains("no progress"), "{stalled}");
+
+        // 4 KiB every 50 ms passes, however long it takes.
+        let steady = futures::stream::unfold(0u32, |n| async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            (n < 12).then(|| (Ok::<_, ()>(vec![0u8; 4096]), n + 1))
+        });
+        let mut steady = Box::pin(steady);
+        let mut w = ProgressWatch::new(window);
+        let mut total = 0;
+        while let Some(c) = w.next(&mut steady).await.unwrap() {
+            total += c.unwrap().len();
+        }
+        assert_eq!(total, 12 * 4096);
+
+        // Silence is a stall too.
+        let mut silent = Box::pin(futures::stream::pending::<Result<Vec<u8>, ()>>());
+        let mut w = ProgressWatch::new(window);
+        assert_eq!(w.next(&mut silent).await.unwrap_err().bytes, 0);
+    }
 }

@@ -260,9 +260,18 @@ pub struct TransportOptions {
     pub retry_times: Option<u32>,
     /// How long one lookaside signature request may take.
     pub lookaside_timeout: Option<Duration>,
+    /// The longest wait for a registry's answer to a request (default 60 s).
+    pub timeout: Option<Duration>,
+    /// A download or upload that moves fewer than 1 KiB in this long has stalled (default 60 s).
+    pub stall_timeout: Option<Duration>,
 }
 
 impl TransportOptions {
+    /// The timeouts these options give.
+    pub fn timeouts(&self) -> http::Timeouts {
+        http::Timeouts::new(self.timeout, self.stall_timeout)
+    }
+
     /// The TLS policy these options give for registries.
     pub fn tls_policy(&self) -> http::TlsPolicy {
         if self.tls_verify.unwrap_or(true) {

@@ -92,6 +92,12 @@ pub enum Reply {
         /// The Content-Length announced, if any.
         declared: Option<u64>,
     },
+    /// Pass the request to the upstream, and send its answer's body at `bytes_per_second`
+    /// (the head at once), as a half-dead proxy does.
+    ForwardSlowly {
+        /// The rate of the body.
+        bytes_per_second: usize,
+    },
     /// Pass the request to the upstream; optionally cut the answer after `cut_after` bytes
     /// (a reset) or flip the byte at `corrupt_at` (counted from the start of the body).
     Forward {
@@ -183,6 +189,7 @@ struct Shared {
     log: Arc<Mutex<Vec<(String, String)>>>,
     sent: Arc<Mutex<HashMap<String, u64>>>,
     upstream: Option<String>,
+    stall_bodies: Arc<AtomicBool>,
 }
 
 /// A running server; stops when dropped.
@@ -192,6 +199,7 @@ pub struct HttpServer {
     routes: Routes,
     sent: Arc<Mutex<HashMap<String, u64>>>,
     stop: Arc<AtomicBool>,
+    stall_bodies: Arc<AtomicBool>,
     _thread: std::thread::JoinHandle<()>,
 }
 
@@ -210,12 +218,14 @@ impl HttpServer {
         let routes: Routes = Arc::new(Mutex::new(HashMap::new()));
         let sent = Arc::new(Mutex::new(HashMap::new()));
         let stop = Arc::new(AtomicBool::new(false));
+        let stall_bodies = Arc::new(AtomicBool::new(false));
         let shared = Shared {
             handler,
             routes: routes.clone(),
             log: requests.clone(),
             sent: sent.clone(),
             upstream,
+            stall_bodies: stall_bodies.clone(),
         };
         let s2 = stop.clone();
         let thread = std::thread::spawn(move || {
@@ -245,8 +255,15 @@ impl HttpServer {
             routes,
             sent,
             stop,
+            stall_bodies,
             _thread: thread,
         }
+    }
+
+    /// With `true`, the server stops reading request bodies larger than 1 MiB after their
+    /// headers (an upload the server stops taking), and never answers them.
+    pub fn stall_request_bodies(&self, on: bool) {
+        self.stall_bodies.store(on, Ordering::Relaxed);
     }
 
     /// Starts a server that answers from a route table (exact path → reply) and 404 for
@@ -319,7 +336,10 @@ impl Drop for HttpServer {
     }
 }
 
-async fn read_request(reader: &mut BufReader<TcpStream>) -> std::io::Result<Option<Request>> {
+async fn read_request(
+    reader: &mut BufReader<TcpStream>,
+    stall_bodies: &AtomicBool,
+) -> std::io::Result<Option<Request>> {
     let mut line = String::new();
     if reader.read_line(&mut line).await? == 0 {
         return Ok(None);
@@ -344,6 +364,10 @@ async fn read_request(reader: &mut BufReader<TcpStream>) -> std::io::Result<Opti
         .find(|(k, _)| k == "content-length")
         .and_then(|(_, v)| v.parse().ok())
         .unwrap_or(0);
+    if len > 1024 * 1024 && stall_bodies.load(Ordering::Relaxed) {
+        tokio::time::sleep(Duration::from_secs(120)).await;
+        return Ok(None);
+    }
     let mut body = vec![0; len];
     reader.read_exact(&mut body).await?;
     Ok(Some(Request {
@@ -387,7 +411,7 @@ fn count_sent(shared: &Shared, path: &str, n: usize) {
 
 async fn serve(stream: TcpStream, shared: Shared) -> std::io::Result<()> {
     let mut reader = BufReader::new(stream);
-    let Some(req) = read_request(&mut reader).await? else {
+    let Some(req) = read_request(&mut reader, &shared.stall_bodies).await? else {
         return Ok(());
     };
     if let Ok(mut l) = shared.log.lock() {
@@ -475,32 +499,26 @@ async fn serve(stream: TcpStream, shared: Shared) -> std::io::Result<()> {
                 count_sent(&shared, &path, chunk.len());
             }
         }
+        Reply::ForwardSlowly { bytes_per_second } => {
+            let (answer, body_start) = exchange(&shared, &req).await?;
+            stream.write_all(&answer[..body_start]).await?;
+            stream.flush().await?;
+            let tick = Duration::from_millis(100);
+            let per_tick = (bytes_per_second / 10).max(1);
+            for chunk in answer[body_start..].chunks(per_tick) {
+                if stream.write_all(chunk).await.is_err() {
+                    return Ok(());
+                }
+                let _ = stream.flush().await;
+                count_sent(&shared, &path, chunk.len());
+                tokio::time::sleep(tick).await;
+            }
+        }
         Reply::Forward {
             cut_after,
             corrupt_at,
         } => {
-            let up = shared
-                .upstream
-                .clone()
-                .expect("Reply::Forward needs an upstream");
-            let mut conn = TcpStream::connect(&up).await?;
-            let mut head = format!("{} {} HTTP/1.1\r\n", req.method, req.path);
-            for (k, v) in &req.headers {
-                if k == "connection" || k == "host" {
-                    continue;
-                }
-                head.push_str(&format!("{k}: {v}\r\n"));
-            }
-            head.push_str(&format!("host: {up}\r\nconnection: close\r\n\r\n"));
-            conn.write_all(head.as_bytes()).await?;
-            conn.write_all(&req.body).await?;
-            let mut answer = Vec::new();
-            conn.read_to_end(&mut answer).await?;
-            let body_start = answer
-                .windows(4)
-                .position(|w| w == b"\r\n\r\n")
-                .map(|p| p + 4)
-                .unwrap_or(0);
+            let (mut answer, body_start) = exchange(&shared, &req).await?;
             if let Some(i) = corrupt_at
                 && body_start + i < answer.len()
             {
@@ -520,6 +538,38 @@ async fn serve(stream: TcpStream, shared: Shared) -> std::io::Result<()> {
     }
     let _ = stream.shutdown().await;
     Ok(())
+}
+
+/// Sends `req` to the upstream and reads the whole answer: its bytes and where the body starts.
+async fn exchange(shared: &Shared, req: &Request) -> std::io::Result<(Vec<u8>, usize)> {
+    let up = shared
+        .upstream
+        .clone()
+        .expect("forwarding needs an upstream");
+    let mut conn = TcpStream::connect(&up).await?;
+    // The client's Host goes through, so the registry's Location URLs (uploads) point back at
+    // this proxy and every request of a copy passes here.
+    let mut head = format!("{} {} HTTP/1.1\r\n", req.method, req.path);
+    for (k, v) in &req.headers {
+        if k == "connection" {
+            continue;
+        }
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if req.header("host").is_none() {
+        head.push_str(&format!("host: {up}\r\n"));
+    }
+    head.push_str("connection: close\r\n\r\n");
+    conn.write_all(head.as_bytes()).await?;
+    conn.write_all(&req.body).await?;
+    let mut answer = Vec::new();
+    conn.read_to_end(&mut answer).await?;
+    let body_start = answer
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|p| p + 4)
+        .unwrap_or(0);
+    Ok((answer, body_start))
 }
 
 /// A handler from a function of the request and how many times its path was seen before.

@@ -143,6 +143,13 @@ pub struct TestImage {
     pub layers: Vec<Vec<u8>>,
 }
 
+impl TestImage {
+    /// The layers' digests (`sha256:…`), in order.
+    pub fn layers_digests(&self) -> Vec<String> {
+        self.layers.iter().map(|l| sha256(l)).collect()
+    }
+}
+
 /// Builds an image manifest (OCI) with a config for `arch` and the given layers.
 pub fn build_image(arch: &str, layers: Vec<Vec<u8>>) -> TestImage {
     let config = serde_json::to_vec(&json!({

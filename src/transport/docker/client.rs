@@ -11,7 +11,7 @@
 //! itself uses. oci-client serves where its API fits: listing tags for `ferry inspect`.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use reqwest::header::{HeaderMap, WWW_AUTHENTICATE};
@@ -19,9 +19,10 @@ use reqwest::{RequestBuilder, Response, StatusCode};
 use url::Url;
 
 use super::auth::Credentials;
+use crate::digest::ByteStream;
 use crate::hint::Hint;
 use crate::transport::TransportError;
-use crate::transport::http::{self, TlsPolicy};
+use crate::transport::http::{self, ProgressWatch, Timeouts, TlsPolicy};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Challenge {
@@ -46,6 +47,7 @@ pub struct RegistryClient {
     token_fetch: tokio::sync::Mutex<()>,
     retry_times: u32,
     tls: TlsPolicy,
+    timeouts: Timeouts,
     /// Whether the registry announced `X-Registry-Supports-Signatures: 1`.
     pub supports_signatures: bool,
 }
@@ -128,6 +130,7 @@ impl RegistryClient {
         credentials: Option<Credentials>,
         credentials_tried: String,
         tls: &TlsPolicy,
+        timeouts: Timeouts,
         retry_times: u32,
     ) -> Result<RegistryClient, TransportError> {
         let api_host = if registry == "docker.io" {
@@ -157,6 +160,7 @@ impl RegistryClient {
                 token_fetch: tokio::sync::Mutex::new(()),
                 retry_times,
                 tls: tls.clone(),
+                timeouts,
                 supports_signatures: false,
             };
             // Probing https before a plain-http fallback must not wait out the retries.
@@ -214,6 +218,11 @@ impl RegistryClient {
     /// How many times failed requests are retried.
     pub fn retry_times(&self) -> u32 {
         self.retry_times
+    }
+
+    /// How long this client waits for answers and for bodies to move.
+    pub fn timeouts(&self) -> Timeouts {
+        self.timeouts
     }
 
     /// The HTTP client (for requests that must not carry credentials, like lookaside reads).
@@ -289,7 +298,7 @@ impl RegistryClient {
             });
         }
         // containers/image bounds token answers at 1 MiB.
-        let body = read_limited(resp, MAX_TOKEN_RESPONSE, &url).await?;
+        let body = self.read_limited(resp, MAX_TOKEN_RESPONSE, &url).await?;
         let v: serde_json::Value = serde_json::from_slice(&body).map_err(|e| {
             TransportError::registry(redact(&url), format!("the token answer is not JSON: {e}"))
         })?;
@@ -363,7 +372,10 @@ impl RegistryClient {
             let rb = self
                 .authorize(make(&self.http), scopes, refreshed && attempt == 0)
                 .await?;
-            let result = rb.send().await;
+            let result = match tokio::time::timeout(self.timeouts.response, rb.send()).await {
+                Ok(r) => r.map_err(Failure::Request),
+                Err(_) => Err(Failure::NoAnswer),
+            };
             match result {
                 Ok(resp) if resp.status() == StatusCode::UNAUTHORIZED && !refreshed => {
                     refreshed = true;
@@ -398,30 +410,132 @@ impl RegistryClient {
                     attempt += 1;
                 }
                 Ok(resp) => return Ok(resp),
-                Err(e) if transient(&e) && attempt < self.retry_times => {
+                Err(Failure::Request(e)) if transient(&e) && attempt < self.retry_times => {
                     tracing::info!("request failed ({e}); retrying");
                     tokio::time::sleep(backoff(attempt)).await;
                     attempt += 1;
                 }
-                Err(e) => {
+                Err(Failure::NoAnswer) if attempt < self.retry_times => {
+                    tracing::info!(
+                        "{}: no answer within {} seconds; retrying",
+                        self.registry,
+                        self.timeouts.response.as_secs()
+                    );
+                    attempt += 1;
+                }
+                Err(Failure::Request(e)) => {
                     let url = e.url().map(redact).unwrap_or_else(|| self.registry.clone());
                     return Err(request_error(&e, &url, "the request failed"));
+                }
+                Err(Failure::NoAnswer) => {
+                    let url = make(&self.http)
+                        .build()
+                        .map(|r| redact(r.url()))
+                        .unwrap_or_else(|_| self.registry.clone());
+                    return Err(TransportError::registry(
+                        url,
+                        format!(
+                            "no answer within {} seconds, {} times (the response timeout; the registry accepted the connection but did not answer)",
+                            self.timeouts.response.as_secs(),
+                            attempt + 1
+                        ),
+                    ));
                 }
             }
         }
     }
 
-    /// Sends a request once (its body is a stream that cannot be replayed), with authentication.
-    pub async fn send_once(
+    /// Sends `rb` once with `body` as its streamed body (which cannot be replayed), with
+    /// authentication. The upload is watched: a server that stops taking the body for the stall
+    /// timeout fails the request, and once the whole body is sent the answer must come within
+    /// the response timeout.
+    pub async fn send_upload(
         &self,
         scopes: &[String],
         rb: RequestBuilder,
+        body: ByteStream,
+        url: &Url,
     ) -> Result<Response, TransportError> {
         let rb = self.authorize(rb, scopes, false).await?;
-        rb.send().await.map_err(|e| {
-            let url = e.url().map(redact).unwrap_or_else(|| self.registry.clone());
-            request_error(&e, &url, "the request failed")
-        })
+        let watch = Arc::new(UploadWatch::new());
+        let body = WatchedBody {
+            inner: body,
+            watch: watch.clone(),
+        };
+        let send = rb.body(reqwest::Body::wrap_stream(body)).send();
+        tokio::pin!(send);
+        loop {
+            tokio::select! {
+                r = &mut send => {
+                    return r.map_err(|e| request_error(&e, &redact(url), "the upload failed"));
+                }
+                _ = tokio::time::sleep(Duration::from_millis(250)) => {
+                    let (idle, done) = watch.idle();
+                    if !done && idle > self.timeouts.stall {
+                        return Err(TransportError::registry(
+                            redact(url),
+                            format!(
+                                "the upload made no progress for {} seconds (the stall timeout): the registry stopped taking the body",
+                                idle.as_secs()
+                            ),
+                        ));
+                    }
+                    if done && idle > self.timeouts.response {
+                        return Err(TransportError::registry(
+                            redact(url),
+                            format!(
+                                "no answer within {} seconds after the whole upload was sent (the response timeout)",
+                                self.timeouts.response.as_secs()
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Reads a response body of at most `limit` bytes; a larger one is refused, naming the URL
+    /// and the limit, without being read whole. A body that stalls fails.
+    pub async fn read_limited(
+        &self,
+        resp: Response,
+        limit: usize,
+        url: &Url,
+    ) -> Result<Vec<u8>, TransportError> {
+        if let Some(n) = resp.content_length()
+            && n > limit as u64
+        {
+            return Err(TransportError::registry(
+                redact(url),
+                format!("the answer announces {n} bytes, more than the {limit}-byte limit for it"),
+            ));
+        }
+        let mut body = Vec::new();
+        let mut stream = resp.bytes_stream();
+        let mut watch = ProgressWatch::new(self.timeouts.stall);
+        loop {
+            match watch.next(&mut stream).await {
+                Ok(Some(Ok(chunk))) => {
+                    if body.len() + chunk.len() > limit {
+                        return Err(TransportError::registry(
+                            redact(url),
+                            format!("the answer is longer than the {limit}-byte limit for it"),
+                        ));
+                    }
+                    body.extend_from_slice(&chunk);
+                }
+                Ok(Some(Err(e))) => {
+                    return Err(request_error(&e, &redact(url), "reading the answer"));
+                }
+                Ok(None) => return Ok(body),
+                Err(stalled) => {
+                    return Err(TransportError::registry(
+                        redact(url),
+                        format!("reading the answer: {stalled}"),
+                    ));
+                }
+            }
+        }
     }
 
     /// An error for an unexpected response: the status, what the body looks like, and for a
@@ -435,7 +549,8 @@ impl RegistryClient {
             .unwrap_or("")
             .to_string();
         // containers/image bounds error bodies at 1 MiB; the message needs far less.
-        let body = read_limited(resp, MAX_ERROR_BODY, url)
+        let body = self
+            .read_limited(resp, MAX_ERROR_BODY, url)
             .await
             .unwrap_or_default();
         let text = String::from_utf8_lossy(body.get(..200).unwrap_or(&body)).into_owned();
@@ -492,36 +607,54 @@ pub const MAX_TOKEN_RESPONSE: usize = 1024 * 1024;
 /// The most of an error answer ferry reads (containers/image's `iolimits`).
 pub const MAX_ERROR_BODY: usize = 1024 * 1024;
 
-/// Reads a response body of at most `limit` bytes; a larger one is refused, naming the URL
-/// and the limit, without being read whole.
-pub async fn read_limited(
-    mut resp: Response,
-    limit: usize,
-    url: &Url,
-) -> Result<Vec<u8>, TransportError> {
-    if let Some(n) = resp.content_length()
-        && n > limit as u64
-    {
-        return Err(TransportError::registry(
-            redact(url),
-            format!("the answer announces {n} bytes, more than the {limit}-byte limit for it"),
-        ));
-    }
-    let mut body = Vec::new();
-    while let Some(chunk) = resp
-        .chunk()
-        .await
-        .map_err(|e| request_error(&e, &redact(url), "reading the answer"))?
-    {
-        if body.len() + chunk.len() > limit {
-            return Err(TransportError::registry(
-                redact(url),
-                format!("the answer is longer than the {limit}-byte limit for it"),
-            ));
+/// Why one attempt of a request failed.
+enum Failure {
+    Request(reqwest::Error),
+    NoAnswer,
+}
+
+/// When an upload's body last moved, and whether it is all sent.
+struct UploadWatch {
+    state: Mutex<(Instant, bool)>,
+}
+
+impl UploadWatch {
+    fn new() -> UploadWatch {
+        UploadWatch {
+            state: Mutex::new((Instant::now(), false)),
         }
-        body.extend_from_slice(&chunk);
     }
-    Ok(body)
+    fn touch(&self, done: bool) {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        *s = (Instant::now(), done);
+    }
+    /// How long since the body last moved, and whether it is all sent.
+    fn idle(&self) -> (Duration, bool) {
+        let s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        (s.0.elapsed(), s.1)
+    }
+}
+
+/// An upload body that tells its [`UploadWatch`] whenever it moves.
+struct WatchedBody {
+    inner: ByteStream,
+    watch: Arc<UploadWatch>,
+}
+
+impl futures::Stream for WatchedBody {
+    type Item = std::io::Result<bytes::Bytes>;
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        let r = self.inner.as_mut().poll_next(cx);
+        match &r {
+            std::task::Poll::Ready(Some(_)) => self.watch.touch(false),
+            std::task::Poll::Ready(None) => self.watch.touch(true),
+            std::task::Poll::Pending => {}
+        }
+        r
+    }
 }
 
 /// A failed request in words: what happened on the network or in TLS, and a hint only where
@@ -576,6 +709,14 @@ fn describe_failure(e: &reqwest::Error, url: &str) -> (String, Option<Hint>) {
                 }
                 std::io::ErrorKind::TimedOut => {
                     return (format!("{host} did not answer in time{detail}"), None);
+                }
+                std::io::ErrorKind::UnexpectedEof if detail.contains("tls handshake") => {
+                    return (
+                        format!(
+                            "{host} closed the connection during the TLS handshake: it may not speak TLS on this port"
+                        ),
+                        Some(Hint::TlsVerification),
+                    );
                 }
                 _ => {}
             }

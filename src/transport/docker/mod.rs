@@ -120,10 +120,20 @@ async fn get_manifest(
     }
     let mut body = Vec::new();
     let mut stream = resp.bytes_stream();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| {
-            TransportError::registry(url.to_string(), format!("reading the manifest: {e}"))
-        })?;
+    let mut watch = http::ProgressWatch::new(client.timeouts().stall);
+    loop {
+        let chunk = match watch.next(&mut stream).await {
+            Ok(None) => break,
+            Ok(Some(c)) => c.map_err(|e| {
+                client::request_error(&e, &client::redact(&url), "reading the manifest")
+            })?,
+            Err(stalled) => {
+                return Err(TransportError::registry(
+                    client::redact(&url),
+                    format!("reading the manifest: {stalled}"),
+                ));
+            }
+        };
         body.extend_from_slice(&chunk);
         if body.len() > crate::manifest::MAX_MANIFEST_SIZE {
             return Err(TransportError::Manifest {
@@ -179,26 +189,35 @@ fn resumable_blob(
         url: Url,
         scopes: Vec<String>,
         body: Option<futures::stream::BoxStream<'static, reqwest::Result<Bytes>>>,
+        watch: http::ProgressWatch,
         offset: u64,
         resumes: u32,
         done: bool,
     }
+    let stall = client.timeouts().stall;
     let state = State {
         client,
         url,
         scopes,
         body: Some(first.bytes_stream().boxed()),
+        watch: http::ProgressWatch::new(stall),
         offset: 0,
         resumes: 0,
         done: false,
     };
-    Box::pin(futures::stream::unfold(state, |mut st| async move {
+    Box::pin(futures::stream::unfold(state, move |mut st| async move {
         loop {
             if st.done {
                 return None;
             }
             let body = st.body.as_mut()?;
-            match body.next().await {
+            // A body that stops moving (silence, or a trickle) is a broken download: resumed
+            // like a reset one, within the retry limit.
+            let next = match st.watch.next(body).await {
+                Ok(n) => n.map(|r| r.map_err(|e| e.to_string())),
+                Err(stalled) => Some(Err(stalled.to_string())),
+            };
+            match next {
                 Some(Ok(chunk)) => {
                     st.offset += chunk.len() as u64;
                     return Some((Ok(chunk), st));
@@ -206,6 +225,7 @@ fn resumable_blob(
                 None => return None,
                 Some(Err(e)) => {
                     st.body = None;
+                    st.watch = http::ProgressWatch::new(stall);
                     if st.resumes >= st.client.retry_times().max(1) {
                         st.done = true;
                         let msg = format!(
@@ -511,9 +531,11 @@ impl ImageDestination for DockerDestination {
             .http()
             .put(url.clone())
             .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
-            .header(reqwest::header::CONTENT_LENGTH, descriptor.size)
-            .body(reqwest::Body::wrap_stream(stream));
-        let resp = self.client.send_once(&self.scopes(), rb).await?;
+            .header(reqwest::header::CONTENT_LENGTH, descriptor.size);
+        let resp = self
+            .client
+            .send_upload(&self.scopes(), rb, stream, &url)
+            .await?;
         if resp.status() != StatusCode::CREATED {
             return Err(self.client.status_error(&url, resp).await);
         }
@@ -641,7 +663,9 @@ pub async fn list_tags(client: &RegistryClient, image: &DockerReference) -> Resu
             .get(reqwest::header::LINK)
             .and_then(|v| v.to_str().ok())
             .and_then(next_link);
-        let body = client::read_limited(resp, crate::manifest::MAX_MANIFEST_SIZE, &url).await?;
+        let body = client
+            .read_limited(resp, crate::manifest::MAX_MANIFEST_SIZE, &url)
+            .await?;
         let page: Page = serde_json::from_slice(&body).map_err(|e| {
             TransportError::registry(
                 url.to_string(),
