@@ -35,7 +35,23 @@ fn main() -> ExitCode {
             return ExitCode::from(cli::EXIT_FAILURE);
         }
     };
-    match runtime.block_on(cli::run(cli)) {
+    let outcome = runtime.block_on(async {
+        tokio::select! {
+            r = cli::run(cli) => Ok(r),
+            (signal, code) = interrupted() => {
+                // An interrupted copy leaves nothing behind: its temporaries go now, before
+                // the process ends (a kill -9 leaves them to the next copy's cleanup).
+                ferry::transport::fsutil::remove_live_temporaries();
+                eprintln!("ferry: interrupted by {signal}; removed this command's temporary files");
+                Err(code)
+            }
+        }
+    });
+    let outcome = match outcome {
+        Ok(o) => o,
+        Err(code) => return ExitCode::from(code),
+    };
+    match outcome {
         Ok(code) => code,
         Err(e) => {
             eprintln!("ferry: {}", cli::errors::chain(&e));
@@ -44,6 +60,23 @@ fn main() -> ExitCode {
             }
             ExitCode::from(cli::errors::exit_code(&e))
         }
+    }
+}
+
+/// Waits for SIGINT or SIGTERM; the signal's name and the exit status a shell reports for it
+/// (128 + the signal's number).
+async fn interrupted() -> (&'static str, u8) {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) {
+        (Ok(mut int), Ok(mut term)) => tokio::select! {
+            _ = int.recv() => ("SIGINT", 130),
+            _ = term.recv() => ("SIGTERM", 143),
+        },
+        // Without signal handlers the default actions apply; never report an interruption.
+        _ => std::future::pending().await,
     }
 }
 

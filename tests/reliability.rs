@@ -202,3 +202,229 @@ fn an_upload_the_registry_stops_taking_fails_as_a_stall() {
         r.stderr
     );
 }
+
+/// Every `.ferry-tmp-*` entry under `dir`, down to three levels (lock files included).
+fn temporaries(dir: &Path) -> Vec<String> {
+    fn walk(d: &Path, depth: usize, out: &mut Vec<String>) {
+        let Ok(rd) = std::fs::read_dir(d) else { return };
+        for e in rd.flatten() {
+            let n = e.file_name().to_string_lossy().into_owned();
+            if n.starts_with(".ferry-tmp-") {
+                out.push(e.path().display().to_string());
+            } else if depth > 0 && e.path().is_dir() {
+                walk(&e.path(), depth - 1, out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, 3, &mut out);
+    out
+}
+
+/// A registry holding `k/app:v1` (two 2 MB layers) behind a proxy whose blob downloads send
+/// 100 bytes and stall: a copy from the proxy is mid-blob until it is stopped.
+struct Stuck {
+    _reg: Registry,
+    proxy: HttpServer,
+    t: tempfile::TempDir,
+    policy: std::path::PathBuf,
+    src: std::path::PathBuf,
+}
+
+fn stuck() -> Stuck {
+    let reg = Registry::start();
+    let t = tempfile::tempdir().unwrap();
+    let policy = insecure_policy(t.path());
+    let src = t.path().join("src");
+    make_oci_image(&src, "v1", 44, 2, 2_000_000);
+    ferry(&[
+        "copy",
+        "-q",
+        "--policy",
+        policy.to_str().unwrap(),
+        "--dest-tls-verify=false",
+        &format!("oci:{}:v1", src.display()),
+        &format!("docker://{}/k/app:v1", reg.host()),
+    ])
+    .ok();
+    let proxy = HttpServer::start(
+        counting(|req, _| {
+            if req.method == "GET" && req.path.contains("/blobs/sha256:") {
+                return Reply::Stalled {
+                    body: vec![0u8; 100],
+                    declared: 2_000_000,
+                };
+            }
+            Reply::forward()
+        }),
+        Some(reg.host()),
+    );
+    Stuck {
+        _reg: reg,
+        proxy,
+        t,
+        policy,
+        src,
+    }
+}
+
+impl Stuck {
+    /// Starts a copy from the stalling proxy to `dst` and returns once it is writing a blob
+    /// (a temporary of its own exists under `watch`).
+    fn start_copy(&self, dst: &str, watch: &Path) -> std::process::Child {
+        let child = std::process::Command::new(ferry_bin())
+            .args([
+                "copy",
+                "-q",
+                "--retry-times",
+                "0",
+                "--policy",
+                self.policy.to_str().unwrap(),
+                "--src-tls-verify=false",
+            ])
+            .arg(format!("docker://{}/k/app:v1", self.proxy.host()))
+            .arg(dst)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while temporaries(watch).iter().all(|n| n.ends_with(".lock")) {
+            assert!(Instant::now() < deadline, "the copy never started writing");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        child
+    }
+
+    /// A copy of the same image from the local layout (no stall) into `dst`.
+    fn good_copy(&self, dst: &str) {
+        ferry(&[
+            "copy",
+            "-q",
+            "--policy",
+            self.policy.to_str().unwrap(),
+            &format!("oci:{}:v1", self.src.display()),
+            dst,
+        ])
+        .ok();
+    }
+}
+
+fn signal(child: &std::process::Child, sig: &str) {
+    let ok = std::process::Command::new("kill")
+        .args([&format!("-{sig}"), &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -{sig}");
+}
+
+#[test]
+fn a_copy_killed_while_it_creates_an_oci_layout_is_cleaned_up_by_the_next() {
+    let s = stuck();
+    let layout = s.t.path().join("layout");
+    let dst = format!("oci:{}:v1", layout.display());
+    let mut child = s.start_copy(&dst, &layout);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        !temporaries(&layout).is_empty(),
+        "the killed copy left its temporaries"
+    );
+    assert!(!layout.join("index.json").exists(), "no image is visible");
+    // The directory holds only a dead copy's temporaries: not foreign, and cleaned.
+    s.good_copy(&dst);
+    assert!(
+        temporaries(&layout).is_empty(),
+        "{:?}",
+        temporaries(&layout)
+    );
+    skopeo(&["inspect", &format!("oci:{}:v1", layout.display())]).ok();
+}
+
+#[test]
+fn two_copies_into_one_new_oci_layout_at_once_both_land() {
+    let t = tempfile::tempdir().unwrap();
+    let policy = insecure_policy(t.path());
+    let src = t.path().join("src");
+    make_oci_image(&src, "a", 45, 3, 500_000);
+    make_oci_image(&src, "b", 46, 3, 500_000);
+    for round in 0..8 {
+        let layout = t.path().join(format!("layout-{round}"));
+        let spawn = |tag: &str| {
+            std::process::Command::new(ferry_bin())
+                .args(["copy", "-q", "--policy", policy.to_str().unwrap()])
+                .arg(format!("oci:{}:{tag}", src.display()))
+                .arg(format!("oci:{}:{tag}", layout.display()))
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        };
+        let (a, b) = (spawn("a"), spawn("b"));
+        for (tag, c) in [("a", a), ("b", b)] {
+            let out = c.wait_with_output().unwrap();
+            assert!(
+                out.status.success(),
+                "round {round}, {tag}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        for tag in ["a", "b"] {
+            assert_eq!(oci_manifest(&layout, tag), oci_manifest(&src, tag));
+        }
+        assert!(
+            temporaries(&layout).is_empty(),
+            "{:?}",
+            temporaries(&layout)
+        );
+    }
+}
+
+#[test]
+fn sigint_and_sigterm_remove_the_copys_temporaries_before_exit() {
+    let s = stuck();
+    for (sig, code) in [("INT", 130), ("TERM", 143)] {
+        for kind in ["dir", "oci"] {
+            let parent = s.t.path().join(format!("{kind}-{sig}"));
+            std::fs::create_dir_all(&parent).unwrap();
+            let dst_path = parent.join("image");
+            let dst = format!("{kind}:{}", dst_path.display());
+            let child = s.start_copy(&dst, &parent);
+            signal(&child, sig);
+            let out = child.wait_with_output().unwrap();
+            assert_eq!(out.status.code(), Some(code), "{kind} {sig}");
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(err.contains("interrupted"), "{err}");
+            assert!(
+                temporaries(&parent).is_empty(),
+                "{kind} {sig}: {:?}",
+                temporaries(&parent)
+            );
+            assert!(
+                !dst_path.join("index.json").exists() && !dst_path.join("manifest.json").exists()
+            );
+        }
+    }
+}
+
+#[test]
+fn a_dir_copy_killed_midway_is_cleaned_up_by_the_next_copy_beside_it() {
+    let s = stuck();
+    let parent = s.t.path().join("dirs");
+    std::fs::create_dir_all(&parent).unwrap();
+    let dst = format!("dir:{}", parent.join("one").display());
+    let mut child = s.start_copy(&dst, &parent);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(!temporaries(&parent).is_empty());
+    assert!(!parent.join("one").exists());
+    // Another copy into the same parent removes the dead staging directory.
+    s.good_copy(&format!("dir:{}", parent.join("two").display()));
+    assert!(
+        temporaries(&parent).is_empty(),
+        "{:?}",
+        temporaries(&parent)
+    );
+    assert!(parent.join("two/manifest.json").exists());
+}

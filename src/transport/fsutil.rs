@@ -81,9 +81,14 @@ pub fn persist(tmp: tempfile::TempPath, to: &Path) -> Result<()> {
 
 /// Replaces `path` with `bytes` atomically: a synced temp file renamed over it.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomic_with(path, bytes, TEMP_PREFIX)
+}
+
+/// [`write_atomic`] with the temporary named with `prefix` (a [`TempSession`]'s).
+pub fn write_atomic_with(path: &Path, bytes: &[u8], prefix: &str) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let mut tmp = tempfile::Builder::new()
-        .prefix(TEMP_PREFIX)
+        .prefix(prefix)
         .tempfile_in(dir)
         .map_err(|e| TransportError::io(dir, e))?;
     tmp.write_all(bytes)
@@ -255,4 +260,195 @@ pub fn read_signature_files(dir: &Path, name: impl Fn(usize) -> String) -> Vec<S
         });
     }
     out
+}
+
+/// The temporaries of one copy: every temporary it makes under `root` carries its id
+/// (`.ferry-tmp-ID-…`), and it holds a lock on `root/.ferry-tmp-ID.lock` while it runs. A
+/// later session removes the temporaries of every session whose lock is free (a copy that was
+/// killed), never those of one still running; dropping a session removes its own (a copy that
+/// failed), and [`remove_live_temporaries`] removes those of every session of this process (a
+/// copy interrupted by a signal).
+pub struct TempSession {
+    root: PathBuf,
+    id: String,
+    depth: usize,
+    _lock: FileLock,
+}
+
+/// A live session's temporaries, for [`remove_live_temporaries`].
+struct Live {
+    root: PathBuf,
+    id: String,
+    depth: usize,
+}
+
+static LIVE: std::sync::Mutex<Vec<Live>> = std::sync::Mutex::new(Vec::new());
+
+fn lock_name(id: &str) -> String {
+    format!("{TEMP_PREFIX}{id}.lock")
+}
+
+/// Removes everything under `root` down to `depth` levels whose name starts with `prefix`.
+fn remove_prefixed(root: &Path, prefix: &str, depth: usize) {
+    let Ok(rd) = std::fs::read_dir(root) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        let p = e.path();
+        let is_dir = e.file_type().is_ok_and(|t| t.is_dir());
+        if name.starts_with(prefix) && !name.ends_with(".lock") {
+            let _ = if is_dir {
+                std::fs::remove_dir_all(&p)
+            } else {
+                std::fs::remove_file(&p)
+            };
+        } else if is_dir && depth > 0 && !name.starts_with(TEMP_PREFIX) {
+            remove_prefixed(&p, prefix, depth - 1);
+        }
+    }
+}
+
+impl TempSession {
+    /// Starts a session under `root` (created if missing), whose temporaries lie at most
+    /// `depth` directories below it: first removes the temporaries of dead sessions there.
+    pub fn start(root: &Path, depth: usize) -> Result<TempSession> {
+        mkdir_all(root)?;
+        clean_dead(root, depth);
+        let id = unique_id();
+        let lock_path = root.join(lock_name(&id));
+        std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| TransportError::io(&lock_path, e))?;
+        let lock = FileLock::try_acquire(&lock_path).ok_or_else(|| {
+            TransportError::Unsupported(format!("cannot lock {}", lock_path.display()))
+        })?;
+        if let Ok(mut live) = LIVE.lock() {
+            live.push(Live {
+                root: root.to_path_buf(),
+                id: id.clone(),
+                depth,
+            });
+        }
+        Ok(TempSession {
+            root: root.to_path_buf(),
+            id,
+            depth,
+            _lock: lock,
+        })
+    }
+
+    /// The prefix of this session's temporaries: `.ferry-tmp-ID-`.
+    pub fn prefix(&self) -> String {
+        format!("{TEMP_PREFIX}{}-", self.id)
+    }
+
+    /// The directory the session's lock lives in.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+}
+
+impl Drop for TempSession {
+    fn drop(&mut self) {
+        if let Ok(mut live) = LIVE.lock() {
+            live.retain(|l| l.id != self.id);
+        }
+        remove_prefixed(&self.root, &self.prefix(), self.depth);
+        let _ = std::fs::remove_file(self.root.join(lock_name(&self.id)));
+    }
+}
+
+/// Whether `dir` holds another session's lock (a copy running, or one killed whose leftovers
+/// no one has cleaned yet).
+pub fn has_sessions(dir: &Path) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|rd| {
+        rd.flatten().any(|e| {
+            let n = e.file_name();
+            let n = n.to_string_lossy();
+            n.starts_with(TEMP_PREFIX) && n.ends_with(".lock")
+        })
+    })
+}
+
+/// Removes the temporaries, down to `depth` levels under `root`, of every session whose lock
+/// in `root` is free: the leftovers of copies that were killed.
+pub fn clean_dead(root: &Path, depth: usize) {
+    let Ok(rd) = std::fs::read_dir(root) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(id) = name
+            .strip_prefix(TEMP_PREFIX)
+            .and_then(|s| s.strip_suffix(".lock"))
+        else {
+            continue;
+        };
+        let Some(_held) = FileLock::try_acquire(&e.path()) else {
+            continue;
+        };
+        remove_prefixed(root, &format!("{TEMP_PREFIX}{id}-"), depth);
+        let _ = std::fs::remove_file(e.path());
+    }
+}
+
+/// Removes the temporaries of every session of this process, for a signal handler that is
+/// about to exit: an interrupted copy leaves nothing behind.
+pub fn remove_live_temporaries() {
+    let live = match LIVE.lock() {
+        Ok(mut l) => std::mem::take(&mut *l),
+        Err(_) => return,
+    };
+    for l in live {
+        remove_prefixed(&l.root, &format!("{TEMP_PREFIX}{}-", l.id), l.depth);
+        let _ = std::fs::remove_file(l.root.join(lock_name(&l.id)));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dead_sessions_are_cleaned_and_live_ones_kept() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path();
+        let live = TempSession::start(root, 2).unwrap();
+        std::fs::create_dir_all(root.join("blobs/sha256")).unwrap();
+        std::fs::write(
+            root.join(format!("blobs/sha256/{}x", live.prefix())),
+            b"live",
+        )
+        .unwrap();
+        // A dead session: its lock file exists but nobody holds it.
+        std::fs::write(root.join(".ferry-tmp-dead.lock"), b"").unwrap();
+        std::fs::write(root.join("blobs/sha256/.ferry-tmp-dead-a"), b"dead").unwrap();
+        std::fs::create_dir(root.join(".ferry-tmp-dead-dir")).unwrap();
+        std::fs::write(root.join("blobs/sha256/keep"), b"a blob").unwrap();
+        let other = TempSession::start(root, 2).unwrap();
+        assert!(!root.join("blobs/sha256/.ferry-tmp-dead-a").exists());
+        assert!(!root.join(".ferry-tmp-dead-dir").exists());
+        assert!(!root.join(".ferry-tmp-dead.lock").exists());
+        assert!(
+            root.join(format!("blobs/sha256/{}x", live.prefix()))
+                .exists()
+        );
+        assert!(root.join("blobs/sha256/keep").exists());
+        assert!(has_sessions(root));
+        // Dropping a session removes its own temporaries and lock.
+        drop(live);
+        assert_eq!(
+            std::fs::read_dir(root.join("blobs/sha256"))
+                .unwrap()
+                .count(),
+            1
+        );
+        drop(other);
+        assert!(!has_sessions(root));
+    }
 }

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 
-use super::fsutil::{self, TEMP_PREFIX};
+use super::fsutil::{self, TEMP_PREFIX, TempSession};
 use super::*;
 use crate::signature::SignatureSlot;
 
@@ -106,6 +106,8 @@ pub struct DirDestination {
     reference: ImageReference,
     path: PathBuf,
     staging: tempfile::TempDir,
+    // Last, so it drops after the staging directory: it removes anything left beside it.
+    session: TempSession,
 }
 
 impl DirDestination {
@@ -129,9 +131,11 @@ impl DirDestination {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
         };
-        fsutil::mkdir_all(&parent)?;
+        // The image is built in a staging directory beside its final place; a killed copy's
+        // staging directories are removed by the next copy into the same parent.
+        let session = TempSession::start(&parent, 0)?;
         let staging = tempfile::Builder::new()
-            .prefix(TEMP_PREFIX)
+            .prefix(&session.prefix())
             .tempdir_in(&parent)
             .map_err(|e| TransportError::io(&parent, e))?;
         Ok(DirDestination {
@@ -140,6 +144,7 @@ impl DirDestination {
             },
             path: path.to_path_buf(),
             staging,
+            session,
         })
     }
 }
@@ -207,7 +212,7 @@ impl ImageDestination for DirDestination {
         let old = if self.path.exists() {
             let parent = staging.parent().unwrap_or(Path::new("."));
             let aside = tempfile::Builder::new()
-                .prefix(TEMP_PREFIX)
+                .prefix(&self.session.prefix())
                 .tempdir_in(parent)
                 .map_err(|e| TransportError::io(parent, e))?
                 .keep();

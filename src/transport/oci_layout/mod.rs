@@ -11,7 +11,7 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use serde_json::{Value, json};
 
-use super::fsutil::{self, TEMP_PREFIX};
+use super::fsutil::{self, TEMP_PREFIX, TempSession};
 use super::*;
 use crate::signature::SignatureSlot;
 
@@ -22,6 +22,7 @@ pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
 #[derive(Debug, Clone)]
 pub struct Layout {
     root: PathBuf,
+    temp_prefix: String,
 }
 
 impl Layout {
@@ -29,7 +30,14 @@ impl Layout {
     pub fn new(root: &Path) -> Layout {
         Layout {
             root: root.to_path_buf(),
+            temp_prefix: TEMP_PREFIX.to_string(),
         }
+    }
+
+    /// The same layout, naming its temporaries with `prefix` (a session's).
+    pub fn with_temp_prefix(mut self, prefix: String) -> Layout {
+        self.temp_prefix = prefix;
+        self
     }
 
     /// The root directory.
@@ -181,7 +189,7 @@ impl Layout {
         let final_path = self.blob_path(d);
         let dir = final_path.parent().unwrap_or(&self.root).to_path_buf();
         fsutil::mkdir_all(&dir)?;
-        let tmp = fsutil::stream_to_temp(&dir, TEMP_PREFIX, stream).await?;
+        let tmp = fsutil::stream_to_temp(&dir, &self.temp_prefix, stream).await?;
         fsutil::persist(tmp, &final_path)
     }
 
@@ -192,7 +200,7 @@ impl Layout {
             return Ok(());
         }
         fsutil::mkdir_all(p.parent().unwrap_or(&self.root))?;
-        fsutil::write_atomic(&p, bytes)
+        fsutil::write_atomic_with(&p, bytes, &self.temp_prefix)
     }
 
     /// Adds `descriptor` to `index.json` under `name`, replacing an entry of the same name (or,
@@ -200,7 +208,11 @@ impl Layout {
     pub fn set_index_entry(&self, name: Option<&str>, descriptor: Value) -> Result<()> {
         let layout_file = self.root.join("oci-layout");
         if !layout_file.exists() {
-            fsutil::write_atomic(&layout_file, br#"{"imageLayoutVersion":"1.0.0"}"#)?;
+            fsutil::write_atomic_with(
+                &layout_file,
+                br#"{"imageLayoutVersion":"1.0.0"}"#,
+                &self.temp_prefix,
+            )?;
         }
         let mut index = match self.read_index() {
             Ok(v) => v,
@@ -226,7 +238,7 @@ impl Layout {
         }
         let bytes =
             serde_json::to_vec(&index).map_err(|e| TransportError::Unsupported(e.to_string()))?;
-        fsutil::write_atomic(&self.index_path(), &bytes)
+        fsutil::write_atomic_with(&self.index_path(), &bytes, &self.temp_prefix)
     }
 }
 
@@ -303,10 +315,27 @@ pub struct OciLayoutDestination {
     top: Mutex<Option<RawManifest>>,
     created_root: bool,
     committed: bool,
+    session: Option<TempSession>,
+}
+
+/// The entries of a directory other than an OCI layout's own (`oci-layout`, `index.json`,
+/// `blobs`) and ferry's temporaries: what makes it someone else's directory.
+fn foreign_entries(path: &Path) -> Result<Vec<String>> {
+    let rd = std::fs::read_dir(path).map_err(|e| TransportError::io(path, e))?;
+    Ok(rd
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| {
+            !(n == "oci-layout" || n == "index.json" || n == "blobs" || n.starts_with(TEMP_PREFIX))
+        })
+        .collect())
 }
 
 impl OciLayoutDestination {
-    /// Opens (or will create) the layout at `path` to add an image named `tag`.
+    /// Opens (or will create) the layout at `path` to add an image named `tag`. An existing
+    /// directory must be a layout, empty, or hold only what ferry leaves while it builds one
+    /// (`blobs/` and temporaries of a copy running now or killed earlier; the killed one's are
+    /// removed here).
     pub fn open(path: &Path, tag: Option<&str>) -> Result<OciLayoutDestination> {
         let created_root = !path.exists();
         if !created_root {
@@ -316,39 +345,57 @@ impl OciLayoutDestination {
                     why: "is not a directory".into(),
                 });
             }
-            let has_entries = std::fs::read_dir(path)
-                .map(|mut d| d.next().is_some())
-                .unwrap_or(false);
-            if has_entries && !path.join("oci-layout").exists() && !path.join("index.json").exists()
-            {
-                return Err(TransportError::InvalidLayout {
-                    path: path.to_path_buf(),
-                    why: "is a non-empty directory that is not an OCI image layout (no oci-layout or index.json)".into(),
-                });
+            let is_layout = path.join("oci-layout").exists() || path.join("index.json").exists();
+            if !is_layout {
+                let foreign = foreign_entries(path)?;
+                if !foreign.is_empty() {
+                    return Err(TransportError::InvalidLayout {
+                        path: path.to_path_buf(),
+                        why: format!(
+                            "is a non-empty directory that is not an OCI image layout (no oci-layout or index.json; it holds {}); choose an empty or new directory",
+                            foreign
+                                .iter()
+                                .take(3)
+                                .cloned()
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    });
+                }
             }
             if path.join("index.json").exists() {
                 Layout::new(path).read_index()?;
             }
         }
-        fsutil::mkdir_all(path)?;
+        // Temporaries lie in the root and in blobs/ALG.
+        let session = TempSession::start(path, 2)?;
         Ok(OciLayoutDestination {
             reference: ImageReference::OciLayout {
                 path: path.to_path_buf(),
                 tag: tag.map(str::to_string),
             },
-            layout: Layout::new(path),
+            layout: Layout::new(path).with_temp_prefix(session.prefix()),
             tag: tag.map(str::to_string),
             top: Mutex::new(None),
             created_root,
             committed: false,
+            session: Some(session),
         })
     }
 }
 
 impl Drop for OciLayoutDestination {
     fn drop(&mut self) {
-        if !self.committed && self.created_root {
-            let _ = std::fs::remove_dir_all(self.layout.root());
+        // The session goes first: its temporaries and lock with it.
+        drop(self.session.take());
+        // A layout this copy created and no copy committed to (and none is writing) goes too.
+        let root = self.layout.root();
+        if !self.committed
+            && self.created_root
+            && !root.join("index.json").exists()
+            && !fsutil::has_sessions(root)
+        {
+            let _ = std::fs::remove_dir_all(root);
         }
     }
 }

@@ -22,7 +22,7 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 
-use super::fsutil::{self, FileLock, TEMP_PREFIX};
+use super::fsutil::{self, FileLock, TEMP_PREFIX, TempSession};
 use super::oci_layout::{Layout, index_descriptor};
 use super::*;
 use crate::record::{Record, RecordError};
@@ -237,48 +237,6 @@ impl Store {
             })
             .collect())
     }
-
-    /// Removes what killed copies left behind: temporary files of sessions whose lock is free.
-    fn clean_leftovers(&self) {
-        let root = self.layout.root();
-        let Ok(rd) = std::fs::read_dir(root) else {
-            return;
-        };
-        for e in rd.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            let Some(session) = name
-                .strip_prefix(TEMP_PREFIX)
-                .and_then(|s| s.strip_suffix(".lock"))
-            else {
-                continue;
-            };
-            let Some(_held) = FileLock::try_acquire(&e.path()) else {
-                continue;
-            };
-            let prefix = format!("{TEMP_PREFIX}{session}-");
-            for dir in [
-                root.join("blobs/sha256"),
-                root.join("blobs/sha512"),
-                root.join("signatures"),
-                root.to_path_buf(),
-            ] {
-                let Ok(entries) = std::fs::read_dir(&dir) else {
-                    continue;
-                };
-                for f in entries.flatten() {
-                    if f.file_name().to_string_lossy().starts_with(&prefix) {
-                        let p = f.path();
-                        let _ = if p.is_dir() {
-                            std::fs::remove_dir_all(&p)
-                        } else {
-                            std::fs::remove_file(&p)
-                        };
-                    }
-                }
-            }
-            let _ = std::fs::remove_file(e.path());
-        }
-    }
 }
 
 /// Reads an image from the store.
@@ -340,9 +298,9 @@ pub struct StoreDestination {
     reference: ImageReference,
     store: Store,
     name: String,
-    session: String,
-    _session_lock: FileLock,
+    // Declared last so it drops last: its Drop removes what a failed copy left.
     pending: Mutex<Pending>,
+    session: TempSession,
 }
 
 impl StoreDestination {
@@ -357,33 +315,22 @@ impl StoreDestination {
             });
         }
         fsutil::mkdir_all(&root.join("blobs/sha256"))?;
-        store.clean_leftovers();
-        let session = fsutil::unique_id();
-        let lock_path = root.join(format!("{TEMP_PREFIX}{session}.lock"));
-        let lock = {
-            let f = std::fs::OpenOptions::new()
-                .create(true)
-                .truncate(false)
-                .write(true)
-                .open(&lock_path)
-                .map_err(|e| TransportError::io(&lock_path, e))?;
-            drop(f);
-            FileLock::try_acquire(&lock_path).ok_or_else(|| {
-                TransportError::Unsupported(format!("cannot lock {}", lock_path.display()))
-            })?
+        // Temporaries lie in the root, blobs/ALG, signatures/DIGEST and records/DIGEST.
+        let session = TempSession::start(root, 2)?;
+        let store = Store {
+            layout: store.layout.with_temp_prefix(session.prefix()),
         };
         Ok(StoreDestination {
             reference: ImageReference::Store(name.clone()),
             store,
             name: name.to_string(),
-            session,
-            _session_lock: lock,
             pending: Mutex::new(Pending::default()),
+            session,
         })
     }
 
     fn temp_prefix(&self) -> String {
-        format!("{TEMP_PREFIX}{}-", self.session)
+        self.session.prefix()
     }
 
     // A poisoned lock only means another task panicked while holding it; the pending lists
@@ -411,22 +358,15 @@ impl StoreDestination {
                 continue;
             }
             fsutil::mkdir_all(&dir)?;
-            fsutil::write_atomic(&dir.join(format!("signature-{next}")), bytes)?;
+            fsutil::write_atomic_with(
+                &dir.join(format!("signature-{next}")),
+                bytes,
+                &self.temp_prefix(),
+            )?;
             known.push(d);
             next += 1;
         }
         Ok(())
-    }
-}
-
-impl Drop for StoreDestination {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(
-            self.store
-                .layout
-                .root()
-                .join(format!("{TEMP_PREFIX}{}.lock", self.session)),
-        );
     }
 }
 
@@ -521,7 +461,11 @@ impl ImageDestination for StoreDestination {
         for (digest, record) in &pending.records {
             let dir = root.join("records").join(digest_dir(digest));
             fsutil::mkdir_all(&dir)?;
-            fsutil::write_atomic(&dir.join(format!("{time}.json")), &record.to_json())?;
+            fsutil::write_atomic_with(
+                &dir.join(format!("{time}.json")),
+                &record.to_json(),
+                &self.temp_prefix(),
+            )?;
         }
         self.store
             .layout
