@@ -64,6 +64,7 @@ pub mod copy;
 pub mod digest;
 pub mod forensics;
 pub mod hint;
+pub mod limits;
 pub mod manifest;
 pub mod policy;
 pub mod record;

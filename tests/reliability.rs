@@ -428,3 +428,96 @@ fn a_dir_copy_killed_midway_is_cleaned_up_by_the_next_copy_beside_it() {
     );
     assert!(parent.join("two/manifest.json").exists());
 }
+
+#[test]
+fn oversized_inputs_are_refused_naming_the_file_and_the_cap() {
+    let t = tempfile::tempdir().unwrap();
+    let policy = insecure_policy(t.path());
+    let src = t.path().join("src");
+    let image = make_oci_image(&src, "v1", 47, 1, 1000);
+    let huge = vec![b' '; 5 * 1024 * 1024];
+    let cap = "4194304-byte limit";
+
+    // policy.json
+    let big_policy = t.path().join("big-policy.json");
+    let mut text = br#"{"default":[{"type":"insecureAcceptAnything"}]}"#.to_vec();
+    text.extend_from_slice(&huge);
+    std::fs::write(&big_policy, &text).unwrap();
+    let r = ferry(&[
+        "copy",
+        "--policy",
+        big_policy.to_str().unwrap(),
+        &format!("oci:{}:v1", src.display()),
+        &format!("dir:{}", t.path().join("o1").display()),
+    ])
+    .code(3);
+    assert!(
+        r.stderr.contains("big-policy.json") && r.stderr.contains(cap),
+        "{}",
+        r.stderr
+    );
+
+    // a registries.d file and an auth file (read before any connection is made)
+    let regd = t.path().join("registries.d");
+    std::fs::create_dir_all(&regd).unwrap();
+    std::fs::write(regd.join("big.yaml"), &huge).unwrap();
+    let r = ferry(&[
+        "copy",
+        "--policy",
+        policy.to_str().unwrap(),
+        "--registries.d",
+        regd.to_str().unwrap(),
+        "docker://127.0.0.1:1/a/b:1",
+        &format!("dir:{}", t.path().join("o2").display()),
+    ])
+    .code(3);
+    assert!(
+        r.stderr.contains("big.yaml") && r.stderr.contains(cap),
+        "{}",
+        r.stderr
+    );
+    let auth = t.path().join("auth.json");
+    std::fs::write(&auth, &huge).unwrap();
+    let r = ferry(&[
+        "copy",
+        "--policy",
+        policy.to_str().unwrap(),
+        "--authfile",
+        auth.to_str().unwrap(),
+        "docker://127.0.0.1:1/a/b:1",
+        &format!("dir:{}", t.path().join("o3").display()),
+    ])
+    .code(3);
+    assert!(
+        r.stderr.contains("auth.json") && r.stderr.contains(cap),
+        "{}",
+        r.stderr
+    );
+
+    // A manifest whose config claims 8 GiB: refused before a byte of it is read.
+    let mut m: serde_json::Value = serde_json::from_slice(&image.manifest).unwrap();
+    m["config"]["size"] = serde_json::json!(8u64 << 30);
+    let bytes = serde_json::to_vec(&m).unwrap();
+    let hex = &sha256(&bytes)["sha256:".len()..];
+    std::fs::write(src.join("blobs/sha256").join(hex), &bytes).unwrap();
+    let mut index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(src.join("index.json")).unwrap()).unwrap();
+    index["manifests"][0]["digest"] = serde_json::json!(format!("sha256:{hex}"));
+    index["manifests"][0]["size"] = serde_json::json!(bytes.len());
+    std::fs::write(src.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
+    let out = t.path().join("o4");
+    let r = ferry(&[
+        "copy",
+        "--policy",
+        policy.to_str().unwrap(),
+        &format!("oci:{}:v1", src.display()),
+        &format!("dir:{}", out.display()),
+    ])
+    .code(3);
+    assert!(
+        r.stderr.contains("8589934592") && r.stderr.contains("4194304-byte limit for a config"),
+        "{}",
+        r.stderr
+    );
+    assert!(!out.exists());
+}

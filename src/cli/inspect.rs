@@ -124,7 +124,7 @@ async fn read_small_blob(
     source: &dyn transport::ImageSource,
     d: &ferry::manifest::Descriptor,
 ) -> anyhow::Result<Vec<u8>> {
-    const LIMIT: u64 = 4 * 1024 * 1024;
+    const LIMIT: u64 = ferry::limits::MAX_CONFIG_BLOB;
     anyhow::ensure!(
         d.size <= LIMIT,
         "the config blob {} is {} bytes, over the 4 MiB limit",

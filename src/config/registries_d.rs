@@ -48,6 +48,9 @@ pub enum RegistriesDError {
         /// The IO error.
         source: std::io::Error,
     },
+    /// A file is larger than ferry reads.
+    #[error(transparent)]
+    TooLarge(crate::limits::TooLarge),
     /// Two files define the same section.
     #[error(
         "Error parsing signature storage configuration: {what} defined both in {a:?} and {b:?}; keep one of them"
@@ -163,12 +166,29 @@ impl RegistriesConfig {
         let mut default_from: Option<PathBuf> = None;
         let mut scope_from: BTreeMap<String, PathBuf> = BTreeMap::new();
         for path in files {
-            let text = match std::fs::read_to_string(&path) {
-                Ok(t) => t,
+            let bytes = match crate::limits::read_file(
+                &path,
+                crate::limits::MAX_CONFIG_FILE,
+                "a registries.d file",
+            ) {
+                Ok(b) => b,
                 // Removed between listing and reading: containers/image ignores it too.
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(read_err(&path, e)),
+                Err(crate::limits::ReadError::Io { source, .. })
+                    if source.kind() == std::io::ErrorKind::NotFound =>
+                {
+                    continue;
+                }
+                Err(crate::limits::ReadError::Io { source, .. }) => {
+                    return Err(read_err(&path, source));
+                }
+                Err(crate::limits::ReadError::TooLarge(t)) => {
+                    return Err(RegistriesDError::TooLarge(t));
+                }
             };
+            let text = String::from_utf8(bytes).map_err(|e| RegistriesDError::Parse {
+                path: path.clone(),
+                message: format!("not UTF-8 text: {e}"),
+            })?;
             let parsed = parse_file(&text, &path)?;
             if let Some(d) = parsed.default_docker {
                 if let Some(a) = &default_from {

@@ -46,6 +46,26 @@ fn platform_text(p: &crate::manifest::Platform) -> String {
     s
 }
 
+/// The blobs of an image, refusing a config larger than containers/image reads (a manifest can
+/// claim any size; the cap is checked before a byte is downloaded).
+fn blobs_of(
+    what: &str,
+    img: &crate::manifest::ImageManifest,
+) -> Result<Vec<Descriptor>, CopyError> {
+    if img.config.size > crate::limits::MAX_CONFIG_BLOB {
+        return Err(CopyError::Manifest {
+            what: what.to_string(),
+            source: ManifestError::Unknown(format!(
+                "its config blob {} claims {} bytes, more than the {}-byte limit for a config",
+                img.config.digest,
+                img.config.size,
+                crate::limits::MAX_CONFIG_BLOB
+            )),
+        });
+    }
+    Ok(img.blobs().into_iter().cloned().collect())
+}
+
 /// Reads the manifests the copy will write; instances before the list, the top level last.
 pub async fn plan(
     src: &ImageReference,
@@ -69,7 +89,7 @@ pub async fn plan(
         Manifest::Image(_, ref img) => {
             return Ok(vec![Planned {
                 media_type: media_type_of(&top, &parsed),
-                blobs: img.blobs().into_iter().cloned().collect(),
+                blobs: blobs_of(&format!("manifest of {src_name}"), img)?,
                 raw: top,
                 digest: top_digest,
                 dest_instance: None,
@@ -135,7 +155,7 @@ pub async fn plan(
         };
         out.push(Planned {
             media_type: media_type_of(&raw, &parsed),
-            blobs: img.blobs().into_iter().cloned().collect(),
+            blobs: blobs_of(&what, img)?,
             digest: d.digest.clone(),
             dest_instance: all.then(|| d.digest.clone()),
             src_instance: Some(d.digest.clone()),

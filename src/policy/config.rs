@@ -16,13 +16,13 @@ use crate::strict_json::{self, JsonError};
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum PolicyError {
-    /// The file could not be read.
+    /// The file could not be read, or is too large to be a policy.
     #[error("cannot read the signature policy {path}: {source}")]
     Read {
         /// The file.
         path: PathBuf,
-        /// The IO error.
-        source: std::io::Error,
+        /// Why.
+        source: crate::limits::ReadError,
     },
     /// The file is not a valid policy.
     #[error("invalid policy in {origin:?}: {message}")]
@@ -158,10 +158,12 @@ const REGISTERED_PATH_TRANSPORTS: [&str; 4] = ["dir", "oci", "oci-archive", "sif
 impl Policy {
     /// Reads and parses a policy file; key files it names are read now.
     pub fn from_file(path: &Path) -> Result<Policy, PolicyError> {
-        let bytes = std::fs::read(path).map_err(|source| PolicyError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let bytes =
+            crate::limits::read_file(path, crate::limits::MAX_CONFIG_FILE, "a signature policy")
+                .map_err(|source| PolicyError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
         Policy::from_bytes(&bytes, &path.display().to_string())
     }
 
@@ -371,7 +373,7 @@ fn signed_by(v: &Value) -> Result<Requirement, JsonError> {
 fn load_key_files(paths: &[String]) -> TrustedKeys {
     let mut rings = Vec::new();
     for p in paths {
-        match std::fs::read(p) {
+        match crate::limits::read_file(Path::new(p), crate::limits::MAX_CONFIG_FILE, "a key file") {
             Ok(bytes) => match Keyring::from_bytes(&bytes) {
                 Ok(k) => rings.push(k),
                 Err(e) => {
@@ -384,7 +386,10 @@ fn load_key_files(paths: &[String]) -> TrustedKeys {
             Err(e) => {
                 return TrustedKeys {
                     sources: paths.to_vec(),
-                    keyring: Err(format!("open {p}: {e}")),
+                    keyring: Err(match e {
+                        crate::limits::ReadError::Io { .. } => format!("open {e}"),
+                        other => other.to_string(),
+                    }),
                 };
             }
         }

@@ -114,30 +114,20 @@ pub fn mkdir_all(dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| TransportError::io(dir, e))
 }
 
-/// The most ferry reads of a configuration file (auth.json, a registries.d file, …), as
-/// containers/image bounds what it reads whole.
-pub const MAX_CONFIG_FILE: u64 = 4 * 1024 * 1024;
+/// The most ferry reads of a configuration file (auth.json, a record, …).
+pub const MAX_CONFIG_FILE: u64 = crate::limits::MAX_CONFIG_FILE;
 
 /// Reads a whole file of at most `limit` bytes; a larger one is refused without being read.
 pub fn read_capped(path: &Path, limit: u64) -> Result<Vec<u8>> {
-    use std::io::Read;
-    let f = std::fs::File::open(path).map_err(|e| TransportError::io(path, e))?;
-    let mut bytes = Vec::new();
-    f.take(limit + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| TransportError::io(path, e))?;
-    if bytes.len() as u64 > limit {
-        let size = std::fs::metadata(path)
-            .map(|m| m.len())
-            .unwrap_or(bytes.len() as u64);
-        return Err(TransportError::TooLarge {
+    crate::limits::read_file(path, limit, "a configuration file").map_err(|e| match e {
+        crate::limits::ReadError::TooLarge(t) => TransportError::TooLarge {
             path: path.to_path_buf(),
-            size,
-            limit,
-            what: "a configuration file",
-        });
-    }
-    Ok(bytes)
+            size: t.size,
+            limit: t.limit,
+            what: t.what,
+        },
+        crate::limits::ReadError::Io { source, .. } => TransportError::io(path, source),
+    })
 }
 
 /// Reads a manifest file, refusing one over [`crate::manifest::MAX_MANIFEST_SIZE`] without

@@ -602,10 +602,10 @@ impl RegistryClient {
 }
 
 /// The most of a token answer ferry reads (containers/image's `iolimits`).
-pub const MAX_TOKEN_RESPONSE: usize = 1024 * 1024;
+pub const MAX_TOKEN_RESPONSE: usize = crate::limits::MAX_TOKEN_RESPONSE as usize;
 
 /// The most of an error answer ferry reads (containers/image's `iolimits`).
-pub const MAX_ERROR_BODY: usize = 1024 * 1024;
+pub const MAX_ERROR_BODY: usize = crate::limits::MAX_ERROR_BODY as usize;
 
 /// Why one attempt of a request failed.
 enum Failure {
