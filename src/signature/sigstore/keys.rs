@@ -482,7 +482,7 @@ fn verify_ecdsa<C: Curve>(
             Err(SignatureMismatch::EcdsaAsn1)
         };
     }
-    if signature.is_empty() || signature.len() > 132 || signature.len() % 2 != 0 {
+    if signature.is_empty() || signature.len() > 132 || !signature.len().is_multiple_of(2) {
         return Err(SignatureMismatch::EcdsaP1363Length);
     }
     let (r, s) = signature.split_at(signature.len() / 2);

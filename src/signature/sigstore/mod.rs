@@ -274,3 +274,93 @@ impl<'de> Visitor<'de> for GoRepr {
         Ok(sig)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const VALID: &[u8] =
+        include_bytes!("../../../testdata/sigstore/golden/dir-img-cosign-valid.signature-1");
+    const UNKNOWN_KEY: &[u8] =
+        include_bytes!("../../../testdata/sigstore/golden/unknown-cosign-key.signature");
+
+    #[test]
+    fn reads_and_rewrites_containers_image_blobs_byte_for_byte() {
+        let sig = SigstoreSignature::from_blob(VALID).unwrap();
+        assert_eq!(sig.mime_type, SIGNATURE_MIME_TYPE);
+        assert!(sig.payload.starts_with(b"{\"critical\":"));
+        assert_eq!(sig.annotations.len(), 1);
+        assert!(sig.signature_base64().unwrap().starts_with("MEYCIQDm"));
+        assert_eq!(sig.to_blob(), VALID);
+        // sniff strips the prefix; from_json takes what is left.
+        let (format, json) = crate::signature::sniff::sniff(VALID).unwrap();
+        assert_eq!(format, crate::signature::sniff::Format::SigstoreJson);
+        assert_eq!(SigstoreSignature::from_json(json).unwrap(), sig);
+        // A trailing newline, as in this fixture, is fine.
+        assert!(UNKNOWN_KEY.ends_with(b"}\n"));
+        assert!(SigstoreSignature::from_blob(UNKNOWN_KEY).is_ok());
+        assert_eq!(
+            SigstoreSignature::from_blob(b"{}"),
+            Err(SigstoreError::NotSigstoreBlob)
+        );
+    }
+
+    #[test]
+    fn writes_annotations_as_go_does() {
+        let sig = SigstoreSignature {
+            mime_type: SIGNATURE_MIME_TYPE.into(),
+            payload: b"{}".to_vec(),
+            annotations: [
+                ("z".to_string(), "<bundle & \"quote\">".to_string()),
+                (
+                    CERTIFICATE_ANNOTATION.to_string(),
+                    "-----BEGIN CERTIFICATE-----\nAA==\n".to_string(),
+                ),
+            ]
+            .into(),
+        };
+        assert_eq!(
+            String::from_utf8(sig.to_json()).unwrap(),
+            r#"{"mimeType":"application/vnd.dev.cosign.simplesigning.v1+json","payload":"e30=","annotations":{"dev.sigstore.cosign/certificate":"-----BEGIN CERTIFICATE-----\nAA==\n","z":"\u003cbundle \u0026 \"quote\"\u003e"}}"#
+        );
+        assert_eq!(SigstoreSignature::from_json(&sig.to_json()).unwrap(), sig);
+        let empty = SigstoreSignature::default();
+        assert_eq!(
+            empty.to_json(),
+            br#"{"mimeType":"","payload":"","annotations":{}}"#
+        );
+    }
+
+    #[test]
+    fn reads_json_as_leniently_as_go() {
+        // Case-insensitive names, unknown members ignored, null as absent.
+        let s = SigstoreSignature::from_json(
+            br#"{"MIMETYPE":"m","Payload":"e30=","extra":[1,{"a":2}],"annotations":{"a":"1","b":null}}"#,
+        )
+        .unwrap();
+        assert_eq!(s.mime_type, "m");
+        assert_eq!(s.payload, b"{}");
+        assert_eq!(s.annotations["a"], "1");
+        assert_eq!(s.annotations["b"], "");
+        // A later member wins; annotation objects are merged.
+        let s = SigstoreSignature::from_json(
+            br#"{"mimeType":"a","mimeType":"b","annotations":{"x":"1"},"Annotations":{"y":"2"}}"#,
+        )
+        .unwrap();
+        assert_eq!(s.mime_type, "b");
+        assert_eq!(s.annotations.len(), 2);
+        assert_eq!(
+            SigstoreSignature::from_json(b"null").unwrap(),
+            SigstoreSignature::default()
+        );
+        let e = |j: &[u8]| SigstoreSignature::from_json(j).unwrap_err().to_string();
+        assert!(e(br#"{"mimeType":1}"#).contains(
+            "json: cannot unmarshal number into Go struct field sigstoreJSONRepresentation.mimeType of type string"
+        ));
+        assert!(e(br#"{"payload":"e30"}"#).contains("illegal base64 data at input byte 0"));
+        assert!(e(br#"{"annotations":{"a":1}}"#).contains("annotations of type string"));
+        assert!(e(b"[]").contains("cannot unmarshal array into Go value"));
+        assert!(e(b"{} x").starts_with("invalid sigstore-json signature: "));
+        assert!(e(b"").starts_with("invalid sigstore-json signature: "));
+    }
+}

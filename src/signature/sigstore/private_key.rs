@@ -570,3 +570,195 @@ fn random_scalar<const N: usize>(
         "no valid scalar in 64 tries".to_string(),
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Made by real cosign: the test keys in sigstore/cosign's pkg/cosign/keys_test.go
+    // (passphrase "hello"); see testdata/README.md.
+    const COSIGN_LABELLED: &[u8] =
+        include_bytes!("../../../testdata/sigstore/golden/cosign-labelled.key");
+    const SIGSTORE_LABELLED: &[u8] =
+        include_bytes!("../../../testdata/sigstore/golden/sigstore-labelled.key");
+    const SEC1_INSIDE: &[u8] = include_bytes!("../../../testdata/sigstore/golden/cosign-sec1.key");
+
+    #[test]
+    fn decrypts_keys_made_by_cosign() {
+        for pem_bytes in [COSIGN_LABELLED, SIGSTORE_LABELLED] {
+            let k = PrivateKey::decrypt(pem_bytes, b"hello").unwrap();
+            assert_eq!(k.public_key().algorithm(), KeyAlgorithm::EcdsaP256);
+            let sig = k.sign(b"payload").unwrap();
+            assert_eq!(k.public_key().verify(b"payload", &sig), Ok(()));
+            assert!(format!("{k:?}").starts_with("PrivateKey(ECDSA P-256 "));
+        }
+        // cosign's own expectation for this one (TestReadingPrivatePemTypes).
+        assert_eq!(
+            PrivateKey::decrypt(SEC1_INSIDE, b"hello")
+                .unwrap_err()
+                .to_string(),
+            "parsing private key: x509: failed to parse private key (use ParseECPrivateKey instead for this key format)"
+        );
+    }
+
+    #[test]
+    fn wrong_passphrase_is_named() {
+        let e = PrivateKey::decrypt(COSIGN_LABELLED, b"wrong").unwrap_err();
+        assert_eq!(e, PrivateKeyError::WrongPassphrase);
+        assert_eq!(
+            e.to_string(),
+            "decrypt: encrypted: decryption failed (wrong passphrase?)"
+        );
+        assert_eq!(
+            PrivateKey::decrypt(COSIGN_LABELLED, b"").unwrap_err(),
+            PrivateKeyError::WrongPassphrase
+        );
+    }
+
+    fn encrypted(json: &str) -> Vec<u8> {
+        pem::encode(SIGSTORE_PRIVATE_KEY_LABEL, json.as_bytes()).into_bytes()
+    }
+
+    #[test]
+    fn refuses_what_cosign_refuses() {
+        assert_eq!(
+            PrivateKey::decrypt(b"garbage", b"x")
+                .unwrap_err()
+                .to_string(),
+            "invalid pem block"
+        );
+        let public = include_bytes!("../../../testdata/sigstore/golden/cosign.pub");
+        assert_eq!(
+            PrivateKey::decrypt(public, b"x").unwrap_err().to_string(),
+            "unsupported pem type: PUBLIC KEY"
+        );
+        let json = |kdf: &str, n: u64, cipher: &str, nonce: &str| {
+            format!(
+                r#"{{"kdf":{{"name":"{kdf}","params":{{"N":{n},"r":8,"p":1}},"salt":"AAAA"}},"cipher":{{"name":"{cipher}","nonce":"{nonce}"}},"ciphertext":"AAAA"}}"#
+            )
+        };
+        let nonce24 = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+        let e = |j: String| {
+            PrivateKey::decrypt(&encrypted(&j), b"x")
+                .unwrap_err()
+                .to_string()
+        };
+        assert_eq!(
+            e(json("pbkdf2", 32768, "nacl/secretbox", nonce24)),
+            "decrypt: encrypted: unknown kdf name \"pbkdf2\""
+        );
+        assert_eq!(
+            e(json("scrypt", 32768, "aes", nonce24)),
+            "decrypt: encrypted: unknown cipher name \"aes\""
+        );
+        assert_eq!(
+            e(json("scrypt", 1024, "nacl/secretbox", nonce24)),
+            "decrypt: unsupported scrypt parameters"
+        );
+        assert_eq!(
+            e(json("scrypt", 32768, "nacl/secretbox", "AAAA")),
+            "decrypt: encrypted: incorrect nonce size"
+        );
+        assert_eq!(
+            e(json("scrypt", 32768, "nacl/secretbox", "A")),
+            "decrypt: illegal base64 data at input byte 0"
+        );
+        assert!(e("not json".into()).starts_with("decrypt: "));
+        assert_eq!(
+            e(r#"{"kdf":[]}"#.into()),
+            "decrypt: json: cannot unmarshal array into Go struct field data.kdf of type encrypted.scryptKDF"
+        );
+        assert_eq!(
+            e(r#"{"kdf":{"params":{"N":1.5}}}"#.into()),
+            "decrypt: json: cannot unmarshal number 1.5 into Go struct field data.kdf.params.N of type int"
+        );
+    }
+
+    #[test]
+    fn round_trips_every_key_type() {
+        for alg in [
+            KeyAlgorithm::EcdsaP256,
+            KeyAlgorithm::EcdsaP384,
+            KeyAlgorithm::EcdsaP521,
+            KeyAlgorithm::Rsa { bits: 2048 },
+            KeyAlgorithm::Ed25519,
+        ] {
+            let k = PrivateKey::generate_of(alg).unwrap();
+            assert_eq!(k.public_key().algorithm(), alg);
+            let pem_bytes = k.encrypt(b"passphrase").unwrap();
+            let text = String::from_utf8(pem_bytes.clone()).unwrap();
+            assert!(text.starts_with("-----BEGIN ENCRYPTED COSIGN PRIVATE KEY-----\n"));
+            let back = PrivateKey::decrypt(&pem_bytes, b"passphrase").unwrap();
+            assert_eq!(back.public_key(), k.public_key(), "{alg}");
+            let public = PublicKey::from_pem(back.public_key_pem().as_bytes()).unwrap();
+            let sig = back.sign(b"payload").unwrap();
+            assert_eq!(public.verify(b"payload", &sig), Ok(()), "{alg}");
+            assert!(public.verify(b"payloaD", &sig).is_err(), "{alg}");
+            assert_eq!(
+                PrivateKey::decrypt(&pem_bytes, b"other").unwrap_err(),
+                PrivateKeyError::WrongPassphrase
+            );
+        }
+    }
+
+    #[test]
+    fn writes_the_format_cosign_reads() {
+        let k = PrivateKey::generate().unwrap();
+        assert_eq!(k.public_key().algorithm(), KeyAlgorithm::EcdsaP256);
+        let pem_bytes = k.encrypt_as(b"", PrivateKeyLabel::Sigstore).unwrap();
+        let (block, rest) = pem::decode(&pem_bytes).unwrap();
+        assert!(rest.is_empty());
+        assert_eq!(block.label, SIGSTORE_PRIVATE_KEY_LABEL);
+        let v: Value = serde_json::from_slice(&block.der).unwrap();
+        let text = String::from_utf8(block.der.clone()).unwrap();
+        assert!(
+            text.starts_with(
+                r#"{"kdf":{"name":"scrypt","params":{"N":65536,"r":8,"p":1},"salt":""#
+            )
+        );
+        let b = |s: &Value| go_compat::base64_decode(s.as_str().unwrap().as_bytes()).unwrap();
+        assert_eq!(b(&v["kdf"]["salt"]).len(), SALT_LEN);
+        assert_eq!(b(&v["cipher"]["nonce"]).len(), NONCE_LEN);
+        assert_eq!(v["cipher"]["name"], "nacl/secretbox");
+        // secretbox: a 16-byte tag, then the PKCS #8 key.
+        assert_eq!(
+            b(&v["ciphertext"]).len(),
+            16 + k.to_pkcs8_der().unwrap().len()
+        );
+        // An empty passphrase is allowed, as cosign allows it.
+        assert!(PrivateKey::decrypt(&pem_bytes, b"").is_ok());
+        // Fresh salt and nonce every time.
+        assert_ne!(k.encrypt(b"").unwrap(), k.encrypt(b"").unwrap());
+    }
+
+    #[test]
+    fn pkcs8_is_what_go_writes_and_reads() {
+        let k = PrivateKey::generate_of(KeyAlgorithm::Ed25519).unwrap();
+        let der = k.to_pkcs8_der().unwrap();
+        // RFC 8410 v1 form, as Go's MarshalPKCS8PrivateKey: version 0, the OID, no public key.
+        assert_eq!(der.len(), 48);
+        assert_eq!(
+            &der[..16],
+            &[
+                0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22,
+                0x04, 0x20
+            ]
+        );
+        assert_eq!(
+            PrivateKey::from_pkcs8_der(&der).unwrap().public_key(),
+            k.public_key()
+        );
+        let rsa = rsa::RsaPrivateKey::new(&mut OsRng, 1024).unwrap();
+        let pkcs1 = pkcs1::EncodeRsaPrivateKey::to_pkcs1_der(&rsa).unwrap();
+        assert_eq!(
+            PrivateKey::from_pkcs8_der(pkcs1.as_bytes())
+                .unwrap_err()
+                .to_string(),
+            "parsing private key: x509: failed to parse private key (use ParsePKCS1PrivateKey instead for this key format)"
+        );
+        assert!(matches!(
+            PrivateKey::from_pkcs8_der(b"junk"),
+            Err(PrivateKeyError::Parse(_))
+        ));
+    }
+}
