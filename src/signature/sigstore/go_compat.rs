@@ -143,6 +143,45 @@ pub fn json_kind(v: &serde_json::Value) -> &'static str {
     }
 }
 
+/// A member of a JSON object, found as Go's `encoding/json` finds a struct field: the exact
+/// name, else a case-insensitive match.
+pub fn member<'a>(
+    obj: &'a serde_json::Map<String, serde_json::Value>,
+    name: &str,
+) -> Option<&'a serde_json::Value> {
+    obj.get(name).or_else(|| {
+        obj.iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+    })
+}
+
+/// Go's `hex.DecodeString`, with its error texts.
+pub fn hex_decode(s: &str) -> Result<Vec<u8>, String> {
+    let b = s.as_bytes();
+    let nibble = |c: u8| -> Result<u8, String> {
+        match c {
+            b'0'..=b'9' => Ok(c - b'0'),
+            b'a'..=b'f' => Ok(c - b'a' + 10),
+            b'A'..=b'F' => Ok(c - b'A' + 10),
+            _ => Err(format!(
+                "encoding/hex: invalid byte: U+{:04X} {:?}",
+                c,
+                char::from(c)
+            )),
+        }
+    };
+    let mut out = Vec::with_capacity(b.len() / 2);
+    for pair in b.chunks_exact(2) {
+        out.push((nibble(pair[0])? << 4) | nibble(pair[1])?);
+    }
+    if b.len() % 2 == 1 {
+        nibble(b[b.len() - 1])?;
+        return Err("encoding/hex: odd length hex string".to_string());
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

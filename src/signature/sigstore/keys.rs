@@ -406,6 +406,33 @@ impl PublicKey {
         pem::encode("PUBLIC KEY", &self.spki)
     }
 
+    /// Whether this is an ECDSA key (Rekor keys must be).
+    pub fn is_ecdsa(&self) -> bool {
+        matches!(self.key, Key::P256(_) | Key::P384(_) | Key::P521(_))
+    }
+
+    /// Go's `ecdsa.VerifyASN1(key, digest, signature)`: strict DER only, `digest` used as is
+    /// (left-aligned and truncated to the curve's size as Go does). False for non-ECDSA keys.
+    pub(crate) fn verify_ecdsa_asn1_digest(&self, digest: &[u8], signature: &[u8]) -> bool {
+        fn prehash(digest: &[u8], field: usize) -> Vec<u8> {
+            if digest.len() >= field {
+                digest[..field].to_vec()
+            } else {
+                let mut v = vec![0u8; field];
+                v[field - digest.len()..].copy_from_slice(digest);
+                v
+            }
+        }
+        match &self.key {
+            Key::P256(k) => P256::verify_der(k, &prehash(digest, P256::FIELD), signature),
+            Key::P384(k) => P384::verify_der(k, &prehash(digest, P384::FIELD), signature),
+            // P-521's order has 521 bits: Go keeps the leftmost 521 bits of a longer digest,
+            // which no digest ferry uses (at most 512 bits) reaches.
+            Key::P521(k) => P521::verify_der(k, &prehash(digest, P521::FIELD), signature),
+            _ => false,
+        }
+    }
+
     /// Checks that `signature` was made over `payload` by this key, hashing with SHA-256 as
     /// containers/image does for every key type.
     pub fn verify(&self, payload: &[u8], signature: &[u8]) -> Result<(), SignatureMismatch> {

@@ -15,9 +15,11 @@
 pub mod keys;
 pub mod payload;
 pub mod private_key;
+pub mod rekor;
 pub mod verify;
 
 mod go_compat;
+mod jcs;
 mod pem;
 
 use std::collections::BTreeMap;

@@ -23,7 +23,7 @@ use serde_json::Value;
 use sha2::Digest as _;
 use zeroize::Zeroizing;
 
-use super::go_compat::{self, json_kind};
+use super::go_compat::{self, json_kind, member};
 use super::keys::{
     KeyAlgorithm, KeyError, OID_EC, OID_ED25519, OID_P256, OID_P384, OID_P521, OID_RSA, PublicKey,
     SHA256_DIGEST_INFO,
@@ -157,16 +157,6 @@ fn random(buf: &mut [u8]) -> Result<(), PrivateKeyError> {
     OsRng
         .try_fill_bytes(buf)
         .map_err(|e| PrivateKeyError::Random(e.to_string()))
-}
-
-/// A member of a JSON object, found as Go's `encoding/json` finds struct fields: the exact
-/// name, else a case-insensitive match.
-fn member<'a>(obj: &'a serde_json::Map<String, Value>, name: &str) -> Option<&'a Value> {
-    obj.get(name).or_else(|| {
-        obj.iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v)
-    })
 }
 
 fn type_error(v: &Value, field: &str, go_type: &str) -> DecryptError {
