@@ -48,6 +48,43 @@ pub(crate) const SHA256_DIGEST_INFO: [u8; 19] = [
     0x00, 0x04, 0x20,
 ];
 
+/// The DigestInfo prefix of a SHA-384 hash.
+const SHA384_DIGEST_INFO: [u8; 19] = [
+    0x30, 0x41, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x02, 0x05,
+    0x00, 0x04, 0x30,
+];
+/// The DigestInfo prefix of a SHA-512 hash.
+const SHA512_DIGEST_INFO: [u8; 19] = [
+    0x30, 0x51, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x03, 0x05,
+    0x00, 0x04, 0x40,
+];
+
+/// A hash used in a certificate signature.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CertHash {
+    Sha256,
+    Sha384,
+    Sha512,
+}
+
+impl CertHash {
+    fn digest(self, data: &[u8]) -> Vec<u8> {
+        match self {
+            CertHash::Sha256 => sha2::Sha256::digest(data).to_vec(),
+            CertHash::Sha384 => sha2::Sha384::digest(data).to_vec(),
+            CertHash::Sha512 => sha2::Sha512::digest(data).to_vec(),
+        }
+    }
+}
+
+/// A certificate signature algorithm ferry can check (what Go's x509 accepts, less RSA-PSS).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CertSignatureAlgorithm {
+    Ecdsa(CertHash),
+    RsaPkcs1(CertHash),
+    Ed25519,
+}
+
 /// The smallest RSA modulus ferry accepts, as Go (1.24+) does.
 pub const MIN_RSA_BITS: usize = 1024;
 /// The largest RSA modulus ferry accepts.
@@ -433,6 +470,54 @@ impl PublicKey {
         }
     }
 
+    /// Checks a certificate's signature made by this key, as Go's `checkSignature`: the
+    /// algorithm must fit the key type. The error text is Go's.
+    pub(crate) fn verify_certificate_signature(
+        &self,
+        algorithm: CertSignatureAlgorithm,
+        tbs: &[u8],
+        signature: &[u8],
+    ) -> Result<(), String> {
+        match (algorithm, &self.key) {
+            (CertSignatureAlgorithm::Ecdsa(h), Key::P256(_) | Key::P384(_) | Key::P521(_)) => {
+                if self.verify_ecdsa_asn1_digest(&h.digest(tbs), signature) {
+                    Ok(())
+                } else {
+                    Err("x509: ECDSA verification failure".to_string())
+                }
+            }
+            (CertSignatureAlgorithm::RsaPkcs1(h), Key::Rsa(k)) => {
+                let prefix: &[u8] = match h {
+                    CertHash::Sha256 => &SHA256_DIGEST_INFO,
+                    CertHash::Sha384 => &SHA384_DIGEST_INFO,
+                    CertHash::Sha512 => &SHA512_DIGEST_INFO,
+                };
+                let digest = h.digest(tbs);
+                let scheme = rsa::Pkcs1v15Sign {
+                    hash_len: Some(digest.len()),
+                    prefix: prefix.into(),
+                };
+                k.verify(scheme, &digest, signature)
+                    .map_err(|_| "crypto/rsa: verification error".to_string())
+            }
+            (CertSignatureAlgorithm::Ed25519, Key::Ed25519(k)) => {
+                let sig = ed25519_dalek::Signature::from_slice(signature)
+                    .map_err(|_| "x509: Ed25519 verification failure".to_string())?;
+                ed25519_dalek::Verifier::verify(k, tbs, &sig)
+                    .map_err(|_| "x509: Ed25519 verification failure".to_string())
+            }
+            _ => Err(format!(
+                "x509: signature algorithm specifies an {} public key, but have public key of type {}",
+                match algorithm {
+                    CertSignatureAlgorithm::Ecdsa(_) => "ECDSA",
+                    CertSignatureAlgorithm::RsaPkcs1(_) => "RSA",
+                    CertSignatureAlgorithm::Ed25519 => "Ed25519",
+                },
+                self.algorithm
+            )),
+        }
+    }
+
     /// Checks that `signature` was made over `payload` by this key, hashing with SHA-256 as
     /// containers/image does for every key type.
     pub fn verify(&self, payload: &[u8], signature: &[u8]) -> Result<(), SignatureMismatch> {
@@ -533,7 +618,7 @@ fn verify_ecdsa<C: Curve>(
 
 /// One DER tag-length-value with Go's `encoding/asn1` length rules: the tag byte, the contents,
 /// and what follows.
-fn tlv(data: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+pub(crate) fn tlv(data: &[u8]) -> Option<(u8, &[u8], &[u8])> {
     let (&tag, rest) = data.split_first()?;
     // High-tag-number form never appears in a signature; treat it as "not ASN.1".
     if tag & 0x1f == 0x1f {
