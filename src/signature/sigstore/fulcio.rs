@@ -226,7 +226,7 @@ impl FulcioTrustRoot {
 /// containers/image's `verifyRekorFulcio`: the SET must verify with one of `rekor_keys` and
 /// log this certificate, signature and payload; then the certificate must be valid for
 /// `fulcio` at the SET's integrated time. Returns the certificate's public key, with which the
-/// signature itself is then verified ([`super::verify`]).
+/// signature itself is then verified ([`super::verify()`]).
 pub fn verify_rekor_fulcio(
     rekor_keys: &[PublicKey],
     fulcio: &FulcioTrustRoot,

@@ -8,6 +8,12 @@
 //! lookaside files containers/image stores it as `0x00 "sigstore-json" '\n'` followed by
 //! `{"mimeType":...,"payload":BASE64,"annotations":{...}}` ([`SigstoreSignature`]).
 //!
+//! - [`payload`]: the signed JSON; [`keys`]: public keys and signature checks;
+//!   [`private_key`]: cosign's encrypted key files and signing; [`verify()`]: a signature
+//!   against keys; [`rekor`]: Rekor SETs; [`x509`] and [`fulcio`]: keyless (Fulcio and PKI)
+//!   certificates. Everything is pure Rust (RustCrypto), so a static build verifies on any
+//!   architecture with no OpenSSL and no cosign binary.
+//!
 //! Behaviour and error texts follow containers/image (internal/signature/sigstore.go,
 //! signature/internal/sigstore_payload.go, signature/policy_eval_sigstore.go,
 //! signature/sigstore/) so that messages people search for are the same.
@@ -71,7 +77,7 @@ pub enum SigstoreError {
     /// The signature annotation is not base64.
     #[error("base64 decoding: {0}")]
     Base64(String),
-    /// [`verify`] was given no key.
+    /// [`verify()`] was given no key.
     #[error("Need at least one public key to verify the sigstore payload, but got 0")]
     NoKeys,
     /// No key verified the signature; one entry per key, in order.
@@ -85,7 +91,7 @@ pub enum SigstoreError {
 /// Why one key did not verify a signature.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyMismatch {
-    /// The key's position in the list given to [`verify`] (0-based).
+    /// The key's position in the list given to [`verify()`] (0-based).
     pub key_index: usize,
     /// The key's identifier ([`PublicKey::id`]).
     pub key_id: String,
@@ -107,7 +113,7 @@ fn join_mismatches(m: &[KeyMismatch]) -> String {
 }
 
 /// A sigstore signature as stored: MIME type, payload and annotations, all untrusted until
-/// [`verify`] says otherwise. Unknown annotations are kept so that a copy loses nothing.
+/// [`verify()`] says otherwise. Unknown annotations are kept so that a copy loses nothing.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct SigstoreSignature {
     /// The MIME type (the attachment layer's media type).
