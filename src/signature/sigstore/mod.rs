@@ -39,7 +39,7 @@ use serde_json::Value;
 pub use keys::{KeyAlgorithm, KeyError, PublicKey, SignatureMismatch};
 pub use payload::{PayloadError, SigstorePayload};
 pub use private_key::{PrivateKey, PrivateKeyError, PrivateKeyLabel};
-pub use verify::{VerifiedSigstore, verify};
+pub use verify::{VerifiedSigstore, verify, verify_fulcio, verify_pki, verify_with_rekor};
 
 /// The annotation holding the base64 signature over the payload.
 pub const SIGNATURE_ANNOTATION: &str = "dev.cosignproject.cosign/signature";
@@ -86,6 +86,15 @@ pub enum SigstoreError {
     /// The signature verified but its payload is invalid.
     #[error("invalid signature payload: {0}")]
     Payload(#[from] PayloadError),
+    /// Key and Rekor: the SET logs none of the trusted keys; one reason per key.
+    #[error("No public key verified against the RekorSET: {}", .0.join(", "))]
+    NoKeyInRekorSet(Vec<String>),
+    /// The Rekor SET was not accepted.
+    #[error("{0}")]
+    Rekor(#[from] rekor::RekorError),
+    /// The keyless (Fulcio or PKI) certificate was not accepted.
+    #[error("{0}")]
+    Certificate(#[from] fulcio::CertificateVerifyError),
 }
 
 /// Why one key did not verify a signature.

@@ -1,13 +1,19 @@
-//! Verifying a sigstore signature with public keys, in containers/image's order: the MIME
-//! type, the signature annotation, its base64, the cryptographic check against each key, then
-//! the payload. Matching the payload's digest and identity against the image is the policy's
-//! job, done with the returned [`VerifiedSigstore`].
+//! Verifying a sigstore signature, in containers/image's order (policy_eval_sigstore.go,
+//! sigstore_payload.go): the MIME type, the signature annotation, the trust root's own checks
+//! (a Rekor SET, a certificate), the signature's base64, the cryptographic check against each
+//! key, then the payload. One function per kind of trust root: [`verify()`] (public keys),
+//! [`verify_with_rekor`] (public keys and Rekor), [`verify_fulcio`], [`verify_pki`]. Matching
+//! the payload's digest and identity against the image is the policy's job, done with the
+//! returned [`VerifiedSigstore`].
 
+use super::fulcio::{FulcioTrustRoot, PkiTrustRoot, verify_rekor_fulcio};
 use super::go_compat;
 use super::keys::PublicKey;
 use super::payload::SigstorePayload;
+use super::rekor::{VerifiedRekorSet, verify_rekor_set};
 use super::{
-    KeyMismatch, SIGNATURE_ANNOTATION, SIGNATURE_MIME_TYPE, SigstoreError, SigstoreSignature,
+    BUNDLE_ANNOTATION, CERTIFICATE_ANNOTATION, CHAIN_ANNOTATION, KeyMismatch, SIGNATURE_ANNOTATION,
+    SIGNATURE_MIME_TYPE, SigstoreError, SigstoreSignature,
 };
 
 /// Proof that a signature was made by one of the given keys over a valid payload. Only
@@ -27,17 +33,28 @@ pub struct VerifiedSigstore {
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Sealed;
 
-/// Verifies `sig` with any of `keys` (the first that verifies wins).
-pub fn verify(
-    sig: &SigstoreSignature,
-    keys: &[PublicKey],
-) -> Result<VerifiedSigstore, SigstoreError> {
+/// The MIME type check and the signature annotation, common to every trust root.
+fn signature_annotation(sig: &SigstoreSignature) -> Result<&str, SigstoreError> {
     if sig.mime_type != SIGNATURE_MIME_TYPE {
         return Err(SigstoreError::NotASignature(sig.mime_type.clone()));
     }
-    let b64 = sig
-        .signature_base64()
-        .ok_or(SigstoreError::MissingAnnotation(SIGNATURE_ANNOTATION))?;
+    sig.signature_base64()
+        .ok_or(SigstoreError::MissingAnnotation(SIGNATURE_ANNOTATION))
+}
+
+fn annotation<'a>(sig: &'a SigstoreSignature, key: &'static str) -> Result<&'a str, SigstoreError> {
+    sig.annotations
+        .get(key)
+        .map(String::as_str)
+        .ok_or(SigstoreError::MissingAnnotation(key))
+}
+
+/// containers/image's `VerifySigstorePayload`: base64, the keys, the payload.
+fn verify_payload(
+    sig: &SigstoreSignature,
+    b64: &str,
+    keys: &[PublicKey],
+) -> Result<VerifiedSigstore, SigstoreError> {
     let signature = go_compat::base64_decode(b64.as_bytes())
         .map_err(|e| SigstoreError::Base64(e.to_string()))?;
     if keys.is_empty() {
@@ -70,8 +87,91 @@ pub fn verify(
     })
 }
 
+/// Verifies `sig` with any of `keys` (the first that verifies wins).
+pub fn verify(
+    sig: &SigstoreSignature,
+    keys: &[PublicKey],
+) -> Result<VerifiedSigstore, SigstoreError> {
+    let b64 = signature_annotation(sig)?;
+    verify_payload(sig, b64, keys)
+}
+
+/// Public keys with a Rekor requirement: the bundle annotation's SET must verify with one of
+/// `rekor_keys` and log one of `keys` (the first that matches is the only one then tried on the
+/// signature, as in containers/image).
+pub fn verify_with_rekor(
+    sig: &SigstoreSignature,
+    keys: &[PublicKey],
+    rekor_keys: &[PublicKey],
+) -> Result<(VerifiedSigstore, VerifiedRekorSet), SigstoreError> {
+    let b64 = signature_annotation(sig)?;
+    let set = annotation(sig, BUNDLE_ANNOTATION)?;
+    let mut failures = Vec::new();
+    for (i, key) in keys.iter().enumerate() {
+        // The SET logs the key as containers/image re-marshals it: canonical SPKI PEM.
+        match verify_rekor_set(
+            rekor_keys,
+            set.as_bytes(),
+            key.to_pem().as_bytes(),
+            b64,
+            &sig.payload,
+        ) {
+            Ok(verified_set) => {
+                let mut v = verify_payload(sig, b64, std::slice::from_ref(key))?;
+                v.key_index = i;
+                return Ok((v, verified_set));
+            }
+            Err(e) => failures.push(e.to_string()),
+        }
+    }
+    if failures.is_empty() {
+        return Err(SigstoreError::NoKeys);
+    }
+    Err(SigstoreError::NoKeyInRekorSet(failures))
+}
+
+/// Fulcio (keyless): the SET (required) must verify with one of `rekor_keys` and log the
+/// certificate annotation, which must be valid for `fulcio` at the SET's time; its key must
+/// have made the signature.
+pub fn verify_fulcio(
+    sig: &SigstoreSignature,
+    fulcio: &FulcioTrustRoot,
+    rekor_keys: &[PublicKey],
+) -> Result<VerifiedSigstore, SigstoreError> {
+    let b64 = signature_annotation(sig)?;
+    let set = annotation(sig, BUNDLE_ANNOTATION)?;
+    let cert = annotation(sig, CERTIFICATE_ANNOTATION)?;
+    let chain = sig.annotations.get(CHAIN_ANNOTATION).map(String::as_bytes);
+    let key = verify_rekor_fulcio(
+        rekor_keys,
+        fulcio,
+        set.as_bytes(),
+        cert.as_bytes(),
+        chain,
+        b64,
+        &sig.payload,
+    )?;
+    verify_payload(sig, b64, &[key])
+}
+
+/// PKI (keyless, no Rekor): the certificate annotation must be valid for `pki` at `now`
+/// (Unix seconds; containers/image uses the current time) and its key must have made the
+/// signature.
+pub fn verify_pki(
+    sig: &SigstoreSignature,
+    pki: &PkiTrustRoot,
+    now: i64,
+) -> Result<VerifiedSigstore, SigstoreError> {
+    let b64 = signature_annotation(sig)?;
+    let cert = annotation(sig, CERTIFICATE_ANNOTATION)?;
+    let chain = sig.annotations.get(CHAIN_ANNOTATION).map(String::as_bytes);
+    let key = pki.verify_certificate_at(now, cert.as_bytes(), chain)?;
+    verify_payload(sig, b64, &[key])
+}
+
 #[cfg(test)]
 mod tests {
+    use super::super::{BUNDLE_ANNOTATION, CERTIFICATE_ANNOTATION, CHAIN_ANNOTATION};
     use super::*;
     use crate::digest::Digest;
     use crate::signature::sigstore::{PayloadError, PrivateKey, SignatureMismatch};
@@ -224,5 +324,163 @@ mod tests {
         let v = verify(&stored, &[k.public_key().clone()]).unwrap();
         assert_eq!(v.payload.manifest_digest, d.to_string());
         assert_eq!(v.payload.docker_reference, "example.com/ns/repo:tag");
+    }
+
+    const KEY_REKOR: &[u8] = include_bytes!(
+        "../../../testdata/sigstore/golden/dir-img-cosign-key-rekor-valid.signature-1"
+    );
+    const FULCIO_REKOR: &[u8] = include_bytes!(
+        "../../../testdata/sigstore/golden/dir-img-cosign-fulcio-rekor-valid.signature-1"
+    );
+    const PKI_SIGNED: &[u8] =
+        include_bytes!("../../../testdata/sigstore/golden/dir-img-cosign-pki-valid.signature-1");
+    const REKOR_PUB: &[u8] = include_bytes!("../../../testdata/sigstore/golden/rekor.pub");
+    const FULCIO_ROOT: &[u8] =
+        include_bytes!("../../../testdata/sigstore/golden/fulcio_v1.crt.pem");
+    const PKI_ROOTS: &[u8] = include_bytes!("../../../testdata/sigstore/golden/pki_root_crts.pem");
+    const PKI_INTERMEDIATES: &[u8] =
+        include_bytes!("../../../testdata/sigstore/golden/pki_intermediate_crts.pem");
+
+    #[test]
+    fn key_and_rekor_like_containers_image() {
+        // The combinations of containers/image's TestPRrSigstoreSignedIsSignatureAccepted.
+        let sig = SigstoreSignature::from_blob(KEY_REKOR).unwrap();
+        let (k1, k2, rekor) = (key(COSIGN_PUB), key(COSIGN2_PUB), key(REKOR_PUB));
+        for keys in [
+            vec![k2.clone()],
+            vec![k2.clone(), k1.clone()],
+            vec![k1.clone(), k2.clone()],
+        ] {
+            for rekor_keys in [
+                vec![rekor.clone()],
+                vec![rekor.clone(), k1.clone()],
+                vec![k1.clone(), rekor.clone()],
+            ] {
+                let (v, set) = verify_with_rekor(&sig, &keys, &rekor_keys).unwrap();
+                assert_eq!(keys[v.key_index], k2);
+                assert_eq!(
+                    v.payload.docker_reference,
+                    "192.168.64.2:5000/cosign-signed/key-1"
+                );
+                assert_eq!(rekor_keys[set.rekor_key_index], rekor);
+            }
+        }
+        let mut no_set = sig.clone();
+        no_set.annotations.remove(BUNDLE_ANNOTATION);
+        assert_eq!(
+            verify_with_rekor(
+                &no_set,
+                std::slice::from_ref(&k2),
+                std::slice::from_ref(&rekor)
+            )
+            .unwrap_err()
+            .to_string(),
+            "missing dev.sigstore.cosign/bundle annotation"
+        );
+        let mut bad_set = sig.clone();
+        bad_set
+            .annotations
+            .insert(BUNDLE_ANNOTATION.into(), "this is not a valid SET".into());
+        assert!(matches!(
+            verify_with_rekor(
+                &bad_set,
+                std::slice::from_ref(&k2),
+                std::slice::from_ref(&rekor)
+            ),
+            Err(SigstoreError::NoKeyInRekorSet(_))
+        ));
+        // The wrong Rekor key.
+        assert_eq!(
+            verify_with_rekor(&sig, std::slice::from_ref(&k2), std::slice::from_ref(&k1))
+                .unwrap_err()
+                .to_string(),
+            "No public key verified against the RekorSET: cryptographic signature verification of Rekor SET failed"
+        );
+        // A valid SET for another key's signature.
+        let mut other = SigstoreSignature::from_blob(VALID).unwrap();
+        other.annotations.insert(
+            BUNDLE_ANNOTATION.into(),
+            sig.annotations[BUNDLE_ANNOTATION].clone(),
+        );
+        let e = verify_with_rekor(&other, &[k1, k2], &[rekor])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("No public key verified against the RekorSET: "),
+            "{e}"
+        );
+        assert!(e.contains("signature in Rekor SET does not match"), "{e}");
+    }
+
+    #[test]
+    fn fulcio_and_pki_like_containers_image() {
+        use crate::signature::sigstore::fulcio::{FulcioTrustRoot, PkiTrustRoot};
+        let sig = SigstoreSignature::from_blob(FULCIO_REKOR).unwrap();
+        let fulcio = FulcioTrustRoot::new(
+            FULCIO_ROOT,
+            "https://github.com/login/oauth",
+            "mitr@redhat.com",
+        )
+        .unwrap();
+        let rekor = [key(REKOR_PUB), key(COSIGN_PUB)];
+        let v = verify_fulcio(&sig, &fulcio, &rekor).unwrap();
+        assert_eq!(
+            v.payload.docker_reference,
+            "192.168.64.2:5000/cosign-signed/fulcio-rekor-1"
+        );
+        for (missing, text) in [
+            (
+                BUNDLE_ANNOTATION,
+                "missing dev.sigstore.cosign/bundle annotation",
+            ),
+            (
+                CERTIFICATE_ANNOTATION,
+                "missing dev.sigstore.cosign/certificate annotation",
+            ),
+            (
+                CHAIN_ANNOTATION,
+                "veryfing leaf certificate failed: x509: certificate signed by unknown authority",
+            ),
+        ] {
+            let mut s = sig.clone();
+            s.annotations.remove(missing);
+            assert_eq!(
+                verify_fulcio(&s, &fulcio, &rekor).unwrap_err().to_string(),
+                text
+            );
+        }
+
+        let sig = SigstoreSignature::from_blob(PKI_SIGNED).unwrap();
+        let pki = PkiTrustRoot::new(
+            PKI_ROOTS,
+            Some(PKI_INTERMEDIATES),
+            Some("qiwan@redhat.com"),
+            Some("myhost.example.com"),
+        )
+        .unwrap();
+        let now = 1_767_225_600;
+        assert_eq!(
+            verify_pki(&sig, &pki, now)
+                .unwrap()
+                .payload
+                .docker_reference,
+            "localhost:5000/test"
+        );
+        let mut s = sig.clone();
+        s.annotations.remove(CERTIFICATE_ANNOTATION);
+        assert_eq!(
+            verify_pki(&s, &pki, now).unwrap_err().to_string(),
+            "missing dev.sigstore.cosign/certificate annotation"
+        );
+        // The certificate's key did not make another signature.
+        let mut s = SigstoreSignature::from_blob(VALID).unwrap();
+        s.annotations.insert(
+            CERTIFICATE_ANNOTATION.into(),
+            sig.annotations[CERTIFICATE_ANNOTATION].clone(),
+        );
+        assert!(matches!(
+            verify_pki(&s, &pki, now),
+            Err(SigstoreError::Mismatch(_))
+        ));
     }
 }
