@@ -45,10 +45,14 @@ pub fn base64_decode(src: &[u8]) -> Result<Vec<u8>, CorruptInput> {
                 // Padding is required: a quantum cut short is an error at its start.
                 return Err(CorruptInput(si - j));
             }
-            let b = src[si];
+            let Some(&b) = src.get(si) else {
+                return Err(CorruptInput(si));
+            };
             si += 1;
             if let Some(v) = value(b) {
-                buf[j] = v;
+                if let Some(slot) = buf.get_mut(j) {
+                    *slot = v;
+                }
                 j += 1;
                 continue;
             }
@@ -62,20 +66,20 @@ pub fn base64_decode(src: &[u8]) -> Result<Vec<u8>, CorruptInput> {
             match j {
                 0 | 1 => return Err(CorruptInput(si - 1)),
                 2 => {
-                    while si < src.len() && is_newline(src[si]) {
+                    while src.get(si).is_some_and(|&b| is_newline(b)) {
                         si += 1;
                     }
                     if si == src.len() {
                         return Err(CorruptInput(src.len()));
                     }
-                    if src[si] != b'=' {
+                    if src.get(si) != Some(&b'=') {
                         return Err(CorruptInput(si - 1));
                     }
                     si += 1;
                 }
                 _ => {}
             }
-            while si < src.len() && is_newline(src[si]) {
+            while src.get(si).is_some_and(|&b| is_newline(b)) {
                 si += 1;
             }
             if si < src.len() {
@@ -89,7 +93,7 @@ pub fn base64_decode(src: &[u8]) -> Result<Vec<u8>, CorruptInput> {
             | (u32::from(buf[2]) << 6)
             | u32::from(buf[3]);
         let bytes = [(v >> 16) as u8, (v >> 8) as u8, v as u8];
-        out.extend_from_slice(&bytes[..len - 1]);
+        out.extend_from_slice(bytes.get(..len.saturating_sub(1)).unwrap_or_default());
         if let Some(e) = trailing_error {
             return Err(e);
         }
@@ -173,10 +177,14 @@ pub fn hex_decode(s: &str) -> Result<Vec<u8>, String> {
     };
     let mut out = Vec::with_capacity(b.len() / 2);
     for pair in b.chunks_exact(2) {
-        out.push((nibble(pair[0])? << 4) | nibble(pair[1])?);
+        if let [hi, lo] = *pair {
+            out.push((nibble(hi)? << 4) | nibble(lo)?);
+        }
     }
     if b.len() % 2 == 1 {
-        nibble(b[b.len() - 1])?;
+        if let Some(&last) = b.last() {
+            nibble(last)?;
+        }
         return Err("encoding/hex: odd length hex string".to_string());
     }
     Ok(out)

@@ -327,7 +327,7 @@ impl PublicKey {
             c if c == OID_P521 => 66,
             other => return Err(KeyError::UnsupportedCurve(other.to_string())),
         };
-        if point.len() != 1 + 2 * field || point[0] != 4 {
+        if point.len() != 1 + 2 * field || point.first() != Some(&4) {
             return Err(KeyError::InvalidPoint);
         }
         let (key, algorithm) = match field {
@@ -452,12 +452,13 @@ impl PublicKey {
     /// (left-aligned and truncated to the curve's size as Go does). False for non-ECDSA keys.
     pub(crate) fn verify_ecdsa_asn1_digest(&self, digest: &[u8], signature: &[u8]) -> bool {
         fn prehash(digest: &[u8], field: usize) -> Vec<u8> {
-            if digest.len() >= field {
-                digest[..field].to_vec()
-            } else {
-                let mut v = vec![0u8; field];
-                v[field - digest.len()..].copy_from_slice(digest);
-                v
+            match digest.get(..field) {
+                Some(d) => d.to_vec(),
+                None => {
+                    let mut v = vec![0u8; field];
+                    right_align(&mut v, digest);
+                    v
+                }
             }
         }
         match &self.key {
@@ -586,7 +587,7 @@ fn verify_ecdsa<C: Curve>(
     // Go uses the SHA-256 digest as the integer it is, whatever the curve's size: left-padding
     // it to the field size gives RustCrypto the same integer.
     let mut prehash = vec![0u8; C::FIELD];
-    prehash[C::FIELD - 32..].copy_from_slice(digest);
+    right_align(&mut prehash, digest);
     if looks_like_asn1_signature(signature) {
         return if C::verify_der(key, &prehash, signature) {
             Ok(())
@@ -601,13 +602,12 @@ fn verify_ecdsa<C: Curve>(
     let mut rs = vec![0u8; 2 * C::FIELD];
     for (half, out) in [r, s].into_iter().zip(rs.chunks_mut(C::FIELD)) {
         let start = half.iter().position(|&b| b != 0).unwrap_or(half.len());
-        let digits = &half[start..];
+        let digits = half.get(start..).unwrap_or_default();
         if digits.len() > C::FIELD {
             // Larger than the group order: Go's ecdsa.Verify says no.
             return Err(SignatureMismatch::EcdsaP1363);
         }
-        let at = C::FIELD - digits.len();
-        out[at..].copy_from_slice(digits);
+        right_align(out, digits);
     }
     if C::verify_fixed(key, &prehash, &rs) {
         Ok(())
@@ -629,22 +629,32 @@ pub(crate) fn tlv(data: &[u8]) -> Option<(u8, &[u8], &[u8])> {
         (usize::from(first), rest)
     } else {
         let n = usize::from(first & 0x7f);
-        if n == 0 || n > 4 || rest.len() < n || rest[0] == 0 {
+        if n == 0 || n > 4 || rest.first() == Some(&0) {
             return None;
         }
-        let len = rest[..n]
+        let (len_bytes, rest) = rest.split_at_checked(n)?;
+        let len = len_bytes
             .iter()
             .fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
         // DER: the long form only for lengths that need it.
         if len < 0x80 {
             return None;
         }
-        (len, &rest[n..])
+        (len, rest)
     };
-    if rest.len() < len {
-        return None;
+    let (content, after) = rest.split_at_checked(len)?;
+    Some((tag, content, after))
+}
+
+/// Copies `src` into the end of `dst` (left-padding with what `dst` holds), as a big-endian
+/// integer is widened; a `src` longer than `dst` keeps its last `dst.len()` bytes.
+fn right_align(dst: &mut [u8], src: &[u8]) {
+    let skip = src.len().saturating_sub(dst.len());
+    let src = src.get(skip..).unwrap_or_default();
+    let at = dst.len() - src.len();
+    if let Some(tail) = dst.get_mut(at..) {
+        tail.copy_from_slice(src);
     }
-    Some((tag, &rest[..len], &rest[len..]))
 }
 
 fn minimal_integer(content: &[u8]) -> bool {

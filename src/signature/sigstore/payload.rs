@@ -101,7 +101,7 @@ impl SigstorePayload {
 
         let mut creator = None;
         let mut timestamp = None;
-        let optional = top["optional"];
+        let optional = top.req("optional").map_err(json)?;
         if !optional.is_null() {
             let Some(obj) = optional.as_object() else {
                 return Err(json(format!(
@@ -131,22 +131,22 @@ impl SigstorePayload {
         }
 
         let critical = strict_json::object(
-            top["critical"],
+            top.req("critical").map_err(json)?,
             &["type", "image", "identity"],
             &["type", "image", "identity"],
         )
         .map_err(json)?;
-        let ty = go_string(critical["type"])?;
+        let ty = go_string(critical.req("type").map_err(json)?)?;
         if ty != SIGNATURE_TYPE {
             return Err(PayloadError::UnrecognizedType(ty));
         }
         let image = strict_json::object(
-            critical["image"],
+            critical.req("image").map_err(json)?,
             &["docker-manifest-digest"],
             &["docker-manifest-digest"],
         )
         .map_err(json)?;
-        let digest = go_string(image["docker-manifest-digest"])?;
+        let digest = go_string(image.req("docker-manifest-digest").map_err(json)?)?;
         if let Err(e) = Digest::parse(&digest) {
             return Err(PayloadError::InvalidDigest {
                 value: digest,
@@ -154,12 +154,12 @@ impl SigstorePayload {
             });
         }
         let identity = strict_json::object(
-            critical["identity"],
+            critical.req("identity").map_err(json)?,
             &["docker-reference"],
             &["docker-reference"],
         )
         .map_err(json)?;
-        let docker_reference = go_string(identity["docker-reference"])?;
+        let docker_reference = go_string(identity.req("docker-reference").map_err(json)?)?;
         Ok(SigstorePayload {
             manifest_digest: digest,
             docker_reference,

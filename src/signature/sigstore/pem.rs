@@ -30,14 +30,14 @@ fn line(data: &[u8]) -> (&[u8], &[u8]) {
         Some(i) => (i, i + 1),
         None => (data.len(), data.len()),
     };
-    if end > 0 && end < data.len() && data[end - 1] == b'\r' {
+    if end > 0 && end < data.len() && data.get(end - 1) == Some(&b'\r') {
         end -= 1;
     }
-    let mut l = &data[..end];
+    let mut l = data.get(..end).unwrap_or_default();
     while let [rest @ .., b' ' | b'\t'] = l {
         l = rest;
     }
-    (l, &data[next..])
+    (l, data.get(next..).unwrap_or_default())
 }
 
 /// The first PEM block in `data` and the bytes after it, as Go's `pem.Decode`; `None` when
@@ -45,10 +45,11 @@ fn line(data: &[u8]) -> (&[u8], &[u8]) {
 pub fn decode(data: &[u8]) -> Option<(Block, &[u8])> {
     let mut rest = data;
     loop {
-        if rest.starts_with(&BEGIN[1..]) {
-            rest = &rest[BEGIN.len() - 1..];
+        let begin_here = BEGIN.get(1..).unwrap_or_default();
+        if rest.starts_with(begin_here) {
+            rest = rest.get(begin_here.len()..).unwrap_or_default();
         } else if let Some(i) = find(rest, BEGIN) {
-            rest = &rest[i + BEGIN.len()..];
+            rest = rest.get(i + BEGIN.len()..).unwrap_or_default();
         } else {
             return None;
         }
@@ -66,21 +67,24 @@ pub fn decode(data: &[u8]) -> Option<(Block, &[u8])> {
             let Some(colon) = l.iter().position(|&b| b == b':') else {
                 break;
             };
-            let key = String::from_utf8_lossy(l[..colon].trim_ascii()).into_owned();
-            let value = String::from_utf8_lossy(l[colon + 1..].trim_ascii()).into_owned();
+            let (k, v) = l.split_at(colon);
+            let key = String::from_utf8_lossy(k.trim_ascii()).into_owned();
+            let value =
+                String::from_utf8_lossy(v.get(1..).unwrap_or_default().trim_ascii()).into_owned();
             headers.push((key, value));
             rest = next;
         }
         // Without headers the END line may come at once, with no newline before it.
-        let (end_index, trailer_index) = if headers.is_empty() && rest.starts_with(&END[1..]) {
-            (0, END.len() - 1)
+        let end_here = END.get(1..).unwrap_or_default();
+        let (end_index, trailer_index) = if headers.is_empty() && rest.starts_with(end_here) {
+            (0, end_here.len())
         } else {
             match find(rest, END) {
                 Some(i) => (i, i + END.len()),
                 None => continue,
             }
         };
-        let trailer = &rest[trailer_index..];
+        let trailer = rest.get(trailer_index..).unwrap_or_default();
         let trailer_len = label.len() + DASHES.len();
         if trailer.len() < trailer_len {
             continue;
@@ -92,7 +96,9 @@ pub fn decode(data: &[u8]) -> Option<(Block, &[u8])> {
         if !line(rest_of_end_line).0.is_empty() {
             continue;
         }
-        let body: Vec<u8> = rest[..end_index]
+        let body: Vec<u8> = rest
+            .get(..end_index)
+            .unwrap_or_default()
             .iter()
             .copied()
             .filter(|&b| b != b' ' && b != b'\t')
@@ -100,7 +106,7 @@ pub fn decode(data: &[u8]) -> Option<(Block, &[u8])> {
         let Ok(der) = go_compat::base64_decode(&body) else {
             continue;
         };
-        let after_end = line(&rest[end_index + END.len() - 1..]).1;
+        let after_end = line(rest.get(end_index + END.len() - 1..).unwrap_or_default()).1;
         return Some((
             Block {
                 label: String::from_utf8_lossy(label).into_owned(),

@@ -509,7 +509,10 @@ impl PrivateKey {
         let digest: [u8; 32] = sha2::Sha256::digest(payload).into();
         let padded = |field: usize| {
             let mut v = vec![0u8; field];
-            v[field - 32..].copy_from_slice(&digest);
+            let at = field.saturating_sub(digest.len());
+            if let Some(tail) = v.get_mut(at..) {
+                tail.copy_from_slice(&digest);
+            }
             v
         };
         Ok(match &self.key {
@@ -550,7 +553,9 @@ fn random_scalar<const N: usize>(
         random(bytes.as_mut_slice())?;
         if N == 66 {
             // P-521 scalars have 521 bits: clear the top 7 of the 528.
-            bytes[0] &= 0x01;
+            if let Some(top) = bytes.first_mut() {
+                *top &= 0x01;
+            }
         }
         if valid(bytes.as_slice()) {
             return Ok(bytes);

@@ -185,7 +185,7 @@ fn parse_payload(canonical: &[u8]) -> Result<RekorPayload, String> {
             json_kind(other)
         )),
     };
-    let log_id = match obj["logID"] {
+    let log_id = match obj.req("logID").map_err(|e| e.to_string())? {
         Value::Null => String::new(),
         Value::String(s) => s.clone(),
         other => {
@@ -196,9 +196,9 @@ fn parse_payload(canonical: &[u8]) -> Result<RekorPayload, String> {
         }
     };
     Ok(RekorPayload {
-        body: go_bytes(obj["body"], "value")?,
-        integrated_time: int(obj["integratedTime"])?,
-        log_index: int(obj["logIndex"])?,
+        body: go_bytes(obj.req("body").map_err(|e| e.to_string())?, "value")?,
+        integrated_time: int(obj.req("integratedTime").map_err(|e| e.to_string())?)?,
+        log_index: int(obj.req("logIndex").map_err(|e| e.to_string())?)?,
         log_id,
     })
 }
@@ -306,9 +306,10 @@ pub fn verify_rekor_set(
     let v = strict_json::parse(set).map_err(json)?;
     let fields = ["SignedEntryTimestamp", "Payload"];
     let obj = strict_json::object(&v, &fields, &fields).map_err(json)?;
-    let set_signature = go_bytes(obj["SignedEntryTimestamp"], "value").map_err(json)?;
-    let canonical =
-        jcs::canonicalize(obj["Payload"]).map_err(|e| RekorError::Canonicalize(e.to_string()))?;
+    let set_signature =
+        go_bytes(obj.req("SignedEntryTimestamp").map_err(json)?, "value").map_err(json)?;
+    let canonical = jcs::canonicalize(obj.req("Payload").map_err(json)?)
+        .map_err(|e| RekorError::Canonicalize(e.to_string()))?;
     let hash: [u8; 32] = sha2::Sha256::digest(canonical.as_bytes()).into();
     let rekor_key_index = rekor_keys
         .iter()

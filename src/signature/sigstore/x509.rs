@@ -154,7 +154,7 @@ fn malformed(e: impl fmt::Display) -> CertificateError {
 fn first_element(der_bytes: &[u8]) -> Option<&[u8]> {
     let (_, content, _) = tlv(der_bytes)?;
     let (_, _, rest) = tlv(content)?;
-    Some(&content[..content.len() - rest.len()])
+    content.get(..content.len() - rest.len())
 }
 
 fn signature_algorithm(oid: &ObjectIdentifier) -> Result<CertSignatureAlgorithm, String> {
