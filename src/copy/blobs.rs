@@ -102,7 +102,10 @@ async fn copy_one(
         .put_blob(admission, d, stream)
         .await
         .map_err(|e| {
-            let side = if matches!(e, TransportError::Verify(_)) {
+            let side = if matches!(
+                e,
+                TransportError::Verify(_) | TransportError::SourceStream(_)
+            ) {
                 Side::Source
             } else {
                 Side::Destination

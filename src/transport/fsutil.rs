@@ -59,7 +59,7 @@ pub async fn stream_to_temp(
     let (file, path) = tmp.into_parts();
     let mut out = tokio::io::BufWriter::with_capacity(READ_CHUNK, tokio::fs::File::from_std(file));
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| TransportError::io(&*path, e))?;
+        let chunk = chunk.map_err(TransportError::source_stream)?;
         out.write_all(&chunk)
             .await
             .map_err(|e| TransportError::io(&*path, e))?;

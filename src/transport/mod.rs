@@ -106,6 +106,9 @@ pub enum TransportError {
     /// A blob failed verification while streaming.
     #[error(transparent)]
     Verify(#[from] crate::digest::VerifyError),
+    /// The source's stream of a blob broke (its message names the URL or file).
+    #[error("{0}")]
+    SourceStream(std::io::Error),
 }
 
 impl Hinted for TransportError {
@@ -125,6 +128,15 @@ impl TransportError {
             message: message.into(),
             status: None,
             hint: None,
+        }
+    }
+
+    /// An error of a blob stream being written: a verification failure, or the source's own
+    /// failure (not the destination file's).
+    pub fn source_stream(e: std::io::Error) -> TransportError {
+        match crate::digest::verify_error(&e) {
+            Some(v) => TransportError::Verify(v.clone()),
+            None => TransportError::SourceStream(e),
         }
     }
 

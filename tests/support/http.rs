@@ -92,6 +92,18 @@ pub enum Reply {
         /// The Content-Length announced, if any.
         declared: Option<u64>,
     },
+    /// Pass the request to the upstream, send the first `after` bytes of its answer and close
+    /// the connection normally (a FIN, not a reset): a body shorter than its Content-Length.
+    ForwardTruncated {
+        /// Bytes of the answer (head included) sent before closing.
+        after: usize,
+    },
+    /// Pass the request to the upstream, send the head and the first `body_bytes` of the body,
+    /// then stall without closing.
+    ForwardStalled {
+        /// Bytes of the body sent before the stall.
+        body_bytes: usize,
+    },
     /// Pass the request to the upstream, and send its answer's body at `bytes_per_second`
     /// (the head at once), as a half-dead proxy does.
     ForwardSlowly {
@@ -498,6 +510,21 @@ async fn serve(stream: TcpStream, shared: Shared) -> std::io::Result<()> {
                 }
                 count_sent(&shared, &path, chunk.len());
             }
+        }
+        Reply::ForwardTruncated { after } => {
+            let (answer, _) = exchange(&shared, &req).await?;
+            let n = after.min(answer.len());
+            stream.write_all(&answer[..n]).await?;
+            stream.flush().await?;
+            count_sent(&shared, &path, n);
+        }
+        Reply::ForwardStalled { body_bytes } => {
+            let (answer, body_start) = exchange(&shared, &req).await?;
+            let n = (body_start + body_bytes).min(answer.len());
+            stream.write_all(&answer[..n]).await?;
+            stream.flush().await?;
+            count_sent(&shared, &path, n);
+            tokio::time::sleep(Duration::from_secs(120)).await;
         }
         Reply::ForwardSlowly { bytes_per_second } => {
             let (answer, body_start) = exchange(&shared, &req).await?;

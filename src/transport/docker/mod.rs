@@ -85,12 +85,37 @@ impl DockerSource {
     }
 }
 
+/// A manifest, fetched again (within the retry limit) when its body breaks off or stalls: the
+/// request itself is retried by the client, but a body cut short arrives as a success.
 async fn get_manifest(
     client: &RegistryClient,
     image: &DockerReference,
     reference: &str,
     scopes: &[String],
 ) -> Result<RawManifest> {
+    let mut attempt = 0;
+    loop {
+        match get_manifest_once(client, image, reference, scopes).await {
+            Err(Interrupted(e)) if attempt < client.retry_times() => {
+                tracing::info!("{e}; fetching the manifest again");
+                tokio::time::sleep(client::backoff(attempt)).await;
+                attempt += 1;
+            }
+            Err(Interrupted(e)) => return Err(e),
+            Ok(r) => return r,
+        }
+    }
+}
+
+/// A manifest body that broke off or stalled: worth fetching again.
+struct Interrupted(TransportError);
+
+async fn get_manifest_once(
+    client: &RegistryClient,
+    image: &DockerReference,
+    reference: &str,
+    scopes: &[String],
+) -> std::result::Result<Result<RawManifest>, Interrupted> {
     let url = client.url(&format!("v2/{}/manifests/{reference}", image.path()));
     let accept = crate::manifest::ACCEPTED.join(", ");
     let resp = client
@@ -98,9 +123,13 @@ async fn get_manifest(
             c.get(url.clone())
                 .header(reqwest::header::ACCEPT, accept.clone())
         })
-        .await?;
+        .await;
+    let resp = match resp {
+        Ok(r) => r,
+        Err(e) => return Ok(Err(e)),
+    };
     if !resp.status().is_success() {
-        return Err(client.status_error(&url, resp).await);
+        return Ok(Err(client.status_error(&url, resp).await));
     }
     let content_type = resp
         .headers()
@@ -111,12 +140,12 @@ async fn get_manifest(
         .content_length()
         .is_some_and(|n| n > crate::manifest::MAX_MANIFEST_SIZE as u64)
     {
-        return Err(TransportError::Manifest {
+        return Ok(Err(TransportError::Manifest {
             what: url.to_string(),
             source: crate::manifest::ManifestError::TooLarge(
                 resp.content_length().unwrap_or(0) as usize
             ),
-        });
+        }));
     }
     let mut body = Vec::new();
     let mut stream = resp.bytes_stream();
@@ -125,23 +154,38 @@ async fn get_manifest(
         let chunk = match watch.next(&mut stream).await {
             Ok(None) => break,
             Ok(Some(c)) => c.map_err(|e| {
-                client::request_error(&e, &client::redact(&url), "reading the manifest")
+                Interrupted(client::request_error(
+                    &e,
+                    &client::redact(&url),
+                    "reading the manifest",
+                ))
             })?,
             Err(stalled) => {
-                return Err(TransportError::registry(
+                return Err(Interrupted(TransportError::registry(
                     client::redact(&url),
                     format!("reading the manifest: {stalled}"),
-                ));
+                )));
             }
         };
         body.extend_from_slice(&chunk);
         if body.len() > crate::manifest::MAX_MANIFEST_SIZE {
-            return Err(TransportError::Manifest {
+            return Ok(Err(TransportError::Manifest {
                 what: url.to_string(),
                 source: crate::manifest::ManifestError::TooLarge(body.len()),
-            });
+            }));
         }
     }
+    Ok(check_manifest(&url, content_type, body, reference))
+}
+
+/// The manifest a registry sent, checked: not an HTML page, a known kind, and the digest the
+/// request named (when it named one).
+fn check_manifest(
+    url: &Url,
+    content_type: Option<String>,
+    body: Vec<u8>,
+    reference: &str,
+) -> Result<RawManifest> {
     if let Some(ct) = &content_type
         && ct.eq_ignore_ascii_case("text/html")
     {
