@@ -72,6 +72,18 @@ pub struct Decoded {
     pub timestamp: Option<i64>,
     /// The signed payload as signed: JSON, or a string when it is not JSON.
     pub payload: Option<serde_json::Value>,
+    /// Keyless sigstore: the certificate's subject.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub certificate_subject: Option<String>,
+    /// Keyless sigstore: the OIDC issuer the certificate names.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub certificate_issuer: Option<String>,
+    /// Sigstore with Rekor: the log index.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rekor_log_index: Option<i64>,
+    /// Sigstore with Rekor: when the entry was logged.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rekor_integrated_time: Option<String>,
     /// Why it could not be decoded.
     pub error: Option<String>,
 }
@@ -80,11 +92,40 @@ pub struct Decoded {
 pub fn decode(bytes: &[u8]) -> Decoded {
     let mut d = Decoded::default();
     match sniff::sniff(bytes) {
+        Ok((sniff::Format::SigstoreJson, json)) => {
+            d.format = Some(sniff::Format::SigstoreJson.name().to_string());
+            match crate::signature::sigstore::SigstoreSignature::from_json(json) {
+                Ok(sig) => {
+                    let signer = crate::policy::sigstore_signed::describe_signer(&sig);
+                    d.issuers = signer.fingerprint.into_iter().collect();
+                    d.certificate_subject = signer.certificate_subject;
+                    d.certificate_issuer = signer.certificate_issuer;
+                    d.rekor_log_index = signer.rekor_log_index;
+                    d.rekor_integrated_time = signer.rekor_integrated_time;
+                    d.payload = Some(serde_json::from_slice(&sig.payload).unwrap_or_else(|_| {
+                        serde_json::Value::String(
+                            String::from_utf8_lossy(&sig.payload).into_owned(),
+                        )
+                    }));
+                    match crate::signature::sigstore::SigstorePayload::from_json(&sig.payload) {
+                        Ok(p) => {
+                            d.docker_reference = Some(p.docker_reference);
+                            d.manifest_digest = Some(p.manifest_digest);
+                            d.creator = p.creator;
+                            d.timestamp = p.timestamp;
+                            d.created = p.timestamp.and_then(|t| {
+                                chrono::DateTime::<chrono::Utc>::from_timestamp(t, 0)
+                                    .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                            });
+                        }
+                        Err(e) => d.error = Some(e.to_string()),
+                    }
+                }
+                Err(e) => d.error = Some(e.to_string()),
+            }
+        }
         Ok((format, message)) => {
             d.format = Some(format.name().to_string());
-            if format != sniff::Format::SimpleSigning {
-                return d;
-            }
             match simple::inspect(message) {
                 Ok(u) => {
                     d.issuers = u.issuers;
@@ -405,6 +446,7 @@ impl History {
             slots: &slots,
             role: ManifestRole::Image,
             platform: None,
+            searched: &[],
         };
         let judgement = match policy::gate(policy, &as_pulled, SignatureMode::CopyAll, &[input]) {
             Ok(a) => a.judgements().first().cloned(),

@@ -29,6 +29,9 @@ pub struct Verdict {
     pub requirements: Vec<RequirementOutcome>,
     /// One entry per signature slot, in slot order.
     pub slots: Vec<SlotVerdict>,
+    /// Where the source looked for signatures, and what it did not look at and why.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub searched: Vec<String>,
 }
 
 impl Verdict {
@@ -90,8 +93,21 @@ pub struct Signer {
     pub signing_key: Option<String>,
     /// The key's primary user ID, when the key is known.
     pub user_id: Option<String>,
-    /// The key file the policy trusts that holds the key, when it is trusted.
+    /// The key file the policy trusts that holds the key, when it is trusted (for sigstore,
+    /// the requirement's trust sources).
     pub key_file: Option<String>,
+    /// Keyless sigstore: the certificate's subject (the email, URI or host name it names).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate_subject: Option<String>,
+    /// Keyless sigstore: the OIDC issuer the certificate names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate_issuer: Option<String>,
+    /// Sigstore with Rekor: the entry's index in the log.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rekor_log_index: Option<i64>,
+    /// Sigstore with Rekor: when the log integrated the entry (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rekor_integrated_time: Option<String>,
 }
 
 /// The content of a simple-signing payload, when it could be read.
@@ -249,6 +265,18 @@ impl Signer {
         if let Some(u) = &self.user_id {
             out.push_str(&format!(" \"{u}\""));
         }
+        if let Some(s) = &self.certificate_subject {
+            out.push_str(&format!(", certificate for {s}"));
+            if let Some(i) = &self.certificate_issuer {
+                out.push_str(&format!(" issued by {i}"));
+            }
+        }
+        if let Some(n) = self.rekor_log_index {
+            out.push_str(&format!(", Rekor entry {n}"));
+            if let Some(t) = &self.rekor_integrated_time {
+                out.push_str(&format!(" at {t}"));
+            }
+        }
         if let Some(k) = &self.key_file {
             out.push_str(&format!(", from {k}"));
         }
@@ -286,6 +314,9 @@ impl fmt::Display for Verdict {
         }
         if self.slots.is_empty() {
             write!(f, "\n  no signatures")?;
+        }
+        for s in &self.searched {
+            write!(f, "\n  looked for signatures in: {s}")?;
         }
         for s in &self.slots {
             write!(

@@ -5,7 +5,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
-use ferry::copy::{self, CopyOptions, ImageSelection, ManifestFormat, SignOptions, SignatureMode};
+use ferry::copy::{
+    self, CopyOptions, ImageSelection, ManifestFormat, SignKey, SignOptions, SignatureMode,
+};
 
 use ferry::manifest::PlatformSpec;
 use ferry::reference::{DockerReference, ImageReference};
@@ -107,11 +109,16 @@ pub struct CopyArgs {
     /// The secret key for --sign-by (`gpg --export-secret-keys FINGERPRINT > FILE`).
     #[arg(long, value_name = "FILE", requires = "sign_by")]
     sign_key: Option<PathBuf>,
-    /// A file holding the passphrase of the --sign-key key.
-    #[arg(long, value_name = "FILE", requires = "sign_by")]
+    /// Sign the copied image with sigstore, with this cosign private key (as written by
+    /// `ferry generate-sigstore-key`, `skopeo generate-sigstore-key` or `cosign generate-key-pair`).
+    #[arg(long, value_name = "FILE")]
+    sign_by_sigstore_private_key: Option<PathBuf>,
+    /// A file holding the passphrase of the --sign-key or --sign-by-sigstore-private-key key
+    /// (its trailing newline is not part of it).
+    #[arg(long, value_name = "FILE")]
     sign_passphrase_file: Option<PathBuf>,
     /// The docker reference to sign for (default: the destination's).
-    #[arg(long, value_name = "REFERENCE", requires = "sign_by")]
+    #[arg(long, value_name = "REFERENCE")]
     sign_identity: Option<String>,
     /// The manifest format the destination must get (oci or v2s2). ferry never rewrites a
     /// manifest, so a source in another format is refused: conversion would change the digest and
@@ -153,18 +160,14 @@ pub async fn run(args: CopyArgs) -> anyhow::Result<ExitCode> {
     );
     options.parallel_blobs = usize::from(args.parallel_blobs);
     options.format = args.format;
+    let passphrase = match &args.sign_passphrase_file {
+        Some(p) => Some(super::sign::read_passphrase(p)?),
+        None => None,
+    };
+    let mut keys = Vec::new();
     if let (Some(fpr), Some(key_file)) = (&args.sign_by, &args.sign_key) {
         let bytes = std::fs::read(key_file)
             .with_context(|| format!("reading the signing key {}", key_file.display()))?;
-        let passphrase = match &args.sign_passphrase_file {
-            Some(p) => Some(
-                std::fs::read_to_string(p)
-                    .with_context(|| format!("reading the passphrase file {}", p.display()))?
-                    .trim_end_matches(['\n', '\r'])
-                    .to_string(),
-            ),
-            None => None,
-        };
         let key = SigningKey::from_bytes(&bytes, Some(fpr), passphrase.as_deref()).with_context(
             || {
                 format!(
@@ -174,16 +177,27 @@ pub async fn run(args: CopyArgs) -> anyhow::Result<ExitCode> {
                 )
             },
         )?;
+        keys.push(SignKey::SimpleSigning(Arc::new(key)));
+    }
+    if let Some(key_file) = &args.sign_by_sigstore_private_key {
+        keys.push(SignKey::Sigstore(Arc::new(
+            super::sign::sigstore_private_key(key_file, passphrase.as_deref())?,
+        )));
+    }
+    if keys.is_empty() && (args.sign_identity.is_some() || args.sign_passphrase_file.is_some()) {
+        return Err(super::errors::UsageError(
+            "--sign-identity and --sign-passphrase-file need --sign-by or --sign-by-sigstore-private-key".into(),
+        )
+        .into());
+    }
+    if !keys.is_empty() {
         let identity = match &args.sign_identity {
             Some(s) => {
                 Some(DockerReference::parse(s).with_context(|| format!("--sign-identity {s:?}"))?)
             }
             None => None,
         };
-        options.sign = Some(SignOptions {
-            key: Arc::new(key),
-            identity,
-        });
+        options.sign = Some(SignOptions { keys, identity });
     }
     let progress = Arc::new(TerminalProgress::new(args.quiet));
     options.progress = Some(progress.clone());

@@ -62,6 +62,8 @@ pub enum Command {
     StandaloneSign(sign::StandaloneSignArgs),
     /// Verify a simple-signing signature of a manifest file (as skopeo standalone-verify).
     StandaloneVerify(sign::StandaloneVerifyArgs),
+    /// Generate a sigstore (cosign) key pair: PREFIX.private (encrypted) and PREFIX.pub.
+    GenerateSigstoreKey(sign::GenerateSigstoreKeyArgs),
 }
 
 impl Command {
@@ -83,5 +85,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Signatures(a) => signatures::run(a).await,
         Command::StandaloneSign(a) => sign::run_sign(a).await,
         Command::StandaloneVerify(a) => sign::run_verify(a).await,
+        Command::GenerateSigstoreKey(a) => sign::run_generate_sigstore_key(a).await,
     }
 }

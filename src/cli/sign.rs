@@ -204,3 +204,101 @@ pub async fn run_verify(args: StandaloneVerifyArgs) -> anyhow::Result<ExitCode> 
     );
     Ok(ExitCode::SUCCESS)
 }
+
+/// A passphrase from a file, without its trailing newline (as skopeo reads it).
+pub fn read_passphrase(p: &std::path::Path) -> anyhow::Result<String> {
+    Ok(std::fs::read_to_string(p)
+        .with_context(|| format!("reading the passphrase file {}", p.display()))?
+        .trim_end_matches(['\n', '\r'])
+        .to_string())
+}
+
+/// A cosign private key from `path`, decrypted with `passphrase` (asked for on the terminal
+/// when none is given and stdin is one).
+pub fn sigstore_private_key(
+    path: &std::path::Path,
+    passphrase: Option<&str>,
+) -> anyhow::Result<ferry::signature::sigstore::PrivateKey> {
+    let pem = std::fs::read(path)
+        .with_context(|| format!("reading the sigstore private key {}", path.display()))?;
+    let passphrase = match passphrase {
+        Some(p) => p.to_string(),
+        None if std::io::IsTerminal::is_terminal(&std::io::stdin()) => {
+            rpassword::prompt_password(format!("Passphrase for {}: ", path.display()))
+                .context("reading the passphrase")?
+        }
+        None => String::new(),
+    };
+    ferry::signature::sigstore::PrivateKey::decrypt(&pem, passphrase.as_bytes())
+        .with_context(|| format!("loading the sigstore private key {}", path.display()))
+}
+
+/// Flags of `ferry generate-sigstore-key`.
+#[derive(Debug, clap::Args)]
+pub struct GenerateSigstoreKeyArgs {
+    /// Write the key pair to PREFIX.private (the encrypted private key) and PREFIX.pub.
+    #[arg(long, value_name = "PREFIX")]
+    output_prefix: PathBuf,
+    /// A file holding the passphrase to encrypt the private key with (asked for on the
+    /// terminal when not given).
+    #[arg(long, value_name = "FILE")]
+    passphrase_file: Option<PathBuf>,
+}
+
+/// Runs `ferry generate-sigstore-key`: an ECDSA P-256 key pair in cosign's formats, as skopeo
+/// writes it. Existing files are never overwritten.
+pub async fn run_generate_sigstore_key(args: GenerateSigstoreKeyArgs) -> anyhow::Result<ExitCode> {
+    let private = PathBuf::from(format!("{}.private", args.output_prefix.display()));
+    let public = PathBuf::from(format!("{}.pub", args.output_prefix.display()));
+    for p in [&private, &public] {
+        if p.exists() {
+            return Err(super::errors::UsageError(format!(
+                "{} exists; choose another --output-prefix (ferry does not overwrite keys)",
+                p.display()
+            ))
+            .into());
+        }
+    }
+    let passphrase = match &args.passphrase_file {
+        Some(p) => read_passphrase(p)?,
+        None if std::io::IsTerminal::is_terminal(&std::io::stdin()) => {
+            let a = rpassword::prompt_password("Passphrase for the new private key: ")?;
+            let b = rpassword::prompt_password("Again: ")?;
+            if a != b {
+                anyhow::bail!("the passphrases differ");
+            }
+            a
+        }
+        None => {
+            return Err(super::errors::UsageError(
+                "give the passphrase to encrypt the private key with --passphrase-file FILE (stdin is not a terminal to ask on)".into(),
+            )
+            .into());
+        }
+    };
+    let key = ferry::signature::sigstore::PrivateKey::generate()?;
+    let encrypted = key.encrypt(passphrase.as_bytes())?;
+    write_new(&private, &encrypted, 0o600)?;
+    write_new(&public, key.public_key_pem().as_bytes(), 0o644)?;
+    println!(
+        "Key written to {} and {}",
+        private.display(),
+        public.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Creates `path` (failing if it exists) with `bytes` and mode `mode`.
+fn write_new(path: &std::path::Path, bytes: &[u8], mode: u32) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    f.write_all(bytes)
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}

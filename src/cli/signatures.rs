@@ -128,7 +128,26 @@ fn print_decoded(d: &Decoded) {
         println!("  decoded:   {e}");
         return;
     }
+    println!("  format:    {}", d.format.as_deref().unwrap_or("?"));
     println!("  signer:    {}", d.issuers.join(", "));
+    if let Some(s) = &d.certificate_subject {
+        println!(
+            "  cert:      {s}{}",
+            d.certificate_issuer
+                .as_ref()
+                .map(|i| format!(" (issuer {i})"))
+                .unwrap_or_default()
+        );
+    }
+    if let Some(n) = d.rekor_log_index {
+        println!(
+            "  rekor:     entry {n}{}",
+            d.rekor_integrated_time
+                .as_ref()
+                .map(|t| format!(" at {t}"))
+                .unwrap_or_default()
+        );
+    }
     println!(
         "  identity:  {}",
         d.docker_reference.as_deref().unwrap_or("?")

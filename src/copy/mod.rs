@@ -21,7 +21,7 @@ pub use report::{
     BlobAction, BlobReport, ManifestReport, Record, Report, SignaturesReport, Timings,
     WrittenSignature,
 };
-pub use sign::{SignError, SignOptions};
+pub use sign::{SignError, SignKey, SignOptions};
 
 use crate::manifest::PlatformSpec;
 pub use crate::policy::SignatureMode;
@@ -29,8 +29,10 @@ use crate::policy::{self, Admitted, GateInput, Policy, Rejected};
 use crate::record::RECORD_VERSION;
 use crate::reference::ImageReference;
 use crate::session::Session;
-use crate::signature::SignatureSlot;
-use crate::transport::{ImageSource, SignatureSupport, TransportError, TransportOptions};
+use crate::signature::sniff::Format;
+use crate::transport::{
+    ImageSource, SignatureSet, SignatureSupport, TransportError, TransportOptions,
+};
 use plan::Planned;
 
 /// Which images of a list to copy.
@@ -206,7 +208,7 @@ impl Checked {
 struct Gated {
     source: Box<dyn ImageSource>,
     plan: Vec<Planned>,
-    slots: Vec<Vec<SignatureSlot>>,
+    slots: Vec<SignatureSet>,
     outcome: Result<Admitted, Rejected>,
 }
 
@@ -243,9 +245,10 @@ async fn open_and_gate(
         .map(|(p, s)| GateInput {
             digest: &p.digest,
             manifest: &p.raw.bytes,
-            slots: s,
+            slots: &s.slots,
             role: p.role,
             platform: p.platform.as_deref(),
+            searched: &s.searched,
         })
         .collect();
     let outcome = policy::gate(&options.policy, src, options.mode, &inputs);
@@ -317,15 +320,22 @@ pub async fn copy(
         .open_destination(dst, &options.destination)
         .await
         .map_err(dest_err)?;
-    let count: usize = to_write.iter().map(|w| w.signatures.len()).sum();
-    if count > 0
-        && let SignatureSupport::No(why) = destination.signature_support()
-    {
-        return Err(CopyError::NoSignatureStorage {
-            destination: dst.to_string(),
-            why,
-            count,
-        });
+    // Each kind of signature the copy writes must have a place at the destination.
+    for kind in [Format::SimpleSigning, Format::SigstoreJson] {
+        let count = to_write
+            .iter()
+            .flat_map(|w| &w.signatures)
+            .filter(|s| crate::signature::sniff::sniff(s).is_ok_and(|(f, _)| f == kind))
+            .count();
+        if count > 0
+            && let SignatureSupport::No(why) = destination.signature_support(kind)
+        {
+            return Err(CopyError::NoSignatureStorage {
+                destination: dst.to_string(),
+                why,
+                count,
+            });
+        }
     }
 
     options.emit(ProgressEvent::Phase("copying blobs".into()));
@@ -380,7 +390,7 @@ pub async fn copy(
             is_list: j.is_list,
             verdict: j.verdict.clone(),
             signatures: SignaturesReport {
-                slots_read: slots.len(),
+                slots_read: slots.slots.len(),
                 written: w.written,
                 unreadable: j.warnings.clone(),
             },

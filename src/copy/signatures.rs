@@ -9,7 +9,7 @@ use crate::digest::Digest;
 use crate::policy::Judgement;
 use crate::record::WrittenSignature;
 use crate::reference::ImageReference;
-use crate::signature::SignatureSlot;
+use crate::transport::SignatureSet;
 
 /// The signatures one manifest's destination gets, and where each came from.
 #[derive(Debug, Clone, Default)]
@@ -23,7 +23,7 @@ pub struct ToWrite {
 /// For each planned manifest (in plan order, the top level last), what to write.
 pub fn choose(
     plan: &[Planned],
-    slots: &[Vec<SignatureSlot>],
+    slots: &[SignatureSet],
     judgements: &[Judgement],
     sign: Option<&SignOptions>,
     dst: &ImageReference,
@@ -33,7 +33,12 @@ pub fn choose(
     for (i, ((p, slots), j)) in plan.iter().zip(slots).zip(judgements).enumerate() {
         let mut w = ToWrite::default();
         for keep in &j.keep {
-            if let Some(Ok(bytes)) = slots.iter().find(|s| s.index == *keep).map(|s| &s.content) {
+            if let Some(Ok(bytes)) = slots
+                .slots
+                .iter()
+                .find(|s| s.index == *keep)
+                .map(|s| &s.content)
+            {
                 w.signatures.push(bytes.clone());
                 w.written.push(WrittenSignature {
                     destination_index: w.signatures.len(),
@@ -45,13 +50,14 @@ pub fn choose(
         if i == top
             && let Some(sign) = sign
         {
-            let sig = sign_manifest(dst, &p.digest, sign)?;
-            w.written.push(WrittenSignature {
-                destination_index: w.signatures.len() + 1,
-                source_slot: None,
-                digest: Digest::sha256_of(&sig),
-            });
-            w.signatures.push(sig);
+            for sig in sign_manifest(dst, &p.digest, sign)? {
+                w.written.push(WrittenSignature {
+                    destination_index: w.signatures.len() + 1,
+                    source_slot: None,
+                    digest: Digest::sha256_of(&sig),
+                });
+                w.signatures.push(sig);
+            }
         }
         out.push(w);
     }

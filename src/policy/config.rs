@@ -104,8 +104,10 @@ pub enum Requirement {
     },
     /// Not implemented by containers/image either: rejects at evaluation.
     SignedBaseLayer,
-    /// Sigstore signatures: parsed in full; ferry does not verify them yet, so it never accepts.
+    /// Sigstore (cosign) signatures, by a public key, or keyless through Fulcio or a PKI.
     SigstoreSigned {
+        /// The trust root, loaded with the policy.
+        trust: super::sigstore_signed::SigstoreTrust,
         /// `signedIdentity`.
         identity: IdentityMatch,
     },
@@ -134,8 +136,12 @@ impl Requirement {
                 keys.sources.join(", "),
                 identity.describe()
             ),
-            Requirement::SigstoreSigned { identity } => {
-                format!("sigstoreSigned ({})", identity.describe())
+            Requirement::SigstoreSigned { trust, identity } => {
+                format!(
+                    "sigstoreSigned {} ({})",
+                    trust.sources.join(", "),
+                    identity.describe()
+                )
             }
             other => other.kind().to_string(),
         }
@@ -526,7 +532,8 @@ fn sigstore_signed(v: &Value) -> Result<Requirement, JsonError> {
         None => IdentityMatch::MatchRepoDigestOrExact,
         Some(i) => identity(i)?,
     };
-    Ok(Requirement::SigstoreSigned { identity })
+    let trust = super::sigstore_signed::SigstoreTrust::load(&o)?;
+    Ok(Requirement::SigstoreSigned { trust, identity })
 }
 
 fn identity(v: &Value) -> Result<IdentityMatch, JsonError> {

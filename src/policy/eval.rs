@@ -3,9 +3,10 @@
 //! requirement type that looks at signatures has its own module (`signed_by`, …).
 
 use super::config::{Policy, Requirement};
-use super::signed_by;
+use super::{signed_by, sigstore_signed};
 use crate::reference::ImageReference;
 use crate::signature::SignatureSlot;
+use crate::signature::sigstore::{SIGNATURE_MIME_TYPE, SigstoreSignature};
 use crate::signature::sniff::{self, Format};
 use crate::verdict::{RequirementOutcome, SignedClaims, Signer, SlotOutcome, SlotVerdict, Verdict};
 
@@ -26,6 +27,24 @@ pub fn requirements_for<'p>(
         }
     }
     ("default".to_string(), &policy.default)
+}
+
+/// A slot that could be read: a simple-signing message, or a sigstore signature.
+enum Readable<'a> {
+    Simple(&'a [u8]),
+    Sigstore(SigstoreSignature),
+}
+
+impl Readable<'_> {
+    fn format_name(&self) -> String {
+        match self {
+            Readable::Simple(_) => Format::SimpleSigning.name().to_string(),
+            Readable::Sigstore(s) if s.mime_type == SIGNATURE_MIME_TYPE => {
+                Format::SigstoreJson.name().to_string()
+            }
+            Readable::Sigstore(s) => format!("{} ({})", Format::SigstoreJson.name(), s.mime_type),
+        }
+    }
 }
 
 /// What one requirement made of one readable slot.
@@ -57,12 +76,17 @@ pub fn evaluate(
 ) -> Verdict {
     let (scope, reqs) = requirements_for(policy, image);
     let docker_ref = image.docker_reference();
-    // Per slot: the readable payload and format, or why it is unreadable.
-    let readable: Vec<Result<(Format, &[u8]), String>> = slots
+    // Per slot: the readable signature, or why it is unreadable.
+    let readable: Vec<Result<Readable<'_>, String>> = slots
         .iter()
         .map(|s| match &s.content {
             Err(e) => Err(e.message.clone()),
-            Ok(bytes) => sniff::sniff(bytes).map_err(|e| e.to_string()),
+            Ok(bytes) => match sniff::sniff(bytes).map_err(|e| e.to_string())? {
+                (Format::SimpleSigning, data) => Ok(Readable::Simple(data)),
+                (Format::SigstoreJson, data) => SigstoreSignature::from_json(data)
+                    .map(Readable::Sigstore)
+                    .map_err(|e| e.to_string()),
+            },
         })
         .collect();
     let mut state = vec![SlotState::default(); slots.len()];
@@ -78,15 +102,59 @@ pub fn evaluate(
             Requirement::SignedBaseLayer => {
                 (false, "signedBaseLayer not implemented yet!".to_string())
             }
-            Requirement::SigstoreSigned { .. } => {
-                for (r, st) in readable.iter().zip(state.iter_mut()) {
-                    if let Ok((Format::SigstoreJson, _)) = r {
-                        st.rejections.push(format!(
-                            "requirement {number}: sigstore signatures are not verified by ferry yet"
-                        ));
+            Requirement::SigstoreSigned { trust, identity } => {
+                let mut reasons = Vec::new();
+                let mut any = false;
+                let (mut non_sigstore, mut non_signature_attachments) = (0, 0);
+                for ((slot, r), st) in slots.iter().zip(&readable).zip(state.iter_mut()) {
+                    let sig = match r {
+                        Ok(Readable::Sigstore(s)) => s,
+                        Ok(Readable::Simple(_)) => {
+                            non_sigstore += 1;
+                            continue;
+                        }
+                        Err(_) => continue,
+                    };
+                    // Attestations and SBOMs are attachments too; containers/image skips them.
+                    if sig.mime_type != SIGNATURE_MIME_TYPE {
+                        non_signature_attachments += 1;
+                        continue;
+                    }
+                    match sigstore_signed::judge(
+                        trust,
+                        identity,
+                        docker_ref.as_ref(),
+                        manifest,
+                        sig,
+                    ) {
+                        Judgement::Accepted(signer, claims) => {
+                            any = true;
+                            if st.accepted_by.is_none() {
+                                st.accepted_by = Some((number, signer, claims));
+                            }
+                        }
+                        Judgement::Rejected(reason, signer, claims) => {
+                            reasons.push(format!("{}: {reason}", slot.name()));
+                            st.rejections
+                                .push(format!("requirement {number}: {reason}"));
+                            if st.rejected_info.is_none() {
+                                st.rejected_info = Some((signer, claims));
+                            }
+                        }
                     }
                 }
-                (false, "sigstore signatures are not verified by ferry yet, so sigstoreSigned is never satisfied".to_string())
+                let examined = reasons.len() + usize::from(any);
+                match satisfied_by_signatures(any, examined, reasons) {
+                    (false, r) if examined == 0 && non_sigstore + non_signature_attachments > 0 => {
+                        (
+                            false,
+                            format!(
+                                "{r} ({non_sigstore} non-sigstore signatures, {non_signature_attachments} sigstore non-signature attachments)"
+                            ),
+                        )
+                    }
+                    other => other,
+                }
             }
             Requirement::SignedBy {
                 key_type,
@@ -97,7 +165,7 @@ pub fn evaluate(
                 let mut reasons = Vec::new();
                 let mut any = false;
                 for ((slot, r), st) in slots.iter().zip(&readable).zip(state.iter_mut()) {
-                    let Ok((Format::SimpleSigning, data)) = r else {
+                    let Ok(Readable::Simple(data)) = r else {
                         continue;
                     };
                     examined += 1;
@@ -150,8 +218,8 @@ pub fn evaluate(
                     signer,
                     claims,
                 },
-                (Ok((format, _)), None) if st.rejections.is_empty() => SlotOutcome::NotExamined {
-                    format: format.name().to_string(),
+                (Ok(r), None) if st.rejections.is_empty() => SlotOutcome::NotExamined {
+                    format: r.format_name(),
                 },
                 (Ok(_), None) => {
                     let (signer, claims) = st.rejected_info.unwrap_or_default();
@@ -176,6 +244,7 @@ pub fn evaluate(
         scope,
         requirements: outcomes,
         slots: slot_verdicts,
+        searched: vec![],
     }
 }
 

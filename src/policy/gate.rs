@@ -45,6 +45,9 @@ pub struct GateInput<'a> {
     pub role: ManifestRole,
     /// The platform, for an instance of a list (for messages).
     pub platform: Option<&'a str>,
+    /// Where the source looked for the signatures (and what it did not look at), said when a
+    /// signature is required and none exists.
+    pub searched: &'a [String],
 }
 
 /// What the gate made of one manifest.
@@ -246,7 +249,18 @@ fn judge(
     mode: SignatureMode,
     input: &GateInput<'_>,
 ) -> Judgement {
-    let verdict = evaluate(policy, image, input.manifest, input.slots);
+    let mut verdict = evaluate(policy, image, input.manifest, input.slots);
+    // "No signature exists" is not the same as "ferry was never told where to look": say where.
+    verdict.searched = input.searched.to_vec();
+    if !input.searched.is_empty() {
+        for r in verdict.requirements.iter_mut().filter(|r| {
+            !r.satisfied
+                && r.reason
+                    .starts_with("A signature was required, but no signature exists")
+        }) {
+            r.reason = format!("{} (looked in: {})", r.reason, input.searched.join("; "));
+        }
+    }
     let unreadable: Vec<UnreadableSlot> = verdict
         .slots
         .iter()
@@ -330,6 +344,7 @@ mod tests {
             slots,
             role: ManifestRole::Image,
             platform: None,
+            searched: &[],
         }
     }
 

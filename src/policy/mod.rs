@@ -8,6 +8,7 @@ pub mod eval;
 pub mod gate;
 pub mod identity;
 pub mod signed_by;
+pub mod sigstore_signed;
 
 pub use crate::verdict::{
     RequirementOutcome, SignatureMode, SignedClaims, Signer, SlotOutcome, SlotVerdict,

@@ -95,6 +95,7 @@ pub(crate) fn judge(
         signing_key: Some(v.signing_key_fingerprint.clone()),
         user_id: v.user_id.clone(),
         key_file: Some(keys.sources.join(", ")),
+        ..Signer::default()
     };
     let claims = claims_of(&v.payload, v.created);
     // MatchesDigest: the payload's digest, computed with its own algorithm over the manifest,

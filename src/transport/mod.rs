@@ -5,6 +5,7 @@
 //! Every write takes the gate's [`Admission`]: a destination cannot be given an image the
 //! policy did not admit.
 
+pub mod attachments;
 pub mod dir;
 pub mod docker;
 pub mod fsutil;
@@ -176,15 +177,39 @@ pub trait ImageSource: Send + Sync {
     /// A blob's bytes. The stream is not verified here; the copy pipeline verifies it.
     async fn blob(&self, descriptor: &Descriptor) -> Result<ByteStream>;
 
-    /// One outcome per signature slot of the manifest with digest `manifest_digest`, in order.
-    /// `instance` is set when that manifest is an instance of a list rather than the top level
-    /// (dir: names those files differently). An error here means the slots could not even be
-    /// enumerated (bad configuration); a failed read of one slot is an outcome in the list.
+    /// One outcome per signature slot of the manifest with digest `manifest_digest`, in order,
+    /// and where they were looked for. `instance` is set when that manifest is an instance of a
+    /// list rather than the top level (dir: names those files differently). An error here means
+    /// the slots could not even be enumerated (bad configuration); a failed read of one slot is
+    /// an outcome in the list.
     async fn signatures(
         &self,
         manifest_digest: &Digest,
         instance: Option<&Digest>,
-    ) -> Result<Vec<SignatureSlot>>;
+    ) -> Result<SignatureSet>;
+}
+
+/// The signatures of one manifest as a source found them.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct SignatureSet {
+    /// One outcome per slot, in order.
+    pub slots: Vec<SignatureSlot>,
+    /// Where they were looked for, and what was not looked at and why, for people: "lookaside
+    /// https://… (registries.d FILE, docker scope \"host\")", "a sigstore attachment exists
+    /// but use-sigstore-attachments is not enabled …". Said when a signature was required and
+    /// none was found.
+    pub searched: Vec<String>,
+}
+
+impl SignatureSet {
+    /// Slots found in one place.
+    pub fn new(slots: Vec<SignatureSlot>, searched: impl Into<String>) -> SignatureSet {
+        SignatureSet {
+            slots,
+            searched: vec![searched.into()],
+        }
+    }
 }
 
 /// Whether a destination keeps signatures.
@@ -205,8 +230,8 @@ pub trait ImageDestination: Send + Sync {
     /// The reference this destination was opened for.
     fn reference(&self) -> &ImageReference;
 
-    /// Whether it keeps signatures.
-    fn signature_support(&self) -> SignatureSupport;
+    /// Whether it keeps signatures of this kind (simple signing, or sigstore).
+    fn signature_support(&self, kind: crate::signature::sniff::Format) -> SignatureSupport;
 
     /// Makes the blob present without a transfer if it can: already there, or mounted from
     /// `source` (the same registry). True when the blob is now present.

@@ -11,7 +11,6 @@ use async_trait::async_trait;
 
 use super::fsutil::{self, TEMP_PREFIX, TempSession};
 use super::*;
-use crate::signature::SignatureSlot;
 
 /// The content of the `version` file.
 pub const VERSION: &str = "Directory Transport Version: 1.1\n";
@@ -90,14 +89,20 @@ impl ImageSource for DirSource {
         &self,
         _manifest_digest: &Digest,
         instance: Option<&Digest>,
-    ) -> Result<Vec<SignatureSlot>> {
+    ) -> Result<SignatureSet> {
         let dir = self.path.clone();
+        let searched = format!(
+            "the files {} in {}",
+            signature_name(instance, 1).replace("-1", "-N"),
+            self.path.display()
+        );
         let instance = instance.cloned();
-        tokio::task::spawn_blocking(move || {
+        let slots = tokio::task::spawn_blocking(move || {
             fsutil::read_signature_files(&dir, |n| signature_name(instance.as_ref(), n))
         })
         .await
-        .map_err(|e| TransportError::Unsupported(format!("reading signatures failed: {e}")))
+        .map_err(|e| TransportError::Unsupported(format!("reading signatures failed: {e}")))?;
+        Ok(SignatureSet::new(slots, searched))
     }
 }
 
@@ -155,7 +160,7 @@ impl ImageDestination for DirDestination {
         &self.reference
     }
 
-    fn signature_support(&self) -> SignatureSupport {
+    fn signature_support(&self, _kind: crate::signature::sniff::Format) -> SignatureSupport {
         SignatureSupport::Yes
     }
 

@@ -604,6 +604,10 @@ impl RegistryClient {
 /// The most of a token answer ferry reads (containers/image's `iolimits`).
 pub const MAX_TOKEN_RESPONSE: usize = crate::limits::MAX_TOKEN_RESPONSE as usize;
 
+/// The most of the signature extension's list ferry reads (containers/image's
+/// `MaxSignatureListBodySize`).
+pub const MAX_SIGNATURE_LIST: usize = 4 * 1024 * 1024;
+
 /// The most of an error answer ferry reads (containers/image's `iolimits`).
 pub const MAX_ERROR_BODY: usize = crate::limits::MAX_ERROR_BODY as usize;
 

@@ -22,7 +22,9 @@ use self::client::RegistryClient;
 use super::*;
 use crate::config::registries_d::RegistriesConfig;
 use crate::reference::DockerReference;
+use crate::signature::sniff::Format;
 use crate::signature::{SignatureSlot, SlotReadError, SlotReadErrorKind};
+use crate::transport::attachments;
 
 /// How long one lookaside request may take by default.
 pub const DEFAULT_LOOKASIDE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -371,7 +373,49 @@ impl ImageSource for DockerSource {
         &self,
         manifest_digest: &Digest,
         _instance: Option<&Digest>,
-    ) -> Result<Vec<SignatureSlot>> {
+    ) -> Result<SignatureSet> {
+        let mut set = self.simple_signatures(manifest_digest).await?;
+        let tag = attachments::signature_tag(manifest_digest);
+        let at = format!("{}:{tag}", self.image.name());
+        if self.registries.use_sigstore_attachments(&self.image) {
+            match self.attachment_manifest(&tag).await? {
+                Some(bytes) => {
+                    let first = set.slots.len() + 1;
+                    let location = format!("the sigstore attachment {at}");
+                    let slots =
+                        attachments::read_slots(&bytes, &location, first, |d| self.small_blob(d))
+                            .await
+                            .map_err(|source| TransportError::Manifest {
+                                what: location.clone(),
+                                source,
+                            })?;
+                    set.slots.extend(slots);
+                    set.searched.push(format!(
+                        "the sigstore attachment {at} (use-sigstore-attachments is on)"
+                    ));
+                }
+                None => set.searched.push(format!(
+                    "sigstore attachments (use-sigstore-attachments is on): there is no {at}"
+                )),
+            }
+        } else if self.attachment_exists(&tag).await {
+            // containers/image#1613: say why a signature that exists was not looked at.
+            set.searched.push(format!(
+                "NOT READ: a sigstore attachment {at} exists, but use-sigstore-attachments is not enabled for {} in registries.d{}",
+                self.image.name(),
+                self.registries
+                    .origin()
+                    .map(|o| format!(" ({})", o.display()))
+                    .unwrap_or_default()
+            ));
+        }
+        Ok(set)
+    }
+}
+
+impl DockerSource {
+    /// Simple-signing signatures: the registry's extension when it has one, else lookaside.
+    async fn simple_signatures(&self, manifest_digest: &Digest) -> Result<SignatureSet> {
         if self.client.supports_signatures {
             let url = self.client.url(&format!(
                 "extensions/v2/{}/signatures/{manifest_digest}",
@@ -384,14 +428,14 @@ impl ImageSource for DockerSource {
             if !resp.status().is_success() {
                 return Err(self.client.status_error(&url, resp).await);
             }
-            let body = resp
-                .bytes()
-                .await
-                .map_err(|e| TransportError::registry(url.to_string(), e.to_string()))?;
+            let body = self
+                .client
+                .read_limited(resp, client::MAX_SIGNATURE_LIST, &url)
+                .await?;
             let list: ExtensionList = serde_json::from_slice(&body).map_err(|e| {
                 TransportError::registry(url.to_string(), format!("decoding signature list: {e}"))
             })?;
-            return Ok(list
+            let slots = list
                 .signatures
                 .into_iter()
                 .filter(|s| s.schema_version == 2 && s.kind == "atomic")
@@ -406,19 +450,94 @@ impl ImageSource for DockerSource {
                             message: format!("invalid base64 content: {e}"),
                         }),
                 })
-                .collect());
+                .collect();
+            return Ok(SignatureSet::new(
+                slots,
+                format!("the registry's signature extension ({url})"),
+            ));
         }
-        let base = match self.registries.read_base(&self.image)? {
-            Some(b) => b,
+        let (base, from) = match self.registries.read_base(&self.image)? {
+            Some(b) => (
+                b,
+                self.registries
+                    .read_source(&self.image)
+                    .unwrap_or_else(|| "registries.d".into()),
+            ),
             None => match &self.lookaside.default_base {
-                Some(b) => b.clone(),
-                None => return Ok(vec![]),
+                Some(b) => (
+                    b.clone(),
+                    format!(
+                        "the built-in default: no registries.d entry covers {}",
+                        self.image.name()
+                    ),
+                ),
+                None => {
+                    return Ok(SignatureSet::new(
+                        vec![],
+                        format!(
+                            "no lookaside: no registries.d entry covers {}",
+                            self.image.name()
+                        ),
+                    ));
+                }
             },
         };
-        Ok(
+        let slots =
             lookaside::read_signatures(&self.lookaside.http, &base, &self.image, manifest_digest)
+                .await;
+        let url =
+            crate::config::registries_d::signature_url(&base, &self.image, manifest_digest, 1);
+        Ok(SignatureSet::new(
+            slots,
+            format!(
+                "lookaside {} ({from})",
+                url.as_str().trim_end_matches("signature-1")
+            ),
+        ))
+    }
+
+    /// The attachment manifest tagged `tag`, or `None` when there is none.
+    async fn attachment_manifest(&self, tag: &str) -> Result<Option<Vec<u8>>> {
+        match get_manifest(&self.client, &self.image, tag, &self.scopes()).await {
+            Ok(m) => Ok(Some(m.bytes.to_vec())),
+            Err(TransportError::NotFound(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Whether a manifest is tagged `tag` (for a message only: any failure is "no").
+    async fn attachment_exists(&self, tag: &str) -> bool {
+        let url = self
+            .client
+            .url(&format!("v2/{}/manifests/{tag}", self.image.path()));
+        let accept = crate::manifest::ACCEPTED.join(", ");
+        matches!(
+            self.client
+                .send_with_retries(&self.scopes(), |c| c
+                    .head(url.clone())
+                    .header(reqwest::header::ACCEPT, accept.clone()))
                 .await,
+            Ok(r) if r.status().is_success()
         )
+    }
+
+    /// A small blob (a signature payload), capped at the signature limit.
+    async fn small_blob(&self, d: Descriptor) -> std::result::Result<Vec<u8>, String> {
+        let url = self
+            .client
+            .url(&format!("v2/{}/blobs/{}", self.image.path(), d.digest));
+        let resp = self
+            .client
+            .send_with_retries(&self.scopes(), |c| c.get(url.clone()))
+            .await
+            .map_err(|e| e.to_string())?;
+        if !resp.status().is_success() {
+            return Err(self.client.status_error(&url, resp).await.to_string());
+        }
+        self.client
+            .read_limited(resp, crate::signature::MAX_SIGNATURE_SIZE, &url)
+            .await
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -431,6 +550,133 @@ pub struct DockerDestination {
 }
 
 impl DockerDestination {
+    /// Adds `new` to the sigstore attachment of `manifest_digest` (keeping what it holds):
+    /// the payloads and the config are pushed, then the manifest under its tag.
+    async fn put_attachment(
+        &self,
+        manifest_digest: &Digest,
+        new: &[crate::signature::sigstore::SigstoreSignature],
+    ) -> Result<()> {
+        let tag = attachments::signature_tag(manifest_digest);
+        let what = format!("the sigstore attachment {}:{tag}", self.image.name());
+        let existing = match get_manifest(&self.client, &self.image, &tag, &self.scopes()).await {
+            Ok(m) => Some(m.bytes.to_vec()),
+            Err(TransportError::NotFound(_)) => None,
+            Err(e) => return Err(e),
+        };
+        let bad = |source| TransportError::Manifest {
+            what: what.clone(),
+            source,
+        };
+        let Some((layers, added)) = attachments::merge(existing.as_deref(), new).map_err(bad)?
+        else {
+            return Ok(());
+        };
+        let attachment = attachments::build(&layers)
+            .map_err(|e| TransportError::Unsupported(format!("building {what}: {e}")))?;
+        for (d, bytes) in added.iter().chain(attachment.blobs.iter()) {
+            self.put_small_blob(d, bytes).await?;
+        }
+        let raw = RawManifest {
+            bytes: attachment.manifest.into(),
+            media_type: Some(crate::manifest::OCI_MANIFEST.to_string()),
+        };
+        self.put_manifest_as(&raw, &tag).await
+    }
+
+    /// Pushes a small blob (a signature payload, a config) unless the registry has it.
+    async fn put_small_blob(&self, d: &Descriptor, bytes: &[u8]) -> Result<()> {
+        let url = self
+            .client
+            .url(&format!("v2/{}/blobs/{}", self.image.path(), d.digest));
+        let resp = self
+            .client
+            .send_with_retries(&self.scopes(), |c| c.head(url.clone()))
+            .await?;
+        if resp.status().is_success() {
+            return Ok(());
+        }
+        let stream: ByteStream = Box::pin(futures::stream::once({
+            let b = Bytes::copy_from_slice(bytes);
+            async move { Ok(b) }
+        }));
+        self.upload(d, stream).await
+    }
+
+    /// One streamed upload of a blob (POST, then one PUT whose body is `stream`).
+    async fn upload(&self, descriptor: &Descriptor, stream: ByteStream) -> Result<()> {
+        let start = self
+            .client
+            .url(&format!("v2/{}/blobs/uploads/", self.image.path()));
+        let resp = self
+            .client
+            .send_with_retries(&self.scopes(), |c| c.post(start.clone()))
+            .await?;
+        if resp.status() != StatusCode::ACCEPTED {
+            return Err(self.client.status_error(&start, resp).await);
+        }
+        let location = resp
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| {
+                TransportError::registry(
+                    start.to_string(),
+                    "the registry started an upload without a Location",
+                )
+            })?;
+        let mut url = start.join(location).map_err(|e| {
+            TransportError::registry(
+                start.to_string(),
+                format!("invalid upload Location {location:?}: {e}"),
+            )
+        })?;
+        url.query_pairs_mut()
+            .append_pair("digest", &descriptor.digest.to_string());
+        // One streamed PUT: the body flows from the source as it arrives, nothing is buffered
+        // beyond the stream's chunks. If the stream fails (including the digest check at its
+        // end), the request is aborted and the registry commits nothing.
+        let rb = self
+            .client
+            .http()
+            .put(url.clone())
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            .header(reqwest::header::CONTENT_LENGTH, descriptor.size);
+        let resp = self
+            .client
+            .send_upload(&self.scopes(), rb, stream, &url)
+            .await?;
+        if resp.status() != StatusCode::CREATED {
+            return Err(self.client.status_error(&url, resp).await);
+        }
+        Ok(())
+    }
+
+    /// Writes `manifest` under `reference` (a tag or digest).
+    async fn put_manifest_as(&self, manifest: &RawManifest, reference: &str) -> Result<()> {
+        let url = self
+            .client
+            .url(&format!("v2/{}/manifests/{reference}", self.image.path()));
+        let media_type = manifest.media_type.clone().unwrap_or_else(|| {
+            crate::manifest::detect(&manifest.bytes, None)
+                .map(|k| k.media_type().to_string())
+                .unwrap_or_else(|_| crate::manifest::OCI_MANIFEST.to_string())
+        });
+        let bytes = manifest.bytes.clone();
+        let resp = self
+            .client
+            .send_with_retries(&self.scopes(), |c| {
+                c.put(url.clone())
+                    .header(reqwest::header::CONTENT_TYPE, media_type.clone())
+                    .body(bytes.clone())
+            })
+            .await?;
+        if !resp.status().is_success() {
+            return Err(self.client.status_error(&url, resp).await);
+        }
+        Ok(())
+    }
+
     /// A destination for `r` over a connected client, with registries.d for lookaside writes.
     pub fn new(
         r: &DockerReference,
@@ -456,7 +702,19 @@ impl ImageDestination for DockerDestination {
         &self.reference
     }
 
-    fn signature_support(&self) -> SignatureSupport {
+    fn signature_support(&self, kind: Format) -> SignatureSupport {
+        if kind == Format::SigstoreJson {
+            // As containers/image: sigstore signatures go to attachments only where
+            // registries.d enables them for the repository.
+            return if self.registries.use_sigstore_attachments(&self.image) {
+                SignatureSupport::Yes
+            } else {
+                SignatureSupport::No(format!(
+                    "writing sigstore attachments is disabled by configuration: set use-sigstore-attachments: true for {} in registries.d",
+                    self.image.name()
+                ))
+            };
+        }
         if self.client.supports_signatures {
             return SignatureSupport::Yes;
         }
@@ -539,51 +797,7 @@ impl ImageDestination for DockerDestination {
         descriptor: &Descriptor,
         stream: ByteStream,
     ) -> Result<()> {
-        let start = self
-            .client
-            .url(&format!("v2/{}/blobs/uploads/", self.image.path()));
-        let resp = self
-            .client
-            .send_with_retries(&self.scopes(), |c| c.post(start.clone()))
-            .await?;
-        if resp.status() != StatusCode::ACCEPTED {
-            return Err(self.client.status_error(&start, resp).await);
-        }
-        let location = resp
-            .headers()
-            .get(reqwest::header::LOCATION)
-            .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| {
-                TransportError::registry(
-                    start.to_string(),
-                    "the registry started an upload without a Location",
-                )
-            })?;
-        let mut url = start.join(location).map_err(|e| {
-            TransportError::registry(
-                start.to_string(),
-                format!("invalid upload Location {location:?}: {e}"),
-            )
-        })?;
-        url.query_pairs_mut()
-            .append_pair("digest", &descriptor.digest.to_string());
-        // One streamed PUT: the body flows from the source as it arrives, nothing is buffered
-        // beyond the stream's chunks. If the stream fails (including the digest check at its
-        // end), the request is aborted and the registry commits nothing.
-        let rb = self
-            .client
-            .http()
-            .put(url.clone())
-            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
-            .header(reqwest::header::CONTENT_LENGTH, descriptor.size);
-        let resp = self
-            .client
-            .send_upload(&self.scopes(), rb, stream, &url)
-            .await?;
-        if resp.status() != StatusCode::CREATED {
-            return Err(self.client.status_error(&url, resp).await);
-        }
-        Ok(())
+        self.upload(descriptor, stream).await
     }
 
     async fn put_manifest(
@@ -596,27 +810,7 @@ impl ImageDestination for DockerDestination {
             Some(d) => d.to_string(),
             None => manifest_ref(&self.image),
         };
-        let url = self
-            .client
-            .url(&format!("v2/{}/manifests/{reference}", self.image.path()));
-        let media_type = manifest.media_type.clone().unwrap_or_else(|| {
-            crate::manifest::detect(&manifest.bytes, None)
-                .map(|k| k.media_type().to_string())
-                .unwrap_or_else(|_| crate::manifest::OCI_MANIFEST.to_string())
-        });
-        let bytes = manifest.bytes.clone();
-        let resp = self
-            .client
-            .send_with_retries(&self.scopes(), |c| {
-                c.put(url.clone())
-                    .header(reqwest::header::CONTENT_TYPE, media_type.clone())
-                    .body(bytes.clone())
-            })
-            .await?;
-        if !resp.status().is_success() {
-            return Err(self.client.status_error(&url, resp).await);
-        }
-        Ok(())
+        self.put_manifest_as(manifest, &reference).await
     }
 
     async fn put_signatures(
@@ -626,6 +820,28 @@ impl ImageDestination for DockerDestination {
         _instance: Option<&Digest>,
         signatures: &[Vec<u8>],
     ) -> Result<()> {
+        // Sigstore signatures go to the attachment, simple signing ones to the extension or
+        // the lookaside, as containers/image splits them.
+        let mut sigstore = Vec::new();
+        let mut simple = Vec::new();
+        for s in signatures {
+            match crate::signature::sniff::sniff(s) {
+                Ok((Format::SigstoreJson, json)) => sigstore.push(
+                    crate::signature::sigstore::SigstoreSignature::from_json(json).map_err(
+                        |e| {
+                            TransportError::Unsupported(format!(
+                                "a sigstore signature to write: {e}"
+                            ))
+                        },
+                    )?,
+                ),
+                _ => simple.push(s.clone()),
+            }
+        }
+        if !sigstore.is_empty() {
+            self.put_attachment(manifest_digest, &sigstore).await?;
+        }
+        let signatures = simple.as_slice();
         if signatures.is_empty() {
             return Ok(());
         }

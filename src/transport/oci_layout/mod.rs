@@ -11,9 +11,9 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use serde_json::{Value, json};
 
+use super::attachments;
 use super::fsutil::{self, TEMP_PREFIX, TempSession};
 use super::*;
-use crate::signature::SignatureSlot;
 
 /// The annotation that names an image in `index.json`.
 pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
@@ -298,12 +298,39 @@ impl ImageSource for OciLayoutSource {
         self.layout.blob_stream(&descriptor.digest).await
     }
 
+    /// Sigstore signatures in the layout, as `cosign save` lays them out: an image manifest
+    /// named `sha256-HEX.sig` in `index.json` (a ferry extension: containers/image reads none
+    /// from `oci:`). An OCI layout has no place for simple signing signatures.
     async fn signatures(
         &self,
-        _manifest_digest: &Digest,
+        manifest_digest: &Digest,
         _instance: Option<&Digest>,
-    ) -> Result<Vec<SignatureSlot>> {
-        Ok(vec![])
+    ) -> Result<SignatureSet> {
+        let tag = attachments::signature_tag(manifest_digest);
+        let searched = format!(
+            "the sigstore attachment {tag} in {}",
+            self.layout.root().display()
+        );
+        let entry = match self.layout.find(Some(&tag)) {
+            Ok(d) => d,
+            Err(TransportError::NotFound(_)) => return Ok(SignatureSet::new(vec![], searched)),
+            Err(e) => return Err(e),
+        };
+        let bytes = self.layout.read_manifest_blob(&entry.digest)?;
+        let location = format!("{}:{tag}", self.layout.root().display());
+        let slots = attachments::read_slots(&bytes, &location, 1, |d| {
+            let p = self.layout.blob_path(&d.digest);
+            async move {
+                fsutil::read_capped(&p, crate::signature::MAX_SIGNATURE_SIZE as u64)
+                    .map_err(|e| e.to_string())
+            }
+        })
+        .await
+        .map_err(|source| TransportError::Manifest {
+            what: location.clone(),
+            source,
+        })?;
+        Ok(SignatureSet::new(slots, searched))
     }
 }
 
@@ -315,6 +342,8 @@ pub struct OciLayoutDestination {
     top: Mutex<Option<RawManifest>>,
     created_root: bool,
     committed: bool,
+    /// Sigstore attachments written, named in `index.json` on commit.
+    attachments: Mutex<Vec<(String, RawManifest)>>,
     session: Option<TempSession>,
 }
 
@@ -379,6 +408,7 @@ impl OciLayoutDestination {
             top: Mutex::new(None),
             created_root,
             committed: false,
+            attachments: Mutex::new(Vec::new()),
             session: Some(session),
         })
     }
@@ -406,10 +436,13 @@ impl ImageDestination for OciLayoutDestination {
         &self.reference
     }
 
-    fn signature_support(&self) -> SignatureSupport {
-        SignatureSupport::No(
-            "an OCI image layout has no place for simple signing signatures; copy to a dir: or store: destination to keep them".into(),
-        )
+    fn signature_support(&self, kind: crate::signature::sniff::Format) -> SignatureSupport {
+        match kind {
+            crate::signature::sniff::Format::SigstoreJson => SignatureSupport::Yes,
+            _ => SignatureSupport::No(
+                "an OCI image layout has no place for simple signing signatures; copy to a dir: or store: destination to keep them".into(),
+            ),
+        }
     }
 
     async fn try_reuse_blob(
@@ -448,19 +481,70 @@ impl ImageDestination for OciLayoutDestination {
         Ok(())
     }
 
+    /// Sigstore signatures become (or join) the attachment `sha256-HEX.sig`, named in
+    /// `index.json` on commit; simple signing ones have no place here.
     async fn put_signatures(
         &self,
         _admission: &Admission,
-        _manifest_digest: &Digest,
+        manifest_digest: &Digest,
         _instance: Option<&Digest>,
         signatures: &[Vec<u8>],
     ) -> Result<()> {
-        if signatures.is_empty() {
+        let mut sigstore = Vec::new();
+        for s in signatures {
+            match crate::signature::sniff::sniff(s) {
+                Ok((crate::signature::sniff::Format::SigstoreJson, json)) => sigstore.push(
+                    crate::signature::sigstore::SigstoreSignature::from_json(json).map_err(
+                        |e| {
+                            TransportError::Unsupported(format!(
+                                "a sigstore signature to write: {e}"
+                            ))
+                        },
+                    )?,
+                ),
+                _ => {
+                    return Err(TransportError::Unsupported(
+                        "an OCI image layout cannot hold simple signing signatures".into(),
+                    ));
+                }
+            }
+        }
+        if sigstore.is_empty() {
             return Ok(());
         }
-        Err(TransportError::Unsupported(
-            "an OCI image layout cannot hold simple signing signatures".into(),
-        ))
+        let tag = attachments::signature_tag(manifest_digest);
+        let what = format!("{}:{tag}", self.layout.root().display());
+        let existing = match self.layout.find(Some(&tag)) {
+            Ok(d) => Some(self.layout.read_manifest_blob(&d.digest)?.to_vec()),
+            Err(_) => None,
+        };
+        let bad = |source| TransportError::Manifest {
+            what: what.clone(),
+            source,
+        };
+        let Some((layers, added)) =
+            attachments::merge(existing.as_deref(), &sigstore).map_err(bad)?
+        else {
+            return Ok(());
+        };
+        let a = attachments::build(&layers)
+            .map_err(|e| TransportError::Unsupported(format!("building {what}: {e}")))?;
+        for (d, bytes) in added.iter().chain(a.blobs.iter()) {
+            self.layout.put_small_blob(&d.digest, bytes)?;
+        }
+        self.layout
+            .put_small_blob(&Digest::sha256_of(&a.manifest), &a.manifest)?;
+        self.attachments
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((
+                tag,
+                RawManifest {
+                    bytes: a.manifest.into(),
+                    media_type: Some(crate::manifest::OCI_MANIFEST.to_string()),
+                },
+            ));
+        Ok(())
     }
 
     async fn commit(mut self: Box<Self>, _admission: &Admission) -> Result<()> {
@@ -471,6 +555,12 @@ impl ImageDestination for OciLayoutDestination {
             .and_then(|t| t.clone())
             .ok_or_else(|| TransportError::Unsupported("commit without a manifest".into()))?;
         let _lock = fsutil::FileLock::acquire_dir(self.layout.root().to_path_buf()).await?;
+        let attachments =
+            std::mem::take(&mut *self.attachments.lock().unwrap_or_else(|p| p.into_inner()));
+        for (tag, m) in &attachments {
+            self.layout
+                .set_index_entry(Some(tag), index_descriptor(m, Some(tag)))?;
+        }
         self.layout.set_index_entry(
             self.tag.as_deref(),
             index_descriptor(&top, self.tag.as_deref()),

@@ -278,11 +278,17 @@ impl ImageSource for StoreSource {
         &self,
         manifest_digest: &Digest,
         _instance: Option<&Digest>,
-    ) -> Result<Vec<SignatureSlot>> {
+    ) -> Result<SignatureSet> {
         let ImageReference::Store(name) = &self.reference else {
-            return Ok(vec![]);
+            return Ok(SignatureSet::default());
         };
-        self.store.signatures_of(name, manifest_digest)
+        Ok(SignatureSet::new(
+            self.store.signatures_of(name, manifest_digest)?,
+            format!(
+                "the signatures ferry's store at {} keeps for {name}",
+                self.store.root_dir().display()
+            ),
+        ))
     }
 }
 
@@ -376,7 +382,7 @@ impl ImageDestination for StoreDestination {
         &self.reference
     }
 
-    fn signature_support(&self) -> SignatureSupport {
+    fn signature_support(&self, _kind: crate::signature::sniff::Format) -> SignatureSupport {
         SignatureSupport::Yes
     }
 

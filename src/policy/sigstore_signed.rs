@@ -1,0 +1,415 @@
+//! `sigstoreSigned`: sigstore (cosign) signatures, by a public key (`keyPath`, `keyPaths`,
+//! `keyData`, `keyDatas`, optionally with Rekor), or keyless through Fulcio (with Rekor) or a
+//! PKI, as containers/image's `policy_eval_sigstore.go` judges them: the trust root's own checks,
+//! the cryptographic check, then the signed manifest digest and the signed identity.
+
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+
+use base64::Engine;
+use serde_json::Value;
+
+use super::config::IdentityMatch;
+use super::eval::Judgement;
+use super::identity::identity_matches;
+use crate::digest::Digest;
+use crate::reference::DockerReference;
+use crate::signature::sigstore::fulcio::{FulcioTrustRoot, PkiTrustRoot, fulcio_issuer};
+use crate::signature::sigstore::x509::Certificate;
+use crate::signature::sigstore::{
+    self, BUNDLE_ANNOTATION, CERTIFICATE_ANNOTATION, PublicKey, SigstoreError, SigstoreSignature,
+};
+use crate::strict_json::{self, JsonError, Members};
+use crate::verdict::{SignedClaims, Signer};
+
+/// What a `sigstoreSigned` requirement trusts.
+pub enum TrustRoot {
+    /// Public keys, and Rekor keys when the policy requires a Rekor SET.
+    Keys {
+        /// The signing keys.
+        keys: Vec<PublicKey>,
+        /// The Rekor keys, when a SET is required.
+        rekor: Option<Vec<PublicKey>>,
+    },
+    /// Fulcio certificates logged in Rekor.
+    Fulcio {
+        /// The CA and the identity certificates must name.
+        root: Box<FulcioTrustRoot>,
+        /// The Rekor keys.
+        rekor: Vec<PublicKey>,
+    },
+    /// Certificates from a private PKI.
+    Pki {
+        /// The roots, intermediates and the identity certificates must name.
+        root: Box<PkiTrustRoot>,
+    },
+}
+
+/// The trust of a `sigstoreSigned` requirement: loaded when the policy is loaded, or the reason
+/// it could not be (which rejects every sigstore signature this requirement examines, as
+/// containers/image does when it reads the files at evaluation).
+#[derive(Clone)]
+pub struct SigstoreTrust {
+    /// Where it came from, for messages: key files, `keyData`, `fulcio caPath …`.
+    pub sources: Vec<String>,
+    /// The trust root, or why it could not be loaded.
+    pub root: Result<Arc<TrustRoot>, String>,
+}
+
+impl fmt::Debug for SigstoreTrust {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SigstoreTrust")
+            .field("sources", &self.sources)
+            .field("loaded", &self.root.as_ref().map(|_| ()))
+            .finish()
+    }
+}
+
+fn base64_bytes(v: &Value, key: &str) -> Result<Vec<u8>, JsonError> {
+    let s = strict_json::string(v, key)?;
+    base64::engine::general_purpose::STANDARD
+        .decode(s)
+        .map_err(|e| JsonError(format!("illegal base64 data in {key}: {e}")))
+}
+
+fn string_list<'a>(v: &'a Value, key: &str) -> Result<Vec<&'a str>, JsonError> {
+    v.as_array()
+        .ok_or_else(|| JsonError(format!("JSON array expected, got {}", strict_json::kind(v))))?
+        .iter()
+        .map(|s| strict_json::string(s, key))
+        .collect()
+}
+
+/// One source of bytes in the policy: files to read later, or inline data.
+enum Source<'a> {
+    Files(Vec<&'a str>),
+    Data(Vec<Vec<u8>>),
+}
+
+impl Source<'_> {
+    fn describe(&self, what: &str) -> String {
+        match self {
+            Source::Files(f) => format!("{what} {}", f.join(", ")),
+            Source::Data(d) => format!("{what} (inline, {} item(s))", d.len()),
+        }
+    }
+    /// The bytes of every item, reading files as containers/image does at evaluation (and
+    /// with ferry's cap on configuration files).
+    fn load(&self) -> Result<Vec<Vec<u8>>, String> {
+        match self {
+            Source::Data(d) => Ok(d.clone()),
+            Source::Files(files) => files
+                .iter()
+                .map(|p| {
+                    crate::limits::read_file(
+                        Path::new(p),
+                        crate::limits::MAX_CONFIG_FILE,
+                        "a key or certificate file",
+                    )
+                    .map_err(|e| match e {
+                        crate::limits::ReadError::Io { .. } => format!("open {e}"),
+                        other => other.to_string(),
+                    })
+                })
+                .collect(),
+        }
+    }
+}
+
+/// The one source among `path`/`paths`/`data`/`datas` keys the policy gives (the parser has
+/// already checked that at most one is present).
+fn source<'a>(
+    o: &Members<'a>,
+    path: &str,
+    paths: Option<&str>,
+    data: &str,
+    datas: Option<&str>,
+) -> Result<Option<Source<'a>>, JsonError> {
+    if let Some(v) = o.get(path) {
+        return Ok(Some(Source::Files(vec![strict_json::string(v, path)?])));
+    }
+    if let Some(k) = paths
+        && let Some(v) = o.get(k)
+    {
+        return Ok(Some(Source::Files(string_list(v, k)?)));
+    }
+    if let Some(v) = o.get(data) {
+        return Ok(Some(Source::Data(vec![base64_bytes(v, data)?])));
+    }
+    if let Some(k) = datas
+        && let Some(v) = o.get(k)
+    {
+        let list = v.as_array().ok_or_else(|| {
+            JsonError(format!("JSON array expected, got {}", strict_json::kind(v)))
+        })?;
+        return Ok(Some(Source::Data(
+            list.iter()
+                .map(|d| base64_bytes(d, k))
+                .collect::<Result<_, _>>()?,
+        )));
+    }
+    Ok(None)
+}
+
+fn public_keys(pems: &[Vec<u8>], what: &str) -> Result<Vec<PublicKey>, String> {
+    pems.iter()
+        .enumerate()
+        .map(|(i, pem)| {
+            PublicKey::from_pem(pem).map_err(|e| format!("parsing {what} {}: {e}", i + 1))
+        })
+        .collect()
+}
+
+fn rekor_keys(src: &Source<'_>) -> Result<Vec<PublicKey>, String> {
+    let keys = public_keys(&src.load()?, "Rekor public key")?;
+    if let Some(i) = keys.iter().position(|k| !k.is_ecdsa()) {
+        return Err(format!("Rekor public key {} is not using ECDSA", i + 1));
+    }
+    if keys.is_empty() {
+        return Err(r#"Internal inconsistency: "rekorPublicKeyPath", "rekorPublicKeyPaths", "rekorPublicKeyData" and "rekorPublicKeyDatas" produced no public keys"#.into());
+    }
+    Ok(keys)
+}
+
+impl SigstoreTrust {
+    /// The trust of a `sigstoreSigned` object whose shape the policy parser has checked.
+    /// Malformed inline data is a policy error; files that cannot be read or keys that cannot
+    /// be parsed become the requirement's standing rejection.
+    pub(crate) fn load(o: &Members<'_>) -> Result<SigstoreTrust, JsonError> {
+        let keys = source(o, "keyPath", Some("keyPaths"), "keyData", Some("keyDatas"))?;
+        let rekor = source(
+            o,
+            "rekorPublicKeyPath",
+            Some("rekorPublicKeyPaths"),
+            "rekorPublicKeyData",
+            Some("rekorPublicKeyDatas"),
+        )?;
+        let mut sources = Vec::new();
+        let root: Result<TrustRoot, String> = if let Some(k) = &keys {
+            sources.push(k.describe("key"));
+            if let Some(r) = &rekor {
+                sources.push(r.describe("rekor"));
+            }
+            (|| {
+                let keys = public_keys(&k.load()?, "public key")?;
+                if keys.is_empty() {
+                    return Err(r#"Internal inconsistency: "keyPath", "keyPaths", "keyData" and "keyDatas" produced no public keys"#.into());
+                }
+                let rekor = rekor.as_ref().map(rekor_keys).transpose()?;
+                Ok(TrustRoot::Keys { keys, rekor })
+            })()
+        } else if let Some(f) = o.get("fulcio") {
+            let f =
+                strict_json::object(f, &["caPath", "caData", "oidcIssuer", "subjectEmail"], &[])?;
+            let ca = source(&f, "caPath", None, "caData", None)?;
+            let issuer = f
+                .get("oidcIssuer")
+                .map(|v| strict_json::string(v, "oidcIssuer"))
+                .transpose()?
+                .unwrap_or_default();
+            let email = f
+                .get("subjectEmail")
+                .map(|v| strict_json::string(v, "subjectEmail"))
+                .transpose()?
+                .unwrap_or_default();
+            if let Some(c) = &ca {
+                sources.push(c.describe("fulcio CA"));
+            }
+            sources.push(format!("oidcIssuer {issuer}, subjectEmail {email}"));
+            if let Some(r) = &rekor {
+                sources.push(r.describe("rekor"));
+            }
+            (|| {
+                let ca = ca
+                    .as_ref()
+                    .ok_or(r#"Internal inconsistency: Fulcio specified with not exactly one of "caPath" nor "caData""#)?
+                    .load()?;
+                let root = FulcioTrustRoot::new(
+                    ca.first().map(Vec::as_slice).unwrap_or_default(),
+                    issuer,
+                    email,
+                )
+                .map_err(|e| e.to_string())?;
+                let rekor = rekor
+                    .as_ref()
+                    .ok_or("Internal inconsistency: Fulcio CA specified without a Rekor public key")
+                    .map_err(String::from)
+                    .and_then(rekor_keys)?;
+                Ok(TrustRoot::Fulcio {
+                    root: Box::new(root),
+                    rekor,
+                })
+            })()
+        } else if let Some(p) = o.get("pki") {
+            let p = strict_json::object(
+                p,
+                &[
+                    "caRootsPath",
+                    "caRootsData",
+                    "caIntermediatesPath",
+                    "caIntermediatesData",
+                    "subjectEmail",
+                    "subjectHostname",
+                ],
+                &[],
+            )?;
+            let roots = source(&p, "caRootsPath", None, "caRootsData", None)?;
+            let intermediates =
+                source(&p, "caIntermediatesPath", None, "caIntermediatesData", None)?;
+            let email = p
+                .get("subjectEmail")
+                .map(|v| strict_json::string(v, "subjectEmail"))
+                .transpose()?;
+            let host = p
+                .get("subjectHostname")
+                .map(|v| strict_json::string(v, "subjectHostname"))
+                .transpose()?;
+            if let Some(r) = &roots {
+                sources.push(r.describe("pki roots"));
+            }
+            if let Some(i) = &intermediates {
+                sources.push(i.describe("pki intermediates"));
+            }
+            (|| {
+                let roots = roots
+                    .as_ref()
+                    .ok_or(r#"Internal inconsistency: PKI specified with not exactly one of "caRootsPath" nor "caRootsData""#)?
+                    .load()?;
+                let intermediates = intermediates.as_ref().map(Source::load).transpose()?;
+                let root = PkiTrustRoot::new(
+                    roots.first().map(Vec::as_slice).unwrap_or_default(),
+                    intermediates
+                        .as_ref()
+                        .and_then(|i| i.first())
+                        .map(Vec::as_slice),
+                    email,
+                    host,
+                )
+                .map_err(|e| e.to_string())?;
+                Ok(TrustRoot::Pki {
+                    root: Box::new(root),
+                })
+            })()
+        } else {
+            Err("Internal inconsistency: A public key, Fulcio, or PKI must be specified.".into())
+        };
+        Ok(SigstoreTrust {
+            sources,
+            root: root.map(Arc::new),
+        })
+    }
+}
+
+fn time_text(unix: i64) -> Option<String> {
+    chrono::DateTime::<chrono::Utc>::from_timestamp(unix, 0)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+}
+
+/// What a sigstore signature says of its signer, unverified: the certificate's subject and
+/// issuer, the Rekor entry's index and time. For messages and forensics; the judgement itself
+/// never trusts these.
+pub fn describe_signer(sig: &SigstoreSignature) -> Signer {
+    let mut signer = Signer::default();
+    if let Some(pem) = sig.annotations.get(CERTIFICATE_ANNOTATION)
+        && let Ok(certs) = Certificate::all_from_pem(pem.as_bytes())
+        && let Some(cert) = certs.first()
+    {
+        signer.certificate_subject = cert
+            .emails()
+            .first()
+            .or(cert.uris().first())
+            .or(cert.dns_names().first())
+            .cloned()
+            .or_else(|| Some(cert.name().to_string()));
+        signer.certificate_issuer = fulcio_issuer(cert).ok();
+        signer.fingerprint = cert.public_key().ok().map(|k| k.id().to_string());
+    }
+    if let Some(bundle) = sig.annotations.get(BUNDLE_ANNOTATION)
+        && let Ok(v) = serde_json::from_str::<Value>(bundle)
+    {
+        signer.rekor_log_index = v.pointer("/Payload/logIndex").and_then(Value::as_i64);
+        signer.rekor_integrated_time = v
+            .pointer("/Payload/integratedTime")
+            .and_then(Value::as_i64)
+            .and_then(time_text);
+    }
+    signer
+}
+
+fn claims_of(p: &sigstore::SigstorePayload) -> SignedClaims {
+    SignedClaims {
+        docker_reference: Some(p.docker_reference.clone()),
+        manifest_digest: Some(p.manifest_digest.clone()),
+        created: p.timestamp.and_then(time_text),
+        creator: p.creator.clone(),
+    }
+}
+
+/// Claims read from the payload without verifying it, for a rejected signature's record.
+fn unverified_claims(sig: &SigstoreSignature) -> SignedClaims {
+    sigstore::SigstorePayload::from_json(&sig.payload)
+        .map(|p| claims_of(&p))
+        .unwrap_or_default()
+}
+
+/// Judges one sigstore signature (whose MIME type is a signature's) for a `sigstoreSigned`
+/// requirement.
+pub(crate) fn judge(
+    trust: &SigstoreTrust,
+    identity: &IdentityMatch,
+    image: Option<&DockerReference>,
+    manifest: &[u8],
+    sig: &SigstoreSignature,
+) -> Judgement {
+    let mut signer = describe_signer(sig);
+    signer.key_file = Some(trust.sources.join(", "));
+    let root = match &trust.root {
+        Ok(r) => r,
+        Err(e) => return Judgement::Rejected(e.clone(), signer, unverified_claims(sig)),
+    };
+    let now = chrono::Utc::now().timestamp();
+    let verified: Result<sigstore::VerifiedSigstore, SigstoreError> = match root.as_ref() {
+        TrustRoot::Keys { keys, rekor: None } => sigstore::verify(sig, keys),
+        TrustRoot::Keys {
+            keys,
+            rekor: Some(rekor),
+        } => sigstore::verify_with_rekor(sig, keys, rekor).map(|(v, _)| v),
+        TrustRoot::Fulcio { root, rekor } => sigstore::verify_fulcio(sig, root, rekor),
+        TrustRoot::Pki { root } => sigstore::verify_pki(sig, root, now),
+    };
+    let v = match verified {
+        Ok(v) => v,
+        Err(e) => {
+            return Judgement::Rejected(e.to_string(), signer, unverified_claims(sig));
+        }
+    };
+    signer.signing_key = Some(v.key_id.clone());
+    if signer.fingerprint.is_none() {
+        signer.fingerprint = Some(v.key_id.clone());
+    }
+    let claims = claims_of(&v.payload);
+    let digest_ok = match Digest::parse(&v.payload.manifest_digest) {
+        Ok(d) => crate::manifest::matches_digest(manifest, &d),
+        Err(e) => Err(e.to_string()),
+    };
+    match digest_ok {
+        Ok(true) => {}
+        Ok(false) => {
+            return Judgement::Rejected(
+                format!(
+                    "Signature for digest {} does not match (the image's manifest is {})",
+                    v.payload.manifest_digest,
+                    Digest::sha256_of(manifest)
+                ),
+                signer,
+                claims,
+            );
+        }
+        Err(e) => return Judgement::Rejected(e, signer, claims),
+    }
+    if let Err(e) = identity_matches(identity, image, &v.payload.docker_reference) {
+        return Judgement::Rejected(e, signer, claims);
+    }
+    Judgement::Accepted(signer, claims)
+}
