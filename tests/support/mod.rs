@@ -8,6 +8,7 @@
 pub mod gpg;
 pub mod http;
 pub mod registry;
+pub mod sigstore;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
