@@ -66,7 +66,7 @@ struct SlotState {
 /// judged, so the verdict says everything; the answer is the same as containers/image's, which
 /// stops at the first accepted signature and the first unsatisfied requirement.
 ///
-/// This is the policy's view only; whether the image may be written is [`super::gate`]'s
+/// This is the policy's view only; whether the image may be written is [`super::gate()`]'s
 /// answer, which also applies the signature mode.
 pub fn evaluate(
     policy: &Policy,

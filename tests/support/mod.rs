@@ -7,6 +7,7 @@
 
 pub mod gpg;
 pub mod http;
+pub mod pki;
 pub mod registry;
 pub mod sigstore;
 

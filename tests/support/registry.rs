@@ -2,7 +2,7 @@
 //! 127.0.0.1 port with storage in a temp directory and killed when dropped. Never the package's
 //! own configuration, which listens on all interfaces.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -38,7 +38,29 @@ impl Registry {
         Registry::start_with(Some((user, password)), false)
     }
 
+    /// A registry serving https with `server` (a certificate and key, see `support::pki`),
+    /// and, with `client_ca`, requiring client certificates signed by that CA.
+    pub fn start_tls_with(server: &super::pki::CertPair, client_ca: Option<&Path>) -> Registry {
+        let mut yaml = format!(
+            "  tls:\n    certificate: {}\n    key: {}\n",
+            server.cert.display(),
+            server.key.display()
+        );
+        if let Some(ca) = client_ca {
+            yaml.push_str(&format!("    clientcas:\n      - {}\n", ca.display()));
+        }
+        Registry::start_configured(None, false, Some(yaml))
+    }
+
     fn start_with(auth: Option<(&str, &str)>, tls: bool) -> Registry {
+        Registry::start_configured(auth, tls, None)
+    }
+
+    fn start_configured(
+        auth: Option<(&str, &str)>,
+        tls: bool,
+        tls_config: Option<String>,
+    ) -> Registry {
         let bin = require_tool("docker-registry", "docker-registry");
         let dir = tempfile::tempdir().expect("tempdir");
         let port = free_port();
@@ -57,7 +79,7 @@ impl Registry {
                 file.display()
             );
         }
-        let mut tls_yaml = String::new();
+        let mut tls_yaml = tls_config.unwrap_or_default();
         if tls {
             let openssl = require_tool("openssl", "openssl");
             let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));

@@ -47,7 +47,7 @@ impl Keyring {
             .and_then(primary_user_id)
     }
     /// The certificate holding the key named by `issuer` (a fingerprint or key ID of its primary
-    /// key or of a subkey, as [`SignatureError::UnknownSigner`] and [`Unverified`] list them):
+    /// key or of a subkey, as [`SignatureError::UnknownSigner`] and [`super::Unverified`] list them):
     /// its primary fingerprint and primary user ID. For naming a signer that this keyring knows
     /// but another requirement does not trust.
     pub fn owner_of(&self, issuer: &str) -> Option<(String, Option<String>)> {

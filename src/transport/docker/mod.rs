@@ -349,7 +349,12 @@ impl ImageSource for DockerSource {
             Some(d) => d.to_string(),
             None => manifest_ref(&self.image),
         };
-        get_manifest(&self.client, &self.image, &reference, &self.scopes()).await
+        match get_manifest(&self.client, &self.image, &reference, &self.scopes()).await {
+            Err(TransportError::NotFound(raw)) if instance.is_none() => Err(
+                TransportError::NotFound(self.not_found(&reference, raw).await),
+            ),
+            other => other,
+        }
     }
 
     async fn blob(&self, descriptor: &Descriptor) -> Result<ByteStream> {
@@ -414,6 +419,37 @@ impl ImageSource for DockerSource {
 }
 
 impl DockerSource {
+    /// What a 404 for the image's manifest means, in words: no such repository, or no such tag
+    /// (naming the tags the repository has when there are few), or no such digest.
+    async fn not_found(&self, reference: &str, raw: String) -> String {
+        let repo = self.image.name();
+        match list_tags(&self.client, &self.image).await {
+            Err(TransportError::NotFound(_)) => format!(
+                "{repo}: no such repository in {} ({raw})",
+                self.client.registry()
+            ),
+            Ok(tags) if self.image.digest().is_some() => format!(
+                "{repo}: no manifest {reference} in the repository (it has {} tag(s))",
+                tags.len()
+            ),
+            Ok(tags) if tags.is_empty() => {
+                format!("{repo}: no tag {reference:?}; the repository has no tags")
+            }
+            Ok(mut tags) if tags.len() <= 20 => {
+                tags.sort();
+                format!(
+                    "{repo}: no tag {reference:?}; the repository has {}",
+                    tags.join(", ")
+                )
+            }
+            Ok(tags) => format!(
+                "{repo}: no tag {reference:?} among the repository's {} tags",
+                tags.len()
+            ),
+            Err(_) => raw,
+        }
+    }
+
     /// Simple-signing signatures: the registry's extension when it has one, else lookaside.
     async fn simple_signatures(&self, manifest_digest: &Digest) -> Result<SignatureSet> {
         if self.client.supports_signatures {

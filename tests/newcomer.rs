@@ -1,0 +1,160 @@
+//! What a newcomer trips on (issue 16): every network and TLS failure said in words with only
+//! the advice that applies; a missing tag or repository named as such; no log noise or terminal
+//! colours in a pipe.
+
+mod support;
+
+use support::pki;
+use support::registry::Registry;
+use support::*;
+
+fn copy_from(policy: &std::path::Path, extra: &[&str], src: &str, dst: &std::path::Path) -> Run {
+    let mut a = vec![
+        "copy",
+        "-q",
+        "--retry-times",
+        "0",
+        "--policy",
+        policy.to_str().unwrap(),
+    ];
+    a.extend_from_slice(extra);
+    let d = format!("dir:{}", dst.display());
+    a.extend([src, d.as_str()]);
+    ferry(&a)
+}
+
+/// No tracing/rustls log lines and no terminal escapes in what a pipe gets.
+fn quiet_stderr(r: &Run) {
+    assert!(
+        !r.stderr.contains("ERROR"),
+        "no raw log lines: {}",
+        r.stderr
+    );
+    assert!(
+        !r.stderr.contains('\u{1b}'),
+        "no colours in a pipe: {:?}",
+        r.stderr
+    );
+}
+
+#[test]
+fn each_tls_failure_is_said_in_words_with_the_advice_that_applies() {
+    let t = tempfile::tempdir().unwrap();
+    let policy = insecure_policy(t.path());
+    let out = t.path().join("out");
+
+    // Plain http where https was expected.
+    let http = Registry::start();
+    let r = copy_from(
+        &policy,
+        &[],
+        &format!("docker://{}/a/b:1", http.host()),
+        &out,
+    )
+    .code(3);
+    assert!(
+        r.stderr.contains("answered in plain http") && r.stderr.contains("--src-tls-verify=false"),
+        "{}",
+        r.stderr
+    );
+    quiet_stderr(&r);
+
+    // A certificate from a CA the system does not know.
+    let ca = pki::ca(t.path(), "private-ca");
+    let server = pki::leaf(t.path(), &ca, "server", "IP:127.0.0.1", "serverAuth");
+    let private = Registry::start_tls_with(&server, None);
+    let r = copy_from(
+        &policy,
+        &[],
+        &format!("docker://{}/a/b:1", private.host()),
+        &out,
+    )
+    .code(3);
+    assert!(
+        r.stderr.contains("unknown authority") && r.stderr.contains("Trust the registry's CA"),
+        "{}",
+        r.stderr
+    );
+    quiet_stderr(&r);
+
+    // A self-signed CA certificate used as the server's own.
+    let selfsigned = Registry::start_tls();
+    let r = copy_from(
+        &policy,
+        &[],
+        &format!("docker://{}/a/b:1", selfsigned.host()),
+        &out,
+    )
+    .code(3);
+    assert!(
+        r.stderr.contains("presents a CA certificate"),
+        "{}",
+        r.stderr
+    );
+    quiet_stderr(&r);
+
+    // Nothing listening: refused, and no TLS advice for a registry that is down.
+    let r = copy_from(&policy, &[], "docker://127.0.0.1:1/a/b:1", &out).code(3);
+    assert!(
+        r.stderr.contains("connection refused") && !r.stderr.contains("tls-verify"),
+        "{}",
+        r.stderr
+    );
+    // The single-image commands name their own flag.
+    let r = ferry(&[
+        "inspect",
+        "--retry-times",
+        "0",
+        &format!("docker://{}/a/b:1", http.host()),
+    ])
+    .code(3);
+    assert!(
+        r.stderr.contains("--tls-verify=false") && !r.stderr.contains("--src-tls-verify"),
+        "{}",
+        r.stderr
+    );
+    assert!(!out.exists());
+}
+
+#[test]
+fn a_missing_tag_or_repository_is_named_as_such() {
+    let reg = Registry::start();
+    let t = tempfile::tempdir().unwrap();
+    let policy = insecure_policy(t.path());
+    let src = t.path().join("src");
+    make_oci_image(&src, "v1", 71, 1, 1000);
+    for tag in ["v1", "v2"] {
+        ferry(&[
+            "copy",
+            "-q",
+            "--policy",
+            policy.to_str().unwrap(),
+            "--dest-tls-verify=false",
+            &format!("oci:{}:v1", src.display()),
+            &format!("docker://{}/ns/app:{tag}", reg.host()),
+        ])
+        .ok();
+    }
+    let out = t.path().join("out");
+    let r = copy_from(
+        &policy,
+        &["--src-tls-verify=false"],
+        &format!("docker://{}/ns/app:v3", reg.host()),
+        &out,
+    )
+    .code(3);
+    assert!(
+        r.stderr.contains("no tag \"v3\"") && r.stderr.contains("v1, v2"),
+        "{}",
+        r.stderr
+    );
+    let r = copy_from(
+        &policy,
+        &["--src-tls-verify=false"],
+        &format!("docker://{}/ns/nothing:v1", reg.host()),
+        &out,
+    )
+    .code(3);
+    assert!(r.stderr.contains("no such repository"), "{}", r.stderr);
+    assert!(!out.exists());
+}
