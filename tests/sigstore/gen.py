@@ -67,6 +67,8 @@ SALT_LEN, NONCE_LEN, BOX_KEY_LEN = 32, 24, 32
 OID_FULCIO_ISSUER_V1 = ObjectIdentifier("1.3.6.1.4.1.57264.1.1")  # raw string value (deprecated, still accepted)
 OID_FULCIO_ISSUER_V2 = ObjectIdentifier("1.3.6.1.4.1.57264.1.8")  # DER UTF8String value
 
+OID_SCT_LIST = ObjectIdentifier("1.3.6.1.4.1.11129.2.4.2")  # embedded precertificate SCT list (RFC 6962)
+
 REKOR_API_VERSION = "0.0.1"
 
 KEY_TYPES = ("ecdsa-p256", "ecdsa-p384", "ecdsa-p521", "rsa-2048", "rsa-3072", "rsa-4096", "ed25519")
@@ -1120,6 +1122,18 @@ def cmd_cert(a) -> int:
         if a.issuer_ext in ("v2", "both"):
             v2 = a.issuer_v2 if a.issuer_v2 is not None else a.issuer
             b = b.add_extension(x509.UnrecognizedExtension(OID_FULCIO_ISSUER_V2, _der_utf8string(v2)), critical=False)
+    if a.ct_key:
+        ct_key = load_private_key(a.ct_key, None)
+        if not isinstance(ct_key, ec.EllipticCurvePrivateKey):
+            raise GenError("--ct-key must be an ECDSA private key (the CT log's key)")
+        sct_time = parse_time(a.sct_time, "--sct-time") if a.sct_time else nb
+        # The SCT signs the precertificate TBS, i.e. the TBS without the SCT list extension. That TBS does
+        # not depend on the SCT's bytes, so build once with a placeholder, take the TBS without the
+        # extension (cryptography's tbs_precertificate_bytes), sign it, and build again with the real SCT.
+        placeholder = b.add_extension(x509.UnrecognizedExtension(OID_SCT_LIST, _sct_list_extension([b"\x00"])), critical=False)
+        tbs = placeholder.sign(issuer_key, hashes.SHA256()).tbs_precertificate_bytes
+        sct = make_precert_sct(ct_key, tbs, spki_der(issuer_cert.public_key()), sct_time)
+        b = b.add_extension(x509.UnrecognizedExtension(OID_SCT_LIST, _sct_list_extension([sct])), critical=False)
     cert = b.sign(issuer_key, hashes.SHA256())
     write_file(a.out + ".pem", _cert_pem(cert), "certificate")
     _write_private_pem(a.out + ".key", key)
@@ -1153,6 +1167,44 @@ def _parse_der_utf8string(b: bytes) -> str:
         return b[i:].decode("utf-8")
     except UnicodeDecodeError:
         raise VerifyFailed("OIDC issuer v2 extension is not UTF-8") from None
+
+
+def _tls_vec(data: bytes, len_bytes: int) -> bytes:
+    if len(data) >= 1 << (8 * len_bytes):
+        raise GenError(f"TLS vector of {len(data)} bytes does not fit a {len_bytes}-byte length")
+    return len(data).to_bytes(len_bytes, "big") + data
+
+
+def make_precert_sct(ct_key, tbs_precert: bytes, issuer_spki: bytes, when: datetime.datetime) -> bytes:
+    """An RFC 6962 v1 SCT (TLS encoding) for a precertificate entry, signed with the CT log's ECDSA key."""
+    log_id = hashlib.sha256(spki_der(ct_key)).digest()
+    ts = int(when.timestamp() * 1000).to_bytes(8, "big")
+    extensions = b""
+    signed = (
+        b"\x00"  # sct_version v1
+        + b"\x00"  # signature_type certificate_timestamp
+        + ts
+        + b"\x00\x01"  # entry_type precert_entry
+        + hashlib.sha256(issuer_spki).digest()  # issuer_key_hash
+        + _tls_vec(tbs_precert, 3)
+        + _tls_vec(extensions, 2)
+    )
+    sig = ct_key.sign(signed, ec.ECDSA(hashes.SHA256()))
+    return b"\x00" + log_id + ts + _tls_vec(extensions, 2) + b"\x04\x03" + _tls_vec(sig, 2)  # sha256, ecdsa
+
+
+def _sct_list_extension(scts: list) -> bytes:
+    """extnValue of 1.3.6.1.4.1.11129.2.4.2: an OCTET STRING around the TLS SignedCertificateTimestampList."""
+    lst = _tls_vec(b"".join(_tls_vec(s, 2) for s in scts), 2)
+    return b"\x04" + _der_len(len(lst)) + lst
+
+
+def cmd_ct_key(a) -> int:
+    key = ec.generate_private_key(ec.SECP256R1())
+    write_file(a.out + ".pub", pem_encode("PUBLIC KEY", spki_der(key)), "CT log public key")
+    _write_private_pem(a.out + ".pem", key)
+    print(hashlib.sha256(spki_der(key)).hexdigest())
+    return 0
 
 
 def cmd_rekor_key(a) -> int:
@@ -1410,6 +1462,376 @@ def cmd_verify_keyless(a) -> int:
     return 0
 
 
+# --- Sigstore bundles (v0.3), trust configuration, and sigstore-python as the verifier ------------
+
+BUNDLE_V03_MEDIA_TYPE = "application/vnd.dev.sigstore.bundle.v0.3+json"
+TRUST_CONFIG_MEDIA_TYPE = "application/vnd.dev.sigstore.clienttrustconfig.v0.1+json"
+TRUSTED_ROOT_MEDIA_TYPE = "application/vnd.dev.sigstore.trustedroot+json;version=0.1"
+SIGNING_CONFIG_MEDIA_TYPE = "application/vnd.dev.sigstore.signingconfig.v0.2+json"
+INTOTO_PAYLOAD_TYPE = "application/vnd.in-toto+json"
+INTOTO_STATEMENT_V1 = "https://in-toto.io/Statement/v1"
+COSIGN_SIGN_PREDICATE_TYPE = "https://sigstore.dev/cosign/sign/v1"
+DSSE_ENVELOPE_MEDIA_TYPE = "application/vnd.dsse.envelope.v1+json"
+MAX_TREE_SIZE = 1 << 16
+
+
+def _b64_pem(obj) -> str:
+    """base64 of the PEM of a certificate or public key, byte-identical to what sigstore-python rebuilds."""
+    if isinstance(obj, x509.Certificate):
+        return b64e(obj.public_bytes(serialization.Encoding.PEM))
+    return b64e(obj.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+
+
+def dsse_pae(payload_type: str, payload: bytes) -> bytes:
+    t = payload_type.encode("utf-8")
+    return b"DSSEv1 %d %s %d %s" % (len(t), t, len(payload), payload)
+
+
+def _rfc6962_leaf(data: bytes) -> bytes:
+    return hashlib.sha256(b"\x00" + data).digest()
+
+
+def _rfc6962_node(l: bytes, r: bytes) -> bytes:
+    return hashlib.sha256(b"\x01" + l + r).digest()
+
+
+def _mth(leaves: list) -> bytes:
+    """RFC 6962 Merkle tree hash of leaf hashes."""
+    if len(leaves) == 1:
+        return leaves[0]
+    k = 1 << ((len(leaves) - 1).bit_length() - 1)  # largest power of two smaller than n
+    return _rfc6962_node(_mth(leaves[:k]), _mth(leaves[k:]))
+
+
+def _audit_path(m: int, leaves: list) -> list:
+    """RFC 6962 PATH(m, D[n]), lowest level first."""
+    if len(leaves) <= 1:
+        return []
+    k = 1 << ((len(leaves) - 1).bit_length() - 1)
+    if m < k:
+        return _audit_path(m, leaves[:k]) + [_mth(leaves[k:])]
+    return _audit_path(m - k, leaves[k:]) + [_mth(leaves[:k])]
+
+
+def make_checkpoint(rekor_key, origin: str, signer: str, tree_size: int, root: bytes) -> str:
+    """A Rekor v1 signed checkpoint (signed note): body lines, a blank line, then
+    '\u2014 NAME base64(4-byte key hint || ECDSA signature over the body)'. The key hint is the first four
+    bytes of the SHA-256 of the Rekor key's SubjectPublicKeyInfo."""
+    body = f"{origin}\n{tree_size}\n{b64e(root)}\n"
+    sig = rekor_key.sign(body.encode("utf-8"), ec.ECDSA(hashes.SHA256()))
+    hint = hashlib.sha256(spki_der(rekor_key)).digest()[:4]
+    return body + "\n" + f"\u2014 {signer} {b64e(hint + sig)}\n"
+
+
+def make_intoto_statement(digest_hex: str, predicate_type: str, predicate, subject_name: str | None) -> bytes:
+    subject = {}
+    if subject_name is not None:
+        subject["name"] = subject_name
+    subject["digest"] = {"sha256": digest_hex}
+    return go_json({"_type": INTOTO_STATEMENT_V1, "subject": [subject], "predicateType": predicate_type, "predicate": predicate})
+
+
+def _load_key_or_prefix(path: str, what: str):
+    if not os.path.exists(path) and os.path.exists(path + ".pem"):
+        path += ".pem"
+    key = load_private_key(path, None)
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise GenError(f"{what} must be an ECDSA private key")
+    return key
+
+
+def _flip_last_byte(b: bytes) -> bytes:
+    return b[:-1] + bytes([b[-1] ^ 0x01])
+
+
+def cmd_bundle(a) -> int:
+    check_digest(a.digest)
+    if not a.digest.startswith("sha256:"):
+        raise GenError("--digest must be sha256:HEX")
+    digest_hex = a.digest.split(":", 1)[1]
+    digest_raw = bytes.fromhex(digest_hex)
+    if a.tamper_payload and not a.dsse:
+        raise GenError("--tamper-payload applies to --dsse bundles only")
+
+    # The signer: a key (verificationMaterial.publicKey) or a certificate and its key.
+    if a.key:
+        signer = load_private_key(a.key, a.password)
+        verifier_obj = signer.public_key()
+        cert = None
+    else:
+        if not (a.cert and a.cert_key):
+            raise GenError("give --key PEM, or --cert PEM and --cert-key PEM")
+        cert = _load_cert(a.cert, "certificate")
+        signer = load_private_key(a.cert_key, a.password)
+        if spki_der(signer) != spki_der(cert.public_key()):
+            raise GenError("--cert-key does not match the certificate's public key")
+        verifier_obj = cert
+    if not isinstance(signer, ec.EllipticCurvePrivateKey):
+        raise GenError("only ECDSA signing keys are supported here (sigstore-python verifies ECDSA leaves only)")
+    hash_alg = {"secp256r1": hashes.SHA256(), "secp384r1": hashes.SHA384(), "secp521r1": hashes.SHA512()}[signer.curve.name]
+
+    bundle = {"mediaType": BUNDLE_V03_MEDIA_TYPE, "verificationMaterial": {}}
+    vm = bundle["verificationMaterial"]
+    if cert is not None:
+        vm["certificate"] = {"rawBytes": b64e(cert.public_bytes(serialization.Encoding.DER))}
+    else:
+        vm["publicKey"] = {"hint": a.key_hint if a.key_hint is not None else b64e(hashlib.sha256(spki_der(signer)).digest())}
+
+    if a.dsse:
+        predicate = parse_json(read_file(a.predicate_json, "predicate"), "predicate") if a.predicate_json else {}
+        _reject_floats(predicate, "--predicate-json")
+        payload = make_intoto_statement(digest_hex, a.predicate_type, predicate, a.subject_name)
+        sig = signer.sign(dsse_pae(INTOTO_PAYLOAD_TYPE, payload), ec.ECDSA(hash_alg))
+        envelope = {"payload": b64e(payload), "payloadType": INTOTO_PAYLOAD_TYPE, "signatures": [{"sig": b64e(sig)}]}
+        # Rekor's dsse v0.0.1 entry: hashes of the payload and of the envelope, and the signatures with their
+        # verifier (base64 of the PEM). sigstore-python checks payloadHash and signatures, not envelopeHash.
+        envelope_json = go_json({"payloadType": INTOTO_PAYLOAD_TYPE, "payload": b64e(payload), "signatures": [{"keyid": "", "sig": b64e(sig)}]})
+        body_obj = {
+            "apiVersion": "0.0.1",
+            "kind": "dsse",
+            "spec": {
+                "envelopeHash": {"algorithm": "sha256", "value": hashlib.sha256(envelope_json).hexdigest()},
+                "payloadHash": {"algorithm": "sha256", "value": hashlib.sha256(payload).hexdigest()},
+                "signatures": [{"signature": b64e(sig), "verifier": _b64_pem(verifier_obj)}],
+            },
+        }
+        if a.envelope_out:
+            write_file(a.envelope_out, envelope_json, "DSSE envelope")
+        if a.payload_out:
+            write_file(a.payload_out, payload, "in-toto statement")
+    else:
+        if hash_alg.name != "sha256":
+            raise GenError("--message-signature needs a P-256 key (the digest is SHA-256)")
+        from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
+
+        sig = signer.sign(digest_raw, ec.ECDSA(Prehashed(hashes.SHA256())))
+        message_signature = {"messageDigest": {"algorithm": "SHA2_256", "digest": b64e(digest_raw)}, "signature": b64e(sig)}
+        body_obj = {
+            "apiVersion": "0.0.1",
+            "kind": "hashedrekord",
+            "spec": {
+                "data": {"hash": {"algorithm": "sha256", "value": digest_hex}},
+                "signature": {"content": b64e(sig), "publicKey": {"content": _b64_pem(verifier_obj)}},
+            },
+        }
+    body = canonical_json(body_obj)
+
+    vm["tlogEntries"] = []
+    if a.rekor_key:
+        rekor_key = _load_key_or_prefix(a.rekor_key, "--rekor-key")
+        log_id = hashlib.sha256(spki_der(rekor_key)).digest()
+        t = a.integrated_time if a.integrated_time is not None else int(_now().timestamp())
+        idx = a.log_index
+        size = a.tree_size if a.tree_size is not None else idx + 3
+        if idx < 0 or size <= idx:
+            raise GenError("--tree-size must be larger than --log-index (and --log-index not negative)")
+        if size > MAX_TREE_SIZE:
+            raise GenError(f"--tree-size is limited to {MAX_TREE_SIZE} here")
+        # SET: the Rekor key's signature over the canonical JSON of body, integratedTime, logID, logIndex.
+        set_body = body
+        if a.set_for_other_body:
+            other = json.loads(body)
+            other["spec"]["signatures" if a.dsse else "signature"] = (
+                [{"signature": b64e(_flip_last_byte(sig)), "verifier": _b64_pem(verifier_obj)}] if a.dsse
+                else {"content": b64e(_flip_last_byte(sig)), "publicKey": {"content": _b64_pem(verifier_obj)}})
+            set_body = canonical_json(other)
+        set_payload = canonical_json({"body": b64e(set_body), "integratedTime": t, "logID": log_id.hex(), "logIndex": idx})
+        set_sig = rekor_key.sign(set_payload, ec.ECDSA(hashes.SHA256()))
+        # Inclusion proof: the entry at idx among size leaves; the other leaves are arbitrary but fixed.
+        leaves = [_rfc6962_leaf(body if i == idx else b"ferry-test-leaf-%d" % i) for i in range(size)]
+        root = _mth(leaves)
+        path = _audit_path(idx, leaves)
+        if a.bad_inclusion_proof:
+            if not path:
+                raise GenError("--bad-inclusion-proof needs --tree-size of at least 2")
+            path[0] = _flip_last_byte(path[0])
+        checkpoint = make_checkpoint(rekor_key, f"{a.checkpoint_origin} - {a.tree_id}", a.checkpoint_origin, size, root)
+        entry = {
+            "logIndex": str(idx),
+            "logId": {"keyId": b64e(log_id)},
+            "kindVersion": {"kind": body_obj["kind"], "version": body_obj["apiVersion"]},
+            "integratedTime": str(t),
+        }
+        if not a.no_set:
+            entry["inclusionPromise"] = {"signedEntryTimestamp": b64e(set_sig)}
+        if not a.no_inclusion_proof:
+            entry["inclusionProof"] = {
+                "logIndex": str(idx),
+                "rootHash": b64e(root),
+                "treeSize": str(size),
+                "hashes": [b64e(h) for h in path],
+                "checkpoint": {"envelope": checkpoint},
+            }
+        entry["canonicalizedBody"] = b64e(body)
+        vm["tlogEntries"].append(entry)
+    elif a.no_set or a.no_inclusion_proof or a.bad_inclusion_proof or a.set_for_other_body:
+        raise GenError("the transparency-log defect switches need --rekor-key")
+
+    if a.dsse:
+        if a.tamper_payload:
+            tampered = payload.replace(b'"predicate":', b'"predicate" :', 1)
+            envelope["payload"] = b64e(tampered)
+        if a.tamper_signature:
+            envelope["signatures"][0]["sig"] = b64e(_flip_last_byte(sig))
+        bundle["dsseEnvelope"] = envelope
+    else:
+        if a.tamper_signature:
+            message_signature["signature"] = b64e(_flip_last_byte(sig))
+        bundle["messageSignature"] = message_signature
+    write_file(a.out, json.dumps(bundle, indent=2).encode("utf-8") + b"\n", "bundle")
+    return 0
+
+
+def _key_details(pub) -> str:
+    if isinstance(pub, ec.EllipticCurvePublicKey):
+        return {"secp256r1": "PKIX_ECDSA_P256_SHA_256", "secp384r1": "PKIX_ECDSA_P384_SHA_384",
+                "secp521r1": "PKIX_ECDSA_P521_SHA_512"}[pub.curve.name]
+    if isinstance(pub, rsa.RSAPublicKey):
+        if pub.key_size not in (2048, 3072, 4096):
+            raise GenError(f"RSA-{pub.key_size} has no sigstore key details")
+        return f"PKIX_RSA_PKCS1V15_{pub.key_size}_SHA256"
+    if isinstance(pub, ed25519.Ed25519PublicKey):
+        return "PKIX_ED25519"
+    raise GenError(f"unsupported key type {type(pub).__name__}")
+
+
+def _rfc3339(t: datetime.datetime) -> str:
+    return t.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def cmd_trust_config(a) -> int:
+    chain = _load_certs(read_file(a.ca, "CA chain"), f"CA chain {a.ca!r}")
+    if not chain:
+        raise GenError(f"CA chain {a.ca!r} holds no certificate")
+    root = chain[-1]
+    start = parse_time(a.not_before, "--not-before") if a.not_before else root.not_valid_before_utc
+    valid_for = {"start": _rfc3339(start)}
+    if a.not_after:
+        valid_for["end"] = _rfc3339(parse_time(a.not_after, "--not-after"))
+
+    def org_cn(c):
+        o = c.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
+        cn = c.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+        return {"organization": o[0].value if o else "", "commonName": cn[0].value if cn else ""}
+
+    def tlog(path, url):
+        pub = load_public_key(path)
+        der = spki_der(pub)
+        return {
+            "baseUrl": url,
+            "hashAlgorithm": "SHA2_256",
+            "publicKey": {"rawBytes": b64e(der), "keyDetails": _key_details(pub), "validFor": dict(valid_for)},
+            "logId": {"keyId": b64e(hashlib.sha256(der).digest())},
+        }
+
+    trusted_root = {
+        "mediaType": TRUSTED_ROOT_MEDIA_TYPE,
+        "tlogs": [tlog(p, a.rekor_url) for p in a.rekor_pub],
+        "certificateAuthorities": [{
+            "subject": org_cn(root),
+            "uri": a.fulcio_url,
+            "certChain": {"certificates": [{"rawBytes": b64e(c.public_bytes(serialization.Encoding.DER))} for c in chain]},
+            "validFor": dict(valid_for),
+        }],
+        "ctlogs": [tlog(p, a.ct_url) for p in a.ct_pub],
+        "timestampAuthorities": [],
+    }
+    svc = lambda url: {"url": url, "majorApiVersion": 1, "validFor": {"start": valid_for["start"]}, "operator": "ferry-test"}
+    signing_config = {
+        "mediaType": SIGNING_CONFIG_MEDIA_TYPE,
+        "caUrls": [svc(a.fulcio_url)],
+        "oidcUrls": [svc(a.oidc_url)],
+        "rekorTlogUrls": [svc(a.rekor_url)],
+        "rekorTlogConfig": {"selector": "ANY"},
+        "tsaUrls": [],
+        "tsaConfig": {"selector": "ANY"},
+    }
+    cfg = {"mediaType": TRUST_CONFIG_MEDIA_TYPE, "trustedRoot": trusted_root, "signingConfig": signing_config}
+    write_file(a.out, json.dumps(cfg, indent=2).encode("utf-8") + b"\n", "trust config")
+    if a.trusted_root_out:
+        write_file(a.trusted_root_out, json.dumps(trusted_root, indent=2).encode("utf-8") + b"\n", "trusted root")
+    return 0
+
+
+def cmd_verify_bundle(a) -> int:
+    if a.digest:
+        check_digest(a.digest)
+        if not a.digest.startswith("sha256:"):
+            raise GenError("--digest must be sha256:HEX")
+    if a.cli:
+        return _verify_bundle_cli(a)
+    try:
+        import sigstore.errors
+        from sigstore.hashes import Hashed
+        from sigstore.models import Bundle, ClientTrustConfig
+        from sigstore.verify import Verifier, policy
+        from sigstore_models.common.v1 import HashAlgorithm
+    except ImportError as e:
+        raise GenError(f"verify-bundle needs sigstore-python ({e}); run: pip install -r {os.path.dirname(os.path.abspath(__file__))}/requirements.txt") from None
+    import logging
+
+    logging.disable(logging.WARNING)  # sigstore-python logs warnings of its own; the reason is printed below
+    try:
+        cfg = ClientTrustConfig.from_json(read_file(a.trust_config, "trust config").decode("utf-8"))
+        trusted_root = cfg.trusted_root
+    except (ValueError, sigstore.errors.Error) as e:
+        raise GenError(f"trust config {a.trust_config!r} is not accepted by sigstore-python: {e}") from None
+    try:
+        bundle = Bundle.from_json(read_file(a.bundle, "bundle"))
+        verifier = Verifier(trusted_root=trusted_root)
+        pol = policy.Identity(identity=a.cert_identity, issuer=a.cert_oidc_issuer)
+        if a.artifact:
+            target = read_file(a.artifact, "artifact")
+            want_hex = hashlib.sha256(target).hexdigest()
+        else:
+            want_hex = a.digest.split(":", 1)[1]
+            target = Hashed(digest=bytes.fromhex(want_hex), algorithm=HashAlgorithm.SHA2_256)
+        if bundle._inner.dsse_envelope is not None:
+            ptype, payload = verifier.verify_dsse(bundle, pol)
+            # What the sigstore CLI then does (sigstore/_cli.py _verify_common): an in-toto payload with a
+            # subject whose sha256 is the input's digest.
+            if ptype != INTOTO_PAYLOAD_TYPE:
+                raise VerifyFailed(f"expected JSON payload for DSSE, got {ptype}")
+            try:
+                st = json.loads(payload)
+                subjects = st["subject"]
+                ok = any(isinstance(s, dict) and isinstance(s.get("digest"), dict) and s["digest"].get("sha256") == want_hex for s in subjects)
+            except (ValueError, KeyError, TypeError):
+                raise VerifyFailed("the DSSE payload is not an in-toto statement with a subject list") from None
+            if not ok:
+                raise VerifyFailed(f"in-toto statement has no subject for digest {want_hex}")
+            if any(isinstance(s, dict) and "name" not in s for s in subjects):
+                sys.stderr.write("note: a subject has no name; the sigstore CLI (verify identity) rejects such a statement "
+                                 "(its in-toto model requires subject[].name), the API used here does not look\n")
+            print(f"OK dsse payloadType={ptype} predicateType={st.get('predicateType')}")
+        else:
+            verifier.verify_artifact(target, bundle, pol)
+            print("OK message-signature")
+    except sigstore.errors.Error as e:
+        raise VerifyFailed(f"sigstore-python: {type(e).__name__}: {e}") from None
+    return 0
+
+
+def _verify_bundle_cli(a) -> int:
+    import subprocess
+
+    target = a.artifact or a.digest
+    cmd = [sys.executable, "-m", "sigstore", "--trust-config", a.trust_config, "verify", "identity", "--offline",
+           "--bundle", a.bundle, "--cert-identity", a.cert_identity, "--cert-oidc-issuer", a.cert_oidc_issuer, target]
+    env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
+    env["COLUMNS"] = "1000"  # the CLI logs through rich, which wraps at the terminal width
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    out = "\n".join(line.rstrip() for line in (r.stdout + r.stderr).strip().splitlines())
+    if r.returncode == 0:
+        print(out)
+        return 0
+    if "No module named sigstore" in out:
+        raise GenError("verify-bundle --cli needs sigstore-python (pip install sigstore)")
+    if r.returncode == 2 and "usage:" in out:
+        raise GenError(f"the sigstore CLI refused its arguments: {out}")
+    raise VerifyFailed(f"sigstore CLI exit {r.returncode}: {out}")
+
+
 # --- CLI ------------------------------------------------------------------------------------------
 
 
@@ -1535,8 +1957,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--key-type", choices=KEY_TYPES, default="ecdsa-p256")
     p.add_argument("--not-before")
     p.add_argument("--not-after")
+    p.add_argument("--ct-key", metavar="PEM", help="embed an SCT list signed with this CT log private key (ct-key's PREFIX.pem)")
+    p.add_argument("--sct-time", help="the SCT's timestamp (default: --not-before)")
     p.add_argument("--out", required=True, metavar="PREFIX")
     p.set_defaults(fn=cmd_cert)
+
+    p = sub.add_parser("ct-key", help="CT-log-like ECDSA P-256 key: PREFIX.pub, PREFIX.pem; prints the log ID")
+    p.add_argument("--out", required=True, metavar="PREFIX")
+    p.set_defaults(fn=cmd_ct_key)
 
     p = sub.add_parser("rekor-key", help="Rekor-like ECDSA P-256 key: PREFIX.pub, PREFIX.pem; prints the log ID")
     p.add_argument("--out", required=True, metavar="PREFIX")
@@ -1557,6 +1985,62 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--body-file", help="use this exact entry body")
     p.add_argument("--out", required=True)
     p.set_defaults(fn=cmd_set)
+
+    p = sub.add_parser("bundle", help="Sigstore bundle v0.3 JSON (DSSE in-toto statement or message signature)")
+    p.add_argument("--digest", required=True, help="sha256:HEX, the image manifest digest")
+    c = p.add_mutually_exclusive_group(required=True)
+    c.add_argument("--dsse", action="store_true", help="a DSSE envelope around an in-toto Statement v1 about the digest")
+    c.add_argument("--message-signature", action="store_true", help="a signature over the message whose SHA-256 is the digest")
+    p.add_argument("--subject-name", help="the statement subject's name (omitted by default, as cosign does)")
+    p.add_argument("--predicate-type", default=COSIGN_SIGN_PREDICATE_TYPE)
+    p.add_argument("--predicate-json", metavar="FILE", help="the predicate (default {})")
+    k = p.add_mutually_exclusive_group()
+    k.add_argument("--key", metavar="PEM", help="sign with this key: verificationMaterial.publicKey with a hint")
+    k.add_argument("--cert", metavar="PEM", help="the leaf certificate (verificationMaterial.certificate); needs --cert-key")
+    p.add_argument("--cert-key", metavar="PEM")
+    p.add_argument("--password", help="for a cosign-encrypted --key/--cert-key")
+    p.add_argument("--key-hint", help="publicKey.hint (default: base64 of the SHA-256 of the key's SubjectPublicKeyInfo)")
+    p.add_argument("--rekor-key", metavar="PEM", help="add a Rekor v1 tlog entry signed with this key (rekor-key's PREFIX.pem or PREFIX)")
+    p.add_argument("--log-index", type=int, default=7)
+    p.add_argument("--tree-size", type=int, help="default: --log-index + 3")
+    p.add_argument("--integrated-time", type=int, metavar="UNIX", help="default: now")
+    p.add_argument("--checkpoint-origin", default="rekor.ferry.test", help="the checkpoint's origin name (and signer name)")
+    p.add_argument("--tree-id", default="1193050959916656506", help="appended to the origin as ' - ID', as Rekor v1 does")
+    p.add_argument("--no-set", action="store_true", help="defect: no inclusionPromise")
+    p.add_argument("--set-for-other-body", action="store_true", help="defect: the SET signs a different body")
+    p.add_argument("--no-inclusion-proof", action="store_true", help="defect: no inclusionProof")
+    p.add_argument("--bad-inclusion-proof", action="store_true", help="defect: one proof hash altered")
+    p.add_argument("--tamper-payload", action="store_true", help="defect: the DSSE payload changed after signing")
+    p.add_argument("--tamper-signature", action="store_true", help="defect: the signature altered after logging")
+    p.add_argument("--envelope-out", metavar="FILE", help="also write the DSSE envelope alone (the .att layer format)")
+    p.add_argument("--payload-out", metavar="FILE", help="also write the in-toto statement")
+    p.add_argument("--out", required=True)
+    p.set_defaults(fn=cmd_bundle)
+
+    p = sub.add_parser("trust-config", help="sigstore ClientTrustConfig JSON (trusted root + minimal signing config)")
+    p.add_argument("--ca", required=True, metavar="PEM", help="the CA chain, intermediate(s) first, root last (ca's PREFIX.chain.pem)")
+    p.add_argument("--rekor-pub", action="append", required=True, metavar="PEM")
+    p.add_argument("--ct-pub", action="append", required=True, metavar="PEM")
+    p.add_argument("--not-before", help="start of every validity window (default: the root's notBefore)")
+    p.add_argument("--not-after", help="end of the validity windows (default: open)")
+    p.add_argument("--rekor-url", default="http://127.0.0.1:1/rekor", help="recorded only; nothing is contacted")
+    p.add_argument("--ct-url", default="http://127.0.0.1:1/ct")
+    p.add_argument("--fulcio-url", default="http://127.0.0.1:1/fulcio")
+    p.add_argument("--oidc-url", default="http://127.0.0.1:1/oidc")
+    p.add_argument("--trusted-root-out", metavar="FILE", help="also write the trustedRoot alone")
+    p.add_argument("--out", required=True)
+    p.set_defaults(fn=cmd_trust_config)
+
+    p = sub.add_parser("verify-bundle", help="verify a bundle with sigstore-python, offline (exit 0 accepted, 1 rejected)")
+    p.add_argument("--bundle", required=True)
+    p.add_argument("--trust-config", required=True)
+    t = p.add_mutually_exclusive_group(required=True)
+    t.add_argument("--digest", help="sha256:HEX: the signed digest")
+    t.add_argument("--artifact", metavar="FILE", help="the signed file")
+    p.add_argument("--cert-identity", required=True, metavar="EMAIL")
+    p.add_argument("--cert-oidc-issuer", required=True, metavar="URL")
+    p.add_argument("--cli", action="store_true", help="run `python3 -m sigstore verify identity --offline` instead of the API")
+    p.set_defaults(fn=cmd_verify_bundle)
 
     for name, fn in (("verify-set", cmd_verify_set), ("verify-keyless", cmd_verify_keyless)):
         p = sub.add_parser(name, help="check a Rekor SET" if name == "verify-set" else "check a Fulcio+Rekor signature end to end")
