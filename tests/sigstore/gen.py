@@ -55,6 +55,8 @@ SIGFILE_PREFIX = b"\x00sigstore-json\n"
 
 OCI_MANIFEST_MEDIA_TYPE = "application/vnd.oci.image.manifest.v1+json"
 OCI_CONFIG_MEDIA_TYPE = "application/vnd.oci.image.config.v1+json"
+OCI_INDEX_MEDIA_TYPE = "application/vnd.oci.image.index.v1+json"
+OCI_EMPTY_MEDIA_TYPE = "application/vnd.oci.empty.v1+json"
 DOCKER_MANIFEST_MEDIA_TYPE = "application/vnd.docker.distribution.manifest.v2+json"
 ZERO_TIME = "0001-01-01T00:00:00Z"
 
@@ -580,6 +582,8 @@ class _LocalOnlyRedirects(urllib.request.HTTPRedirectHandler):
 
 class Registry:
     def __init__(self, url: str, repo: str):
+        if "://" not in url:
+            url = "http://" + url  # 127.0.0.1:PORT
         u = urllib.parse.urlsplit(url)
         if u.scheme != "http":
             raise GenError(f"registry URL {url!r} must be http://127.0.0.1:PORT")
@@ -663,6 +667,22 @@ class Registry:
             self._fail(f"fetching manifest {self.repo}:{tag}", st, body)
         return body, (hdrs.get("Content-Type") or "").split(";")[0].strip()
 
+    def head_manifest(self, ref: str):
+        """Returns (media type, size, digest) or None if it does not exist (go-containerregistry's remote.Head)."""
+        accept = ", ".join([OCI_MANIFEST_MEDIA_TYPE, DOCKER_MANIFEST_MEDIA_TYPE, OCI_INDEX_MEDIA_TYPE,
+                            "application/vnd.docker.distribution.manifest.list.v2+json"])
+        st, hdrs, body = self.request("HEAD", f"/v2/{self.repo}/manifests/{ref}", None, {"Accept": accept})
+        if st == 404:
+            return None
+        if st != 200:
+            self._fail(f"HEAD manifest {self.repo}@{ref}", st, body)
+        mt = (hdrs.get("Content-Type") or "").split(";")[0].strip()
+        try:
+            size = int(hdrs.get("Content-Length") or "")
+        except ValueError:
+            raise GenError(f"HEAD manifest {self.repo}@{ref}: no Content-Length") from None
+        return mt, size, hdrs.get("Docker-Content-Digest") or ref
+
     def put_manifest(self, tag: str, data: bytes, media_type: str) -> str:
         st, hdrs, body = self.request("PUT", f"/v2/{self.repo}/manifests/{tag}", data,
                                       {"Content-Type": media_type, "Content-Length": str(len(data))})
@@ -671,9 +691,9 @@ class Registry:
         return hdrs.get("Docker-Content-Digest") or sha256_digest(data)
 
 
-def attachment_tag(digest: str) -> str:
+def attachment_tag(digest: str, kind: str = "sig") -> str:
     check_digest(digest)
-    return digest.replace(":", "-", 1) + ".sig"
+    return digest.replace(":", "-", 1) + "." + kind
 
 
 # --- subcommands: keyed ---------------------------------------------------------------------------
@@ -854,9 +874,10 @@ def _new_config(style: str, created: str | None) -> dict:
 
 def cmd_attach(a) -> int:
     reg = Registry(a.registry, a.repo)
-    tag = a.tag or attachment_tag(a.digest)
-    if not a.sig and not a.raw_layer and not a.sigfile:
-        raise GenError("nothing to attach: give --sig PAYLOAD:SIGNATURE, --sigfile FILE and/or --raw-layer FILE:MEDIATYPE")
+    kind = a.kind or ("att" if a.attestation else "sbom" if a.sbom else "sig")
+    tag = a.tag or attachment_tag(a.digest, kind)
+    if not a.sig and not a.raw_layer and not a.sigfile and not a.attestation and not a.sbom:
+        raise GenError("nothing to attach: give --sig PAYLOAD:SIGNATURE, --sigfile FILE, --attestation ENVELOPE, --sbom FILE and/or --raw-layer FILE:MEDIATYPE")
     extra_ann = parse_annotation_files(a.annotation_file)
     extra_ann.update(parse_kv(a.annotation, "--annotation"))
 
@@ -878,6 +899,18 @@ def cmd_attach(a) -> int:
         ann = dict(s["annotations"])
         ann.update(extra_ann)
         new_layers.append((s["payload"], s["mimeType"], ann))
+    for path in a.attestation or []:
+        # cosign v2 `attest`: the DSSE envelope is the layer, media type application/vnd.dsse.envelope.v1+json,
+        # annotations predicateType and an empty dev.cosignproject.cosign/signature (static.NewAttestation
+        # has no detached signature, and staticLayer.Annotations always sets the key).
+        env_bytes = read_file(path, "DSSE envelope")
+        ptype = a.predicate_type or _envelope_predicate_type(env_bytes, path)
+        ann = {SIGNATURE_ANNOTATION: "", "predicateType": ptype}
+        ann.update(extra_ann)
+        new_layers.append((env_bytes, DSSE_ENVELOPE_MEDIA_TYPE, ann))
+    for path in a.sbom or []:
+        # cosign `attach sbom`: static.NewFile, one layer with the SBOM's media type and no annotations.
+        new_layers.append((read_file(path, "SBOM"), a.sbom_media_type, dict(extra_ann)))
     for spec in a.raw_layer or []:
         if ":" not in spec:
             raise GenError(f"--raw-layer {spec!r} is not FILE:MEDIATYPE")
@@ -941,9 +974,21 @@ def cmd_attach(a) -> int:
     return 0
 
 
+def _envelope_predicate_type(env_bytes: bytes, path: str) -> str:
+    env = parse_json(env_bytes, f"DSSE envelope {path!r}")
+    try:
+        st = parse_json(b64d(env["payload"], "DSSE payload"), "DSSE payload")
+        pt = st["predicateType"]
+    except (KeyError, TypeError):
+        raise GenError(f"DSSE envelope {path!r}: no in-toto predicateType in its payload; give --predicate-type") from None
+    if not isinstance(pt, str):
+        raise GenError(f"DSSE envelope {path!r}: predicateType is not a string")
+    return pt
+
+
 def cmd_fetch_attachment(a) -> int:
     reg = Registry(a.registry, a.repo)
-    tag = a.tag or attachment_tag(a.digest)
+    tag = a.tag or attachment_tag(a.digest, a.kind)
     got = reg.get_manifest(tag)
     if got is None:
         raise VerifyFailed(f"no attachment: {a.repo}:{tag} does not exist")
@@ -1832,6 +1877,132 @@ def _verify_bundle_cli(a) -> int:
     raise VerifyFailed(f"sigstore CLI exit {r.returncode}: {out}")
 
 
+# --- OCI 1.1 referrers (cosign v3 bundles) ----------------------------------------------------------
+
+BUNDLE_PREDICATE_TYPE_ANNOTATION = "dev.sigstore.bundle.predicateType"
+BUNDLE_CONTENT_ANNOTATION = "dev.sigstore.bundle.content"
+CREATED_ANNOTATION = "org.opencontainers.image.created"
+
+
+def _referrers_via_api(reg: Registry, subject: str):
+    """GET /v2/NAME/referrers/DIGEST: the index bytes if the registry implements the Referrers API, else None
+    (go-containerregistry treats 404 and 400, and a 200 that is not an OCI index, as 'not supported')."""
+    st, hdrs, body = reg.request("GET", f"/v2/{reg.repo}/referrers/{subject}", None, {"Accept": OCI_INDEX_MEDIA_TYPE})
+    if st == 200 and (hdrs.get("Content-Type") or "").split(";")[0].strip() == OCI_INDEX_MEDIA_TYPE:
+        return body
+    if st in (200, 404, 400, 406):
+        return None
+    reg._fail(f"GET referrers of {subject}", st, body)
+
+
+def fallback_tag(digest: str) -> str:
+    check_digest(digest)
+    return digest.replace(":", "-", 1)
+
+
+def cmd_push_referrer(a) -> int:
+    reg = Registry(a.registry, a.repo)
+    check_digest(a.subject_digest)
+    data = read_file(a.file, "artifact file")
+    annotations = {}
+    if not a.no_created:
+        created = _rfc3339(parse_time(a.created, "--created")) if a.created else _rfc3339(_now())
+        annotations[CREATED_ANNOTATION] = created
+    if a.predicate_type:
+        # cosign's WriteAttestationNewBundleFormat (pkg/oci/remote/write.go)
+        annotations[BUNDLE_CONTENT_ANNOTATION] = "dsse-envelope"
+        annotations[BUNDLE_PREDICATE_TYPE_ANNOTATION] = a.predicate_type
+    annotations.update(parse_kv(a.annotation, "--annotation"))
+    layer_ann = parse_kv(a.layer_annotation, "--layer-annotation")
+
+    # cosign's WriteReferrer: HEAD the subject for its descriptor (fails if it does not exist).
+    head = reg.head_manifest(a.subject_digest)
+    if head is None:
+        raise GenError(f"subject {a.repo}@{a.subject_digest} does not exist (cosign fails here too)")
+    smt, ssize, sdigest = head
+    if sdigest != a.subject_digest:
+        raise GenError(f"the registry answered digest {sdigest} for {a.subject_digest}")
+
+    config = b"{}"  # the OCI empty descriptor's content; cosign uploads it as a blob
+    cdigest = reg.put_blob(config)
+    ldigest = reg.put_blob(data)
+    layer = _oci_descriptor(a.layer_media_type or a.artifact_type, data, ldigest, layer_ann)
+    config_desc = {"mediaType": OCI_EMPTY_MEDIA_TYPE, "size": len(config), "digest": cdigest}
+    if not a.no_config_artifact_type:
+        config_desc["artifactType"] = a.artifact_type  # cosign sets it on the config descriptor too
+    # go-containerregistry v1.Manifest field order, then cosign's referrerManifest.ArtifactType
+    manifest = {"schemaVersion": 2, "mediaType": OCI_MANIFEST_MEDIA_TYPE, "config": config_desc, "layers": [layer]}
+    if annotations:
+        manifest["annotations"] = gomap(annotations)
+    manifest["subject"] = {"mediaType": smt, "size": ssize, "digest": sdigest}
+    manifest["artifactType"] = a.artifact_type
+    mbytes = go_json(manifest)
+    mdigest = sha256_digest(mbytes)
+    got = reg.put_manifest(mdigest, mbytes, OCI_MANIFEST_MEDIA_TYPE)
+    if got != mdigest:
+        raise GenError(f"the registry stored the referrer manifest as {got}, not {mdigest}")
+    if a.out:
+        write_file(a.out, mbytes, "referrer manifest")
+
+    if a.fallback_tag:
+        # go-containerregistry's commitSubjectReferrers: only when the registry has no Referrers API.
+        if _referrers_via_api(reg, a.subject_digest) is not None and not a.force_fallback_tag:
+            sys.stderr.write("the registry implements the Referrers API; fallback tag not touched\n")
+        else:
+            tag = fallback_tag(a.subject_digest)
+            desc = {"mediaType": OCI_MANIFEST_MEDIA_TYPE, "size": len(mbytes), "digest": mdigest}
+            if a.fallback_annotations and annotations:
+                desc["annotations"] = gomap(annotations)
+            desc["artifactType"] = a.artifact_type
+            existing = reg.get_manifest(tag)
+            if existing is None:
+                index = {"schemaVersion": 2, "mediaType": OCI_INDEX_MEDIA_TYPE, "manifests": [desc]}
+                changed = True
+            else:
+                body, mt = existing
+                index = parse_json(body, f"fallback tag {a.repo}:{tag}")
+                if not isinstance(index, dict) or index.get("schemaVersion") != 2 or index.get("mediaType") != OCI_INDEX_MEDIA_TYPE \
+                        or not isinstance(index.get("manifests"), list):
+                    raise GenError(f"fallback tag {a.repo}:{tag} is not an OCI image index (schema 2)")
+                changed = not any(isinstance(d, dict) and d.get("digest") == mdigest for d in index["manifests"])
+                if changed:
+                    index["manifests"].append(desc)
+            if changed:
+                index["manifests"].sort(key=lambda d: d.get("digest", "") if isinstance(d, dict) else "")
+                ibytes = go_json(index)
+                idigest = reg.put_manifest(tag, ibytes, OCI_INDEX_MEDIA_TYPE)
+                sys.stderr.write(f"fallback tag {a.repo}:{tag} -> {idigest} ({len(index['manifests'])} referrers)\n")
+            else:
+                sys.stderr.write(f"fallback tag {a.repo}:{tag} already lists {mdigest}\n")
+    print(mdigest)
+    return 0
+
+
+def cmd_list_referrers(a) -> int:
+    reg = Registry(a.registry, a.repo)
+    check_digest(a.subject_digest)
+    body = _referrers_via_api(reg, a.subject_digest)
+    if body is not None:
+        source = "referrers API"
+    else:
+        tag = fallback_tag(a.subject_digest)
+        got = reg.get_manifest(tag)
+        if got is None:
+            source = f"fallback tag {tag} (absent: no referrers)"
+            body = go_json({"schemaVersion": 2, "mediaType": OCI_INDEX_MEDIA_TYPE, "manifests": []})
+        else:
+            body, mt = got
+            source = f"fallback tag {tag}"
+            if mt != OCI_INDEX_MEDIA_TYPE:
+                raise VerifyFailed(f"fallback tag {a.repo}:{tag} has media type {mt!r}, not an OCI image index")
+    index = parse_json(body, "referrers index")
+    if a.artifact_type and isinstance(index, dict) and isinstance(index.get("manifests"), list):
+        index["manifests"] = [d for d in index["manifests"] if isinstance(d, dict) and d.get("artifactType") == a.artifact_type]
+    sys.stderr.write(f"source: {source}\n")
+    print(json.dumps(index, indent=2))
+    return 0
+
+
 # --- CLI ------------------------------------------------------------------------------------------
 
 
@@ -1914,7 +2085,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--registry", required=True, metavar="http://127.0.0.1:PORT")
     p.add_argument("--repo", required=True)
     p.add_argument("--digest", required=True, help="the signed image's manifest digest")
-    p.add_argument("--tag", help="override the sha256-HEX.sig tag")
+    p.add_argument("--tag", help="override the sha256-HEX.KIND tag")
+    p.add_argument("--kind", choices=("sig", "att", "sbom"), help="the tag suffix (default: att with --attestation, sbom with --sbom, else sig)")
+    p.add_argument("--attestation", action="append", metavar="ENVELOPE", help="a DSSE envelope JSON file (cosign v2 .att layer)")
+    p.add_argument("--predicate-type", help="the .att layer's predicateType annotation (default: read from the envelope's statement)")
+    p.add_argument("--sbom", action="append", metavar="FILE", help="an SBOM file (cosign .sbom layer)")
+    p.add_argument("--sbom-media-type", default="text/spdx+json", help="text/spdx+json (default), text/spdx, application/vnd.cyclonedx+json, ...")
     p.add_argument("--sig", action="append", metavar="PAYLOADFILE:SIGFILE")
     p.add_argument("--sigfile", action="append", metavar="FILE", help="a containers/image signature file: its payload, MIME type and all its annotations")
     p.add_argument("--raw-layer", action="append", metavar="FILE:MEDIATYPE")
@@ -1938,6 +2114,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tag")
     p.add_argument("--out", required=True, metavar="DIR")
     p.add_argument("--pub", help="verify every simple-signing layer (exit 1 on any failure)")
+    p.add_argument("--kind", choices=("sig", "att", "sbom"), default="sig", help="the tag suffix (default sig)")
     p.set_defaults(fn=cmd_fetch_attachment)
 
     p = sub.add_parser("ca", help="Fulcio-like root and intermediate CA (ECDSA P-256)")
@@ -2041,6 +2218,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cert-oidc-issuer", required=True, metavar="URL")
     p.add_argument("--cli", action="store_true", help="run `python3 -m sigstore verify identity --offline` instead of the API")
     p.set_defaults(fn=cmd_verify_bundle)
+
+    p = sub.add_parser("push-referrer", help="push an OCI 1.1 referrer artifact as cosign does for bundles; prints its digest")
+    p.add_argument("--registry", required=True, metavar="127.0.0.1:PORT")
+    p.add_argument("--repo", required=True)
+    p.add_argument("--subject-digest", required=True, metavar="sha256:HEX")
+    p.add_argument("--file", required=True, metavar="BLOB", help="the single layer's content (e.g. a bundle)")
+    p.add_argument("--artifact-type", required=True, help="e.g. application/vnd.dev.sigstore.bundle.v0.3+json")
+    p.add_argument("--layer-media-type", help="default: the artifact type (as cosign does)")
+    p.add_argument("--predicate-type", help="adds dev.sigstore.bundle.predicateType=T and dev.sigstore.bundle.content=dsse-envelope")
+    p.add_argument("--created", metavar="TIME", help="org.opencontainers.image.created (default: now, RFC 3339 UTC seconds)")
+    p.add_argument("--no-created", action="store_true", help="omit org.opencontainers.image.created")
+    p.add_argument("--annotation", action="append", metavar="K=V", help="manifest annotation (repeatable)")
+    p.add_argument("--layer-annotation", action="append", metavar="K=V", help="layer descriptor annotation (cosign sets none for bundles)")
+    p.add_argument("--no-config-artifact-type", action="store_true", help="leave artifactType off the config descriptor")
+    f = p.add_mutually_exclusive_group()
+    f.add_argument("--fallback-tag", dest="fallback_tag", action="store_true", default=True,
+                   help="create/update the sha256-HEX index tag when the registry lacks the Referrers API (default)")
+    f.add_argument("--no-fallback-tag", dest="fallback_tag", action="store_false")
+    p.add_argument("--force-fallback-tag", action="store_true", help="update the fallback tag even if the Referrers API answers")
+    p.add_argument("--fallback-annotations", action="store_true",
+                   help="also copy the manifest annotations into the fallback index descriptor (distribution-spec; "
+                        "go-containerregistry, hence cosign, does not)")
+    p.add_argument("--out", help="also write the referrer manifest here")
+    p.set_defaults(fn=cmd_push_referrer)
+
+    p = sub.add_parser("list-referrers", help="print the referrers index of a digest (Referrers API, else the fallback tag)")
+    p.add_argument("--registry", required=True, metavar="127.0.0.1:PORT")
+    p.add_argument("--repo", required=True)
+    p.add_argument("--subject-digest", required=True, metavar="sha256:HEX")
+    p.add_argument("--artifact-type", help="keep only descriptors with this artifactType")
+    p.set_defaults(fn=cmd_list_referrers)
 
     for name, fn in (("verify-set", cmd_verify_set), ("verify-keyless", cmd_verify_keyless)):
         p = sub.add_parser(name, help="check a Rekor SET" if name == "verify-set" else "check a Fulcio+Rekor signature end to end")
