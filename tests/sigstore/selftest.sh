@@ -339,6 +339,142 @@ expect_err 2 "ECDSA" "set refuses a non-ECDSA Rekor key" gen set --rekor-key k-e
 expect_err 2 "ISO 8601" "cert with a malformed --not-before fails clearly" gen cert --ca ca --email a@b --issuer x --not-before yesterday --out x
 expect_err 2 "cannot read" "cert with a missing CA fails clearly" gen cert --ca nope --email a@b --issuer x --out x
 
+echo "# Sigstore bundles (v0.3) checked by sigstore-python: ct-key, cert --ct-key, bundle, trust-config, verify-bundle"
+if "$PY" -c 'import sigstore.verify' 2>/dev/null; then
+    BD=sha256:65855d7eaf01d6d664dfafe2cd651fd2cae08a09f7b9e259d960e7b5a4cdd925
+    ID="--cert-identity signer@example.com --cert-oidc-issuer https://issuer.example.com"
+    expect 0 "ct-key" gen ct-key --out ct
+    pycheck "ct-key prints the log ID (SHA-256 of the SubjectPublicKeyInfo)" '
+import hashlib, sys
+from cryptography.hazmat.primitives import serialization
+k = serialization.load_pem_public_key(open(sys.argv[1], "rb").read())
+spki = k.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+assert open(sys.argv[2]).read().strip() == hashlib.sha256(spki).hexdigest()
+' ct.pub "$W/last.out"
+    gen ct-key --out ct2 >/dev/null
+    expect 0 "cert --ct-key (leaf with an embedded SCT)" gen cert --ca ca --email signer@example.com --issuer https://issuer.example.com --ct-key ct.pem --out bleaf
+    pycheck "the SCT is a v1 precertificate SCT from the CT key, over the TBS without the SCT list, issuer key hash of the intermediate" '
+import hashlib, struct, sys
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization, hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+leaf = x509.load_pem_x509_certificate(open(sys.argv[1], "rb").read())
+inter = x509.load_pem_x509_certificate(open(sys.argv[2], "rb").read())
+ct = serialization.load_pem_public_key(open(sys.argv[3], "rb").read())
+spki = lambda k: k.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+[sct] = leaf.extensions.get_extension_for_class(x509.PrecertificateSignedCertificateTimestamps).value
+assert sct.version == x509.certificate_transparency.Version.v1
+assert sct.entry_type == x509.certificate_transparency.LogEntryType.PRE_CERTIFICATE
+assert sct.log_id == hashlib.sha256(spki(ct)).digest()
+tbs = leaf.tbs_precertificate_bytes
+ms = int(sct.timestamp.replace(tzinfo=__import__("datetime").timezone.utc).timestamp() * 1000)
+signed = struct.pack("!BBQH", 0, 0, ms, 1) + hashlib.sha256(spki(inter.public_key())).digest() + len(tbs).to_bytes(3, "big") + tbs + b"\0\0"
+ct.verify(sct.signature, signed, ec.ECDSA(hashes.SHA256()))
+' bleaf.pem ca.intermediate.pem ct.pub
+    gen cert --ca ca --email signer@example.com --issuer https://issuer.example.com --out bleaf-nosct
+    gen cert --ca ca --email signer@example.com --issuer https://issuer.example.com --ct-key ct2.pem --out bleaf-ct2
+    expect 0 "trust-config" gen trust-config --ca ca.chain.pem --rekor-pub rekor.pub --ct-pub ct.pub --out trust.json --trusted-root-out trusted-root.json
+    pycheck "trust-config: ClientTrustConfig v0.1 with a trustedRoot 0.1 (chain, Rekor and CT keys with log IDs) and a signingConfig v0.2" '
+import base64, hashlib, json, sys
+c = json.load(open(sys.argv[1]))
+assert c["mediaType"] == "application/vnd.dev.sigstore.clienttrustconfig.v0.1+json"
+tr = c["trustedRoot"]
+assert tr["mediaType"] == "application/vnd.dev.sigstore.trustedroot+json;version=0.1"
+assert len(tr["certificateAuthorities"][0]["certChain"]["certificates"]) == 2
+for l in tr["tlogs"] + tr["ctlogs"]:
+    assert base64.b64decode(l["logId"]["keyId"]) == hashlib.sha256(base64.b64decode(l["publicKey"]["rawBytes"])).digest()
+    assert l["publicKey"]["keyDetails"] == "PKIX_ECDSA_P256_SHA_256"
+assert c["signingConfig"]["mediaType"] == "application/vnd.dev.sigstore.signingconfig.v0.2+json"
+assert json.load(open(sys.argv[2])) == tr
+' trust.json trusted-root.json
+    expect 0 "trust-config is accepted by sigstore-python's models" "$PY" -c 'import sys; from sigstore.models import ClientTrustConfig; ClientTrustConfig.from_json(open(sys.argv[1]).read()).trusted_root; ClientTrustConfig.from_json(open(sys.argv[1]).read()).signing_config' trust.json
+    B="--digest $BD --cert bleaf.pem --cert-key bleaf.key --rekor-key rekor.pem --integrated-time $NOW"
+    expect 0 "bundle --dsse (cosign sign's statement, with a subject name)" gen bundle $B --dsse --subject-name 127.0.0.1/t/img --log-index 9 --tree-size 13 --out b-dsse.json --envelope-out b-dsse.env --payload-out b-dsse.stmt
+    pycheck "bundle layout: v0.3, certificate, one Rekor dsse 0.0.1 entry (int64 as strings), in-toto Statement v1 about the digest" '
+import base64, hashlib, json, sys
+b = json.load(open(sys.argv[1])); d = sys.argv[2].split(":")[1]
+assert list(b) == ["mediaType", "verificationMaterial", "dsseEnvelope"] and b["mediaType"] == "application/vnd.dev.sigstore.bundle.v0.3+json"
+vm = b["verificationMaterial"]; assert list(vm) == ["certificate", "tlogEntries"]
+[e] = vm["tlogEntries"]
+assert e["kindVersion"] == {"kind": "dsse", "version": "0.0.1"} and e["logIndex"] == "9" and e["inclusionProof"]["treeSize"] == "13"
+assert isinstance(e["integratedTime"], str) and e["inclusionProof"]["logIndex"] == "9"
+assert e["inclusionProof"]["checkpoint"]["envelope"].startswith("rekor.ferry.test - ")
+env = b["dsseEnvelope"]; assert env["payloadType"] == "application/vnd.in-toto+json"
+st = json.loads(base64.b64decode(env["payload"]))
+assert st == {"_type": "https://in-toto.io/Statement/v1", "subject": [{"name": "127.0.0.1/t/img", "digest": {"sha256": d}}], "predicateType": "https://sigstore.dev/cosign/sign/v1", "predicate": {}}, st
+body = json.loads(base64.b64decode(e["canonicalizedBody"]))
+assert body["spec"]["payloadHash"] == {"algorithm": "sha256", "value": hashlib.sha256(base64.b64decode(env["payload"])).hexdigest()}
+assert json.load(open(sys.argv[3])) == {"payloadType": env["payloadType"], "payload": env["payload"], "signatures": [{"keyid": "", "sig": env["signatures"][0]["sig"]}]}
+assert open(sys.argv[4], "rb").read() == base64.b64decode(env["payload"])
+' b-dsse.json "$BD" b-dsse.env b-dsse.stmt
+    expect 0 "sigstore-python (API) accepts the DSSE bundle" gen verify-bundle --bundle b-dsse.json --trust-config trust.json --digest "$BD" $ID
+    expect 0 "sigstore-python (CLI verify identity --offline) accepts the DSSE bundle" gen verify-bundle --cli --bundle b-dsse.json --trust-config trust.json --digest "$BD" $ID
+    expect_err 1 "no subject for digest" "sigstore-python rejects the DSSE bundle for another digest" gen verify-bundle --bundle b-dsse.json --trust-config trust.json --digest "$DIGEST" $ID
+    expect_err 1 "SANs do not match|identity" "sigstore-python rejects another identity" gen verify-bundle --bundle b-dsse.json --trust-config trust.json --digest "$BD" --cert-identity other@example.com --cert-oidc-issuer https://issuer.example.com
+    expect_err 1 "issuer" "sigstore-python rejects another issuer" gen verify-bundle --bundle b-dsse.json --trust-config trust.json --digest "$BD" --cert-identity signer@example.com --cert-oidc-issuer https://other.example.com
+    expect 0 "bundle --dsse without a subject name (exactly cosign v3's sign statement)" gen bundle $B --dsse --out b-noname.json
+    expect_err 0 "subject has no name" "sigstore-python's API accepts it (with a note)" gen verify-bundle --bundle b-noname.json --trust-config trust.json --digest "$BD" $ID
+    expect_err 1 "subject.0.name" "sigstore-python's CLI rejects it: its in-toto model requires subject[].name" gen verify-bundle --cli --bundle b-noname.json --trust-config trust.json --digest "$BD" $ID
+    echo '{"buildType":"x","n":1}' >pred.json
+    expect 0 "bundle --dsse with another predicate" gen bundle $B --dsse --subject-name s --predicate-type https://example.com/p/v1 --predicate-json pred.json --out b-pred.json
+    expect 0 "sigstore-python accepts it" gen verify-bundle --bundle b-pred.json --trust-config trust.json --digest "$BD" $ID
+    check "predicateType reported" grep -q "predicateType=https://example.com/p/v1" "$W/last.out"
+    expect 0 "bundle --message-signature" gen bundle $B --message-signature --log-index 0 --tree-size 1 --out b-ms.json
+    pycheck "message-signature bundle: messageDigest SHA2_256 of the digest, hashedrekord 0.0.1 body" '
+import base64, json, sys
+b = json.load(open(sys.argv[1])); d = sys.argv[2].split(":")[1]
+assert b["messageSignature"]["messageDigest"] == {"algorithm": "SHA2_256", "digest": base64.b64encode(bytes.fromhex(d)).decode()}
+[e] = b["verificationMaterial"]["tlogEntries"]
+assert e["kindVersion"] == {"kind": "hashedrekord", "version": "0.0.1"} and e["inclusionProof"]["hashes"] == []
+body = json.loads(base64.b64decode(e["canonicalizedBody"]))
+assert body["spec"]["data"] == {"hash": {"algorithm": "sha256", "value": d}}
+assert body["spec"]["signature"]["content"] == b["messageSignature"]["signature"]
+' b-ms.json "$BD"
+    expect 0 "sigstore-python (API) accepts the message-signature bundle for the digest" gen verify-bundle --bundle b-ms.json --trust-config trust.json --digest "$BD" $ID
+    expect 0 "sigstore-python (CLI) accepts the message-signature bundle for the digest" gen verify-bundle --cli --bundle b-ms.json --trust-config trust.json --digest "$BD" $ID
+    expect_err 1 "message digest mismatch|invalid for input" "sigstore-python rejects the message-signature bundle for another digest" gen verify-bundle --bundle b-ms.json --trust-config trust.json --digest "$DIGEST" $ID
+    printf 'hello' >hello.txt
+    HD=sha256:$(sha256sum hello.txt | cut -d' ' -f1)
+    gen bundle --digest "$HD" --cert bleaf.pem --cert-key bleaf.key --rekor-key rekor --message-signature --out b-file.json
+    expect 0 "a message-signature bundle verifies the file whose SHA-256 is the digest (--artifact)" gen verify-bundle --bundle b-file.json --trust-config trust.json --artifact hello.txt $ID
+    # Each defect, for both content kinds; each bundle is otherwise valid.
+    for kind in dsse message-signature; do
+        sn=""; [ $kind = dsse ] && sn="--subject-name s"
+        bdefect() { # bdefect NAME REGEX DESCRIPTION BUNDLE-OPTIONS...
+            local name=$1 re=$2 desc=$3
+            shift 3
+            if gen bundle --digest "$BD" --$kind $sn --rekor-key rekor.pem --integrated-time "$NOW" "$@" --out "b-$kind-$name.json" 2>"$W/gen.err"; then
+                expect_err 1 "$re" "$kind: sigstore-python rejects $desc" gen verify-bundle --bundle "b-$kind-$name.json" --trust-config trust.json --digest "$BD" $ID
+            else
+                bad "$kind: bundle for $desc"; sed 's/^/    | /' "$W/gen.err"
+            fi
+        }
+        bdefect noset "must contain an inclusion promise" "no inclusion promise (--no-set)" --cert bleaf.pem --cert-key bleaf.key --no-set
+        bdefect othersetbody "SET: invalid inclusion promise" "a SET over another body (--set-for-other-body)" --cert bleaf.pem --cert-key bleaf.key --set-for-other-body
+        bdefect noproof "inclusionProof" "no inclusion proof (--no-inclusion-proof)" --cert bleaf.pem --cert-key bleaf.key --no-inclusion-proof
+        bdefect badproof "inclusion proof contains invalid root hash" "a wrong inclusion proof hash (--bad-inclusion-proof)" --cert bleaf.pem --cert-key bleaf.key --bad-inclusion-proof
+        bdefect badsig "DSSE: invalid signature|Signature is invalid for input" "an altered signature (--tamper-signature)" --cert bleaf.pem --cert-key bleaf.key --tamper-signature
+        bdefect late "not valid at validation time" "an integrated time after the certificate expired" --cert bleaf.pem --cert-key bleaf.key --integrated-time $((NOW + 86400))
+        bdefect nosct "signed certificate timestamp" "a certificate without an SCT" --cert bleaf-nosct.pem --cert-key bleaf-nosct.key
+        bdefect othersct "SCT verify failed" "an SCT from a CT key not in the trust root" --cert bleaf-ct2.pem --cert-key bleaf-ct2.key
+        bdefect otherrekor "checkpoint: invalid signature" "a log entry from a Rekor key not in the trust root" --cert bleaf.pem --cert-key bleaf.key --rekor-key rekor2.pem
+        bdefect keyed "expected certificate in bundle" "a keyed bundle (verificationMaterial.publicKey): it verifies certificates only" --key k-ecdsa-p256.pem
+    done
+    gen bundle $B --dsse --subject-name s --tamper-payload --out b-dsse-tampered.json
+    expect_err 1 "DSSE: invalid signature" "dsse: sigstore-python rejects a payload changed after signing (--tamper-payload)" gen verify-bundle --bundle b-dsse-tampered.json --trust-config trust.json --digest "$BD" $ID
+    expect_err 1 "DSSE: invalid signature" "dsse: ... also through the CLI" gen verify-bundle --cli --bundle b-dsse-tampered.json --trust-config trust.json --digest "$BD" $ID
+    gen bundle --digest "$BD" --dsse --subject-name s --cert bleaf.pem --cert-key bleaf.key --out b-notlog.json
+    expect_err 1 "exactly one log entry" "sigstore-python rejects a bundle without a tlog entry" gen verify-bundle --bundle b-notlog.json --trust-config trust.json --digest "$BD" $ID
+    gen trust-config --ca ca2.chain.pem --rekor-pub rekor.pub --ct-pub ct.pub --out trust-ca2.json
+    expect_err 1 "certificate chain" "sigstore-python rejects the bundle under another CA" gen verify-bundle --bundle b-dsse.json --trust-config trust-ca2.json --digest "$BD" $ID
+    expect_err 2 "tamper-payload applies to --dsse" "bundle --tamper-payload with a message signature fails clearly" gen bundle $B --message-signature --tamper-payload --out x.json
+    expect_err 2 "need --rekor-key" "bundle defect switches without --rekor-key fail clearly" gen bundle --digest "$BD" --dsse --cert bleaf.pem --cert-key bleaf.key --no-set --out x.json
+    expect_err 2 "does not match" "bundle with a key that is not the certificate's fails clearly" gen bundle --digest "$BD" --dsse --cert bleaf.pem --cert-key k-ecdsa-p256.pem --out x.json
+    expect_err 2 "tree-size" "bundle with --tree-size not above --log-index fails clearly" gen bundle $B --dsse --log-index 5 --tree-size 5 --out x.json
+else
+    skip "bundle tests: sigstore-python not installed (pip install -r $HERE/requirements.txt)"
+fi
+
 echo "# registry: attach / fetch-attachment"
 REGISTRY_BIN=${DOCKER_REGISTRY:-/usr/bin/docker-registry}
 if [ -x "$REGISTRY_BIN" ]; then
@@ -428,6 +564,93 @@ assert c["rootfs"] == {"type": "layers", "diff_ids": [l["digest"] for l in m["la
     expect_err 2 "PAYLOADFILE:SIGFILE" "attach with a malformed --sig" gen attach --registry "$R" --repo t/img --digest "$RD" --sig rp.json
     expect_err 2 "nothing to attach" "attach with nothing to attach" gen attach --registry "$R" --repo t/img --digest "$RD"
     expect_err 2 "not ALGO:HEX" "attach with a bad digest" gen attach --registry "$R" --repo t/img --digest sha256:abc --sig rp.json:rp1.b64
+
+    echo "# registry: push-referrer / list-referrers (OCI 1.1, cosign v3 bundles) and .att / .sbom attachments"
+    "$PY" - "$PORT" >subject.digest <<'PYEOF'
+import hashlib, json, sys, urllib.request
+base = f"http://127.0.0.1:{sys.argv[1]}/v2/t/ref"
+op = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+cfg = b'{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]},"config":{}}'
+cd = "sha256:" + hashlib.sha256(cfg).hexdigest()
+loc = op.open(urllib.request.Request(base + "/blobs/uploads/", data=b"", method="POST")).headers["Location"]
+op.open(urllib.request.Request(loc + ("&" if "?" in loc else "?") + "digest=" + cd, data=cfg, method="PUT", headers={"Content-Type": "application/octet-stream"}))
+m = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": len(cfg)}, "layers": []}).encode()
+op.open(urllib.request.Request(base + "/manifests/v1", data=m, method="PUT", headers={"Content-Type": "application/vnd.oci.image.manifest.v1+json"}))
+print("sha256:" + hashlib.sha256(m).hexdigest())
+PYEOF
+    SUBJ=$(cat subject.digest)
+    SUBJ_TAG=$(echo "$SUBJ" | tr : -)
+    RB="--registry 127.0.0.1:$PORT --repo t/ref --subject-digest $SUBJ"
+    BT=application/vnd.dev.sigstore.bundle.v0.3+json
+    if [ -e bleaf.pem ]; then
+        gen bundle --digest "$SUBJ" --dsse --cert bleaf.pem --cert-key bleaf.key --rekor-key rekor.pem --out ref-bundle.json --envelope-out ref.env
+    else
+        printf '{"mediaType":"%s"}' "$BT" >ref-bundle.json
+        printf '{"payloadType":"application/vnd.in-toto+json","payload":"%s","signatures":[]}' "$(printf '{"predicateType":"https://example.com/p"}' | base64 -w0)" >ref.env
+    fi
+    expect 0 "push-referrer (a bundle, as cosign sign v3 pushes it)" gen push-referrer $RB --file ref-bundle.json --artifact-type "$BT" --predicate-type https://sigstore.dev/cosign/sign/v1 --created 2026-01-02T03:04:05Z --out ref-manifest.json
+    REF1=$(cat "$W/last.out")
+    pycheck "referrer manifest: cosign's layout (empty config with artifactType, one bundle layer, annotations, subject, artifactType), pushed by digest" '
+import hashlib, json, sys
+raw = open(sys.argv[1], "rb").read(); m = json.loads(raw); b = open(sys.argv[2], "rb").read()
+assert "sha256:" + hashlib.sha256(raw).hexdigest() == sys.argv[4]
+assert list(m) == ["schemaVersion", "mediaType", "config", "layers", "annotations", "subject", "artifactType"], list(m)
+bt = "application/vnd.dev.sigstore.bundle.v0.3+json"
+assert m["config"] == {"mediaType": "application/vnd.oci.empty.v1+json", "size": 2, "digest": "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a", "artifactType": bt}
+assert m["layers"] == [{"mediaType": bt, "size": len(b), "digest": "sha256:" + hashlib.sha256(b).hexdigest()}]
+assert m["annotations"] == {"dev.sigstore.bundle.content": "dsse-envelope", "dev.sigstore.bundle.predicateType": "https://sigstore.dev/cosign/sign/v1", "org.opencontainers.image.created": "2026-01-02T03:04:05Z"}
+assert m["subject"]["digest"] == sys.argv[3] and m["subject"]["mediaType"] == "application/vnd.oci.image.manifest.v1+json"
+assert m["artifactType"] == bt
+' ref-manifest.json ref-bundle.json "$SUBJ" "$REF1"
+    expect 0 "push-referrer the same bundle again (no duplicate in the fallback tag)" gen push-referrer $RB --file ref-bundle.json --artifact-type "$BT" --predicate-type https://sigstore.dev/cosign/sign/v1 --created 2026-01-02T03:04:05Z
+    check "same referrer digest (reproducible with --created)" test "$(cat "$W/last.out")" = "$REF1"
+    expect 0 "push-referrer a DSSE envelope (another artifact type; annotations copied into the fallback index)" gen push-referrer $RB --file ref.env --artifact-type application/vnd.in-toto+json --layer-media-type application/vnd.dsse.envelope.v1+json --no-created --annotation note=x --fallback-annotations
+    REF2=$(cat "$W/last.out")
+    expect 0 "list-referrers" gen list-referrers $RB
+    check "list-referrers fell back to the sha256-HEX tag (docker-registry has no Referrers API)" grep -q "source: fallback tag $SUBJ_TAG" "$W/last.err"
+    pycheck "fallback index: OCI index, both referrers sorted by digest, artifactType each (annotations only with --fallback-annotations)" '
+import json, sys
+i = json.load(open(sys.argv[1])); r1, r2 = sys.argv[2], sys.argv[3]
+assert i["schemaVersion"] == 2 and i["mediaType"] == "application/vnd.oci.image.index.v1+json"
+ds = {d["digest"]: d for d in i["manifests"]}
+assert sorted(ds) == [d["digest"] for d in i["manifests"]] and set(ds) == {r1, r2}, i
+assert ds[r1]["artifactType"] == "application/vnd.dev.sigstore.bundle.v0.3+json" and "annotations" not in ds[r1]
+assert ds[r1]["mediaType"] == "application/vnd.oci.image.manifest.v1+json"
+assert ds[r2]["artifactType"] == "application/vnd.in-toto+json" and ds[r2]["annotations"] == {"note": "x"}
+' "$W/last.out" "$REF1" "$REF2"
+    expect 0 "list-referrers --artifact-type" gen list-referrers $RB --artifact-type "$BT"
+    check "only the bundle referrer listed" sh -c "grep -c '\"digest\"' '$W/last.out' | grep -qx 1 && grep -q '$REF1' '$W/last.out'"
+    expect 0 "push-referrer --no-fallback-tag leaves the index alone" gen push-referrer $RB --file ref-bundle.json --artifact-type "$BT" --created 2020-01-01T00:00:00Z --no-fallback-tag
+    gen list-referrers $RB >lr.json 2>/dev/null
+    check "still two referrers" test "$(grep -c '"digest"' lr.json)" -eq 2
+    expect 0 "list-referrers of a digest without referrers prints an empty index" gen list-referrers --registry "127.0.0.1:$PORT" --repo t/ref --subject-digest "$DIGEST"
+    check "empty manifests list" grep -q '"manifests": \[\]' "$W/last.out"
+    expect_err 2 "does not exist" "push-referrer for a missing subject fails clearly" gen push-referrer --registry "127.0.0.1:$PORT" --repo t/ref --subject-digest "$DIGEST" --file ref-bundle.json --artifact-type "$BT"
+    expect_err 2 "only 127.0.0.1" "push-referrer refuses another host" gen push-referrer --registry "192.0.2.1:$PORT" --repo t/ref --subject-digest "$SUBJ" --file ref-bundle.json --artifact-type "$BT"
+    expect 0 "attach --attestation (cosign v2 .att)" gen attach --registry "$R" --repo t/ref --digest "$SUBJ" --attestation ref.env --out att-manifest.json
+    check "tagged sha256-HEX.att" grep -q "t/ref:$SUBJ_TAG.att " "$W/last.out"
+    pycheck ".att layer: the DSSE envelope, application/vnd.dsse.envelope.v1+json, predicateType and an empty signature annotation" '
+import hashlib, json, sys
+m = json.load(open(sys.argv[1])); e = open(sys.argv[2], "rb").read()
+[l] = m["layers"]
+st = json.loads(__import__("base64").b64decode(json.loads(e)["payload"]))
+assert l == {"mediaType": "application/vnd.dsse.envelope.v1+json", "size": len(e), "digest": "sha256:" + hashlib.sha256(e).hexdigest(),
+             "annotations": {"dev.cosignproject.cosign/signature": "", "predicateType": st["predicateType"]}}, l
+' att-manifest.json ref.env
+    expect 0 "fetch-attachment --kind att" gen fetch-attachment --registry "$R" --repo t/ref --digest "$SUBJ" --kind att --out fatt
+    check "the fetched .att layer is the envelope" cmp fatt/layer-1.payload ref.env
+    printf '{"spdxVersion":"SPDX-2.3","name":"t"}' >sbom.spdx.json
+    expect 0 "attach --sbom (cosign .sbom)" gen attach --registry "$R" --repo t/ref --digest "$SUBJ" --sbom sbom.spdx.json --out sbom-manifest.json
+    check "tagged sha256-HEX.sbom" grep -q "t/ref:$SUBJ_TAG.sbom " "$W/last.out"
+    pycheck ".sbom layer: the file, text/spdx+json, no annotations; cosign config layout" '
+import hashlib, json, sys
+m = json.load(open(sys.argv[1])); f = open(sys.argv[2], "rb").read()
+assert m["layers"] == [{"mediaType": "text/spdx+json", "size": len(f), "digest": "sha256:" + hashlib.sha256(f).hexdigest()}]
+assert m["config"]["mediaType"] == "application/vnd.oci.image.config.v1+json" and "annotations" not in m
+' sbom-manifest.json sbom.spdx.json
+    expect 0 "fetch-attachment --kind sbom" gen fetch-attachment --registry "$R" --repo t/ref --digest "$SUBJ" --kind sbom --out fsbom
+    check "the fetched .sbom layer is the file" cmp fsbom/layer-1.payload sbom.spdx.json
 
     if command -v skopeo >/dev/null 2>&1; then
         echo "# skopeo (containers/image) cross-checks of the attachment format"
