@@ -4,10 +4,11 @@
 This program is deliberately independent of ferry: it never runs ferry and never
 imports ferry code.  It was written from the format descriptions of cosign and
 containers/image (see README.md next to it), using only the Python standard
-library, `cryptography` and `PyNaCl`.
+library, `cryptography` and `PyNaCl`. `verify-bundle` (only) imports sigstore-python,
+the independent verifier the generated bundles are checked against.
 
-Network traffic goes to http://127.0.0.1:PORT only (the `attach` and
-`fetch-attachment` subcommands); any other host is refused.
+Network traffic goes to http://127.0.0.1:PORT only (the registry subcommands);
+any other host is refused.
 
 Exit codes: 0 success; 1 a verification failed (the material is well-formed
 enough to check but is not valid); 2 bad input or usage, with a message on stderr.
