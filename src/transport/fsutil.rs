@@ -308,15 +308,20 @@ impl TempSession {
         clean_dead(root, depth);
         let id = unique_id();
         let lock_path = root.join(lock_name(&id));
-        std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
+        // The lock file is locked under a name no other copy looks at, then renamed into
+        // place: a copy cleaning up after dead sessions at this moment could otherwise find it
+        // unlocked, take it for a dead session's and hold or remove it.
+        let staging = root.join(format!("{TEMP_PREFIX}{id}.locking"));
+        let file = std::fs::OpenOptions::new()
+            .create_new(true)
             .write(true)
-            .open(&lock_path)
-            .map_err(|e| TransportError::io(&lock_path, e))?;
-        let lock = FileLock::try_acquire(&lock_path).ok_or_else(|| {
-            TransportError::Unsupported(format!("cannot lock {}", lock_path.display()))
+            .open(&staging)
+            .map_err(|e| TransportError::io(&staging, e))?;
+        file.try_lock().map_err(|e| {
+            TransportError::Unsupported(format!("cannot lock {}: {e}", staging.display()))
         })?;
+        std::fs::rename(&staging, &lock_path).map_err(|e| TransportError::io(&lock_path, e))?;
+        let lock = FileLock { file };
         if let Ok(mut live) = LIVE.lock() {
             live.push(Live {
                 root: root.to_path_buf(),
