@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::digest::Digest;
-use crate::policy::{self, GateInput, ManifestRole, Policy, SignatureMode};
+use crate::policy::{self, BundleIdentity, GateInput, ManifestRole, Policy, SignatureMode};
 use crate::record::{Record, WrittenSignature};
 use crate::reference::{DockerReference, ImageReference};
 use crate::signature::simple;
@@ -88,6 +88,46 @@ pub struct Decoded {
     pub error: Option<String>,
 }
 
+/// A sigstore bundle (cosign 3), unverified: the signer its certificate names, the log entry,
+/// and what it signs (the in-toto statement as the payload, or the message digest).
+fn decode_bundle(bytes: &[u8], d: &mut Decoded) {
+    use crate::signature::sigstore::bundle::{Bundle, Content};
+    d.format = Some("sigstore-bundle".to_string());
+    let bundle = match Bundle::from_json(bytes) {
+        Ok(b) => b,
+        Err(e) => {
+            d.error = Some(e.to_string());
+            return;
+        }
+    };
+    let signer = crate::policy::sigstore_signed::describe_bundle_signer(&bundle);
+    d.issuers = signer.fingerprint.into_iter().collect();
+    d.certificate_subject = signer.certificate_subject;
+    d.certificate_issuer = signer.certificate_issuer;
+    d.rekor_log_index = signer.rekor_log_index;
+    d.rekor_integrated_time = signer.rekor_integrated_time.clone();
+    d.created = signer.rekor_integrated_time;
+    match &bundle.content {
+        Content::Dsse { payload, .. } => {
+            d.payload = serde_json::from_slice(payload).ok();
+            match bundle.statement() {
+                Some(Ok(s)) => {
+                    let first = s.subjects.first();
+                    d.docker_reference = first.and_then(|x| x.name.clone());
+                    d.manifest_digest = first
+                        .and_then(|x| x.digests.get("sha256"))
+                        .map(|h| format!("sha256:{h}"));
+                }
+                Some(Err(e)) => d.error = Some(e.to_string()),
+                None => {}
+            }
+        }
+        Content::MessageSignature { digest, .. } => {
+            d.manifest_digest = Some(format!("sha256:{}", hex::encode(digest)));
+        }
+    }
+}
+
 /// Decodes a stored signature without verifying it.
 pub fn decode(bytes: &[u8]) -> Decoded {
     let mut d = Decoded::default();
@@ -95,6 +135,11 @@ pub fn decode(bytes: &[u8]) -> Decoded {
         Ok((sniff::Format::SigstoreJson, json)) => {
             d.format = Some(sniff::Format::SigstoreJson.name().to_string());
             match crate::signature::sigstore::SigstoreSignature::from_json(json) {
+                Ok(sig)
+                    if crate::signature::sigstore::bundle::is_bundle_media_type(&sig.mime_type) =>
+                {
+                    decode_bundle(&sig.payload, &mut d);
+                }
                 Ok(sig) => {
                     let signer = crate::policy::sigstore_signed::describe_signer(&sig);
                     d.issuers = signer.fingerprint.into_iter().collect();
@@ -405,14 +450,34 @@ impl History {
         Ok(out)
     }
 
+    /// The reference [`History::verify`] judges as: the source of this name's newest record
+    /// (so the policy scopes that gated the pull apply), else its own docker identity.
+    pub fn judged_reference(&self) -> ImageReference {
+        self.last_record()
+            .and_then(|r| ImageReference::parse(&r.source).ok())
+            .or_else(|| {
+                ImageReference::parse(&self.image)
+                    .ok()
+                    .and_then(|r| r.docker_reference())
+                    .map(ImageReference::Docker)
+            })
+            .unwrap_or_else(|| ImageReference::Dir {
+                path: PathBuf::from(&self.image),
+            })
+    }
+
     /// Judges this name's stored signatures against `policy` now, through the same gate as a
     /// copy (copy-all: every stored signature is readable), as the image was pulled: with the
     /// source reference of its newest record (so the policy scopes that gated the pull apply),
     /// else its own docker identity. Returns the reference judged and the verdict.
+    ///
+    /// `bundles` says how sigstore bundles that name no image meet `signedIdentity` (the
+    /// registries.d `sigstore-bundle-identity` of [`History::judged_reference`]).
     pub fn verify(
         &self,
         store: &Store,
         policy: &Policy,
+        bundles: BundleIdentity,
     ) -> Result<(ImageReference, Verdict), ForensicsError> {
         let manifest = store.manifest_bytes(&self.manifest_digest)?;
         let slots: Vec<SignatureSlot> = self
@@ -428,18 +493,7 @@ impl History {
                 content: Ok(s.bytes.clone()),
             })
             .collect();
-        let as_pulled = self
-            .last_record()
-            .and_then(|r| ImageReference::parse(&r.source).ok())
-            .or_else(|| {
-                ImageReference::parse(&self.image)
-                    .ok()
-                    .and_then(|r| r.docker_reference())
-                    .map(ImageReference::Docker)
-            })
-            .unwrap_or_else(|| ImageReference::Dir {
-                path: PathBuf::from(&self.image),
-            });
+        let as_pulled = self.judged_reference();
         let input = GateInput {
             digest: &self.manifest_digest,
             manifest: &manifest,
@@ -447,14 +501,15 @@ impl History {
             role: ManifestRole::Image,
             platform: None,
             searched: &[],
+            bundles,
         };
         let judgement = match policy::gate(policy, &as_pulled, SignatureMode::CopyAll, &[input]) {
             Ok(a) => a.judgements().first().cloned(),
             Err(r) => r.judgements.first().cloned(),
         };
-        let verdict = judgement
-            .and_then(|j| j.verdict)
-            .unwrap_or_else(|| policy::evaluate(policy, &as_pulled, &manifest, &slots));
+        let verdict = judgement.and_then(|j| j.verdict).unwrap_or_else(|| {
+            policy::evaluate(policy, &as_pulled, &manifest, &slots, input.bundles)
+        });
         Ok((as_pulled, verdict))
     }
 

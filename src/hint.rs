@@ -33,6 +33,9 @@ pub enum Hint {
     SignIdentity,
     /// A manifest would change format and the signatures kept with it would break.
     FormatConversion,
+    /// The destination cannot keep attestations and SBOMs attached to the image: leave them
+    /// behind, or copy to a destination that keeps them.
+    Referrers,
 }
 
 /// Which side of a copy something happened on, so a hint can name that side's flag.

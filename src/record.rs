@@ -76,6 +76,27 @@ pub struct ManifestReport {
     pub signatures: SignaturesReport,
     /// Its blobs (empty for a list).
     pub blobs: Vec<BlobReport>,
+    /// Artifacts attached to it that the destination got as themselves (referrers, cosign's
+    /// `.att`/`.sbom` tags).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attached: Vec<AttachedReport>,
+}
+
+/// One attached artifact written with a manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttachedReport {
+    /// Its manifest's digest.
+    pub digest: Digest,
+    /// `signature`, `attestation (PREDICATE)`, `SBOM`, `artifact`.
+    pub kind: String,
+    /// Its artifact type.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact_type: Option<String>,
+    /// `referrer`, or the cosign tag suffix (`att`, `sbom`).
+    pub via: String,
+    /// The signature slots it carries (for a signature).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub slots: Vec<usize>,
 }
 
 /// The record the store keeps for each copy into it, under `records/sha256-HEX/TIME.json`.

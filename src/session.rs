@@ -220,15 +220,20 @@ impl Session {
                     default_base: self.config.default_lookaside.clone(),
                     http: self.lookaside_client(options)?,
                 };
-                Box::new(docker::DockerSource::new(r, client, registries, lookaside))
+                Box::new(
+                    docker::DockerSource::new(r, client, registries, lookaside)
+                        .with_referrers(options.referrers),
+                )
             }
-            ImageReference::OciLayout { path, tag } => {
-                Box::new(oci_layout::OciLayoutSource::open(path, tag.as_deref())?)
-            }
+            ImageReference::OciLayout { path, tag } => Box::new(
+                oci_layout::OciLayoutSource::open(path, tag.as_deref())?
+                    .with_referrers(options.referrers),
+            ),
             ImageReference::Dir { path } => Box::new(dir::DirSource::open(path)?),
-            ImageReference::Store(r) => {
-                Box::new(store::StoreSource::open(self.store(reference)?, r)?)
-            }
+            ImageReference::Store(r) => Box::new(
+                store::StoreSource::open(self.store(reference)?, r)?
+                    .with_referrers(options.referrers),
+            ),
         })
     }
 

@@ -121,7 +121,8 @@ fn policies_and_registries_d() {
     each(&[policy], |b| {
         if let Ok(p) = Policy::from_bytes(b, "fuzz") {
             let img = ImageReference::parse("docker://example.com/a:1").unwrap();
-            let _ = ferry::policy::evaluate(&p, &img, b"{}", &[]);
+            let _ =
+                ferry::policy::evaluate(&p, &img, b"{}", &[], ferry::policy::BundleIdentity::Named);
         }
     });
     let yaml = b"default-docker:\n  lookaside: https://a.example/s\ndocker:\n  example.com/ns:\n    lookaside-staging: file:///tmp/x\n    use-sigstore-attachments: true\n";

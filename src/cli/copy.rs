@@ -8,6 +8,7 @@ use anyhow::Context;
 use ferry::copy::{
     self, CopyOptions, ImageSelection, ManifestFormat, SignKey, SignOptions, SignatureMode,
 };
+use ferry::transport::referrers::Referrers;
 
 use ferry::manifest::PlatformSpec;
 use ferry::reference::{DockerReference, ImageReference};
@@ -48,6 +49,7 @@ pub fn gate_options(
 ) -> anyhow::Result<CopyOptions> {
     let mut options = CopyOptions::new(policy.load()?);
     options.mode = mode.mode();
+    options.source.referrers = mode.referrers;
     options.selection = selection.selection();
     Ok(options)
 }
@@ -62,6 +64,13 @@ pub struct ModeArgs {
     /// Copy no signatures (same as --signatures remove-signatures).
     #[arg(long, conflicts_with = "mode")]
     pub remove_signatures: bool,
+    /// What is attached to the image (OCI 1.1 referrers, cosign's .att and .sbom tags) is read
+    /// and copied: signatures (the default: sigstore bundles among the referrers, where
+    /// registries.d enables use-sigstore-referrers, judged and copied with the other
+    /// signatures), all (also attestations, SBOMs and any other referrer, whatever registries.d
+    /// says), or none.
+    #[arg(long, value_name = "WHAT", default_value = "signatures")]
+    pub referrers: Referrers,
 }
 
 impl ModeArgs {
@@ -153,6 +162,7 @@ pub async fn run(args: CopyArgs) -> anyhow::Result<ExitCode> {
         args.src.src_creds,
         &args.common,
     );
+    options.source.referrers = args.mode.referrers;
     options.destination = super::options::transport_options(
         args.dest.dest_tls_verify,
         args.dest.dest_creds,

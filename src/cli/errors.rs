@@ -115,6 +115,7 @@ pub fn render(hint: &Hint, style: FlagStyle, side: Option<Side>) -> String {
         Hint::Platform => "Use --platform OS/ARCH[/VARIANT] to choose one, or --all".into(),
         Hint::SignIdentity => "Give the identity to sign with --sign-identity".into(),
         Hint::FormatConversion => "Copy the image in its own format, or drop the signatures with --signatures remove-signatures".into(),
+        Hint::Referrers => "Use --referrers signatures to copy the image and its signatures without the other attached artifacts, or copy to a destination that keeps them (docker://, oci:, store:)".into(),
         _ => String::new(),
     }
 }

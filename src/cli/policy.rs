@@ -77,6 +77,7 @@ pub async fn run(cmd: PolicyCommand) -> anyhow::Result<ExitCode> {
         args.side.creds.clone(),
         &args.common,
     );
+    options.source.referrers = args.mode.referrers;
     let checked = copy::check(&session, &args.image, &options).await?;
     let judgements = checked.judgements();
     match args.format {

@@ -4,7 +4,9 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use ferry::config::registries_d::RegistriesConfig;
 use ferry::forensics::{self, Decoded, History};
+use ferry::policy::BundleIdentity;
 use ferry::reference::{DockerReference, ImageReference};
 use ferry::transport::store::Store;
 use serde_json::json;
@@ -102,6 +104,11 @@ pub struct VerifyArgs {
     /// Output format.
     #[arg(long, value_enum, default_value = "text")]
     format: Format,
+    /// Directory of registries.d YAML files; its sigstore-bundle-identity for the image's scope
+    /// says how sigstore bundles that name no image are judged. Default:
+    /// ~/.config/containers/registries.d, then /etc/containers/registries.d.
+    #[arg(long = "registries.d", value_name = "DIR")]
+    registries_d: Option<PathBuf>,
     #[command(flatten)]
     store: StoreArgs,
 }
@@ -268,7 +275,17 @@ fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
 fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     let (store, h) = open(&args.image, &args.store)?;
     let policy = args.policy.load()?;
-    let (as_pulled, verdict) = h.verify(&store, &policy)?;
+    let registries = RegistriesConfig::load(
+        &args
+            .registries_d
+            .clone()
+            .unwrap_or_else(ferry::config::registries_d::default_dir),
+    )?;
+    let bundles = match h.judged_reference().docker_reference() {
+        Some(d) => registries.sigstore_bundle_identity(&d)?,
+        None => BundleIdentity::Named,
+    };
+    let (as_pulled, verdict) = h.verify(&store, &policy, bundles)?;
     if args.format == Format::Json {
         println!("{}", serde_json::to_string_pretty(&verdict)?);
     } else {

@@ -6,6 +6,7 @@
 //! Pure configuration: the URLs of signature slots are computed here; reading and writing them
 //! is the docker transport's (`transport::docker::lookaside`).
 
+use crate::policy::BundleIdentity;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -51,6 +52,9 @@ pub enum RegistriesDError {
     /// A file is larger than ferry reads.
     #[error(transparent)]
     TooLarge(crate::limits::TooLarge),
+    /// A value ferry does not know.
+    #[error("registries.d: {0}")]
+    Invalid(String),
     /// Two files define the same section.
     #[error(
         "Error parsing signature storage configuration: {what} defined both in {a:?} and {b:?}; keep one of them"
@@ -84,6 +88,12 @@ struct Section {
     sigstore_staging: Option<String>,
     #[serde(rename = "use-sigstore-attachments")]
     use_sigstore_attachments: Option<bool>,
+    /// ferry's: read sigstore signatures among the image's OCI 1.1 referrers.
+    #[serde(rename = "use-sigstore-referrers")]
+    use_sigstore_referrers: Option<bool>,
+    /// ferry's: how a sigstore bundle that names no image meets signedIdentity.
+    #[serde(rename = "sigstore-bundle-identity")]
+    sigstore_bundle_identity: Option<String>,
 }
 
 impl Section {
@@ -330,6 +340,36 @@ impl RegistriesConfig {
         self.sections(image)
             .find_map(|s| s.use_sigstore_attachments)
             .unwrap_or(false)
+    }
+
+    /// ferry's `use-sigstore-referrers` for `image`: whether sigstore signatures among the
+    /// image's OCI 1.1 referrers (cosign 3's bundles) are read. The most specific section that
+    /// sets it decides; when none does, [`Self::use_sigstore_attachments`] does, so that the
+    /// one switch people already set for sigstore turns on both places.
+    pub fn use_sigstore_referrers(&self, image: &DockerReference) -> bool {
+        self.sections(image)
+            .find_map(|s| s.use_sigstore_referrers)
+            .unwrap_or_else(|| self.use_sigstore_attachments(image))
+    }
+
+    /// ferry's `sigstore-bundle-identity` for `image`: `named` (the default: a bundle claims
+    /// only the image its statement names) or `attached-image` (one that names none claims the
+    /// image it is attached to, as cosign 3 treats it). Another value is an error.
+    pub fn sigstore_bundle_identity(
+        &self,
+        image: &DockerReference,
+    ) -> Result<BundleIdentity, RegistriesDError> {
+        match self
+            .sections(image)
+            .find_map(|s| s.sigstore_bundle_identity.as_deref())
+        {
+            None | Some("named") => Ok(BundleIdentity::Named),
+            Some("attached-image") => Ok(BundleIdentity::AttachedImage),
+            Some(other) => Err(RegistriesDError::Invalid(format!(
+                "sigstore-bundle-identity for {} is {other:?}; use named or attached-image",
+                image.name()
+            ))),
+        }
     }
 }
 

@@ -30,12 +30,23 @@ pub async fn copy_all(
     plan: &[Planned],
     options: &CopyOptions,
 ) -> Result<Vec<BlobOutcome>, CopyError> {
+    let blobs = plan.iter().flat_map(|p| p.blobs.iter());
+    copy_these(admission, src, dst, source, destination, blobs, options).await
+}
+
+/// Copies every distinct blob of `blobs` (the plan's, or attached artifacts'),
+/// `options.parallel_blobs` at once.
+pub async fn copy_these<'a>(
+    admission: &Admission,
+    src: &ImageReference,
+    dst: &ImageReference,
+    source: &dyn ImageSource,
+    destination: &dyn ImageDestination,
+    blobs: impl Iterator<Item = &'a Descriptor>,
+    options: &CopyOptions,
+) -> Result<Vec<BlobOutcome>, CopyError> {
     let mut seen = BTreeSet::new();
-    let unique: Vec<&Descriptor> = plan
-        .iter()
-        .flat_map(|p| p.blobs.iter())
-        .filter(|d| seen.insert(d.digest.clone()))
-        .collect();
+    let unique: Vec<&Descriptor> = blobs.filter(|d| seen.insert(d.digest.clone())).collect();
     futures::stream::iter(unique)
         .map(|d| copy_one(admission, src, source, destination, d, options))
         .buffer_unordered(options.parallel_blobs.max(1))

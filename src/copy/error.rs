@@ -73,6 +73,30 @@ pub enum CopyError {
         /// How many signatures would be written.
         count: usize,
     },
+    /// The destination cannot keep attached artifacts (attestations, SBOMs) that copy-all
+    /// would copy.
+    #[error(
+        "{destination} cannot keep what is attached to the image: {why}.\nThe source has {} attached artifact(s) to copy: {}", lost.len(), lost.join(", ")
+    )]
+    NoAttachedStorage {
+        /// The destination.
+        destination: String,
+        /// Why not.
+        why: String,
+        /// What would be lost.
+        lost: Vec<String>,
+    },
+    /// Attached artifacts could not be read, and copy-all copies everything attached or
+    /// nothing.
+    #[error(
+        "{} artifact(s) attached to {reference} could not be read, and the copy-all mode (the default) copies everything attached or nothing:\n{}", errors.len(), errors.iter().map(|e| format!("  {e}")).collect::<Vec<_>>().join("\n")
+    )]
+    AttachedUnreadable {
+        /// The source.
+        reference: String,
+        /// What failed.
+        errors: Vec<String>,
+    },
     /// Signing failed.
     #[error("signing the copied image: {0}")]
     Signing(#[from] super::sign::SignError),
@@ -162,9 +186,10 @@ impl CopyError {
     pub fn side(&self) -> Option<Side> {
         match self {
             CopyError::Source { .. } => Some(Side::Source),
-            CopyError::Destination { .. } | CopyError::NoSignatureStorage { .. } => {
-                Some(Side::Destination)
-            }
+            CopyError::Destination { .. }
+            | CopyError::NoSignatureStorage { .. }
+            | CopyError::NoAttachedStorage { .. } => Some(Side::Destination),
+            CopyError::AttachedUnreadable { .. } => Some(Side::Source),
             CopyError::Blob { side, .. } => Some(*side),
             _ => None,
         }
@@ -180,6 +205,9 @@ impl Hinted for CopyError {
             CopyError::Blob { source, .. } => source.hint(),
             CopyError::Rejected(r) => r.hint(),
             CopyError::NoSignatureStorage { .. } => Some(Hint::RemoveSignatures),
+            CopyError::NoAttachedStorage { .. } | CopyError::AttachedUnreadable { .. } => {
+                Some(Hint::Referrers)
+            }
             CopyError::NoPlatform { .. } => Some(Hint::Platform),
             CopyError::Signing(e) => e.hint(),
             CopyError::FormatChange { signatures, .. } if *signatures > 0 => {

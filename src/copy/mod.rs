@@ -249,6 +249,7 @@ async fn open_and_gate(
             role: p.role,
             platform: p.platform.as_deref(),
             searched: &s.searched,
+            bundles: s.bundles,
         })
         .collect();
     let outcome = policy::gate(&options.policy, src, options.mode, &inputs);
@@ -304,6 +305,24 @@ pub async fn copy(
             warnings.push(msg);
         }
     }
+    let attached_errors: Vec<String> = gated
+        .slots
+        .iter()
+        .flat_map(|s| s.attached_errors.iter().cloned())
+        .collect();
+    if !attached_errors.is_empty() {
+        if options.mode == SignatureMode::CopyAll {
+            return Err(CopyError::AttachedUnreadable {
+                reference: src.to_string(),
+                errors: attached_errors,
+            });
+        }
+        for e in attached_errors {
+            let msg = format!("{src}: {e}: could not be read; copied without it");
+            options.emit(ProgressEvent::Warning(msg.clone()));
+            warnings.push(msg);
+        }
+    }
     let gate_seconds = started.elapsed().as_secs_f64();
 
     let to_write = signatures::choose(
@@ -320,12 +339,53 @@ pub async fn copy(
         .open_destination(dst, &options.destination)
         .await
         .map_err(dest_err)?;
-    // Each kind of signature the copy writes must have a place at the destination.
+    // Attached artifacts: where the destination keeps them as themselves, signatures among
+    // them go that way; elsewhere signatures go as signature blobs, and anything else attached
+    // would be lost, which copy-all refuses as it refuses to drop a signature.
+    let native = destination.attached_support();
+    let lost: Vec<String> = to_write
+        .iter()
+        .flat_map(|w| w.lost_without_native())
+        .map(|a| format!("{} {}", a.kind, a.digest))
+        .collect();
+    if let SignatureSupport::No(why) = &native
+        && !lost.is_empty()
+    {
+        if options.mode == SignatureMode::CopyAll {
+            return Err(CopyError::NoAttachedStorage {
+                destination: dst.to_string(),
+                why: why.clone(),
+                lost,
+            });
+        }
+        for l in &lost {
+            let msg = format!("{dst}: {why}; {l} is not copied");
+            options.emit(ProgressEvent::Warning(msg.clone()));
+            warnings.push(msg);
+        }
+    }
+    let native = native == SignatureSupport::Yes;
+    let routed: Vec<(Vec<Vec<u8>>, Vec<&crate::transport::referrers::Attached>)> =
+        to_write.iter().map(|w| w.routed(native)).collect();
+    // Each kind of signature the copy writes must have a place at the destination. A sigstore
+    // bundle goes where attached artifacts go when the destination keeps them.
     for kind in [Format::SimpleSigning, Format::SigstoreJson] {
-        let count = to_write
+        let count = routed
             .iter()
-            .flat_map(|w| &w.signatures)
-            .filter(|s| crate::signature::sniff::sniff(s).is_ok_and(|(f, _)| f == kind))
+            .flat_map(|(sigs, _)| sigs)
+            .filter(|s| match crate::signature::sniff::sniff(s) {
+                Ok((Format::SigstoreJson, json)) if native => {
+                    kind == Format::SigstoreJson
+                        && !crate::signature::sigstore::SigstoreSignature::from_json(json)
+                            .is_ok_and(|g| {
+                                crate::signature::sigstore::bundle::is_bundle_media_type(
+                                    &g.mime_type,
+                                )
+                            })
+                }
+                Ok((f, _)) => f == kind,
+                Err(_) => false,
+            })
             .count();
         if count > 0
             && let SignatureSupport::No(why) = destination.signature_support(kind)
@@ -340,7 +400,7 @@ pub async fn copy(
 
     options.emit(ProgressEvent::Phase("copying blobs".into()));
     let blobs_started = Instant::now();
-    let outcomes = blobs::copy_all(
+    let mut outcomes = blobs::copy_all(
         admission,
         src,
         dst,
@@ -350,6 +410,21 @@ pub async fn copy(
         options,
     )
     .await?;
+    let attached_blobs = routed
+        .iter()
+        .flat_map(|(_, a)| a.iter().flat_map(|x| x.blobs.iter()));
+    outcomes.extend(
+        blobs::copy_these(
+            admission,
+            src,
+            dst,
+            gated.source.as_ref(),
+            destination.as_ref(),
+            attached_blobs,
+            options,
+        )
+        .await?,
+    );
     let blobs_seconds = blobs_started.elapsed().as_secs_f64();
 
     options.emit(ProgressEvent::Phase("writing manifest".into()));
@@ -359,20 +434,29 @@ pub async fn copy(
             .await
             .map_err(dest_err)?;
     }
-    for (p, w) in gated.plan.iter().zip(&to_write) {
-        if !w.signatures.is_empty() {
+    for (p, (sigs, attached)) in gated.plan.iter().zip(&routed) {
+        if !sigs.is_empty() {
             destination
-                .put_signatures(
-                    admission,
-                    &p.digest,
-                    p.dest_instance.as_ref(),
-                    &w.signatures,
-                )
+                .put_signatures(admission, &p.digest, p.dest_instance.as_ref(), sigs)
                 .await
                 .map_err(dest_err)?;
+        }
+        if !attached.is_empty() {
+            destination
+                .put_attached(admission, &p.digest, p.dest_instance.as_ref(), attached)
+                .await
+                .map_err(dest_err)?;
+        }
+        let count = sigs.len()
+            + attached
+                .iter()
+                .filter(|a| a.kind == crate::transport::referrers::AttachedKind::Signature)
+                .map(|a| a.slots.len())
+                .sum::<usize>();
+        if count > 0 {
             options.emit(ProgressEvent::SignaturesWritten {
                 digest: p.digest.clone(),
-                count: w.signatures.len(),
+                count,
             });
         }
     }
@@ -382,8 +466,8 @@ pub async fn copy(
         .iter()
         .zip(&gated.slots)
         .zip(judgements)
-        .zip(to_write)
-        .map(|(((p, slots), j), w)| ManifestReport {
+        .zip(to_write.iter().zip(&routed))
+        .map(|(((p, slots), j), (w, (_, attached)))| ManifestReport {
             digest: p.digest.clone(),
             media_type: p.media_type.clone(),
             platform: p.platform.clone(),
@@ -391,9 +475,22 @@ pub async fn copy(
             verdict: j.verdict.clone(),
             signatures: SignaturesReport {
                 slots_read: slots.slots.len(),
-                written: w.written,
+                written: w.written.clone(),
                 unreadable: j.warnings.clone(),
             },
+            attached: attached
+                .iter()
+                .map(|a| report::AttachedReport {
+                    digest: a.digest.clone(),
+                    kind: a.kind.to_string(),
+                    artifact_type: a.artifact_type.clone(),
+                    via: match &a.via {
+                        crate::transport::referrers::Via::Referrer => "referrer".to_string(),
+                        crate::transport::referrers::Via::Tag(t) => t.clone(),
+                    },
+                    slots: a.slots.clone(),
+                })
+                .collect(),
             blobs: p
                 .blobs
                 .iter()

@@ -5,7 +5,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::digest::Digest;
 pub use crate::record::{
-    BlobAction, BlobReport, ManifestReport, Record, SignaturesReport, WrittenSignature,
+    AttachedReport, BlobAction, BlobReport, ManifestReport, Record, SignaturesReport,
+    WrittenSignature,
 };
 use crate::verdict::{SignatureMode, Verdict};
 

@@ -10,6 +10,7 @@ use crate::policy::Judgement;
 use crate::record::WrittenSignature;
 use crate::reference::ImageReference;
 use crate::transport::SignatureSet;
+use crate::transport::referrers::{Attached, AttachedKind};
 
 /// The signatures one manifest's destination gets, and where each came from.
 #[derive(Debug, Clone, Default)]
@@ -18,6 +19,39 @@ pub struct ToWrite {
     pub signatures: Vec<Vec<u8>>,
     /// For the report and the record: each one's position, source slot and digest.
     pub written: Vec<WrittenSignature>,
+    /// Attached artifacts to write as themselves where the destination can, each with the
+    /// positions in `signatures` of the kept slots it carries (a signature artifact is here
+    /// only when every slot it gave is kept; the others are never judged and always here).
+    pub attached: Vec<(Attached, Vec<usize>)>,
+}
+
+impl ToWrite {
+    /// What to write to a destination that keeps attached artifacts (`native`) or not: the
+    /// signature blobs (less those an artifact written as itself carries) and the artifacts.
+    pub fn routed(&self, native: bool) -> (Vec<Vec<u8>>, Vec<&Attached>) {
+        if !native {
+            return (self.signatures.clone(), Vec::new());
+        }
+        let carried: Vec<usize> = self.attached.iter().flat_map(|(_, p)| p.clone()).collect();
+        let sigs = self
+            .signatures
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !carried.contains(i))
+            .map(|(_, s)| s.clone())
+            .collect();
+        (sigs, self.attached.iter().map(|(a, _)| a).collect())
+    }
+
+    /// The attached artifacts a destination without a place for them would lose (signatures
+    /// are not lost: they go as signature blobs).
+    pub fn lost_without_native(&self) -> Vec<&Attached> {
+        self.attached
+            .iter()
+            .filter(|(a, _)| a.kind != AttachedKind::Signature)
+            .map(|(a, _)| a)
+            .collect()
+    }
 }
 
 /// For each planned manifest (in plan order, the top level last), what to write.
@@ -45,6 +79,20 @@ pub fn choose(
                     source_slot: Some(*keep),
                     digest: Digest::sha256_of(bytes),
                 });
+            }
+        }
+        for a in &slots.attached {
+            if a.kind != AttachedKind::Signature {
+                w.attached.push((a.clone(), Vec::new()));
+                continue;
+            }
+            let positions: Vec<usize> = a
+                .slots
+                .iter()
+                .filter_map(|slot| w.written.iter().position(|x| x.source_slot == Some(*slot)))
+                .collect();
+            if !positions.is_empty() && positions.len() == a.slots.len() {
+                w.attached.push((a.clone(), positions));
             }
         }
         if i == top

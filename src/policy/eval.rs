@@ -3,9 +3,11 @@
 //! requirement type that looks at signatures has its own module (`signed_by`, …).
 
 use super::config::{Policy, Requirement};
-use super::{signed_by, sigstore_signed};
+use super::signed_by;
+use super::sigstore_signed::{self, BundleIdentity};
 use crate::reference::ImageReference;
 use crate::signature::SignatureSlot;
+use crate::signature::sigstore::bundle::{Bundle, BundleKind, is_bundle_media_type};
 use crate::signature::sigstore::{SIGNATURE_MIME_TYPE, SigstoreSignature};
 use crate::signature::sniff::{self, Format};
 use crate::verdict::{RequirementOutcome, SignedClaims, Signer, SlotOutcome, SlotVerdict, Verdict};
@@ -62,7 +64,8 @@ struct SlotState {
 }
 
 /// Evaluates the requirements that apply to `image` (the source reference) on the signature
-/// slots of the manifest `manifest` (its exact bytes). Every requirement and every slot is
+/// slots of the manifest `manifest` (its exact bytes); `bundles` says how sigstore bundles that
+/// name no image meet `signedIdentity` (the source's registries.d setting). Every requirement and every slot is
 /// judged, so the verdict says everything; the answer is the same as containers/image's, which
 /// stops at the first accepted signature and the first unsatisfied requirement.
 ///
@@ -73,6 +76,7 @@ pub fn evaluate(
     image: &ImageReference,
     manifest: &[u8],
     slots: &[SignatureSlot],
+    bundles: BundleIdentity,
 ) -> Verdict {
     let (scope, reqs) = requirements_for(policy, image);
     let docker_ref = image.docker_reference();
@@ -115,18 +119,36 @@ pub fn evaluate(
                         }
                         Err(_) => continue,
                     };
-                    // Attestations and SBOMs are attachments too; containers/image skips them.
-                    if sig.mime_type != SIGNATURE_MIME_TYPE {
+                    let judgement = if sig.mime_type == SIGNATURE_MIME_TYPE {
+                        sigstore_signed::judge(trust, identity, docker_ref.as_ref(), manifest, sig)
+                    } else if is_bundle_media_type(&sig.mime_type) {
+                        match Bundle::from_json(&sig.payload) {
+                            // Attestations are about the image, not signatures of it.
+                            Ok(b) if matches!(b.kind(), BundleKind::Attestation(_)) => {
+                                non_signature_attachments += 1;
+                                continue;
+                            }
+                            Ok(b) => sigstore_signed::judge_bundle(
+                                trust,
+                                identity,
+                                docker_ref.as_ref(),
+                                manifest,
+                                &b,
+                                bundles,
+                            ),
+                            Err(e) => Judgement::Rejected(
+                                e.to_string(),
+                                Signer::default(),
+                                SignedClaims::default(),
+                            ),
+                        }
+                    } else {
+                        // Attestations and SBOMs are attachments too; containers/image skips
+                        // them.
                         non_signature_attachments += 1;
                         continue;
-                    }
-                    match sigstore_signed::judge(
-                        trust,
-                        identity,
-                        docker_ref.as_ref(),
-                        manifest,
-                        sig,
-                    ) {
+                    };
+                    match judgement {
                         Judgement::Accepted(signer, claims) => {
                             any = true;
                             if st.accepted_by.is_none() {

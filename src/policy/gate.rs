@@ -11,6 +11,7 @@ use std::fmt;
 
 use super::config::Policy;
 use super::eval::evaluate;
+use super::sigstore_signed::BundleIdentity;
 use crate::digest::Digest;
 use crate::hint::{Hint, Hinted};
 use crate::reference::ImageReference;
@@ -48,6 +49,9 @@ pub struct GateInput<'a> {
     /// Where the source looked for the signatures (and what it did not look at), said when a
     /// signature is required and none exists.
     pub searched: &'a [String],
+    /// How sigstore bundles that name no image meet `signedIdentity` (the source's
+    /// registries.d setting for the image's scope).
+    pub bundles: BundleIdentity,
 }
 
 /// What the gate made of one manifest.
@@ -249,7 +253,7 @@ fn judge(
     mode: SignatureMode,
     input: &GateInput<'_>,
 ) -> Judgement {
-    let mut verdict = evaluate(policy, image, input.manifest, input.slots);
+    let mut verdict = evaluate(policy, image, input.manifest, input.slots, input.bundles);
     // "No signature exists" is not the same as "ferry was never told where to look": say where.
     verdict.searched = input.searched.to_vec();
     if !input.searched.is_empty() {
@@ -345,6 +349,7 @@ mod tests {
             role: ManifestRole::Image,
             platform: None,
             searched: &[],
+            bundles: BundleIdentity::Named,
         }
     }
 

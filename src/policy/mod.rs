@@ -19,3 +19,4 @@ pub use eval::{evaluate, requirements_for};
 pub use gate::{
     Admission, Admitted, GateInput, Judgement, ManifestRole, Rejected, SignatureFailure, gate,
 };
+pub use sigstore_signed::BundleIdentity;

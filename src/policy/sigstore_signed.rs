@@ -15,6 +15,7 @@ use super::eval::Judgement;
 use super::identity::identity_matches;
 use crate::digest::Digest;
 use crate::reference::DockerReference;
+use crate::signature::sigstore::bundle::{Bundle, BundleSigners, Content, verify_bundle};
 use crate::signature::sigstore::fulcio::{FulcioTrustRoot, PkiTrustRoot, fulcio_issuer};
 use crate::signature::sigstore::x509::Certificate;
 use crate::signature::sigstore::{
@@ -409,6 +410,151 @@ pub(crate) fn judge(
         Err(e) => return Judgement::Rejected(e, signer, claims),
     }
     if let Err(e) = identity_matches(identity, image, &v.payload.docker_reference) {
+        return Judgement::Rejected(e, signer, claims);
+    }
+    Judgement::Accepted(signer, claims)
+}
+
+/// How a sigstore bundle whose statement names no image (cosign 3 signs the digest only) meets
+/// `signedIdentity`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BundleIdentity {
+    /// A bundle claims only what it names: one that names no image satisfies no
+    /// `signedIdentity`, because nothing signed ties it to a repository (the default).
+    #[default]
+    Named,
+    /// A bundle that names no image is taken to claim the image it is attached to, as cosign 3
+    /// itself treats it (registries.d `sigstore-bundle-identity: attached-image` for the scope).
+    /// This trusts the registry not to move a signed image and its bundle to another repository.
+    AttachedImage,
+}
+
+/// What a sigstore bundle says of its signer, unverified (for messages and forensics).
+pub fn describe_bundle_signer(bundle: &Bundle) -> Signer {
+    let mut signer = Signer::default();
+    if let Some(cert) = bundle.certificate() {
+        signer.certificate_subject = cert
+            .emails()
+            .first()
+            .or(cert.uris().first())
+            .or(cert.dns_names().first())
+            .cloned()
+            .or_else(|| Some(cert.name().to_string()));
+        signer.certificate_issuer = fulcio_issuer(cert).ok();
+        signer.fingerprint = cert.public_key().ok().map(|k| k.id().to_string());
+    }
+    if let Some(e) = bundle.tlog.first() {
+        signer.rekor_log_index = Some(e.log_index);
+        signer.rekor_integrated_time = time_text(e.integrated_time);
+    }
+    signer
+}
+
+/// The claims of a bundle: the digest it signs and the name, if its statement gives one.
+fn bundle_claims(bundle: &Bundle, manifest: &[u8]) -> SignedClaims {
+    let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(manifest));
+    match bundle.statement() {
+        Some(Ok(s)) => {
+            let subject = s.subject_for(&sha).or(s.subjects.first());
+            SignedClaims {
+                docker_reference: subject.and_then(|x| x.name.clone()),
+                manifest_digest: subject
+                    .and_then(|x| x.digests.get("sha256"))
+                    .map(|d| format!("sha256:{d}")),
+                ..SignedClaims::default()
+            }
+        }
+        Some(Err(_)) => SignedClaims::default(),
+        None => match &bundle.content {
+            Content::MessageSignature { digest, .. } => SignedClaims {
+                manifest_digest: Some(format!("sha256:{}", hex::encode(digest))),
+                ..SignedClaims::default()
+            },
+            Content::Dsse { .. } => SignedClaims::default(),
+        },
+    }
+}
+
+/// Judges one sigstore bundle (a signature, not an attestation) for a `sigstoreSigned`
+/// requirement: the same trust roots as attached signatures, then the identity the statement
+/// names (or, by `bundles`, the image it is attached to).
+pub(crate) fn judge_bundle(
+    trust: &SigstoreTrust,
+    identity: &IdentityMatch,
+    image: Option<&DockerReference>,
+    manifest: &[u8],
+    bundle: &Bundle,
+    bundles: BundleIdentity,
+) -> Judgement {
+    let mut signer = describe_bundle_signer(bundle);
+    signer.key_file = Some(trust.sources.join(", "));
+    let claims = bundle_claims(bundle, manifest);
+    let root = match &trust.root {
+        Ok(r) => r,
+        Err(e) => return Judgement::Rejected(e.clone(), signer, claims),
+    };
+    let now = chrono::Utc::now().timestamp();
+    let verified = match root.as_ref() {
+        TrustRoot::Keys { keys, rekor } => verify_bundle(
+            bundle,
+            BundleSigners::Keys(keys),
+            rekor.as_deref(),
+            manifest,
+            now,
+        ),
+        TrustRoot::Fulcio { root, rekor } => verify_bundle(
+            bundle,
+            BundleSigners::Fulcio(root),
+            Some(rekor),
+            manifest,
+            now,
+        ),
+        TrustRoot::Pki { root } => {
+            verify_bundle(bundle, BundleSigners::Pki(root), None, manifest, now)
+        }
+    };
+    let v = match verified {
+        Ok(v) => v,
+        Err(e) => return Judgement::Rejected(format!("sigstore bundle: {e}"), signer, claims),
+    };
+    signer.signing_key = Some(v.key_id.clone());
+    if signer.fingerprint.is_none() {
+        signer.fingerprint = Some(v.key_id.clone());
+    }
+    match &v.log {
+        Some(l) => {
+            signer.rekor_log_index = Some(l.log_index);
+            signer.rekor_integrated_time = time_text(l.integrated_time);
+        }
+        None => {
+            // Unverified log details are not evidence of anything the policy checked.
+            signer.rekor_log_index = None;
+            signer.rekor_integrated_time = None;
+        }
+    }
+    let claimed = match (&claims.docker_reference, bundles, image) {
+        (Some(name), _, _) => name.clone(),
+        (None, BundleIdentity::AttachedImage, Some(img)) => img.to_string(),
+        (None, BundleIdentity::AttachedImage, None) => {
+            return Judgement::Rejected(
+                "sigstore bundle: its statement names no image, and this image has no docker reference to take instead".into(),
+                signer,
+                claims,
+            );
+        }
+        (None, BundleIdentity::Named, _) => {
+            return Judgement::Rejected(
+                format!(
+                    "sigstore bundle: it signs digest {} but names no image, so it cannot satisfy signedIdentity {} (cosign 3 signs digests only; to accept such bundles as claiming the image they are attached to, set sigstore-bundle-identity: attached-image for this scope in registries.d)",
+                    claims.manifest_digest.as_deref().unwrap_or("?"),
+                    identity.describe()
+                ),
+                signer,
+                claims,
+            );
+        }
+    };
+    if let Err(e) = identity_matches(identity, image, &claimed) {
         return Judgement::Rejected(e, signer, claims);
     }
     Judgement::Accepted(signer, claims)

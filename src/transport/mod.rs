@@ -11,6 +11,7 @@ pub mod docker;
 pub mod fsutil;
 pub mod http;
 pub mod oci_layout;
+pub mod referrers;
 pub mod store;
 
 use std::path::PathBuf;
@@ -200,6 +201,15 @@ pub struct SignatureSet {
     /// but use-sigstore-attachments is not enabled …". Said when a signature was required and
     /// none was found.
     pub searched: Vec<String>,
+    /// How sigstore bundles that name no image meet `signedIdentity`: the source's
+    /// registries.d `sigstore-bundle-identity` for the image's scope.
+    pub bundles: crate::policy::BundleIdentity,
+    /// Artifacts attached to the manifest that were read (referrers, cosign's `.att` and
+    /// `.sbom` tags), signatures among them with the slots they gave.
+    pub attached: Vec<referrers::Attached>,
+    /// Attached artifacts (not signatures) that could not be read: a copy-all copy fails on
+    /// them, the other modes warn.
+    pub attached_errors: Vec<String>,
 }
 
 impl SignatureSet {
@@ -208,6 +218,7 @@ impl SignatureSet {
         SignatureSet {
             slots,
             searched: vec![searched.into()],
+            ..SignatureSet::default()
         }
     }
 }
@@ -269,6 +280,30 @@ pub trait ImageDestination: Send + Sync {
         signatures: &[Vec<u8>],
     ) -> Result<()>;
 
+    /// Whether it keeps artifacts attached to an image (OCI 1.1 referrers, cosign's `.att` and
+    /// `.sbom` tags) as themselves, byte for byte.
+    fn attached_support(&self) -> SignatureSupport {
+        SignatureSupport::No(format!(
+            "{} keeps no artifacts attached to an image (referrers, attestations, SBOMs)",
+            self.reference().transport()
+        ))
+    }
+
+    /// Writes artifacts attached to the manifest `subject` (`instance` as for
+    /// [`ImageDestination::put_signatures`]). Their blobs have been put already.
+    async fn put_attached(
+        &self,
+        _admission: &Admission,
+        _subject: &Digest,
+        _instance: Option<&Digest>,
+        _attached: &[&referrers::Attached],
+    ) -> Result<()> {
+        Err(TransportError::Unsupported(format!(
+            "{} keeps no artifacts attached to an image",
+            self.reference().transport()
+        )))
+    }
+
     /// Keeps the record of this copy (only the store keeps records; others ignore it).
     async fn put_record(
         &self,
@@ -301,6 +336,8 @@ pub struct TransportOptions {
     pub timeout: Option<Duration>,
     /// A download or upload that moves fewer than 1 KiB in this long has stalled (default 60 s).
     pub stall_timeout: Option<Duration>,
+    /// Which attached artifacts a source reads (`--referrers`).
+    pub referrers: referrers::Referrers,
 }
 
 impl TransportOptions {

@@ -205,9 +205,20 @@ impl FulcioTrustRoot {
     ) -> Result<PublicKey, CertificateVerifyError> {
         let intermediates = annotation_intermediates(chain_pem)?;
         let leaf = parse_leaf(cert_pem)?;
-        leaf.verify_chain(&intermediates, &self.ca_certificates, time)
+        self.verify_leaf_at(time, &leaf, &intermediates)
+    }
+
+    /// [`FulcioTrustRoot::verify_certificate_at`] for a parsed certificate and intermediates
+    /// (a sigstore bundle's verification material).
+    pub fn verify_leaf_at(
+        &self,
+        time: i64,
+        leaf: &Certificate,
+        intermediates: &[Certificate],
+    ) -> Result<PublicKey, CertificateVerifyError> {
+        leaf.verify_chain(intermediates, &self.ca_certificates, time)
             .map_err(CertificateVerifyError::Verify)?;
-        let issuer = fulcio_issuer(&leaf)?;
+        let issuer = fulcio_issuer(leaf)?;
         if issuer != self.oidc_issuer {
             return Err(CertificateVerifyError::UnexpectedIssuer(issuer));
         }
@@ -292,9 +303,20 @@ impl PkiTrustRoot {
         cert_pem: &[u8],
         chain_pem: Option<&[u8]>,
     ) -> Result<PublicKey, CertificateVerifyError> {
-        let mut intermediates = self.intermediates.clone();
-        intermediates.extend(annotation_intermediates(chain_pem)?);
         let leaf = parse_leaf(cert_pem)?;
+        self.verify_leaf_at(time, &leaf, &annotation_intermediates(chain_pem)?)
+    }
+
+    /// [`PkiTrustRoot::verify_certificate_at`] for a parsed certificate and intermediates
+    /// beyond the policy's own (a sigstore bundle's verification material).
+    pub fn verify_leaf_at(
+        &self,
+        time: i64,
+        leaf: &Certificate,
+        extra_intermediates: &[Certificate],
+    ) -> Result<PublicKey, CertificateVerifyError> {
+        let mut intermediates = self.intermediates.clone();
+        intermediates.extend_from_slice(extra_intermediates);
         leaf.verify_chain(&intermediates, &self.roots, time)
             .map_err(CertificateVerifyError::Verify)?;
         if let Some(email) = &self.subject_email
@@ -306,7 +328,7 @@ impl PkiTrustRoot {
             });
         }
         if let Some(host) = &self.subject_hostname {
-            verify_hostname(&leaf, host).map_err(CertificateVerifyError::Hostname)?;
+            verify_hostname(leaf, host).map_err(CertificateVerifyError::Hostname)?;
         }
         leaf.public_key()
             .cloned()

@@ -546,6 +546,42 @@ impl PublicKey {
     }
 }
 
+impl PublicKey {
+    /// Checks a signature in a sigstore bundle over `message` the way sigstore-go's default
+    /// verifier for the key does (not containers/image's SHA-256-for-every-key rule): ECDSA
+    /// P-256, P-384 and P-521 with SHA-256, SHA-384 and SHA-512, RSA PKCS#1 v1.5 with SHA-256,
+    /// Ed25519 over the message itself.
+    pub fn verify_bundle_message(
+        &self,
+        message: &[u8],
+        signature: &[u8],
+    ) -> Result<(), SignatureMismatch> {
+        match &self.key {
+            Key::P256(k) => verify_ecdsa::<P256>(k, &sha2::Sha256::digest(message), signature),
+            Key::P384(k) => verify_ecdsa::<P384>(k, &sha2::Sha384::digest(message), signature),
+            Key::P521(k) => verify_ecdsa::<P521>(k, &sha2::Sha512::digest(message), signature),
+            Key::Rsa(_) | Key::Ed25519(_) => self.verify(message, signature),
+        }
+    }
+
+    /// Checks a bundle's message signature made over a message whose SHA-256 is `digest`
+    /// (sigstore signs the digest it records; `message`, the bytes themselves, is needed only
+    /// by Ed25519, which signs messages and not digests).
+    pub fn verify_bundle_sha256(
+        &self,
+        digest: &[u8; 32],
+        message: &[u8],
+        signature: &[u8],
+    ) -> Result<(), SignatureMismatch> {
+        match &self.key {
+            Key::P256(k) => verify_ecdsa::<P256>(k, digest, signature),
+            Key::P384(k) => verify_ecdsa::<P384>(k, digest, signature),
+            Key::P521(k) => verify_ecdsa::<P521>(k, digest, signature),
+            Key::Rsa(_) | Key::Ed25519(_) => self.verify(message, signature),
+        }
+    }
+}
+
 /// The per-curve operations ECDSA verification needs.
 trait Curve {
     type Key;
@@ -581,13 +617,14 @@ curve!(P521, p521, 66);
 /// INTEGERs (Go's lenient `asn1.Unmarshal`), then verified strictly; otherwise IEEE P1363.
 fn verify_ecdsa<C: Curve>(
     key: &C::Key,
-    digest: &[u8; 32],
+    digest: &[u8],
     signature: &[u8],
 ) -> Result<(), SignatureMismatch> {
-    // Go uses the SHA-256 digest as the integer it is, whatever the curve's size: left-padding
-    // it to the field size gives RustCrypto the same integer.
+    // Go uses the digest as the integer it is, whatever the curve's size: left-padding it to
+    // the field size gives RustCrypto the same integer (no digest used here is longer than
+    // the field).
     let mut prehash = vec![0u8; C::FIELD];
-    right_align(&mut prehash, digest);
+    right_align(&mut prehash, digest.get(..C::FIELD).unwrap_or(digest));
     if looks_like_asn1_signature(signature) {
         return if C::verify_der(key, &prehash, signature) {
             Ok(())

@@ -18,11 +18,13 @@
 //! signature/internal/sigstore_payload.go, signature/policy_eval_sigstore.go,
 //! signature/sigstore/) so that messages people search for are the same.
 
+pub mod bundle;
 pub mod fulcio;
 pub mod keys;
 pub mod payload;
 pub mod private_key;
 pub mod rekor;
+pub mod tlog;
 pub mod verify;
 pub mod x509;
 

@@ -8,6 +8,7 @@
 pub mod auth;
 pub mod client;
 pub mod lookaside;
+mod referrers;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -63,9 +64,17 @@ pub struct DockerSource {
     client: Arc<RegistryClient>,
     registries: Arc<RegistriesConfig>,
     lookaside: LookasideReader,
+    referrers: crate::transport::referrers::Referrers,
 }
 
 impl DockerSource {
+    /// Reads attached artifacts as `mode` says (`--referrers`; the default reads signatures
+    /// among the referrers where registries.d enables them).
+    pub fn with_referrers(mut self, mode: crate::transport::referrers::Referrers) -> DockerSource {
+        self.referrers = mode;
+        self
+    }
+
     /// A source for `r` over a connected client, with registries.d and the lookaside reader.
     pub fn new(
         r: &DockerReference,
@@ -79,6 +88,7 @@ impl DockerSource {
             client,
             registries,
             lookaside,
+            referrers: Default::default(),
         }
     }
 
@@ -414,6 +424,7 @@ impl ImageSource for DockerSource {
                     .unwrap_or_default()
             ));
         }
+        self.read_attached(manifest_digest, &mut set).await?;
         Ok(set)
     }
 }
@@ -690,6 +701,14 @@ impl DockerDestination {
 
     /// Writes `manifest` under `reference` (a tag or digest).
     async fn put_manifest_as(&self, manifest: &RawManifest, reference: &str) -> Result<()> {
+        self.put_manifest_answer(manifest, reference)
+            .await
+            .map(|_| ())
+    }
+
+    /// Writes `manifest` under `reference`; true when the registry answered with
+    /// `OCI-Subject`, saying it indexed the manifest as a referrer of its subject.
+    async fn put_manifest_answer(&self, manifest: &RawManifest, reference: &str) -> Result<bool> {
         let url = self
             .client
             .url(&format!("v2/{}/manifests/{reference}", self.image.path()));
@@ -710,7 +729,7 @@ impl DockerDestination {
         if !resp.status().is_success() {
             return Err(self.client.status_error(&url, resp).await);
         }
-        Ok(())
+        Ok(resp.headers().contains_key("oci-subject"))
     }
 
     /// A destination for `r` over a connected client, with registries.d for lookaside writes.
@@ -859,20 +878,29 @@ impl ImageDestination for DockerDestination {
         // Sigstore signatures go to the attachment, simple signing ones to the extension or
         // the lookaside, as containers/image splits them.
         let mut sigstore = Vec::new();
+        let mut bundles = Vec::new();
         let mut simple = Vec::new();
         for s in signatures {
             match crate::signature::sniff::sniff(s) {
-                Ok((Format::SigstoreJson, json)) => sigstore.push(
-                    crate::signature::sigstore::SigstoreSignature::from_json(json).map_err(
-                        |e| {
+                Ok((Format::SigstoreJson, json)) => {
+                    let sig = crate::signature::sigstore::SigstoreSignature::from_json(json)
+                        .map_err(|e| {
                             TransportError::Unsupported(format!(
                                 "a sigstore signature to write: {e}"
                             ))
-                        },
-                    )?,
-                ),
+                        })?;
+                    // Bundles are referrers (cosign 3), not layers of the .sig attachment.
+                    if crate::signature::sigstore::bundle::is_bundle_media_type(&sig.mime_type) {
+                        bundles.push(sig);
+                    } else {
+                        sigstore.push(sig);
+                    }
+                }
                 _ => simple.push(s.clone()),
             }
+        }
+        if !bundles.is_empty() {
+            self.put_bundles(manifest_digest, &bundles).await?;
         }
         if !sigstore.is_empty() {
             self.put_attachment(manifest_digest, &sigstore).await?;
@@ -924,6 +952,20 @@ impl ImageDestination for DockerDestination {
             manifest_digest,
             signatures,
         )?)
+    }
+
+    fn attached_support(&self) -> SignatureSupport {
+        SignatureSupport::Yes
+    }
+
+    async fn put_attached(
+        &self,
+        _admission: &Admission,
+        subject: &Digest,
+        _instance: Option<&Digest>,
+        attached: &[&crate::transport::referrers::Attached],
+    ) -> Result<()> {
+        self.write_attached(subject, attached).await
     }
 
     /// Registries have no transaction: blobs pushed before a failure stay, unreferenced and

@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 
 use super::attachments;
 use super::fsutil::{self, TEMP_PREFIX, TempSession};
+use super::referrers::{self, Attached, ReferrerEntry, Referrers, Via};
 use super::*;
 
 /// The annotation that names an image in `index.json`.
@@ -106,6 +107,31 @@ impl Layout {
         Ok(out)
     }
 
+    /// The referrers of `subject` the layout lists: unnamed `index.json` entries whose
+    /// manifest names `subject` (how ferry and ORAS keep referrers in a layout). A manifest
+    /// that cannot be read is skipped: it is not known to be a referrer.
+    pub fn referrers_of(&self, subject: &Digest) -> Result<Vec<ReferrerEntry>> {
+        if !self.index_path().exists() {
+            return Ok(Vec::new());
+        }
+        let mut out = Vec::new();
+        for (name, d) in self.entries()? {
+            if name.is_some() {
+                continue;
+            }
+            let Ok(bytes) = self.read_manifest_blob(&d.digest) else {
+                continue;
+            };
+            let Ok(a) = Attached::from_manifest(&bytes, Some(&d.media_type), Via::Referrer) else {
+                continue;
+            };
+            if a.subject().as_ref() == Some(subject) {
+                out.push(a.index_entry());
+            }
+        }
+        Ok(out)
+    }
+
     /// The entry named `name`, or with no name the only entry.
     pub fn find(&self, name: Option<&str>) -> Result<Descriptor> {
         let entries = self.entries()?;
@@ -129,16 +155,22 @@ impl Layout {
                         names()
                     ))
                 }),
-            None => match entries.as_slice() {
+            None => match entries
+                .iter()
+                .filter(|(n, d)| !is_attached_entry(n.as_deref(), d))
+                .cloned()
+                .collect::<Vec<_>>()
+                .as_slice()
+            {
                 [(_, d)] => Ok(d.clone()),
                 [] => Err(TransportError::NotFound(format!(
                     "{}: index.json lists no image",
                     self.root.display()
                 ))),
-                _ => Err(TransportError::NotFound(format!(
+                many => Err(TransportError::NotFound(format!(
                     "{}: index.json lists {} images; say which with oci:PATH:NAME (names: {})",
                     self.root.display(),
-                    entries.len(),
+                    many.len(),
                     names()
                 ))),
             },
@@ -242,6 +274,26 @@ impl Layout {
     }
 }
 
+/// Whether an `index.json` entry is something attached to an image rather than an image: a
+/// referrer (ferry writes them unnamed, with their artifact type) or one of cosign's tags
+/// (`sha256-HEX.sig`, `.att`, `.sbom`).
+fn is_attached_entry(name: Option<&str>, d: &Descriptor) -> bool {
+    match name {
+        Some(n) => {
+            n.starts_with("sha256-")
+                && (n.ends_with(".sig") || n.ends_with(".att") || n.ends_with(".sbom"))
+        }
+        None => d
+            .annotations
+            .as_ref()
+            .is_some_and(|a| a.contains_key(ATTACHED_ANNOTATION)),
+    }
+}
+
+/// The annotation ferry puts on the `index.json` entries of referrers it writes into a layout
+/// (value: the subject's digest), so that `oci:PATH` still finds the one image.
+pub const ATTACHED_ANNOTATION: &str = "dev.ferry.referrer.subject";
+
 /// A descriptor for `index.json`.
 pub fn index_descriptor(manifest: &RawManifest, name: Option<&str>) -> Value {
     let media_type = manifest.media_type.clone().unwrap_or_else(|| {
@@ -265,6 +317,7 @@ pub struct OciLayoutSource {
     reference: ImageReference,
     layout: Layout,
     top: Descriptor,
+    referrers: Referrers,
 }
 
 impl OciLayoutSource {
@@ -279,7 +332,85 @@ impl OciLayoutSource {
             },
             layout,
             top,
+            referrers: Referrers::default(),
         })
+    }
+
+    /// Reads attached artifacts as `mode` says (`--referrers`).
+    pub fn with_referrers(mut self, mode: Referrers) -> OciLayoutSource {
+        self.referrers = mode;
+        self
+    }
+
+    /// Adds the referrers of `d` the layout keeps (and, with [`Referrers::All`], cosign's
+    /// `.att` and `.sbom` entries) to `set`.
+    async fn read_attached(&self, d: &Digest, set: &mut SignatureSet) -> Result<()> {
+        if self.referrers == Referrers::None {
+            return Ok(());
+        }
+        let entries = self.layout.referrers_of(d)?;
+        let location = format!("{}@{d}", self.layout.root().display());
+        set.searched.push(format!(
+            "the referrers of {d} in {} ({} listed)",
+            self.layout.root().display(),
+            entries.len()
+        ));
+        let read = referrers::read(
+            &entries,
+            &location,
+            set.slots.len() + 1,
+            self.referrers,
+            |digest| {
+                let r = self
+                    .layout
+                    .read_manifest_blob(&digest)
+                    .map(|b| (b.to_vec(), None))
+                    .map_err(|e| e.to_string());
+                async move { r }
+            },
+            |desc| {
+                let p = self.layout.blob_path(&desc.digest);
+                async move {
+                    fsutil::read_capped(&p, crate::signature::MAX_SIGNATURE_SIZE as u64)
+                        .map_err(|e| e.to_string())
+                }
+            },
+        )
+        .await;
+        set.slots.extend(read.slots);
+        set.attached.extend(read.attached);
+        set.attached_errors.extend(read.errors);
+        if self.referrers == Referrers::All {
+            for (suffix, kind) in [
+                ("att", referrers::AttachedKind::Attestation(None)),
+                ("sbom", referrers::AttachedKind::Sbom),
+            ] {
+                let tag = referrers::cosign_tag(d, suffix);
+                let Ok(entry) = self.layout.find(Some(&tag)) else {
+                    continue;
+                };
+                match self
+                    .layout
+                    .read_manifest_blob(&entry.digest)
+                    .map_err(|e| e.to_string())
+                    .and_then(|b| {
+                        Attached::from_manifest(
+                            &b,
+                            Some(&entry.media_type),
+                            Via::Tag(suffix.to_string()),
+                        )
+                    }) {
+                    Ok(mut a) => {
+                        a.kind = kind;
+                        set.attached.push(a);
+                    }
+                    Err(e) => set
+                        .attached_errors
+                        .push(format!("{}:{tag}: {e}", self.layout.root().display())),
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -313,7 +444,11 @@ impl ImageSource for OciLayoutSource {
         );
         let entry = match self.layout.find(Some(&tag)) {
             Ok(d) => d,
-            Err(TransportError::NotFound(_)) => return Ok(SignatureSet::new(vec![], searched)),
+            Err(TransportError::NotFound(_)) => {
+                let mut set = SignatureSet::new(vec![], searched);
+                self.read_attached(manifest_digest, &mut set).await?;
+                return Ok(set);
+            }
             Err(e) => return Err(e),
         };
         let bytes = self.layout.read_manifest_blob(&entry.digest)?;
@@ -330,7 +465,9 @@ impl ImageSource for OciLayoutSource {
             what: location.clone(),
             source,
         })?;
-        Ok(SignatureSet::new(slots, searched))
+        let mut set = SignatureSet::new(slots, searched);
+        self.read_attached(manifest_digest, &mut set).await?;
+        Ok(set)
     }
 }
 
@@ -342,8 +479,8 @@ pub struct OciLayoutDestination {
     top: Mutex<Option<RawManifest>>,
     created_root: bool,
     committed: bool,
-    /// Sigstore attachments written, named in `index.json` on commit.
-    attachments: Mutex<Vec<(String, RawManifest)>>,
+    /// Entries for `index.json` on commit: sigstore attachments (named), referrers (unnamed).
+    attachments: Mutex<Vec<(Option<String>, Value)>>,
     session: Option<TempSession>,
 }
 
@@ -412,6 +549,62 @@ impl OciLayoutDestination {
             session: Some(session),
         })
     }
+}
+
+impl OciLayoutDestination {
+    fn queue_entry(&self, name: Option<String>, entry: Value) {
+        self.attachments
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((name, entry));
+    }
+
+    /// Writes a sigstore bundle that arrived as a signature blob (from `dir:`) as a referrer
+    /// of `subject`, in cosign's layout.
+    fn put_bundle(
+        &self,
+        subject: &Digest,
+        sig: &crate::signature::sigstore::SigstoreSignature,
+    ) -> Result<()> {
+        let subject_bytes = self.layout.read_manifest_blob(subject)?;
+        let media_type = crate::manifest::detect(&subject_bytes, None)
+            .map(|k| k.media_type().to_string())
+            .unwrap_or_else(|_| crate::manifest::OCI_MANIFEST.to_string());
+        let (manifest, blobs) =
+            referrers::bundle_artifact(subject, &media_type, subject_bytes.len() as u64, sig);
+        for (d, bytes) in &blobs {
+            self.layout.put_small_blob(&d.digest, bytes)?;
+        }
+        let a = Attached::from_manifest(
+            &manifest,
+            Some(crate::manifest::OCI_MANIFEST),
+            Via::Referrer,
+        )
+        .map_err(TransportError::Unsupported)?;
+        self.layout.put_small_blob(&a.digest, &manifest)?;
+        self.queue_entry(None, referrer_descriptor(&a, subject));
+        Ok(())
+    }
+}
+
+/// The `index.json` entry of a referrer: the referrers-index descriptor, with ferry's
+/// annotation naming the subject.
+pub fn referrer_descriptor(a: &Attached, subject: &Digest) -> Value {
+    let e = a.index_entry();
+    let mut annotations = e.annotations.clone();
+    annotations.insert(ATTACHED_ANNOTATION.to_string(), subject.to_string());
+    let mut v = json!({
+        "mediaType": e.media_type,
+        "digest": e.digest.to_string(),
+        "size": e.size,
+        "annotations": annotations,
+    });
+    if let Some(t) = &e.artifact_type
+        && let Some(o) = v.as_object_mut()
+    {
+        o.insert("artifactType".into(), json!(t));
+    }
+    v
 }
 
 impl Drop for OciLayoutDestination {
@@ -493,15 +686,19 @@ impl ImageDestination for OciLayoutDestination {
         let mut sigstore = Vec::new();
         for s in signatures {
             match crate::signature::sniff::sniff(s) {
-                Ok((crate::signature::sniff::Format::SigstoreJson, json)) => sigstore.push(
-                    crate::signature::sigstore::SigstoreSignature::from_json(json).map_err(
-                        |e| {
+                Ok((crate::signature::sniff::Format::SigstoreJson, json)) => {
+                    let sig = crate::signature::sigstore::SigstoreSignature::from_json(json)
+                        .map_err(|e| {
                             TransportError::Unsupported(format!(
                                 "a sigstore signature to write: {e}"
                             ))
-                        },
-                    )?,
-                ),
+                        })?;
+                    if crate::signature::sigstore::bundle::is_bundle_media_type(&sig.mime_type) {
+                        self.put_bundle(manifest_digest, &sig)?;
+                    } else {
+                        sigstore.push(sig);
+                    }
+                }
                 _ => {
                     return Err(TransportError::Unsupported(
                         "an OCI image layout cannot hold simple signing signatures".into(),
@@ -534,16 +731,37 @@ impl ImageDestination for OciLayoutDestination {
         }
         self.layout
             .put_small_blob(&Digest::sha256_of(&a.manifest), &a.manifest)?;
-        self.attachments
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push((
-                tag,
-                RawManifest {
-                    bytes: a.manifest.into(),
-                    media_type: Some(crate::manifest::OCI_MANIFEST.to_string()),
-                },
-            ));
+        let raw = RawManifest {
+            bytes: a.manifest.into(),
+            media_type: Some(crate::manifest::OCI_MANIFEST.to_string()),
+        };
+        self.queue_entry(Some(tag.clone()), index_descriptor(&raw, Some(&tag)));
+        Ok(())
+    }
+
+    fn attached_support(&self) -> SignatureSupport {
+        SignatureSupport::Yes
+    }
+
+    /// Referrers become unnamed `index.json` entries (with their artifact type, annotations,
+    /// and ferry's subject annotation); cosign's `.att`/`.sbom` keep their tag as the name.
+    async fn put_attached(
+        &self,
+        _admission: &Admission,
+        subject: &Digest,
+        _instance: Option<&Digest>,
+        attached: &[&Attached],
+    ) -> Result<()> {
+        for a in attached {
+            self.layout.put_small_blob(&a.digest, &a.manifest.bytes)?;
+            match &a.via {
+                Via::Referrer => self.queue_entry(None, referrer_descriptor(a, subject)),
+                Via::Tag(suffix) => {
+                    let tag = referrers::cosign_tag(subject, suffix);
+                    self.queue_entry(Some(tag.clone()), index_descriptor(&a.manifest, Some(&tag)));
+                }
+            }
+        }
         Ok(())
     }
 
@@ -557,9 +775,8 @@ impl ImageDestination for OciLayoutDestination {
         let _lock = fsutil::FileLock::acquire_dir(self.layout.root().to_path_buf()).await?;
         let attachments =
             std::mem::take(&mut *self.attachments.lock().unwrap_or_else(|p| p.into_inner()));
-        for (tag, m) in &attachments {
-            self.layout
-                .set_index_entry(Some(tag), index_descriptor(m, Some(tag)))?;
+        for (name, entry) in attachments {
+            self.layout.set_index_entry(name.as_deref(), entry)?;
         }
         self.layout.set_index_entry(
             self.tag.as_deref(),

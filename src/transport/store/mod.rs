@@ -23,7 +23,8 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 
 use super::fsutil::{self, FileLock, TEMP_PREFIX, TempSession};
-use super::oci_layout::{Layout, index_descriptor};
+use super::oci_layout::{Layout, index_descriptor, referrer_descriptor};
+use super::referrers::{self, Attached, AttachedKind, Referrers, Via};
 use super::*;
 use crate::record::{Record, RecordError};
 use crate::reference::DockerReference;
@@ -239,11 +240,80 @@ impl Store {
     }
 }
 
+impl Store {
+    /// The artifacts attached to manifest `digest` that `name`'s newest record says the store
+    /// got with it (referrers, cosign's `.att`/`.sbom`), as `mode` selects; a signature among
+    /// them is linked to the slots of `slots` it gave. Artifacts the store has lost are errors.
+    pub fn attached_of(
+        &self,
+        name: &DockerReference,
+        digest: &Digest,
+        slots: &[SignatureSlot],
+        mode: Referrers,
+    ) -> Result<(Vec<Attached>, Vec<String>)> {
+        let wanted = ImageReference::Store(name.clone()).to_string();
+        let newest = self
+            .records(digest)?
+            .into_iter()
+            .filter_map(|r| r.record.ok())
+            .filter(|r| r.destination == wanted && r.manifest.digest == *digest)
+            .max_by(|a, b| a.time.cmp(&b.time));
+        let Some(record) = newest else {
+            return Ok((Vec::new(), Vec::new()));
+        };
+        let (mut out, mut errors) = (Vec::new(), Vec::new());
+        for r in &record.manifest.attached {
+            let kind = AttachedKind::from_text(&r.kind);
+            if mode == Referrers::Signatures && kind != AttachedKind::Signature {
+                continue;
+            }
+            let read = self
+                .layout
+                .read_manifest_blob(&r.digest)
+                .map_err(|e| e.to_string())
+                .and_then(|b| Attached::from_manifest(&b, None, Via::from_text(&r.via)));
+            let mut a = match read {
+                Ok(a) => a,
+                Err(e) => {
+                    errors.push(format!(
+                        "the store has lost the {} {} that its record of {wanted} names: {e}",
+                        r.kind, r.digest
+                    ));
+                    continue;
+                }
+            };
+            a.kind = kind;
+            if a.kind == AttachedKind::Signature {
+                let blobs = referrers::signature_blobs(&a, |d| {
+                    fsutil::read_capped(
+                        &self.layout.blob_path(&d.digest),
+                        crate::signature::MAX_SIGNATURE_SIZE as u64,
+                    )
+                    .map_err(|e| e.to_string())
+                })
+                .unwrap_or_default();
+                a.slots = blobs
+                    .iter()
+                    .filter_map(|b| {
+                        slots
+                            .iter()
+                            .find(|s| s.content.as_ref().is_ok_and(|c| c == b))
+                            .map(|s| s.index)
+                    })
+                    .collect();
+            }
+            out.push(a);
+        }
+        Ok((out, errors))
+    }
+}
+
 /// Reads an image from the store.
 pub struct StoreSource {
     reference: ImageReference,
     store: Store,
     image: StoredImage,
+    referrers: Referrers,
 }
 
 impl StoreSource {
@@ -254,7 +324,14 @@ impl StoreSource {
             reference: ImageReference::Store(name.clone()),
             store,
             image,
+            referrers: Referrers::default(),
         })
+    }
+
+    /// Reads attached artifacts as `mode` says (`--referrers`).
+    pub fn with_referrers(mut self, mode: Referrers) -> StoreSource {
+        self.referrers = mode;
+        self
     }
 }
 
@@ -282,13 +359,21 @@ impl ImageSource for StoreSource {
         let ImageReference::Store(name) = &self.reference else {
             return Ok(SignatureSet::default());
         };
-        Ok(SignatureSet::new(
+        let mut set = SignatureSet::new(
             self.store.signatures_of(name, manifest_digest)?,
             format!(
                 "the signatures ferry's store at {} keeps for {name}",
                 self.store.root_dir().display()
             ),
-        ))
+        );
+        if self.referrers != Referrers::None {
+            let (attached, errors) =
+                self.store
+                    .attached_of(name, manifest_digest, &set.slots, self.referrers)?;
+            set.attached = attached;
+            set.attached_errors = errors;
+        }
+        Ok(set)
     }
 }
 
@@ -296,6 +381,7 @@ impl ImageSource for StoreSource {
 struct Pending {
     top: Option<RawManifest>,
     signatures: Vec<(Digest, Vec<Vec<u8>>)>,
+    attached: Vec<(Digest, Vec<Attached>)>,
     records: Vec<(Digest, Record)>,
 }
 
@@ -441,6 +527,32 @@ impl ImageDestination for StoreDestination {
         Ok(())
     }
 
+    fn attached_support(&self) -> SignatureSupport {
+        SignatureSupport::Yes
+    }
+
+    /// Attached artifacts are kept as the layout keeps referrers (their manifests unnamed in
+    /// `index.json`); a signature among them is also kept as the signature files it gave, so
+    /// the forensic view and the records see it as any other signature.
+    async fn put_attached(
+        &self,
+        _admission: &Admission,
+        subject: &Digest,
+        _instance: Option<&Digest>,
+        attached: &[&Attached],
+    ) -> Result<()> {
+        for a in attached {
+            self.store
+                .layout
+                .put_small_blob(&a.digest, &a.manifest.bytes)?;
+        }
+        self.pending().attached.push((
+            subject.clone(),
+            attached.iter().map(|a| (*a).clone()).collect(),
+        ));
+        Ok(())
+    }
+
     async fn put_record(
         &self,
         _admission: &Admission,
@@ -462,6 +574,24 @@ impl ImageDestination for StoreDestination {
         let _lock = FileLock::acquire(root.join(".ferry.lock")).await?;
         for (digest, sigs) in &pending.signatures {
             self.add_signatures(digest, sigs)?;
+        }
+        for (subject, attached) in &pending.attached {
+            for a in attached {
+                if a.kind == AttachedKind::Signature {
+                    let blobs = referrers::signature_blobs(a, |d| {
+                        fsutil::read_capped(
+                            &self.store.layout.blob_path(&d.digest),
+                            crate::signature::MAX_SIGNATURE_SIZE as u64,
+                        )
+                        .map_err(|e| e.to_string())
+                    })
+                    .map_err(TransportError::Unsupported)?;
+                    self.add_signatures(subject, &blobs)?;
+                }
+                self.store
+                    .layout
+                    .set_index_entry(None, referrer_descriptor(a, subject))?;
+            }
         }
         let time = chrono::Utc::now().format("%Y%m%dT%H%M%S%.6fZ").to_string();
         for (digest, record) in &pending.records {
