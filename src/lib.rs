@@ -72,6 +72,7 @@ pub mod reference;
 pub mod session;
 pub mod signature;
 pub mod strict_json;
+pub mod sync;
 pub mod transport;
 pub mod verdict;
 

@@ -16,7 +16,9 @@ use url::Url;
 
 use crate::config::registries_d::{self, RegistriesConfig};
 use crate::reference::{DockerReference, ImageReference};
+use crate::transport::docker::blob_locations::BlobLocations;
 use crate::transport::docker::client::RegistryClient;
+use crate::transport::docker::limits::RegistryLimits;
 use crate::transport::docker::{self, DEFAULT_LOOKASIDE_TIMEOUT, LookasideReader, auth};
 use crate::transport::store::Store;
 use crate::transport::{
@@ -38,6 +40,9 @@ pub struct SessionConfig {
     /// Where lookaside signatures are read when registries.d configures nothing for a
     /// registry (containers/image's built-in default); `None` reads no lookaside then.
     pub default_lookaside: Option<Url>,
+    /// The most requests in flight to one registry, across every copy of the session (`None`:
+    /// no cap). A 429 pauses the registry for every copy whatever this is.
+    pub max_requests_per_registry: Option<usize>,
 }
 
 impl SessionConfig {
@@ -51,6 +56,7 @@ impl SessionConfig {
             registries_d: Some(registries_d::default_dir()),
             auth_files: auth::default_auth_files(),
             default_lookaside: registries_d::builtin_default_base(),
+            max_requests_per_registry: None,
         }
     }
 }
@@ -87,6 +93,9 @@ pub struct Session {
     registries: OnceCell<Arc<RegistriesConfig>>,
     clients: std::sync::Mutex<HashMap<ClientKey, Arc<OnceCell<Arc<RegistryClient>>>>>,
     lookaside_http: std::sync::Mutex<HashMap<(http::TlsPolicy, u64), reqwest::Client>>,
+    /// Per registry host: its request limits and the blobs seen in its repositories, shared
+    /// by every client of the host (a source and a destination with other credentials too).
+    hosts: std::sync::Mutex<HashMap<String, (Arc<RegistryLimits>, Arc<BlobLocations>)>>,
 }
 
 impl std::fmt::Debug for Session {
@@ -105,7 +114,24 @@ impl Session {
             registries: OnceCell::new(),
             clients: std::sync::Mutex::new(HashMap::new()),
             lookaside_http: std::sync::Mutex::new(HashMap::new()),
+            hosts: std::sync::Mutex::new(HashMap::new()),
         }
+    }
+
+    fn host(&self, registry: &str) -> (Arc<RegistryLimits>, Arc<BlobLocations>) {
+        let mut hosts = self
+            .hosts
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        hosts
+            .entry(registry.to_string())
+            .or_insert_with(|| {
+                (
+                    Arc::new(RegistryLimits::new(self.config.max_requests_per_registry)),
+                    Arc::default(),
+                )
+            })
+            .clone()
     }
 
     /// The configuration.
@@ -174,7 +200,7 @@ impl Session {
                 };
                 let (creds, tried) =
                     auth::resolve(r.domain(), &r.name(), options.creds.as_deref(), &files)?;
-                RegistryClient::connect(
+                let mut client = RegistryClient::connect(
                     &key.registry,
                     creds,
                     tried,
@@ -182,8 +208,9 @@ impl Session {
                     key.timeouts,
                     key.retry_times,
                 )
-                .await
-                .map(Arc::new)
+                .await?;
+                client.limits = self.host(&key.registry).0;
+                Ok::<_, TransportError>(Arc::new(client))
             })
             .await?;
         Ok(client.clone())
@@ -247,7 +274,11 @@ impl Session {
             ImageReference::Docker(r) => {
                 let registries = self.registries().await?;
                 let client = self.registry_client(r, options).await?;
-                Box::new(docker::DockerDestination::new(r, client, registries))
+                let locations = self.host(r.domain()).1;
+                Box::new(
+                    docker::DockerDestination::new(r, client, registries)
+                        .with_blob_locations(locations),
+                )
             }
             ImageReference::OciLayout { path, tag } => Box::new(
                 oci_layout::OciLayoutDestination::open(path, tag.as_deref())?,

@@ -47,8 +47,14 @@ pub async fn copy_these<'a>(
 ) -> Result<Vec<BlobOutcome>, CopyError> {
     let mut seen = BTreeSet::new();
     let unique: Vec<&Descriptor> = blobs.filter(|d| seen.insert(d.digest.clone())).collect();
-    futures::stream::iter(unique)
+    // The futures are made before they are streamed: a closure over references inside the
+    // stream's type makes the copy's future fail to be Send for every lifetime (rustc's
+    // higher-ranked lifetime limits), and a sync spawns its copies on the runtime's threads.
+    let copies: Vec<_> = unique
+        .into_iter()
         .map(|d| copy_one(admission, src, source, destination, d, options))
+        .collect();
+    futures::stream::iter(copies)
         .buffer_unordered(options.parallel_blobs.max(1))
         .map_err(|failed| {
             let (digest, side, source) = *failed;
@@ -85,6 +91,11 @@ async fn copy_one(
         });
         return Ok((d.digest.clone(), BlobAction::Reused, 0));
     }
+    // Held until the blob is written: the cap counts transfers, not reuse checks.
+    let _slot = match &options.blob_slots {
+        Some(slots) => slots.clone().acquire_owned().await.ok(),
+        None => None,
+    };
     options.emit(ProgressEvent::BlobStarted {
         digest: d.digest.clone(),
         size: d.size,

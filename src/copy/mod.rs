@@ -156,6 +156,10 @@ pub struct CopyOptions {
     pub progress: Option<Arc<dyn Progress>>,
     /// The manifest format the destination must get; `None` keeps the source's.
     pub format: Option<ManifestFormat>,
+    /// A cap on blob transfers shared with other copies (a sync's global cap): a transfer
+    /// holds one permit from the start of its stream to its end. `None`: only
+    /// `parallel_blobs` bounds this copy.
+    pub blob_slots: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 impl CopyOptions {
@@ -171,6 +175,7 @@ impl CopyOptions {
             sign: None,
             progress: None,
             format: None,
+            blob_slots: None,
         }
     }
 
@@ -410,9 +415,14 @@ pub async fn copy(
         options,
     )
     .await?;
-    let attached_blobs = routed
-        .iter()
-        .flat_map(|(_, a)| a.iter().flat_map(|x| x.blobs.iter()));
+    // Collected (owned) first: an iterator of closures over the borrowed artifacts would make
+    // the copy's future fail to be Send for every lifetime (a sync spawns copies).
+    let mut attached_blobs: Vec<crate::manifest::Descriptor> = Vec::new();
+    for (_, artifacts) in &routed {
+        for a in artifacts {
+            attached_blobs.extend(a.blobs.iter().cloned());
+        }
+    }
     outcomes.extend(
         blobs::copy_these(
             admission,
@@ -420,7 +430,7 @@ pub async fn copy(
             dst,
             gated.source.as_ref(),
             destination.as_ref(),
-            attached_blobs,
+            attached_blobs.iter(),
             options,
         )
         .await?,

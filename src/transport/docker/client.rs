@@ -50,6 +50,8 @@ pub struct RegistryClient {
     timeouts: Timeouts,
     /// Whether the registry announced `X-Registry-Supports-Signatures: 1`.
     pub supports_signatures: bool,
+    /// The registry's request cap and 429 pause, shared with every client of the host.
+    pub(crate) limits: std::sync::Arc<super::limits::RegistryLimits>,
 }
 
 fn transient(e: &reqwest::Error) -> bool {
@@ -162,6 +164,7 @@ impl RegistryClient {
                 tls: tls.clone(),
                 timeouts,
                 supports_signatures: false,
+                limits: Default::default(),
             };
             // Probing https before a plain-http fallback must not wait out the retries.
             let fallback_left = schemes.last() != Some(scheme);
@@ -372,10 +375,12 @@ impl RegistryClient {
             let rb = self
                 .authorize(make(&self.http), scopes, refreshed && attempt == 0)
                 .await?;
+            let slot = self.limits.admit().await;
             let result = match tokio::time::timeout(self.timeouts.response, rb.send()).await {
                 Ok(r) => r.map_err(Failure::Request),
                 Err(_) => Err(Failure::NoAnswer),
             };
+            drop(slot);
             match result {
                 Ok(resp) if resp.status() == StatusCode::UNAUTHORIZED && !refreshed => {
                     refreshed = true;
@@ -400,6 +405,9 @@ impl RegistryClient {
                 }
                 Ok(resp) if retryable(resp.status()) && attempt < self.retry_times => {
                     let wait = retry_after(resp.headers()).unwrap_or_else(|| backoff(attempt));
+                    if resp.status() == StatusCode::TOO_MANY_REQUESTS {
+                        self.limits.pause_for(wait);
+                    }
                     tracing::info!(
                         "{} answered {}; retrying in {:?}",
                         resp.url(),
@@ -462,6 +470,7 @@ impl RegistryClient {
             inner: body,
             watch: watch.clone(),
         };
+        let _slot = self.limits.admit().await;
         let send = rb.body(reqwest::Body::wrap_stream(body)).send();
         tokio::pin!(send);
         loop {

@@ -6,8 +6,11 @@
 //! signature extension when it announces one, else from the lookaside storage registries.d names.
 
 pub mod auth;
+pub mod blob_locations;
 pub mod client;
+pub mod limits;
 pub mod lookaside;
+pub mod probe;
 mod referrers;
 
 use std::sync::Arc;
@@ -19,6 +22,7 @@ use futures::StreamExt;
 use reqwest::StatusCode;
 use url::Url;
 
+use self::blob_locations::{BlobLocations, Claim, PushClaim};
 use self::client::RegistryClient;
 use super::*;
 use crate::config::registries_d::RegistriesConfig;
@@ -594,6 +598,8 @@ pub struct DockerDestination {
     image: DockerReference,
     client: Arc<RegistryClient>,
     registries: Arc<RegistriesConfig>,
+    locations: Option<Arc<BlobLocations>>,
+    claims: std::sync::Mutex<std::collections::HashMap<Digest, PushClaim>>,
 }
 
 impl DockerDestination {
@@ -743,11 +749,78 @@ impl DockerDestination {
             image: r.clone(),
             client,
             registries,
+            locations: None,
+            claims: Default::default(),
         }
+    }
+
+    /// Shares what the session knows about the registry's blobs: blobs other images pushed to
+    /// sibling repositories are mounted from there, and a blob another image is pushing right
+    /// now is waited for rather than sent twice.
+    pub fn with_blob_locations(mut self, locations: Arc<BlobLocations>) -> DockerDestination {
+        self.locations = Some(locations);
+        self
     }
 
     fn scopes(&self) -> Vec<String> {
         vec![push_scope(&self.image)]
+    }
+
+    fn landed(&self, digest: &Digest) {
+        if let Some(l) = &self.locations {
+            l.record(digest, self.image.path());
+        }
+    }
+
+    /// Asks the registry to mount `digest` into this repository from `from` (same registry).
+    async fn mount_from(&self, digest: &Digest, from: &DockerReference) -> Result<bool> {
+        let mut url = self
+            .client
+            .url(&format!("v2/{}/blobs/uploads/", self.image.path()));
+        url.query_pairs_mut()
+            .append_pair("mount", &digest.to_string())
+            .append_pair("from", from.path());
+        let scopes = vec![push_scope(&self.image), pull_scope(from)];
+        let resp = self
+            .client
+            .send_with_retries(&scopes, |c| c.post(url.clone()))
+            .await?;
+        match resp.status() {
+            StatusCode::CREATED => Ok(true),
+            StatusCode::ACCEPTED => {
+                // The registry started an ordinary upload instead; cancel it.
+                if let Some(loc) = resp
+                    .headers()
+                    .get(reqwest::header::LOCATION)
+                    .and_then(|v| v.to_str().ok())
+                    && let Ok(u) = self.client.url("/").join(loc)
+                {
+                    let _ = self
+                        .client
+                        .send_with_retries(&self.scopes(), |c| c.delete(u.clone()))
+                        .await;
+                }
+                Ok(false)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    /// Mounts `digest` from a sibling repository the session saw it land in.
+    async fn mount_from_known(&self, digest: &Digest) -> Result<bool> {
+        let Some(l) = &self.locations else {
+            return Ok(false);
+        };
+        for repo in l.candidates(digest, self.image.path()) {
+            let Ok(from) = DockerReference::parse(&format!("{}/{repo}", self.image.domain()))
+            else {
+                continue;
+            };
+            if self.mount_from(digest, &from).await? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 }
 
@@ -803,46 +876,44 @@ impl ImageDestination for DockerDestination {
             .send_with_retries(&self.scopes(), |c| c.head(url.clone()))
             .await?;
         match resp.status() {
-            s if s.is_success() => return Ok(true),
+            s if s.is_success() => {
+                self.landed(&descriptor.digest);
+                return Ok(true);
+            }
             StatusCode::NOT_FOUND => {}
             _ => return Err(self.client.status_error(&url, resp).await),
         }
         // Same registry, another repository: ask the registry to mount the blob.
-        let ImageReference::Docker(src) = source else {
+        if let ImageReference::Docker(src) = source
+            && src.domain() == self.image.domain()
+            && src.path() != self.image.path()
+            && self.mount_from(&descriptor.digest, src).await?
+        {
+            self.landed(&descriptor.digest);
+            return Ok(true);
+        }
+        let Some(locations) = &self.locations else {
             return Ok(false);
         };
-        if src.domain() != self.image.domain() || src.path() == self.image.path() {
-            return Ok(false);
-        }
-        let mut url = self
-            .client
-            .url(&format!("v2/{}/blobs/uploads/", self.image.path()));
-        url.query_pairs_mut()
-            .append_pair("mount", &descriptor.digest.to_string())
-            .append_pair("from", src.path());
-        let scopes = vec![push_scope(&self.image), pull_scope(src)];
-        let resp = self
-            .client
-            .send_with_retries(&scopes, |c| c.post(url.clone()))
-            .await?;
-        match resp.status() {
-            StatusCode::CREATED => Ok(true),
-            StatusCode::ACCEPTED => {
-                // The registry started an ordinary upload instead; cancel it.
-                if let Some(loc) = resp
-                    .headers()
-                    .get(reqwest::header::LOCATION)
-                    .and_then(|v| v.to_str().ok())
-                    && let Ok(u) = self.client.url("/").join(loc)
-                {
-                    let _ = self
-                        .client
-                        .send_with_retries(&self.scopes(), |c| c.delete(u.clone()))
-                        .await;
-                }
-                Ok(false)
+        loop {
+            // Another image of this session pushed it here while this one waited.
+            if locations.holds(&descriptor.digest, self.image.path()) {
+                return Ok(true);
             }
-            _ => Ok(false),
+            if self.mount_from_known(&descriptor.digest).await? {
+                self.landed(&descriptor.digest);
+                return Ok(true);
+            }
+            match locations.claim(&descriptor.digest) {
+                Claim::Push(claim) => {
+                    self.claims
+                        .lock()
+                        .unwrap_or_else(|poisoned| poisoned.into_inner())
+                        .insert(descriptor.digest.clone(), claim);
+                    return Ok(false);
+                }
+                Claim::Wait(push) => push.finished().await,
+            }
         }
     }
 
@@ -852,7 +923,17 @@ impl ImageDestination for DockerDestination {
         descriptor: &Descriptor,
         stream: ByteStream,
     ) -> Result<()> {
-        self.upload(descriptor, stream).await
+        let result = self.upload(descriptor, stream).await;
+        // Whatever happened, this push is over: images waiting for it look again.
+        let claim = self
+            .claims
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .remove(&descriptor.digest);
+        result?;
+        self.landed(&descriptor.digest);
+        drop(claim);
+        Ok(())
     }
 
     async fn put_manifest(

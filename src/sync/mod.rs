@@ -1,0 +1,396 @@
+//! Mirroring many images: `ferry sync`, skopeo sync's YAML and naming, with many copies at
+//! once in one session, an incremental check before each, and a result for every image.
+//!
+//! - [`config`]: skopeo sync's YAML; [`semver`]: its `images-by-semver` ranges.
+//! - [`plan`]: the work list (tags listed, filtered, destinations named, this shard's only).
+//! - [`shard`]: splitting the work between processes by a stable hash of the repository.
+//! - [`uptodate`]: whether an image is already at its destination with its signatures.
+//! - [`run`] (here): the scheduler. Every image is a [`copy::copy`] through the policy gate,
+//!   all in one [`Session`], so images share each registry's connections, tokens, request cap
+//!   and 429 pause, and blobs pushed by one image are mounted by the next instead of sent again.
+//!   Up to `parallel_images` copies run at once (more incremental checks, which are cheap),
+//!   and at most `max_blobs_in_flight` blobs stream at once across all of them.
+//! - [`report`]: the per-image result and the JSON report.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use ferry::copy::CopyOptions;
+//! use ferry::policy::Policy;
+//! use ferry::session::{Session, SessionConfig};
+//! use ferry::sync::{self, SyncOptions};
+//! use ferry::sync::plan::{DestinationKind, PlanRequest, SourceKind};
+//!
+//! # async fn mirror() -> Result<(), Box<dyn std::error::Error>> {
+//! let session = Arc::new(Session::new(SessionConfig::default()));
+//! let policy = Arc::new(Policy::from_file("/etc/containers/policy.json".as_ref())?);
+//! let request = PlanRequest::new(SourceKind::Yaml, "/etc/mirror.yaml", DestinationKind::Docker, "mirror.example.com/m");
+//! let plan = sync::plan::plan(&session, &request).await?;
+//! let report = sync::run(&session, &request, plan, SyncOptions::new(CopyOptions::new(policy))).await;
+//! println!("{}", report.summary_line());
+//! # Ok(())
+//! # }
+//! ```
+
+pub mod config;
+pub mod plan;
+pub mod report;
+pub mod semver;
+pub mod shard;
+pub mod uptodate;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Instant;
+
+use tokio::sync::Semaphore;
+
+use crate::copy::{self, BlobAction, Checked, CopyError, CopyOptions, Progress, ProgressEvent};
+use crate::reference::ImageReference;
+use crate::session::Session;
+use crate::transport::TransportError;
+use plan::{Plan, PlanRequest, WorkItem};
+pub use report::{ImageResult, ImageStatus, Summary, SyncReport};
+use uptodate::Freshness;
+
+/// Receives a sync's progress: each image as it ends, and warnings. Called from any task; keep
+/// it cheap.
+pub trait SyncProgress: Send + Sync {
+    /// An image ended; `done` of `total` have.
+    fn image_done(&self, result: &ImageResult, done: usize, total: usize);
+    /// Something to tell the user that fails nothing.
+    fn warning(&self, message: &str);
+}
+
+/// How a sync runs, besides what it copies.
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct SyncOptions {
+    /// The options of every copy: policy, signature mode, which images of lists, signing,
+    /// destination settings, blobs at once per image. Each image's source settings come from
+    /// its work item.
+    pub copy: CopyOptions,
+    /// How many images are copied at once.
+    pub parallel_images: usize,
+    /// How many incremental checks run at once (each is a few small requests).
+    pub parallel_checks: usize,
+    /// How many blobs stream at once across all images.
+    pub max_blobs_in_flight: usize,
+    /// Go on after a failed or rejected image (else no new image starts after one).
+    pub keep_going: bool,
+    /// Write nothing: check each image and run the gate on those not up to date.
+    pub dry_run: bool,
+    /// How many more times an image whose copy broke off (a blob stream, a 5xx, a 429) is
+    /// copied again.
+    pub image_retries: u32,
+    /// Copy images found up to date anyway.
+    pub force: bool,
+    /// Where progress goes.
+    pub progress: Option<Arc<dyn SyncProgress>>,
+}
+
+impl SyncOptions {
+    /// Defaults: 4 images, 16 checks and 8 blobs at once, stop at the first failure, 2 image
+    /// retries.
+    pub fn new(copy: CopyOptions) -> SyncOptions {
+        SyncOptions {
+            copy,
+            parallel_images: 4,
+            parallel_checks: 16,
+            max_blobs_in_flight: 8,
+            keep_going: false,
+            dry_run: false,
+            image_retries: 2,
+            force: false,
+            progress: None,
+        }
+    }
+}
+
+/// What every image task shares.
+struct Shared {
+    session: Arc<Session>,
+    options: SyncOptions,
+    checks: Semaphore,
+    copies: Semaphore,
+    blob_slots: Arc<Semaphore>,
+    stop: AtomicBool,
+    done: AtomicUsize,
+    total: usize,
+}
+
+/// Forwards a copy's warnings to the sync's progress and counts nothing else.
+struct CopyWarnings(Arc<dyn SyncProgress>);
+
+impl Progress for CopyWarnings {
+    fn event(&self, event: ProgressEvent) {
+        if let ProgressEvent::Warning(w) = event {
+            self.0.warning(&w);
+        }
+    }
+}
+
+/// Whether a failed copy is worth another attempt: a transfer that broke off, or a registry
+/// that said "later". Connection failures were already retried request by request.
+fn worth_retrying(e: &CopyError) -> bool {
+    let transient = |t: &TransportError| {
+        matches!(
+            t,
+            TransportError::Registry {
+                status: Some(429 | 500..=599),
+                ..
+            } | TransportError::Verify(_)
+        )
+    };
+    match e {
+        CopyError::Blob { source, .. } => !matches!(**source, TransportError::NotFound(_)),
+        CopyError::Source { source, .. } | CopyError::Destination { source, .. } => {
+            transient(source)
+        }
+        _ => false,
+    }
+}
+
+fn failure(result: &mut ImageResult, e: &CopyError) {
+    result.status = if e.is_rejection() {
+        ImageStatus::Rejected
+    } else {
+        ImageStatus::Failed
+    };
+    result.reason = Some(e.to_string());
+    result.verdict = e.verdict().cloned();
+}
+
+async fn copy_image(shared: &Shared, item: &WorkItem, copy_options: &CopyOptions) -> ImageResult {
+    let mut result = ImageResult::new(
+        item.source.to_string(),
+        Some(item.destination.to_string()),
+        item.repository.clone(),
+        ImageStatus::Failed,
+    );
+    let options = &shared.options;
+    let not_attempted = |mut r: ImageResult| {
+        r.status = ImageStatus::NotAttempted;
+        r.reason = Some("not attempted: the sync stopped at an earlier failure".into());
+        r
+    };
+    if shared.stop.load(Ordering::SeqCst) {
+        return not_attempted(result);
+    }
+    if !options.force {
+        let permit = shared.checks.acquire().await;
+        let fresh = uptodate::check(
+            &shared.session,
+            &item.source,
+            &item.destination,
+            copy_options,
+        )
+        .await;
+        drop(permit);
+        match fresh {
+            Ok(Freshness::UpToDate { digest }) => {
+                result.status = ImageStatus::Skipped;
+                result.reason = Some("up to date: same manifest, signatures present".into());
+                result.digest = Some(digest);
+                return result;
+            }
+            Ok(Freshness::Stale(why)) => result.reason = Some(why),
+            // The copy will meet the same problem and report it properly.
+            Err(e) => tracing::debug!("{}: incremental check failed: {e}", item.source),
+        }
+    }
+    if options.dry_run {
+        let permit = shared.copies.acquire().await;
+        let checked = copy::check(&shared.session, &item.source, copy_options).await;
+        drop(permit);
+        match checked {
+            Ok(Checked::Admitted(a)) => {
+                result.status = ImageStatus::WouldCopy;
+                result.verdict = a.judgements().iter().find_map(|j| j.verdict.clone());
+            }
+            Ok(Checked::Rejected(r)) => failure(&mut result, &CopyError::Rejected(r)),
+            Err(e) => failure(&mut result, &e),
+        }
+        return result;
+    }
+    let Ok(_permit) = shared.copies.acquire().await else {
+        return not_attempted(result);
+    };
+    if shared.stop.load(Ordering::SeqCst) {
+        return not_attempted(result);
+    }
+    let why_copied = result.reason.take();
+    loop {
+        result.attempts += 1;
+        match copy::copy(
+            &shared.session,
+            &item.source,
+            &item.destination,
+            copy_options,
+        )
+        .await
+        {
+            Ok(report) => {
+                result.status = ImageStatus::Copied;
+                result.reason = why_copied;
+                result.digest = Some(report.manifest_digest.clone());
+                result.verdict = report.verdict().cloned();
+                result.warnings = report.warnings.clone();
+                result.bytes_copied = report.bytes_copied;
+                for m in &report.manifests {
+                    result.signatures_written += m.signatures.written.len();
+                    for b in &m.blobs {
+                        match b.action {
+                            BlobAction::Copied => result.blobs_copied += 1,
+                            _ => result.blobs_reused += 1,
+                        }
+                    }
+                }
+                return result;
+            }
+            Err(e) if worth_retrying(&e) && result.attempts <= options.image_retries => {
+                let wait = crate::transport::docker::client::backoff(result.attempts + 2);
+                if let Some(p) = &options.progress {
+                    p.warning(&format!(
+                        "{}: {e}; copying it again in {:.1} s",
+                        item.source,
+                        wait.as_secs_f64()
+                    ));
+                }
+                tokio::time::sleep(wait).await;
+            }
+            Err(e) => {
+                failure(&mut result, &e);
+                return result;
+            }
+        }
+    }
+}
+
+async fn run_one(
+    shared: Arc<Shared>,
+    item: WorkItem,
+    lock: Option<Arc<tokio::sync::Mutex<()>>>,
+) -> ImageResult {
+    let started = Instant::now();
+    let mut copy_options = shared.options.copy.clone();
+    copy_options.source = item.source_options.clone();
+    copy_options.blob_slots = Some(shared.blob_slots.clone());
+    copy_options.progress = shared
+        .options
+        .progress
+        .clone()
+        .map(|p| Arc::new(CopyWarnings(p)) as Arc<dyn Progress>);
+    let _layout = match &lock {
+        Some(l) => Some(l.lock().await),
+        None => None,
+    };
+    let mut result = copy_image(&shared, &item, &copy_options).await;
+    result.seconds = started.elapsed().as_secs_f64();
+    if matches!(result.status, ImageStatus::Failed | ImageStatus::Rejected)
+        && !shared.options.keep_going
+    {
+        shared.stop.store(true, Ordering::SeqCst);
+    }
+    let done = shared.done.fetch_add(1, Ordering::SeqCst) + 1;
+    if let Some(p) = &shared.options.progress {
+        p.image_done(&result, done, shared.total);
+    }
+    result
+}
+
+/// The images of one OCI layout are written one at a time (they share its index.json).
+fn layout_locks(items: &[WorkItem]) -> Vec<Option<Arc<tokio::sync::Mutex<()>>>> {
+    let mut locks: HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>> = HashMap::new();
+    items
+        .iter()
+        .map(|i| match &i.destination {
+            ImageReference::OciLayout { path, .. } => {
+                Some(locks.entry(path.clone()).or_default().clone())
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// Runs the work list `plan` of `request`: every image checked, and copied through the gate
+/// unless it is up to date. Never fails as a whole: each image's outcome is in the report
+/// (and repositories that could not be listed come first in it, as failures).
+pub async fn run(
+    session: &Arc<Session>,
+    request: &PlanRequest,
+    plan: Plan,
+    options: SyncOptions,
+) -> SyncReport {
+    let started_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let started = Instant::now();
+    let mut report = SyncReport {
+        version: report::SYNC_REPORT_VERSION,
+        source: request.source.clone(),
+        source_kind: request.source_kind,
+        destination: request.destination.clone(),
+        destination_kind: request.destination_kind,
+        mode: options.copy.mode,
+        dry_run: options.dry_run,
+        shard: request.shard,
+        started: started_at,
+        seconds: 0.0,
+        summary: Summary {
+            repositories: plan.repositories,
+            other_shards_repositories: plan.other_shards,
+            ..Summary::default()
+        },
+        warnings: plan.warnings.clone(),
+        images: Vec::new(),
+    };
+    for f in &plan.failures {
+        let mut r = ImageResult::new(
+            f.repository.clone(),
+            None,
+            f.repository.trim_start_matches("docker://").to_string(),
+            ImageStatus::Failed,
+        );
+        r.reason = Some(f.error.to_string());
+        report.images.push(r);
+    }
+    let stop_now = !plan.failures.is_empty() && !options.keep_going;
+    let locks = layout_locks(&plan.items);
+    let shared = Arc::new(Shared {
+        session: session.clone(),
+        checks: Semaphore::new(options.parallel_checks.max(options.parallel_images).max(1)),
+        copies: Semaphore::new(options.parallel_images.max(1)),
+        blob_slots: Arc::new(Semaphore::new(options.max_blobs_in_flight.max(1))),
+        stop: AtomicBool::new(stop_now),
+        done: AtomicUsize::new(0),
+        total: plan.items.len(),
+        options,
+    });
+    let handles: Vec<_> = plan
+        .items
+        .into_iter()
+        .zip(locks)
+        .map(|(item, lock)| {
+            let fallback = ImageResult::new(
+                item.source.to_string(),
+                Some(item.destination.to_string()),
+                item.repository.clone(),
+                ImageStatus::Failed,
+            );
+            (tokio::spawn(run_one(shared.clone(), item, lock)), fallback)
+        })
+        .collect();
+    for (handle, mut fallback) in handles {
+        report.images.push(match handle.await {
+            Ok(r) => r,
+            // A copy task cannot panic on input; if one did, its image failed.
+            Err(e) => {
+                fallback.reason = Some(format!("the copy task ended abnormally: {e}"));
+                fallback
+            }
+        });
+    }
+    report.seconds = started.elapsed().as_secs_f64();
+    report.tally();
+    report
+}

@@ -1,0 +1,684 @@
+//! The work list of a sync: every image to copy, with its destination named exactly as
+//! `skopeo sync` names it (`cmd/skopeo/sync.go`):
+//!
+//! - the suffix of a registry image is its full reference (`registry.example.com/ns/app:v1`),
+//!   of a `dir:` image its path under the source directory (or the directory's own name when
+//!   the source directory is itself an image);
+//! - without `scoped`, only the suffix's last path element is kept (`app:v1`);
+//! - the destination is `DESTINATION/SUFFIX` (joined and cleaned as Go's `path.Join`) with the
+//!   appended suffix after it (after the tag, for registries: `app:v1-mirror`).
+//!
+//! ferry adds two destinations skopeo sync does not have: `oci` (one OCI layout per repository,
+//! `DESTINATION/app`, the tag as the image's name in it) and `store` (ferry's store, the
+//! destination a name prefix: `store:DESTINATION/app:v1`).
+//!
+//! Tags are listed (with the session's client for the registry, so listing shares the
+//! connection and token the copies use) only for the repositories of this shard.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use futures::StreamExt;
+
+use super::config::{ConfigError, ImageRef, RepositoryEntry, SyncConfig, TagSelection};
+use super::shard::Shard;
+use crate::reference::{DockerReference, ImageReference, ReferenceError};
+use crate::session::Session;
+use crate::transport::{TransportError, TransportOptions, docker};
+
+/// Where a sync reads images from (skopeo sync's `--src`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceKind {
+    /// A registry repository (every tag) or one image.
+    Docker,
+    /// A directory tree of `dir:` images.
+    Dir,
+    /// A YAML file in skopeo sync's format.
+    Yaml,
+}
+
+/// Where a sync writes images (skopeo sync's `--dest`, plus ferry's `oci` and `store`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DestinationKind {
+    /// A registry, under a repository prefix.
+    Docker,
+    /// A directory, one `dir:` image per subdirectory.
+    Dir,
+    /// A directory, one OCI layout per repository.
+    Oci,
+    /// ferry's store, under a name prefix.
+    Store,
+}
+
+/// A transport name a sync does not know.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{name:?} is not a valid {side} transport for sync: use {allowed}")]
+pub struct UnknownKind {
+    /// The name given.
+    pub name: String,
+    /// `source` or `destination`.
+    pub side: &'static str,
+    /// The names allowed.
+    pub allowed: &'static str,
+}
+
+impl std::str::FromStr for SourceKind {
+    type Err = UnknownKind;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "docker" => Ok(SourceKind::Docker),
+            "dir" => Ok(SourceKind::Dir),
+            "yaml" => Ok(SourceKind::Yaml),
+            _ => Err(UnknownKind {
+                name: s.to_string(),
+                side: "source",
+                allowed: "docker, dir or yaml",
+            }),
+        }
+    }
+}
+
+impl std::str::FromStr for DestinationKind {
+    type Err = UnknownKind;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "docker" => Ok(DestinationKind::Docker),
+            "dir" => Ok(DestinationKind::Dir),
+            "oci" => Ok(DestinationKind::Oci),
+            "store" => Ok(DestinationKind::Store),
+            _ => Err(UnknownKind {
+                name: s.to_string(),
+                side: "destination",
+                allowed: "docker, dir, oci or store",
+            }),
+        }
+    }
+}
+
+/// Why the work list could not be made.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PlanError {
+    /// The YAML config is unusable.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// `dir` to `dir` (skopeo refuses it too).
+    #[error("sync from dir to dir is not implemented; copy the directory tree instead (rsync)")]
+    DirToDir,
+    /// The source names nothing to copy.
+    #[error("no images to sync found in {0:?}")]
+    NoImages(String),
+    /// The source directory cannot be read.
+    #[error("invalid source directory {}: {source}", path.display())]
+    SourceDirectory {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A source or destination name is not a valid reference.
+    #[error("{what}: {source}")]
+    Reference {
+        /// What was being named.
+        what: String,
+        /// Why it is invalid.
+        source: ReferenceError,
+    },
+    /// A repository's tags could not be listed.
+    #[error("listing the tags of {repository}: {source}")]
+    ListTags {
+        /// The repository.
+        repository: String,
+        /// What failed.
+        source: TransportError,
+    },
+}
+
+/// What to sync from where to where.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct PlanRequest {
+    /// The source's kind.
+    pub source_kind: SourceKind,
+    /// The source: a repository or image (docker), a directory (dir), a YAML file (yaml).
+    pub source: String,
+    /// The destination's kind.
+    pub destination_kind: DestinationKind,
+    /// The destination: a registry and repository prefix (docker), a directory (dir, oci), a
+    /// name prefix (store).
+    pub destination: String,
+    /// Keep the source's whole name under the destination, not only its last element.
+    pub scoped: bool,
+    /// Appended to every destination name (after the tag, for registries).
+    pub append_suffix: String,
+    /// Settings for source registries (a YAML registry's own settings override them).
+    pub source_options: TransportOptions,
+    /// Only this shard's repositories.
+    pub shard: Option<Shard>,
+    /// How many repositories' tags are listed at once.
+    pub parallel_listings: usize,
+}
+
+impl PlanRequest {
+    /// A request with no scoping, no suffix, default source settings, no shard.
+    pub fn new(
+        source_kind: SourceKind,
+        source: impl Into<String>,
+        destination_kind: DestinationKind,
+        destination: impl Into<String>,
+    ) -> PlanRequest {
+        PlanRequest {
+            source_kind,
+            source: source.into(),
+            destination_kind,
+            destination: destination.into(),
+            scoped: false,
+            append_suffix: String::new(),
+            source_options: TransportOptions::default(),
+            shard: None,
+            parallel_listings: 8,
+        }
+    }
+}
+
+/// One image to copy.
+#[derive(Debug, Clone)]
+pub struct WorkItem {
+    /// Where it is read.
+    pub source: ImageReference,
+    /// Where it is written.
+    pub destination: ImageReference,
+    /// The repository it belongs to (the shard key): `registry/ns/app`, or for `dir:` sources
+    /// the image's path under the source directory without its `:tag`.
+    pub repository: String,
+    /// Settings for reading it.
+    pub source_options: TransportOptions,
+}
+
+/// A repository whose images could not be listed; the rest of the plan stands.
+#[derive(Debug)]
+pub struct PlanFailure {
+    /// The repository (`docker://registry/ns/app`).
+    pub repository: String,
+    /// Why.
+    pub error: PlanError,
+}
+
+/// The work list.
+#[derive(Debug, Default)]
+pub struct Plan {
+    /// Every image to copy, in the config's order.
+    pub items: Vec<WorkItem>,
+    /// Repositories whose tags could not be listed.
+    pub failures: Vec<PlanFailure>,
+    /// Things skipped or ignored, as skopeo skips them.
+    pub warnings: Vec<String>,
+    /// Repositories this shard took.
+    pub repositories: usize,
+    /// Repositories left to other shards.
+    pub other_shards: usize,
+}
+
+/// Go's `path.Clean`.
+fn go_clean(p: &str) -> String {
+    if p.is_empty() {
+        return ".".into();
+    }
+    let rooted = p.starts_with('/');
+    let mut out: Vec<&str> = Vec::new();
+    for part in p.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                if out.last().is_some_and(|l| *l != "..") {
+                    out.pop();
+                } else if !rooted {
+                    out.push("..");
+                }
+            }
+            other => out.push(other),
+        }
+    }
+    let joined = out.join("/");
+    match (rooted, joined.is_empty()) {
+        (true, _) => format!("/{joined}"),
+        (false, true) => ".".into(),
+        (false, false) => joined,
+    }
+}
+
+/// Go's `path.Join`.
+fn go_join(a: &str, b: &str) -> String {
+    match (a.is_empty(), b.is_empty()) {
+        (true, true) => String::new(),
+        (true, false) => go_clean(b),
+        (false, true) => go_clean(a),
+        (false, false) => go_clean(&format!("{a}/{b}")),
+    }
+}
+
+/// Go's `path.Base`.
+fn go_base(p: &str) -> String {
+    if p.is_empty() {
+        return ".".into();
+    }
+    let t = p.trim_end_matches('/');
+    if t.is_empty() {
+        return "/".into();
+    }
+    t.rsplit('/').next().unwrap_or(t).to_string()
+}
+
+/// Names the destination of an image whose suffix (see the module doc) is `suffix`.
+pub fn destination_for(request: &PlanRequest, suffix: &str) -> Result<ImageReference, PlanError> {
+    let suffix = if request.scoped {
+        suffix.to_string()
+    } else {
+        go_base(suffix)
+    };
+    let name = go_join(&request.destination, &suffix) + &request.append_suffix;
+    let invalid = |source| PlanError::Reference {
+        what: format!("destination {name:?}"),
+        source,
+    };
+    Ok(match request.destination_kind {
+        DestinationKind::Docker => {
+            ImageReference::parse(&format!("docker://{name}")).map_err(invalid)?
+        }
+        DestinationKind::Store => {
+            ImageReference::parse(&format!("store:{name}")).map_err(invalid)?
+        }
+        DestinationKind::Dir => ImageReference::Dir {
+            path: PathBuf::from(name),
+        },
+        DestinationKind::Oci => {
+            // DESTINATION/app:v1 is the layout DESTINATION/app holding the image named v1.
+            let slash = name.rfind('/').map(|i| i + 1).unwrap_or(0);
+            let (path, tag) = match name[slash..].find(['@', ':']) {
+                Some(i) => {
+                    let (p, t) = name.split_at(slash + i);
+                    (p.to_string(), t[1..].to_string())
+                }
+                None => (name.clone(), "latest".to_string()),
+            };
+            let reference = format!("oci:{path}:{tag}");
+            ImageReference::parse(&reference).map_err(invalid)?
+        }
+    })
+}
+
+fn source_options_for(
+    base: &TransportOptions,
+    registry: &super::config::RegistryEntry,
+) -> TransportOptions {
+    let mut o = base.clone();
+    if let Some(v) = registry.tls_verify {
+        o.tls_verify = Some(v);
+    }
+    if let Some(c) = &registry.credentials {
+        o.creds = Some(format!("{}:{}", c.username, c.password));
+    }
+    o
+}
+
+/// Makes the work list of `request`: reads the YAML or walks the directory, lists tags where
+/// the source asks for them, filters, names destinations, keeps this shard's repositories.
+pub async fn plan(session: &Arc<Session>, request: &PlanRequest) -> Result<Plan, PlanError> {
+    if request.source_kind == SourceKind::Dir && request.destination_kind == DestinationKind::Dir {
+        return Err(PlanError::DirToDir);
+    }
+    let mut plan = match request.source_kind {
+        SourceKind::Docker => plan_docker(session, request).await?,
+        SourceKind::Dir => plan_dir(request)?,
+        SourceKind::Yaml => plan_yaml(session, request).await?,
+    };
+    // The same image asked for twice (a tag in a list and matched by a regex) is copied once.
+    let mut seen = HashSet::new();
+    plan.items
+        .retain(|i| seen.insert((i.source.to_string(), i.destination.to_string())));
+    Ok(plan)
+}
+
+fn takes(request: &PlanRequest, plan: &mut Plan, repository: &str) -> bool {
+    let ok = request.shard.is_none_or(|s| s.takes(repository));
+    if ok {
+        plan.repositories += 1;
+    } else {
+        plan.other_shards += 1;
+    }
+    ok
+}
+
+fn item(
+    request: &PlanRequest,
+    source: DockerReference,
+    options: &TransportOptions,
+) -> Result<WorkItem, PlanError> {
+    let destination = destination_for(request, &source.to_string())?;
+    Ok(WorkItem {
+        repository: source.name(),
+        source: ImageReference::Docker(source),
+        destination,
+        source_options: options.clone(),
+    })
+}
+
+async fn list_tags(
+    session: &Session,
+    repository: &DockerReference,
+    options: &TransportOptions,
+) -> Result<Vec<String>, PlanError> {
+    let fail = |source| PlanError::ListTags {
+        repository: format!("docker://{}", repository.name()),
+        source,
+    };
+    let client = session
+        .registry_client(repository, options)
+        .await
+        .map_err(fail)?;
+    docker::list_tags(&client, repository).await.map_err(fail)
+}
+
+async fn plan_docker(session: &Arc<Session>, request: &PlanRequest) -> Result<Plan, PlanError> {
+    let text = request
+        .source
+        .strip_prefix("docker://")
+        .unwrap_or(&request.source);
+    let named = DockerReference::parse(text).map_err(|source| PlanError::Reference {
+        what: format!("source {:?}", request.source),
+        source,
+    })?;
+    let mut plan = Plan::default();
+    if !takes(request, &mut plan, &named.name()) {
+        return Ok(plan);
+    }
+    let options = &request.source_options;
+    if named.tag().is_some() || named.digest().is_some() {
+        plan.items.push(item(request, named, options)?);
+        return Ok(plan);
+    }
+    for tag in list_tags(session, &named, options).await? {
+        match named.with_tag(&tag) {
+            Ok(r) => plan.items.push(item(request, r, options)?),
+            Err(e) => plan.warnings.push(format!(
+                "{}: skipping the tag {tag:?} the registry listed: {e}",
+                named.name()
+            )),
+        }
+    }
+    if plan.items.is_empty() {
+        return Err(PlanError::NoImages(request.source.clone()));
+    }
+    Ok(plan)
+}
+
+/// The `dir:` images under `base`: directories holding a `manifest.json`, not looked into
+/// further, in path order; symbolic links are not followed (as Go's `filepath.WalkDir`).
+fn walk_dir_images(base: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    let mut stack = vec![base.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        if dir.join("manifest.json").is_file() {
+            out.push(dir);
+            continue;
+        }
+        let mut children = Vec::new();
+        for e in std::fs::read_dir(&dir)? {
+            let e = e?;
+            if e.file_type()?.is_dir() {
+                children.push(e.path());
+            }
+        }
+        children.sort();
+        stack.extend(children.into_iter().rev());
+    }
+    Ok(out)
+}
+
+fn plan_dir(request: &PlanRequest) -> Result<Plan, PlanError> {
+    let base = PathBuf::from(&request.source);
+    let base = base
+        .canonicalize()
+        .map_err(|source| PlanError::SourceDirectory {
+            path: base.clone(),
+            source,
+        })?;
+    let images = walk_dir_images(&base).map_err(|source| PlanError::SourceDirectory {
+        path: base.clone(),
+        source,
+    })?;
+    let mut plan = Plan::default();
+    for path in images {
+        let rel = path
+            .strip_prefix(&base)
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let suffix = if rel.is_empty() {
+            base.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        } else {
+            rel
+        };
+        // The repository of `ns/app:v1` is `ns/app`: its tags stay in one shard.
+        let last = suffix.rfind('/').map(|i| i + 1).unwrap_or(0);
+        let repository = match suffix[last..].find(':') {
+            Some(i) => suffix[..last + i].to_string(),
+            None => suffix.clone(),
+        };
+        if !takes(request, &mut plan, &repository) {
+            continue;
+        }
+        plan.items.push(WorkItem {
+            destination: destination_for(request, &suffix)?,
+            source: ImageReference::Dir { path },
+            repository,
+            source_options: request.source_options.clone(),
+        });
+    }
+    if plan.items.is_empty() && plan.other_shards == 0 {
+        return Err(PlanError::NoImages(request.source.clone()));
+    }
+    Ok(plan)
+}
+
+/// The images of one repository entry, or why they could not be listed.
+async fn expand(
+    session: &Session,
+    entry: &RepositoryEntry,
+    options: &TransportOptions,
+) -> Result<(Vec<DockerReference>, Vec<String>), PlanError> {
+    let repo = &entry.repository;
+    let mut warnings = Vec::new();
+    let from_tags = |tags: Vec<String>, keep: &dyn Fn(&str) -> bool, warnings: &mut Vec<String>| {
+        let mut out = Vec::new();
+        for tag in tags.into_iter().filter(|t| keep(t)) {
+            match repo.with_tag(&tag) {
+                Ok(r) => out.push(r),
+                Err(e) => warnings.push(format!(
+                    "{}: skipping the tag {tag:?} the registry listed: {e}",
+                    repo.name()
+                )),
+            }
+        }
+        out
+    };
+    let images = match &entry.selection {
+        TagSelection::List(list) => list
+            .iter()
+            .map(|i| match i {
+                ImageRef::Tag(t) => repo.with_tag(t).map_err(|source| PlanError::Reference {
+                    what: format!("{}:{t}", repo.name()),
+                    source,
+                }),
+                ImageRef::Digest(d) => Ok(repo.with_digest(d.clone())),
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+        TagSelection::All => {
+            let tags = list_tags(session, repo, options).await?;
+            from_tags(tags, &|_| true, &mut warnings)
+        }
+        TagSelection::Regex(re) => {
+            let tags = list_tags(session, repo, options).await?;
+            from_tags(tags, &|t| re.matches(t), &mut warnings)
+        }
+        TagSelection::Semver(c) => {
+            let tags = list_tags(session, repo, options).await?;
+            from_tags(tags, &|t| c.matches_tag(t), &mut warnings)
+        }
+    };
+    if images.is_empty() {
+        warnings.push(format!("{}: no images to sync found", repo.name()));
+    }
+    Ok((images, warnings))
+}
+
+async fn plan_yaml(session: &Arc<Session>, request: &PlanRequest) -> Result<Plan, PlanError> {
+    let config = SyncConfig::from_file(Path::new(&request.source))?;
+    let mut plan = Plan {
+        warnings: config.warnings.clone(),
+        ..Plan::default()
+    };
+    let mut work = Vec::new();
+    for registry in &config.registries {
+        if registry.cert_dir.is_some() {
+            plan.warnings.push(format!(
+                "{}: cert-dir is not supported yet; {} is reached with the system's trusted roots",
+                config.origin.display(),
+                registry.registry
+            ));
+        }
+        let options = source_options_for(&request.source_options, registry);
+        for entry in &registry.repositories {
+            if takes(request, &mut plan, &entry.repository.name()) {
+                work.push((entry, options.clone()));
+            }
+        }
+    }
+    // Listing is the slow part of planning a large mirror (one request or more per
+    // repository): several at once, results kept in the config's order.
+    let expanded: Vec<_> = futures::stream::iter(work)
+        .map(|(entry, options)| async move {
+            let r = expand(session, entry, &options).await;
+            (entry, options, r)
+        })
+        .buffered(request.parallel_listings.max(1))
+        .collect()
+        .await;
+    for (entry, options, r) in expanded {
+        match r {
+            Ok((images, warnings)) => {
+                plan.warnings.extend(warnings);
+                for image in images {
+                    plan.items.push(item(request, image, &options)?);
+                }
+            }
+            Err(error) => plan.failures.push(PlanFailure {
+                repository: format!("docker://{}", entry.repository.name()),
+                error,
+            }),
+        }
+    }
+    Ok(plan)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(dest: DestinationKind, destination: &str, scoped: bool, suffix: &str) -> PlanRequest {
+        let mut r = PlanRequest::new(SourceKind::Docker, "x", dest, destination);
+        r.scoped = scoped;
+        r.append_suffix = suffix.to_string();
+        r
+    }
+
+    fn dest(r: &PlanRequest, suffix: &str) -> String {
+        destination_for(r, suffix)
+            .map(|d| d.to_string())
+            .unwrap_or_else(|e| format!("error: {e}"))
+    }
+
+    #[test]
+    fn go_paths() {
+        assert_eq!(go_join("a/b/", "c:v1"), "a/b/c:v1");
+        assert_eq!(go_join("/srv//mirror/", "./x"), "/srv/mirror/x");
+        assert_eq!(go_join("/a", "../b"), "/b");
+        assert_eq!(go_join("", "x"), "x");
+        assert_eq!(go_clean("/.."), "/");
+        assert_eq!(go_base("r.example/ns/app:v1"), "app:v1");
+        assert_eq!(go_base("app/"), "app");
+        assert_eq!(go_base(""), ".");
+    }
+
+    #[test]
+    fn names_as_skopeo_sync() {
+        let r = req(DestinationKind::Docker, "mirror.example:5000/m", false, "");
+        assert_eq!(
+            dest(&r, "r.example/ns/app:v1"),
+            "docker://mirror.example:5000/m/app:v1"
+        );
+        let d = "sha256:0000000000000000000000000000000000000000000000000000000000000000";
+        assert_eq!(
+            dest(&r, &format!("r.example/ns/app@{d}")),
+            format!("docker://mirror.example:5000/m/app@{d}")
+        );
+        let r = req(DestinationKind::Docker, "mirror.example/m", true, "-mirror");
+        assert_eq!(
+            dest(&r, "r.example/ns/app:v1"),
+            "docker://mirror.example/m/r.example/ns/app:v1-mirror"
+        );
+        // A port in the scoped name is no repository path: skopeo fails the same way.
+        let r = req(DestinationKind::Docker, "mirror.example/m", true, "");
+        assert!(dest(&r, "127.0.0.1:5000/ns/app:v1").starts_with("error: destination"));
+        // A dir: image without a tag goes to :latest.
+        let r = req(DestinationKind::Docker, "mirror.example/m", false, "");
+        assert_eq!(dest(&r, "/ns/app"), "docker://mirror.example/m/app:latest");
+
+        let r = req(DestinationKind::Dir, "/srv/dirs", false, "");
+        assert_eq!(dest(&r, "r.example/ns/app:v1"), "dir:/srv/dirs/app:v1");
+        let r = req(DestinationKind::Dir, "/srv/dirs", true, "");
+        assert_eq!(
+            dest(&r, "127.0.0.1:5000/ns/app:v1"),
+            "dir:/srv/dirs/127.0.0.1:5000/ns/app:v1"
+        );
+
+        let r = req(DestinationKind::Oci, "/srv/oci", false, "-m");
+        assert_eq!(dest(&r, "r.example/ns/app:v1"), "oci:/srv/oci/app:v1-m");
+        let r = req(DestinationKind::Oci, "/srv/oci", true, "");
+        assert_eq!(
+            dest(&r, "r.example/ns/app:v1"),
+            "oci:/srv/oci/r.example/ns/app:v1"
+        );
+        assert_eq!(
+            dest(&r, &format!("r.example/ns/app@{d}")),
+            format!("oci:/srv/oci/r.example/ns/app:{d}")
+        );
+
+        let r = req(DestinationKind::Store, "mirror.example/m", false, "");
+        assert_eq!(
+            dest(&r, "r.example/ns/app:v1"),
+            "store:mirror.example/m/app:v1"
+        );
+    }
+
+    #[test]
+    fn dir_images_are_found_in_path_order_without_descending_into_images() {
+        let t = tempfile::tempdir().expect("tempdir");
+        for d in ["b/app:v2", "a/app:v1", "a/app:v1/nested", "c/empty"] {
+            std::fs::create_dir_all(t.path().join(d)).expect("mkdir");
+        }
+        for d in ["b/app:v2", "a/app:v1", "a/app:v1/nested"] {
+            std::fs::write(t.path().join(d).join("manifest.json"), "{}").expect("write");
+        }
+        let found = walk_dir_images(t.path()).expect("walk");
+        let rel: Vec<_> = found
+            .iter()
+            .map(|p| p.strip_prefix(t.path()).expect("under").to_path_buf())
+            .collect();
+        assert_eq!(rel, [PathBuf::from("a/app:v1"), PathBuf::from("b/app:v2")]);
+    }
+}
