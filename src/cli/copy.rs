@@ -153,6 +153,27 @@ pub struct CopyArgs {
     quiet: bool,
 }
 
+/// Loads the secret key of `--sign-by FINGERPRINT --sign-key FILE [--sign-passphrase-file FILE]`.
+pub fn signing_key(
+    fpr: &str,
+    key_file: &std::path::Path,
+    passphrase_file: Option<&std::path::Path>,
+) -> anyhow::Result<SigningKey> {
+    let bytes = std::fs::read(key_file)
+        .with_context(|| format!("reading the signing key {}", key_file.display()))?;
+    let passphrase = match passphrase_file {
+        Some(p) => Some(
+            std::fs::read_to_string(p)
+                .with_context(|| format!("reading the passphrase file {}", p.display()))?
+                .trim_end_matches(['\n', '\r'])
+                .to_string(),
+        ),
+        None => None,
+    };
+    SigningKey::from_bytes(&bytes, Some(fpr), passphrase.as_deref())
+        .with_context(|| format!("loading the signing key {fpr} from {}", key_file.display()))
+}
+
 /// Runs `ferry copy`.
 pub async fn run(args: CopyArgs) -> anyhow::Result<ExitCode> {
     let session = super::options::session(Some(&args.common), &args.store);

@@ -9,6 +9,7 @@ pub mod policy;
 pub mod progress;
 pub mod sign;
 pub mod signatures;
+pub mod sync;
 
 use std::process::ExitCode;
 
@@ -64,13 +65,16 @@ pub enum Command {
     StandaloneVerify(sign::StandaloneVerifyArgs),
     /// Generate a sigstore (cosign) key pair: PREFIX.private (encrypted) and PREFIX.pub.
     GenerateSigstoreKey(sign::GenerateSigstoreKeyArgs),
+    /// Copy many images (a repository, a directory tree, a skopeo sync YAML) through the gate,
+    /// skipping those already there (as skopeo sync).
+    Sync(sync::SyncArgs),
 }
 
 impl Command {
     /// How this command spells per-side flags, for hints.
     pub fn flag_style(&self) -> errors::FlagStyle {
         match self {
-            Command::Copy(_) => errors::FlagStyle::PerSide,
+            Command::Copy(_) | Command::Sync(_) => errors::FlagStyle::PerSide,
             _ => errors::FlagStyle::Single,
         }
     }
@@ -86,5 +90,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::StandaloneSign(a) => sign::run_sign(a).await,
         Command::StandaloneVerify(a) => sign::run_verify(a).await,
         Command::GenerateSigstoreKey(a) => sign::run_generate_sigstore_key(a).await,
+        Command::Sync(a) => sync::run(a).await,
     }
 }

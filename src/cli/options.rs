@@ -124,6 +124,11 @@ pub struct CommonTransportArgs {
 /// The session of a command: the environment's defaults (as skopeo reads them), with the
 /// command line's overrides.
 pub fn session(common: Option<&CommonTransportArgs>, store: &StoreArgs) -> Session {
+    Session::new(session_config(common, store))
+}
+
+/// The configuration [`session`] makes a session of, for a command that adds to it.
+pub fn session_config(common: Option<&CommonTransportArgs>, store: &StoreArgs) -> SessionConfig {
     let mut config = SessionConfig::from_env();
     if let Some(s) = &store.store {
         config.store_root = Some(s.clone());
@@ -133,7 +138,7 @@ pub fn session(common: Option<&CommonTransportArgs>, store: &StoreArgs) -> Sessi
     {
         config.registries_d = Some(d.clone());
     }
-    Session::new(config)
+    config
 }
 
 /// Builds the transport options of one side.

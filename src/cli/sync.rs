@@ -1,0 +1,340 @@
+//! `ferry sync`: skopeo sync's command line over the library's [`ferry::sync`].
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use ferry::copy::{CopyOptions, ImageSelection, ManifestFormat, SignOptions, SignatureMode};
+use ferry::sync::plan::{self, DestinationKind, PlanError, PlanRequest, SourceKind};
+use ferry::sync::shard::Shard;
+use ferry::sync::{self as library, ImageResult, ImageStatus, SyncOptions, SyncProgress, SyncReport};
+
+use super::errors::UsageError;
+use super::options::{CommonTransportArgs, DestArgs, PolicyArgs, SourceArgs, StoreArgs};
+use super::{EXIT_FAILURE, EXIT_REJECTED};
+
+/// The environment variable a Kubernetes Indexed Job sets to the pod's index.
+pub const JOB_INDEX_VARIABLE: &str = "JOB_COMPLETION_INDEX";
+
+/// Copy every image of SOURCE to DESTINATION, as skopeo sync does, through the policy gate, many
+/// images at once, skipping those already there.
+///
+/// SOURCE is a registry repository or image (--src docker: registry.example.com/ns/app[:tag]), a
+/// directory of dir: images (--src dir), or a YAML file in skopeo sync's format (--src yaml).
+/// DESTINATION is a registry and repository prefix (--dest docker: mirror.example.com/ns), a
+/// directory (--dest dir: one dir: image per image; --dest oci: one OCI layout per repository),
+/// or a name prefix in ferry's store (--dest store).
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Images already at the destination with the same manifest digest and their \
+signatures are skipped after one manifest request per side; a sync that was killed finishes the \
+rest when run again.
+
+Exit status: 0 every image copied or up to date, 1 some image rejected by the signature policy \
+and nothing else failed, 2 bad usage, 3 any other failure (a repository that could not be \
+listed, an image that could not be copied). --report FILE says which and why.
+
+See docs/sync.md for the YAML, sharding (--shard, Kubernetes Indexed Jobs) and the report.")]
+pub struct SyncArgs {
+    /// SOURCE's transport: docker, dir or yaml.
+    #[arg(short = 's', long = "src", value_name = "TRANSPORT")]
+    pub source_kind: SourceKind,
+    /// DESTINATION's transport: docker, dir, oci or store.
+    #[arg(short = 'd', long = "dest", value_name = "TRANSPORT")]
+    pub destination_kind: DestinationKind,
+    /// Where the images come from.
+    #[arg(value_name = "SOURCE")]
+    pub source: String,
+    /// Where they go.
+    #[arg(value_name = "DESTINATION")]
+    pub destination: String,
+    /// Keep the whole source name under DESTINATION (registry.example.com/ns/app:v1), not only
+    /// its last element (app:v1).
+    #[arg(long)]
+    scoped: bool,
+    /// Append this to every destination name (after the tag, for registries).
+    #[arg(long, value_name = "SUFFIX", default_value = "")]
+    append_suffix: String,
+    /// Copy the whole list of images and every image in it, not only the one for this platform.
+    #[arg(short = 'a', long)]
+    all: bool,
+    /// Copy nothing: check every image and say which would be copied, skipped or rejected.
+    #[arg(long)]
+    dry_run: bool,
+    /// Go on after an image fails or is rejected (the exit status still says so).
+    #[arg(long)]
+    keep_going: bool,
+    /// Write "DIGEST DESTINATION" for every image copied or up to date, one per line.
+    #[arg(long, value_name = "FILE")]
+    digestfile: Option<PathBuf>,
+    /// Accepted for skopeo's command lines: ferry never changes a manifest's digest.
+    #[arg(long)]
+    preserve_digests: bool,
+    /// Write a JSON report: every image copied, skipped, rejected or failed, with the reason and
+    /// the signature verdict.
+    #[arg(long, value_name = "FILE")]
+    report: Option<PathBuf>,
+    /// Only the repositories of this shard: INDEX/COUNT, or COUNT alone with the index from
+    /// $JOB_COMPLETION_INDEX (set by a Kubernetes Indexed Job). Indexes run from 0.
+    #[arg(long, value_name = "[INDEX/]COUNT")]
+    shard: Option<String>,
+    /// How many images are copied at once.
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
+    parallel_images: u16,
+    /// How many blobs are copied at once, across all images.
+    #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
+    parallel_blobs: u16,
+    /// How many requests may be in flight to one registry at once (0: no limit).
+    #[arg(long, value_name = "N", default_value_t = 32)]
+    registry_requests: usize,
+    /// Copy images even when the destination already has them.
+    #[arg(long)]
+    force: bool,
+    /// What to do with the source's signatures: copy-all, remove-signatures or
+    /// sufficient-subset.
+    #[arg(long = "signatures", value_name = "MODE", default_value = "copy-all")]
+    mode: SignatureMode,
+    /// Copy no signatures (same as --signatures remove-signatures).
+    #[arg(long, conflicts_with = "mode")]
+    remove_signatures: bool,
+    /// Sign every copied image with simple signing, with the key of this fingerprint (needs
+    /// --sign-key); each is signed for its destination's name.
+    #[arg(long, value_name = "FINGERPRINT", requires = "sign_key")]
+    sign_by: Option<String>,
+    /// The secret key for --sign-by.
+    #[arg(long, value_name = "FILE", requires = "sign_by")]
+    sign_key: Option<PathBuf>,
+    /// A file holding the passphrase of the --sign-key key.
+    #[arg(long, value_name = "FILE", requires = "sign_by")]
+    sign_passphrase_file: Option<PathBuf>,
+    /// The manifest format the destination must get (oci or v2s2); a source in another format
+    /// is refused, as ferry never converts manifests.
+    #[arg(short = 'f', long, value_name = "FORMAT")]
+    format: Option<ManifestFormat>,
+    #[command(flatten)]
+    policy: PolicyArgs,
+    #[command(flatten)]
+    src: SourceArgs,
+    #[command(flatten)]
+    dest: DestArgs,
+    #[command(flatten)]
+    common: CommonTransportArgs,
+    #[command(flatten)]
+    store: StoreArgs,
+    /// Print only failures and warnings, not a line per image and the total.
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+/// `--shard`: INDEX/COUNT, or COUNT with the index from the Job's environment.
+fn shard(value: &str, job_index: Option<String>) -> Result<Shard, UsageError> {
+    let usage = |e: ferry::sync::shard::ShardError| UsageError(format!("--shard {value}: {e}"));
+    if value.contains('/') {
+        return Shard::parse(value).map_err(usage);
+    }
+    let Some(index) = job_index.filter(|v| !v.is_empty()) else {
+        return Err(UsageError(format!(
+            "--shard {value} gives no index and ${JOB_INDEX_VARIABLE} is not set: give INDEX/{value}"
+        )));
+    };
+    Shard::parse(&format!("{index}/{value}")).map_err(|e| {
+        UsageError(format!(
+            "--shard {value} with ${JOB_INDEX_VARIABLE}={index}: {e}"
+        ))
+    })
+}
+
+/// One line per image on stderr (failures and warnings only with --quiet).
+struct Lines {
+    quiet: bool,
+}
+
+impl SyncProgress for Lines {
+    fn image_done(&self, r: &ImageResult, done: usize, total: usize) {
+        let failed = matches!(r.status, ImageStatus::Failed | ImageStatus::Rejected);
+        if self.quiet && !failed {
+            return;
+        }
+        let to = r
+            .destination
+            .as_deref()
+            .map(|d| format!(" -> {d}"))
+            .unwrap_or_default();
+        let detail = match r.status {
+            ImageStatus::Copied => format!(
+                " ({}, {} blob(s) copied, {} reused, {} signature(s), {:.1} s)",
+                r.digest.as_ref().map(|d| d.to_string()).unwrap_or_default(),
+                r.blobs_copied,
+                r.blobs_reused,
+                r.signatures_written,
+                r.seconds
+            ),
+            ImageStatus::Skipped => " (up to date)".to_string(),
+            _ => r
+                .reason
+                .as_deref()
+                .map(|w| format!(": {w}"))
+                .unwrap_or_default(),
+        };
+        eprintln!(
+            "[{done}/{total}] {} {}{to}{detail}",
+            r.status.name(),
+            r.source
+        );
+    }
+
+    fn warning(&self, message: &str) {
+        eprintln!("ferry: warning: {message}");
+    }
+}
+
+fn write_digestfile(path: &std::path::Path, report: &SyncReport) -> anyhow::Result<()> {
+    let mut out = Vec::new();
+    for i in &report.images {
+        if let (ImageStatus::Copied | ImageStatus::Skipped, Some(d), Some(dst)) =
+            (i.status, &i.digest, &i.destination)
+        {
+            writeln!(out, "{d} {dst}")?;
+        }
+    }
+    std::fs::write(path, out).with_context(|| format!("writing the digest file {}", path.display()))
+}
+
+/// Runs `ferry sync`.
+pub async fn run(args: SyncArgs) -> anyhow::Result<ExitCode> {
+    if args.preserve_digests {
+        tracing::debug!("--preserve-digests: ferry never changes a manifest's digest");
+    }
+    let shard = match &args.shard {
+        Some(v) => Some(shard(v, std::env::var(JOB_INDEX_VARIABLE).ok())?),
+        None => None,
+    };
+    let mut session_args = super::options::session_config(Some(&args.common), &args.store);
+    session_args.max_requests_per_registry = Some(args.registry_requests).filter(|n| *n > 0);
+    let session = Arc::new(ferry::session::Session::new(session_args));
+
+    let mut copy = CopyOptions::new(args.policy.load()?);
+    copy.mode = if args.remove_signatures {
+        SignatureMode::RemoveSignatures
+    } else {
+        args.mode
+    };
+    copy.selection = if args.all {
+        ImageSelection::All
+    } else {
+        ImageSelection::System
+    };
+    copy.destination = super::options::transport_options(
+        args.dest.dest_tls_verify,
+        args.dest.dest_creds.clone(),
+        &args.common,
+    );
+    copy.parallel_blobs = usize::from(args.parallel_blobs);
+    copy.format = args.format;
+    if let (Some(fpr), Some(key_file)) = (&args.sign_by, &args.sign_key) {
+        let key = super::copy::signing_key(fpr, key_file, args.sign_passphrase_file.as_deref())?;
+        copy.sign = Some(SignOptions {
+            keys: vec![ferry::copy::SignKey::SimpleSigning(Arc::new(key))],
+            identity: None,
+        });
+    }
+
+    let mut request = PlanRequest::new(
+        args.source_kind,
+        args.source.clone(),
+        args.destination_kind,
+        args.destination.clone(),
+    );
+    request.scoped = args.scoped;
+    request.append_suffix = args.append_suffix.clone();
+    request.shard = shard;
+    request.source_options = super::options::transport_options(
+        args.src.src_tls_verify,
+        args.src.src_creds.clone(),
+        &args.common,
+    );
+    let progress = Arc::new(Lines { quiet: args.quiet });
+    let plan = match plan::plan(&session, &request).await {
+        Ok(p) => p,
+        Err(e @ PlanError::DirToDir) => return Err(UsageError(e.to_string()).into()),
+        Err(e) => return Err(e.into()),
+    };
+    for w in &plan.warnings {
+        progress.warning(w);
+    }
+    if !args.quiet {
+        let shard_text = shard
+            .map(|s| {
+                format!(
+                    " (shard {s}: {} of {} repositories)",
+                    plan.repositories,
+                    plan.repositories + plan.other_shards
+                )
+            })
+            .unwrap_or_default();
+        eprintln!(
+            "{} {} image(s) from {} to {}{shard_text}",
+            if args.dry_run { "Checking" } else { "Syncing" },
+            plan.items.len(),
+            args.source,
+            args.destination
+        );
+    }
+
+    let mut options = SyncOptions::new(copy);
+    options.parallel_images = usize::from(args.parallel_images);
+    options.parallel_checks = (usize::from(args.parallel_images) * 4).max(16);
+    options.max_blobs_in_flight = usize::from(args.parallel_blobs);
+    options.keep_going = args.keep_going;
+    options.dry_run = args.dry_run;
+    options.image_retries = args.common.retry_times;
+    options.force = args.force;
+    options.progress = Some(progress);
+    let report = library::run(&session, &request, plan, options).await;
+
+    if let Some(path) = &args.report {
+        std::fs::write(path, serde_json::to_vec_pretty(&report)?)
+            .with_context(|| format!("writing the report {}", path.display()))?;
+    }
+    if let Some(path) = &args.digestfile
+        && !args.dry_run
+    {
+        write_digestfile(path, &report)?;
+    }
+    let s = &report.summary;
+    if !args.quiet || s.failed + s.rejected > 0 {
+        eprintln!("{}", report.summary_line());
+    }
+    Ok(if s.failed > 0 {
+        ExitCode::from(EXIT_FAILURE)
+    } else if s.rejected > 0 {
+        ExitCode::from(EXIT_REJECTED)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shard_from_the_flag_or_the_job_index() {
+        assert_eq!(shard("1/4", None).ok(), Some(Shard { index: 1, count: 4 }));
+        assert_eq!(
+            shard("4", Some("3".into())).ok(),
+            Some(Shard { index: 3, count: 4 })
+        );
+        // The flag's own index wins over the environment.
+        assert_eq!(
+            shard("0/2", Some("1".into())).ok(),
+            Some(Shard { index: 0, count: 2 })
+        );
+        let e = shard("4", None).expect_err("no index");
+        assert!(e.0.contains("JOB_COMPLETION_INDEX"), "{e}");
+        let e = shard("4", Some("4".into())).expect_err("out of range");
+        assert!(e.0.contains("out of range"), "{e}");
+        assert!(shard("x/4", None).is_err());
+    }
+}
