@@ -87,6 +87,9 @@ struct ClientKey {
     retry_times: u32,
 }
 
+/// What every client of one registry host shares in a session.
+type HostShared = (Arc<RegistryLimits>, Arc<BlobLocations>);
+
 /// One command's shared state. Cheap to share (`Arc<Session>`); every method takes `&self`.
 pub struct Session {
     config: SessionConfig,
@@ -95,7 +98,7 @@ pub struct Session {
     lookaside_http: std::sync::Mutex<HashMap<(http::TlsPolicy, u64), reqwest::Client>>,
     /// Per registry host: its request limits and the blobs seen in its repositories, shared
     /// by every client of the host (a source and a destination with other credentials too).
-    hosts: std::sync::Mutex<HashMap<String, (Arc<RegistryLimits>, Arc<BlobLocations>)>>,
+    hosts: std::sync::Mutex<HashMap<String, HostShared>>,
 }
 
 impl std::fmt::Debug for Session {
@@ -118,7 +121,7 @@ impl Session {
         }
     }
 
-    fn host(&self, registry: &str) -> (Arc<RegistryLimits>, Arc<BlobLocations>) {
+    fn host(&self, registry: &str) -> HostShared {
         let mut hosts = self
             .hosts
             .lock()

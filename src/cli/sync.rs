@@ -9,7 +9,9 @@ use anyhow::Context;
 use ferry::copy::{CopyOptions, ImageSelection, ManifestFormat, SignOptions, SignatureMode};
 use ferry::sync::plan::{self, DestinationKind, PlanError, PlanRequest, SourceKind};
 use ferry::sync::shard::Shard;
-use ferry::sync::{self as library, ImageResult, ImageStatus, SyncOptions, SyncProgress, SyncReport};
+use ferry::sync::{
+    self as library, ImageResult, ImageStatus, SyncOptions, SyncProgress, SyncReport,
+};
 
 use super::errors::UsageError;
 use super::options::{CommonTransportArgs, DestArgs, PolicyArgs, SourceArgs, StoreArgs};
@@ -27,7 +29,8 @@ pub const JOB_INDEX_VARIABLE: &str = "JOB_COMPLETION_INDEX";
 /// directory (--dest dir: one dir: image per image; --dest oci: one OCI layout per repository),
 /// or a name prefix in ferry's store (--dest store).
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Images already at the destination with the same manifest digest and their \
+#[command(
+    after_help = "Images already at the destination with the same manifest digest and their \
 signatures are skipped after one manifest request per side; a sync that was killed finishes the \
 rest when run again.
 
@@ -35,7 +38,8 @@ Exit status: 0 every image copied or up to date, 1 some image rejected by the si
 and nothing else failed, 2 bad usage, 3 any other failure (a repository that could not be \
 listed, an image that could not be copied). --report FILE says which and why.
 
-See docs/sync.md for the YAML, sharding (--shard, Kubernetes Indexed Jobs) and the report.")]
+See docs/sync.md for the YAML, sharding (--shard, Kubernetes Indexed Jobs) and the report."
+)]
 pub struct SyncArgs {
     /// SOURCE's transport: docker, dir or yaml.
     #[arg(short = 's', long = "src", value_name = "TRANSPORT")]

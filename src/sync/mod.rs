@@ -152,7 +152,12 @@ fn worth_retrying(e: &CopyError) -> bool {
     }
 }
 
-fn failure(result: &mut ImageResult, e: &CopyError) {
+/// Records a failed or rejected image; without keep-going, no image starts after it (the
+/// flag is set before this image gives back its copy slot).
+fn failure(shared: &Shared, result: &mut ImageResult, e: &CopyError) {
+    if !shared.options.keep_going {
+        shared.stop.store(true, Ordering::SeqCst);
+    }
     result.status = if e.is_rejection() {
         ImageStatus::Rejected
     } else {
@@ -209,8 +214,8 @@ async fn copy_image(shared: &Shared, item: &WorkItem, copy_options: &CopyOptions
                 result.status = ImageStatus::WouldCopy;
                 result.verdict = a.judgements().iter().find_map(|j| j.verdict.clone());
             }
-            Ok(Checked::Rejected(r)) => failure(&mut result, &CopyError::Rejected(r)),
-            Err(e) => failure(&mut result, &e),
+            Ok(Checked::Rejected(r)) => failure(shared, &mut result, &CopyError::Rejected(r)),
+            Err(e) => failure(shared, &mut result, &e),
         }
         return result;
     }
@@ -261,7 +266,7 @@ async fn copy_image(shared: &Shared, item: &WorkItem, copy_options: &CopyOptions
                 tokio::time::sleep(wait).await;
             }
             Err(e) => {
-                failure(&mut result, &e);
+                failure(shared, &mut result, &e);
                 return result;
             }
         }
@@ -288,11 +293,6 @@ async fn run_one(
     };
     let mut result = copy_image(&shared, &item, &copy_options).await;
     result.seconds = started.elapsed().as_secs_f64();
-    if matches!(result.status, ImageStatus::Failed | ImageStatus::Rejected)
-        && !shared.options.keep_going
-    {
-        shared.stop.store(true, Ordering::SeqCst);
-    }
     let done = shared.done.fetch_add(1, Ordering::SeqCst) + 1;
     if let Some(p) = &shared.options.progress {
         p.image_done(&result, done, shared.total);

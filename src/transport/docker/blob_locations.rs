@@ -25,6 +25,8 @@ struct Known {
     repositories: Vec<String>,
     /// Set while someone pushes it; its sender is dropped when that push ends either way.
     pushing: Option<watch::Receiver<()>>,
+    /// Per repository, set while someone makes it present there (a mount, or a push).
+    landing: HashMap<String, watch::Receiver<()>>,
 }
 
 /// The blobs of one registry this session knows about. Shared by every destination on the
@@ -34,20 +36,37 @@ pub struct BlobLocations {
     blobs: Mutex<HashMap<Digest, Known>>,
 }
 
-/// The right to push a blob while others wait for it. Dropping it (the push finished, failed,
-/// or the copy was abandoned) wakes the waiters.
+/// What a claim is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    /// Sending the blob's bytes to the registry (one push per registry at a time).
+    Push,
+    /// Making the blob present in one repository, by mount or push (one at a time per
+    /// repository: the distribution registry rewrites a repository's link file on each mount,
+    /// and a manifest checked while it is rewritten fails with "digest invalid").
+    Land(String),
+}
+
+/// The right to do what a [`Scope`] names while others wait. Dropping it (done, failed, or
+/// the copy abandoned) wakes the waiters.
 #[derive(Debug)]
-pub struct PushClaim {
+pub struct ClaimGuard {
     locations: Arc<BlobLocations>,
     digest: Digest,
+    scope: Scope,
     _done: watch::Sender<()>,
 }
 
-impl Drop for PushClaim {
+impl Drop for ClaimGuard {
     fn drop(&mut self) {
         let mut blobs = self.locations.lock();
         if let Some(k) = blobs.get_mut(&self.digest) {
-            k.pushing = None;
+            match &self.scope {
+                Scope::Push => k.pushing = None,
+                Scope::Land(repo) => {
+                    k.landing.remove(repo);
+                }
+            }
         }
     }
 }
@@ -55,18 +74,18 @@ impl Drop for PushClaim {
 /// What [`BlobLocations::claim`] found.
 #[derive(Debug)]
 pub enum Claim {
-    /// Nobody else is pushing the blob: push it, holding this until done.
-    Push(PushClaim),
-    /// Another image is pushing it: wait with [`PushInProgress::finished`], then look again.
-    Wait(PushInProgress),
+    /// Nobody else holds it: go ahead, holding this until done.
+    Mine(ClaimGuard),
+    /// Another image holds it: wait with [`InProgress::finished`], then look again.
+    Wait(InProgress),
 }
 
-/// A push by someone else.
+/// Something another image is doing with a blob.
 #[derive(Debug)]
-pub struct PushInProgress(watch::Receiver<()>);
+pub struct InProgress(watch::Receiver<()>);
 
-impl PushInProgress {
-    /// Resolves when that push has ended, successfully or not.
+impl InProgress {
+    /// Resolves when it has ended, successfully or not.
     pub async fn finished(mut self) {
         // The sender never sends; changed() returns when it is dropped.
         while self.0.changed().await.is_ok() {}
@@ -114,20 +133,31 @@ impl BlobLocations {
             .unwrap_or_default()
     }
 
-    /// Claims the push of `digest`, or says who is pushing it.
-    pub fn claim(self: &Arc<Self>, digest: &Digest) -> Claim {
+    /// Claims `scope` for `digest`, or says who holds it.
+    pub fn claim(self: &Arc<Self>, digest: &Digest, scope: Scope) -> Claim {
         let mut blobs = self.lock();
         let k = blobs.entry(digest.clone()).or_default();
-        if let Some(rx) = &k.pushing
+        let held = match &scope {
+            Scope::Push => k.pushing.as_ref(),
+            Scope::Land(repo) => k.landing.get(repo),
+        };
+        // A receiver whose sender is gone is a claim whose guard is being dropped right now.
+        if let Some(rx) = held
             && rx.has_changed().is_ok()
         {
-            return Claim::Wait(PushInProgress(rx.clone()));
+            return Claim::Wait(InProgress(rx.clone()));
         }
         let (tx, rx) = watch::channel(());
-        k.pushing = Some(rx);
-        Claim::Push(PushClaim {
+        match &scope {
+            Scope::Push => k.pushing = Some(rx),
+            Scope::Land(repo) => {
+                k.landing.insert(repo.clone(), rx);
+            }
+        }
+        Claim::Mine(ClaimGuard {
             locations: self.clone(),
             digest: digest.clone(),
+            scope,
             _done: tx,
         })
     }
@@ -152,16 +182,33 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn one_push_at_a_time_and_waiters_wake_when_it_ends() {
+    async fn one_claim_at_a_time_and_waiters_wake_when_it_ends() {
         let l = Arc::new(BlobLocations::default());
-        let Claim::Push(first) = l.claim(&d(1)) else {
-            panic!("the first claim pushes");
+        let Claim::Mine(first) = l.claim(&d(1), Scope::Push) else {
+            panic!("the first claim is granted");
         };
-        let Claim::Wait(wait) = l.claim(&d(1)) else {
+        let Claim::Wait(wait) = l.claim(&d(1), Scope::Push) else {
             panic!("a second claim waits");
         };
-        // Another blob is independent.
-        assert!(matches!(l.claim(&d(2)), Claim::Push(_)));
+        // Another blob, or landing in a repository, is independent of the push.
+        assert!(matches!(l.claim(&d(2), Scope::Push), Claim::Mine(_)));
+        let Claim::Mine(land_a) = l.claim(&d(1), Scope::Land("a".into())) else {
+            panic!("landing in a is free");
+        };
+        assert!(matches!(
+            l.claim(&d(1), Scope::Land("a".into())),
+            Claim::Wait(_)
+        ));
+        assert!(matches!(
+            l.claim(&d(1), Scope::Land("b".into())),
+            Claim::Mine(_)
+        ));
+        drop(land_a);
+        assert!(matches!(
+            l.claim(&d(1), Scope::Land("a".into())),
+            Claim::Mine(_)
+        ));
+
         let waiter = tokio::spawn(wait.finished());
         tokio::task::yield_now().await;
         assert!(!waiter.is_finished());
@@ -171,6 +218,6 @@ mod tests {
             .await
             .expect("woken")
             .expect("task");
-        assert!(matches!(l.claim(&d(1)), Claim::Push(_)));
+        assert!(matches!(l.claim(&d(1), Scope::Push), Claim::Mine(_)));
     }
 }

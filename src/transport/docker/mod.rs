@@ -22,7 +22,7 @@ use futures::StreamExt;
 use reqwest::StatusCode;
 use url::Url;
 
-use self::blob_locations::{BlobLocations, Claim, PushClaim};
+use self::blob_locations::{BlobLocations, Claim, ClaimGuard, Scope};
 use self::client::RegistryClient;
 use super::*;
 use crate::config::registries_d::RegistriesConfig;
@@ -599,7 +599,9 @@ pub struct DockerDestination {
     client: Arc<RegistryClient>,
     registries: Arc<RegistriesConfig>,
     locations: Option<Arc<BlobLocations>>,
-    claims: std::sync::Mutex<std::collections::HashMap<Digest, PushClaim>>,
+    /// The push (and landing) claims of blobs this destination is pushing, held until the
+    /// push ends.
+    claims: std::sync::Mutex<std::collections::HashMap<Digest, (ClaimGuard, ClaimGuard)>>,
 }
 
 impl DockerDestination {
@@ -806,6 +808,18 @@ impl DockerDestination {
         }
     }
 
+    /// Mounts `digest` from the copy's source when that is another repository of this registry.
+    async fn mount_from_source(&self, digest: &Digest, source: &ImageReference) -> Result<bool> {
+        match source {
+            ImageReference::Docker(src)
+                if src.domain() == self.image.domain() && src.path() != self.image.path() =>
+            {
+                self.mount_from(digest, src).await
+            }
+            _ => Ok(false),
+        }
+    }
+
     /// Mounts `digest` from a sibling repository the session saw it land in.
     async fn mount_from_known(&self, digest: &Digest) -> Result<bool> {
         let Some(l) = &self.locations else {
@@ -883,36 +897,47 @@ impl ImageDestination for DockerDestination {
             StatusCode::NOT_FOUND => {}
             _ => return Err(self.client.status_error(&url, resp).await),
         }
-        // Same registry, another repository: ask the registry to mount the blob.
-        if let ImageReference::Docker(src) = source
-            && src.domain() == self.image.domain()
-            && src.path() != self.image.path()
-            && self.mount_from(&descriptor.digest, src).await?
-        {
-            self.landed(&descriptor.digest);
-            return Ok(true);
-        }
         let Some(locations) = &self.locations else {
-            return Ok(false);
+            // Same registry, another repository: ask the registry to mount the blob.
+            return self.mount_from_source(&descriptor.digest, source).await;
         };
+        let digest = &descriptor.digest;
+        let here = self.image.path();
         loop {
-            // Another image of this session pushed it here while this one waited.
-            if locations.holds(&descriptor.digest, self.image.path()) {
+            // Another image of this session made it present here while this one waited.
+            if locations.holds(digest, here) {
                 return Ok(true);
             }
-            if self.mount_from_known(&descriptor.digest).await? {
-                self.landed(&descriptor.digest);
+            // One image at a time makes a blob present in a repository.
+            let land = match locations.claim(digest, Scope::Land(here.to_string())) {
+                Claim::Mine(guard) => guard,
+                Claim::Wait(other) => {
+                    other.finished().await;
+                    continue;
+                }
+            };
+            if locations.holds(digest, here) {
                 return Ok(true);
             }
-            match locations.claim(&descriptor.digest) {
-                Claim::Push(claim) => {
+            if self.mount_from_source(digest, source).await?
+                || self.mount_from_known(digest).await?
+            {
+                self.landed(digest);
+                return Ok(true);
+            }
+            // One push of a blob per registry: the others wait, then mount it from here.
+            match locations.claim(digest, Scope::Push) {
+                Claim::Mine(push) => {
                     self.claims
                         .lock()
                         .unwrap_or_else(|poisoned| poisoned.into_inner())
-                        .insert(descriptor.digest.clone(), claim);
+                        .insert(digest.clone(), (push, land));
                     return Ok(false);
                 }
-                Claim::Wait(push) => push.finished().await,
+                Claim::Wait(other) => {
+                    drop(land);
+                    other.finished().await;
+                }
             }
         }
     }

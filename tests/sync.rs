@@ -1,0 +1,1074 @@
+//! `ferry sync` end to end against two real distribution registries on 127.0.0.1: skopeo sync's
+//! YAML (tag lists, a tag regex, a semver range) compared with skopeo sync itself, lookaside
+//! signatures, --keep-going over an unreachable repository and a rejected image, a no-op re-run
+//! counted request by request through an in-test proxy, a sync killed with SIGKILL and run
+//! again, four shards, and a 429 that pauses the whole registry.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use support::gpg::{Gpg, Key};
+use support::http::{HttpServer, Reply, Request};
+use support::registry::Registry;
+use support::*;
+
+/// A plain HTTP/1.0 request to 127.0.0.1 (the registry closes the connection after answering):
+/// status, headers (names lowercased) and body.
+fn http(
+    method: &str,
+    host: &str,
+    path: &str,
+    accept: Option<&str>,
+) -> (u16, BTreeMap<String, String>, Vec<u8>) {
+    let mut s = TcpStream::connect(host).unwrap_or_else(|e| panic!("connect {host}: {e}"));
+    let mut req = format!("{method} {path} HTTP/1.0\r\nHost: {host}\r\n");
+    if let Some(a) = accept {
+        req.push_str(&format!("Accept: {a}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).expect("write request");
+    let mut answer = Vec::new();
+    s.read_to_end(&mut answer).expect("read answer");
+    let split = answer
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("end of headers");
+    let head = String::from_utf8_lossy(&answer[..split]).into_owned();
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|c| c.parse().ok())
+        .expect("status");
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    (status, headers, answer[split + 4..].to_vec())
+}
+
+const ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.list.v2+json";
+
+/// The tags of a repository (empty when it does not exist).
+fn tags(host: &str, repo: &str) -> BTreeSet<String> {
+    let (status, _, body) = http("GET", host, &format!("/v2/{repo}/tags/list"), None);
+    if status == 404 {
+        return BTreeSet::new();
+    }
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let v: serde_json::Value = serde_json::from_slice(&body).expect("json");
+    v["tags"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|t| t.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The digest of the manifest a tag names, or None.
+fn digest_of(host: &str, repo: &str, tag: &str) -> Option<String> {
+    let (status, headers, _) = http(
+        "HEAD",
+        host,
+        &format!("/v2/{repo}/manifests/{tag}"),
+        Some(ACCEPT),
+    );
+    (status == 200).then(|| headers["docker-content-digest"].clone())
+}
+
+/// Writes a `dir:` image (containers/image's directory format) of `layers`.
+fn write_dir_image(dir: &Path, layers: Vec<Vec<u8>>) -> TestImage {
+    let img = build_image("amd64", layers);
+    std::fs::create_dir_all(dir).expect("mkdir");
+    std::fs::write(dir.join("version"), "Directory Transport Version: 1.1\n").expect("version");
+    std::fs::write(dir.join("manifest.json"), &img.manifest).expect("manifest");
+    for blob in img.layers.iter().chain(std::iter::once(&img.config)) {
+        std::fs::write(dir.join(&sha256(blob)["sha256:".len()..]), blob).expect("blob");
+    }
+    img
+}
+
+/// A source registry filled with `repos` × `tags` images (a shared base layer, one of its own
+/// each), pushed by skopeo in one `skopeo sync`; lookaside signatures (by real gpg through skopeo)
+/// for the images `signed` picks, served by an in-test server that counts its requests.
+struct World {
+    t: tempfile::TempDir,
+    src: Registry,
+    dst: Registry,
+    /// (repo, tag) → manifest digest.
+    images: BTreeMap<(String, String), String>,
+    lookaside: HttpServer,
+    lookaside_dir: PathBuf,
+    dst_sigs: PathBuf,
+    registries_d: PathBuf,
+    policy: PathBuf,
+    _gpg: Gpg,
+    key: Key,
+}
+
+const TAGS: [&str; 4] = ["1.0.0", "1.1.0", "2.0.0", "latest"];
+
+impl World {
+    fn new(
+        repos: &[&str],
+        tags: &[&str],
+        layer: usize,
+        signed: impl Fn(&str, &str) -> bool,
+    ) -> World {
+        let t = tempfile::tempdir().expect("tempdir");
+        let (src, dst) = (Registry::start(), Registry::start());
+        let tree = t.path().join("tree");
+        let base = pseudo_random(1, layer);
+        let mut images = BTreeMap::new();
+        for (r, repo) in repos.iter().enumerate() {
+            for (i, tag) in tags.iter().enumerate() {
+                let own = pseudo_random(100 + (r * 10 + i) as u64, layer / 4 + 1);
+                let img =
+                    write_dir_image(&tree.join(format!("{repo}:{tag}")), vec![base.clone(), own]);
+                images.insert((repo.to_string(), tag.to_string()), img.digest);
+            }
+        }
+        let insecure = insecure_policy(t.path());
+        skopeo(&[
+            "sync",
+            "--policy",
+            insecure.to_str().unwrap(),
+            "--src",
+            "dir",
+            "--dest",
+            "docker",
+            "--scoped",
+            "--dest-tls-verify=false",
+            tree.to_str().unwrap(),
+            &src.host(),
+        ])
+        .ok();
+        // skopeo compresses the layers on the way, so the registry's manifests are its own.
+        let mut manifests = BTreeMap::new();
+        for ((repo, tag), digest) in images.iter_mut() {
+            let (status, _, body) = http(
+                "GET",
+                &src.host(),
+                &format!("/v2/{repo}/manifests/{tag}"),
+                Some(ACCEPT),
+            );
+            assert_eq!(status, 200, "{repo}:{tag} pushed");
+            *digest = sha256(&body);
+            manifests.insert((repo.clone(), tag.clone()), body);
+        }
+
+        let gpg = Gpg::new();
+        let key = gpg.gen_key("Mirror Signer");
+        let lookaside_dir = t.path().join("lookaside");
+        for ((repo, tag), digest) in &images {
+            if !signed(repo, tag) {
+                continue;
+            }
+            let manifest = t.path().join("m.json");
+            std::fs::write(&manifest, &manifests[&(repo.clone(), tag.clone())]).unwrap();
+            let dir = lookaside_dir.join(format!("{repo}@sha256={}", &digest["sha256:".len()..]));
+            std::fs::create_dir_all(&dir).unwrap();
+            gpg.skopeo_sign(
+                &manifest,
+                &format!("{}/{repo}:{tag}", src.host()),
+                &key.fpr,
+                &dir.join("signature-1"),
+            );
+        }
+        let served = lookaside_dir.clone();
+        let lookaside = HttpServer::start(
+            Arc::new(move |req: &Request| {
+                let rel = req.path.strip_prefix("/sigs/").unwrap_or("");
+                match std::fs::read(served.join(rel)) {
+                    Ok(b) if !rel.is_empty() && !rel.contains("..") => Reply::signature(b),
+                    _ => Reply::not_found(),
+                }
+            }),
+            None,
+        );
+        let dst_sigs = t.path().join("dst-sigs");
+        let registries_d = t.path().join("registries.d");
+        std::fs::create_dir_all(&registries_d).unwrap();
+        // The legacy keys (sigstore, sigstore-staging), which skopeo 1.9.3 and ferry both read.
+        std::fs::write(
+            registries_d.join("sync.yaml"),
+            format!(
+                "docker:\n  {}:\n    sigstore: {}/sigs\n  {}:\n    sigstore: file://{}\n    sigstore-staging: file://{}\n",
+                src.host(),
+                lookaside.url(),
+                dst.host(),
+                dst_sigs.display(),
+                dst_sigs.display()
+            ),
+        )
+        .unwrap();
+        let policy = t.path().join("policy.json");
+        World {
+            t,
+            src,
+            dst,
+            images,
+            lookaside,
+            lookaside_dir,
+            dst_sigs,
+            registries_d,
+            policy,
+            _gpg: gpg,
+            key,
+        }
+        .with_policy(r#"{"default":[{"type":"insecureAcceptAnything"}]}"#)
+    }
+
+    fn with_policy(self, json: &str) -> World {
+        std::fs::write(&self.policy, json).unwrap();
+        self
+    }
+
+    /// A policy requiring the test key's signature for `repos` of the source.
+    fn signed_policy(&self, repos: &[&str]) -> String {
+        let scopes: Vec<String> = repos
+            .iter()
+            .map(|r| {
+                format!(
+                    r#""{}/{r}":[{{"type":"signedBy","keyType":"GPGKeys","keyPath":"{}"}}]"#,
+                    self.src.host(),
+                    self.key.public.display()
+                )
+            })
+            .collect();
+        format!(
+            r#"{{"default":[{{"type":"insecureAcceptAnything"}}],"transports":{{"docker":{{{}}}}}}}"#,
+            scopes.join(",")
+        )
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.t.path().join(name)
+    }
+
+    fn write(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.path(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    /// `ferry sync` with the world's policy and registries.d, both registries over plain http.
+    fn ferry_args(&self, extra: &[&str]) -> Vec<String> {
+        let mut args: Vec<String> = [
+            "sync",
+            "--policy",
+            self.policy.to_str().unwrap(),
+            "--registries.d",
+            self.registries_d.to_str().unwrap(),
+            "--src-tls-verify=false",
+            "--dest-tls-verify=false",
+            "--store",
+            self.path("store").to_str().unwrap(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args
+    }
+
+    fn ferry_sync(&self, extra: &[&str]) -> Run {
+        let args = self.ferry_args(extra);
+        ferry(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    }
+
+    /// The signature files of a destination image (repo path at the destination).
+    fn dst_signatures(&self, repo: &str, digest: &str) -> Vec<Vec<u8>> {
+        let dir = self
+            .dst_sigs
+            .join(format!("{repo}@sha256={}", &digest["sha256:".len()..]));
+        (1..)
+            .map(|i| dir.join(format!("signature-{i}")))
+            .take_while(|p| p.exists())
+            .map(|p| std::fs::read(p).unwrap())
+            .collect()
+    }
+
+    fn src_signatures(&self, repo: &str, digest: &str) -> Vec<Vec<u8>> {
+        let dir = self
+            .lookaside_dir
+            .join(format!("{repo}@sha256={}", &digest["sha256:".len()..]));
+        (1..)
+            .map(|i| dir.join(format!("signature-{i}")))
+            .take_while(|p| p.exists())
+            .map(|p| std::fs::read(p).unwrap())
+            .collect()
+    }
+}
+
+fn report(path: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(path).expect("report written")).expect("report JSON")
+}
+
+/// (status, source, destination) of every image in a report.
+fn outcomes(r: &serde_json::Value) -> Vec<(String, String, String)> {
+    r["images"]
+        .as_array()
+        .expect("images")
+        .iter()
+        .map(|i| {
+            (
+                i["status"].as_str().unwrap_or_default().to_string(),
+                i["source"].as_str().unwrap_or_default().to_string(),
+                i["destination"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn yaml_tag_lists_regex_and_semver_copy_what_skopeo_sync_copies_with_signatures() {
+    let repos = ["ns/lists", "ns/regex", "ns/semver"];
+    let signed = |repo: &str, tag: &str| repo == "ns/lists" || tag == "1.0.0";
+    let w = World::new(&repos, &TAGS, 20_000, signed);
+    let w = {
+        let p = w.signed_policy(&["ns/lists"]);
+        w.with_policy(&p)
+    };
+    let common = format!(
+        "{}:\n  tls-verify: false\n  images:\n    ns/lists: [\"1.0.0\", latest]\n  images-by-tag-regex:\n    ns/regex: ^1\\.\n",
+        w.src.host()
+    );
+    let skopeo_yaml = w.write("skopeo.yaml", &common);
+    let ferry_yaml = w.write(
+        "ferry.yaml",
+        &format!("{common}  images-by-semver:\n    ns/semver: \">= 1.1\"\n"),
+    );
+
+    let digestfile = w.path("digests");
+    let report_file = w.path("report.json");
+    let r = w
+        .ferry_sync(&[
+            "--src",
+            "yaml",
+            "--dest",
+            "docker",
+            "--digestfile",
+            digestfile.to_str().unwrap(),
+            "--report",
+            report_file.to_str().unwrap(),
+            ferry_yaml.to_str().unwrap(),
+            &format!("{}/ferry", w.dst.host()),
+        ])
+        .ok();
+    assert!(
+        r.stderr.contains("[6/6]"),
+        "one line per image:\n{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("6 images: 6 copied, 0 skipped"),
+        "{}",
+        r.stderr
+    );
+
+    skopeo(&[
+        "sync",
+        "--policy",
+        w.policy.to_str().unwrap(),
+        "--registries.d",
+        w.registries_d.to_str().unwrap(),
+        "--src",
+        "yaml",
+        "--dest",
+        "docker",
+        "--dest-tls-verify=false",
+        skopeo_yaml.to_str().unwrap(),
+        &format!("{}/skopeo", w.dst.host()),
+    ])
+    .ok();
+
+    let dst = w.dst.host();
+    for repo in ["lists", "regex"] {
+        let (ours, theirs) = (
+            tags(&dst, &format!("ferry/{repo}")),
+            tags(&dst, &format!("skopeo/{repo}")),
+        );
+        assert!(!ours.is_empty());
+        assert_eq!(
+            ours, theirs,
+            "{repo}: ferry and skopeo sync copy the same tags"
+        );
+        for tag in &ours {
+            let digest = digest_of(&dst, &format!("ferry/{repo}"), tag).expect("copied");
+            assert_eq!(
+                Some(&digest),
+                digest_of(&dst, &format!("skopeo/{repo}"), tag).as_ref()
+            );
+            assert_eq!(digest, w.images[&(format!("ns/{repo}"), tag.clone())]);
+            let ours = w.dst_signatures(&format!("ferry/{repo}"), &digest);
+            assert_eq!(
+                ours,
+                w.dst_signatures(&format!("skopeo/{repo}"), &digest),
+                "{repo}:{tag}"
+            );
+            assert_eq!(
+                ours,
+                w.src_signatures(&format!("ns/{repo}"), &digest),
+                "{repo}:{tag} byte for byte"
+            );
+        }
+    }
+    assert_eq!(
+        tags(&dst, "ferry/lists"),
+        BTreeSet::from(["1.0.0".into(), "latest".into()])
+    );
+    assert_eq!(
+        tags(&dst, "ferry/regex"),
+        BTreeSet::from(["1.0.0".into(), "1.1.0".into()])
+    );
+    // skopeo 1.9.3 has no images-by-semver: its part is checked against what the range means.
+    assert_eq!(
+        tags(&dst, "ferry/semver"),
+        BTreeSet::from(["1.1.0".into(), "2.0.0".into()])
+    );
+    assert!(tags(&dst, "skopeo/semver").is_empty());
+
+    let rep = report(&report_file);
+    assert_eq!(rep["summary"]["copied"], 6);
+    assert_eq!(rep["source_kind"], "yaml");
+    let lists = rep["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["source"] == format!("docker://{}/ns/lists:1.0.0", w.src.host()))
+        .expect("ns/lists:1.0.0 in the report");
+    assert_eq!(lists["status"], "copied");
+    assert_eq!(lists["verdict"]["accepted"], true);
+    assert_eq!(lists["signatures_written"], 1);
+    assert_eq!(
+        lists["destination"],
+        format!("docker://{dst}/ferry/lists:1.0.0")
+    );
+    let digests = std::fs::read_to_string(&digestfile).unwrap();
+    assert_eq!(digests.lines().count(), 6);
+    assert!(digests.contains(&format!(
+        "{} docker://{dst}/ferry/lists:1.0.0",
+        w.images[&("ns/lists".into(), "1.0.0".into())]
+    )));
+
+    // --dry-run on the synced state: everything up to date, nothing written.
+    let r = w
+        .ferry_sync(&[
+            "--src",
+            "yaml",
+            "--dest",
+            "docker",
+            "--dry-run",
+            ferry_yaml.to_str().unwrap(),
+            &format!("{dst}/ferry"),
+        ])
+        .ok();
+    assert!(
+        r.stderr
+            .contains("6 images: 0 would be copied, 6 up to date"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn keep_going_copies_the_rest_and_reports_the_unreachable_and_the_rejected() {
+    let w = World::new(&["ns/good", "ns/locked"], &["v1", "v2"], 5_000, |_, _| {
+        false
+    });
+    let w = {
+        let p = w.signed_policy(&["ns/locked"]);
+        w.with_policy(&p)
+    };
+    // Nothing listens on the port of a registry that was just stopped.
+    let gone = {
+        let r = Registry::start();
+        r.host()
+    };
+    let yaml = w.write(
+        "sync.yaml",
+        &format!(
+            "{src}:\n  tls-verify: false\n  images:\n    ns/good: []\n    ns/locked: [v1]\n{gone}:\n  tls-verify: false\n  images:\n    ns/away: [v1]\n",
+            src = w.src.host()
+        ),
+    );
+    let rep_file = w.path("report.json");
+    let dest = format!("{}/m", w.dst.host());
+    let r = w
+        .ferry_sync(&[
+            "--src",
+            "yaml",
+            "--dest",
+            "docker",
+            "--keep-going",
+            "--retry-times",
+            "1",
+            "--report",
+            rep_file.to_str().unwrap(),
+            yaml.to_str().unwrap(),
+            &dest,
+        ])
+        .code(3);
+    assert!(
+        r.stderr
+            .contains("4 images: 2 copied, 0 skipped, 1 rejected, 1 failed"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(
+        tags(&w.dst.host(), "m/good"),
+        BTreeSet::from(["v1".into(), "v2".into()])
+    );
+    assert!(
+        tags(&w.dst.host(), "m/locked").is_empty(),
+        "a rejected image leaves nothing"
+    );
+    let rep = report(&rep_file);
+    let by_source: BTreeMap<String, serde_json::Value> = rep["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| (i["source"].as_str().unwrap().to_string(), i.clone()))
+        .collect();
+    let locked = &by_source[&format!("docker://{}/ns/locked:v1", w.src.host())];
+    assert_eq!(locked["status"], "rejected");
+    assert_eq!(locked["verdict"]["accepted"], false, "{locked}");
+    let away = &by_source[&format!("docker://{gone}/ns/away:v1")];
+    assert_eq!(away["status"], "failed");
+    let reason = away["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("connection refused") && reason.contains(&gone),
+        "{reason}"
+    );
+
+    // Without --keep-going the sync stops at the first failure: what was not started is said.
+    let r = w.ferry_sync(&[
+        "--src",
+        "yaml",
+        "--dest",
+        "docker",
+        "--parallel-images",
+        "1",
+        "--retry-times",
+        "0",
+        "--report",
+        rep_file.to_str().unwrap(),
+        yaml.to_str().unwrap(),
+        &format!("{}/stop", w.dst.host()),
+    ]);
+    assert_ne!(r.code, 0, "{}", r.stderr);
+    let rep = report(&rep_file);
+    let s = &rep["summary"];
+    let (copied, rejected, failed, not_attempted) = (
+        s["copied"].as_u64().unwrap(),
+        s["rejected"].as_u64().unwrap(),
+        s["failed"].as_u64().unwrap(),
+        s["not_attempted"].as_u64().unwrap(),
+    );
+    // One image at a time: whichever fails first, nothing starts after it.
+    assert_eq!(rejected + failed, 1, "{}", r.stderr);
+    assert!(not_attempted >= 1, "{}", r.stderr);
+    assert_eq!(copied + 1 + not_attempted, 4, "{}", r.stderr);
+    assert_eq!(r.code, if rejected == 1 { 1 } else { 3 });
+
+    // Only rejections: exit status 1, as ferry copy.
+    let only = w.write(
+        "locked.yaml",
+        &format!(
+            "{}:\n  tls-verify: false\n  images:\n    ns/locked: [v1, v2]\n",
+            w.src.host()
+        ),
+    );
+    w.ferry_sync(&[
+        "--src",
+        "yaml",
+        "--dest",
+        "docker",
+        "--keep-going",
+        only.to_str().unwrap(),
+        &dest,
+    ])
+    .code(1);
+
+    // A repository whose tags cannot be listed is a failure too, named in the report.
+    let listing = w.write(
+        "list.yaml",
+        &format!("{gone}:\n  tls-verify: false\n  images:\n    ns/away: []\n"),
+    );
+    w.ferry_sync(&[
+        "--src",
+        "yaml",
+        "--dest",
+        "docker",
+        "--keep-going",
+        "--retry-times",
+        "0",
+        "--report",
+        rep_file.to_str().unwrap(),
+        listing.to_str().unwrap(),
+        &dest,
+    ])
+    .code(3);
+    let rep = report(&rep_file);
+    assert_eq!(
+        rep["images"][0]["source"],
+        format!("docker://{gone}/ns/away")
+    );
+    assert!(
+        rep["images"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("listing the tags of"),
+        "{rep}"
+    );
+}
+
+/// A proxy in front of the source registry that logs every request with its arrival time;
+/// optionally it answers the first manifest request with a 429 (Retry-After: 1).
+fn counting_proxy(
+    upstream: &str,
+    log: Arc<Mutex<Vec<(Instant, String, String)>>>,
+    first_manifest_429: bool,
+) -> HttpServer {
+    let throttled = Arc::new(Mutex::new(!first_manifest_429));
+    HttpServer::start(
+        Arc::new(move |req: &Request| {
+            log.lock()
+                .unwrap()
+                .push((Instant::now(), req.method.clone(), req.path.clone()));
+            if req.path.contains("/manifests/") {
+                let mut done = throttled.lock().unwrap();
+                if !*done {
+                    *done = true;
+                    return Reply::too_many_requests(1);
+                }
+            }
+            Reply::forward()
+        }),
+        Some(upstream.to_string()),
+    )
+}
+
+#[test]
+fn a_no_op_rerun_fetches_no_blob_and_no_lookaside_signature_and_shared_blobs_cross_once() {
+    let repos = ["ns/a", "ns/b", "ns/c"];
+    let w = World::new(&repos, &["v1", "v2"], 30_000, |_, _| true);
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let proxy = counting_proxy(&w.src.host(), log.clone(), false);
+    // registries.d names the proxy as the source registry's lookaside scope too.
+    std::fs::write(
+        w.registries_d.join("proxy.yaml"),
+        format!(
+            "docker:\n  {}:\n    sigstore: {}/sigs\n",
+            proxy.host(),
+            w.lookaside.url()
+        ),
+    )
+    .unwrap();
+    // The signatures name the registry itself; read through the proxy, the policy maps names.
+    let policy = format!(
+        r#"{{"default":[{{"type":"insecureAcceptAnything"}}],"transports":{{"docker":{{"{proxy}/ns":[{{"type":"signedBy","keyType":"GPGKeys","keyPath":"{key}","signedIdentity":{{"type":"remapIdentity","prefix":"{proxy}","signedPrefix":"{src}"}}}}]}}}}}}"#,
+        proxy = proxy.host(),
+        src = w.src.host(),
+        key = w.key.public.display()
+    );
+    let w = w.with_policy(&policy);
+    let yaml = w.write(
+        "sync.yaml",
+        &format!("{}:\n  tls-verify: false\n  images:\n    ns/a: []\n    ns/b: [v1, v2]\n  images-by-tag-regex:\n    ns/c: v\n", proxy.host()),
+    );
+    let dest = format!("{}/m", w.dst.host());
+    let args = [
+        "--src",
+        "yaml",
+        "--dest",
+        "docker",
+        yaml.to_str().unwrap(),
+        dest.as_str(),
+    ];
+
+    let r = w.ferry_sync(&args).ok();
+    assert!(r.stderr.contains("6 images: 6 copied"), "{}", r.stderr);
+    let first: Vec<_> = log.lock().unwrap().drain(..).collect();
+    let blob_gets: Vec<&String> = first
+        .iter()
+        .filter(|(_, m, p)| m == "GET" && p.contains("/blobs/"))
+        .map(|(_, _, p)| p)
+        .collect();
+    // 6 images: one shared base layer, 6 own layers, 6 configs; each crosses once.
+    assert_eq!(blob_gets.len(), 13, "{blob_gets:#?}");
+    assert_eq!(
+        blob_gets.iter().collect::<BTreeSet<_>>().len(),
+        13,
+        "no blob fetched twice"
+    );
+    let sig_hits = w.lookaside.requests().len();
+    assert!(sig_hits >= 6, "the first sync read the signatures");
+    for ((repo, tag), digest) in &w.images {
+        let at = format!("m/{}", repo.trim_start_matches("ns/"));
+        assert_eq!(digest_of(&w.dst.host(), &at, tag).as_ref(), Some(digest));
+        assert_eq!(
+            w.dst_signatures(&at, digest),
+            w.src_signatures(repo, digest)
+        );
+    }
+
+    let rep = w.path("rerun.json");
+    let mut rerun = args.to_vec();
+    rerun.extend(["--report", rep.to_str().unwrap()]);
+    let r = w.ferry_sync(&rerun).ok();
+    assert!(
+        r.stderr.contains("6 images: 0 copied, 6 skipped"),
+        "{}",
+        r.stderr
+    );
+    let second: Vec<_> = log.lock().unwrap().drain(..).collect();
+    let kinds: Vec<String> = second
+        .iter()
+        .map(|(_, m, p)| {
+            let kind = ["/manifests/", "/blobs/", "/tags/list"]
+                .into_iter()
+                .find(|k| p.contains(k))
+                .map(|k| k.trim_matches('/'))
+                .unwrap_or(p.as_str());
+            format!("{m} {kind}")
+        })
+        .collect();
+    assert!(
+        !kinds.iter().any(|k| k.contains("blobs")),
+        "no blob request: {kinds:#?}"
+    );
+    let manifest_heads = kinds.iter().filter(|k| *k == "HEAD manifests").count();
+    let manifest_gets = kinds.iter().filter(|k| *k == "GET manifests").count();
+    assert_eq!(
+        (manifest_heads, manifest_gets),
+        (6, 0),
+        "one HEAD per image: {kinds:#?}"
+    );
+    assert_eq!(
+        w.lookaside.requests().len(),
+        sig_hits,
+        "no lookaside request on the re-run"
+    );
+    let rep = report(&rep);
+    assert!(outcomes(&rep).iter().all(|(s, _, _)| s == "skipped"));
+    assert!(
+        rep["images"][0]["verdict"].is_null(),
+        "the gate did not run for skipped images"
+    );
+}
+
+#[test]
+fn a_sync_killed_with_sigkill_finishes_on_the_rerun_with_nothing_twice() {
+    let repos: Vec<String> = (0..6).map(|i| format!("ns/k{i}")).collect();
+    let repo_refs: Vec<&str> = repos.iter().map(String::as_str).collect();
+    let w = World::new(&repo_refs, &["v1", "v2"], 20_000, |_, tag| tag == "v1");
+    // Blob reads through a proxy that takes its time, so the kill lands mid-sync.
+    let proxy = HttpServer::start(
+        Arc::new(|req: &Request| {
+            if req.path.contains("/blobs/") {
+                std::thread::sleep(Duration::from_millis(60));
+            }
+            Reply::forward()
+        }),
+        Some(w.src.host()),
+    );
+    std::fs::write(
+        w.registries_d.join("proxy.yaml"),
+        format!(
+            "docker:\n  {}:\n    sigstore: {}/sigs\n",
+            proxy.host(),
+            w.lookaside.url()
+        ),
+    )
+    .unwrap();
+    let yaml = w.write(
+        "sync.yaml",
+        &format!(
+            "{}:\n  tls-verify: false\n  images-by-tag-regex:\n{}",
+            proxy.host(),
+            repos
+                .iter()
+                .map(|r| format!("    {r}: .\n"))
+                .collect::<String>()
+        ),
+    );
+    let dest = format!("{}/m", w.dst.host());
+    let args = w.ferry_args(&[
+        "--src",
+        "yaml",
+        "--dest",
+        "docker",
+        "--parallel-images",
+        "2",
+        yaml.to_str().unwrap(),
+        &dest,
+    ]);
+    let mut child = Command::new(ferry_bin())
+        .args(&args)
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start ferry sync");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut lines = BufReader::new(stderr).lines();
+    let mut seen = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.expect("stderr line");
+        let copied = line.contains("] copied ");
+        seen.push(line);
+        if copied && seen.iter().filter(|l| l.contains("] copied ")).count() == 3 {
+            break;
+        }
+    }
+    // SIGKILL: no cleanup, no flush.
+    child.kill().expect("kill");
+    child.wait().expect("wait");
+    // A request the process had wholly sent before it died may still be served: let it land.
+    std::thread::sleep(Duration::from_millis(300));
+    let landed: BTreeSet<(String, String)> = w
+        .images
+        .keys()
+        .filter(|(repo, tag)| {
+            digest_of(
+                &w.dst.host(),
+                &format!("m/{}", repo.trim_start_matches("ns/")),
+                tag,
+            )
+            .is_some()
+        })
+        .cloned()
+        .collect();
+    assert!(
+        landed.len() >= 3 && landed.len() < w.images.len(),
+        "killed mid-sync: {landed:?}\n{seen:#?}"
+    );
+    // Landed whole: the manifest, and the signature for the signed ones (v1).
+    let whole: BTreeSet<(String, String)> = landed
+        .iter()
+        .filter(|k| {
+            k.1 != "v1"
+                || !w
+                    .dst_signatures(
+                        &format!("m/{}", k.0.trim_start_matches("ns/")),
+                        &w.images[*k],
+                    )
+                    .is_empty()
+        })
+        .cloned()
+        .collect();
+
+    let rep_file = w.path("report.json");
+    let mut rerun: Vec<&str> = args.iter().map(String::as_str).collect();
+    rerun.extend(["--report", rep_file.to_str().unwrap()]);
+    ferry(&rerun).ok();
+    let rep = report(&rep_file);
+    let mut skipped = BTreeSet::new();
+    for i in rep["images"].as_array().unwrap() {
+        let src = i["source"].as_str().unwrap();
+        let (repo, tag) = src
+            .rsplit_once('/')
+            .map(|(_, rt)| rt.split_once(':').unwrap())
+            .unwrap();
+        let key = (format!("ns/{repo}"), tag.to_string());
+        match i["status"].as_str().unwrap() {
+            "skipped" => {
+                skipped.insert(key);
+            }
+            "copied" => {}
+            other => panic!("{src}: {other}: {i}"),
+        }
+    }
+    // What landed whole before the kill is not copied again; an image whose manifest landed
+    // but whose signature the kill cut off is copied again, and only that.
+    assert_eq!(
+        skipped, whole,
+        "what landed whole is skipped, and only that"
+    );
+    for ((repo, tag), digest) in &w.images {
+        let at = format!("m/{}", repo.trim_start_matches("ns/"));
+        assert_eq!(
+            digest_of(&w.dst.host(), &at, tag).as_ref(),
+            Some(digest),
+            "{repo}:{tag}"
+        );
+        let sigs = w.dst_signatures(&at, digest);
+        assert_eq!(
+            sigs,
+            w.src_signatures(repo, digest),
+            "{repo}:{tag}: each signature once"
+        );
+        assert_eq!(sigs.len(), usize::from(tag == "v1"));
+    }
+}
+
+#[test]
+fn four_shards_copy_every_image_exactly_once() {
+    let repos: Vec<String> = (0..10).map(|i| format!("ns/s{i}")).collect();
+    let repo_refs: Vec<&str> = repos.iter().map(String::as_str).collect();
+    let w = World::new(&repo_refs, &["v1", "v2"], 2_000, |_, _| false);
+    let yaml = w.write(
+        "sync.yaml",
+        &format!(
+            "{}:\n  tls-verify: false\n  images:\n{}",
+            w.src.host(),
+            repos
+                .iter()
+                .map(|r| format!("    {r}: []\n"))
+                .collect::<String>()
+        ),
+    );
+    let dest = format!("{}/m", w.dst.host());
+    let children: Vec<_> = (0..4)
+        .map(|i| {
+            let rep = w.path(&format!("shard-{i}.json"));
+            // Shard 3 takes its index from the Job's environment, as in a Kubernetes pod.
+            let shard = if i == 3 {
+                "4".to_string()
+            } else {
+                format!("{i}/4")
+            };
+            let args = w.ferry_args(&[
+                "--src",
+                "yaml",
+                "--dest",
+                "docker",
+                "--shard",
+                &shard,
+                "--report",
+                rep.to_str().unwrap(),
+                yaml.to_str().unwrap(),
+                &dest,
+            ]);
+            let child = Command::new(ferry_bin())
+                .args(&args)
+                .env("JOB_COMPLETION_INDEX", "3")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("start a shard");
+            (rep, child)
+        })
+        .collect();
+    let mut copied: Vec<String> = Vec::new();
+    let mut repos_per_shard = Vec::new();
+    for (rep, child) in children {
+        let out = child.wait_with_output().expect("shard");
+        assert!(
+            out.status.success(),
+            "{}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            w.dst
+                .log()
+                .lines()
+                .filter(|l| l.contains("level=error")
+                    && !l.contains("manifest unknown")
+                    && !l.contains("blob unknown"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        let r = report(&rep);
+        repos_per_shard.push(r["summary"]["repositories"].as_u64().unwrap());
+        assert_eq!(
+            r["summary"]["repositories"].as_u64().unwrap()
+                + r["summary"]["other_shards_repositories"].as_u64().unwrap(),
+            10
+        );
+        for (status, src, _) in outcomes(&r) {
+            assert_eq!(status, "copied", "{src}");
+            copied.push(src);
+        }
+    }
+    assert_eq!(copied.len(), 20, "every image once: {copied:#?}");
+    assert_eq!(copied.iter().collect::<BTreeSet<_>>().len(), 20);
+    assert_eq!(repos_per_shard.iter().sum::<u64>(), 10);
+    assert!(
+        repos_per_shard.iter().filter(|n| **n > 0).count() >= 2,
+        "{repos_per_shard:?}"
+    );
+    for r in &repos {
+        assert_eq!(
+            tags(&w.dst.host(), &format!("m/{}", r.trim_start_matches("ns/"))).len(),
+            2,
+            "{r}"
+        );
+    }
+}
+
+#[test]
+fn a_429_pauses_every_image_not_only_its_request() {
+    let repos = ["ns/p0", "ns/p1", "ns/p2", "ns/p3"];
+    let w = World::new(&repos, &["v1"], 2_000, |_, _| false);
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let proxy = counting_proxy(&w.src.host(), log.clone(), true);
+    let yaml = w.write(
+        "sync.yaml",
+        &format!(
+            "{}:\n  tls-verify: false\n  images:\n{}",
+            proxy.host(),
+            repos
+                .iter()
+                .map(|r| format!("    {r}: [v1]\n"))
+                .collect::<String>()
+        ),
+    );
+    let rep_file = w.path("report.json");
+    w.ferry_sync(&[
+        "--src",
+        "yaml",
+        "--dest",
+        "docker",
+        "--parallel-images",
+        "4",
+        "--report",
+        rep_file.to_str().unwrap(),
+        yaml.to_str().unwrap(),
+        &format!("{}/m", w.dst.host()),
+    ])
+    .ok();
+    let log = log.lock().unwrap();
+    let throttled: Vec<_> = log
+        .iter()
+        .filter(|(_, _, p)| p.contains("/manifests/"))
+        .collect();
+    assert!(
+        throttled.len() >= 5,
+        "the throttled request was retried: {throttled:#?}"
+    );
+    // One image got the 429 (Retry-After: 1); the others had each at least one more request
+    // to make, which waited for the registry's pause: no image finished within the second.
+    // Without the registry-wide pause the other three finish in milliseconds.
+    let rep = report(&rep_file);
+    for i in rep["images"].as_array().unwrap() {
+        assert_eq!(i["status"], "copied");
+        let secs = i["seconds"].as_f64().unwrap();
+        assert!(
+            secs >= 0.95,
+            "{} finished {secs} s after its start: {rep:#}",
+            i["source"]
+        );
+    }
+    for repo in repos {
+        assert_eq!(
+            tags(
+                &w.dst.host(),
+                &format!("m/{}", repo.trim_start_matches("ns/"))
+            )
+            .len(),
+            1
+        );
+    }
+}
