@@ -1072,3 +1072,69 @@ fn a_429_pauses_every_image_not_only_its_request() {
         );
     }
 }
+
+#[test]
+fn the_kubernetes_example_parses_with_ferrys_own_readers() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/kubernetes/sync-job.yaml");
+    let text = std::fs::read_to_string(&path).expect("deploy/kubernetes/sync-job.yaml");
+    let docs: Vec<serde_json::Value> = text
+        .split("\n---\n")
+        .filter_map(|d| serde_yaml_ng::from_str::<Option<serde_json::Value>>(d).expect("YAML"))
+        .collect();
+    let of = |kind: &str| {
+        docs.iter()
+            .find(|d| d["kind"] == kind)
+            .unwrap_or_else(|| panic!("a {kind}"))
+    };
+    let data = &of("ConfigMap")["data"];
+    let config = ferry::sync::config::SyncConfig::from_yaml(
+        data["mirror.yaml"].as_str().expect("mirror.yaml"),
+        Path::new("mirror.yaml"),
+    )
+    .expect("the sync YAML");
+    assert!(
+        !config.registries.is_empty() && config.warnings.is_empty(),
+        "{:?}",
+        config.warnings
+    );
+    ferry::policy::Policy::from_bytes(
+        data["policy.json"]
+            .as_str()
+            .expect("policy.json")
+            .as_bytes(),
+        "policy.json",
+    )
+    .expect("the policy");
+    ferry::config::registries_d::RegistriesConfig::from_yaml(
+        data["registries.yaml"].as_str().expect("registries.yaml"),
+        Path::new("registries.yaml"),
+    )
+    .expect("the registries.d file");
+    let job = of("Job");
+    assert_eq!(job["spec"]["completionMode"], "Indexed");
+    let completions = job["spec"]["completions"].as_u64().expect("completions");
+    let args: Vec<&str> = job["spec"]["template"]["spec"]["containers"][0]["args"]
+        .as_array()
+        .expect("args")
+        .iter()
+        .filter_map(|a| a.as_str())
+        .collect();
+    assert_eq!(args[0], "sync");
+    let shard = args
+        .iter()
+        .find_map(|a| a.strip_prefix("--shard="))
+        .expect("--shard");
+    assert_eq!(
+        shard.parse::<u64>().ok(),
+        Some(completions),
+        "--shard COUNT = completions"
+    );
+    // The files the args name are the ConfigMap's keys, mounted where the args say.
+    for file in [
+        "/etc/ferry/mirror.yaml",
+        "--policy=/etc/ferry/policy.json",
+        "--registries.d=/etc/ferry/registries.d",
+    ] {
+        assert!(args.contains(&file), "{file} in {args:?}");
+    }
+}
