@@ -111,7 +111,7 @@ struct World {
     dst_sigs: PathBuf,
     registries_d: PathBuf,
     policy: PathBuf,
-    _gpg: Gpg,
+    gpg: Gpg,
     key: Key,
 }
 
@@ -222,7 +222,7 @@ impl World {
             dst_sigs,
             registries_d,
             policy,
-            _gpg: gpg,
+            gpg,
             key,
         }
         .with_policy(r#"{"default":[{"type":"insecureAcceptAnything"}]}"#)
@@ -1137,4 +1137,167 @@ fn the_kubernetes_example_parses_with_ferrys_own_readers() {
     ] {
         assert!(args.contains(&file), "{file} in {args:?}");
     }
+}
+
+#[test]
+fn each_image_is_signed_for_its_own_destination_and_a_signed_mirror_re_runs_as_a_no_op() {
+    let w = World::new(&["ns/x", "ns/y"], &["v1"], 3_000, |_, _| false);
+    let yaml = w.write(
+        "sync.yaml",
+        &format!(
+            "{}:\n  tls-verify: false\n  images:\n    ns/x: [v1]\n    ns/y: [v1]\n",
+            w.src.host()
+        ),
+    );
+    let dest = format!("{}/signed", w.dst.host());
+    let args = [
+        "--src",
+        "yaml",
+        "--dest",
+        "docker",
+        "--signatures",
+        "remove-signatures",
+        "--sign-by",
+        &w.key.fpr,
+        "--sign-key",
+        w.key.secret.to_str().unwrap(),
+        yaml.to_str().unwrap(),
+        &dest,
+    ];
+    let r = w.ferry_sync(&args).ok();
+    assert!(r.stderr.contains("2 images: 2 copied"), "{}", r.stderr);
+    for repo in ["x", "y"] {
+        let digest = w.images[&(format!("ns/{repo}"), "v1".to_string())].clone();
+        let sigs = w.dst_signatures(&format!("signed/{repo}"), &digest);
+        assert_eq!(sigs.len(), 1, "one signature, ferry's");
+        let (sig, manifest) = (w.path("sig"), w.path("manifest.json"));
+        std::fs::write(&sig, &sigs[0]).unwrap();
+        let (_, _, body) = http(
+            "GET",
+            &w.dst.host(),
+            &format!("/v2/signed/{repo}/manifests/v1"),
+            Some(ACCEPT),
+        );
+        std::fs::write(&manifest, body).unwrap();
+        // skopeo agrees the signature is for this image under its own destination name.
+        let identity = format!("{}/signed/{repo}:v1", w.dst.host());
+        let v = w
+            .gpg
+            .skopeo_verify(&manifest, &identity, &w.key.fpr, &sig)
+            .ok();
+        assert!(v.stdout.contains(&digest), "{}", v.stdout);
+    }
+    let r = w.ferry_sync(&args).ok();
+    assert!(
+        r.stderr.contains("2 images: 0 copied, 2 skipped"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn directories_oci_layouts_and_the_store_as_skopeo_names_them_and_incrementally() {
+    let w = World::new(&["ns/app", "ns/tool"], &["v1", "v2"], 3_000, |_, _| false);
+    let src = w.src.host();
+    // docker -> dir, one repository: DESTINATION/app:v1, as skopeo.
+    let dirs = w.path("dirs");
+    w.ferry_sync(&[
+        "--src",
+        "docker",
+        "--dest",
+        "dir",
+        &format!("{src}/ns/app"),
+        dirs.to_str().unwrap(),
+    ])
+    .ok();
+    let names: BTreeSet<String> = std::fs::read_dir(&dirs)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, BTreeSet::from(["app:v1".into(), "app:v2".into()]));
+    assert_eq!(
+        sha256(&std::fs::read(dirs.join("app:v1/manifest.json")).unwrap()),
+        w.images[&("ns/app".into(), "v1".into())]
+    );
+    // One image by tag, --scoped: the whole source name under DESTINATION.
+    let scoped = w.path("scoped");
+    w.ferry_sync(&[
+        "--src",
+        "docker",
+        "--dest",
+        "dir",
+        "--scoped",
+        &format!("{src}/ns/tool:v2"),
+        scoped.to_str().unwrap(),
+    ])
+    .ok();
+    assert!(
+        scoped
+            .join(format!("{src}/ns/tool:v2/manifest.json"))
+            .is_file()
+    );
+
+    // dir -> oci: one layout per repository, the tag as the image's name; then a no-op.
+    let layouts = w.path("layouts");
+    let rep = w.path("oci.json");
+    let oci = [
+        "--src",
+        "dir",
+        "--dest",
+        "oci",
+        "--report",
+        rep.to_str().unwrap(),
+        dirs.to_str().unwrap(),
+        layouts.to_str().unwrap(),
+    ];
+    w.ferry_sync(&oci).ok();
+    let index = std::fs::read_to_string(layouts.join("app/index.json")).unwrap();
+    assert!(
+        index.contains("\"v1\"") && index.contains("\"v2\""),
+        "{index}"
+    );
+    w.ferry_sync(&oci).ok();
+    assert!(
+        outcomes(&report(&rep))
+            .iter()
+            .all(|(s, _, _)| s == "skipped")
+    );
+    // dir -> dir is refused as skopeo refuses it: bad usage.
+    w.ferry_sync(&[
+        "--src",
+        "dir",
+        "--dest",
+        "dir",
+        dirs.to_str().unwrap(),
+        w.path("x").to_str().unwrap(),
+    ])
+    .code(2);
+
+    // docker -> store under a name prefix; then a no-op.
+    let rep = w.path("store.json");
+    let store = [
+        "--src",
+        "docker",
+        "--dest",
+        "store",
+        "--report",
+        rep.to_str().unwrap(),
+        &format!("{src}/ns/tool"),
+        "mirror.example/m",
+    ];
+    w.ferry_sync(&store).ok();
+    let r = report(&rep);
+    assert_eq!(r["summary"]["copied"], 2, "{r:#}");
+    let index = std::fs::read_to_string(w.path("store/index.json")).unwrap();
+    assert!(index.contains("mirror.example/m/tool:v2"), "{index}");
+    assert_eq!(
+        r["images"][0]["destination"],
+        "store:mirror.example/m/tool:v1"
+    );
+    w.ferry_sync(&store).ok();
+    assert!(
+        outcomes(&report(&rep))
+            .iter()
+            .all(|(s, _, _)| s == "skipped")
+    );
 }
