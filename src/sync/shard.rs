@@ -68,7 +68,9 @@ impl Shard {
     pub fn of(repository: &str, count: u32) -> u32 {
         let h = Sha256::digest(repository.as_bytes());
         let mut first = [0u8; 8];
-        first.copy_from_slice(&h[..8]);
+        for (f, b) in first.iter_mut().zip(h.iter()) {
+            *f = *b;
+        }
         (u64::from_be_bytes(first) % u64::from(count.max(1))) as u32
     }
 

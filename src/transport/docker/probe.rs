@@ -105,8 +105,9 @@ pub async fn destination_signatures(
         if !resp.status().is_success() {
             return Err(client.status_error(&url, resp).await);
         }
-        let body =
-            client.read_limited(resp, crate::manifest::MAX_MANIFEST_SIZE, &url).await?;
+        let body = client
+            .read_limited(resp, crate::manifest::MAX_MANIFEST_SIZE, &url)
+            .await?;
         let list: super::ExtensionList = serde_json::from_slice(&body).map_err(|e| {
             TransportError::registry(url.to_string(), format!("decoding signature list: {e}"))
         })?;
