@@ -16,11 +16,29 @@
 //! written, and `index.json` changes last. Every temporary name carries the copy's session id,
 //! whose lock file the copy holds: a later copy removes the leftovers of sessions whose lock is
 //! free (killed copies).
+//!
+//! A copy *holds* every blob and manifest its image needs, from the moment it writes or reuses
+//! one until its commit: a hard link named with its session (`blobs/sha256/.ferry-tmp-ID-hold-HEX`)
+//! to the same file. A prune ([`lifecycle`]) may remove the blob's own name meanwhile (nothing
+//! references it yet); the commit, under the lock prunes also take, puts every held blob back
+//! under its name before `index.json` names it. docs/store.md has the whole argument.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use async_trait::async_trait;
+
+pub mod check;
+pub mod lifecycle;
+
+pub use check::{
+    CheckOptions, CheckReport, Problem, ProblemKind, RepairFailure, RepairReport, RepairedBlob,
+};
+pub use lifecycle::{
+    BlobUsage, DiskUsage, FilesUsage, ImageSummary, ImageUsage, LifecycleError, PruneOptions,
+    PruneReport, PrunedBlob, PrunedRecord, RecordedVerdict, RemoveOptions, RemoveReport,
+    RemovedImage,
+};
 
 use super::fsutil::{self, FileLock, TEMP_PREFIX, TempSession};
 use super::oci_layout::{Layout, index_descriptor, referrer_descriptor};
@@ -70,6 +88,15 @@ pub struct Store {
 fn digest_dir(d: &Digest) -> String {
     format!("{}-{}", d.algorithm().name(), d.hex())
 }
+
+/// The digest a `signatures/` or `records/` directory name (`sha256-HEX`) stands for.
+fn digest_of_dir(name: &str) -> Option<Digest> {
+    let (alg, hex) = name.split_once('-')?;
+    Digest::parse(&format!("{alg}:{hex}")).ok()
+}
+
+/// The name of the store's lock file: commits, removals and prunes change the store under it.
+pub const LOCK_FILE: &str = ".ferry.lock";
 
 impl Store {
     /// The store at `root` (it may not exist yet).
@@ -158,7 +185,15 @@ impl Store {
     /// The records of every copy of a manifest into the store (under any name), oldest first;
     /// a record that cannot be parsed is in the list with its error.
     pub fn records(&self, digest: &Digest) -> Result<Vec<StoredRecord>> {
-        let dir = self.layout.root().join("records").join(digest_dir(digest));
+        self.records_in(&self.records_dir(digest))
+    }
+
+    fn records_dir(&self, digest: &Digest) -> PathBuf {
+        self.layout.root().join("records").join(digest_dir(digest))
+    }
+
+    fn records_in(&self, dir: &Path) -> Result<Vec<StoredRecord>> {
+        let dir = dir.to_path_buf();
         let mut paths: Vec<PathBuf> = match std::fs::read_dir(&dir) {
             Ok(rd) => rd
                 .filter_map(|e| e.ok().map(|e| e.path()))
@@ -182,6 +217,54 @@ impl Store {
                 })
             })
             .collect()
+    }
+
+    /// Every record in the store, by the manifest digest of its directory, oldest first within
+    /// each; directories whose name is not a digest are skipped.
+    pub fn all_records(&self) -> Result<Vec<(Digest, StoredRecord)>> {
+        let dir = self.layout.root().join("records");
+        let mut dirs: Vec<(Digest, PathBuf)> = match std::fs::read_dir(&dir) {
+            Ok(rd) => rd
+                .filter_map(|e| e.ok())
+                .filter_map(|e| {
+                    digest_of_dir(&e.file_name().to_string_lossy()).map(|d| (d, e.path()))
+                })
+                .collect(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => vec![],
+            Err(e) => return Err(TransportError::io(&dir, e)),
+        };
+        dirs.sort();
+        let mut out = Vec::new();
+        for (d, p) in dirs {
+            for r in self.records_in(&p)? {
+                out.push((d.clone(), r));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The manifest digest of the newest copy the store recorded for `name`, whether or not the
+    /// name is still in `index.json`: how the evidence of a removed name is found. For a list
+    /// copied with its instances, the list's digest. `None` when no record names it.
+    pub fn recorded_digest(&self, name: &DockerReference) -> Result<Option<Digest>> {
+        let wanted = ImageReference::Store(name.clone()).to_string();
+        let mine: Vec<(Digest, Record)> = self
+            .all_records()?
+            .into_iter()
+            .filter_map(|(d, r)| r.record.ok().map(|r| (d, r)))
+            .filter(|(d, r)| r.destination == wanted && r.manifest.digest == *d)
+            .collect();
+        let Some(newest) = mine.iter().map(|(_, r)| r.time.clone()).max() else {
+            return Ok(None);
+        };
+        // One copy writes one record per manifest (the instances, then the list), all with the
+        // same time: the list, if there is one, is the name's top level.
+        let copy: Vec<&(Digest, Record)> = mine.iter().filter(|(_, r)| r.time == newest).collect();
+        Ok(copy
+            .iter()
+            .find(|(_, r)| r.manifest.is_list)
+            .or_else(|| copy.last())
+            .map(|(d, _)| d.clone()))
     }
 
     /// The signature slots `name` has for manifest `digest`: those its newest record says it
@@ -383,6 +466,16 @@ struct Pending {
     signatures: Vec<(Digest, Vec<Vec<u8>>)>,
     attached: Vec<(Digest, Vec<Attached>)>,
     records: Vec<(Digest, Record)>,
+    /// Every blob and manifest the image needs, with the session's hold on it.
+    held: Vec<Held>,
+}
+
+/// A blob a copy holds until its commit: `hold` is a session temporary that is the same file as
+/// the blob (a hard link), or the only copy of it when the filesystem has no hard links.
+struct Held {
+    digest: Digest,
+    size: u64,
+    hold: PathBuf,
 }
 
 /// Writes an image into the store.
@@ -433,6 +526,95 @@ impl StoreDestination {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    fn hold_path(&self, digest: &Digest) -> PathBuf {
+        let final_path = self.store.layout.blob_path(digest);
+        final_path.with_file_name(format!("{}hold-{}", self.temp_prefix(), digest.hex()))
+    }
+
+    fn held(&self, digest: &Digest, size: u64, hold: PathBuf) {
+        let mut pending = self.pending();
+        if !pending.held.iter().any(|h| h.digest == *digest) {
+            pending.held.push(Held {
+                digest: digest.clone(),
+                size,
+                hold,
+            });
+        }
+    }
+
+    /// Holds the blob already in the store, if it is there with `size` bytes: links it to a
+    /// session temporary first and checks the link, so a prune removing the blob's name at the
+    /// same moment either comes first (and the blob is written again) or cannot take the file
+    /// away from this copy. A filesystem without hard links means no reuse.
+    fn hold_existing(&self, digest: &Digest, size: u64) -> bool {
+        let hold = self.hold_path(digest);
+        if fsutil::has_file_of_size(&hold, size) {
+            return true;
+        }
+        let _ = std::fs::remove_file(&hold);
+        match std::fs::hard_link(self.store.layout.blob_path(digest), &hold) {
+            Ok(()) if fsutil::has_file_of_size(&hold, size) => {
+                self.held(digest, size, hold);
+                true
+            }
+            Ok(()) => {
+                let _ = std::fs::remove_file(&hold);
+                false
+            }
+            Err(e) => {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    tracing::debug!(
+                        "not reusing {digest}: cannot link it to {}: {e}",
+                        hold.display()
+                    );
+                }
+                false
+            }
+        }
+    }
+
+    /// Gives a held blob its name in `blobs/` now (linked, then renamed over whatever is
+    /// there), so a blob that arrived whole stays even if the copy fails later. Best effort:
+    /// without hard links the blob gets its name on commit.
+    fn publish(&self, digest: &Digest, hold: &Path) -> Result<()> {
+        let final_path = self.store.layout.blob_path(digest);
+        let dir = final_path.parent().unwrap_or(self.store.layout.root());
+        let staged = dir.join(format!("{}{}", self.temp_prefix(), fsutil::unique_id()));
+        if let Err(e) = std::fs::hard_link(hold, &staged) {
+            tracing::debug!("{digest} gets its name on commit: {e}");
+            return Ok(());
+        }
+        std::fs::rename(&staged, &final_path).map_err(|e| {
+            let _ = std::fs::remove_file(&staged);
+            TransportError::io(&final_path, e)
+        })?;
+        fsutil::sync_dir(dir);
+        Ok(())
+    }
+
+    /// Puts every held blob whose name is missing (a prune removed it) or wrong back under its
+    /// name. Called under the store's lock, before `index.json` names them.
+    fn restore_held(&self, held: &[Held]) -> Result<()> {
+        let mut dirs: Vec<PathBuf> = Vec::new();
+        for h in held {
+            let final_path = self.store.layout.blob_path(&h.digest);
+            if fsutil::has_file_of_size(&final_path, h.size) {
+                continue;
+            }
+            std::fs::rename(&h.hold, &final_path)
+                .map_err(|e| TransportError::io(&final_path, e))?;
+            if let Some(d) = final_path.parent()
+                && !dirs.iter().any(|x| x == d)
+            {
+                dirs.push(d.to_path_buf());
+            }
+        }
+        for d in dirs {
+            fsutil::sync_dir(&d);
+        }
+        Ok(())
+    }
+
     /// Adds the signatures of `digest` the store does not have yet, each as the next
     /// `signature-N`, written beside its name and renamed. Called under the store's lock.
     fn add_signatures(&self, digest: &Digest, signatures: &[Vec<u8>]) -> Result<()> {
@@ -477,10 +659,7 @@ impl ImageDestination for StoreDestination {
         descriptor: &Descriptor,
         _source: &ImageReference,
     ) -> Result<bool> {
-        Ok(fsutil::has_file_of_size(
-            &self.store.layout.blob_path(&descriptor.digest),
-            descriptor.size,
-        ))
+        Ok(self.hold_existing(&descriptor.digest, descriptor.size))
     }
 
     async fn put_blob(
@@ -489,14 +668,16 @@ impl ImageDestination for StoreDestination {
         descriptor: &Descriptor,
         stream: ByteStream,
     ) -> Result<()> {
-        let final_path = self.store.layout.blob_path(&descriptor.digest);
-        let dir = final_path
+        let hold = self.hold_path(&descriptor.digest);
+        let dir = hold
             .parent()
             .unwrap_or(self.store.layout.root())
             .to_path_buf();
         fsutil::mkdir_all(&dir)?;
         let tmp = fsutil::stream_to_temp(&dir, &self.temp_prefix(), stream).await?;
-        fsutil::persist(tmp, &final_path)
+        fsutil::persist(tmp, &hold)?;
+        self.held(&descriptor.digest, descriptor.size, hold.clone());
+        self.publish(&descriptor.digest, &hold)
     }
 
     async fn put_manifest(
@@ -505,9 +686,15 @@ impl ImageDestination for StoreDestination {
         manifest: &RawManifest,
         instance: Option<&Digest>,
     ) -> Result<()> {
-        self.store
-            .layout
-            .put_small_blob(&Digest::sha256_of(&manifest.bytes), &manifest.bytes)?;
+        let digest = Digest::sha256_of(&manifest.bytes);
+        let size = manifest.bytes.len() as u64;
+        if !self.hold_existing(&digest, size) {
+            let hold = self.hold_path(&digest);
+            fsutil::mkdir_all(hold.parent().unwrap_or(self.store.layout.root()))?;
+            fsutil::write_atomic_with(&hold, &manifest.bytes, &self.temp_prefix())?;
+            self.held(&digest, size, hold.clone());
+            self.publish(&digest, &hold)?;
+        }
         if instance.is_none() {
             self.pending().top = Some(manifest.clone());
         }
@@ -571,7 +758,8 @@ impl ImageDestination for StoreDestination {
             .top
             .ok_or_else(|| TransportError::Unsupported("commit without a manifest".into()))?;
         let root = self.store.layout.root().to_path_buf();
-        let _lock = FileLock::acquire(root.join(".ferry.lock")).await?;
+        let _lock = FileLock::acquire(root.join(LOCK_FILE)).await?;
+        self.restore_held(&pending.held)?;
         for (digest, sigs) in &pending.signatures {
             self.add_signatures(digest, sigs)?;
         }
