@@ -263,6 +263,9 @@ pub struct History {
     pub image: String,
     /// Its manifest digest.
     pub manifest_digest: Digest,
+    /// Whether the name is still in the store; `false` for a removed name whose evidence
+    /// remains (its manifest and blobs may have been pruned).
+    pub in_store: bool,
     /// The store's root.
     pub store: PathBuf,
     /// Records of this name, oldest first.
@@ -281,10 +284,17 @@ pub struct History {
     stored: Vec<StoredSignature>,
 }
 
-/// Opens the forensic view of `name` in `store`.
+/// Opens the forensic view of `name` in `store`. A name removed from the store (no longer in
+/// `index.json`) whose records remain is found through them: its newest copy's manifest.
 pub fn history(store: &Store, name: &DockerReference) -> Result<History, ForensicsError> {
-    let image = store.resolve(name)?;
-    let digest = image.digest.clone();
+    let (digest, in_store) = match store.resolve(name) {
+        Ok(image) => (image.digest, true),
+        Err(TransportError::NotFound(why)) => match store.recorded_digest(name)? {
+            Some(d) => (d, false),
+            None => return Err(TransportError::NotFound(why).into()),
+        },
+        Err(e) => return Err(e.into()),
+    };
     let stored = store.signatures(&digest)?;
     let me = ImageReference::Store(name.clone()).to_string();
     let mut own = Vec::new();
@@ -368,6 +378,7 @@ pub fn history(store: &Store, name: &DockerReference) -> Result<History, Forensi
     Ok(History {
         image: me,
         manifest_digest: digest,
+        in_store,
         store: store.root_dir().to_path_buf(),
         records: own.len(),
         last_copy: newest.map(CopySummary::of),
@@ -531,9 +542,16 @@ impl History {
             path: dir.to_path_buf(),
             source,
         })?;
-        let manifest = store.manifest_bytes(&self.manifest_digest)?;
-        write("manifest.json", &manifest)?;
-        let mut files = vec!["manifest.json".to_string()];
+        let mut files = Vec::new();
+        // A removed name's manifest may have been pruned; its evidence is exported anyway.
+        match store.manifest_bytes(&self.manifest_digest) {
+            Ok(manifest) => {
+                write("manifest.json", &manifest)?;
+                files.push("manifest.json".to_string());
+            }
+            Err(_) if !self.in_store => {}
+            Err(e) => return Err(e.into()),
+        }
         for (i, s) in self.signatures().iter().enumerate() {
             let name = format!("signature-{}", i + 1);
             write(&name, &s.bytes)?;

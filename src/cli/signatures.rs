@@ -173,6 +173,12 @@ fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     println!("{}  {}", h.image, h.manifest_digest);
+    if !h.in_store {
+        println!(
+            "{} was removed from the store; this is the evidence kept of it",
+            h.image
+        );
+    }
     match &h.last_copy {
         Some(c) => println!(
             "last copy of this name: {} from {}, mode {}, policy {} ({}); {} record(s) of this name",
