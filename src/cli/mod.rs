@@ -10,6 +10,7 @@ pub mod progress;
 pub mod sign;
 pub mod signatures;
 pub mod sync;
+pub mod store;
 
 use std::process::ExitCode;
 
@@ -59,6 +60,9 @@ pub enum Command {
     /// The forensic view of the signatures kept with an image in ferry's store.
     #[command(subcommand)]
     Signatures(signatures::SignaturesCommand),
+    /// The store's lifecycle: list, remove, prune, check and repair, disk usage.
+    #[command(subcommand)]
+    Store(store::StoreCommand),
     /// Sign a manifest file with simple signing (as skopeo standalone-sign).
     StandaloneSign(sign::StandaloneSignArgs),
     /// Verify a simple-signing signature of a manifest file (as skopeo standalone-verify).
@@ -87,6 +91,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Inspect(a) => inspect::run(a).await,
         Command::Policy(a) => policy::run(a).await,
         Command::Signatures(a) => signatures::run(a).await,
+        Command::Store(a) => store::run(a).await,
         Command::StandaloneSign(a) => sign::run_sign(a).await,
         Command::StandaloneVerify(a) => sign::run_verify(a).await,
         Command::GenerateSigstoreKey(a) => sign::run_generate_sigstore_key(a).await,
