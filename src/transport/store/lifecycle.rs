@@ -15,6 +15,38 @@
 //!   [`super`]): whatever prune removes, the copy's commit puts back before it names them.
 //! - Records go only when asked (`keep_records`), never the newest copy of a name still in
 //!   the store.
+//!
+//! ```no_run
+//! use ferry::reference::{DockerReference, ImageReference};
+//! use ferry::session::{Session, SessionConfig};
+//! use ferry::transport::TransportOptions;
+//! use ferry::transport::store::{CheckOptions, PruneOptions, RemoveOptions, Store};
+//!
+//! # async fn maintain() -> Result<(), Box<dyn std::error::Error>> {
+//! let store = Store::open("/var/lib/myruntime/images".as_ref())?;
+//! for image in store.list()? {
+//!     println!("{} {} {} bytes, {}", image.name, image.digest, image.size, image.verdict.name());
+//! }
+//! // Forget an image (its records and signatures stay), then reclaim what no name needs.
+//! let old = DockerReference::parse("registry.example.com/app:1.1")?;
+//! store.remove(&[old], &RemoveOptions::new())?;
+//! let pruned = store.prune(&PruneOptions::new())?;
+//! println!("reclaimed {} bytes", pruned.blob_bytes);
+//!
+//! // Check, and repair from the registry the image came from.
+//! let report = store.check(&CheckOptions::new())?;
+//! if !report.is_clean() {
+//!     let mut config = SessionConfig::default();
+//!     config.store_root = Some("/var/lib/myruntime/images".into());
+//!     let session = Session::new(config);
+//!     let from = ImageReference::parse("docker://registry.example.com/app:1.2")?;
+//!     let source = session.open_source(&from, &TransportOptions::default()).await?;
+//!     let repaired = store.repair(&report, source.as_ref()).await?;
+//!     println!("repaired {} file(s)", repaired.repaired.len());
+//! }
+//! # Ok(())
+//! # }
+//! ```
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
