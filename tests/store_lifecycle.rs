@@ -304,6 +304,103 @@ fn prune_during_a_copy_never_takes_the_copys_blobs_repeated() {
     );
 }
 
+fn holds_of(store: &Path, digest: &str) -> bool {
+    let suffix = format!("-hold-{}", digest.trim_start_matches("sha256:"));
+    std::fs::read_dir(store.join("blobs/sha256")).is_ok_and(|rd| {
+        rd.flatten()
+            .any(|e| e.file_name().to_string_lossy().ends_with(&suffix))
+    })
+}
+
+#[test]
+fn a_copy_in_flight_keeps_its_blobs_through_a_prune_and_gets_back_what_a_racing_prune_removed() {
+    let w = World::new();
+    let (_, b) = two_sharing_images(&w.src, 1_000, 200_000);
+    w.copy_in("a", "example.com/a:1");
+    w.run(&["store", "rm", "example.com/a:1"]).ok();
+    // B as a dir: image whose own layer is a FIFO: the copy reuses the shared layers (now
+    // unreferenced), then waits on the FIFO until this test lets it finish.
+    let dir = w.t.path().join("b-dir");
+    w.run(&[
+        "copy",
+        "-q",
+        "--policy",
+        w.policy.to_str().unwrap(),
+        &format!("oci:{}:b", w.src.display()),
+        &format!("dir:{}", dir.display()),
+    ])
+    .ok();
+    let own = sha256(&b.layers[2]);
+    let fifo = dir.join(own.trim_start_matches("sha256:"));
+    std::fs::remove_file(&fifo).unwrap();
+    let mkfifo = require_tool("mkfifo", "coreutils");
+    assert!(Command::new(mkfifo).arg(&fifo).status().unwrap().success());
+
+    let mut copy = Command::new(ferry_bin());
+    copy.args(["copy", "-q", "--policy", w.policy.to_str().unwrap()])
+        .args(["--store", w.store.to_str().unwrap()])
+        .arg(format!("dir:{}", dir.display()))
+        .arg("store:example.com/b:1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut copy = copy.spawn().unwrap();
+    // Opening the FIFO for writing returns once the copy has opened it for reading; the copy
+    // then waits for the bytes, which this thread sends when told to.
+    let (opened_tx, opened_rx) = std::sync::mpsc::channel();
+    let (go_tx, go_rx) = std::sync::mpsc::channel::<bool>();
+    let writer = {
+        let (fifo, bytes) = (fifo.clone(), b.layers[2].clone());
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let mut f = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+            opened_tx.send(()).unwrap();
+            if go_rx.recv().unwrap_or(false) {
+                let _ = f.write_all(&bytes);
+            }
+        })
+    };
+    let shared = [sha256(&b.layers[0]), sha256(&b.layers[1])];
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut opened = false;
+    while !(opened && shared.iter().all(|d| holds_of(&w.store, d))) {
+        opened = opened || opened_rx.try_recv().is_ok();
+        if Instant::now() > deadline || copy.try_wait().unwrap().is_some() {
+            // Unblock the writer before failing.
+            let _ = std::fs::File::open(&fifo);
+            let _ = go_tx.send(false);
+            let _ = copy.kill();
+            let out = copy.wait_with_output().unwrap();
+            panic!(
+                "the copy did not hold the shared layers while reading its own (opened: {opened}): {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+
+    // A prune now: the shared layers are needed by no name, but a copy in flight holds them.
+    let r = w.json(&["store", "prune"]);
+    // The shared layers, and B's config if it is written already.
+    assert!(r["held_blobs"].as_u64().unwrap() >= 2, "{r}");
+    assert_eq!(r["blobs"].as_array().unwrap().len(), 3, "A's own go: {r}");
+    for d in &shared {
+        assert!(w.blob(d).exists(), "{d} is held by the copy and stays");
+    }
+    // A prune that listed the blobs just before the copy held them removes their names
+    // anyway: the same unlink, done here at the worst moment.
+    for d in &shared {
+        std::fs::remove_file(w.blob(d)).unwrap();
+    }
+
+    // Let the copy finish: its commit puts the held layers back before it names them.
+    go_tx.send(true).unwrap();
+    writer.join().unwrap();
+    wait_ok(copy, "the copy");
+    w.check_passes("after a copy whose blobs a prune removed in flight");
+    w.assert_whole("example.com/b:1", &b);
+}
+
 #[test]
 fn a_prune_killed_midway_leaves_a_store_that_check_passes() {
     let w = World::new();

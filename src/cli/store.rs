@@ -315,12 +315,17 @@ async fn prune(args: PruneArgs) -> anyhow::Result<ExitCode> {
         );
     }
     println!(
-        "{verb} {} blob(s), {}; {} record(s), {}; kept {} blob(s) that names need",
+        "{verb} {} blob(s), {}; {} record(s), {}; kept {} blob(s) that names need{}",
         report.blobs.len(),
         human(report.blob_bytes),
         report.records.len(),
         human(report.record_bytes),
-        report.kept_blobs
+        report.kept_blobs,
+        if report.held_blobs > 0 {
+            format!(" and {} that copies in flight hold", report.held_blobs)
+        } else {
+            String::new()
+        }
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -619,10 +619,22 @@ impl Store {
             }
             marked.extend(closure.needed.into_iter().map(|n| n.digest));
         }
+        if !options.dry_run {
+            // First, so that a killed copy's holds are gone and do not keep its blobs.
+            fsutil::clean_dead(&root, 2);
+        }
+        let held = self.held_by_live_copies()?;
         let mut dirs: BTreeSet<PathBuf> = BTreeSet::new();
         for (digest, path, size) in self.blob_files()? {
             if marked.contains(&digest) {
                 report.kept_blobs += 1;
+                continue;
+            }
+            // Not needed by a name yet, but a copy in flight holds it: its name stays, so other
+            // copies can reuse it meanwhile. (Safety does not depend on this: a hold made just
+            // after this listing keeps the file, and the copy's commit restores the name.)
+            if held.contains(&digest) {
+                report.held_blobs += 1;
                 continue;
             }
             if !options.dry_run {
@@ -645,9 +657,46 @@ impl Store {
             for d in dirs {
                 fsutil::sync_dir(&d);
             }
-            fsutil::clean_dead(&root, 2);
         }
         Ok(report)
+    }
+
+    /// The blobs that copies still running hold (`blobs/ALG/.ferry-tmp-ID-hold-HEX` whose
+    /// session ID still holds its lock).
+    fn held_by_live_copies(&self) -> Result<HashSet<Digest>> {
+        let root = self.layout.root();
+        let mut live: BTreeMap<String, bool> = BTreeMap::new();
+        let mut out = HashSet::new();
+        let Ok(algs) = std::fs::read_dir(self.blobs_root()) else {
+            return Ok(out);
+        };
+        for alg in algs.flatten() {
+            let alg_name = alg.file_name().to_string_lossy().into_owned();
+            let Ok(rd) = std::fs::read_dir(alg.path()) else {
+                continue;
+            };
+            for e in rd.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let Some((id, hex)) = name
+                    .strip_prefix(TEMP_PREFIX)
+                    .and_then(|rest| rest.split_once("-hold-"))
+                else {
+                    continue;
+                };
+                let Ok(digest) = Digest::parse(&format!("{alg_name}:{hex}")) else {
+                    continue;
+                };
+                let is_live = *live.entry(id.to_string()).or_insert_with(|| {
+                    let lock = root.join(format!("{TEMP_PREFIX}{id}.lock"));
+                    // Taking the lock means nobody holds it: the copy is dead.
+                    lock.exists() && fsutil::FileLock::try_acquire(&lock).is_none()
+                });
+                if is_live {
+                    out.insert(digest);
+                }
+            }
+        }
+        Ok(out)
     }
 
     fn prune_records(
@@ -985,6 +1034,8 @@ pub struct PruneReport {
     pub blob_bytes: u64,
     /// Blobs kept because a name needs them.
     pub kept_blobs: usize,
+    /// Blobs no name needs yet, kept because a copy in flight holds them.
+    pub held_blobs: usize,
     /// Records older than the limit.
     pub records: Vec<PrunedRecord>,
     /// Their bytes.
