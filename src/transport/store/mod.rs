@@ -19,9 +19,10 @@
 //!
 //! A copy *holds* every blob and manifest its image needs, from the moment it writes or reuses
 //! one until its commit: a hard link named with its session (`blobs/sha256/.ferry-tmp-ID-hold-HEX`)
-//! to the same file. A prune ([`lifecycle`]) may remove the blob's own name meanwhile (nothing
-//! references it yet); the commit, under the lock prunes also take, puts every held blob back
-//! under its name before `index.json` names it. docs/store.md has the whole argument.
+//! to the same file. A prune ([`lifecycle`]) leaves a held blob's name alone, and one that
+//! removed it anyway (it looked just before the hold was made) cannot take the file; the
+//! commit, under the lock prunes also take, puts every held blob back under its name before
+//! `index.json` names it. docs/store.md has the whole argument.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
