@@ -9,8 +9,8 @@ pub mod policy;
 pub mod progress;
 pub mod sign;
 pub mod signatures;
-pub mod sync;
 pub mod store;
+pub mod sync;
 
 use std::process::ExitCode;
 

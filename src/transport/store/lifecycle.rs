@@ -494,6 +494,28 @@ impl Store {
         {
             let before = list.len();
             list.retain(|m| !wanted.iter().any(|n| named(m, n)));
+            if options.purge_evidence {
+                // What was attached to images no name reaches any more goes with the evidence
+                // (without --purge-evidence it stays, as the records and signatures do).
+                let mut live: HashSet<String> = HashSet::new();
+                for m in list.iter() {
+                    if m.pointer(&format!("/annotations/{}", REF_NAME.replace('/', "~1")))
+                        .is_some()
+                        && let Ok(d) = serde_json::from_value::<Descriptor>(m.clone())
+                    {
+                        live.extend(self.closure(&d).manifests().map(|x| x.to_string()));
+                    }
+                }
+                let subject_key = format!(
+                    "/annotations/{}",
+                    crate::transport::oci_layout::ATTACHED_ANNOTATION.replace('/', "~1")
+                );
+                list.retain(|m| {
+                    m.pointer(&subject_key)
+                        .and_then(Value::as_str)
+                        .is_none_or(|subject| live.contains(subject))
+                });
+            }
             if list.len() != before {
                 let bytes = serde_json::to_vec(&index)
                     .map_err(|e| TransportError::Unsupported(e.to_string()))?;

@@ -543,6 +543,20 @@ impl StoreDestination {
         }
     }
 
+    /// Writes small bytes (a manifest) as a blob this copy holds until its commit, or holds
+    /// the one already there.
+    fn put_small_held(&self, digest: &Digest, bytes: &[u8]) -> Result<()> {
+        let size = bytes.len() as u64;
+        if !self.hold_existing(digest, size) {
+            let hold = self.hold_path(digest);
+            fsutil::mkdir_all(hold.parent().unwrap_or(self.store.layout.root()))?;
+            fsutil::write_atomic_with(&hold, bytes, &self.temp_prefix())?;
+            self.held(digest, size, hold.clone());
+            self.publish(digest, &hold)?;
+        }
+        Ok(())
+    }
+
     /// Holds the blob already in the store, if it is there with `size` bytes: links it to a
     /// session temporary first and checks the link, so a prune removing the blob's name at the
     /// same moment either comes first (and the blob is written again) or cannot take the file
@@ -687,15 +701,7 @@ impl ImageDestination for StoreDestination {
         manifest: &RawManifest,
         instance: Option<&Digest>,
     ) -> Result<()> {
-        let digest = Digest::sha256_of(&manifest.bytes);
-        let size = manifest.bytes.len() as u64;
-        if !self.hold_existing(&digest, size) {
-            let hold = self.hold_path(&digest);
-            fsutil::mkdir_all(hold.parent().unwrap_or(self.store.layout.root()))?;
-            fsutil::write_atomic_with(&hold, &manifest.bytes, &self.temp_prefix())?;
-            self.held(&digest, size, hold.clone());
-            self.publish(&digest, &hold)?;
-        }
+        self.put_small_held(&Digest::sha256_of(&manifest.bytes), &manifest.bytes)?;
         if instance.is_none() {
             self.pending().top = Some(manifest.clone());
         }
@@ -730,9 +736,7 @@ impl ImageDestination for StoreDestination {
         attached: &[&Attached],
     ) -> Result<()> {
         for a in attached {
-            self.store
-                .layout
-                .put_small_blob(&a.digest, &a.manifest.bytes)?;
+            self.put_small_held(&a.digest, &a.manifest.bytes)?;
         }
         self.pending().attached.push((
             subject.clone(),
