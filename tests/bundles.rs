@@ -842,3 +842,31 @@ fn a_registry_with_the_referrers_api_is_read_and_written_through_it() {
     ])
     .ok();
 }
+
+#[test]
+fn sync_carries_what_is_attached_too() {
+    let w = attached_world();
+    let reg2 = Registry::start();
+    let out = w
+        .ferry(&[
+            "sync",
+            "-q",
+            "--src",
+            "docker",
+            "--dest",
+            "docker",
+            "--src-tls-verify=false",
+            "--dest-tls-verify=false",
+            "--referrers",
+            "all",
+            &format!("{}/ns/app:v1", w.reg.host()),
+            &format!("{}/mirror", reg2.host()),
+        ])
+        .ok();
+    assert_eq!(
+        referrers_at(&reg2.host(), "mirror/app", &w.digest),
+        w.all(),
+        "{}",
+        said(&out)
+    );
+}

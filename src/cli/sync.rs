@@ -102,6 +102,12 @@ pub struct SyncArgs {
     /// Copy no signatures (same as --signatures remove-signatures).
     #[arg(long, conflicts_with = "mode")]
     remove_signatures: bool,
+    /// What is attached to each image (OCI 1.1 referrers, cosign's .att and .sbom tags) is
+    /// copied: signatures (the default, where registries.d enables use-sigstore-referrers), all
+    /// (also attestations, SBOMs and any other referrer), or none. As `ferry copy --referrers`.
+    /// An image already at the destination is skipped without looking at its referrers.
+    #[arg(long, value_name = "WHAT", default_value = "signatures")]
+    referrers: ferry::transport::referrers::Referrers,
     /// Sign every copied image with simple signing, with the key of this fingerprint (needs
     /// --sign-key); each is signed for its destination's name.
     #[arg(long, value_name = "FINGERPRINT", requires = "sign_key")]
@@ -258,6 +264,7 @@ pub async fn run(args: SyncArgs) -> anyhow::Result<ExitCode> {
         args.src.src_creds.clone(),
         &args.common,
     );
+    request.source_options.referrers = args.referrers;
     let progress = Arc::new(Lines { quiet: args.quiet });
     let plan = match plan::plan(&session, &request).await {
         Ok(p) => p,
