@@ -870,3 +870,49 @@ fn sync_carries_what_is_attached_too() {
         said(&out)
     );
 }
+
+#[test]
+fn an_unreadable_referrer_is_an_unreadable_signature_under_the_modes() {
+    let w = attached_world();
+    // A second signature bundle, whose manifest the registry then fails to serve.
+    let second = w.k.bundle(&w.digest, "second", &["--dsse"]);
+    let broken = push_referrer(
+        &w.reg.host(),
+        &w.digest,
+        &second,
+        BUNDLE_TYPE,
+        &[
+            "--predicate-type",
+            SIGN_PREDICATE,
+            "--created",
+            "2026-02-02T00:00:00Z",
+        ],
+    );
+    let proxy = support::http::HttpServer::start(
+        std::sync::Arc::new(|_: &support::http::Request| support::http::Reply::forward()),
+        Some(w.reg.host()),
+    );
+    proxy.set_route(
+        &format!("/v2/ns/app/manifests/{broken}"),
+        support::http::Reply::status(500),
+    );
+    let image = format!("docker://{}/ns/app:v1", proxy.host());
+    let reg2 = Registry::start();
+    let dst = format!("docker://{}/ns/app:v1", reg2.host());
+    // copy-all: every signature or none; the failing referrer is named.
+    let out = w.copy(&[], &image, &dst).code(1);
+    assert!(
+        said(&out).contains(&broken) && said(&out).contains("500"),
+        "{}",
+        said(&out)
+    );
+    // sufficient-subset: the readable bundle satisfies the policy; the copy warns and carries it.
+    let out = w
+        .copy(&["--signatures", "sufficient-subset"], &image, &dst)
+        .ok();
+    assert!(said(&out).contains(&broken), "{}", said(&out));
+    assert_eq!(
+        referrers_at(&reg2.host(), "ns/app", &w.digest),
+        vec![w.signature.clone()]
+    );
+}
