@@ -178,17 +178,9 @@ pub fn signing_key(
 pub async fn run(args: CopyArgs) -> anyhow::Result<ExitCode> {
     let session = super::options::session(Some(&args.common), &args.store);
     let mut options = gate_options(&args.policy, &args.mode, &args.selection)?;
-    options.source = super::options::transport_options(
-        args.src.src_tls_verify,
-        args.src.src_creds,
-        &args.common,
-    );
+    options.source = args.src.options(&args.common);
+    options.destination = args.dest.options(&args.common);
     options.source.referrers = args.mode.referrers;
-    options.destination = super::options::transport_options(
-        args.dest.dest_tls_verify,
-        args.dest.dest_creds,
-        &args.common,
-    );
     options.parallel_blobs = usize::from(args.parallel_blobs);
     options.format = args.format;
     let passphrase = match &args.sign_passphrase_file {

@@ -105,7 +105,9 @@ pub fn render(hint: &Hint, style: FlagStyle, side: Option<Side>) -> String {
             flag("tls-verify", "=false")
         ),
         Hint::TrustCa { registry } => format!(
-            "Trust the registry's CA for {registry} (its certificate in a certs.d directory), or skip verification with {}",
+            "Trust the registry's CA for {registry}: put its certificate (PEM) in {}/{registry}/ca.crt (or ~/.config/containers/certs.d/{registry}/ca.crt), or in a directory given with {}; or skip verification with {}",
+            ferry::config::certs_d::SYSTEM_CERTS_D,
+            flag("cert-dir", " DIR"),
             flag("tls-verify", "=false")
         ),
         Hint::Credentials { registry } => format!(

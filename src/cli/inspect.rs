@@ -39,8 +39,7 @@ pub struct InspectArgs {
 /// Runs `ferry inspect`.
 pub async fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
     let session = super::options::session(Some(&args.common), &args.store);
-    let options =
-        super::options::transport_options(args.side.tls_verify, args.side.creds, &args.common);
+    let options = args.side.options(&args.common);
     let source = session
         .open_source(&args.image, &options)
         .await

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
+use ferry::config::registries_conf::RegistriesConfPaths;
 use ferry::policy::Policy;
 use ferry::reference::ImageReference;
 use ferry::session::{Session, SessionConfig};
@@ -58,7 +59,8 @@ pub struct StoreArgs {
     pub store: Option<PathBuf>,
 }
 
-/// Settings for the source side of a copy.
+/// Settings for the source side of a copy (skopeo's `--src-*` flags; `ferry copy` and `ferry
+/// sync` share them).
 #[derive(Debug, clap::Args)]
 pub struct SourceArgs {
     /// Require https and verify certificates for the source registry (false allows http and
@@ -66,11 +68,49 @@ pub struct SourceArgs {
     #[arg(long = "src-tls-verify", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
     pub src_tls_verify: Option<bool>,
     /// USERNAME[:PASSWORD] for the source registry.
-    #[arg(long = "src-creds", value_name = "USER:PASSWORD")]
+    #[arg(long = "src-creds", value_name = "USER:PASSWORD", conflicts_with_all = ["src_no_creds", "src_username"])]
     pub src_creds: Option<String>,
+    /// Certificates for the source registry (*.crt CAs, *.cert/*.key client pairs), instead of
+    /// its certs.d directory.
+    #[arg(long = "src-cert-dir", value_name = "DIR")]
+    pub src_cert_dir: Option<PathBuf>,
+    /// Access the source registry anonymously.
+    #[arg(long = "src-no-creds", conflicts_with = "src_username")]
+    pub src_no_creds: bool,
+    /// A bearer token for the source registry, sent instead of one from its token service.
+    #[arg(long = "src-registry-token", value_name = "TOKEN")]
+    pub src_registry_token: Option<String>,
+    /// Username for the source registry (with --src-password).
+    #[arg(long = "src-username", value_name = "USER", requires = "src_password")]
+    pub src_username: Option<String>,
+    /// Password for the source registry (with --src-username).
+    #[arg(
+        long = "src-password",
+        value_name = "PASSWORD",
+        requires = "src_username"
+    )]
+    pub src_password: Option<String>,
 }
 
-/// Settings for the destination side of a copy.
+impl SourceArgs {
+    /// The source side's transport options.
+    pub fn options(&self, common: &CommonTransportArgs) -> TransportOptions {
+        side_options(
+            Side {
+                tls_verify: self.src_tls_verify,
+                creds: self.src_creds.clone(),
+                cert_dir: self.src_cert_dir.clone(),
+                no_creds: self.src_no_creds,
+                registry_token: self.src_registry_token.clone(),
+                username: self.src_username.clone(),
+                password: self.src_password.clone(),
+            },
+            common,
+        )
+    }
+}
+
+/// Settings for the destination side of a copy (skopeo's `--dest-*` flags).
 #[derive(Debug, clap::Args)]
 pub struct DestArgs {
     /// Require https and verify certificates for the destination registry (false allows http and
@@ -78,12 +118,55 @@ pub struct DestArgs {
     #[arg(long = "dest-tls-verify", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
     pub dest_tls_verify: Option<bool>,
     /// USERNAME[:PASSWORD] for the destination registry.
-    #[arg(long = "dest-creds", value_name = "USER:PASSWORD")]
+    #[arg(long = "dest-creds", value_name = "USER:PASSWORD", conflicts_with_all = ["dest_no_creds", "dest_username"])]
     pub dest_creds: Option<String>,
+    /// Certificates for the destination registry (*.crt CAs, *.cert/*.key client pairs),
+    /// instead of its certs.d directory.
+    #[arg(long = "dest-cert-dir", value_name = "DIR")]
+    pub dest_cert_dir: Option<PathBuf>,
+    /// Access the destination registry anonymously.
+    #[arg(long = "dest-no-creds", conflicts_with = "dest_username")]
+    pub dest_no_creds: bool,
+    /// A bearer token for the destination registry, sent instead of one from its token
+    /// service.
+    #[arg(long = "dest-registry-token", value_name = "TOKEN")]
+    pub dest_registry_token: Option<String>,
+    /// Username for the destination registry (with --dest-password).
+    #[arg(
+        long = "dest-username",
+        value_name = "USER",
+        requires = "dest_password"
+    )]
+    pub dest_username: Option<String>,
+    /// Password for the destination registry (with --dest-username).
+    #[arg(
+        long = "dest-password",
+        value_name = "PASSWORD",
+        requires = "dest_username"
+    )]
+    pub dest_password: Option<String>,
 }
 
-/// The registry settings of a command about one image (inspect, policy check, …), with
-/// skopeo's single-side spellings; the `--src-` spellings are accepted too.
+impl DestArgs {
+    /// The destination side's transport options.
+    pub fn options(&self, common: &CommonTransportArgs) -> TransportOptions {
+        side_options(
+            Side {
+                tls_verify: self.dest_tls_verify,
+                creds: self.dest_creds.clone(),
+                cert_dir: self.dest_cert_dir.clone(),
+                no_creds: self.dest_no_creds,
+                registry_token: self.dest_registry_token.clone(),
+                username: self.dest_username.clone(),
+                password: self.dest_password.clone(),
+            },
+            common,
+        )
+    }
+}
+
+/// The registry settings of a command about one image (inspect, policy check, list-tags,
+/// delete, …), with skopeo's single-side spellings; the `--src-` spellings are accepted too.
 #[derive(Debug, clap::Args)]
 pub struct ImageSideArgs {
     /// Require https and verify certificates for the registry (false allows http and
@@ -91,8 +174,80 @@ pub struct ImageSideArgs {
     #[arg(long = "tls-verify", alias = "src-tls-verify", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
     pub tls_verify: Option<bool>,
     /// USERNAME[:PASSWORD] for the registry.
-    #[arg(long = "creds", alias = "src-creds", value_name = "USER:PASSWORD")]
+    #[arg(long = "creds", alias = "src-creds", value_name = "USER:PASSWORD", conflicts_with_all = ["no_creds", "username"])]
     pub creds: Option<String>,
+    /// Certificates for the registry (*.crt CAs, *.cert/*.key client pairs), instead of its
+    /// certs.d directory (/etc/containers/certs.d/HOST:PORT).
+    #[arg(long = "cert-dir", alias = "src-cert-dir", value_name = "DIR")]
+    pub cert_dir: Option<PathBuf>,
+    /// Access the registry anonymously.
+    #[arg(long = "no-creds", alias = "src-no-creds", conflicts_with = "username")]
+    pub no_creds: bool,
+    /// A bearer token, sent instead of one from the registry's token service.
+    #[arg(
+        long = "registry-token",
+        alias = "src-registry-token",
+        value_name = "TOKEN"
+    )]
+    pub registry_token: Option<String>,
+    /// Username for the registry (with --password).
+    #[arg(
+        long = "username",
+        alias = "src-username",
+        value_name = "USER",
+        requires = "password"
+    )]
+    pub username: Option<String>,
+    /// Password for the registry (with --username).
+    #[arg(
+        long = "password",
+        alias = "src-password",
+        value_name = "PASSWORD",
+        requires = "username"
+    )]
+    pub password: Option<String>,
+}
+
+impl ImageSideArgs {
+    /// The transport options of the image's side.
+    pub fn options(&self, common: &CommonTransportArgs) -> TransportOptions {
+        side_options(
+            Side {
+                tls_verify: self.tls_verify,
+                creds: self.creds.clone(),
+                cert_dir: self.cert_dir.clone(),
+                no_creds: self.no_creds,
+                registry_token: self.registry_token.clone(),
+                username: self.username.clone(),
+                password: self.password.clone(),
+            },
+            common,
+        )
+    }
+}
+
+/// One side's registry flags, whatever they are spelled.
+struct Side {
+    tls_verify: Option<bool>,
+    creds: Option<String>,
+    cert_dir: Option<PathBuf>,
+    no_creds: bool,
+    registry_token: Option<String>,
+    username: Option<String>,
+    password: Option<String>,
+}
+
+fn side_options(side: Side, common: &CommonTransportArgs) -> TransportOptions {
+    let creds = match (side.creds, side.username, side.password) {
+        (Some(c), _, _) => Some(c),
+        (None, Some(u), Some(p)) => Some(format!("{u}:{p}")),
+        _ => None,
+    };
+    let mut o = transport_options(side.tls_verify, creds, common);
+    o.cert_dir = side.cert_dir;
+    o.no_creds = side.no_creds;
+    o.registry_token = side.registry_token;
+    o
 }
 
 /// Settings for both sides.
@@ -106,6 +261,11 @@ pub struct CommonTransportArgs {
     /// ~/.config/containers/registries.d, then /etc/containers/registries.d.
     #[arg(long = "registries.d", value_name = "DIR")]
     pub registries_d: Option<PathBuf>,
+    /// registries.conf (mirrors, blocked and insecure registries, short names). Default:
+    /// $CONTAINERS_REGISTRIES_CONF, else ~/.config/containers/registries.conf, else
+    /// /etc/containers/registries.conf; then the registries.conf.d drop-ins.
+    #[arg(long = "registries-conf", value_name = "FILE")]
+    pub registries_conf: Option<PathBuf>,
     /// How many times a failed registry request is retried.
     #[arg(long, value_name = "N", default_value_t = 3)]
     pub retry_times: u32,
@@ -137,6 +297,14 @@ pub fn session_config(common: Option<&CommonTransportArgs>, store: &StoreArgs) -
         && let Some(d) = &c.registries_d
     {
         config.registries_d = Some(d.clone());
+    }
+    if let Some(c) = common
+        && let Some(f) = &c.registries_conf
+    {
+        config.registries_conf = Some(RegistriesConfPaths::for_home(
+            Some(f.clone()),
+            std::env::home_dir().as_deref(),
+        ));
     }
     config
 }

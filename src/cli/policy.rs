@@ -72,11 +72,7 @@ pub async fn run(cmd: PolicyCommand) -> anyhow::Result<ExitCode> {
     let PolicyCommand::Check(args) = cmd;
     let session = super::options::session(Some(&args.common), &args.store);
     let mut options = super::copy::gate_options(&args.policy, &args.mode, &args.selection)?;
-    options.source = super::options::transport_options(
-        args.side.tls_verify,
-        args.side.creds.clone(),
-        &args.common,
-    );
+    options.source = args.side.options(&args.common);
     options.source.referrers = args.mode.referrers;
     let checked = copy::check(&session, &args.image, &options).await?;
     let judgements = checked.judgements();

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use futures::{Stream, StreamExt};
 
 use super::TransportError;
+use crate::config::certs_d::HostCerts;
 
 /// How long ferry waits on a server before it calls the wait a failure (and retries, within the
 /// retry limit). A slow but working registry is fine: only silence, or a trickle, fails.
@@ -130,6 +131,10 @@ pub struct TlsPolicy {
     /// Verify certificates against the system's roots (and require https of registries).
     /// `false` accepts any certificate, and lets a registry be reached over plain http.
     pub verify: bool,
+    /// CA certificates trusted for this registry besides the system's roots, and client
+    /// certificates to present: what its certs.d directory holds
+    /// ([`crate::config::certs_d`]). `None` when none was read.
+    pub certs: Option<HostCerts>,
 }
 
 impl Default for TlsPolicy {
@@ -141,27 +146,83 @@ impl Default for TlsPolicy {
 impl TlsPolicy {
     /// Certificates verified: the default.
     pub fn verified() -> TlsPolicy {
-        TlsPolicy { verify: true }
+        TlsPolicy {
+            verify: true,
+            certs: None,
+        }
     }
 
     /// Certificates not checked, plain http allowed for registries (skopeo's
     /// `--tls-verify=false`).
     pub fn insecure() -> TlsPolicy {
-        TlsPolicy { verify: false }
+        TlsPolicy {
+            verify: false,
+            certs: None,
+        }
+    }
+
+    /// This policy with the CAs and client certificates of a certs.d directory (an empty
+    /// directory changes nothing).
+    pub fn with_certs(mut self, certs: HostCerts) -> TlsPolicy {
+        self.certs = (!certs.is_empty()).then_some(certs);
+        self
     }
 }
 
 /// How long a connection attempt may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
-fn builder(tls: &TlsPolicy) -> reqwest::ClientBuilder {
+fn builder(tls: &TlsPolicy, what: &str) -> Result<reqwest::ClientBuilder, TransportError> {
     crate::init_tls();
-    reqwest::Client::builder()
-        .danger_accept_invalid_certs(!tls.verify)
+    let mut b = reqwest::Client::builder()
+        .tls_danger_accept_invalid_certs(!tls.verify)
         .connect_timeout(CONNECT_TIMEOUT)
-        .user_agent(concat!("ferry/", env!("CARGO_PKG_VERSION")))
+        .user_agent(concat!("ferry/", env!("CARGO_PKG_VERSION")));
+    if let Some(certs) = &tls.certs {
+        let unusable = |path: &std::path::Path, why: String| {
+            TransportError::registry(
+                what.to_string(),
+                format!(
+                    "the certificate file {} cannot be used: {why}",
+                    path.display()
+                ),
+            )
+        };
+        let mut roots = Vec::new();
+        for f in &certs.roots {
+            let found = reqwest::Certificate::from_pem_bundle(&f.pem)
+                .map_err(|e| unusable(&f.path, e.to_string()))?;
+            // Go's AppendCertsFromPEM skips what is not a PEM certificate; so does ferry, but
+            // says so.
+            if found.is_empty() {
+                tracing::warn!(
+                    "{}: no PEM certificate in it; it is not trusted as a CA",
+                    f.path.display()
+                );
+            }
+            roots.extend(found);
+        }
+        if !roots.is_empty() {
+            b = b.tls_certs_merge(roots);
+        }
+        if let Some(pair) = certs.clients.first() {
+            let mut pem = pair.cert.pem.clone();
+            pem.push(b'\n');
+            pem.extend_from_slice(&pair.key.pem);
+            let identity = reqwest::Identity::from_pem(&pem).map_err(|e| {
+                unusable(
+                    &pair.cert.path,
+                    format!(
+                        "with its key {}, it is not a PEM client certificate and key: {e}",
+                        pair.key.path.display()
+                    ),
+                )
+            })?;
+            b = b.identity(identity);
+        }
+    }
+    Ok(b)
 }
-
 fn build(b: reqwest::ClientBuilder, what: &str) -> Result<reqwest::Client, TransportError> {
     b.build().map_err(|e| {
         TransportError::registry(
@@ -176,7 +237,7 @@ fn build(b: reqwest::ClientBuilder, what: &str) -> Result<reqwest::Client, Trans
 /// being sent (nothing is read then), so the registry client watches answers, downloads and
 /// uploads itself ([`Timeouts`], [`ProgressWatch`]).
 pub fn registry_client(tls: &TlsPolicy, registry: &str) -> Result<reqwest::Client, TransportError> {
-    build(builder(tls).pool_max_idle_per_host(16), registry)
+    build(builder(tls, registry)?.pool_max_idle_per_host(16), registry)
 }
 
 /// A client for lookaside reads: no credentials, redirects followed (reqwest's default of up to
@@ -186,7 +247,7 @@ pub fn lookaside_client(
     timeout: Duration,
 ) -> Result<reqwest::Client, TransportError> {
     build(
-        builder(tls).timeout(timeout),
+        builder(tls, "the lookaside signature server")?.timeout(timeout),
         "the lookaside signature server",
     )
 }

@@ -77,6 +77,48 @@ pub enum TransportError {
     /// Credentials could not be read.
     #[error(transparent)]
     Auth(#[from] docker::auth::AuthError),
+    /// registries.conf is wrong, or a short name did not resolve.
+    #[error(transparent)]
+    RegistriesConf(#[from] crate::config::registries_conf::RegistriesConfError),
+    /// A certs.d directory is wrong.
+    #[error(transparent)]
+    CertsD(#[from] crate::config::certs_d::CertsDError),
+    /// registries.conf blocks the registry.
+    #[error(
+        "{reference}: the registry is blocked: registries.conf marks [[registry]] prefix {prefix:?} blocked = true ({origin}); ferry neither pulls from nor pushes to it"
+    )]
+    Blocked {
+        /// The reference refused.
+        reference: String,
+        /// The prefix of the entry that blocks it.
+        prefix: String,
+        /// The file (and line) of that entry.
+        origin: String,
+    },
+    /// Every endpoint of a pull failed (the mirrors and the registry): the registry's error,
+    /// with each mirror's.
+    #[error("{primary} (mirrors also failed: {})", .mirrors.iter().map(|(r, e)| format!("[{r}: {e}]")).collect::<Vec<_>>().join(" "))]
+    AllEndpointsFailed {
+        /// The last endpoint's error (the registry's own).
+        primary: Box<TransportError>,
+        /// Each mirror tried, and its error.
+        mirrors: Vec<(String, String)>,
+    },
+    /// A manifest fetched by digest does not hash to that digest.
+    #[error(
+        "{url}: the manifest does not match its digest {expected} (it hashes to {actual}){}",
+        if *.mirror { "; a mirror serving other content for a digest is refused, not skipped" } else { "" }
+    )]
+    DigestMismatch {
+        /// Where it came from.
+        url: String,
+        /// The digest asked for.
+        expected: Digest,
+        /// What the bytes hash to.
+        actual: Digest,
+        /// Whether the answer came from a registries.conf mirror.
+        mirror: bool,
+    },
     /// A file is larger than ferry reads for its kind.
     #[error(
         "{path}: {size} bytes is more than the {limit}-byte limit for {what}; refusing to read it"
@@ -117,6 +159,7 @@ impl Hinted for TransportError {
     fn hint(&self) -> Option<Hint> {
         match self {
             TransportError::Registry { hint, .. } => hint.clone(),
+            TransportError::AllEndpointsFailed { primary, .. } => primary.hint(),
             _ => None,
         }
     }
@@ -188,6 +231,12 @@ pub trait ImageSource: Send + Sync {
         manifest_digest: &Digest,
         instance: Option<&Digest>,
     ) -> Result<SignatureSet>;
+
+    /// Where the bytes actually come from, when that is not the reference itself (a
+    /// registries.conf mirror): `docker://mirror.example/ns/app:1 (mirror)`.
+    fn pulled_from(&self) -> Option<String> {
+        None
+    }
 }
 
 /// The signatures of one manifest as a source found them.
@@ -338,6 +387,13 @@ pub struct TransportOptions {
     pub stall_timeout: Option<Duration>,
     /// Which attached artifacts a source reads (`--referrers`).
     pub referrers: referrers::Referrers,
+    /// A directory of certificates (`*.crt` CAs, `*.cert`/`*.key` client pairs) used instead
+    /// of the registry's certs.d directory (skopeo's `--cert-dir`).
+    pub cert_dir: Option<PathBuf>,
+    /// Access the registry anonymously: no credentials from anywhere.
+    pub no_creds: bool,
+    /// A bearer token sent as it is, instead of one from the registry's token service.
+    pub registry_token: Option<String>,
 }
 
 impl TransportOptions {
@@ -346,7 +402,9 @@ impl TransportOptions {
         http::Timeouts::new(self.timeout, self.stall_timeout)
     }
 
-    /// The TLS policy these options give for registries.
+    /// The TLS policy these options give for registries, before the host's configuration
+    /// (registries.conf, certs.d) is applied: the session does that
+    /// ([`crate::session::Session::tls_policy`]).
     pub fn tls_policy(&self) -> http::TlsPolicy {
         if self.tls_verify.unwrap_or(true) {
             http::TlsPolicy::verified()

@@ -48,6 +48,7 @@ pub struct RegistryClient {
     retry_times: u32,
     tls: TlsPolicy,
     timeouts: Timeouts,
+    registry_token: Option<String>,
     /// Whether the registry announced `X-Registry-Supports-Signatures: 1`.
     pub supports_signatures: bool,
     /// The registry's request cap and 429 pause, shared with every client of the host.
@@ -163,6 +164,7 @@ impl RegistryClient {
                 retry_times,
                 tls: tls.clone(),
                 timeouts,
+                registry_token: None,
                 supports_signatures: false,
                 limits: Default::default(),
             };
@@ -208,6 +210,12 @@ impl RegistryClient {
         self.base.join(path).unwrap_or_else(|_| self.base.clone())
     }
 
+    /// Uses `token` as the bearer token for every request to a registry that asks for one,
+    /// instead of fetching tokens from its token service (skopeo's `--registry-token`).
+    pub fn set_registry_token(&mut self, token: Option<String>) {
+        self.registry_token = token;
+    }
+
     /// The registry's name as the user wrote it.
     pub fn registry(&self) -> &str {
         &self.registry
@@ -246,6 +254,9 @@ impl RegistryClient {
         let Challenge::Bearer { realm, service } = challenge else {
             return Ok(None);
         };
+        if let Some(t) = &self.registry_token {
+            return Ok(Some(t.clone()));
+        }
         let key = scopes.join(" ");
         let cached = || {
             self.tokens.lock().ok().and_then(|t| {

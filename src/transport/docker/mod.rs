@@ -12,6 +12,7 @@ pub mod limits;
 pub mod lookaside;
 pub mod probe;
 mod referrers;
+pub mod mirrors;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -222,13 +223,12 @@ fn check_manifest(
     if let Ok(d) = Digest::parse(reference)
         && !d.matches(&body)
     {
-        return Err(TransportError::registry(
-            url.to_string(),
-            format!(
-                "the manifest does not match its digest {d} (it hashes to {})",
-                d.of_same_algorithm(&body)
-            ),
-        ));
+        return Err(TransportError::DigestMismatch {
+            url: url.to_string(),
+            actual: d.of_same_algorithm(&body),
+            expected: d,
+            mirror: false,
+        });
     }
     let media_type = content_type.filter(|c| crate::manifest::ACCEPTED.contains(&c.as_str()));
     Ok(RawManifest {
