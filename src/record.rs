@@ -33,6 +33,10 @@ pub struct BlobReport {
     pub media_type: String,
     /// Copied or reused.
     pub action: BlobAction,
+    /// Where the bytes of a copied blob came from, when that is not the source reference
+    /// itself (a registries.conf mirror, or a blob a format conversion made).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
 }
 
 /// A signature written to the destination.
@@ -76,6 +80,10 @@ pub struct ManifestReport {
     pub signatures: SignaturesReport,
     /// Its blobs (empty for a list).
     pub blobs: Vec<BlobReport>,
+    /// When the copy converted the manifest (`--format`): the source manifest's digest, which
+    /// the verdict is about; `digest` is the converted manifest that was written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub converted_from: Option<Digest>,
     /// Artifacts attached to it that the destination got as themselves (referrers, cosign's
     /// `.att`/`.sbom` tags).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

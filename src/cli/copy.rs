@@ -129,14 +129,19 @@ pub struct CopyArgs {
     /// The docker reference to sign for (default: the destination's).
     #[arg(long, value_name = "REFERENCE")]
     sign_identity: Option<String>,
-    /// The manifest format the destination must get (oci or v2s2). ferry never rewrites a
-    /// manifest, so a source in another format is refused: conversion would change the digest and
-    /// invalidate the signatures.
+    /// The manifest format the destination must get (oci or v2s2), converted as containers/image
+    /// converts it. A converted manifest has a new digest, so this is refused when a source
+    /// signature would be kept with it: use --signatures remove-signatures (and --sign-by to
+    /// sign the converted image).
     #[arg(short = 'f', long, value_name = "FORMAT")]
     format: Option<ManifestFormat>,
     /// Write a JSON report: every manifest, blob and signature slot, with timings.
     #[arg(long, value_name = "FILE")]
     report: Option<PathBuf>,
+    /// Write the digest of the manifest written to the destination to FILE (as skopeo: the
+    /// digest alone, no newline).
+    #[arg(long, value_name = "FILE")]
+    digestfile: Option<PathBuf>,
     /// How many blobs to copy at once.
     #[arg(long, value_name = "N", default_value_t = 6, value_parser = clap::value_parser!(u16).range(1..=64))]
     parallel_blobs: u16,
@@ -246,6 +251,10 @@ pub async fn run(args: CopyArgs) -> anyhow::Result<ExitCode> {
             return Err(e.into());
         }
     };
+    if let Some(path) = &args.digestfile {
+        std::fs::write(path, report.manifest_digest.to_string())
+            .with_context(|| format!("writing the digest file {}", path.display()))?;
+    }
     if let Some(path) = &args.report {
         let json = serde_json::to_vec_pretty(&report)?;
         std::fs::write(path, json)

@@ -8,7 +8,7 @@ use ferry::manifest::{self, Manifest, PlatformSpec};
 use ferry::reference::ImageReference;
 use ferry::transport;
 use futures::StreamExt;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::options::{CommonTransportArgs, ImageSideArgs, StoreArgs, parse_image};
 
@@ -25,6 +25,14 @@ pub struct InspectArgs {
     /// Print the image's config blob instead.
     #[arg(long, conflicts_with = "raw")]
     config: bool,
+    /// Format the output: `json` (the default), or a Go template of the fields as skopeo prints
+    /// them: {{.Name}}, {{.Digest}}, {{.Created}}, {{.Architecture}}, {{.Os}}, {{.Labels.KEY}},
+    /// {{json .Field}}, {{range .RepoTags}}{{.}} {{end}}, …
+    #[arg(short = 'f', long, value_name = "FORMAT", conflicts_with_all = ["raw", "config"])]
+    format: Option<String>,
+    /// Do not list the repository's tags (RepoTags is then empty).
+    #[arg(short = 'n', long)]
+    no_tags: bool,
     /// For a list, inspect the image of this platform (default: the running one).
     #[arg(long, value_name = "OS/ARCH[/VARIANT]", value_parser = PlatformSpec::parse)]
     platform: Option<PlatformSpec>,
@@ -85,7 +93,7 @@ pub async fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
         other => other.to_string(),
     };
     let repo_tags = match &args.image {
-        ImageReference::Docker(r) => {
+        ImageReference::Docker(r) if !args.no_tags => {
             let client = session.registry_client(r, &options).await?;
             ferry::transport::docker::list_tags(&client, r)
                 .await
@@ -96,27 +104,80 @@ pub async fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
         }
         _ => vec![],
     };
-    let out = json!({
-        "Name": name,
-        "Digest": top_digest.to_string(),
-        "RepoTags": repo_tags,
-        "Created": config.get("created"),
-        "DockerVersion": config.get("docker_version").and_then(Value::as_str).unwrap_or(""),
-        "Labels": config.pointer("/config/Labels"),
-        "Architecture": config.get("architecture").and_then(Value::as_str).unwrap_or(""),
-        "Os": config.get("os").and_then(Value::as_str).unwrap_or(""),
-        "Variant": config.get("variant"),
-        "Layers": image.layers.iter().map(|l| l.digest.to_string()).collect::<Vec<_>>(),
-        "LayersData": image.layers.iter().map(|l| json!({
-            "MIMEType": l.media_type,
-            "Digest": l.digest.to_string(),
-            "Size": l.size,
-            "Annotations": l.annotations,
-        })).collect::<Vec<_>>(),
-        "Env": config.pointer("/config/Env"),
-    });
-    println!("{}", serde_json::to_string_pretty(&out)?);
+    let string = |v: Option<&Value>| v.and_then(Value::as_str).unwrap_or("").to_string();
+    let out = InspectOutput {
+        name,
+        digest: top_digest.to_string(),
+        repo_tags,
+        created: config.get("created").cloned().unwrap_or(Value::Null),
+        docker_version: string(config.get("docker_version")),
+        labels: config
+            .pointer("/config/Labels")
+            .cloned()
+            .unwrap_or(Value::Null),
+        architecture: string(config.get("architecture")),
+        variant: config
+            .get("variant")
+            .and_then(Value::as_str)
+            .filter(|v| !v.is_empty())
+            .map(str::to_string),
+        os: string(config.get("os")),
+        layers: image.layers.iter().map(|l| l.digest.to_string()).collect(),
+        layers_data: image
+            .layers
+            .iter()
+            .map(|l| LayerData {
+                mime_type: l.media_type.clone(),
+                digest: l.digest.to_string(),
+                size: l.size,
+                annotations: l.annotations.clone(),
+            })
+            .collect(),
+        env: config
+            .pointer("/config/Env")
+            .cloned()
+            .unwrap_or(Value::Null),
+    };
+    match args.format.as_deref() {
+        Some(f) if !super::template::is_json(f) => {
+            let data = serde_json::to_value(&out)?;
+            let text = super::template::render(f, &data)
+                .map_err(|e| super::errors::UsageError(format!("--format {f:?}: {e}")))?;
+            print!("{text}");
+        }
+        _ => println!("{}", super::output::go_json_pretty(&out)?),
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// skopeo inspect's output, in its field order.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct InspectOutput {
+    name: String,
+    digest: String,
+    repo_tags: Vec<String>,
+    created: Value,
+    docker_version: String,
+    labels: Value,
+    architecture: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    variant: Option<String>,
+    os: String,
+    layers: Vec<String>,
+    layers_data: Vec<LayerData>,
+    env: Value,
+}
+
+/// One layer of `LayersData`.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct LayerData {
+    #[serde(rename = "MIMEType")]
+    mime_type: String,
+    digest: String,
+    size: u64,
+    annotations: Option<std::collections::BTreeMap<String, String>>,
 }
 
 async fn read_small_blob(

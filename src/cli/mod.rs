@@ -2,15 +2,21 @@
 //! library; nothing here holds logic the library should have.
 
 pub mod copy;
+pub mod delete;
 pub mod errors;
 pub mod inspect;
+pub mod list_tags;
+pub mod login;
+pub mod manifest_digest;
 pub mod options;
+pub mod output;
 pub mod policy;
 pub mod progress;
 pub mod sign;
 pub mod signatures;
 pub mod store;
 pub mod sync;
+pub mod template;
 
 use std::process::ExitCode;
 
@@ -54,6 +60,16 @@ pub enum Command {
     Copy(copy::CopyArgs),
     /// Show an image's manifest, config and digest.
     Inspect(inspect::InspectArgs),
+    /// List the tags of a registry repository.
+    ListTags(list_tags::ListTagsArgs),
+    /// Delete an image from a registry.
+    Delete(delete::DeleteArgs),
+    /// Log in to a registry (credentials stored in auth.json).
+    Login(login::LoginArgs),
+    /// Log out of a registry (credentials removed from auth.json).
+    Logout(login::LogoutArgs),
+    /// Print the digest of a manifest file.
+    ManifestDigest(manifest_digest::ManifestDigestArgs),
     /// Evaluate the signature policy on an image without copying it.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
@@ -89,6 +105,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Copy(a) => copy::run(a).await,
         Command::Inspect(a) => inspect::run(a).await,
+        Command::ListTags(a) => list_tags::run(a).await,
+        Command::Delete(a) => delete::run(a).await,
+        Command::Login(a) => login::run_login(a).await,
+        Command::Logout(a) => login::run_logout(a).await,
+        Command::ManifestDigest(a) => manifest_digest::run(a).await,
         Command::Policy(a) => policy::run(a).await,
         Command::Signatures(a) => signatures::run(a).await,
         Command::Store(a) => store::run(a).await,

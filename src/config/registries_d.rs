@@ -383,7 +383,7 @@ fn parse_url(s: &str) -> Result<Url, RegistriesDError> {
 /// The effective user ID as containers/image's rootless helper sees it:
 /// `$_CONTAINERS_ROOTLESS_UID` when set (podman sets it inside its user namespace), else the
 /// process's effective UID from `/proc/self/status`.
-fn effective_uid() -> Option<u32> {
+pub fn effective_uid() -> Option<u32> {
     if let Ok(v) = std::env::var("_CONTAINERS_ROOTLESS_UID")
         && !v.is_empty()
     {

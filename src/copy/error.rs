@@ -128,6 +128,18 @@ pub enum CopyError {
         /// How many signatures the copy keeps (they would break).
         signatures: usize,
     },
+    /// A manifest could not be converted to the format asked for.
+    #[error("{reference}: the manifest {digest} cannot be converted to {}: {reason}", .wanted.name())]
+    Conversion {
+        /// The source.
+        reference: String,
+        /// The source manifest.
+        digest: Digest,
+        /// The format asked for.
+        wanted: ManifestFormat,
+        /// Why not.
+        reason: String,
+    },
     /// The destination reference names a digest the image does not have.
     #[error("{destination} names digest {wanted}, but the copied manifest has digest {actual}")]
     DestinationDigest {
@@ -147,16 +159,10 @@ fn format_change_message(
     wanted: ManifestFormat,
     signatures: usize,
 ) -> String {
-    if signatures > 0 {
-        format!(
-            "{reference}: converting the manifest {digest} ({media_type}) to {} would change its digest and invalidate the {signatures} signature(s) this copy keeps",
-            wanted.name()
-        )
-    } else {
-        format!(
-            "{reference}: the manifest {digest} is {media_type}, and ferry does not convert manifest formats"
-        )
-    }
+    format!(
+        "{reference}: converting the manifest {digest} to {} ({media_type}) would change its digest and invalidate the {signatures} source signature(s) this copy keeps",
+        wanted.name()
+    )
 }
 
 impl CopyError {
@@ -210,9 +216,7 @@ impl Hinted for CopyError {
             }
             CopyError::NoPlatform { .. } => Some(Hint::Platform),
             CopyError::Signing(e) => e.hint(),
-            CopyError::FormatChange { signatures, .. } if *signatures > 0 => {
-                Some(Hint::FormatConversion)
-            }
+            CopyError::FormatChange { .. } => Some(Hint::FormatConversion),
             _ => None,
         }
     }

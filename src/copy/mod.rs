@@ -7,6 +7,7 @@
 //! it was. [`check`] runs the same plan and gate without writing, for `ferry policy check`.
 
 pub mod blobs;
+pub mod convert;
 pub mod error;
 pub mod plan;
 pub mod report;
@@ -57,7 +58,8 @@ pub enum ManifestFormat {
 }
 
 impl ManifestFormat {
-    fn accepts(self, kind: crate::manifest::ManifestKind) -> bool {
+    /// Whether a manifest of `kind` is already in this format.
+    pub fn accepts(self, kind: crate::manifest::ManifestKind) -> bool {
         use crate::manifest::ManifestKind::*;
         match self {
             ManifestFormat::Oci => matches!(kind, OciManifest | OciIndex),
@@ -330,15 +332,29 @@ pub async fn copy(
     }
     let gate_seconds = started.elapsed().as_secs_f64();
 
-    let to_write = signatures::choose(
-        &gated.plan,
-        &gated.slots,
-        judgements,
-        options.sign.as_ref(),
-        dst,
-    )?;
-    check_format(src, &gated.plan, &to_write, options)?;
-    check_destination_digest(dst, &gated.plan)?;
+    // A format change makes new manifests (and maybe a config blob); the gate has judged the
+    // source's, and no source signature may be kept with a converted one.
+    let conversion =
+        convert::convert(src, gated.source.as_ref(), &gated.plan, options.format).await?;
+    let (plan, converted_from): (&[Planned], Vec<Option<crate::digest::Digest>>) = match &conversion
+    {
+        Some(c) => (&c.plan, c.from.clone()),
+        None => (&gated.plan, vec![None; gated.plan.len()]),
+    };
+    let to_write = signatures::choose(plan, &gated.slots, judgements, options.sign.as_ref(), dst)?;
+    if let (Some(c), Some(want)) = (&conversion, options.format) {
+        convert::check_signatures(src, c, &to_write, want)?;
+    }
+    check_destination_digest(dst, plan)?;
+    let no_blobs_made = std::collections::HashMap::new();
+    let source = convert::WithMadeBlobs {
+        inner: gated.source.as_ref(),
+        made: conversion
+            .as_ref()
+            .map(|c| &c.made)
+            .unwrap_or(&no_blobs_made),
+    };
+    let pulled_from = gated.source.pulled_from();
 
     let destination = session
         .open_destination(dst, &options.destination)
@@ -409,9 +425,9 @@ pub async fn copy(
         admission,
         src,
         dst,
-        gated.source.as_ref(),
+        &source,
         destination.as_ref(),
-        &gated.plan,
+        plan,
         options,
     )
     .await?;
@@ -438,13 +454,13 @@ pub async fn copy(
     let blobs_seconds = blobs_started.elapsed().as_secs_f64();
 
     options.emit(ProgressEvent::Phase("writing manifest".into()));
-    for p in &gated.plan {
+    for p in plan {
         destination
             .put_manifest(admission, &p.raw, p.dest_instance.as_ref())
             .await
             .map_err(dest_err)?;
     }
-    for (p, (sigs, attached)) in gated.plan.iter().zip(&routed) {
+    for (p, (sigs, attached)) in plan.iter().zip(&routed) {
         if !sigs.is_empty() {
             destination
                 .put_signatures(admission, &p.digest, p.dest_instance.as_ref(), sigs)
@@ -471,13 +487,14 @@ pub async fn copy(
         }
     }
 
-    let manifests: Vec<ManifestReport> = gated
-        .plan
+    let made = conversion.as_ref().map(|c| &c.made);
+    let manifests: Vec<ManifestReport> = plan
         .iter()
         .zip(&gated.slots)
         .zip(judgements)
         .zip(to_write.iter().zip(&routed))
-        .map(|(((p, slots), j), (w, (_, attached)))| ManifestReport {
+        .zip(converted_from)
+        .map(|((((p, slots), j), (w, (_, attached))), converted_from)| ManifestReport {
             digest: p.digest.clone(),
             media_type: p.media_type.clone(),
             platform: p.platform.clone(),
@@ -504,17 +521,29 @@ pub async fn copy(
             blobs: p
                 .blobs
                 .iter()
-                .map(|d| BlobReport {
-                    digest: d.digest.clone(),
-                    size: d.size,
-                    media_type: d.media_type.clone(),
-                    action: outcomes
+                .map(|d| {
+                    let action = outcomes
                         .iter()
                         .find(|o| o.0 == d.digest)
                         .map(|o| o.1)
-                        .unwrap_or(BlobAction::Copied),
+                        .unwrap_or(BlobAction::Copied);
+                    let from = match action {
+                        BlobAction::Reused => None,
+                        BlobAction::Copied if made.is_some_and(|m| m.contains_key(&d.digest)) => {
+                            Some(format!("made by the conversion to {}", p.media_type))
+                        }
+                        BlobAction::Copied => pulled_from.clone(),
+                    };
+                    BlobReport {
+                        digest: d.digest.clone(),
+                        size: d.size,
+                        media_type: d.media_type.clone(),
+                        action,
+                        from,
+                    }
                 })
                 .collect(),
+            converted_from,
         })
         .collect();
 
@@ -552,43 +581,13 @@ pub async fn copy(
         manifests,
         warnings,
         bytes_copied: outcomes.iter().map(|o| o.2).sum(),
+        pulled_from,
         timings: Timings {
             total: started.elapsed().as_secs_f64(),
             gate: gate_seconds,
             blobs: blobs_seconds,
         },
     })
-}
-
-/// ferry never rewrites a manifest: a different format would change its digest, and every
-/// signature kept with it would then sign something else.
-fn check_format(
-    src: &ImageReference,
-    plan: &[Planned],
-    to_write: &[signatures::ToWrite],
-    options: &CopyOptions,
-) -> Result<(), CopyError> {
-    let Some(want) = options.format else {
-        return Ok(());
-    };
-    for p in plan {
-        let kind = crate::manifest::detect(&p.raw.bytes, p.raw.media_type.as_deref()).map_err(
-            |source| CopyError::Manifest {
-                what: format!("manifest {}", p.digest),
-                source,
-            },
-        )?;
-        if !want.accepts(kind) {
-            return Err(CopyError::FormatChange {
-                reference: src.to_string(),
-                digest: p.digest.clone(),
-                media_type: kind.media_type().to_string(),
-                wanted: want,
-                signatures: to_write.iter().map(|w| w.signatures.len()).sum(),
-            });
-        }
-    }
-    Ok(())
 }
 
 /// A destination by digest must name the digest the copy writes.

@@ -43,6 +43,10 @@ pub struct Report {
     pub warnings: Vec<String>,
     /// Bytes streamed from the source.
     pub bytes_copied: u64,
+    /// Where the source's bytes were read, when that is not the source reference itself (a
+    /// registries.conf mirror): `docker://mirror.example/ns/app:1 (mirror)`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pulled_from: Option<String>,
     /// Time spent.
     pub timings: Timings,
 }

@@ -2,7 +2,10 @@
 //! shapes ferry copies (a single image, a list of images) and platform selection in lists.
 //!
 //! Manifests are kept as the exact bytes they arrived as; these types are parsed views used to
-//! find blobs and instances. Nothing here re-serialises a manifest.
+//! find blobs and instances. Nothing here re-serialises a manifest; [`convert`] makes new
+//! manifests in the other format, for copies that ask for one and keep no signature.
+
+pub mod convert;
 
 use serde::{Deserialize, Serialize};
 

@@ -52,7 +52,8 @@ impl std::fmt::Debug for Credentials {
 }
 
 /// The auth files looked at, in order, when none is given: `$REGISTRY_AUTH_FILE`,
-/// `$XDG_RUNTIME_DIR/containers/auth.json`, `~/.config/containers/auth.json`,
+/// `$XDG_RUNTIME_DIR/containers/auth.json` (without that variable,
+/// `/run/containers/UID/auth.json`), `~/.config/containers/auth.json`,
 /// `~/.docker/config.json`. Reads the environment: used by
 /// [`crate::session::SessionConfig::from_env`].
 pub fn default_auth_files() -> Vec<PathBuf> {
@@ -60,8 +61,13 @@ pub fn default_auth_files() -> Vec<PathBuf> {
     if let Some(p) = std::env::var_os("REGISTRY_AUTH_FILE") {
         out.push(PathBuf::from(p));
     }
-    if let Some(r) = std::env::var_os("XDG_RUNTIME_DIR") {
-        out.push(PathBuf::from(r).join("containers/auth.json"));
+    match std::env::var_os("XDG_RUNTIME_DIR").filter(|v| !v.is_empty()) {
+        Some(r) => out.push(PathBuf::from(r).join("containers/auth.json")),
+        // Where `login` writes without a runtime directory (containers/image's per-UID path).
+        None => out.push(PathBuf::from(format!(
+            "/run/containers/{}/auth.json",
+            crate::config::registries_d::effective_uid().unwrap_or(0)
+        ))),
     }
     if let Some(h) = std::env::home_dir() {
         out.push(h.join(".config/containers/auth.json"));

@@ -7,12 +7,14 @@
 
 pub mod auth;
 pub mod blob_locations;
+pub mod auth_store;
 pub mod client;
 pub mod limits;
 pub mod lookaside;
 pub mod probe;
 mod referrers;
 pub mod mirrors;
+pub mod registry_ops;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,0 +1,50 @@
+//! `ferry delete`: delete an image from a registry, as skopeo delete.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use ferry::reference::ImageReference;
+
+use super::errors::UsageError;
+use super::options::{CommonTransportArgs, ImageSideArgs, StoreArgs, parse_image};
+
+/// Delete IMAGE (docker://HOST/REPOSITORY:TAG or @DIGEST) from its registry. Registries delete
+/// manifests, not tags: every tag of the same manifest goes with it. Its signatures in a
+/// file:// lookaside of registries.d are removed too.
+#[derive(Debug, clap::Args)]
+pub struct DeleteArgs {
+    /// The image: docker://HOST/REPOSITORY:TAG or docker://HOST/REPOSITORY@DIGEST.
+    #[arg(value_name = "IMAGE", value_parser = parse_image)]
+    image: ImageReference,
+    #[command(flatten)]
+    side: ImageSideArgs,
+    #[command(flatten)]
+    common: CommonTransportArgs,
+    #[command(flatten)]
+    store: StoreArgs,
+}
+
+/// Runs `ferry delete`.
+pub async fn run(args: DeleteArgs) -> anyhow::Result<ExitCode> {
+    let ImageReference::Docker(r) = &args.image else {
+        return Err(UsageError(format!(
+            "{}: ferry delete deletes images from registries (docker://); for the store use ferry store rm",
+            args.image
+        ))
+        .into());
+    };
+    let r = r.clone().with_default_tag();
+    let session = super::options::session(Some(&args.common), &args.store);
+    let options = args.side.options(&args.common);
+    let what = || format!("deleting {}", args.image);
+    let client = session
+        .registry_client(&r, &options)
+        .await
+        .with_context(what)?;
+    let registries = session.registries().await.with_context(what)?;
+    let digest = ferry::transport::docker::registry_ops::delete_image(&client, &r, &registries)
+        .await
+        .with_context(what)?;
+    tracing::info!("deleted {} ({digest})", args.image);
+    Ok(ExitCode::SUCCESS)
+}

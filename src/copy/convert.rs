@@ -1,0 +1,231 @@
+//! Format conversion in a copy (`--format oci|v2s2`): the manifests the destination gets when
+//! they must be in the other format.
+//!
+//! The gate always judges the SOURCE manifests: the signatures it read sign those digests. A
+//! converted manifest has a new digest, so no source signature can be kept with it; a copy
+//! converts only when none is kept (the mode keeps no signature of that manifest, as with
+//! remove-signatures or an unsigned image), and signs the converted manifest itself when asked
+//! to (`--sign-by`: the new signatures are made over the new digest). Otherwise the copy is
+//! refused before the destination is opened ([`CopyError::FormatChange`]). The report and the
+//! store's record name both digests: `digest` is what was written, `converted_from` the source
+//! manifest the verdict is about.
+//!
+//! Lists are not converted yet: a copy of one platform of a list converts that image; `--all`
+//! with a format change is refused with that advice.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::StreamExt;
+
+use super::plan::Planned;
+use super::signatures::ToWrite;
+use super::{CopyError, ManifestFormat};
+use crate::digest::{ByteStream, Digest, VerifyingStream};
+use crate::manifest::{self, Descriptor, Manifest, ManifestKind, convert};
+use crate::policy::ManifestRole;
+use crate::reference::ImageReference;
+use crate::transport::{ImageSource, RawManifest, Result as TransportResult, SignatureSet};
+
+/// What a copy writes after a format conversion.
+#[derive(Debug)]
+pub struct Conversion {
+    /// The manifests to write, in plan order.
+    pub plan: Vec<Planned>,
+    /// For each, the source manifest's digest when the conversion changed it.
+    pub from: Vec<Option<Digest>>,
+    /// Blobs the conversion made (an OCI config made from a Docker one), by digest.
+    pub made: HashMap<Digest, Bytes>,
+}
+
+/// The manifests of `plan` in format `want`, or `None` when every one already is.
+pub async fn convert(
+    src: &ImageReference,
+    source: &dyn ImageSource,
+    plan: &[Planned],
+    want: Option<ManifestFormat>,
+) -> Result<Option<Conversion>, CopyError> {
+    let Some(want) = want else {
+        return Ok(None);
+    };
+    let mut kinds = Vec::with_capacity(plan.len());
+    for p in plan {
+        kinds.push(
+            manifest::detect(&p.raw.bytes, p.raw.media_type.as_deref()).map_err(|source| {
+                CopyError::Manifest {
+                    what: format!("manifest {}", p.digest),
+                    source,
+                }
+            })?,
+        );
+    }
+    if kinds.iter().all(|k| want.accepts(*k)) {
+        return Ok(None);
+    }
+    let mut out = Conversion {
+        plan: Vec::with_capacity(plan.len()),
+        from: Vec::with_capacity(plan.len()),
+        made: HashMap::new(),
+    };
+    for (p, kind) in plan.iter().zip(kinds) {
+        if want.accepts(kind) {
+            out.plan.push(p.clone());
+            out.from.push(None);
+            continue;
+        }
+        let fail = |reason: String| CopyError::Conversion {
+            reference: src.to_string(),
+            digest: p.digest.clone(),
+            wanted: want,
+            reason,
+        };
+        if p.role == ManifestRole::List || kind.is_list() {
+            return Err(fail(
+                "converting a list of images is not supported: copy one platform of it (--platform, or the default) to convert that image, or copy the list in its own format".into(),
+            ));
+        }
+        let converted = match (kind, want) {
+            (ManifestKind::OciManifest, ManifestFormat::V2s2) => {
+                convert::oci_to_docker(&p.raw.bytes).map_err(|e| fail(e.to_string()))?
+            }
+            (ManifestKind::DockerV2S2, ManifestFormat::Oci) => {
+                let img = match manifest::parse(&p.raw.bytes, p.raw.media_type.as_deref()) {
+                    Ok(Manifest::Image(_, img)) => img,
+                    Ok(Manifest::List(..)) => return Err(fail("it is a list".into())),
+                    Err(e) => return Err(fail(e.to_string())),
+                };
+                let config = read_config(source, &img.config).await?;
+                convert::docker_to_oci(&p.raw.bytes, &config).map_err(|e| fail(e.to_string()))?
+            }
+            (other, _) => {
+                return Err(fail(format!(
+                    "ferry converts only between OCI and Docker schema 2 images, not from {}",
+                    other.media_type()
+                )));
+            }
+        };
+        if let Some((d, bytes)) = &converted.new_config {
+            out.made
+                .insert(d.digest.clone(), Bytes::from(bytes.clone()));
+        }
+        let blobs = match manifest::parse(&converted.manifest, Some(converted.media_type)) {
+            Ok(Manifest::Image(_, img)) => img.blobs().into_iter().cloned().collect(),
+            Ok(Manifest::List(..)) => vec![],
+            Err(e) => return Err(fail(e.to_string())),
+        };
+        let digest = Digest::sha256_of(&converted.manifest);
+        out.plan.push(Planned {
+            raw: RawManifest {
+                bytes: Bytes::from(converted.manifest),
+                media_type: Some(converted.media_type.to_string()),
+            },
+            media_type: converted.media_type.to_string(),
+            dest_instance: p.dest_instance.as_ref().map(|_| digest.clone()),
+            src_instance: p.src_instance.clone(),
+            platform: p.platform.clone(),
+            blobs,
+            role: p.role,
+            digest,
+        });
+        out.from.push(Some(p.digest.clone()));
+    }
+    Ok(Some(out))
+}
+
+/// Refuses a conversion that would keep a source signature: it signs the source manifest's
+/// digest, which the destination would not have.
+pub fn check_signatures(
+    src: &ImageReference,
+    conversion: &Conversion,
+    to_write: &[ToWrite],
+    wanted: ManifestFormat,
+) -> Result<(), CopyError> {
+    for ((p, from), w) in conversion.plan.iter().zip(&conversion.from).zip(to_write) {
+        // Attached artifacts name the source manifest as their subject: a converted manifest
+        // would leave them pointing at nothing the destination has, as a kept signature would.
+        let kept = w.written.iter().filter(|s| s.source_slot.is_some()).count() + w.attached.len();
+        if let Some(from) = from
+            && kept > 0
+        {
+            return Err(CopyError::FormatChange {
+                reference: src.to_string(),
+                digest: from.clone(),
+                media_type: p.media_type.clone(),
+                wanted,
+                signatures: kept,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Reads a config blob (at most containers/image's config limit), verified.
+async fn read_config(source: &dyn ImageSource, d: &Descriptor) -> Result<Vec<u8>, CopyError> {
+    let err = |source| CopyError::Source {
+        reference: source_name(d),
+        source,
+    };
+    if d.size > crate::limits::MAX_CONFIG_BLOB {
+        return Err(CopyError::Manifest {
+            what: format!("config blob {}", d.digest),
+            source: crate::manifest::ManifestError::Unknown(format!(
+                "it claims {} bytes, more than the {}-byte limit for a config",
+                d.size,
+                crate::limits::MAX_CONFIG_BLOB
+            )),
+        });
+    }
+    let stream = source.blob(d).await.map_err(err)?;
+    let mut verified = VerifyingStream::new(stream, d.digest.clone(), Some(d.size));
+    let mut out = Vec::new();
+    while let Some(chunk) = verified.next().await {
+        out.extend_from_slice(
+            &chunk.map_err(|e| err(crate::transport::TransportError::source_stream(e)))?,
+        );
+    }
+    Ok(out)
+}
+
+fn source_name(d: &Descriptor) -> String {
+    format!("config blob {}", d.digest)
+}
+
+/// The source, serving also the blobs a conversion made.
+pub struct WithMadeBlobs<'a> {
+    /// The source.
+    pub inner: &'a dyn ImageSource,
+    /// The blobs made, by digest.
+    pub made: &'a HashMap<Digest, Bytes>,
+}
+
+#[async_trait]
+impl ImageSource for WithMadeBlobs<'_> {
+    fn reference(&self) -> &ImageReference {
+        self.inner.reference()
+    }
+
+    async fn manifest(&self, instance: Option<&Digest>) -> TransportResult<RawManifest> {
+        self.inner.manifest(instance).await
+    }
+
+    async fn blob(&self, descriptor: &Descriptor) -> TransportResult<ByteStream> {
+        if let Some(bytes) = self.made.get(&descriptor.digest) {
+            let b = bytes.clone();
+            return Ok(Box::pin(futures::stream::once(async move { Ok(b) })));
+        }
+        self.inner.blob(descriptor).await
+    }
+
+    async fn signatures(
+        &self,
+        manifest_digest: &Digest,
+        instance: Option<&Digest>,
+    ) -> TransportResult<SignatureSet> {
+        self.inner.signatures(manifest_digest, instance).await
+    }
+
+    fn pulled_from(&self) -> Option<String> {
+        self.inner.pulled_from()
+    }
+}
