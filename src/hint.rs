@@ -22,6 +22,12 @@ pub enum Hint {
         /// `host[:port]`.
         registry: String,
     },
+    /// The registry refused the TLS handshake for want of a client certificate it accepts:
+    /// give one (certs.d `NAME.cert` and `NAME.key`).
+    ClientCertificate {
+        /// `host[:port]`.
+        registry: String,
+    },
     /// The registry refused the credentials (or their absence): log in, or give credentials.
     Credentials {
         /// `host[:port]`.

@@ -158,3 +158,34 @@ fn a_missing_tag_or_repository_is_named_as_such() {
     assert!(r.stderr.contains("no such repository"), "{}", r.stderr);
     assert!(!out.exists());
 }
+
+#[test]
+fn a_certificate_for_another_host_is_named_as_such_once_its_ca_is_trusted() {
+    // The CA is trusted (certs.d through --cert-dir), so what remains is the name.
+    let t = tempfile::tempdir().unwrap();
+    let ca = pki::ca(t.path(), "ca");
+    let server = pki::leaf(t.path(), &ca, "other", "DNS:other.example", "serverAuth");
+    let reg = Registry::start_tls_with(&server, None);
+    let certs = t.path().join("certs");
+    std::fs::create_dir(&certs).unwrap();
+    std::fs::copy(&ca.cert, certs.join("ca.crt")).unwrap();
+    let r = ferry(&[
+        "inspect",
+        "--retry-times",
+        "0",
+        "--cert-dir",
+        certs.to_str().unwrap(),
+        &format!("docker://{}/a/b:1", reg.host()),
+    ])
+    .code(3);
+    assert!(
+        r.stderr.contains(&format!("is not for {}", reg.host())),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        !r.stderr.contains("Trust the registry's CA"),
+        "{}",
+        r.stderr
+    );
+}

@@ -15,7 +15,8 @@ use ferry::reference::{DockerReference, ImageReference};
 use ferry::signature::simple::SigningKey;
 
 use super::options::{
-    CommonTransportArgs, DestArgs, PolicyArgs, SourceArgs, StoreArgs, parse_image,
+    CommonTransportArgs, DestArgs, PolicyArgs, SourceArg, SourceArgs, StoreArgs, parse_image,
+    parse_source,
 };
 use super::progress::TerminalProgress;
 
@@ -100,9 +101,10 @@ impl ModeArgs {
 Exit status: 0 copied, 1 rejected by the signature policy or the signatures, 2 bad usage,
 3 any other failure (the message says what failed and what to do).")]
 pub struct CopyArgs {
-    /// The image to copy from.
-    #[arg(value_name = "SOURCE", value_parser = parse_image)]
-    pub source: ImageReference,
+    /// The image to copy from (a name without transport is resolved through registries.conf,
+    /// as podman resolves it).
+    #[arg(value_name = "SOURCE", value_parser = parse_source)]
+    pub source: SourceArg,
     /// Where to copy it to.
     #[arg(value_name = "DESTINATION", value_parser = parse_image)]
     pub destination: ImageReference,
@@ -230,7 +232,26 @@ pub async fn run(args: CopyArgs) -> anyhow::Result<ExitCode> {
     let progress = Arc::new(TerminalProgress::new(args.quiet));
     options.progress = Some(progress.clone());
 
-    let result = copy::copy(&session, &args.source, &args.destination, &options).await;
+    let candidates = super::options::candidates(&session, &args.source).await?;
+    let mut source = candidates.first().cloned();
+    let mut result = None;
+    for (i, candidate) in candidates.iter().enumerate() {
+        source = Some(candidate.clone());
+        let r = copy::copy(&session, candidate, &args.destination, &options).await;
+        match &r {
+            Err(copy::CopyError::Source { source: e, .. })
+                if i + 1 < candidates.len() && super::options::try_next_candidate(e) =>
+            {
+                tracing::warn!("{candidate}: {e}; trying the next candidate");
+            }
+            _ => {
+                result = Some(r);
+                break;
+            }
+        }
+    }
+    let source = source.context("no candidate to copy from")?;
+    let result = result.context("no candidate to copy from")?;
     let report = match result {
         Ok(r) => r,
         Err(e) => {
@@ -238,7 +259,7 @@ pub async fn run(args: CopyArgs) -> anyhow::Result<ExitCode> {
             if let Some(path) = &args.report {
                 let failed = serde_json::json!({
                     "version": ferry::copy::report::REPORT_VERSION,
-                    "source": args.source.to_string(),
+                    "source": source.to_string(),
                     "destination": args.destination.to_string(),
                     "mode": options.mode,
                     "error": e.to_string(),
@@ -262,7 +283,7 @@ pub async fn run(args: CopyArgs) -> anyhow::Result<ExitCode> {
     }
     progress.line(&format!(
         "Copied {} to {} ({})",
-        args.source, args.destination, report.manifest_digest
+        source, args.destination, report.manifest_digest
     ));
     Ok(ExitCode::SUCCESS)
 }

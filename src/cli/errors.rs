@@ -110,6 +110,11 @@ pub fn render(hint: &Hint, style: FlagStyle, side: Option<Side>) -> String {
             flag("cert-dir", " DIR"),
             flag("tls-verify", "=false")
         ),
+        Hint::ClientCertificate { registry } => format!(
+            "Give {registry} a client certificate it trusts: put it and its key as NAME.cert and NAME.key in {}/{registry}/ (or ~/.config/containers/certs.d/{registry}/), or in a directory given with {}",
+            ferry::config::certs_d::SYSTEM_CERTS_D,
+            flag("cert-dir", " DIR"),
+        ),
         Hint::Credentials { registry } => format!(
             "Log in to {registry} (an auth.json entry, or --authfile FILE), or pass {}",
             flag("creds", " USER:PASSWORD")

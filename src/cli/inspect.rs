@@ -10,20 +10,22 @@ use ferry::transport;
 use futures::StreamExt;
 use serde_json::Value;
 
-use super::options::{CommonTransportArgs, ImageSideArgs, StoreArgs, parse_image};
+use super::options::{CommonTransportArgs, ImageSideArgs, SourceArg, StoreArgs, parse_source};
 
 /// Show an image: its digest, layers, platform, environment and labels as JSON (the fields of
 /// `skopeo inspect`), or with --raw the manifest's exact bytes.
 #[derive(Debug, clap::Args)]
 pub struct InspectArgs {
-    /// The image (docker://, oci:, dir:, store:).
-    #[arg(value_name = "IMAGE", value_parser = parse_image)]
-    image: ImageReference,
+    /// The image (docker://, oci:, dir:, store:; a name without transport is resolved through
+    /// registries.conf, as podman resolves it).
+    #[arg(value_name = "IMAGE", value_parser = parse_source)]
+    image: SourceArg,
     /// Print the manifest exactly as stored, byte for byte.
     #[arg(long)]
     raw: bool,
-    /// Print the image's config blob instead.
-    #[arg(long, conflicts_with = "raw")]
+    /// Print the image's config instead, as the OCI image config (with --raw: the config
+    /// blob's exact bytes).
+    #[arg(long)]
     config: bool,
     /// Format the output: `json` (the default), or a Go template of the fields as skopeo prints
     /// them: {{.Name}}, {{.Digest}}, {{.Created}}, {{.Architecture}}, {{.Os}}, {{.Labels.KEY}},
@@ -48,51 +50,69 @@ pub struct InspectArgs {
 pub async fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
     let session = super::options::session(Some(&args.common), &args.store);
     let options = args.side.options(&args.common);
-    let source = session
-        .open_source(&args.image, &options)
-        .await
-        .with_context(|| format!("reading {}", args.image))?;
-    let top = source
-        .manifest(None)
-        .await
-        .with_context(|| format!("reading the manifest of {}", args.image))?;
-    if args.raw {
+    let candidates = super::options::candidates(&session, &args.image).await?;
+    let mut opened = None;
+    for (i, candidate) in candidates.iter().enumerate() {
+        let attempt = async {
+            let source = session.open_source(candidate, &options).await?;
+            let top = source.manifest(None).await?;
+            Ok::<_, ferry::transport::TransportError>((source, top))
+        };
+        match attempt.await {
+            Ok(found) => {
+                opened = Some((candidate.clone(), found));
+                break;
+            }
+            Err(e) if i + 1 < candidates.len() && super::options::try_next_candidate(&e) => {
+                tracing::warn!("{candidate}: {e}; trying the next candidate");
+            }
+            Err(e) => return Err(anyhow::Error::new(e).context(format!("reading {candidate}"))),
+        }
+    }
+    let (image_ref, (source, top)) = opened.context("no candidate to inspect")?;
+    if args.raw && !args.config {
         use std::io::Write;
         std::io::stdout().write_all(&top.bytes)?;
         return Ok(ExitCode::SUCCESS);
     }
     let top_digest = Digest::sha256_of(&top.bytes);
     let parsed = manifest::parse(&top.bytes, top.media_type.as_deref())
-        .with_context(|| format!("the manifest of {}", args.image))?;
+        .with_context(|| format!("the manifest of {}", image_ref))?;
     let image = match parsed {
         Manifest::Image(_, img) => img,
         Manifest::List(_, list) => {
             let want = args.platform.clone().unwrap_or_else(PlatformSpec::current);
             let d = want
                 .choose(&list)
-                .with_context(|| format!("{} is a list with no image for {want}", args.image))?;
+                .with_context(|| format!("{} is a list with no image for {want}", image_ref))?;
             let raw = source.manifest(Some(&d.digest)).await?;
             match manifest::parse(&raw.bytes, raw.media_type.as_deref())? {
                 Manifest::Image(_, img) => img,
                 Manifest::List(..) => {
-                    anyhow::bail!("{}: a list inside a list is not supported", args.image)
+                    anyhow::bail!("{}: a list inside a list is not supported", image_ref)
                 }
             }
         }
     };
     let config_bytes = read_small_blob(source.as_ref(), &image.config).await?;
-    if args.config {
+    if args.config && args.raw {
         use std::io::Write;
         std::io::stdout().write_all(&config_bytes)?;
         return Ok(ExitCode::SUCCESS);
     }
+    if args.config {
+        let text = ferry::manifest::convert::oci_config_pretty(&config_bytes)
+            .with_context(|| format!("the config blob {}", image.config.digest))?;
+        println!("{text}");
+        return Ok(ExitCode::SUCCESS);
+    }
     let config: Value = serde_json::from_slice(&config_bytes)
         .with_context(|| format!("the config blob {} is not JSON", image.config.digest))?;
-    let name = match &args.image {
+    let name = match &image_ref {
         ImageReference::Docker(r) | ImageReference::Store(r) => r.repository().to_string(),
         other => other.to_string(),
     };
-    let repo_tags = match &args.image {
+    let repo_tags = match &image_ref {
         ImageReference::Docker(r) if !args.no_tags => {
             let client = session.registry_client(r, &options).await?;
             ferry::transport::docker::list_tags(&client, r)

@@ -325,3 +325,74 @@ pub fn transport_options(
     o.stall_timeout = Some(std::time::Duration::from_secs(common.stall_timeout));
     o
 }
+
+/// A source argument: a reference with its transport, or (as podman takes it) an image name
+/// without one, fully qualified or short, resolved through registries.conf.
+#[derive(Debug, Clone)]
+pub enum SourceArg {
+    /// `TRANSPORT:…`.
+    Reference(ImageReference),
+    /// `[HOST/]REPOSITORY[:TAG|@DIGEST]`, to resolve.
+    Name(String),
+}
+
+impl std::fmt::Display for SourceArg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SourceArg::Reference(r) => write!(f, "{r}"),
+            SourceArg::Name(n) => f.write_str(n),
+        }
+    }
+}
+
+/// Parses a source argument: a reference with a known transport, else an image name.
+pub fn parse_source(s: &str) -> Result<SourceArg, String> {
+    match ImageReference::parse(s) {
+        Ok(r) => Ok(SourceArg::Reference(r)),
+        Err(e @ ferry::reference::ReferenceError::Transport(_)) => {
+            match ferry::reference::DockerReference::parse(s) {
+                Ok(_) => Ok(SourceArg::Name(s.to_string())),
+                Err(_) => Err(e.to_string()),
+            }
+        }
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// The references a source argument may be read from, in order: itself, or a name's
+/// candidates from registries.conf (its alias, else each unqualified-search registry).
+pub async fn candidates(session: &Session, arg: &SourceArg) -> anyhow::Result<Vec<ImageReference>> {
+    match arg {
+        SourceArg::Reference(r) => Ok(vec![r.clone()]),
+        SourceArg::Name(n) => {
+            let conf = session.registries_conf().await?;
+            let resolved = conf.resolve_short_name(n)?;
+            if resolved.candidates.len() > 1 {
+                tracing::info!(
+                    "{n} resolves to {} (unqualified-search-registries); trying them in order",
+                    resolved
+                        .candidates
+                        .iter()
+                        .map(|c| c.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
+            Ok(resolved
+                .candidates
+                .into_iter()
+                .map(ImageReference::Docker)
+                .collect())
+        }
+    }
+}
+
+/// Whether a failure to read one candidate of a short name lets the next be tried: the image
+/// is not there, or its registry cannot be reached. A rejection never does.
+pub fn try_next_candidate(e: &ferry::transport::TransportError) -> bool {
+    use ferry::transport::TransportError as T;
+    matches!(
+        e,
+        T::NotFound(_) | T::AllEndpointsFailed { .. } | T::Registry { .. }
+    )
+}

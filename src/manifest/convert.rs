@@ -378,6 +378,23 @@ pub fn docker_to_oci(manifest: &[u8], config: &[u8]) -> Result<Converted, Conver
     })
 }
 
+/// An image config as the OCI image-spec `Image` type holds it (fields of other formats
+/// dropped), indented with four spaces as skopeo's `inspect --config` prints it.
+pub fn oci_config_pretty(config: &[u8]) -> Result<String, ConvertError> {
+    let image: OciImage =
+        serde_json::from_slice(config).map_err(|e| ConvertError::Config(e.to_string()))?;
+    let mut buf = Vec::new();
+    let formatter = serde_json::ser::PrettyFormatter::with_indent(b"    ");
+    let mut ser = serde_json::Serializer::with_formatter(&mut buf, formatter);
+    image
+        .serialize(&mut ser)
+        .map_err(|e| ConvertError::Config(e.to_string()))?;
+    Ok(String::from_utf8_lossy(&buf)
+        .replace('<', "\\u003c")
+        .replace('>', "\\u003e")
+        .replace('&', "\\u0026"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

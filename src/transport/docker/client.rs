@@ -803,6 +803,16 @@ fn describe_tls(t: &rustls::Error, host: &str, detail: &str) -> (String, Option<
                 Some(Hint::TrustCa { registry }),
             )
         }
+        E::AlertReceived(
+            alert @ (rustls::AlertDescription::BadCertificate
+            | rustls::AlertDescription::CertificateRequired
+            | rustls::AlertDescription::UnknownCA),
+        ) => (
+            format!(
+                "{host} refused the TLS handshake ({alert:?}): it asks for a client certificate, and ferry presented none it accepts"
+            ),
+            Some(Hint::ClientCertificate { registry }),
+        ),
         other => (format!("TLS with {host} failed: {other}{detail}"), None),
     }
 }

@@ -1,0 +1,825 @@
+//! ferry as a drop-in for skopeo's commands (issue 14): the same command lines run with skopeo
+//! and with ferry against the real distribution registry, and the results compared — inspect
+//! with each flag, list-tags, delete, login and copies with the stored credentials,
+//! manifest-digest, copy --digestfile — and format conversion checked by skopeo.
+
+mod support;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use support::registry::Registry;
+use support::*;
+
+/// `{REG}` in every argument replaced by the registry's host.
+fn args_for(template: &[&str], host: &str) -> Vec<String> {
+    template.iter().map(|a| a.replace("{REG}", host)).collect()
+}
+
+fn both(template: &[&str], host: &str) -> (Run, Run) {
+    let args = args_for(template, host);
+    let a: Vec<&str> = args.iter().map(String::as_str).collect();
+    (skopeo(&a), ferry(&a))
+}
+
+/// How a row's outputs must agree.
+#[derive(Clone, Copy, Debug)]
+enum Same {
+    /// Byte for byte.
+    Bytes,
+    /// As JSON: every field skopeo prints has the same value in ferry's output (ferry may print
+    /// fields newer skopeo versions print, such as LayersData).
+    JsonFields,
+}
+
+fn run_with_stdin(bin: &Path, args: &[&str], stdin: &str) -> Run {
+    use std::io::Write;
+    let mut child = Command::new(bin)
+        .args(args)
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+#[test]
+fn the_same_command_lines_give_the_same_results_as_skopeo() {
+    let reg = Registry::start();
+    let host = reg.host();
+    let t = tempfile::tempdir().unwrap();
+    let policy = insecure_policy(t.path());
+    let src = t.path().join("src");
+    // An image with labels and a creation time, so every field has something to compare.
+    let layers = vec![pseudo_random(151, 3000), pseudo_random(152, 2000)];
+    let config = serde_json::to_vec(&serde_json::json!({
+        "created": "2026-01-02T03:04:05Z",
+        "architecture": "amd64",
+        "os": "linux",
+        "config": {"Env": ["PATH=/usr/bin", "A=<b&c>"], "Labels": {"org.example.team": "ferry", "version": "1.2"}},
+        "rootfs": {"type": "layers", "diff_ids": layers.iter().map(|l| sha256(l)).collect::<Vec<_>>()},
+    }))
+    .unwrap();
+    let mut image = build_image("amd64", layers);
+    let mut m: serde_json::Value = serde_json::from_slice(&image.manifest).unwrap();
+    m["config"]["digest"] = sha256(&config).into();
+    m["config"]["size"] = config.len().into();
+    image.manifest = serde_json::to_vec_pretty(&m).unwrap();
+    image.digest = sha256(&image.manifest);
+    image.config = config;
+    write_oci_image(&src, "v1", &image);
+    for tag in ["v1", "v2", "latest"] {
+        ferry(&[
+            "copy",
+            "-q",
+            "--policy",
+            policy.to_str().unwrap(),
+            "--dest-tls-verify=false",
+            &format!("oci:{}:v1", src.display()),
+            &format!("docker://{host}/ns/app:{tag}"),
+        ])
+        .ok();
+    }
+
+    let table: &[(&[&str], Same)] = &[
+        (
+            &["inspect", "--tls-verify=false", "docker://{REG}/ns/app:v1"],
+            Same::JsonFields,
+        ),
+        (
+            &[
+                "inspect",
+                "--tls-verify=false",
+                "--no-tags",
+                "docker://{REG}/ns/app:v1",
+            ],
+            Same::JsonFields,
+        ),
+        (
+            &[
+                "inspect",
+                "--tls-verify=false",
+                "-n",
+                "docker://{REG}/ns/app:v1",
+            ],
+            Same::JsonFields,
+        ),
+        (
+            &[
+                "inspect",
+                "--tls-verify=false",
+                "--creds",
+                "any:thing",
+                "docker://{REG}/ns/app:v1",
+            ],
+            Same::JsonFields,
+        ),
+        (
+            &[
+                "inspect",
+                "--tls-verify=false",
+                "--no-creds",
+                "docker://{REG}/ns/app:v1",
+            ],
+            Same::JsonFields,
+        ),
+        (
+            &[
+                "inspect",
+                "--tls-verify=false",
+                "--registry-token",
+                "tok",
+                "docker://{REG}/ns/app:v1",
+            ],
+            Same::JsonFields,
+        ),
+        (
+            &[
+                "inspect",
+                "--tls-verify=false",
+                "--username",
+                "u",
+                "--password",
+                "p",
+                "docker://{REG}/ns/app:v1",
+            ],
+            Same::JsonFields,
+        ),
+        (
+            &[
+                "inspect",
+                "--tls-verify=false",
+                "--retry-times",
+                "1",
+                "docker://{REG}/ns/app:v1",
+            ],
+            Same::JsonFields,
+        ),
+        (
+            &[
+                "inspect",
+                "--tls-verify=false",
+                "--raw",
+                "docker://{REG}/ns/app:v1",
+            ],
+            Same::Bytes,
+        ),
+        (
+            &[
+                "inspect",
+                "--tls-verify=false",
+                "--config",
+                "--raw",
+                "docker://{REG}/ns/app:v1",
+            ],
+            Same::Bytes,
+        ),
+        (
+            &[
+                "inspect",
+                "--tls-verify=false",
+                "--config",
+                "docker://{REG}/ns/app:v1",
+            ],
+            Same::Bytes,
+        ),
+        (
+            &[
+                "inspect",
+                "--tls-verify=false",
+                "--format",
+                "{{.Digest}}",
+                "docker://{REG}/ns/app:v1",
+            ],
+            Same::Bytes,
+        ),
+        (
+            &[
+                "inspect",
+                "--tls-verify=false",
+                "--format",
+                "{{.Name}}",
+                "docker://{REG}/ns/app:v1",
+            ],
+            Same::Bytes,
+        ),
+        (
+            &[
+                "inspect",
+                "--tls-verify=false",
+                "-f",
+                "{{.Architecture}}/{{.Os}}",
+                "docker://{REG}/ns/app:v1",
+            ],
+            Same::Bytes,
+        ),
+        (
+            &[
+                "inspect",
+                "--tls-verify=false",
+                "--format",
+                "{{.Created}}",
+                "docker://{REG}/ns/app:v1",
+            ],
+            Same::Bytes,
+        ),
+        (
+            &[
+                "inspect",
+                "--tls-verify=false",
+                "--format",
+                "{{.Labels}}",
+                "docker://{REG}/ns/app:v1",
+            ],
+            Same::Bytes,
+        ),
+        (
+            &[
+                "inspect",
+                "--tls-verify=false",
+                "--format",
+                "{{.Labels.version}} {{.Labels.missing}}",
+                "docker://{REG}/ns/app:v1",
+            ],
+            Same::Bytes,
+        ),
+        (
+            &[
+                "inspect",
+                "--tls-verify=false",
+                "--format",
+                "{{.RepoTags}} {{.Layers}} {{.Env}}",
+                "docker://{REG}/ns/app:v1",
+            ],
+            Same::Bytes,
+        ),
+        (
+            &[
+                "inspect",
+                "--tls-verify=false",
+                "--format",
+                "{{range .RepoTags}}{{.}},{{end}}",
+                "docker://{REG}/ns/app:v1",
+            ],
+            Same::Bytes,
+        ),
+        (
+            &[
+                "inspect",
+                "--tls-verify=false",
+                "--format",
+                "{{json .}}",
+                "docker://{REG}/ns/app:v1",
+            ],
+            Same::JsonFields,
+        ),
+        (
+            &[
+                "inspect",
+                "--tls-verify=false",
+                "--format",
+                "json",
+                "docker://{REG}/ns/app:v1",
+            ],
+            Same::JsonFields,
+        ),
+        (
+            &["list-tags", "--tls-verify=false", "docker://{REG}/ns/app"],
+            Same::Bytes,
+        ),
+        (
+            &[
+                "list-tags",
+                "--tls-verify=false",
+                "--no-creds",
+                "docker://{REG}/ns/app",
+            ],
+            Same::Bytes,
+        ),
+    ];
+    for (template, same) in table {
+        let (s, f) = both(template, &host);
+        let line = args_for(template, &host).join(" ");
+        assert_eq!(s.code, 0, "skopeo {line}: {}", s.stderr);
+        assert_eq!(f.code, 0, "ferry {line}: {}", f.stderr);
+        match same {
+            Same::Bytes => assert_eq!(f.stdout, s.stdout, "{line}"),
+            Same::JsonFields => {
+                let sv: serde_json::Value = serde_json::from_str(&s.stdout).unwrap();
+                let fv: serde_json::Value = serde_json::from_str(&f.stdout).unwrap();
+                for (k, v) in sv.as_object().unwrap() {
+                    assert_eq!(fv.get(k), Some(v), "{line}: field {k}");
+                }
+            }
+        }
+    }
+
+    // Errors agree on failing: a missing tag, a repository with a tag for list-tags.
+    for template in [
+        &[
+            "inspect",
+            "--tls-verify=false",
+            "docker://{REG}/ns/app:nope",
+        ][..],
+        &[
+            "list-tags",
+            "--tls-verify=false",
+            "docker://{REG}/ns/app:v1",
+        ][..],
+        &["list-tags", "--tls-verify=false", "docker://{REG}/ns/none"][..],
+    ] {
+        let (s, f) = both(template, &host);
+        assert_ne!(s.code, 0, "{template:?}");
+        assert_ne!(f.code, 0, "{template:?}");
+    }
+
+    // manifest-digest of the same file.
+    let manifest = t.path().join("manifest.json");
+    std::fs::write(&manifest, &image.manifest).unwrap();
+    let (s, f) = both(&["manifest-digest", manifest.to_str().unwrap()], &host);
+    assert_eq!((s.code, f.code), (0, 0));
+    assert_eq!(f.stdout, s.stdout);
+    assert_eq!(f.stdout.trim(), image.digest);
+
+    // copy --digestfile: the same contents.
+    let (sd, fd) = (t.path().join("s.digest"), t.path().join("f.digest"));
+    skopeo(&[
+        "copy",
+        "-q",
+        "--insecure-policy",
+        "--src-tls-verify=false",
+        "--digestfile",
+        sd.to_str().unwrap(),
+        &format!("docker://{host}/ns/app:v1"),
+        &format!("dir:{}", t.path().join("sdir").display()),
+    ])
+    .ok();
+    ferry(&[
+        "copy",
+        "-q",
+        "--insecure-policy",
+        "--src-tls-verify=false",
+        "--digestfile",
+        fd.to_str().unwrap(),
+        &format!("docker://{host}/ns/app:v1"),
+        &format!("dir:{}", t.path().join("fdir").display()),
+    ])
+    .ok();
+    assert_eq!(std::fs::read(&fd).unwrap(), std::fs::read(&sd).unwrap());
+    assert_eq!(std::fs::read_to_string(&fd).unwrap(), image.digest);
+
+    // delete, then inspect fails with both tools; skopeo deletes one tag, ferry another (of a
+    // second image each, so the first delete does not take the other's manifest).
+    for (tool, seed) in [("skopeo", 153), ("ferry", 154)] {
+        let other = t.path().join(format!("other-{tool}"));
+        make_oci_image(&other, "v1", seed, 1, 500);
+        ferry(&[
+            "copy",
+            "-q",
+            "--policy",
+            policy.to_str().unwrap(),
+            "--dest-tls-verify=false",
+            &format!("oci:{}:v1", other.display()),
+            &format!("docker://{host}/ns/del-{tool}:v1"),
+        ])
+        .ok();
+        let target = format!("docker://{host}/ns/del-{tool}:v1");
+        let args = ["delete", "--tls-verify=false", target.as_str()];
+        if tool == "skopeo" {
+            skopeo(&args).ok();
+        } else {
+            ferry(&args).ok();
+        }
+        let (s, f) = both(&["inspect", "--tls-verify=false", &target], &host);
+        assert_ne!(s.code, 0, "skopeo still sees {target}");
+        assert_ne!(f.code, 0, "ferry still sees {target}");
+    }
+    // Deleting what is not there fails with both.
+    let (s, f) = both(
+        &[
+            "delete",
+            "--tls-verify=false",
+            "docker://{REG}/ns/del-ferry:v1",
+        ],
+        &host,
+    );
+    assert_ne!(s.code, 0);
+    assert_ne!(f.code, 0);
+    assert!(f.stderr.contains("del-ferry"), "{}", f.stderr);
+}
+
+#[test]
+fn login_stores_credentials_that_copies_use_and_skopeo_reads() {
+    let reg = Registry::start_with_password("alice", "s3cret");
+    let host = reg.host();
+    let t = tempfile::tempdir().unwrap();
+    let policy = insecure_policy(t.path());
+    let src = t.path().join("src");
+    let image = make_oci_image(&src, "v1", 155, 1, 1000);
+    let (fauth, sauth) = (
+        t.path().join("ferry-auth.json"),
+        t.path().join("skopeo-auth.json"),
+    );
+
+    // A wrong password is refused, and nothing is stored.
+    let r = run_with_stdin(
+        &ferry_bin(),
+        &[
+            "login",
+            "--tls-verify=false",
+            "--authfile",
+            fauth.to_str().unwrap(),
+            "-u",
+            "alice",
+            "--password-stdin",
+            &host,
+        ],
+        "wrong\n",
+    );
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    assert!(r.stderr.contains("401"), "{}", r.stderr);
+    assert!(!fauth.exists());
+
+    let r = run_with_stdin(
+        &ferry_bin(),
+        &[
+            "login",
+            "--tls-verify=false",
+            "--authfile",
+            fauth.to_str().unwrap(),
+            "-u",
+            "alice",
+            "--password-stdin",
+            &host,
+        ],
+        "s3cret\n",
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let s = run_with_stdin(
+        &require_tool("skopeo", "skopeo"),
+        &[
+            "login",
+            "--tls-verify=false",
+            "--authfile",
+            sauth.to_str().unwrap(),
+            "-u",
+            "alice",
+            "--password-stdin",
+            &host,
+        ],
+        "s3cret\n",
+    );
+    assert_eq!(s.code, 0, "{}", s.stderr);
+    assert_eq!(r.stdout, s.stdout);
+    // The same entry as skopeo writes.
+    let fj: serde_json::Value = serde_json::from_slice(&std::fs::read(&fauth).unwrap()).unwrap();
+    let sj: serde_json::Value = serde_json::from_slice(&std::fs::read(&sauth).unwrap()).unwrap();
+    assert_eq!(fj["auths"][&host]["auth"], sj["auths"][&host]["auth"]);
+
+    // --get-login, from either tool's file.
+    for file in [&fauth, &sauth] {
+        let (s, f) = both(
+            &[
+                "login",
+                "--get-login",
+                "--authfile",
+                file.to_str().unwrap(),
+                "{REG}",
+            ],
+            &host,
+        );
+        assert_eq!((s.code, f.code), (0, 0), "{}", f.stderr);
+        assert_eq!(f.stdout, s.stdout);
+        assert_eq!(f.stdout.trim(), "alice");
+    }
+
+    // A copy with the stored credentials (ferry's file), and inspects by each tool with the
+    // other's file.
+    ferry(&[
+        "copy",
+        "-q",
+        "--policy",
+        policy.to_str().unwrap(),
+        "--dest-tls-verify=false",
+        "--authfile",
+        fauth.to_str().unwrap(),
+        &format!("oci:{}:v1", src.display()),
+        &format!("docker://{host}/ns/app:v1"),
+    ])
+    .ok();
+    let s = skopeo(&[
+        "inspect",
+        "--tls-verify=false",
+        "--authfile",
+        fauth.to_str().unwrap(),
+        &format!("docker://{host}/ns/app:v1"),
+    ])
+    .ok();
+    assert!(s.stdout.contains(&image.digest), "{}", s.stdout);
+    let f = ferry(&[
+        "inspect",
+        "--tls-verify=false",
+        "--authfile",
+        sauth.to_str().unwrap(),
+        &format!("docker://{host}/ns/app:v1"),
+    ])
+    .ok();
+    assert!(f.stdout.contains(&image.digest), "{}", f.stdout);
+    // Without credentials the registry refuses.
+    let f = ferry(&[
+        "inspect",
+        "--tls-verify=false",
+        "--no-creds",
+        "--authfile",
+        fauth.to_str().unwrap(),
+        &format!("docker://{host}/ns/app:v1"),
+    ])
+    .code(3);
+    assert!(f.stderr.contains("401"), "{}", f.stderr);
+
+    // logout: the same words, and the next copy is refused.
+    let (s, f) = both(
+        &["logout", "--authfile", sauth.to_str().unwrap(), "{REG}"],
+        &host,
+    );
+    assert_eq!(s.code, 0, "{}", s.stderr);
+    let _ = f;
+    let f = ferry(&["logout", "--authfile", fauth.to_str().unwrap(), &host]).ok();
+    assert_eq!(f.stdout, format!("Removed login credentials for {host}\n"));
+    ferry(&["logout", "--authfile", fauth.to_str().unwrap(), &host]).code(3);
+    let r = ferry(&[
+        "copy",
+        "--retry-times",
+        "0",
+        "--policy",
+        policy.to_str().unwrap(),
+        "--dest-tls-verify=false",
+        "--authfile",
+        fauth.to_str().unwrap(),
+        &format!("oci:{}:v1", src.display()),
+        &format!("docker://{host}/ns/app:v2"),
+    ])
+    .code(3);
+    assert!(r.stderr.contains("401"), "{}", r.stderr);
+}
+
+#[test]
+fn oci_to_v2s2_and_back_is_accepted_by_skopeo_and_matches_its_conversion() {
+    let reg = Registry::start();
+    let host = reg.host();
+    let t = tempfile::tempdir().unwrap();
+    let policy = insecure_policy(t.path());
+    let src = t.path().join("src");
+    let image = make_oci_image(&src, "v1", 156, 2, 2000);
+    let oci = format!("oci:{}:v1", src.display());
+
+    // OCI -> v2s2 into the registry; skopeo inspects it and sees a Docker manifest.
+    ferry(&[
+        "copy",
+        "-q",
+        "--policy",
+        policy.to_str().unwrap(),
+        "--dest-tls-verify=false",
+        "--format",
+        "v2s2",
+        &oci,
+        &format!("docker://{host}/ns/app:v2s2"),
+    ])
+    .ok();
+    let raw = skopeo(&[
+        "inspect",
+        "--tls-verify=false",
+        "--raw",
+        &format!("docker://{host}/ns/app:v2s2"),
+    ])
+    .ok();
+    let m: serde_json::Value = serde_json::from_str(&raw.stdout).unwrap();
+    assert_eq!(
+        m["mediaType"],
+        "application/vnd.docker.distribution.manifest.v2+json"
+    );
+    assert_eq!(
+        m["layers"][0]["mediaType"],
+        "application/vnd.docker.image.rootfs.diff.tar"
+    );
+    assert_eq!(m["config"]["digest"], sha256(&image.config));
+    skopeo(&[
+        "inspect",
+        "--tls-verify=false",
+        &format!("docker://{host}/ns/app:v2s2"),
+    ])
+    .ok();
+    // skopeo's own conversion gives the same bytes.
+    let sdir = t.path().join("skopeo-v2s2");
+    skopeo(&[
+        "copy",
+        "-q",
+        "--insecure-policy",
+        "--format",
+        "v2s2",
+        &oci,
+        &format!("dir:{}", sdir.display()),
+    ])
+    .ok();
+    assert_eq!(
+        std::fs::read(sdir.join("manifest.json")).unwrap(),
+        raw.stdout.as_bytes()
+    );
+
+    // And back to OCI (a new config blob, as containers/image makes it), into another repo.
+    let report = t.path().join("report.json");
+    ferry(&[
+        "copy",
+        "-q",
+        "--policy",
+        policy.to_str().unwrap(),
+        "--src-tls-verify=false",
+        "--dest-tls-verify=false",
+        "--format",
+        "oci",
+        "--report",
+        report.to_str().unwrap(),
+        &format!("docker://{host}/ns/app:v2s2"),
+        &format!("docker://{host}/ns/back:oci"),
+    ])
+    .ok();
+    let raw = skopeo(&[
+        "inspect",
+        "--tls-verify=false",
+        "--raw",
+        &format!("docker://{host}/ns/back:oci"),
+    ])
+    .ok();
+    let m: serde_json::Value = serde_json::from_str(&raw.stdout).unwrap();
+    assert_eq!(m["mediaType"], "application/vnd.oci.image.manifest.v1+json");
+    assert_eq!(
+        m["layers"][0]["mediaType"],
+        "application/vnd.oci.image.layer.v1.tar"
+    );
+    let inspected = skopeo(&[
+        "inspect",
+        "--tls-verify=false",
+        &format!("docker://{host}/ns/back:oci"),
+    ])
+    .ok();
+    let iv: serde_json::Value = serde_json::from_str(&inspected.stdout).unwrap();
+    assert_eq!(iv["Layers"], serde_json::json!(image.layers_digests()));
+    let sdir2 = t.path().join("skopeo-oci");
+    skopeo(&[
+        "copy",
+        "-q",
+        "--insecure-policy",
+        "--format",
+        "oci",
+        &format!("dir:{}", sdir.display()),
+        &format!("dir:{}", sdir2.display()),
+    ])
+    .ok();
+    assert_eq!(
+        std::fs::read(sdir2.join("manifest.json")).unwrap(),
+        raw.stdout.as_bytes()
+    );
+    // The report names the source manifest the verdict is about and the blob the conversion made.
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let man = &r["manifests"][0];
+    assert_eq!(man["digest"], sha256(raw.stdout.as_bytes()));
+    assert_ne!(man["converted_from"], man["digest"]);
+    assert!(man["converted_from"].is_string(), "{r}");
+    assert!(
+        man["blobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|b| b["from"].as_str().is_some_and(|f| f.contains("conversion"))),
+        "{r}"
+    );
+}
+
+#[test]
+fn conversion_that_would_keep_signatures_is_refused_and_signing_the_converted_image_works() {
+    let t = tempfile::tempdir().unwrap();
+    let gpg = support::gpg::Gpg::new();
+    let key = gpg.gen_key("Convert Test <convert@ferry.test>");
+    let src = t.path().join("src");
+    let image = make_oci_image(&src, "v1", 157, 1, 1000);
+    // A signed dir: image.
+    let signed = t.path().join("signed");
+    let policy_any = insecure_policy(t.path());
+    ferry(&[
+        "copy",
+        "-q",
+        "--policy",
+        policy_any.to_str().unwrap(),
+        "--sign-by",
+        &key.fpr,
+        "--sign-key",
+        key.secret.to_str().unwrap(),
+        "--sign-identity",
+        "registry.example/app:1",
+        &format!("oci:{}:v1", src.display()),
+        &format!("dir:{}", signed.display()),
+    ])
+    .ok();
+    assert!(signed.join("signature-1").exists());
+    let policy = t.path().join("policy.json");
+    std::fs::write(
+        &policy,
+        serde_json::json!({"default": [{"type": "signedBy", "keyType": "GPGKeys", "keyPath": key.public,
+            "signedIdentity": {"type": "exactReference", "dockerReference": "registry.example/app:1"}}]})
+        .to_string(),
+    )
+    .unwrap();
+    let out = t.path().join("out");
+    let r = ferry(&[
+        "copy",
+        "--policy",
+        policy.to_str().unwrap(),
+        "--format",
+        "v2s2",
+        &format!("dir:{}", signed.display()),
+        &format!("dir:{}", out.display()),
+    ])
+    .code(3);
+    assert!(
+        r.stderr.contains("invalidate the 1 source signature")
+            && r.stderr.contains("--signatures remove-signatures")
+            && r.stderr.contains("--sign-by"),
+        "{}",
+        r.stderr
+    );
+    assert!(!out.exists());
+    // The gate still judges the source (a rejected image is not converted either).
+    let other = gpg.gen_key("Other <other@ferry.test>");
+    let wrong = t.path().join("wrong.json");
+    std::fs::write(
+        &wrong,
+        serde_json::json!({"default": [{"type": "signedBy", "keyType": "GPGKeys", "keyPath": other.public}]}).to_string(),
+    )
+    .unwrap();
+    ferry(&[
+        "copy",
+        "--policy",
+        wrong.to_str().unwrap(),
+        "--remove-signatures",
+        "--format",
+        "v2s2",
+        &format!("dir:{}", signed.display()),
+        &format!("dir:{}", out.display()),
+    ])
+    .code(1);
+    // Without the source signatures, and signed again: the new signature is over the new digest.
+    ferry(&[
+        "copy",
+        "-q",
+        "--policy",
+        policy.to_str().unwrap(),
+        "--remove-signatures",
+        "--format",
+        "v2s2",
+        "--sign-by",
+        &key.fpr,
+        "--sign-key",
+        key.secret.to_str().unwrap(),
+        "--sign-identity",
+        "registry.example/app:1",
+        &format!("dir:{}", signed.display()),
+        &format!("dir:{}", out.display()),
+    ])
+    .ok();
+    let converted = std::fs::read(out.join("manifest.json")).unwrap();
+    assert_ne!(sha256(&converted), image.digest);
+    let r = gpg
+        .skopeo_verify(
+            &out.join("manifest.json"),
+            "registry.example/app:1",
+            &key.fpr,
+            &out.join("signature-1"),
+        )
+        .ok();
+    assert!(r.stdout.contains(&sha256(&converted)), "{}", r.stdout);
+    // And the converted image passes the same policy when read back.
+    ferry(&[
+        "copy",
+        "-q",
+        "--policy",
+        policy.to_str().unwrap(),
+        "--format",
+        "v2s2",
+        &format!("dir:{}", out.display()),
+        &format!("dir:{}", t.path().join("again").display()),
+    ])
+    .ok();
+}
