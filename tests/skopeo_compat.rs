@@ -823,3 +823,90 @@ fn conversion_that_would_keep_signatures_is_refused_and_signing_the_converted_im
     ])
     .ok();
 }
+
+#[test]
+fn a_registry_token_is_sent_as_the_bearer_token_instead_of_asking_the_token_service() {
+    use support::http::{HttpServer, Reply, counting};
+    let reg = Registry::start();
+    let t = tempfile::tempdir().unwrap();
+    let policy = insecure_policy(t.path());
+    let src = t.path().join("src");
+    let image = make_oci_image(&src, "v1", 158, 1, 1000);
+    ferry(&[
+        "copy",
+        "-q",
+        "--policy",
+        policy.to_str().unwrap(),
+        "--dest-tls-verify=false",
+        &format!("oci:{}:v1", src.display()),
+        &format!("docker://{}/ns/app:v1", reg.host()),
+    ])
+    .ok();
+    // In front of the registry: only "Bearer given-token" passes; the token service refuses
+    // everyone, so only a token given on the command line can work.
+    let port_cell = std::sync::Arc::new(std::sync::OnceLock::<String>::new());
+    let pc = port_cell.clone();
+    let proxy = HttpServer::start(
+        counting(move |req, _| {
+            if req.path.starts_with("/token") {
+                return Reply::status(401);
+            }
+            if req.header("authorization") == Some("Bearer given-token") {
+                return Reply::forward();
+            }
+            Reply::Bytes {
+                status: 401,
+                headers: vec![(
+                    "WWW-Authenticate".into(),
+                    format!(
+                        r#"Bearer realm="http://{}/token",service="ferry-test""#,
+                        pc.get().unwrap()
+                    ),
+                )],
+                body:
+                    br#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}"#
+                        .to_vec(),
+            }
+        }),
+        Some(reg.host()),
+    );
+    port_cell.set(proxy.host()).unwrap();
+    let image_ref = format!("docker://{}/ns/app:v1", proxy.host());
+    let (s, f) = both(
+        &[
+            "inspect",
+            "--tls-verify=false",
+            "--registry-token",
+            "given-token",
+            "--no-tags",
+            &image_ref,
+        ],
+        &proxy.host(),
+    );
+    assert_eq!(s.code, 0, "{}", s.stderr);
+    assert_eq!(f.code, 0, "{}", f.stderr);
+    assert!(f.stdout.contains(&image.digest), "{}", f.stdout);
+    assert_eq!(proxy.count("GET", "/token"), 0);
+    // Without it, the token service is asked and refuses.
+    let r = ferry(&[
+        "inspect",
+        "--tls-verify=false",
+        "--retry-times",
+        "0",
+        &image_ref,
+    ])
+    .code(3);
+    assert!(r.stderr.contains("token"), "{}", r.stderr);
+    // On copy: --src-registry-token.
+    ferry(&[
+        "copy",
+        "-q",
+        "--insecure-policy",
+        "--src-tls-verify=false",
+        "--src-registry-token",
+        "given-token",
+        &image_ref,
+        &format!("dir:{}", t.path().join("out").display()),
+    ])
+    .ok();
+}
