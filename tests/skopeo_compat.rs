@@ -910,3 +910,85 @@ fn a_registry_token_is_sent_as_the_bearer_token_instead_of_asking_the_token_serv
     ])
     .ok();
 }
+
+#[test]
+fn a_list_converted_with_all_is_the_list_skopeo_makes() {
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("src");
+    make_oci_index(&src, "v1", 159, &["amd64", "arm64/v8"]);
+    let oci = format!("oci:{}:v1", src.display());
+    let (f1, s1) = (t.path().join("f1"), t.path().join("s1"));
+    ferry(&[
+        "copy",
+        "-q",
+        "--insecure-policy",
+        "--all",
+        "--format",
+        "v2s2",
+        &oci,
+        &format!("dir:{}", f1.display()),
+    ])
+    .ok();
+    skopeo(&[
+        "copy",
+        "-q",
+        "--insecure-policy",
+        "--all",
+        "--format",
+        "v2s2",
+        &oci,
+        &format!("dir:{}", s1.display()),
+    ])
+    .ok();
+    let list = std::fs::read(f1.join("manifest.json")).unwrap();
+    assert_eq!(list, std::fs::read(s1.join("manifest.json")).unwrap());
+    let v: serde_json::Value = serde_json::from_slice(&list).unwrap();
+    assert_eq!(
+        v["mediaType"],
+        "application/vnd.docker.distribution.manifest.list.v2+json"
+    );
+    for entry in v["manifests"].as_array().unwrap() {
+        let hex = &entry["digest"].as_str().unwrap()["sha256:".len()..];
+        let instance = std::fs::read(f1.join(format!("{hex}.manifest.json"))).unwrap();
+        assert_eq!(sha256(&instance), entry["digest"].as_str().unwrap());
+        assert_eq!(
+            instance,
+            std::fs::read(s1.join(format!("{hex}.manifest.json"))).unwrap()
+        );
+    }
+    // And back: the OCI index skopeo makes from the same Docker list.
+    let (f2, s2) = (t.path().join("f2"), t.path().join("s2"));
+    ferry(&[
+        "copy",
+        "-q",
+        "--insecure-policy",
+        "--all",
+        "--format",
+        "oci",
+        &format!("dir:{}", s1.display()),
+        &format!("dir:{}", f2.display()),
+    ])
+    .ok();
+    skopeo(&[
+        "copy",
+        "-q",
+        "--insecure-policy",
+        "--all",
+        "--format",
+        "oci",
+        &format!("dir:{}", s1.display()),
+        &format!("dir:{}", s2.display()),
+    ])
+    .ok();
+    assert_eq!(
+        std::fs::read(f2.join("manifest.json")).unwrap(),
+        std::fs::read(s2.join("manifest.json")).unwrap()
+    );
+    // skopeo reads ferry's converted list as a list.
+    let r = skopeo(&["inspect", "--raw", &format!("dir:{}", f2.display())]).ok();
+    assert!(
+        r.stdout.contains("application/vnd.oci.image.index.v1+json"),
+        "{}",
+        r.stdout
+    );
+}

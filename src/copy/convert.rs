@@ -10,8 +10,9 @@
 //! store's record name both digests: `digest` is what was written, `converted_from` the source
 //! manifest the verdict is about.
 //!
-//! Lists are not converted yet: a copy of one platform of a list converts that image; `--all`
-//! with a format change is refused with that advice.
+//! Lists: a copy of one platform converts that image; `--all` converts every image, then the
+//! list (Docker manifest list ↔ OCI index) naming the converted images' digests. Each manifest
+//! is judged as the source has it, before anything is converted.
 
 use std::collections::HashMap;
 
@@ -69,11 +70,6 @@ pub async fn convert(
         made: HashMap::new(),
     };
     for (p, kind) in plan.iter().zip(kinds) {
-        if want.accepts(kind) {
-            out.plan.push(p.clone());
-            out.from.push(None);
-            continue;
-        }
         let fail = |reason: String| CopyError::Conversion {
             reference: src.to_string(),
             digest: p.digest.clone(),
@@ -81,9 +77,51 @@ pub async fn convert(
             reason,
         };
         if p.role == ManifestRole::List || kind.is_list() {
-            return Err(fail(
-                "converting a list of images is not supported: copy one platform of it (--platform, or the default) to convert that image, or copy the list in its own format".into(),
-            ));
+            // Every instance is earlier in the plan (copied with --all): the list names their
+            // converted digests, and is itself in the format asked for.
+            let updates: std::collections::BTreeMap<Digest, convert::InstanceUpdate> = plan
+                .iter()
+                .zip(&out.plan)
+                .filter(|(old, new)| old.digest != new.digest)
+                .map(|(old, new)| {
+                    (
+                        old.digest.clone(),
+                        convert::InstanceUpdate {
+                            digest: new.digest.clone(),
+                            size: new.raw.bytes.len() as u64,
+                            media_type: new.media_type.clone(),
+                        },
+                    )
+                })
+                .collect();
+            if want.accepts(kind) && updates.is_empty() {
+                out.plan.push(p.clone());
+                out.from.push(None);
+                continue;
+            }
+            let converted = convert::list_to(&p.raw.bytes, want == ManifestFormat::Oci, &updates)
+                .map_err(|e| fail(e.to_string()))?;
+            let digest = Digest::sha256_of(&converted.manifest);
+            out.plan.push(Planned {
+                raw: RawManifest {
+                    bytes: Bytes::from(converted.manifest),
+                    media_type: Some(converted.media_type.to_string()),
+                },
+                media_type: converted.media_type.to_string(),
+                dest_instance: None,
+                src_instance: p.src_instance.clone(),
+                platform: p.platform.clone(),
+                blobs: vec![],
+                role: p.role,
+                digest,
+            });
+            out.from.push(Some(p.digest.clone()));
+            continue;
+        }
+        if want.accepts(kind) {
+            out.plan.push(p.clone());
+            out.from.push(None);
+            continue;
         }
         let converted = match (kind, want) {
             (ManifestKind::OciManifest, ManifestFormat::V2s2) => {

@@ -378,6 +378,179 @@ pub fn docker_to_oci(manifest: &[u8], config: &[u8]) -> Result<Converted, Conver
     })
 }
 
+/// A list entry's platform, with the fields of both formats, in Go's order.
+#[derive(Serialize, Deserialize, Default, Clone)]
+struct ListPlatform {
+    #[serde(default)]
+    architecture: String,
+    #[serde(default)]
+    os: String,
+    #[serde(
+        rename = "os.version",
+        default,
+        skip_serializing_if = "String::is_empty"
+    )]
+    os_version: String,
+    #[serde(
+        rename = "os.features",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    os_features: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    variant: String,
+    /// Docker only (removed in OCI).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    features: Option<Vec<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct InListEntry {
+    #[serde(default)]
+    media_type: String,
+    digest: Digest,
+    size: u64,
+    #[serde(default)]
+    urls: Option<Vec<String>>,
+    #[serde(default)]
+    platform: Option<ListPlatform>,
+}
+
+#[derive(Deserialize)]
+struct InList {
+    manifests: Vec<InListEntry>,
+}
+
+#[derive(Serialize)]
+struct Schema2ListEntry<'a> {
+    #[serde(rename = "mediaType")]
+    media_type: &'a str,
+    size: u64,
+    digest: &'a Digest,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    urls: Option<&'a Vec<String>>,
+    platform: ListPlatform,
+}
+
+#[derive(Serialize)]
+struct Schema2List<'a> {
+    #[serde(rename = "schemaVersion")]
+    schema_version: u32,
+    #[serde(rename = "mediaType")]
+    media_type: &'a str,
+    manifests: Vec<Schema2ListEntry<'a>>,
+}
+
+#[derive(Serialize)]
+struct OciIndexEntry<'a> {
+    #[serde(rename = "mediaType")]
+    media_type: &'a str,
+    digest: &'a Digest,
+    size: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    urls: Option<&'a Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    platform: Option<ListPlatform>,
+}
+
+#[derive(Serialize)]
+struct OciIndex<'a> {
+    #[serde(rename = "schemaVersion")]
+    schema_version: u32,
+    #[serde(rename = "mediaType")]
+    media_type: &'a str,
+    manifests: Vec<OciIndexEntry<'a>>,
+}
+
+/// What became of one instance of a list: its new digest, size and media type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceUpdate {
+    /// The converted instance's digest.
+    pub digest: Digest,
+    /// Its size.
+    pub size: u64,
+    /// Its media type.
+    pub media_type: String,
+}
+
+/// A list of images (Docker manifest list or OCI index) in the other list format
+/// (`to_oci`: an OCI index; else a Docker manifest list), with each converted instance's entry
+/// updated from `updates` (keyed by the instance's old digest), as containers/image's
+/// `ToOCI1Index` / `ToSchema2List`: entry annotations are dropped in a Docker list, Docker's
+/// platform `features` in an OCI index.
+pub fn list_to(
+    list: &[u8],
+    to_oci: bool,
+    updates: &BTreeMap<Digest, InstanceUpdate>,
+) -> Result<Converted, ConvertError> {
+    let expected = if to_oci {
+        super::DOCKER_LIST
+    } else {
+        super::OCI_INDEX
+    };
+    let parsed: InList =
+        serde_json::from_slice(list).map_err(|e| ConvertError::NotConvertible {
+            expected,
+            why: e.to_string(),
+        })?;
+    let entries: Vec<(InstanceUpdate, &InListEntry)> = parsed
+        .manifests
+        .iter()
+        .map(|e| {
+            let u = updates.get(&e.digest).cloned().unwrap_or(InstanceUpdate {
+                digest: e.digest.clone(),
+                size: e.size,
+                media_type: e.media_type.clone(),
+            });
+            (u, e)
+        })
+        .collect();
+    let manifest = if to_oci {
+        go_json(&OciIndex {
+            schema_version: 2,
+            media_type: super::OCI_INDEX,
+            manifests: entries
+                .iter()
+                .map(|(u, e)| OciIndexEntry {
+                    media_type: &u.media_type,
+                    digest: &u.digest,
+                    size: u.size,
+                    urls: e.urls.as_ref(),
+                    platform: e.platform.clone().map(|mut p| {
+                        p.features = None;
+                        p
+                    }),
+                })
+                .collect(),
+        })?
+    } else {
+        go_json(&Schema2List {
+            schema_version: 2,
+            media_type: super::DOCKER_LIST,
+            manifests: entries
+                .iter()
+                .map(|(u, e)| Schema2ListEntry {
+                    media_type: &u.media_type,
+                    size: u.size,
+                    digest: &u.digest,
+                    urls: e.urls.as_ref(),
+                    platform: e.platform.clone().unwrap_or_default(),
+                })
+                .collect(),
+        })?
+    };
+    Ok(Converted {
+        manifest,
+        media_type: if to_oci {
+            super::OCI_INDEX
+        } else {
+            super::DOCKER_LIST
+        },
+        new_config: None,
+    })
+}
+
 /// An image config as the OCI image-spec `Image` type holds it (fields of other formats
 /// dropped), indented with four spaces as skopeo's `inspect --config` prints it.
 pub fn oci_config_pretty(config: &[u8]) -> Result<String, ConvertError> {
