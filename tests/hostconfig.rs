@@ -629,7 +629,11 @@ fn short_names_resolve_through_aliases_and_search_registries_without_prompting()
         &format!("dir:{}", out.display()),
     ])
     .ok();
-    let _ = r;
+    assert!(
+        r.stderr.is_empty() || !r.stderr.contains("ERROR"),
+        "{}",
+        r.stderr
+    );
     assert_eq!(
         std::fs::read(out.join("manifest.json")).unwrap(),
         image.manifest
@@ -637,6 +641,23 @@ fn short_names_resolve_through_aliases_and_search_registries_without_prompting()
     // An alias.
     let r = ferry(&["inspect", "--registries-conf", c, "tool:v1"]).ok();
     assert!(r.stdout.contains(&image.digest), "{}", r.stdout);
+    // policy check resolves the same way, and judges the resolved reference.
+    let r = ferry(&[
+        "policy",
+        "check",
+        "--retry-times",
+        "0",
+        "--insecure-policy",
+        "--registries-conf",
+        c,
+        "team/app:v1",
+    ])
+    .ok();
+    assert!(
+        r.stdout.contains(&format!("docker://{host}/team/app:v1")),
+        "{}",
+        r.stdout
+    );
     // Enforcing with two candidates and no alias: refused, never a prompt.
     let enforcing = write_conf(
         t.path(),

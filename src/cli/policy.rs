@@ -4,14 +4,16 @@
 
 use std::process::ExitCode;
 
+use anyhow::Context;
 use ferry::copy;
 use ferry::policy::{Judgement, SignatureFailure};
-use ferry::reference::ImageReference;
 use serde_json::json;
 
 use super::copy::{ModeArgs, SelectionArgs};
 use super::errors::RejectedError;
-use super::options::{CommonTransportArgs, ImageSideArgs, PolicyArgs, StoreArgs, parse_image};
+use super::options::{
+    CommonTransportArgs, ImageSideArgs, PolicyArgs, SourceArg, StoreArgs, parse_source,
+};
 
 /// `ferry policy` subcommands.
 #[derive(Debug, clap::Subcommand)]
@@ -35,9 +37,10 @@ pub enum Format {
 /// Flags of `ferry policy check`.
 #[derive(Debug, clap::Args)]
 pub struct CheckArgs {
-    /// The image (docker://, oci:, dir:, store:).
-    #[arg(value_name = "IMAGE", value_parser = parse_image)]
-    image: ImageReference,
+    /// The image (docker://, oci:, dir:, store:; a name without transport is resolved through
+    /// registries.conf, as podman resolves it).
+    #[arg(value_name = "IMAGE", value_parser = parse_source)]
+    image: SourceArg,
     #[command(flatten)]
     policy: PolicyArgs,
     #[command(flatten)]
@@ -74,13 +77,28 @@ pub async fn run(cmd: PolicyCommand) -> anyhow::Result<ExitCode> {
     let mut options = super::copy::gate_options(&args.policy, &args.mode, &args.selection)?;
     options.source = args.side.options(&args.common);
     options.source.referrers = args.mode.referrers;
-    let checked = copy::check(&session, &args.image, &options).await?;
+    let candidates = super::options::candidates(&session, &args.image).await?;
+    let mut found = None;
+    for (i, candidate) in candidates.iter().enumerate() {
+        match copy::check(&session, candidate, &options).await {
+            Err(copy::CopyError::Source { source: e, .. })
+                if i + 1 < candidates.len() && super::options::try_next_candidate(&e) =>
+            {
+                tracing::warn!("{candidate}: {e}; trying the next candidate");
+            }
+            r => {
+                found = Some((candidate.clone(), r?));
+                break;
+            }
+        }
+    }
+    let (image, checked) = found.context("no candidate to check")?;
     let judgements = checked.judgements();
     match args.format {
         Format::Json => {
             let out = json!({
                 "version": ferry::copy::report::REPORT_VERSION,
-                "image": args.image.to_string(),
+                "image": image.to_string(),
                 "mode": options.mode,
                 "admitted": checked.admitted(),
                 "verdict": judgements.iter().find_map(|j| j.verdict.as_ref()),
@@ -91,9 +109,9 @@ pub async fn run(cmd: PolicyCommand) -> anyhow::Result<ExitCode> {
         Format::Text => {
             for j in judgements {
                 let what = match (&j.platform, j.is_list) {
-                    (Some(p), _) => format!("{} ({p} image {})", args.image, j.digest),
-                    (None, true) => format!("{} (the list {})", args.image, j.digest),
-                    (None, false) => args.image.to_string(),
+                    (Some(p), _) => format!("{} ({p} image {})", image, j.digest),
+                    (None, true) => format!("{} (the list {})", image, j.digest),
+                    (None, false) => image.to_string(),
                 };
                 match &j.verdict {
                     Some(v) => println!("{what}: {v}"),
@@ -125,7 +143,7 @@ pub async fn run(cmd: PolicyCommand) -> anyhow::Result<ExitCode> {
     } else {
         Err(RejectedError(format!(
             "{}: a copy in {} mode would be refused",
-            args.image, options.mode
+            image, options.mode
         ))
         .into())
     }
