@@ -11,8 +11,12 @@
 //!   gets a new config blob; layers map back.
 //!
 //! Output is encoded as Go's `encoding/json` encodes these types (field order, omitted empty
-//! fields, `<`, `>` and `&` escaped), so a conversion by ferry and one by skopeo give the same
-//! bytes, and so the same digest, for the images the tests compare. Pure: bytes in, bytes out.
+//! fields, `<`, `>` and `&` escaped, times as RFC 3339 with trailing zeros dropped), so a
+//! conversion by ferry and one by skopeo give the same bytes, and so the same digest. The OCI
+//! types are those of the image-spec skopeo vendors today (1.1.2: the platform's `variant`
+//! after `os`, an empty `config` omitted); Debian's skopeo 1.9.3 vendors image-spec 1.0.2,
+//! whose config puts `variant` after `architecture` and keeps an empty `config`, so for such
+//! images its bytes differ from upstream's and ferry's. Pure: bytes in, bytes out.
 
 use std::collections::BTreeMap;
 
@@ -226,7 +230,12 @@ pub fn oci_to_docker(manifest: &[u8]) -> Result<Converted, ConvertError> {
 /// The OCI image-spec `ImageConfig`, in Go's field order.
 #[derive(Serialize, Deserialize, Default)]
 struct OciImageConfig {
-    #[serde(rename = "User", default, skip_serializing_if = "String::is_empty")]
+    #[serde(
+        rename = "User",
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "String::is_empty"
+    )]
     user: String,
     #[serde(
         rename = "ExposedPorts",
@@ -260,17 +269,70 @@ struct OciImageConfig {
         skip_serializing_if = "String::is_empty"
     )]
     stop_signal: String,
-    #[serde(rename = "ArgsEscaped", default, skip_serializing_if = "is_false")]
+    #[serde(
+        rename = "ArgsEscaped",
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "is_false"
+    )]
     args_escaped: bool,
+}
+
+impl OciImageConfig {
+    fn is_zero(&self) -> bool {
+        self.user.is_empty()
+            && self.exposed_ports.is_none()
+            && self.env.is_none()
+            && self.entrypoint.is_none()
+            && self.cmd.is_none()
+            && self.volumes.is_none()
+            && self.working_dir.is_empty()
+            && self.labels.is_none()
+            && self.stop_signal.is_empty()
+            && !self.args_escaped
+    }
 }
 
 fn is_false(b: &bool) -> bool {
     !*b
 }
 
+/// Go's decoding leaves a field at its zero value for a JSON `null`; serde's `default` does not
+/// cover `null`, so this does.
+fn null_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+/// A time as Go's `time.Time` encodes it (RFC 3339 with nanoseconds, trailing zeros dropped,
+/// `Z` for UTC), so a config decoded and encoded again as containers/image does gets the same
+/// bytes. A value that is not RFC 3339 is kept as it is (Go would refuse the config).
+fn go_time<'de, D>(d: D) -> Result<Option<String>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    Ok(Option::<String>::deserialize(d)?.map(|s| {
+        chrono::DateTime::parse_from_rfc3339(&s)
+            .map(|t| {
+                let frac = t.format("%.9f").to_string();
+                let frac = frac.trim_end_matches('0').trim_end_matches('.').to_string();
+                let zone = if t.offset().local_minus_utc() == 0 {
+                    "Z".to_string()
+                } else {
+                    t.format("%:z").to_string()
+                };
+                format!("{}{frac}{zone}", t.format("%Y-%m-%dT%H:%M:%S"))
+            })
+            .unwrap_or(s)
+    }))
+}
+
 #[derive(Serialize, Deserialize, Default)]
 struct OciRootFs {
-    #[serde(rename = "type", default)]
+    #[serde(rename = "type", default, deserialize_with = "null_default")]
     kind: String,
     #[serde(default)]
     diff_ids: Option<Vec<String>>,
@@ -278,24 +340,52 @@ struct OciRootFs {
 
 #[derive(Serialize, Deserialize, Default)]
 struct OciHistory {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "go_time",
+        skip_serializing_if = "Option::is_none"
+    )]
     created: Option<String>,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "String::is_empty"
+    )]
     created_by: String,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "String::is_empty"
+    )]
     author: String,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "String::is_empty"
+    )]
     comment: String,
-    #[serde(default, skip_serializing_if = "is_false")]
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "is_false"
+    )]
     empty_layer: bool,
 }
 
 /// The OCI image-spec `Image` (with its inline `Platform`), in Go's field order.
 #[derive(Serialize, Deserialize, Default)]
 struct OciImage {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "go_time",
+        skip_serializing_if = "Option::is_none"
+    )]
     created: Option<String>,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "String::is_empty"
+    )]
     author: String,
     #[serde(default)]
     architecture: String,
@@ -313,11 +403,20 @@ struct OciImage {
         skip_serializing_if = "Option::is_none"
     )]
     os_features: Option<Vec<String>>,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "String::is_empty"
+    )]
     variant: String,
-    #[serde(default)]
+    // `omitzero` in the image-spec skopeo vendors now: an all-empty config is left out.
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "OciImageConfig::is_zero"
+    )]
     config: OciImageConfig,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     rootfs: OciRootFs,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     history: Option<Vec<OciHistory>>,
@@ -397,7 +496,11 @@ struct ListPlatform {
         skip_serializing_if = "Option::is_none"
     )]
     os_features: Option<Vec<String>>,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "String::is_empty"
+    )]
     variant: String,
     /// Docker only (removed in OCI).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -588,7 +691,7 @@ mod tests {
             )
         );
         assert!(d.new_config.is_none());
-        let config = br#"{"architecture":"amd64","os":"linux","container":"abc","docker_version":"1","config":{"Hostname":"h","Env":["A=<b>"],"Labels":{"z":"1","a":"2"}},"rootfs":{"type":"layers","diff_ids":["sha256:33"]},"created":"2024-01-02T03:04:05Z"}"#;
+        let config = br#"{"architecture":"amd64","os":"linux","container":"abc","docker_version":"1","config":{"Hostname":"h","Env":["A=<b>"],"Labels":{"z":"1","a":"2"},"User":null},"rootfs":{"type":"layers","diff_ids":["sha256:33"]},"created":"2024-01-02T03:04:05.000Z","author":null}"#;
         let o = docker_to_oci(&d.manifest, config).unwrap();
         let (desc, bytes) = o.new_config.unwrap();
         assert_eq!(
@@ -605,6 +708,14 @@ mod tests {
             "{text}"
         );
         assert!(text.contains(OCI_LAYER_GZIP), "{text}");
+        // As Go: an all-empty config is omitted (omitzero), nulls are zero values, times are
+        // re-encoded with trailing zeros dropped.
+        let bare = br#"{"architecture":"arm64","variant":"v8","os":"linux","config":null,"rootfs":{"type":"layers","diff_ids":[]},"history":[{"created":"2024-01-02T03:04:05.500+02:00","empty_layer":null}]}"#;
+        let o = docker_to_oci(&d.manifest, bare).unwrap();
+        assert_eq!(
+            String::from_utf8(o.new_config.unwrap().1).unwrap(),
+            r#"{"architecture":"arm64","os":"linux","variant":"v8","rootfs":{"type":"layers","diff_ids":[]},"history":[{"created":"2024-01-02T03:04:05.5+02:00"}]}"#
+        );
     }
 
     #[test]
