@@ -133,7 +133,19 @@ fn eval(nodes: &[Node], root: &Value, dot: &Value, out: &mut String) -> Result<(
     for n in nodes {
         match n {
             Node::Text(t) => out.push_str(t),
+            // Inside a range over LayersData, `.` is a Go struct, which Go prints as
+            // `{v1 v2 …}`: refused rather than printed another way.
+            Node::Dot if dot.is_object() && !std::ptr::eq(dot, root) => {
+                return Err(format!(
+                    "{{{{.}}}} is a layer record here; print it with {{{{json .}}}}: {SUPPORTED}"
+                ));
+            }
             Node::Dot => out.push_str(&go_print(dot, true)),
+            Node::Field(path) if path.first().is_some_and(|p| p == "LayersData") => {
+                return Err(format!(
+                    ".LayersData holds records Go prints as structs; use {{{{json .LayersData}}}}: {SUPPORTED}"
+                ));
+            }
             Node::Field(path) => match lookup(root, path)? {
                 Some(v) => out.push_str(&go_print(
                     v,
@@ -143,7 +155,7 @@ fn eval(nodes: &[Node], root: &Value, dot: &Value, out: &mut String) -> Result<(
             },
             Node::Json(path) => {
                 let v = if path.is_empty() {
-                    Some(root)
+                    Some(dot)
                 } else {
                     lookup(root, path)?
                 };
@@ -256,6 +268,17 @@ mod tests {
         );
         assert!(render("{{lower .Name}}", &data).is_err());
         assert!(render("{{range .Os}}x{{end}}", &data).is_err());
+        let layers = json!({"LayersData": [{"Digest": "sha256:1"}]});
+        assert!(render("{{.LayersData}}", &layers).is_err());
+        assert!(render("{{range .LayersData}}{{.}}{{end}}", &layers).is_err());
+        assert_eq!(
+            render("{{range .LayersData}}{{json .}}{{end}}", &layers).unwrap(),
+            "{\"Digest\":\"sha256:1\"}\n"
+        );
+        assert_eq!(
+            render("{{json .LayersData}}", &layers).unwrap(),
+            "[{\"Digest\":\"sha256:1\"}]\n"
+        );
         assert!(is_json("{{ json . }}") && is_json("json") && !is_json("{{json .Labels}}"));
         assert_eq!(
             go_time("2024-01-02T03:04:05.120+02:00").unwrap(),
