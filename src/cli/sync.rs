@@ -235,11 +235,7 @@ pub async fn run(args: SyncArgs) -> anyhow::Result<ExitCode> {
     } else {
         ImageSelection::System
     };
-    copy.destination = super::options::transport_options(
-        args.dest.dest_tls_verify,
-        args.dest.dest_creds.clone(),
-        &args.common,
-    );
+    copy.destination = args.dest.options(&args.common);
     copy.parallel_blobs = usize::from(args.parallel_blobs);
     copy.format = args.format;
     if let (Some(fpr), Some(key_file)) = (&args.sign_by, &args.sign_key) {
@@ -259,11 +255,7 @@ pub async fn run(args: SyncArgs) -> anyhow::Result<ExitCode> {
     request.scoped = args.scoped;
     request.append_suffix = args.append_suffix.clone();
     request.shard = shard;
-    request.source_options = super::options::transport_options(
-        args.src.src_tls_verify,
-        args.src.src_creds.clone(),
-        &args.common,
-    );
+    request.source_options = args.src.options(&args.common);
     request.source_options.referrers = args.referrers;
     let progress = Arc::new(Lines { quiet: args.quiet });
     let plan = match plan::plan(&session, &request).await {

@@ -494,57 +494,61 @@ pub async fn copy(
         .zip(judgements)
         .zip(to_write.iter().zip(&routed))
         .zip(converted_from)
-        .map(|((((p, slots), j), (w, (_, attached))), converted_from)| ManifestReport {
-            digest: p.digest.clone(),
-            media_type: p.media_type.clone(),
-            platform: p.platform.clone(),
-            is_list: j.is_list,
-            verdict: j.verdict.clone(),
-            signatures: SignaturesReport {
-                slots_read: slots.slots.len(),
-                written: w.written.clone(),
-                unreadable: j.warnings.clone(),
-            },
-            attached: attached
-                .iter()
-                .map(|a| report::AttachedReport {
-                    digest: a.digest.clone(),
-                    kind: a.kind.to_string(),
-                    artifact_type: a.artifact_type.clone(),
-                    via: match &a.via {
-                        crate::transport::referrers::Via::Referrer => "referrer".to_string(),
-                        crate::transport::referrers::Via::Tag(t) => t.clone(),
-                    },
-                    slots: a.slots.clone(),
-                })
-                .collect(),
-            blobs: p
-                .blobs
-                .iter()
-                .map(|d| {
-                    let action = outcomes
-                        .iter()
-                        .find(|o| o.0 == d.digest)
-                        .map(|o| o.1)
-                        .unwrap_or(BlobAction::Copied);
-                    let from = match action {
-                        BlobAction::Reused => None,
-                        BlobAction::Copied if made.is_some_and(|m| m.contains_key(&d.digest)) => {
-                            Some(format!("made by the conversion to {}", p.media_type))
+        .map(
+            |((((p, slots), j), (w, (_, attached))), converted_from)| ManifestReport {
+                digest: p.digest.clone(),
+                media_type: p.media_type.clone(),
+                platform: p.platform.clone(),
+                is_list: j.is_list,
+                verdict: j.verdict.clone(),
+                signatures: SignaturesReport {
+                    slots_read: slots.slots.len(),
+                    written: w.written.clone(),
+                    unreadable: j.warnings.clone(),
+                },
+                attached: attached
+                    .iter()
+                    .map(|a| report::AttachedReport {
+                        digest: a.digest.clone(),
+                        kind: a.kind.to_string(),
+                        artifact_type: a.artifact_type.clone(),
+                        via: match &a.via {
+                            crate::transport::referrers::Via::Referrer => "referrer".to_string(),
+                            crate::transport::referrers::Via::Tag(t) => t.clone(),
+                        },
+                        slots: a.slots.clone(),
+                    })
+                    .collect(),
+                blobs: p
+                    .blobs
+                    .iter()
+                    .map(|d| {
+                        let action = outcomes
+                            .iter()
+                            .find(|o| o.0 == d.digest)
+                            .map(|o| o.1)
+                            .unwrap_or(BlobAction::Copied);
+                        let from = match action {
+                            BlobAction::Reused => None,
+                            BlobAction::Copied
+                                if made.is_some_and(|m| m.contains_key(&d.digest)) =>
+                            {
+                                Some(format!("made by the conversion to {}", p.media_type))
+                            }
+                            BlobAction::Copied => pulled_from.clone(),
+                        };
+                        BlobReport {
+                            digest: d.digest.clone(),
+                            size: d.size,
+                            media_type: d.media_type.clone(),
+                            action,
+                            from,
                         }
-                        BlobAction::Copied => pulled_from.clone(),
-                    };
-                    BlobReport {
-                        digest: d.digest.clone(),
-                        size: d.size,
-                        media_type: d.media_type.clone(),
-                        action,
-                        from,
-                    }
-                })
-                .collect(),
-            converted_from,
-        })
+                    })
+                    .collect(),
+                converted_from,
+            },
+        )
         .collect();
 
     let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);

@@ -6,14 +6,14 @@
 //! signature extension when it announces one, else from the lookaside storage registries.d names.
 
 pub mod auth;
-pub mod blob_locations;
 pub mod auth_store;
+pub mod blob_locations;
 pub mod client;
 pub mod limits;
 pub mod lookaside;
+pub mod mirrors;
 pub mod probe;
 mod referrers;
-pub mod mirrors;
 pub mod registry_ops;
 
 use std::sync::Arc;
