@@ -140,14 +140,16 @@ impl Record {
     pub fn from_json(bytes: &[u8]) -> Result<Record, RecordError> {
         let mut r: Record = serde_json::from_slice(bytes)?;
         if r.version < 2 {
-            // Version 1 numbered requirements from 0.
+            // Version 1 numbered requirements from 0. Saturating: a record is outside input, and
+            // an index at the top of the range stays there rather than wrapping to 0 (or
+            // panicking in a debug build).
             if let Some(v) = &mut r.manifest.verdict {
                 for req in &mut v.requirements {
-                    req.index += 1;
+                    req.index = req.index.saturating_add(1);
                 }
                 for s in &mut v.slots {
                     if let SlotOutcome::Accepted { requirement, .. } = &mut s.outcome {
-                        *requirement += 1;
+                        *requirement = requirement.saturating_add(1);
                     }
                 }
             }
@@ -186,5 +188,26 @@ mod tests {
         ));
         assert_eq!(r.version, RECORD_VERSION);
         assert!(Record::from_json(b"{}").is_err());
+    }
+
+    // Found while fuzzing (fuzz/artifacts/record/): renumbering a version 1 record overflowed.
+    #[test]
+    fn version_1_records_with_the_largest_indexes_do_not_overflow() {
+        let v1 = br#"{"version":1,"time":"t","source":"s","destination":"d","mode":"copy-all","policy":null,"policy_digest":null,"warnings":[],
+          "manifest":{"digest":"sha256:0000000000000000000000000000000000000000000000000000000000000000","media_type":"m","platform":null,"is_list":false,
+            "signatures":{"slots_read":0,"written":[],"unreadable":[]},"blobs":[],
+            "verdict":{"accepted":true,"policy":"p","policy_digest":"d","scope":"default",
+              "requirements":[{"index":18446744073709551615,"kind":"k","description":"d","satisfied":true,"reason":"r"}],
+              "slots":[{"index":1,"location":"l","outcome":{"status":"accepted","requirement":18446744073709551615,"signer":{},"claims":{}}}]}}}"#;
+        let r = Record::from_json(v1).unwrap();
+        let v = r.manifest.verdict.unwrap();
+        assert_eq!(v.requirements[0].index, usize::MAX);
+        assert!(matches!(
+            v.slots[0].outcome,
+            SlotOutcome::Accepted {
+                requirement: usize::MAX,
+                ..
+            }
+        ));
     }
 }
