@@ -47,6 +47,9 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("sniff", sniff),
     ("simple_payload", simple_payload),
     ("record", record),
+    ("sigstore", sigstore),
+    ("bundle", bundle),
+    ("referrers", referrers),
 ];
 
 /// Splits `data` at every [`SEP`].
@@ -337,7 +340,7 @@ pub fn policy(data: &[u8]) {
         "dir:/nonexistent/ferry-fuzz/hello",
     ] {
         let image = ImageReference::parse(image).expect("a fixed, valid reference");
-        let verdict = policy::evaluate(&p, &image, DEMO_MANIFEST, &slots);
+        let verdict = policy::evaluate(&p, &image, DEMO_MANIFEST, &slots, policy::BundleIdentity::Named);
         assert_eq!(verdict.slots.len(), slots.len(), "a slot went missing");
         for s in verdict.slots.iter() {
             if let SlotOutcome::Accepted { requirement, .. } = &s.outcome {
@@ -545,5 +548,98 @@ pub fn record(data: &[u8]) {
         let json = r.to_json();
         let back = Record::from_json(&json).expect("a written record parses");
         assert_eq!(back, r, "a record changed on its way through the store");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// sigstore
+
+/// `SigstoreSignature::from_blob`/`from_json` (containers/image's stored form), the payload, the
+/// unverified signer description and a verification against cosign's golden key: a stored
+/// signature that parses is written and read back unchanged, and one that verifies must carry
+/// the golden payload.
+pub fn sigstore(data: &[u8]) {
+    use ferry::signature::sigstore::{PublicKey, SigstorePayload, SigstoreSignature};
+    static KEY: OnceLock<PublicKey> = OnceLock::new();
+    let key = KEY.get_or_init(|| {
+        PublicKey::from_pem(include_bytes!("../testdata/sigstore/golden/cosign.pub"))
+            .expect("the golden key")
+    });
+    let sig = SigstoreSignature::from_blob(data).or_else(|_| SigstoreSignature::from_json(data));
+    let Ok(sig) = sig else { return };
+    let back = SigstoreSignature::from_json(&sig.to_json()).expect("a written signature parses");
+    assert_eq!(back, sig, "a sigstore signature changed on its way through a file");
+    let _ = ferry::policy::sigstore_signed::describe_signer(&sig);
+    let _ = SigstorePayload::from_json(&sig.payload);
+    if let Ok(v) = ferry::signature::sigstore::verify(&sig, std::slice::from_ref(key)) {
+        let golden = include_bytes!("../testdata/sigstore/golden/dir-img-cosign-valid.signature-1");
+        let g = SigstoreSignature::from_blob(golden).expect("the golden signature");
+        assert_eq!(
+            v.payload,
+            SigstorePayload::from_json(&g.payload).expect("the golden payload"),
+            "a signature verified with the golden key over another payload"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// bundle
+
+/// `Bundle::from_json` (cosign 3's sigstore bundles), its statement and kind, the unverified
+/// signer, and `verify_bundle` with a key and a Rekor key no input was signed with: nothing an
+/// input holds may make it verify. Input: `BUNDLE [SEP MANIFEST]`.
+pub fn bundle(data: &[u8]) {
+    use ferry::signature::sigstore::PublicKey;
+    use ferry::signature::sigstore::bundle::{Bundle, BundleSigners, verify_bundle};
+    static KEYS: OnceLock<(PublicKey, PublicKey)> = OnceLock::new();
+    let (key, rekor) = KEYS.get_or_init(|| {
+        (
+            PublicKey::from_pem(include_bytes!("../testdata/sigstore/golden/cosign2.pub"))
+                .expect("a key"),
+            PublicKey::from_pem(include_bytes!("../testdata/sigstore/golden/rekor.pub"))
+                .expect("the Rekor key"),
+        )
+    });
+    let parts = split(data);
+    let manifest = parts.get(1).copied().unwrap_or(b"{}");
+    let Ok(b) = Bundle::from_json(parts[0]) else { return };
+    let _ = b.statement();
+    let _ = b.kind();
+    let _ = ferry::policy::sigstore_signed::describe_bundle_signer(&b);
+    let keys = std::slice::from_ref(key);
+    let rekors = std::slice::from_ref(rekor);
+    for r in [None, Some(rekors)] {
+        assert!(
+            verify_bundle(&b, BundleSigners::Keys(keys), r, manifest, 0).is_err(),
+            "a bundle verified with a key that never signed anything"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// referrers
+
+/// `referrers::parse_index` and `merge_fallback` (the OCI 1.1 referrers index and its fallback
+/// tag), `Attached::from_manifest` and its subject: an index that parses, merged with its own
+/// entries, lists the same entries; an artifact's index entry names its own digest.
+/// Input: `INDEX [SEP MANIFEST]`.
+pub fn referrers(data: &[u8]) {
+    use ferry::transport::referrers::{self, Attached, Via};
+    let parts = split(data);
+    if let Ok(entries) = referrers::parse_index(parts[0]) {
+        let built = referrers::build_index(&entries);
+        let back = referrers::parse_index(&built).expect("a built index parses");
+        assert_eq!(back, entries, "an index changed on its way through the fallback tag");
+        let merged = referrers::merge_fallback(Some(&built), &entries).expect("merge");
+        assert!(merged.is_none(), "merging an index's own entries changed it");
+        for e in &entries {
+            let _ = e.may_be_signature();
+        }
+    }
+    if let Some(m) = parts.get(1)
+        && let Ok(a) = Attached::from_manifest(m, None, Via::Referrer)
+    {
+        let _ = a.subject();
+        assert_eq!(a.index_entry().digest, Digest::sha256_of(m));
     }
 }
