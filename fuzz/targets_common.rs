@@ -340,7 +340,13 @@ pub fn policy(data: &[u8]) {
         "dir:/nonexistent/ferry-fuzz/hello",
     ] {
         let image = ImageReference::parse(image).expect("a fixed, valid reference");
-        let verdict = policy::evaluate(&p, &image, DEMO_MANIFEST, &slots, policy::BundleIdentity::Named);
+        let verdict = policy::evaluate(
+            &p,
+            &image,
+            DEMO_MANIFEST,
+            &slots,
+            policy::BundleIdentity::Named,
+        );
         assert_eq!(verdict.slots.len(), slots.len(), "a slot went missing");
         for s in verdict.slots.iter() {
             if let SlotOutcome::Accepted { requirement, .. } = &s.outcome {
@@ -568,7 +574,10 @@ pub fn sigstore(data: &[u8]) {
     let sig = SigstoreSignature::from_blob(data).or_else(|_| SigstoreSignature::from_json(data));
     let Ok(sig) = sig else { return };
     let back = SigstoreSignature::from_json(&sig.to_json()).expect("a written signature parses");
-    assert_eq!(back, sig, "a sigstore signature changed on its way through a file");
+    assert_eq!(
+        back, sig,
+        "a sigstore signature changed on its way through a file"
+    );
     let _ = ferry::policy::sigstore_signed::describe_signer(&sig);
     let _ = SigstorePayload::from_json(&sig.payload);
     if let Ok(v) = ferry::signature::sigstore::verify(&sig, std::slice::from_ref(key)) {
@@ -602,7 +611,9 @@ pub fn bundle(data: &[u8]) {
     });
     let parts = split(data);
     let manifest = parts.get(1).copied().unwrap_or(b"{}");
-    let Ok(b) = Bundle::from_json(parts[0]) else { return };
+    let Ok(b) = Bundle::from_json(parts[0]) else {
+        return;
+    };
     let _ = b.statement();
     let _ = b.kind();
     let _ = ferry::policy::sigstore_signed::describe_bundle_signer(&b);
@@ -629,9 +640,15 @@ pub fn referrers(data: &[u8]) {
     if let Ok(entries) = referrers::parse_index(parts[0]) {
         let built = referrers::build_index(&entries);
         let back = referrers::parse_index(&built).expect("a built index parses");
-        assert_eq!(back, entries, "an index changed on its way through the fallback tag");
+        assert_eq!(
+            back, entries,
+            "an index changed on its way through the fallback tag"
+        );
         let merged = referrers::merge_fallback(Some(&built), &entries).expect("merge");
-        assert!(merged.is_none(), "merging an index's own entries changed it");
+        assert!(
+            merged.is_none(),
+            "merging an index's own entries changed it"
+        );
         for e in &entries {
             let _ = e.may_be_signature();
         }

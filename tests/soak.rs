@@ -224,4 +224,82 @@ fn copies_through_a_faulty_proxy_land_whole_or_fail_clearly_and_leave_nothing_pa
         "the soak injected too few faults: {faults:?}"
     );
     assert!(started.elapsed() < Duration::from_secs(240));
+
+    // The same faults under a sync of every tag at once (the scheduler's retries, several images
+    // in flight): each image lands whole or is reported failed with nothing of it visible, and a
+    // re-run finishes what the faults stopped.
+    let mirror = t.path().join("mirror");
+    let report = t.path().join("sync-report.json");
+    let sync = |report: &Path| {
+        ferry(&[
+            "sync",
+            "-q",
+            "--keep-going",
+            "--src",
+            "docker",
+            "--dest",
+            "dir",
+            "--policy",
+            policy.to_str().unwrap(),
+            "--src-tls-verify=false",
+            "--retry-times",
+            "4",
+            "--timeout",
+            "3",
+            "--stall-timeout",
+            "1",
+            "--report",
+            report.to_str().unwrap(),
+            &format!("{}/soak/app", proxy.host()),
+            mirror.to_str().unwrap(),
+        ])
+    };
+    let whole = |tag: &str, digest: &str| {
+        let d = mirror.join(format!("app:{tag}"));
+        d.join("manifest.json").exists()
+            && sha256(&std::fs::read(d.join("manifest.json")).unwrap()) == digest
+    };
+    let mut rounds = 0;
+    loop {
+        rounds += 1;
+        let r = sync(&report);
+        assert!(
+            r.code == 0 || r.code == 3,
+            "sync: unexpected exit {}: {}",
+            r.code,
+            r.stderr
+        );
+        let v: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+        let mut done = 0;
+        for i in v["images"].as_array().unwrap() {
+            let status = i["status"].as_str().unwrap();
+            let tag = i["source"].as_str().unwrap().rsplit(':').next().unwrap();
+            let digest = &images.iter().find(|(t, _)| t == tag).unwrap().1.digest;
+            match status {
+                "copied" | "skipped" => {
+                    assert!(whole(tag, digest), "{tag}: {status} but not whole");
+                    done += 1;
+                }
+                "failed" => {
+                    assert!(!whole(tag, digest), "{tag}: failed but visible");
+                    assert!(!i["reason"].as_str().unwrap_or("").is_empty());
+                }
+                other => panic!("{tag}: unexpected status {other}"),
+            }
+        }
+        let left = temporaries(&mirror);
+        assert!(
+            left.is_empty(),
+            "sync round {rounds}: temporaries left: {left:?}"
+        );
+        println!("soak sync round {rounds}: {done} of {IMAGES} whole");
+        if done == IMAGES {
+            break;
+        }
+        assert!(
+            rounds < 6,
+            "six sync rounds through the faults did not finish: {done} of {IMAGES}"
+        );
+    }
 }
