@@ -370,37 +370,29 @@ mod tests {
         Ok(out)
     }
 
+    /// Streams `chunks` through a check for "hello world" (11 bytes): the bytes, or the
+    /// verification error.
+    async fn verify_hello_world(chunks: Vec<&'static [u8]>) -> Result<Vec<u8>, std::io::Error> {
+        drain(VerifyingStream::new(
+            stream_of(chunks),
+            Digest::sha256_of(b"hello world"),
+            Some(11),
+        ))
+        .await
+    }
+
     #[tokio::test]
     async fn verifying_stream_passes_good_and_fails_bad() {
-        let good = Digest::sha256_of(b"hello world");
-        let out = drain(VerifyingStream::new(
-            stream_of(vec![b"hello ", b"world"]),
-            good.clone(),
-            Some(11),
-        ))
-        .await
-        .unwrap();
+        let out = verify_hello_world(vec![b"hello ", b"world"]).await.unwrap();
         assert_eq!(out, b"hello world");
 
-        let e = drain(VerifyingStream::new(
-            stream_of(vec![b"hello there"]),
-            good.clone(),
-            Some(11),
-        ))
-        .await
-        .unwrap_err();
+        let e = verify_hello_world(vec![b"hello there"]).await.unwrap_err();
         assert!(
             matches!(verify_error(&e), Some(VerifyError::Digest { .. })),
             "{e}"
         );
 
-        let e = drain(VerifyingStream::new(
-            stream_of(vec![b"hello"]),
-            good.clone(),
-            Some(11),
-        ))
-        .await
-        .unwrap_err();
+        let e = verify_hello_world(vec![b"hello"]).await.unwrap_err();
         assert!(
             matches!(
                 verify_error(&e),
@@ -412,13 +404,9 @@ mod tests {
             "{e}"
         );
 
-        let e = drain(VerifyingStream::new(
-            stream_of(vec![b"hello world!!"]),
-            good,
-            Some(11),
-        ))
-        .await
-        .unwrap_err();
+        let e = verify_hello_world(vec![b"hello world!!"])
+            .await
+            .unwrap_err();
         assert!(
             matches!(
                 verify_error(&e),

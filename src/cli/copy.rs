@@ -8,16 +8,14 @@ use anyhow::Context;
 use ferry::copy::{
     self, CopyOptions, ImageSelection, ManifestFormat, SignKey, SignOptions, SignatureMode,
 };
+use ferry::transport::TransportOptions;
 use ferry::transport::referrers::Referrers;
 
 use ferry::manifest::PlatformSpec;
 use ferry::reference::{DockerReference, ImageReference};
 use ferry::signature::simple::SigningKey;
 
-use super::options::{
-    CommonTransportArgs, DestArgs, PolicyArgs, SourceArg, SourceArgs, StoreArgs, parse_image,
-    parse_source,
-};
+use super::options::{EndsArgs, PolicyArgs, SourceArg, parse_image, parse_source};
 use super::progress::TerminalProgress;
 
 /// What `ferry copy` and `ferry policy check` share: which images of a list.
@@ -42,17 +40,29 @@ impl SelectionArgs {
     }
 }
 
-/// The options `ferry copy` and `ferry policy check` share: the policy, the mode, which images.
-pub fn gate_options(
-    policy: &PolicyArgs,
-    mode: &ModeArgs,
-    selection: &SelectionArgs,
-) -> anyhow::Result<CopyOptions> {
-    let mut options = CopyOptions::new(policy.load()?);
-    options.mode = mode.mode();
-    options.source.referrers = mode.referrers;
-    options.selection = selection.selection();
-    Ok(options)
+/// What `ferry copy` and `ferry policy check` share: the policy, the signature mode, which
+/// images.
+#[derive(Debug, clap::Args)]
+pub struct GateArgs {
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+    #[command(flatten)]
+    pub mode: ModeArgs,
+    #[command(flatten)]
+    pub selection: SelectionArgs,
+}
+
+impl GateArgs {
+    /// Copy options with the policy, the mode and the selection, reading the source as
+    /// `source` says (with the mode's `--referrers`).
+    pub fn options(&self, mut source: TransportOptions) -> anyhow::Result<CopyOptions> {
+        let mut options = CopyOptions::new(self.policy.load()?);
+        options.mode = self.mode.mode();
+        options.selection = self.selection.selection();
+        source.referrers = self.mode.referrers;
+        options.source = source;
+        Ok(options)
+    }
 }
 
 /// The signature mode flags of `ferry copy` and `ferry policy check`.
@@ -109,11 +119,7 @@ pub struct CopyArgs {
     #[arg(value_name = "DESTINATION", value_parser = parse_image)]
     pub destination: ImageReference,
     #[command(flatten)]
-    policy: PolicyArgs,
-    #[command(flatten)]
-    mode: ModeArgs,
-    #[command(flatten)]
-    selection: SelectionArgs,
+    gate: GateArgs,
     /// Sign the copied image with simple signing, with the key of this fingerprint (needs --sign-key).
     #[arg(long, value_name = "FINGERPRINT", requires = "sign_key")]
     sign_by: Option<String>,
@@ -148,13 +154,7 @@ pub struct CopyArgs {
     #[arg(long, value_name = "N", default_value_t = 6, value_parser = clap::value_parser!(u16).range(1..=64))]
     parallel_blobs: u16,
     #[command(flatten)]
-    src: SourceArgs,
-    #[command(flatten)]
-    dest: DestArgs,
-    #[command(flatten)]
-    common: CommonTransportArgs,
-    #[command(flatten)]
-    store: StoreArgs,
+    ends: EndsArgs,
     /// No progress output (warnings and errors still go to stderr).
     #[arg(short, long)]
     quiet: bool,
@@ -183,11 +183,9 @@ pub fn signing_key(
 
 /// Runs `ferry copy`.
 pub async fn run(args: CopyArgs) -> anyhow::Result<ExitCode> {
-    let session = super::options::session(Some(&args.common), &args.store);
-    let mut options = gate_options(&args.policy, &args.mode, &args.selection)?;
-    options.source = args.src.options(&args.common);
-    options.destination = args.dest.options(&args.common);
-    options.source.referrers = args.mode.referrers;
+    let session = args.ends.session();
+    let mut options = args.gate.options(args.ends.source_options())?;
+    options.destination = args.ends.destination_options();
     options.parallel_blobs = usize::from(args.parallel_blobs);
     options.format = args.format;
     let passphrase = match &args.sign_passphrase_file {

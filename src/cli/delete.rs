@@ -6,7 +6,7 @@ use anyhow::Context;
 use ferry::reference::ImageReference;
 
 use super::errors::UsageError;
-use super::options::{CommonTransportArgs, ImageSideArgs, StoreArgs, parse_image};
+use super::options::{ImageAccessArgs, parse_image};
 
 /// Delete IMAGE (docker://HOST/REPOSITORY:TAG or @DIGEST) from its registry. Registries delete
 /// manifests, not tags: every tag of the same manifest goes with it. Its signatures in a
@@ -17,11 +17,7 @@ pub struct DeleteArgs {
     #[arg(value_name = "IMAGE", value_parser = parse_image)]
     image: ImageReference,
     #[command(flatten)]
-    side: ImageSideArgs,
-    #[command(flatten)]
-    common: CommonTransportArgs,
-    #[command(flatten)]
-    store: StoreArgs,
+    access: ImageAccessArgs,
 }
 
 /// Runs `ferry delete`.
@@ -34,8 +30,8 @@ pub async fn run(args: DeleteArgs) -> anyhow::Result<ExitCode> {
         .into());
     };
     let r = r.clone().with_default_tag();
-    let session = super::options::session(Some(&args.common), &args.store);
-    let options = args.side.options(&args.common);
+    let session = args.access.session();
+    let options = args.access.options();
     let what = || format!("deleting {}", args.image);
     let client = session
         .registry_client(&r, &options)

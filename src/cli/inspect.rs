@@ -10,7 +10,7 @@ use ferry::transport;
 use futures::StreamExt;
 use serde_json::Value;
 
-use super::options::{CommonTransportArgs, ImageSideArgs, SourceArg, StoreArgs, parse_source};
+use super::options::{ImageAccessArgs, SourceArg, parse_source};
 
 /// Show an image: its digest, layers, platform, environment and labels as JSON (the fields of
 /// `skopeo inspect`), or with --raw the manifest's exact bytes.
@@ -39,17 +39,13 @@ pub struct InspectArgs {
     #[arg(long, value_name = "OS/ARCH[/VARIANT]", value_parser = PlatformSpec::parse)]
     platform: Option<PlatformSpec>,
     #[command(flatten)]
-    side: ImageSideArgs,
-    #[command(flatten)]
-    common: CommonTransportArgs,
-    #[command(flatten)]
-    store: StoreArgs,
+    access: ImageAccessArgs,
 }
 
 /// Runs `ferry inspect`.
 pub async fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
-    let session = super::options::session(Some(&args.common), &args.store);
-    let options = args.side.options(&args.common);
+    let session = args.access.session();
+    let options = args.access.options();
     let candidates = super::options::candidates(&session, &args.image).await?;
     let mut opened = None;
     for (i, candidate) in candidates.iter().enumerate() {

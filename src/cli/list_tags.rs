@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use ferry::reference::DockerReference;
 
-use super::options::{CommonTransportArgs, ImageSideArgs, StoreArgs};
+use super::options::ImageAccessArgs;
 
 /// `docker://HOST/REPOSITORY`, without tag or digest (a usage error otherwise).
 fn parse_repository(s: &str) -> Result<DockerReference, String> {
@@ -32,11 +32,7 @@ pub struct ListTagsArgs {
     #[arg(value_name = "REPOSITORY", value_parser = parse_repository)]
     repository: DockerReference,
     #[command(flatten)]
-    side: ImageSideArgs,
-    #[command(flatten)]
-    common: CommonTransportArgs,
-    #[command(flatten)]
-    store: StoreArgs,
+    access: ImageAccessArgs,
 }
 
 #[derive(serde::Serialize)]
@@ -49,8 +45,8 @@ struct TagList {
 /// Runs `ferry list-tags`.
 pub async fn run(args: ListTagsArgs) -> anyhow::Result<ExitCode> {
     let r = &args.repository;
-    let session = super::options::session(Some(&args.common), &args.store);
-    let options = args.side.options(&args.common);
+    let session = args.access.session();
+    let options = args.access.options();
     let client = session
         .registry_client(r, &options)
         .await

@@ -281,6 +281,66 @@ pub struct CommonTransportArgs {
     pub stall_timeout: u64,
 }
 
+/// How a command about one image reaches it: the registry's settings, those every registry
+/// shares, and the store.
+#[derive(Debug, clap::Args)]
+pub struct ImageAccessArgs {
+    #[command(flatten)]
+    pub side: ImageSideArgs,
+    #[command(flatten)]
+    pub common: CommonTransportArgs,
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+impl ImageAccessArgs {
+    /// The session the command runs in.
+    pub fn session(&self) -> Session {
+        session(Some(&self.common), &self.store)
+    }
+
+    /// How to reach the image.
+    pub fn options(&self) -> TransportOptions {
+        self.side.options(&self.common)
+    }
+}
+
+/// How `ferry copy` and `ferry sync` reach both ends: each side's settings, those every
+/// registry shares, and the store.
+#[derive(Debug, clap::Args)]
+pub struct EndsArgs {
+    #[command(flatten)]
+    pub src: SourceArgs,
+    #[command(flatten)]
+    pub dest: DestArgs,
+    #[command(flatten)]
+    pub common: CommonTransportArgs,
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+impl EndsArgs {
+    /// The session the command runs in.
+    pub fn session(&self) -> Session {
+        Session::new(self.session_config())
+    }
+
+    /// The configuration of the session the command runs in.
+    pub fn session_config(&self) -> SessionConfig {
+        session_config(Some(&self.common), &self.store)
+    }
+
+    /// How to reach the source.
+    pub fn source_options(&self) -> TransportOptions {
+        self.src.options(&self.common)
+    }
+
+    /// How to reach the destination.
+    pub fn destination_options(&self) -> TransportOptions {
+        self.dest.options(&self.common)
+    }
+}
+
 /// The session of a command: the environment's defaults (as skopeo reads them), with the
 /// command line's overrides.
 pub fn session(common: Option<&CommonTransportArgs>, store: &StoreArgs) -> Session {

@@ -9,11 +9,9 @@ use ferry::copy;
 use ferry::policy::{Judgement, SignatureFailure};
 use serde_json::json;
 
-use super::copy::{ModeArgs, SelectionArgs};
+use super::copy::GateArgs;
 use super::errors::RejectedError;
-use super::options::{
-    CommonTransportArgs, ImageSideArgs, PolicyArgs, SourceArg, StoreArgs, parse_source,
-};
+use super::options::{ImageAccessArgs, SourceArg, parse_source};
 
 /// `ferry policy` subcommands.
 #[derive(Debug, clap::Subcommand)]
@@ -42,20 +40,12 @@ pub struct CheckArgs {
     #[arg(value_name = "IMAGE", value_parser = parse_source)]
     image: SourceArg,
     #[command(flatten)]
-    policy: PolicyArgs,
-    #[command(flatten)]
-    mode: ModeArgs,
-    #[command(flatten)]
-    selection: SelectionArgs,
+    gate: GateArgs,
     /// Output format.
     #[arg(long, value_enum, default_value = "text")]
     format: Format,
     #[command(flatten)]
-    side: ImageSideArgs,
-    #[command(flatten)]
-    common: CommonTransportArgs,
-    #[command(flatten)]
-    store: StoreArgs,
+    access: ImageAccessArgs,
 }
 
 fn judgement_json(j: &Judgement) -> serde_json::Value {
@@ -73,10 +63,8 @@ fn judgement_json(j: &Judgement) -> serde_json::Value {
 /// Runs `ferry policy ...`.
 pub async fn run(cmd: PolicyCommand) -> anyhow::Result<ExitCode> {
     let PolicyCommand::Check(args) = cmd;
-    let session = super::options::session(Some(&args.common), &args.store);
-    let mut options = super::copy::gate_options(&args.policy, &args.mode, &args.selection)?;
-    options.source = args.side.options(&args.common);
-    options.source.referrers = args.mode.referrers;
+    let session = args.access.session();
+    let options = args.gate.options(args.access.options())?;
     let candidates = super::options::candidates(&session, &args.image).await?;
     let mut found = None;
     for (i, candidate) in candidates.iter().enumerate() {

@@ -11,7 +11,7 @@ use ferry::transport::store::{
 use serde_json::json;
 
 use super::errors::RejectedError;
-use super::options::{CommonTransportArgs, ImageSideArgs, StoreArgs, parse_image};
+use super::options::{CommonTransportArgs, ImageAccessArgs, StoreArgs, parse_image};
 
 /// `ferry store` subcommands.
 #[derive(Debug, clap::Subcommand)]
@@ -128,11 +128,7 @@ pub struct CheckArgs {
     #[arg(long, value_enum, default_value = "text")]
     format: Format,
     #[command(flatten)]
-    side: ImageSideArgs,
-    #[command(flatten)]
-    common: CommonTransportArgs,
-    #[command(flatten)]
-    store: StoreArgs,
+    access: ImageAccessArgs,
 }
 
 /// Flags of `ferry store df`.
@@ -364,19 +360,15 @@ fn print_repair(r: &RepairReport) {
 }
 
 async fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
-    let store = open(&args.store, Some(&args.common))?;
+    let store = open(&args.access.store, Some(&args.access.common))?;
     let options = CheckOptions::new().name(args.name.clone());
     let run_check =
         |store: Store, options: CheckOptions| blocking(move || Ok(store.check(&options)?));
     let mut report = run_check(store.clone(), options.clone()).await?;
     let mut repairs = Vec::new();
     if let Some(from) = &args.repair {
-        let session = super::options::session(Some(&args.common), &args.store);
-        let transport = super::options::transport_options(
-            args.side.tls_verify,
-            args.side.creds.clone(),
-            &args.common,
-        );
+        let session = args.access.session();
+        let transport = args.access.options();
         let mut source = None;
         // A repaired manifest can lead to blobs the check before could not see: repeat while
         // repairs make progress (lists of lists are at most a few levels deep).

@@ -14,7 +14,7 @@ use ferry::sync::{
 };
 
 use super::errors::UsageError;
-use super::options::{CommonTransportArgs, DestArgs, PolicyArgs, SourceArgs, StoreArgs};
+use super::options::{EndsArgs, PolicyArgs};
 use super::{EXIT_FAILURE, EXIT_REJECTED};
 
 /// The environment variable a Kubernetes Indexed Job sets to the pod's index.
@@ -118,20 +118,14 @@ pub struct SyncArgs {
     /// A file holding the passphrase of the --sign-key key.
     #[arg(long, value_name = "FILE", requires = "sign_by")]
     sign_passphrase_file: Option<PathBuf>,
-    /// The manifest format the destination must get (oci or v2s2); a source in another format
-    /// is refused, as ferry never converts manifests.
+    /// The manifest format the destination must get (oci or v2s2), converted as `ferry copy
+    /// --format` converts it: refused for an image whose source signatures would be kept.
     #[arg(short = 'f', long, value_name = "FORMAT")]
     format: Option<ManifestFormat>,
     #[command(flatten)]
     policy: PolicyArgs,
     #[command(flatten)]
-    src: SourceArgs,
-    #[command(flatten)]
-    dest: DestArgs,
-    #[command(flatten)]
-    common: CommonTransportArgs,
-    #[command(flatten)]
-    store: StoreArgs,
+    ends: EndsArgs,
     /// Print only failures and warnings, not a line per image and the total.
     #[arg(short, long)]
     quiet: bool,
@@ -220,7 +214,7 @@ pub async fn run(args: SyncArgs) -> anyhow::Result<ExitCode> {
         Some(v) => Some(shard(v, std::env::var(JOB_INDEX_VARIABLE).ok())?),
         None => None,
     };
-    let mut session_args = super::options::session_config(Some(&args.common), &args.store);
+    let mut session_args = args.ends.session_config();
     session_args.max_requests_per_registry = Some(args.registry_requests).filter(|n| *n > 0);
     let session = Arc::new(ferry::session::Session::new(session_args));
 
@@ -235,7 +229,7 @@ pub async fn run(args: SyncArgs) -> anyhow::Result<ExitCode> {
     } else {
         ImageSelection::System
     };
-    copy.destination = args.dest.options(&args.common);
+    copy.destination = args.ends.destination_options();
     copy.parallel_blobs = usize::from(args.parallel_blobs);
     copy.format = args.format;
     if let (Some(fpr), Some(key_file)) = (&args.sign_by, &args.sign_key) {
@@ -255,7 +249,7 @@ pub async fn run(args: SyncArgs) -> anyhow::Result<ExitCode> {
     request.scoped = args.scoped;
     request.append_suffix = args.append_suffix.clone();
     request.shard = shard;
-    request.source_options = args.src.options(&args.common);
+    request.source_options = args.ends.source_options();
     request.source_options.referrers = args.referrers;
     let progress = Arc::new(Lines { quiet: args.quiet });
     let plan = match plan::plan(&session, &request).await {
@@ -291,7 +285,7 @@ pub async fn run(args: SyncArgs) -> anyhow::Result<ExitCode> {
     options.max_blobs_in_flight = usize::from(args.parallel_blobs);
     options.keep_going = args.keep_going;
     options.dry_run = args.dry_run;
-    options.image_retries = args.common.retry_times;
+    options.image_retries = args.ends.common.retry_times;
     options.force = args.force;
     options.progress = Some(progress);
     let report = library::run(&session, &request, plan, options).await;

@@ -101,20 +101,8 @@ pub async fn convert(
             }
             let converted = convert::list_to(&p.raw.bytes, want == ManifestFormat::Oci, &updates)
                 .map_err(|e| fail(e.to_string()))?;
-            let digest = Digest::sha256_of(&converted.manifest);
-            out.plan.push(Planned {
-                raw: RawManifest {
-                    bytes: Bytes::from(converted.manifest),
-                    media_type: Some(converted.media_type.to_string()),
-                },
-                media_type: converted.media_type.to_string(),
-                dest_instance: None,
-                src_instance: p.src_instance.clone(),
-                platform: p.platform.clone(),
-                blobs: vec![],
-                role: p.role,
-                digest,
-            });
+            // A list is the top manifest: it has no instance digest of its own.
+            out.plan.push(converted_plan(p, converted, vec![], false));
             out.from.push(Some(p.digest.clone()));
             continue;
         }
@@ -152,23 +140,35 @@ pub async fn convert(
             Ok(Manifest::List(..)) => vec![],
             Err(e) => return Err(fail(e.to_string())),
         };
-        let digest = Digest::sha256_of(&converted.manifest);
-        out.plan.push(Planned {
-            raw: RawManifest {
-                bytes: Bytes::from(converted.manifest),
-                media_type: Some(converted.media_type.to_string()),
-            },
-            media_type: converted.media_type.to_string(),
-            dest_instance: p.dest_instance.as_ref().map(|_| digest.clone()),
-            src_instance: p.src_instance.clone(),
-            platform: p.platform.clone(),
-            blobs,
-            role: p.role,
-            digest,
-        });
+        let instance = p.dest_instance.is_some();
+        out.plan.push(converted_plan(p, converted, blobs, instance));
         out.from.push(Some(p.digest.clone()));
     }
     Ok(Some(out))
+}
+
+/// The plan of `p` after conversion: the converted bytes, media type and digest, with `blobs`;
+/// as an instance of a list (`instance`), named by its new digest.
+fn converted_plan(
+    p: &Planned,
+    converted: convert::Converted,
+    blobs: Vec<Descriptor>,
+    instance: bool,
+) -> Planned {
+    let digest = Digest::sha256_of(&converted.manifest);
+    Planned {
+        raw: RawManifest {
+            bytes: Bytes::from(converted.manifest),
+            media_type: Some(converted.media_type.to_string()),
+        },
+        media_type: converted.media_type.to_string(),
+        dest_instance: instance.then(|| digest.clone()),
+        src_instance: p.src_instance.clone(),
+        platform: p.platform.clone(),
+        blobs,
+        role: p.role,
+        digest,
+    }
 }
 
 /// Refuses a conversion that would keep a source signature: it signs the source manifest's

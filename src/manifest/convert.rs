@@ -372,21 +372,10 @@ struct OciHistory {
     empty_layer: bool,
 }
 
-/// The OCI image-spec `Image` (with its inline `Platform`), in Go's field order.
-#[derive(Serialize, Deserialize, Default)]
-struct OciImage {
-    #[serde(
-        default,
-        deserialize_with = "go_time",
-        skip_serializing_if = "Option::is_none"
-    )]
-    created: Option<String>,
-    #[serde(
-        default,
-        deserialize_with = "null_default",
-        skip_serializing_if = "String::is_empty"
-    )]
-    author: String,
+/// The image-spec `Platform` fields, in Go's order: inline in the OCI `Image` and the
+/// platform of an entry in either list format.
+#[derive(Serialize, Deserialize, Default, Clone)]
+struct PlatformFields {
     #[serde(default)]
     architecture: String,
     #[serde(default)]
@@ -409,6 +398,25 @@ struct OciImage {
         skip_serializing_if = "String::is_empty"
     )]
     variant: String,
+}
+
+/// The OCI image-spec `Image` (with its inline `Platform`), in Go's field order.
+#[derive(Serialize, Deserialize, Default)]
+struct OciImage {
+    #[serde(
+        default,
+        deserialize_with = "go_time",
+        skip_serializing_if = "Option::is_none"
+    )]
+    created: Option<String>,
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "String::is_empty"
+    )]
+    author: String,
+    #[serde(flatten)]
+    platform: PlatformFields,
     // `omitzero` in the image-spec skopeo vendors now: an all-empty config is left out.
     #[serde(
         default,
@@ -480,28 +488,8 @@ pub fn docker_to_oci(manifest: &[u8], config: &[u8]) -> Result<Converted, Conver
 /// A list entry's platform, with the fields of both formats, in Go's order.
 #[derive(Serialize, Deserialize, Default, Clone)]
 struct ListPlatform {
-    #[serde(default)]
-    architecture: String,
-    #[serde(default)]
-    os: String,
-    #[serde(
-        rename = "os.version",
-        default,
-        skip_serializing_if = "String::is_empty"
-    )]
-    os_version: String,
-    #[serde(
-        rename = "os.features",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    os_features: Option<Vec<String>>,
-    #[serde(
-        default,
-        deserialize_with = "null_default",
-        skip_serializing_if = "String::is_empty"
-    )]
-    variant: String,
+    #[serde(flatten)]
+    fields: PlatformFields,
     /// Docker only (removed in OCI).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     features: Option<Vec<String>>,

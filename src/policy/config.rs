@@ -472,7 +472,7 @@ fn sigstore_signed(v: &Value) -> Result<Requirement, JsonError> {
         return Err(JsonError("at most one of rekorPublickeyPath, rekorPublicKeyPaths, rekorPublickeyData and rekorPublicKeyDatas can be used simultaneously".into()));
     }
     if let Some(f) = o.get("fulcio") {
-        let f = strict_json::object(f, &["caPath", "caData", "oidcIssuer", "subjectEmail"], &[])?;
+        let f = strict_json::object(f, super::sigstore_signed::FULCIO_FIELDS, &[])?;
         match (f.contains_key("caPath"), f.contains_key("caData")) {
             (true, true) => {
                 return Err(JsonError(
@@ -497,18 +497,7 @@ fn sigstore_signed(v: &Value) -> Result<Requirement, JsonError> {
         }
     }
     if let Some(p) = o.get("pki") {
-        let p = strict_json::object(
-            p,
-            &[
-                "caRootsPath",
-                "caRootsData",
-                "caIntermediatesPath",
-                "caIntermediatesData",
-                "subjectEmail",
-                "subjectHostname",
-            ],
-            &[],
-        )?;
+        let p = strict_json::object(p, super::sigstore_signed::PKI_FIELDS, &[])?;
         if p.contains_key("caRootsPath") == p.contains_key("caRootsData") {
             return Err(JsonError(
                 "exactly one of caRootsPath and caRootsData must be specified".into(),

@@ -63,6 +63,37 @@ struct SlotState {
     rejected_info: Option<(Signer, SignedClaims)>,
 }
 
+impl SlotState {
+    /// Takes requirement `number`'s judgement of this slot (named `slot`): the first acceptance
+    /// is kept, every rejection is added to the slot's and the requirement's (`reasons`)
+    /// lists. Returns whether the slot was accepted.
+    fn record(
+        &mut self,
+        number: usize,
+        slot: &str,
+        judgement: Judgement,
+        reasons: &mut Vec<String>,
+    ) -> bool {
+        match judgement {
+            Judgement::Accepted(signer, claims) => {
+                if self.accepted_by.is_none() {
+                    self.accepted_by = Some((number, signer, claims));
+                }
+                true
+            }
+            Judgement::Rejected(reason, signer, claims) => {
+                reasons.push(format!("{slot}: {reason}"));
+                self.rejections
+                    .push(format!("requirement {number}: {reason}"));
+                if self.rejected_info.is_none() {
+                    self.rejected_info = Some((signer, claims));
+                }
+                false
+            }
+        }
+    }
+}
+
 /// Evaluates the requirements that apply to `image` (the source reference) on the signature
 /// slots of the manifest `manifest` (its exact bytes); `bundles` says how sigstore bundles that
 /// name no image meet `signedIdentity` (the source's registries.d setting). Every requirement and every slot is
@@ -148,22 +179,7 @@ pub fn evaluate(
                         non_signature_attachments += 1;
                         continue;
                     };
-                    match judgement {
-                        Judgement::Accepted(signer, claims) => {
-                            any = true;
-                            if st.accepted_by.is_none() {
-                                st.accepted_by = Some((number, signer, claims));
-                            }
-                        }
-                        Judgement::Rejected(reason, signer, claims) => {
-                            reasons.push(format!("{}: {reason}", slot.name()));
-                            st.rejections
-                                .push(format!("requirement {number}: {reason}"));
-                            if st.rejected_info.is_none() {
-                                st.rejected_info = Some((signer, claims));
-                            }
-                        }
-                    }
+                    any |= st.record(number, &slot.name(), judgement, &mut reasons);
                 }
                 let examined = reasons.len() + usize::from(any);
                 match satisfied_by_signatures(any, examined, reasons) {
@@ -191,29 +207,15 @@ pub fn evaluate(
                         continue;
                     };
                     examined += 1;
-                    match signed_by::judge(
+                    let judgement = signed_by::judge(
                         key_type,
                         keys,
                         identity,
                         docker_ref.as_ref(),
                         manifest,
                         data,
-                    ) {
-                        Judgement::Accepted(signer, claims) => {
-                            any = true;
-                            if st.accepted_by.is_none() {
-                                st.accepted_by = Some((number, signer, claims));
-                            }
-                        }
-                        Judgement::Rejected(reason, signer, claims) => {
-                            reasons.push(format!("{}: {reason}", slot.name()));
-                            st.rejections
-                                .push(format!("requirement {number}: {reason}"));
-                            if st.rejected_info.is_none() {
-                                st.rejected_info = Some((signer, claims));
-                            }
-                        }
-                    }
+                    );
+                    any |= st.record(number, &slot.name(), judgement, &mut reasons);
                 }
                 satisfied_by_signatures(any, examined, reasons)
             }

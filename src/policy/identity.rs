@@ -2,7 +2,10 @@
 //! containers/image's rules (`policy_reference_match.go`).
 
 use super::config::IdentityMatch;
+use super::eval::Judgement;
+use crate::digest::Digest;
 use crate::reference::DockerReference;
+use crate::verdict::{SignedClaims, Signer};
 
 /// Whether the signed reference `signed` is acceptable for `image` under `m`; the error says
 /// why not, naming the identity the signature claims and what the policy accepts.
@@ -52,6 +55,43 @@ pub fn identity_matches(
             accepted_text(m, image)
         ))
     }
+}
+
+/// The checks every kind of signature gets once its cryptography verified: the payload names
+/// this manifest (`payload_digest`, computed with its own algorithm over `manifest`, as
+/// containers/image's `manifest.Digest` does, which refuses what it cannot compute) and an
+/// identity (`payload_reference`) that `m` accepts for `image`.
+pub(crate) fn judge_claims(
+    manifest: &[u8],
+    payload_digest: &str,
+    payload_reference: &str,
+    m: &IdentityMatch,
+    image: Option<&DockerReference>,
+    signer: Signer,
+    claims: SignedClaims,
+) -> Judgement {
+    let digest_ok = match Digest::parse(payload_digest) {
+        Ok(d) => crate::manifest::matches_digest(manifest, &d),
+        Err(e) => Err(e.to_string()),
+    };
+    match digest_ok {
+        Ok(true) => {}
+        Ok(false) => {
+            return Judgement::Rejected(
+                format!(
+                    "Signature for digest {payload_digest} does not match (the image's manifest is {})",
+                    Digest::sha256_of(manifest)
+                ),
+                signer,
+                claims,
+            );
+        }
+        Err(e) => return Judgement::Rejected(e, signer, claims),
+    }
+    if let Err(e) = identity_matches(m, image, payload_reference) {
+        return Judgement::Rejected(e, signer, claims);
+    }
+    Judgement::Accepted(signer, claims)
 }
 
 /// The image's reference with `prefix` replaced by `signed_prefix` when its name starts with it.

@@ -3,8 +3,7 @@
 
 use super::config::{IdentityMatch, TrustedKeys};
 use super::eval::Judgement;
-use super::identity::identity_matches;
-use crate::digest::Digest;
+use super::identity::judge_claims;
 use crate::reference::DockerReference;
 use crate::signature::simple::{self, Keyring};
 use crate::verdict::{SignedClaims, Signer};
@@ -98,29 +97,13 @@ pub(crate) fn judge(
         ..Signer::default()
     };
     let claims = claims_of(&v.payload, v.created);
-    // MatchesDigest: the payload's digest, computed with its own algorithm over the manifest,
-    // as containers/image's manifest.Digest does (which refuses what it cannot compute).
-    let digest_ok = match Digest::parse(&v.payload.manifest_digest) {
-        Ok(d) => crate::manifest::matches_digest(manifest, &d),
-        Err(e) => Err(e.to_string()),
-    };
-    match digest_ok {
-        Ok(true) => {}
-        Ok(false) => {
-            return Judgement::Rejected(
-                format!(
-                    "Signature for digest {} does not match (the image's manifest is {})",
-                    v.payload.manifest_digest,
-                    Digest::sha256_of(manifest)
-                ),
-                signer,
-                claims,
-            );
-        }
-        Err(e) => return Judgement::Rejected(e, signer, claims),
-    }
-    if let Err(e) = identity_matches(identity, image, &v.payload.docker_reference) {
-        return Judgement::Rejected(e, signer, claims);
-    }
-    Judgement::Accepted(signer, claims)
+    judge_claims(
+        manifest,
+        &v.payload.manifest_digest,
+        &v.payload.docker_reference,
+        identity,
+        image,
+        signer,
+        claims,
+    )
 }

@@ -12,8 +12,7 @@ use serde_json::Value;
 
 use super::config::IdentityMatch;
 use super::eval::Judgement;
-use super::identity::identity_matches;
-use crate::digest::Digest;
+use super::identity::{identity_matches, judge_claims};
 use crate::reference::DockerReference;
 use crate::signature::sigstore::bundle::{Bundle, BundleSigners, Content, verify_bundle};
 use crate::signature::sigstore::fulcio::{FulcioTrustRoot, PkiTrustRoot, fulcio_issuer};
@@ -201,8 +200,7 @@ impl SigstoreTrust {
                 Ok(TrustRoot::Keys { keys, rekor })
             })()
         } else if let Some(f) = o.get("fulcio") {
-            let f =
-                strict_json::object(f, &["caPath", "caData", "oidcIssuer", "subjectEmail"], &[])?;
+            let f = strict_json::object(f, FULCIO_FIELDS, &[])?;
             let ca = source(&f, "caPath", None, "caData", None)?;
             let issuer = f
                 .get("oidcIssuer")
@@ -243,18 +241,7 @@ impl SigstoreTrust {
                 })
             })()
         } else if let Some(p) = o.get("pki") {
-            let p = strict_json::object(
-                p,
-                &[
-                    "caRootsPath",
-                    "caRootsData",
-                    "caIntermediatesPath",
-                    "caIntermediatesData",
-                    "subjectEmail",
-                    "subjectHostname",
-                ],
-                &[],
-            )?;
+            let p = strict_json::object(p, PKI_FIELDS, &[])?;
             let roots = source(&p, "caRootsPath", None, "caRootsData", None)?;
             let intermediates =
                 source(&p, "caIntermediatesPath", None, "caIntermediatesData", None)?;
@@ -302,9 +289,36 @@ impl SigstoreTrust {
     }
 }
 
+/// The members of a `sigstoreSigned` requirement's `fulcio` object.
+pub(super) const FULCIO_FIELDS: &[&str] = &["caPath", "caData", "oidcIssuer", "subjectEmail"];
+
+/// The members of a `sigstoreSigned` requirement's `pki` object.
+pub(super) const PKI_FIELDS: &[&str] = &[
+    "caRootsPath",
+    "caRootsData",
+    "caIntermediatesPath",
+    "caIntermediatesData",
+    "subjectEmail",
+    "subjectHostname",
+];
+
 fn time_text(unix: i64) -> Option<String> {
     chrono::DateTime::<chrono::Utc>::from_timestamp(unix, 0)
         .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+}
+
+/// The signer as a certificate names it: its first email, URI or DNS name (else its subject
+/// name), its Fulcio OIDC issuer and its key's id.
+fn describe_certificate(signer: &mut Signer, cert: &Certificate) {
+    signer.certificate_subject = cert
+        .emails()
+        .first()
+        .or(cert.uris().first())
+        .or(cert.dns_names().first())
+        .cloned()
+        .or_else(|| Some(cert.name().to_string()));
+    signer.certificate_issuer = fulcio_issuer(cert).ok();
+    signer.fingerprint = cert.public_key().ok().map(|k| k.id().to_string());
 }
 
 /// What a sigstore signature says of its signer, unverified: the certificate's subject and
@@ -316,15 +330,7 @@ pub fn describe_signer(sig: &SigstoreSignature) -> Signer {
         && let Ok(certs) = Certificate::all_from_pem(pem.as_bytes())
         && let Some(cert) = certs.first()
     {
-        signer.certificate_subject = cert
-            .emails()
-            .first()
-            .or(cert.uris().first())
-            .or(cert.dns_names().first())
-            .cloned()
-            .or_else(|| Some(cert.name().to_string()));
-        signer.certificate_issuer = fulcio_issuer(cert).ok();
-        signer.fingerprint = cert.public_key().ok().map(|k| k.id().to_string());
+        describe_certificate(&mut signer, cert);
     }
     if let Some(bundle) = sig.annotations.get(BUNDLE_ANNOTATION)
         && let Ok(v) = serde_json::from_str::<Value>(bundle)
@@ -390,29 +396,15 @@ pub(crate) fn judge(
         signer.fingerprint = Some(v.key_id.clone());
     }
     let claims = claims_of(&v.payload);
-    let digest_ok = match Digest::parse(&v.payload.manifest_digest) {
-        Ok(d) => crate::manifest::matches_digest(manifest, &d),
-        Err(e) => Err(e.to_string()),
-    };
-    match digest_ok {
-        Ok(true) => {}
-        Ok(false) => {
-            return Judgement::Rejected(
-                format!(
-                    "Signature for digest {} does not match (the image's manifest is {})",
-                    v.payload.manifest_digest,
-                    Digest::sha256_of(manifest)
-                ),
-                signer,
-                claims,
-            );
-        }
-        Err(e) => return Judgement::Rejected(e, signer, claims),
-    }
-    if let Err(e) = identity_matches(identity, image, &v.payload.docker_reference) {
-        return Judgement::Rejected(e, signer, claims);
-    }
-    Judgement::Accepted(signer, claims)
+    judge_claims(
+        manifest,
+        &v.payload.manifest_digest,
+        &v.payload.docker_reference,
+        identity,
+        image,
+        signer,
+        claims,
+    )
 }
 
 /// How a sigstore bundle whose statement names no image (cosign 3 signs the digest only) meets
@@ -433,15 +425,7 @@ pub enum BundleIdentity {
 pub fn describe_bundle_signer(bundle: &Bundle) -> Signer {
     let mut signer = Signer::default();
     if let Some(cert) = bundle.certificate() {
-        signer.certificate_subject = cert
-            .emails()
-            .first()
-            .or(cert.uris().first())
-            .or(cert.dns_names().first())
-            .cloned()
-            .or_else(|| Some(cert.name().to_string()));
-        signer.certificate_issuer = fulcio_issuer(cert).ok();
-        signer.fingerprint = cert.public_key().ok().map(|k| k.id().to_string());
+        describe_certificate(&mut signer, cert);
     }
     if let Some(e) = bundle.tlog.first() {
         signer.rekor_log_index = Some(e.log_index);

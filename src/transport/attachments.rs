@@ -18,6 +18,40 @@ use crate::manifest::{self, Descriptor, Manifest};
 use crate::signature::sigstore::{SIGNATURE_MIME_TYPE, SigstoreSignature};
 use crate::signature::{MAX_SIGNATURE_SIZE, SignatureSlot, SlotReadError, SlotReadErrorKind};
 
+/// Signatures to write, split by where a destination keeps them, as containers/image splits
+/// them: sigstore signatures as layers of the `.sig` attachment, sigstore bundles as referrers
+/// (cosign 3), simple signing ones in the signature extension, lookaside or files.
+#[derive(Default)]
+pub struct Split {
+    /// Sigstore signatures for the `.sig` attachment.
+    pub sigstore: Vec<SigstoreSignature>,
+    /// Sigstore bundles.
+    pub bundles: Vec<SigstoreSignature>,
+    /// Simple signing signatures, as given.
+    pub simple: Vec<Vec<u8>>,
+}
+
+/// Splits `signatures` (containers/image blob forms) by kind; a sigstore blob that does not
+/// parse is an error.
+pub fn split(signatures: &[Vec<u8>]) -> Result<Split, String> {
+    let mut out = Split::default();
+    for s in signatures {
+        match crate::signature::sniff::sniff(s) {
+            Ok((crate::signature::sniff::Format::SigstoreJson, json)) => {
+                let sig = SigstoreSignature::from_json(json)
+                    .map_err(|e| format!("a sigstore signature to write: {e}"))?;
+                if crate::signature::sigstore::bundle::is_bundle_media_type(&sig.mime_type) {
+                    out.bundles.push(sig);
+                } else {
+                    out.sigstore.push(sig);
+                }
+            }
+            _ => out.simple.push(s.clone()),
+        }
+    }
+    Ok(out)
+}
+
 /// The tag of the signature attachment of the manifest `d`: `sha256-HEX.sig`.
 pub fn signature_tag(d: &Digest) -> String {
     format!("{}-{}.sig", d.algorithm().name(), d.hex())

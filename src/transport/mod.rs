@@ -262,6 +262,18 @@ pub struct SignatureSet {
 }
 
 impl SignatureSet {
+    /// Keeps an attached artifact that was read, or says where one could not be (`place`).
+    pub fn add_attached(
+        &mut self,
+        read: std::result::Result<referrers::Attached, String>,
+        place: impl std::fmt::Display,
+    ) {
+        match read {
+            Ok(a) => self.attached.push(a),
+            Err(e) => self.attached_errors.push(format!("{place}: {e}")),
+        }
+    }
+
     /// Slots found in one place.
     pub fn new(slots: Vec<SignatureSlot>, searched: impl Into<String>) -> SignatureSet {
         SignatureSet {

@@ -139,7 +139,41 @@ pub struct Attached {
     pub slots: Vec<usize>,
 }
 
+/// The string members of `v`'s object member `key` (annotations), others left out.
+fn string_members(v: &Value, key: &str) -> BTreeMap<String, String> {
+    v.get(key)
+        .and_then(Value::as_object)
+        .map(|o| {
+            o.iter()
+                .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_string())))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// cosign's tag-attached artifacts other than signatures, by tag suffix: attestations
+/// (`sha256-<hex>.att`) and SBOMs (`.sbom`).
+pub fn cosign_artifact_tags() -> [(&'static str, AttachedKind); 2] {
+    [
+        ("att", AttachedKind::Attestation(None)),
+        ("sbom", AttachedKind::Sbom),
+    ]
+}
+
 impl Attached {
+    /// Reads the manifest of cosign's `.<suffix>` tag attachment, of the `kind` the suffix
+    /// names (see [`cosign_artifact_tags`]).
+    pub fn from_cosign_tag(
+        bytes: &[u8],
+        media_type: Option<&str>,
+        suffix: &str,
+        kind: AttachedKind,
+    ) -> Result<Attached, String> {
+        let mut a = Self::from_manifest(bytes, media_type, Via::Tag(suffix.to_string()))?;
+        a.kind = kind;
+        Ok(a)
+    }
+
     /// Reads an artifact manifest (`bytes`, with the media type it was served as).
     pub fn from_manifest(
         bytes: &[u8],
@@ -156,15 +190,7 @@ impl Attached {
             .and_then(Value::as_str)
             .map(str::to_string)
             .or_else(|| Some(img.config.media_type.clone()));
-        let annotations = v
-            .get("annotations")
-            .and_then(Value::as_object)
-            .map(|o| {
-                o.iter()
-                    .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_string())))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let annotations = string_members(&v, "annotations");
         let mut blobs = vec![img.config.clone()];
         blobs.extend(img.layers.iter().cloned());
         Ok(Attached {
@@ -370,15 +396,7 @@ pub fn parse_index(bytes: &[u8]) -> Result<Vec<ReferrerEntry>, String> {
                     .get("artifactType")
                     .and_then(Value::as_str)
                     .map(str::to_string),
-                annotations: d
-                    .get("annotations")
-                    .and_then(Value::as_object)
-                    .map(|o| {
-                        o.iter()
-                            .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_string())))
-                            .collect()
-                    })
-                    .unwrap_or_default(),
+                annotations: string_members(d, "annotations"),
             })
         })
         .collect()

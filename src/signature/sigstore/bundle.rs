@@ -17,7 +17,7 @@ use base64::Engine;
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 
-use super::fulcio::{CertificateVerifyError, FulcioTrustRoot, PkiTrustRoot};
+use super::fulcio::{CertificateTrust, CertificateVerifyError, FulcioTrustRoot, PkiTrustRoot};
 use super::keys::PublicKey;
 use super::pem;
 use super::tlog::{InclusionProof, TlogError, verify_set};

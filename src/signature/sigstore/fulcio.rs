@@ -158,6 +158,30 @@ fn annotation_intermediates(
     Ok(chain)
 }
 
+/// A trust root for signing certificates: Fulcio's CA or a PKI's roots.
+pub trait CertificateTrust {
+    /// Checks a parsed certificate and intermediates (a sigstore bundle's verification
+    /// material) at `time` (Unix seconds) and returns the certificate's public key.
+    fn verify_leaf_at(
+        &self,
+        time: i64,
+        leaf: &Certificate,
+        intermediates: &[Certificate],
+    ) -> Result<PublicKey, CertificateVerifyError>;
+
+    /// Checks a certificate given as annotations (`cert_pem`, the certificate annotation;
+    /// `chain_pem`, the chain annotation if any) at `time` and returns its public key.
+    fn verify_certificate_at(
+        &self,
+        time: i64,
+        cert_pem: &[u8],
+        chain_pem: Option<&[u8]>,
+    ) -> Result<PublicKey, CertificateVerifyError> {
+        let leaf = parse_leaf(cert_pem)?;
+        self.verify_leaf_at(time, &leaf, &annotation_intermediates(chain_pem)?)
+    }
+}
+
 /// What a `fulcio` policy trusts: the Fulcio CA, and the identity certificates must name.
 #[derive(Debug, Clone)]
 pub struct FulcioTrustRoot {
@@ -193,24 +217,11 @@ impl FulcioTrustRoot {
             subject_email: subject_email.to_string(),
         })
     }
+}
 
-    /// Checks a Fulcio certificate (`cert_pem`, the certificate annotation; `chain_pem`, the
-    /// chain annotation if any) at `time` (Unix seconds: the Rekor integrated time) and returns
-    /// its public key.
-    pub fn verify_certificate_at(
-        &self,
-        time: i64,
-        cert_pem: &[u8],
-        chain_pem: Option<&[u8]>,
-    ) -> Result<PublicKey, CertificateVerifyError> {
-        let intermediates = annotation_intermediates(chain_pem)?;
-        let leaf = parse_leaf(cert_pem)?;
-        self.verify_leaf_at(time, &leaf, &intermediates)
-    }
-
-    /// [`FulcioTrustRoot::verify_certificate_at`] for a parsed certificate and intermediates
-    /// (a sigstore bundle's verification material).
-    pub fn verify_leaf_at(
+/// A Fulcio certificate is checked at the Rekor integrated time.
+impl CertificateTrust for FulcioTrustRoot {
+    fn verify_leaf_at(
         &self,
         time: i64,
         leaf: &Certificate,
@@ -294,22 +305,11 @@ impl PkiTrustRoot {
             subject_hostname,
         })
     }
+}
 
-    /// Checks a certificate at `time` (Unix seconds; containers/image uses the current time)
-    /// and returns its public key.
-    pub fn verify_certificate_at(
-        &self,
-        time: i64,
-        cert_pem: &[u8],
-        chain_pem: Option<&[u8]>,
-    ) -> Result<PublicKey, CertificateVerifyError> {
-        let leaf = parse_leaf(cert_pem)?;
-        self.verify_leaf_at(time, &leaf, &annotation_intermediates(chain_pem)?)
-    }
-
-    /// [`PkiTrustRoot::verify_certificate_at`] for a parsed certificate and intermediates
-    /// beyond the policy's own (a sigstore bundle's verification material).
-    pub fn verify_leaf_at(
+/// A PKI certificate is checked at the time given (containers/image uses the current time).
+impl CertificateTrust for PkiTrustRoot {
+    fn verify_leaf_at(
         &self,
         time: i64,
         leaf: &Certificate,
@@ -390,7 +390,7 @@ pub fn verify_hostname(cert: &Certificate, host: &str) -> Result<(), String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::signature::sigstore::{
         BUNDLE_ANNOTATION, CERTIFICATE_ANNOTATION, CHAIN_ANNOTATION, SigstoreSignature, verify,
@@ -574,15 +574,21 @@ mod tests {
         assert!(FulcioTrustRoot::new(FULCIO_ROOT, GITHUB, "").is_err());
     }
 
-    #[test]
-    fn golden_pki_signature_verifies() {
-        let pki = PkiTrustRoot::new(
+    /// The PKI trust of containers/image's golden PKI-signed image (roots, intermediates, the
+    /// email and host its certificate names).
+    pub(crate) fn golden_pki_root() -> PkiTrustRoot {
+        PkiTrustRoot::new(
             PKI_ROOTS,
             Some(PKI_INTERMEDIATES),
             Some("qiwan@redhat.com"),
             Some("myhost.example.com"),
         )
-        .unwrap();
+        .unwrap()
+    }
+
+    #[test]
+    fn golden_pki_signature_verifies() {
+        let pki = golden_pki_root();
         // containers/image checks PKI certificates at the current time; these expire in 2052.
         let now = 1_767_225_600; // 2026-01-01
         let sig = SigstoreSignature::from_blob(PKI_SIGNED).unwrap();

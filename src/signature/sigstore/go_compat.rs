@@ -105,6 +105,13 @@ pub fn base64_decode(src: &[u8]) -> Result<Vec<u8>, CorruptInput> {
 /// `\u003c`, `\u003e`, `\u0026` (HTML-safe), U+2028 and U+2029 escaped, `\b \f \n \r \t` short,
 /// other control characters as `\u00XX`.
 pub fn push_json_string(out: &mut String, s: &str) {
+    push_escaped(out, s, true);
+}
+
+/// Appends `s` as a JSON string with only the escapes JSON requires (`"`, `\\`, control
+/// characters; `\b \f \n \r \t` short) and, when `html_safe`, Go's extra escapes of `<`, `>`,
+/// `&`, U+2028 and U+2029. RFC 8785 (JCS) is the same without them.
+pub fn push_escaped(out: &mut String, s: &str, html_safe: bool) {
     out.push('"');
     for c in s.chars() {
         match c {
@@ -115,7 +122,7 @@ pub fn push_json_string(out: &mut String, s: &str) {
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
-            '<' | '>' | '&' | '\u{2028}' | '\u{2029}' => {
+            '<' | '>' | '&' | '\u{2028}' | '\u{2029}' if html_safe => {
                 let _ = write!(out, "\\u{:04x}", u32::from(c));
             }
             c if u32::from(c) < 0x20 => {

@@ -3,8 +3,6 @@
 //! code units, no whitespace, minimal string escapes, numbers as ECMAScript prints an IEEE 754
 //! double. A Rekor SET signs the canonical form of its payload.
 
-use std::fmt::Write as _;
-
 use serde_json::Value;
 
 /// Why a value has no canonical form.
@@ -60,23 +58,7 @@ fn write_value(out: &mut String, v: &Value) -> Result<(), CanonicalError> {
 }
 
 fn write_string(out: &mut String, s: &str) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if u32::from(c) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", u32::from(c));
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
+    super::go_compat::push_escaped(out, s, false);
 }
 
 /// ECMAScript's Number.prototype.toString for a finite double (ECMA-262 §7.1.12.1).

@@ -6,7 +6,7 @@
 //! the payload's digest and identity against the image is the policy's job, done with the
 //! returned [`VerifiedSigstore`].
 
-use super::fulcio::{FulcioTrustRoot, PkiTrustRoot, verify_rekor_fulcio};
+use super::fulcio::{CertificateTrust, FulcioTrustRoot, PkiTrustRoot, verify_rekor_fulcio};
 use super::go_compat;
 use super::keys::PublicKey;
 use super::payload::SigstorePayload;
@@ -337,9 +337,6 @@ mod tests {
     const REKOR_PUB: &[u8] = include_bytes!("../../../testdata/sigstore/golden/rekor.pub");
     const FULCIO_ROOT: &[u8] =
         include_bytes!("../../../testdata/sigstore/golden/fulcio_v1.crt.pem");
-    const PKI_ROOTS: &[u8] = include_bytes!("../../../testdata/sigstore/golden/pki_root_crts.pem");
-    const PKI_INTERMEDIATES: &[u8] =
-        include_bytes!("../../../testdata/sigstore/golden/pki_intermediate_crts.pem");
 
     #[test]
     fn key_and_rekor_like_containers_image() {
@@ -414,7 +411,7 @@ mod tests {
 
     #[test]
     fn fulcio_and_pki_like_containers_image() {
-        use crate::signature::sigstore::fulcio::{FulcioTrustRoot, PkiTrustRoot};
+        use crate::signature::sigstore::fulcio::FulcioTrustRoot;
         let sig = SigstoreSignature::from_blob(FULCIO_REKOR).unwrap();
         let fulcio = FulcioTrustRoot::new(
             FULCIO_ROOT,
@@ -451,13 +448,7 @@ mod tests {
         }
 
         let sig = SigstoreSignature::from_blob(PKI_SIGNED).unwrap();
-        let pki = PkiTrustRoot::new(
-            PKI_ROOTS,
-            Some(PKI_INTERMEDIATES),
-            Some("qiwan@redhat.com"),
-            Some("myhost.example.com"),
-        )
-        .unwrap();
+        let pki = crate::signature::sigstore::fulcio::tests::golden_pki_root();
         let now = 1_767_225_600;
         assert_eq!(
             verify_pki(&sig, &pki, now)

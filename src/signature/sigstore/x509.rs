@@ -588,21 +588,8 @@ mod tests {
         Time::UtcTime(UtcTime::from_unix_duration(Duration::from_secs(t as u64)).unwrap())
     }
 
-    /// A certificate for `key` named `subject`, issued by `issuer` with `issuer_key`.
-    fn cert(
-        subject: &str,
-        key: &PrivateKey,
-        issuer: &str,
-        issuer_key: &PrivateKey,
-        validity: (i64, i64),
-        extensions: Vec<Extension>,
-    ) -> Certificate {
-        Certificate::from_der(&cert_der(
-            subject, key, issuer, issuer_key, validity, extensions,
-        ))
-        .unwrap()
-    }
-
+    /// The DER of a certificate for `key` named `subject`, issued by `issuer` with
+    /// `issuer_key`.
     fn cert_der(
         subject: &str,
         key: &PrivateKey,
@@ -661,27 +648,30 @@ mod tests {
             }
         }
         fn root(&self, exts: Vec<Extension>) -> Certificate {
-            cert(
+            let der = cert_der(
                 "root",
                 &self.root_key,
                 "root",
                 &self.root_key,
                 (T0, T0 + 1000),
                 exts,
-            )
+            );
+            Certificate::from_der(&der).unwrap()
         }
         fn mid(&self, validity: (i64, i64), exts: Vec<Extension>) -> Certificate {
-            cert("mid", &self.mid_key, "root", &self.root_key, validity, exts)
+            let der = cert_der("mid", &self.mid_key, "root", &self.root_key, validity, exts);
+            Certificate::from_der(&der).unwrap()
         }
         fn leaf(&self, exts: Vec<Extension>) -> Certificate {
-            cert(
+            let der = cert_der(
                 "leaf",
                 &self.leaf_key,
                 "mid",
                 &self.mid_key,
                 (T0 + 10, T0 + 20),
                 exts,
-            )
+            );
+            Certificate::from_der(&der).unwrap()
         }
     }
 

@@ -983,30 +983,11 @@ impl ImageDestination for DockerDestination {
         _instance: Option<&Digest>,
         signatures: &[Vec<u8>],
     ) -> Result<()> {
-        // Sigstore signatures go to the attachment, simple signing ones to the extension or
-        // the lookaside, as containers/image splits them.
-        let mut sigstore = Vec::new();
-        let mut bundles = Vec::new();
-        let mut simple = Vec::new();
-        for s in signatures {
-            match crate::signature::sniff::sniff(s) {
-                Ok((Format::SigstoreJson, json)) => {
-                    let sig = crate::signature::sigstore::SigstoreSignature::from_json(json)
-                        .map_err(|e| {
-                            TransportError::Unsupported(format!(
-                                "a sigstore signature to write: {e}"
-                            ))
-                        })?;
-                    // Bundles are referrers (cosign 3), not layers of the .sig attachment.
-                    if crate::signature::sigstore::bundle::is_bundle_media_type(&sig.mime_type) {
-                        bundles.push(sig);
-                    } else {
-                        sigstore.push(sig);
-                    }
-                }
-                _ => simple.push(s.clone()),
-            }
-        }
+        let super::attachments::Split {
+            sigstore,
+            bundles,
+            simple,
+        } = super::attachments::split(signatures).map_err(TransportError::Unsupported)?;
         if !bundles.is_empty() {
             self.put_bundles(manifest_digest, &bundles).await?;
         }

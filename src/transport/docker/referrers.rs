@@ -10,7 +10,7 @@ use super::{DockerDestination, DockerSource, get_manifest, next_link};
 use crate::digest::Digest;
 use crate::signature::{SignatureSlot, SlotReadError, SlotReadErrorKind};
 use crate::transport::referrers::{
-    self, Attached, AttachedKind, ReferrerEntry, Referrers, Via, cosign_tag, fallback_tag,
+    self, Attached, ReferrerEntry, Referrers, Via, cosign_tag, fallback_tag,
 };
 use crate::transport::{RawManifest, Result, SignatureSet, TransportError};
 
@@ -183,30 +183,17 @@ impl DockerSource {
         set.attached.extend(read.attached);
         set.attached_errors.extend(read.errors);
         if mode == Referrers::All {
-            for (suffix, kind) in [
-                ("att", AttachedKind::Attestation(None)),
-                ("sbom", AttachedKind::Sbom),
-            ] {
+            for (suffix, kind) in referrers::cosign_artifact_tags() {
                 let tag = cosign_tag(d, suffix);
-                match get_manifest(&self.client, &self.image, &tag, &self.scopes()).await {
-                    Ok(m) => match Attached::from_manifest(
-                        &m.bytes,
-                        m.media_type.as_deref(),
-                        Via::Tag(suffix.to_string()),
-                    ) {
-                        Ok(mut a) => {
-                            a.kind = kind;
-                            set.attached.push(a);
-                        }
-                        Err(e) => set
-                            .attached_errors
-                            .push(format!("{}:{tag}: {e}", self.image.name())),
-                    },
-                    Err(TransportError::NotFound(_)) => {}
-                    Err(e) => set
-                        .attached_errors
-                        .push(format!("{}:{tag}: {e}", self.image.name())),
-                }
+                let read = match get_manifest(&self.client, &self.image, &tag, &self.scopes()).await
+                {
+                    Ok(m) => {
+                        Attached::from_cosign_tag(&m.bytes, m.media_type.as_deref(), suffix, kind)
+                    }
+                    Err(TransportError::NotFound(_)) => continue,
+                    Err(e) => Err(e.to_string()),
+                };
+                set.add_attached(read, format_args!("{}:{tag}", self.image.name()));
             }
         }
         Ok(())

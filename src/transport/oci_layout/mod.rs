@@ -381,33 +381,19 @@ impl OciLayoutSource {
         set.attached.extend(read.attached);
         set.attached_errors.extend(read.errors);
         if self.referrers == Referrers::All {
-            for (suffix, kind) in [
-                ("att", referrers::AttachedKind::Attestation(None)),
-                ("sbom", referrers::AttachedKind::Sbom),
-            ] {
+            for (suffix, kind) in referrers::cosign_artifact_tags() {
                 let tag = referrers::cosign_tag(d, suffix);
                 let Ok(entry) = self.layout.find(Some(&tag)) else {
                     continue;
                 };
-                match self
+                let read = self
                     .layout
                     .read_manifest_blob(&entry.digest)
                     .map_err(|e| e.to_string())
                     .and_then(|b| {
-                        Attached::from_manifest(
-                            &b,
-                            Some(&entry.media_type),
-                            Via::Tag(suffix.to_string()),
-                        )
-                    }) {
-                    Ok(mut a) => {
-                        a.kind = kind;
-                        set.attached.push(a);
-                    }
-                    Err(e) => set
-                        .attached_errors
-                        .push(format!("{}:{tag}: {e}", self.layout.root().display())),
-                }
+                        Attached::from_cosign_tag(&b, Some(&entry.media_type), suffix, kind)
+                    });
+                set.add_attached(read, format_args!("{}:{tag}", self.layout.root().display()));
             }
         }
         Ok(())
@@ -683,28 +669,18 @@ impl ImageDestination for OciLayoutDestination {
         _instance: Option<&Digest>,
         signatures: &[Vec<u8>],
     ) -> Result<()> {
-        let mut sigstore = Vec::new();
-        for s in signatures {
-            match crate::signature::sniff::sniff(s) {
-                Ok((crate::signature::sniff::Format::SigstoreJson, json)) => {
-                    let sig = crate::signature::sigstore::SigstoreSignature::from_json(json)
-                        .map_err(|e| {
-                            TransportError::Unsupported(format!(
-                                "a sigstore signature to write: {e}"
-                            ))
-                        })?;
-                    if crate::signature::sigstore::bundle::is_bundle_media_type(&sig.mime_type) {
-                        self.put_bundle(manifest_digest, &sig)?;
-                    } else {
-                        sigstore.push(sig);
-                    }
-                }
-                _ => {
-                    return Err(TransportError::Unsupported(
-                        "an OCI image layout cannot hold simple signing signatures".into(),
-                    ));
-                }
-            }
+        let attachments::Split {
+            sigstore,
+            bundles,
+            simple,
+        } = attachments::split(signatures).map_err(TransportError::Unsupported)?;
+        if !simple.is_empty() {
+            return Err(TransportError::Unsupported(
+                "an OCI image layout cannot hold simple signing signatures".into(),
+            ));
+        }
+        for b in &bundles {
+            self.put_bundle(manifest_digest, b)?;
         }
         if sigstore.is_empty() {
             return Ok(());

@@ -268,6 +268,17 @@ impl Store {
             .map(|(d, _)| d.clone()))
     }
 
+    /// The newest readable record of a copy of manifest `digest` to `destination` (a
+    /// `store:` reference as text).
+    fn newest_record_of(&self, destination: &str, digest: &Digest) -> Result<Option<Record>> {
+        Ok(self
+            .records(digest)?
+            .into_iter()
+            .filter_map(|r| r.record.ok())
+            .filter(|r| r.destination == destination && r.manifest.digest == *digest)
+            .max_by(|a, b| a.time.cmp(&b.time)))
+    }
+
     /// The signature slots `name` has for manifest `digest`: those its newest record says it
     /// wrote (found by sha256), or every stored one when no record of `name` exists (an image
     /// put in by other means). A signature a record names but the store lacks is an unreadable
@@ -279,12 +290,7 @@ impl Store {
     ) -> Result<Vec<SignatureSlot>> {
         let stored = self.signatures(digest)?;
         let wanted = ImageReference::Store(name.clone()).to_string();
-        let newest = self
-            .records(digest)?
-            .into_iter()
-            .filter_map(|r| r.record.ok())
-            .filter(|r| r.destination == wanted && r.manifest.digest == *digest)
-            .max_by(|a, b| a.time.cmp(&b.time));
+        let newest = self.newest_record_of(&wanted, digest)?;
         let location = |n: usize| self.signature_path(digest, n).display().to_string();
         let Some(record) = newest else {
             return Ok(stored
@@ -336,12 +342,7 @@ impl Store {
         mode: Referrers,
     ) -> Result<(Vec<Attached>, Vec<String>)> {
         let wanted = ImageReference::Store(name.clone()).to_string();
-        let newest = self
-            .records(digest)?
-            .into_iter()
-            .filter_map(|r| r.record.ok())
-            .filter(|r| r.destination == wanted && r.manifest.digest == *digest)
-            .max_by(|a, b| a.time.cmp(&b.time));
+        let newest = self.newest_record_of(&wanted, digest)?;
         let Some(record) = newest else {
             return Ok((Vec::new(), Vec::new()));
         };
