@@ -130,6 +130,77 @@ fn a_private_ca_is_refused_with_where_to_put_it_and_trusted_from_certs_d_or_cert
     // skopeo reads the same directory the same way.
     let s = skopeo(&["inspect", "--cert-dir", certs.to_str().unwrap(), &image_ref]).ok();
     assert!(s.stdout.contains(&image.digest), "{}", s.stdout);
+
+    // `store check --repair` reaches the registry with --cert-dir as every other single-image
+    // command does (it once passed only --tls-verify and --creds on).
+    let bare_home = t.path().join("bare-home");
+    std::fs::create_dir(&bare_home).unwrap();
+    let store = t.path().join("store");
+    let store_arg = store.to_str().unwrap();
+    ferry_home(
+        &bare_home,
+        &[
+            "copy",
+            "-q",
+            "--insecure-policy",
+            "--store",
+            store_arg,
+            "--src-cert-dir",
+            certs.to_str().unwrap(),
+            &image_ref,
+            "store:example.com/ca/app:v1",
+        ],
+    )
+    .ok();
+    let layer = store
+        .join("blobs/sha256")
+        .join(sha256(&image.layers[0]).trim_start_matches("sha256:"));
+    std::fs::write(&layer, b"damaged").unwrap();
+    let repair = |extra: &[&str]| {
+        let mut a = vec!["store", "check", "--store", store_arg, "--retry-times", "0"];
+        a.extend_from_slice(extra);
+        a.extend(["--repair", image_ref.as_str()]);
+        ferry_home(&bare_home, &a)
+    };
+    let r = repair(&[]).code(3);
+    assert!(r.stderr.contains("unknown authority"), "{}", r.stderr);
+    let r = repair(&["--cert-dir", certs.to_str().unwrap()]).ok();
+    assert!(
+        r.stdout.contains(&format!("repaired {}", layer.display())),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(std::fs::read(&layer).unwrap(), image.layers[0]);
+
+    // sync's YAML: a registry's `cert-dir`, as skopeo sync reads it (without it: refused).
+    let yaml = t.path().join("sync.yaml");
+    let sync = |yaml_text: String, to: &Path| {
+        std::fs::write(&yaml, yaml_text).unwrap();
+        ferry_home(
+            &bare_home,
+            &[
+                "sync",
+                "--insecure-policy",
+                "--retry-times",
+                "0",
+                "--src",
+                "yaml",
+                "--dest",
+                "dir",
+                yaml.to_str().unwrap(),
+                to.to_str().unwrap(),
+            ],
+        )
+    };
+    let entry = format!("{host}:\n  images:\n    ns/app: [v1]\n");
+    let r = sync(entry.clone(), &t.path().join("mirror-refused")).code(3);
+    assert!(r.stderr.contains("unknown authority"), "{}", r.stderr);
+    let mirror = t.path().join("mirror");
+    sync(format!("{entry}  cert-dir: {}\n", certs.display()), &mirror).ok();
+    assert_eq!(
+        std::fs::read(mirror.join("app:v1/manifest.json")).unwrap(),
+        image.manifest
+    );
 }
 
 #[test]

@@ -550,6 +550,70 @@ fn login_stores_credentials_that_copies_use_and_skopeo_reads() {
     .code(3);
     assert!(f.stderr.contains("401"), "{}", f.stderr);
 
+    // Per-side auth files (--src-authfile, --dest-authfile) win over --authfile, in copy as in
+    // skopeo copy, and in sync as in skopeo sync.
+    let empty = t.path().join("empty-auth.json");
+    std::fs::write(&empty, r#"{"auths":{}}"#).unwrap();
+    let side_auth = |src_auth: &Path, dest_auth: &Path, to: &str| {
+        vec![
+            "--src-tls-verify=false".to_string(),
+            "--dest-tls-verify=false".to_string(),
+            "--authfile".to_string(),
+            empty.display().to_string(),
+            "--src-authfile".to_string(),
+            src_auth.display().to_string(),
+            "--dest-authfile".to_string(),
+            dest_auth.display().to_string(),
+            format!("docker://{host}/ns/app:v1"),
+            format!("docker://{host}/{to}"),
+        ]
+    };
+    for (tool, bin) in [
+        ("ferry", ferry_bin()),
+        ("skopeo", require_tool("skopeo", "skopeo")),
+    ] {
+        let copy = |a: Vec<String>| {
+            let mut args = vec!["copy".to_string(), "--retry-times".into(), "0".into()];
+            args.extend(["--policy".into(), policy.display().to_string()]);
+            args.extend(a);
+            run_with_stdin(
+                &bin,
+                &args.iter().map(String::as_str).collect::<Vec<_>>(),
+                "",
+            )
+        };
+        let r = copy(side_auth(&sauth, &fauth, &format!("{tool}/side:v1")));
+        assert_eq!(r.code, 0, "{tool}: {}", r.stderr);
+        let r = copy(side_auth(&sauth, &empty, &format!("{tool}/side:v2")));
+        assert_ne!(
+            r.code, 0,
+            "{tool}: the destination's empty auth file is used"
+        );
+        let r = copy(side_auth(&empty, &fauth, &format!("{tool}/side:v3")));
+        assert_ne!(r.code, 0, "{tool}: the source's empty auth file is used");
+    }
+    let r = ferry(&[
+        "sync",
+        "--policy",
+        policy.to_str().unwrap(),
+        "--src",
+        "docker",
+        "--dest",
+        "docker",
+        "--src-tls-verify=false",
+        "--dest-tls-verify=false",
+        "--authfile",
+        empty.to_str().unwrap(),
+        "--src-authfile",
+        sauth.to_str().unwrap(),
+        "--dest-authfile",
+        fauth.to_str().unwrap(),
+        &format!("{host}/ns/app:v1"),
+        &format!("{host}/mirror"),
+    ])
+    .ok();
+    assert!(r.stderr.contains("1 copied"), "{}", r.stderr);
+
     // logout: the same words, and the next copy is refused.
     let (s, f) = both(
         &["logout", "--authfile", sauth.to_str().unwrap(), "{REG}"],
@@ -990,5 +1054,81 @@ fn a_list_converted_with_all_is_the_list_skopeo_makes() {
         r.stdout.contains("application/vnd.oci.image.index.v1+json"),
         "{}",
         r.stdout
+    );
+}
+
+#[test]
+fn skopeo_copy_flags_for_what_ferry_does_not_do_are_refused_with_the_reason() {
+    let t = tempfile::tempdir().unwrap();
+    let policy = insecure_policy(t.path());
+    let src = t.path().join("src");
+    let image = make_oci_image(&src, "v1", 156, 1, 1000);
+    let from = format!("oci:{}:v1", src.display());
+    let copy = |extra: &[&str], to: &Path| {
+        let mut a = vec!["copy", "-q", "--policy", policy.to_str().unwrap()];
+        a.extend_from_slice(extra);
+        let to = format!("dir:{}", to.display());
+        a.extend([from.as_str(), to.as_str()]);
+        ferry(&a)
+    };
+    let refused: [(&[&str], &str, &str); 6] = [
+        (
+            &["--dest-compress"],
+            "--dest-compress",
+            "never recompresses",
+        ),
+        (
+            &["--dest-decompress=true"],
+            "--dest-decompress",
+            "never recompresses",
+        ),
+        (
+            &["--dest-compress-format", "zstd"],
+            "--dest-compress-format",
+            "never recompresses",
+        ),
+        (
+            &["--dest-compress-level", "9"],
+            "--dest-compress-level",
+            "never recompresses",
+        ),
+        (
+            &["--dest-shared-blob-dir", "/tmp/blobs"],
+            "shared-blob-dir",
+            "store:",
+        ),
+        (
+            &["--src-daemon-host", "unix:///run/docker.sock"],
+            "daemon-host",
+            "docker-daemon",
+        ),
+    ];
+    for (i, (flags, names, why)) in refused.iter().enumerate() {
+        let to = t.path().join(format!("refused-{i}"));
+        let r = copy(flags, &to).code(2);
+        assert!(
+            r.stderr.contains(names) && r.stderr.contains(why),
+            "{flags:?}: {}",
+            r.stderr
+        );
+        assert!(!to.exists(), "{flags:?}: nothing written");
+    }
+    // What ferry always does is accepted and changes nothing.
+    let to = t.path().join("accepted");
+    copy(
+        &[
+            "--dest-precompute-digests",
+            "--dest-oci-accept-uncompressed-layers",
+            "--dest-decompress=false",
+            // A bool flag without `=` takes no value, as Go's flags: the next argument is the
+            // source, not the flag's value.
+            "--src-tls-verify",
+        ],
+        &to,
+    )
+    .ok();
+    assert_eq!(
+        std::fs::read(to.join("manifest.json")).unwrap(),
+        image.manifest
     );
 }

@@ -1196,6 +1196,95 @@ fn each_image_is_signed_for_its_own_destination_and_a_signed_mirror_re_runs_as_a
 }
 
 #[test]
+fn sync_signs_each_image_with_a_sigstore_key_for_its_own_destination() {
+    let w = World::new(&["ns/x", "ns/y"], &["v1"], 3_000, |_, _| false);
+    let keys = w.path("keys");
+    std::fs::create_dir(&keys).unwrap();
+    // A key the independent generator made and encrypted, as cosign would.
+    let key = support::sigstore::keygen(&keys, "mirror", "ecdsa-p256");
+    let pass = w.write("pass", &format!("{}\n", key.password));
+    let yaml = w.write(
+        "sync.yaml",
+        &format!(
+            "{}:\n  tls-verify: false\n  images:\n    ns/x: [v1]\n    ns/y: [v1]\n",
+            w.src.host()
+        ),
+    );
+    let dest = format!("{}/cosigned", w.dst.host());
+    // Without use-sigstore-attachments for the destination, the signature has nowhere to go.
+    let args = |yaml: &Path| {
+        vec![
+            "--src".to_string(),
+            "yaml".into(),
+            "--dest".into(),
+            "docker".into(),
+            "--signatures".into(),
+            "remove-signatures".into(),
+            "--sign-by-sigstore-private-key".into(),
+            key.encrypted.display().to_string(),
+            "--sign-passphrase-file".into(),
+            pass.display().to_string(),
+            yaml.display().to_string(),
+            dest.clone(),
+        ]
+    };
+    let refused = w
+        .ferry_sync(&args(&yaml).iter().map(String::as_str).collect::<Vec<_>>())
+        .code(3);
+    assert!(
+        refused.stderr.contains("use-sigstore-attachments"),
+        "{}",
+        refused.stderr
+    );
+    std::fs::write(
+        w.registries_d.join("cosigned.yaml"),
+        format!("docker:\n  {dest}:\n    use-sigstore-attachments: true\n"),
+    )
+    .unwrap();
+    let r = w
+        .ferry_sync(&args(&yaml).iter().map(String::as_str).collect::<Vec<_>>())
+        .ok();
+    assert!(r.stderr.contains("2 images: 2 copied"), "{}", r.stderr);
+    for repo in ["x", "y"] {
+        let digest = w.images[&(format!("ns/{repo}"), "v1".to_string())].clone();
+        // The generator reads the .sig attachment from the registry and checks each layer
+        // with the public key, then the payload names this image under its new name.
+        let fetched = w.path(&format!("fetched-{repo}"));
+        support::sigstore::sgen(&[
+            "fetch-attachment",
+            "--registry",
+            &format!("http://{}", w.dst.host()),
+            "--repo",
+            &format!("cosigned/{repo}"),
+            "--digest",
+            &digest,
+            "--out",
+            fetched.to_str().unwrap(),
+            "--pub",
+            key.public.to_str().unwrap(),
+        ])
+        .ok();
+        support::sigstore::sgen(&[
+            "read-sigfile",
+            "--in",
+            fetched.join("signature-1").to_str().unwrap(),
+            "--pub",
+            key.public.to_str().unwrap(),
+            "--check-payload",
+            "--expect-digest",
+            &digest,
+            "--expect-reference",
+            &format!("{}/cosigned/{repo}:v1", w.dst.host()),
+        ])
+        .ok();
+        assert!(
+            !fetched.join("signature-2").exists(),
+            "one signature, ferry's"
+        );
+    }
+}
+
+#[test]
 fn directories_oci_layouts_and_the_store_as_skopeo_names_them_and_incrementally() {
     let w = World::new(&["ns/app", "ns/tool"], &["v1", "v2"], 3_000, |_, _| false);
     let src = w.src.host();

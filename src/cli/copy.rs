@@ -120,20 +120,8 @@ pub struct CopyArgs {
     pub destination: ImageReference,
     #[command(flatten)]
     gate: GateArgs,
-    /// Sign the copied image with simple signing, with the key of this fingerprint (needs --sign-key).
-    #[arg(long, value_name = "FINGERPRINT", requires = "sign_key")]
-    sign_by: Option<String>,
-    /// The secret key for --sign-by (`gpg --export-secret-keys FINGERPRINT > FILE`).
-    #[arg(long, value_name = "FILE", requires = "sign_by")]
-    sign_key: Option<PathBuf>,
-    /// Sign the copied image with sigstore, with this cosign private key (as written by
-    /// `ferry generate-sigstore-key`, `skopeo generate-sigstore-key` or `cosign generate-key-pair`).
-    #[arg(long, value_name = "FILE")]
-    sign_by_sigstore_private_key: Option<PathBuf>,
-    /// A file holding the passphrase of the --sign-key or --sign-by-sigstore-private-key key
-    /// (its trailing newline is not part of it).
-    #[arg(long, value_name = "FILE")]
-    sign_passphrase_file: Option<PathBuf>,
+    #[command(flatten)]
+    sign: SignArgs,
     /// The docker reference to sign for (default: the destination's).
     #[arg(long, value_name = "REFERENCE")]
     sign_identity: Option<String>,
@@ -158,63 +146,134 @@ pub struct CopyArgs {
     /// No progress output (warnings and errors still go to stderr).
     #[arg(short, long)]
     quiet: bool,
+    #[command(flatten)]
+    skopeo_only: SkopeoOnlyArgs,
 }
 
-/// Loads the secret key of `--sign-by FINGERPRINT --sign-key FILE [--sign-passphrase-file FILE]`.
-pub fn signing_key(
-    fpr: &str,
-    key_file: &std::path::Path,
-    passphrase_file: Option<&std::path::Path>,
-) -> anyhow::Result<SigningKey> {
-    let bytes = std::fs::read(key_file)
-        .with_context(|| format!("reading the signing key {}", key_file.display()))?;
-    let passphrase = match passphrase_file {
-        Some(p) => Some(
-            std::fs::read_to_string(p)
-                .with_context(|| format!("reading the passphrase file {}", p.display()))?
-                .trim_end_matches(['\n', '\r'])
-                .to_string(),
-        ),
-        None => None,
-    };
-    SigningKey::from_bytes(&bytes, Some(fpr), passphrase.as_deref())
-        .with_context(|| format!("loading the signing key {fpr} from {}", key_file.display()))
+/// skopeo copy's flags for what ferry does not do, accepted so that a script moved from skopeo
+/// gets a reason instead of "unexpected argument" (hidden from --help; docs/config.md lists
+/// them). Flags for what ferry always does are accepted and change nothing.
+#[derive(Debug, clap::Args)]
+pub struct SkopeoOnlyArgs {
+    #[arg(long, hide = true, num_args = 0..=1, require_equals = true, default_missing_value = "true", action = clap::ArgAction::Set)]
+    dest_compress: Option<bool>,
+    #[arg(long, hide = true, value_name = "FORMAT")]
+    dest_compress_format: Option<String>,
+    #[arg(long, hide = true, value_name = "LEVEL")]
+    dest_compress_level: Option<String>,
+    #[arg(long, hide = true, num_args = 0..=1, require_equals = true, default_missing_value = "true", action = clap::ArgAction::Set)]
+    dest_decompress: Option<bool>,
+    /// Accepted, changes nothing: ferry knows every blob's digest before it uploads it.
+    #[arg(long, hide = true, num_args = 0..=1, require_equals = true, default_missing_value = "true", action = clap::ArgAction::Set)]
+    dest_precompute_digests: Option<bool>,
+    /// Accepted, changes nothing: ferry never compresses or decompresses a layer.
+    #[arg(long, hide = true, num_args = 0..=1, require_equals = true, default_missing_value = "true", action = clap::ArgAction::Set)]
+    dest_oci_accept_uncompressed_layers: Option<bool>,
+    #[arg(long, hide = true, value_name = "DIR")]
+    src_shared_blob_dir: Option<PathBuf>,
+    #[arg(long, hide = true, value_name = "DIR")]
+    dest_shared_blob_dir: Option<PathBuf>,
+    #[arg(long, hide = true, value_name = "HOST")]
+    src_daemon_host: Option<String>,
+    #[arg(long, hide = true, value_name = "HOST")]
+    dest_daemon_host: Option<String>,
+}
+
+impl SkopeoOnlyArgs {
+    /// Refuses the flags asking for what ferry does not do, saying why and what to do.
+    fn refuse_unsupported(&self) -> Result<(), super::errors::UsageError> {
+        let recompress = [
+            ("--dest-compress", self.dest_compress == Some(true)),
+            ("--dest-decompress", self.dest_decompress == Some(true)),
+            (
+                "--dest-compress-format",
+                self.dest_compress_format.is_some(),
+            ),
+            ("--dest-compress-level", self.dest_compress_level.is_some()),
+        ];
+        if let Some((flag, _)) = recompress.iter().find(|(_, given)| *given) {
+            return Err(super::errors::UsageError(format!(
+                "{flag}: ferry copies every layer byte for byte and never recompresses one, so digests and signatures survive the copy; leave the flag out (skopeo copy can recompress)"
+            )));
+        }
+        if self.src_shared_blob_dir.is_some() || self.dest_shared_blob_dir.is_some() {
+            return Err(super::errors::UsageError(
+                "--src-shared-blob-dir/--dest-shared-blob-dir: ferry's oci: layouts keep their own blobs; to share blobs between images, copy into ferry's store (store:NAME)".into(),
+            ));
+        }
+        if self.src_daemon_host.is_some() || self.dest_daemon_host.is_some() {
+            return Err(super::errors::UsageError(
+                "--src-daemon-host/--dest-daemon-host: ferry has no docker-daemon: transport; copy to or from a registry (docker://), oci:, dir: or store: instead".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// How `ferry copy` and `ferry sync` sign what they write (for the destination's name, or
+/// copy's `--sign-identity`; sync signs each image for its own destination name).
+#[derive(Debug, clap::Args)]
+pub struct SignArgs {
+    /// Sign with simple signing, with the key of this fingerprint (needs --sign-key).
+    #[arg(long, value_name = "FINGERPRINT", requires = "sign_key")]
+    pub sign_by: Option<String>,
+    /// The secret key for --sign-by (`gpg --export-secret-keys FINGERPRINT > FILE`).
+    #[arg(long, value_name = "FILE", requires = "sign_by")]
+    pub sign_key: Option<PathBuf>,
+    /// Sign with sigstore, with this cosign private key (as written by `ferry
+    /// generate-sigstore-key`, `skopeo generate-sigstore-key` or `cosign generate-key-pair`).
+    #[arg(long, value_name = "FILE")]
+    pub sign_by_sigstore_private_key: Option<PathBuf>,
+    /// A file holding the passphrase of the --sign-key or --sign-by-sigstore-private-key key
+    /// (its trailing newline is not part of it).
+    #[arg(long, value_name = "FILE")]
+    pub sign_passphrase_file: Option<PathBuf>,
+}
+
+impl SignArgs {
+    /// The keys to sign with, loaded (none when no signing was asked for).
+    pub fn keys(&self) -> anyhow::Result<Vec<SignKey>> {
+        let passphrase = match &self.sign_passphrase_file {
+            Some(p) => Some(super::sign::read_passphrase(p)?),
+            None => None,
+        };
+        let mut keys = Vec::new();
+        if let (Some(fpr), Some(key_file)) = (&self.sign_by, &self.sign_key) {
+            let bytes = std::fs::read(key_file)
+                .with_context(|| format!("reading the signing key {}", key_file.display()))?;
+            let key = SigningKey::from_bytes(&bytes, Some(fpr), passphrase.as_deref())
+                .with_context(|| {
+                    format!("loading the signing key {fpr} from {}", key_file.display())
+                })?;
+            keys.push(SignKey::SimpleSigning(Arc::new(key)));
+        }
+        if let Some(key_file) = &self.sign_by_sigstore_private_key {
+            keys.push(SignKey::Sigstore(Arc::new(
+                super::sign::sigstore_private_key(key_file, passphrase.as_deref())?,
+            )));
+        }
+        if keys.is_empty() && self.sign_passphrase_file.is_some() {
+            return Err(super::errors::UsageError(
+                "--sign-passphrase-file needs --sign-by or --sign-by-sigstore-private-key".into(),
+            )
+            .into());
+        }
+        Ok(keys)
+    }
 }
 
 /// Runs `ferry copy`.
 pub async fn run(args: CopyArgs) -> anyhow::Result<ExitCode> {
+    args.skopeo_only.refuse_unsupported()?;
     let session = args.ends.session();
     let mut options = args.gate.options(args.ends.source_options())?;
     options.destination = args.ends.destination_options();
     options.parallel_blobs = usize::from(args.parallel_blobs);
     options.format = args.format;
-    let passphrase = match &args.sign_passphrase_file {
-        Some(p) => Some(super::sign::read_passphrase(p)?),
-        None => None,
-    };
-    let mut keys = Vec::new();
-    if let (Some(fpr), Some(key_file)) = (&args.sign_by, &args.sign_key) {
-        let bytes = std::fs::read(key_file)
-            .with_context(|| format!("reading the signing key {}", key_file.display()))?;
-        let key = SigningKey::from_bytes(&bytes, Some(fpr), passphrase.as_deref()).with_context(
-            || {
-                format!(
-                    "loading the signing key {} from {}",
-                    fpr,
-                    key_file.display()
-                )
-            },
-        )?;
-        keys.push(SignKey::SimpleSigning(Arc::new(key)));
-    }
-    if let Some(key_file) = &args.sign_by_sigstore_private_key {
-        keys.push(SignKey::Sigstore(Arc::new(
-            super::sign::sigstore_private_key(key_file, passphrase.as_deref())?,
-        )));
-    }
-    if keys.is_empty() && (args.sign_identity.is_some() || args.sign_passphrase_file.is_some()) {
+    let keys = args.sign.keys()?;
+    if keys.is_empty() && args.sign_identity.is_some() {
         return Err(super::errors::UsageError(
-            "--sign-identity and --sign-passphrase-file need --sign-by or --sign-by-sigstore-private-key".into(),
+            "--sign-identity needs --sign-by or --sign-by-sigstore-private-key".into(),
         )
         .into());
     }

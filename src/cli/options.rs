@@ -65,7 +65,7 @@ pub struct StoreArgs {
 pub struct SourceArgs {
     /// Require https and verify certificates for the source registry (false allows http and
     /// unverified https).
-    #[arg(long = "src-tls-verify", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    #[arg(long = "src-tls-verify", value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true", action = clap::ArgAction::Set)]
     pub src_tls_verify: Option<bool>,
     /// USERNAME[:PASSWORD] for the source registry.
     #[arg(long = "src-creds", value_name = "USER:PASSWORD", conflicts_with_all = ["src_no_creds", "src_username"])]
@@ -77,6 +77,9 @@ pub struct SourceArgs {
     /// Access the source registry anonymously.
     #[arg(long = "src-no-creds", conflicts_with = "src_username")]
     pub src_no_creds: bool,
+    /// The credentials file (auth.json) for the source registry, instead of --authfile's.
+    #[arg(long = "src-authfile", value_name = "FILE")]
+    pub src_authfile: Option<PathBuf>,
     /// A bearer token for the source registry, sent instead of one from its token service.
     #[arg(long = "src-registry-token", value_name = "TOKEN")]
     pub src_registry_token: Option<String>,
@@ -101,6 +104,7 @@ impl SourceArgs {
                 creds: self.src_creds.clone(),
                 cert_dir: self.src_cert_dir.clone(),
                 no_creds: self.src_no_creds,
+                authfile: self.src_authfile.clone(),
                 registry_token: self.src_registry_token.clone(),
                 username: self.src_username.clone(),
                 password: self.src_password.clone(),
@@ -115,7 +119,7 @@ impl SourceArgs {
 pub struct DestArgs {
     /// Require https and verify certificates for the destination registry (false allows http and
     /// unverified https).
-    #[arg(long = "dest-tls-verify", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    #[arg(long = "dest-tls-verify", value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true", action = clap::ArgAction::Set)]
     pub dest_tls_verify: Option<bool>,
     /// USERNAME[:PASSWORD] for the destination registry.
     #[arg(long = "dest-creds", value_name = "USER:PASSWORD", conflicts_with_all = ["dest_no_creds", "dest_username"])]
@@ -127,6 +131,9 @@ pub struct DestArgs {
     /// Access the destination registry anonymously.
     #[arg(long = "dest-no-creds", conflicts_with = "dest_username")]
     pub dest_no_creds: bool,
+    /// The credentials file (auth.json) for the destination registry, instead of --authfile's.
+    #[arg(long = "dest-authfile", value_name = "FILE")]
+    pub dest_authfile: Option<PathBuf>,
     /// A bearer token for the destination registry, sent instead of one from its token
     /// service.
     #[arg(long = "dest-registry-token", value_name = "TOKEN")]
@@ -156,6 +163,7 @@ impl DestArgs {
                 creds: self.dest_creds.clone(),
                 cert_dir: self.dest_cert_dir.clone(),
                 no_creds: self.dest_no_creds,
+                authfile: self.dest_authfile.clone(),
                 registry_token: self.dest_registry_token.clone(),
                 username: self.dest_username.clone(),
                 password: self.dest_password.clone(),
@@ -171,7 +179,7 @@ impl DestArgs {
 pub struct ImageSideArgs {
     /// Require https and verify certificates for the registry (false allows http and
     /// unverified https).
-    #[arg(long = "tls-verify", alias = "src-tls-verify", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    #[arg(long = "tls-verify", alias = "src-tls-verify", value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true", action = clap::ArgAction::Set)]
     pub tls_verify: Option<bool>,
     /// USERNAME[:PASSWORD] for the registry.
     #[arg(long = "creds", alias = "src-creds", value_name = "USER:PASSWORD", conflicts_with_all = ["no_creds", "username"])]
@@ -217,6 +225,7 @@ impl ImageSideArgs {
                 creds: self.creds.clone(),
                 cert_dir: self.cert_dir.clone(),
                 no_creds: self.no_creds,
+                authfile: None,
                 registry_token: self.registry_token.clone(),
                 username: self.username.clone(),
                 password: self.password.clone(),
@@ -232,6 +241,8 @@ struct Side {
     creds: Option<String>,
     cert_dir: Option<PathBuf>,
     no_creds: bool,
+    /// This side's auth.json, instead of the common one.
+    authfile: Option<PathBuf>,
     registry_token: Option<String>,
     username: Option<String>,
     password: Option<String>,
@@ -246,6 +257,9 @@ fn side_options(side: Side, common: &CommonTransportArgs) -> TransportOptions {
     let mut o = transport_options(side.tls_verify, creds, common);
     o.cert_dir = side.cert_dir;
     o.no_creds = side.no_creds;
+    if side.authfile.is_some() {
+        o.authfile = side.authfile;
+    }
     o.registry_token = side.registry_token;
     o
 }

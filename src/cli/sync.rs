@@ -108,16 +108,8 @@ pub struct SyncArgs {
     /// An image already at the destination is skipped without looking at its referrers.
     #[arg(long, value_name = "WHAT", default_value = "signatures")]
     referrers: ferry::transport::referrers::Referrers,
-    /// Sign every copied image with simple signing, with the key of this fingerprint (needs
-    /// --sign-key); each is signed for its destination's name.
-    #[arg(long, value_name = "FINGERPRINT", requires = "sign_key")]
-    sign_by: Option<String>,
-    /// The secret key for --sign-by.
-    #[arg(long, value_name = "FILE", requires = "sign_by")]
-    sign_key: Option<PathBuf>,
-    /// A file holding the passphrase of the --sign-key key.
-    #[arg(long, value_name = "FILE", requires = "sign_by")]
-    sign_passphrase_file: Option<PathBuf>,
+    #[command(flatten)]
+    sign: super::copy::SignArgs,
     /// The manifest format the destination must get (oci or v2s2), converted as `ferry copy
     /// --format` converts it: refused for an image whose source signatures would be kept.
     #[arg(short = 'f', long, value_name = "FORMAT")]
@@ -232,10 +224,10 @@ pub async fn run(args: SyncArgs) -> anyhow::Result<ExitCode> {
     copy.destination = args.ends.destination_options();
     copy.parallel_blobs = usize::from(args.parallel_blobs);
     copy.format = args.format;
-    if let (Some(fpr), Some(key_file)) = (&args.sign_by, &args.sign_key) {
-        let key = super::copy::signing_key(fpr, key_file, args.sign_passphrase_file.as_deref())?;
+    let keys = args.sign.keys()?;
+    if !keys.is_empty() {
         copy.sign = Some(SignOptions {
-            keys: vec![ferry::copy::SignKey::SimpleSigning(Arc::new(key))],
+            keys,
             identity: None,
         });
     }

@@ -63,7 +63,7 @@ pub enum CopyError {
     Rejected(#[from] policy::Rejected),
     /// The destination cannot keep the signatures that would be written.
     #[error(
-        "{destination} cannot keep signatures: {why}.\nThe source has {count} signature(s) to copy"
+        "{destination} cannot keep signatures: {why}.\nThe copy has {count} signature(s) of this kind to write (the source's that are kept, and those it makes)"
     )]
     NoSignatureStorage {
         /// The destination.

@@ -321,6 +321,11 @@ fn source_options_for(
     if let Some(c) = &registry.credentials {
         o.creds = Some(format!("{}:{}", c.username, c.password));
     }
+    // As skopeo sync: the registry's `cert-dir` replaces its certs.d directory, as
+    // `--src-cert-dir` would.
+    if let Some(d) = &registry.cert_dir {
+        o.cert_dir = Some(d.clone());
+    }
     o
 }
 
@@ -544,13 +549,6 @@ async fn plan_yaml(session: &Arc<Session>, request: &PlanRequest) -> Result<Plan
     };
     let mut work = Vec::new();
     for registry in &config.registries {
-        if registry.cert_dir.is_some() {
-            plan.warnings.push(format!(
-                "{}: cert-dir is not supported yet; {} is reached with the system's trusted roots",
-                config.origin.display(),
-                registry.registry
-            ));
-        }
         let options = source_options_for(&request.source_options, registry);
         for entry in &registry.repositories {
             if takes(request, &mut plan, &entry.repository.name()) {
