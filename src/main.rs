@@ -4,6 +4,24 @@
 //! 3 any other failure (unreachable, IO, corrupt data), so a script can tell "not trusted"
 //! from "could not check".
 
+/// `println!` for command output: through [`cli::output::stdout_write`], so a reader that
+/// goes away does not panic ferry.
+macro_rules! outln {
+    () => {
+        $crate::cli::output::stdout_write(b"\n")
+    };
+    ($($arg:tt)*) => {
+        $crate::cli::output::stdout_write(format!("{}\n", format_args!($($arg)*)).as_bytes())
+    };
+}
+
+/// `print!` for command output (see [`outln`]).
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::cli::output::stdout_write(format!($($arg)*).as_bytes())
+    };
+}
+
 mod cli;
 
 use std::process::ExitCode;

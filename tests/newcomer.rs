@@ -189,3 +189,34 @@ fn a_certificate_for_another_host_is_named_as_such_once_its_ca_is_trusted() {
         r.stderr
     );
 }
+
+#[test]
+fn a_reader_that_goes_away_ends_nothing_but_the_output() {
+    // `ferry inspect … | head -1`: the reader closes the pipe while ferry still writes. ferry
+    // drops the rest of its output and exits with its own status: no panic, no error.
+    let t = tempfile::tempdir().unwrap();
+    let layout = t.path().join("layout");
+    // 1,500 layers: the manifest and the inspect output are far larger than a pipe's buffer, so
+    // ferry is still writing when the reader goes away.
+    make_oci_image(&layout, "v1", 177, 1500, 16);
+    let image = format!("oci:{}:v1", layout.display());
+    for args in [
+        vec!["inspect", image.as_str()],
+        vec!["inspect", "--raw", image.as_str()],
+    ] {
+        let mut child = std::process::Command::new(ferry_bin())
+            .args(&args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdout = child.stdout.take().unwrap();
+        let mut first = [0u8; 16];
+        std::io::Read::read_exact(&mut stdout, &mut first).unwrap();
+        drop(stdout);
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
+        assert!(stderr.is_empty(), "{args:?}: nothing on stderr: {stderr}");
+    }
+}

@@ -67,8 +67,7 @@ pub async fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
     }
     let (image_ref, (source, top)) = opened.context("no candidate to inspect")?;
     if args.raw && !args.config {
-        use std::io::Write;
-        std::io::stdout().write_all(&top.bytes)?;
+        super::output::stdout_write(&top.bytes);
         return Ok(ExitCode::SUCCESS);
     }
     let top_digest = Digest::sha256_of(&top.bytes);
@@ -92,14 +91,13 @@ pub async fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
     };
     let config_bytes = read_small_blob(source.as_ref(), &image.config).await?;
     if args.config && args.raw {
-        use std::io::Write;
-        std::io::stdout().write_all(&config_bytes)?;
+        super::output::stdout_write(&config_bytes);
         return Ok(ExitCode::SUCCESS);
     }
     if args.config {
         let text = ferry::manifest::convert::oci_config_pretty(&config_bytes)
             .with_context(|| format!("the config blob {}", image.config.digest))?;
-        println!("{text}");
+        outln!("{text}");
         return Ok(ExitCode::SUCCESS);
     }
     let config: Value = serde_json::from_slice(&config_bytes)
@@ -159,9 +157,9 @@ pub async fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
             let data = serde_json::to_value(&out)?;
             let text = super::template::render(f, &data)
                 .map_err(|e| super::errors::UsageError(format!("--format {f:?}: {e}")))?;
-            print!("{text}");
+            out!("{text}");
         }
-        _ => println!("{}", super::output::go_json_pretty(&out)?),
+        _ => outln!("{}", super::output::go_json_pretty(&out)?),
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -58,6 +58,6 @@ pub async fn run(args: ListTagsArgs) -> anyhow::Result<ExitCode> {
         repository: r.name(),
         tags,
     };
-    println!("{}", super::output::go_json_pretty(&out)?);
+    outln!("{}", super::output::go_json_pretty(&out)?);
     Ok(ExitCode::SUCCESS)
 }

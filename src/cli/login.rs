@@ -38,7 +38,7 @@ pub struct LoginArgs {
     #[arg(long)]
     get_login: bool,
     /// Require https and verify certificates (false allows http and unverified https).
-    #[arg(long = "tls-verify", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    #[arg(long = "tls-verify", value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true", action = clap::ArgAction::Set)]
     tls_verify: Option<bool>,
     /// Certificates for the registry (*.crt CAs, *.cert/*.key client pairs), instead of its
     /// certs.d directory.
@@ -64,7 +64,7 @@ pub struct LogoutArgs {
     #[arg(long, value_name = "FILE")]
     authfile: Option<PathBuf>,
     /// Accepted for skopeo's command lines; logout does not connect.
-    #[arg(long = "tls-verify", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    #[arg(long = "tls-verify", value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true", action = clap::ArgAction::Set)]
     tls_verify: Option<bool>,
 }
 
@@ -97,7 +97,7 @@ pub async fn run_login(args: LoginArgs) -> anyhow::Result<ExitCode> {
     if args.get_login {
         return match auth_store::username(&path, &key)? {
             Some(u) => {
-                println!("{u}");
+                outln!("{u}");
                 Ok(ExitCode::SUCCESS)
             }
             None => anyhow::bail!("not logged into {key} (no entry in {})", path.display()),
@@ -149,7 +149,7 @@ pub async fn run_login(args: LoginArgs) -> anyhow::Result<ExitCode> {
         .with_context(what)?;
     auth_store::store(&path, &key, &user, &password)
         .with_context(|| format!("storing the credentials in {}", path.display()))?;
-    println!("Login Succeeded!");
+    outln!("Login Succeeded!");
     Ok(ExitCode::SUCCESS)
 }
 
@@ -162,12 +162,12 @@ pub async fn run_logout(args: LogoutArgs) -> anyhow::Result<ExitCode> {
         .unwrap_or_else(auth_store::default_write_path);
     if args.all {
         auth_store::remove_all(&path)?;
-        println!("Removed login credentials for all registries");
+        outln!("Removed login credentials for all registries");
         return Ok(ExitCode::SUCCESS);
     }
     let key = key_of(args.registry.as_deref().unwrap_or_default())?;
     if auth_store::remove(&path, &key)? {
-        println!("Removed login credentials for {key}");
+        outln!("Removed login credentials for {key}");
         Ok(ExitCode::SUCCESS)
     } else {
         anyhow::bail!("not logged into {key} (no entry in {})", path.display())

@@ -22,6 +22,6 @@ pub async fn run(args: ManifestDigestArgs) -> anyhow::Result<ExitCode> {
     // A signed schema 1 manifest's digest is of its payload without the JWS signatures.
     ferry::manifest::matches_digest(&bytes, &digest)
         .map_err(|e| anyhow::anyhow!("{}: {e}", args.file.display()))?;
-    println!("{digest}");
+    outln!("{digest}");
     Ok(ExitCode::SUCCESS)
 }

@@ -92,7 +92,7 @@ pub async fn run(cmd: PolicyCommand) -> anyhow::Result<ExitCode> {
                 "verdict": judgements.iter().find_map(|j| j.verdict.as_ref()),
                 "manifests": judgements.iter().map(judgement_json).collect::<Vec<_>>(),
             });
-            println!("{}", serde_json::to_string_pretty(&out)?);
+            outln!("{}", serde_json::to_string_pretty(&out)?);
         }
         Format::Text => {
             for j in judgements {
@@ -102,20 +102,20 @@ pub async fn run(cmd: PolicyCommand) -> anyhow::Result<ExitCode> {
                     (None, false) => image.to_string(),
                 };
                 match &j.verdict {
-                    Some(v) => println!("{what}: {v}"),
-                    None => println!(
+                    Some(v) => outln!("{what}: {v}"),
+                    None => outln!(
                         "{what}: a list is not judged by the policy itself; each image in it is"
                     ),
                 }
                 if let Some(SignatureFailure::Unreadable { unreadable }) = &j.failure {
-                    println!(
+                    outln!(
                         "  in {} mode this is refused: {} signature slot(s) could not be read",
                         options.mode,
                         unreadable.len()
                     );
                 }
             }
-            println!(
+            outln!(
                 "A copy in {} mode would be {}.",
                 options.mode,
                 if checked.admitted() {

@@ -198,9 +198,10 @@ pub async fn run_verify(args: StandaloneVerifyArgs) -> anyhow::Result<ExitCode> 
             v.payload.docker_reference, args.reference
         )));
     }
-    println!(
+    outln!(
         "Signature verified using fingerprint {}, digest {}",
-        v.primary_fingerprint, digest
+        v.primary_fingerprint,
+        digest
     );
     Ok(ExitCode::SUCCESS)
 }
@@ -280,7 +281,7 @@ pub async fn run_generate_sigstore_key(args: GenerateSigstoreKeyArgs) -> anyhow:
     let encrypted = key.encrypt(passphrase.as_bytes())?;
     write_new(&private, &encrypted, 0o600)?;
     write_new(&public, key.public_key_pem().as_bytes(), 0o644)?;
-    println!(
+    outln!(
         "Key written to {} and {}",
         private.display(),
         public.display()

@@ -132,13 +132,13 @@ fn open(image: &DockerReference, args: &StoreArgs) -> anyhow::Result<(Store, His
 
 fn print_decoded(d: &Decoded) {
     if let Some(e) = &d.error {
-        println!("  decoded:   {e}");
+        outln!("  decoded:   {e}");
         return;
     }
-    println!("  format:    {}", d.format.as_deref().unwrap_or("?"));
-    println!("  signer:    {}", d.issuers.join(", "));
+    outln!("  format:    {}", d.format.as_deref().unwrap_or("?"));
+    outln!("  signer:    {}", d.issuers.join(", "));
     if let Some(s) = &d.certificate_subject {
-        println!(
+        outln!(
             "  cert:      {s}{}",
             d.certificate_issuer
                 .as_ref()
@@ -147,7 +147,7 @@ fn print_decoded(d: &Decoded) {
         );
     }
     if let Some(n) = d.rekor_log_index {
-        println!(
+        outln!(
             "  rekor:     entry {n}{}",
             d.rekor_integrated_time
                 .as_ref()
@@ -155,32 +155,32 @@ fn print_decoded(d: &Decoded) {
                 .unwrap_or_default()
         );
     }
-    println!(
+    outln!(
         "  identity:  {}",
         d.docker_reference.as_deref().unwrap_or("?")
     );
-    println!(
+    outln!(
         "  manifest:  {}",
         d.manifest_digest.as_deref().unwrap_or("?")
     );
-    println!("  created:   {}", d.created.as_deref().unwrap_or("?"));
+    outln!("  created:   {}", d.created.as_deref().unwrap_or("?"));
 }
 
 fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
     let (_, h) = open(&args.image, &args.store)?;
     if args.format == Format::Json {
-        println!("{}", serde_json::to_string_pretty(&h)?);
+        outln!("{}", serde_json::to_string_pretty(&h)?);
         return Ok(ExitCode::SUCCESS);
     }
-    println!("{}  {}", h.image, h.manifest_digest);
+    outln!("{}  {}", h.image, h.manifest_digest);
     if !h.in_store {
-        println!(
+        outln!(
             "{} was removed from the store; this is the evidence kept of it",
             h.image
         );
     }
     match &h.last_copy {
-        Some(c) => println!(
+        Some(c) => outln!(
             "last copy of this name: {} from {}, mode {}, policy {} ({}); {} record(s) of this name",
             c.time,
             c.source,
@@ -189,7 +189,7 @@ fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
             c.policy_digest.as_deref().unwrap_or("-"),
             h.records
         ),
-        None => println!("no record of how {} was copied", h.image),
+        None => outln!("no record of how {} was copied", h.image),
     }
     for s in &h.slots {
         let slot = s
@@ -197,21 +197,21 @@ fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
             .map(|n| format!("source slot {n}"))
             .unwrap_or_else(|| "no source slot".into());
         let stored = s.stored_as.as_deref().unwrap_or("not stored");
-        println!("\n{slot} -> {stored}");
+        outln!("\n{slot} -> {stored}");
         if let Some(loc) = &s.location {
-            println!("  from:      {loc}");
+            outln!("  from:      {loc}");
         }
         match (&s.verdict, &s.note) {
-            (Some(v), _) => println!("  verdict:   {v}"),
-            (None, Some(n)) => println!("  verdict:   {n}"),
-            (None, None) => println!("  verdict:   none recorded"),
+            (Some(v), _) => outln!("  verdict:   {v}"),
+            (None, Some(n)) => outln!("  verdict:   {n}"),
+            (None, None) => outln!("  verdict:   none recorded"),
         }
         if let Some(d) = &s.decoded {
             print_decoded(d);
         }
     }
     if !h.other_names.is_empty() {
-        println!(
+        outln!(
             "\nThe same manifest was also copied into the store under other names; these are their records, not {}'s:",
             h.image
         );
@@ -221,7 +221,7 @@ fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
                 Some(false) => "rejected",
                 None => "not judged (a list)",
             };
-            println!(
+            outln!(
                 "  {} at {} from {}, mode {}, {verdict} by {}",
                 c.destination,
                 c.time,
@@ -232,7 +232,7 @@ fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
         }
     }
     for u in &h.unreadable_records {
-        println!("\nunreadable record: {u}");
+        outln!("\nunreadable record: {u}");
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -241,20 +241,20 @@ fn show(args: ShowArgs) -> anyhow::Result<ExitCode> {
     let (_, h) = open(&args.image, &args.store)?;
     let shown = h.show(args.slot)?;
     if args.format == Format::Json {
-        println!("{}", serde_json::to_string_pretty(&shown)?);
+        outln!("{}", serde_json::to_string_pretty(&shown)?);
         return Ok(ExitCode::SUCCESS);
     }
     for s in &shown {
-        println!("{} ({} bytes, {})", s.signature, s.size, s.sha256);
-        println!("{}", serde_json::to_string_pretty(&s.payload)?);
-        println!(
+        outln!("{} ({} bytes, {})", s.signature, s.size, s.sha256);
+        outln!("{}", serde_json::to_string_pretty(&s.payload)?);
+        outln!(
             "signed by {} at {}",
             s.decoded.issuers.join(", "),
             s.decoded.created.as_deref().unwrap_or("?")
         );
     }
     if shown.is_empty() {
-        println!("{} has no stored signatures", h.image);
+        outln!("{} has no stored signatures", h.image);
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -263,12 +263,12 @@ fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
     let (store, h) = open(&args.image, &args.store)?;
     let files = h.export(&store, &args.dir)?;
     if args.format == Format::Json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&json!({"directory": args.dir, "files": files}))?
         );
     } else {
-        println!(
+        outln!(
             "exported {} file(s) of {} to {}",
             files.len(),
             h.image,
@@ -293,9 +293,9 @@ fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     };
     let (as_pulled, verdict) = h.verify(&store, &policy, bundles)?;
     if args.format == Format::Json {
-        println!("{}", serde_json::to_string_pretty(&verdict)?);
+        outln!("{}", serde_json::to_string_pretty(&verdict)?);
     } else {
-        println!("{as_pulled}: {verdict}");
+        outln!("{as_pulled}: {verdict}");
     }
     if verdict.accepted {
         Ok(ExitCode::SUCCESS)

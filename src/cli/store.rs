@@ -189,7 +189,7 @@ fn human(bytes: u64) -> String {
 }
 
 fn print_json(v: &impl serde::Serialize) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(v)?);
+    outln!("{}", serde_json::to_string_pretty(v)?);
     Ok(())
 }
 
@@ -215,7 +215,7 @@ fn print_table(rows: &[Vec<String>]) {
                 line.push_str(&format!("{cell:<w$}  "));
             }
         }
-        println!("{}", line.trim_end());
+        outln!("{}", line.trim_end());
     }
 }
 
@@ -271,12 +271,12 @@ async fn rm(args: RmArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     for r in &report.removed {
-        println!("removed {} ({})", r.name, r.digest);
+        outln!("removed {} ({})", r.name, r.digest);
     }
     if args.purge_evidence {
-        println!("purged {} evidence file(s)", report.purged.len());
+        outln!("purged {} evidence file(s)", report.purged.len());
     } else if !report.removed.is_empty() {
-        println!(
+        outln!(
             "their signatures and records stay (ferry signatures list store:NAME shows them); blobs are reclaimed by ferry store prune"
         );
     }
@@ -300,17 +300,17 @@ async fn prune(args: PruneArgs) -> anyhow::Result<ExitCode> {
         "removed"
     };
     for b in &report.blobs {
-        println!("{verb} blob {} ({})", b.digest, human(b.size));
+        outln!("{verb} blob {} ({})", b.digest, human(b.size));
     }
     for r in &report.records {
-        println!(
+        outln!(
             "{verb} record {} of {} at {}",
             r.path.display(),
             r.name,
             r.time
         );
     }
-    println!(
+    outln!(
         "{verb} {} blob(s), {}; {} record(s), {}; kept {} blob(s) that names need{}",
         report.blobs.len(),
         human(report.blob_bytes),
@@ -331,7 +331,7 @@ fn print_check(report: &CheckReport) {
         Some(n) => n.clone(),
         None => report.store.display().to_string(),
     };
-    println!(
+    outln!(
         "checked {what}: {} blob(s) ({}) re-hashed, {} manifest(s) followed, {} signature(s), {} record(s)",
         report.blobs,
         human(report.bytes),
@@ -340,22 +340,22 @@ fn print_check(report: &CheckReport) {
         report.records
     );
     for p in &report.problems {
-        println!("{p}");
+        outln!("{p}");
     }
 }
 
 fn print_repair(r: &RepairReport) {
     for b in &r.repaired {
-        println!("repaired {} ({})", b.path.display(), human(b.size));
+        outln!("repaired {} ({})", b.path.display(), human(b.size));
     }
     for b in &r.removed {
-        println!(
+        outln!(
             "removed {}: damaged, and no name needs it",
             b.path.display()
         );
     }
     for f in &r.failed {
-        println!("could not repair {}: {}", f.path.display(), f.reason);
+        outln!("could not repair {}: {}", f.path.display(), f.reason);
     }
 }
 
@@ -445,7 +445,7 @@ async fn df(args: DfArgs) -> anyhow::Result<ExitCode> {
         ]);
     }
     print_table(&rows);
-    println!();
+    outln!();
     let b = &usage.blobs;
     let mut rows = vec![["", "FILES", "SIZE"].map(String::from).to_vec()];
     for (what, u) in [
