@@ -29,7 +29,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
-    let cli = match cli::Cli::try_parse() {
+    let cli = match cli::Cli::try_parse_from(cli::go_switches(std::env::args_os())) {
         Ok(c) => c,
         Err(e) => {
             // --help and --version print and succeed; anything else is bad usage.

@@ -1058,7 +1058,7 @@ fn a_list_converted_with_all_is_the_list_skopeo_makes() {
 }
 
 #[test]
-fn skopeo_copy_flags_for_what_ferry_does_not_do_are_refused_with_the_reason() {
+fn go_flag_spellings_work_and_flags_for_what_ferry_does_not_do_are_refused_with_the_reason() {
     let t = tempfile::tempdir().unwrap();
     let policy = insecure_policy(t.path());
     let src = t.path().join("src");
@@ -1120,6 +1120,9 @@ fn skopeo_copy_flags_for_what_ferry_does_not_do_are_refused_with_the_reason() {
             "--dest-precompute-digests",
             "--dest-oci-accept-uncompressed-layers",
             "--dest-decompress=false",
+            // Switches take Go's `=true` and `=false`.
+            "--all=false",
+            "--remove-signatures=true",
             // A bool flag without `=` takes no value, as Go's flags: the next argument is the
             // source, not the flag's value.
             "--src-tls-verify",
@@ -1131,4 +1134,12 @@ fn skopeo_copy_flags_for_what_ferry_does_not_do_are_refused_with_the_reason() {
         std::fs::read(to.join("manifest.json")).unwrap(),
         image.manifest
     );
+    // `=false` is the switch off, `=true` on: inspect --raw prints the manifest itself.
+    let raw = ferry(&["inspect", "--raw=true", &from]).ok();
+    assert_eq!(raw.stdout.as_bytes(), image.manifest.as_slice());
+    let not_raw = ferry(&["inspect", "--raw=false", &from]).ok();
+    let v: serde_json::Value = serde_json::from_str(&not_raw.stdout).unwrap();
+    assert_eq!(v["Digest"], image.digest.as_str());
+    // Another value is still refused, as by Go.
+    ferry(&["inspect", "--raw=yes", &from]).code(2);
 }

@@ -29,6 +29,64 @@ pub const EXIT_USAGE: u8 = 2;
 /// Exit status: anything else failed (unreachable, IO, corrupt data).
 pub const EXIT_FAILURE: u8 = 3;
 
+/// The command line with Go's spelling of switches made clap's: skopeo's flags are Go flags,
+/// where a switch also takes `=true` or `=false` (`--remove-signatures=false`, as templated
+/// CI tasks write it). `--NAME=true` becomes `--NAME` and `--NAME=false` goes, for the names that
+/// are switches wherever they occur; everything after `--` is left alone.
+pub fn go_switches(args: impl IntoIterator<Item = std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    use clap::CommandFactory;
+    fn collect(
+        cmd: &clap::Command,
+        switches: &mut std::collections::BTreeSet<String>,
+        valued: &mut std::collections::BTreeSet<String>,
+    ) {
+        for a in cmd.get_arguments() {
+            let names = a
+                .get_long_and_visible_aliases()
+                .into_iter()
+                .flatten()
+                .chain(a.get_all_aliases().into_iter().flatten());
+            let is_switch = matches!(a.get_action(), clap::ArgAction::SetTrue);
+            for n in names {
+                if is_switch {
+                    switches.insert(n.to_string());
+                } else {
+                    valued.insert(n.to_string());
+                }
+            }
+        }
+        for sub in cmd.get_subcommands() {
+            collect(sub, switches, valued);
+        }
+    }
+    let (mut switches, mut valued) = Default::default();
+    collect(&Cli::command(), &mut switches, &mut valued);
+    let mut out = Vec::new();
+    let mut rest = false;
+    for arg in args {
+        if !rest && let Some(text) = arg.to_str() {
+            if text == "--" {
+                rest = true;
+            } else if let Some((name, value)) =
+                text.strip_prefix("--").and_then(|t| t.split_once('='))
+                && switches.contains(name)
+                && !valued.contains(name)
+            {
+                match value {
+                    "true" => {
+                        out.push(format!("--{name}").into());
+                        continue;
+                    }
+                    "false" => continue,
+                    _ => {}
+                }
+            }
+        }
+        out.push(arg);
+    }
+    out
+}
+
 /// ferry copies container images between registries, OCI layouts, directories and its own
 /// store, checking their signatures against a containers-policy.json policy on the way.
 #[derive(Debug, Parser)]
