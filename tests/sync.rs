@@ -1390,3 +1390,67 @@ fn directories_oci_layouts_and_the_store_as_skopeo_names_them_and_incrementally(
             .all(|(s, _, _)| s == "skipped")
     );
 }
+
+#[test]
+fn a_sigstore_signed_image_in_an_oci_layout_is_up_to_date_on_a_re_run() {
+    // An OCI layout keeps sigstore signatures (the `.sig` attachment in index.json): a re-run
+    // finds them there and skips the image, instead of copying it again every time.
+    let t = tempfile::tempdir().unwrap();
+    let policy = insecure_policy(t.path());
+    let src = t.path().join("src");
+    let image = make_oci_image(&src, "v1", 311, 2, 2000);
+    let tree = t.path().join("tree");
+    ferry(&[
+        "copy",
+        "-q",
+        "--policy",
+        policy.to_str().unwrap(),
+        &format!("oci:{}:v1", src.display()),
+        &format!("dir:{}", tree.join("app:v1").display()),
+    ])
+    .ok();
+    let keys = t.path().join("keys");
+    std::fs::create_dir(&keys).unwrap();
+    let key = support::sigstore::keygen(&keys, "k", "ecdsa-p256");
+    let (payload, sig) =
+        support::sigstore::sign(&keys, "one", &key, &image.digest, "example.com/app:v1");
+    support::sigstore::sigfile(&payload, &sig, &tree.join("app:v1/signature-1"), &[]);
+
+    let layouts = t.path().join("layouts");
+    let rep = t.path().join("report.json");
+    let sync = || {
+        ferry(&[
+            "sync",
+            "--policy",
+            policy.to_str().unwrap(),
+            "--store",
+            t.path().join("store").to_str().unwrap(),
+            "--src",
+            "dir",
+            "--dest",
+            "oci",
+            "--report",
+            rep.to_str().unwrap(),
+            tree.to_str().unwrap(),
+            layouts.to_str().unwrap(),
+        ])
+    };
+    sync().ok();
+    assert_eq!(
+        outcomes(&report(&rep))
+            .iter()
+            .map(|(s, _, _)| s.as_str())
+            .collect::<Vec<_>>(),
+        ["copied"]
+    );
+    let index = std::fs::read_to_string(layouts.join("app/index.json")).unwrap();
+    assert!(index.contains(".sig"), "the signature is kept: {index}");
+    sync().ok();
+    assert_eq!(
+        outcomes(&report(&rep))
+            .iter()
+            .map(|(s, _, _)| s.as_str())
+            .collect::<Vec<_>>(),
+        ["skipped"]
+    );
+}

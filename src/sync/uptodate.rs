@@ -4,7 +4,7 @@
 //! a file read for local destinations) says whether the destination's manifest is the one the
 //! copy would write. If it is, the signatures the copy would write are looked for where the
 //! destination keeps them (a file check for a `file://` lookaside, one request for the signature
-//! extension). Only when the destination has no signatures at all is the source asked whether
+//! extension, local reads for `dir:`, `oci:` and the store). Only when the destination has no signatures at all is the source asked whether
 //! it has any (an unsigned image is up to date without them). No blob, and no lookaside
 //! signature of an image found up to date, is fetched.
 //!
@@ -119,7 +119,13 @@ async fn destination_state(
                 return Ok(None);
             }
             match Layout::new(path).find(tag.as_deref()) {
-                Ok(d) => Some((d.digest, 0)),
+                Ok(d) => {
+                    // The layout keeps sigstore signatures beside the image (the `.sig`
+                    // attachment, bundles among its referrers): counting them is a local read.
+                    let layout = session.open_source(dst, options).await?;
+                    let n = layout.signatures(&d.digest, None).await?.slots.len();
+                    Some((d.digest, n))
+                }
                 Err(TransportError::NotFound(_)) => None,
                 Err(e) => return Err(e),
             }
