@@ -869,6 +869,27 @@ fn sync_carries_what_is_attached_too() {
         "{}",
         said(&out)
     );
+    // A re-run finds the signature bundle among the destination's referrers: up to date.
+    let again = w
+        .ferry(&[
+            "sync",
+            "--src",
+            "docker",
+            "--dest",
+            "docker",
+            "--src-tls-verify=false",
+            "--dest-tls-verify=false",
+            "--referrers",
+            "all",
+            &format!("{}/ns/app:v1", w.reg.host()),
+            &format!("{}/mirror", reg2.host()),
+        ])
+        .ok();
+    assert!(
+        again.stderr.contains("1 image: 0 copied, 1 skipped"),
+        "{}",
+        said(&again)
+    );
 }
 
 #[test]

@@ -1282,6 +1282,15 @@ fn sync_signs_each_image_with_a_sigstore_key_for_its_own_destination() {
             "one signature, ferry's"
         );
     }
+    // A re-run finds the attachments at the destination: nothing to do, nothing signed twice.
+    let r = w
+        .ferry_sync(&args(&yaml).iter().map(String::as_str).collect::<Vec<_>>())
+        .ok();
+    assert!(
+        r.stderr.contains("2 images: 0 copied, 2 skipped"),
+        "{}",
+        r.stderr
+    );
 }
 
 #[test]

@@ -1,7 +1,9 @@
 //! Cheap questions to a registry that a mirror asks before deciding to copy: which manifest
 //! does this tag name now (one `HEAD`, answered by `Docker-Content-Digest`), and does the
 //! destination already keep signatures for a manifest (a file check for a `file://` lookaside,
-//! one request for the signature extension). Nothing here reads a blob or a lookaside signature.
+//! one request for the signature extension, one for the sigstore attachment and one listing of
+//! referrers where registries.d enables them). Nothing here reads a blob or a lookaside
+//! signature.
 
 use std::sync::Arc;
 
@@ -86,6 +88,62 @@ pub async fn manifest_head(
 /// else the `file://` lookaside registries.d names for writing (files counted from
 /// `signature-1` until the first missing one). Zero when there is nowhere to keep them.
 pub async fn destination_signatures(
+    client: &RegistryClient,
+    registries: &Arc<RegistriesConfig>,
+    image: &DockerReference,
+    manifest_digest: &Digest,
+) -> Result<usize> {
+    let sigstore =
+        destination_sigstore_signatures(client, registries, image, manifest_digest).await?;
+    Ok(
+        sigstore
+            + destination_simple_signatures(client, registries, image, manifest_digest).await?,
+    )
+}
+
+/// How many sigstore signatures the destination keeps for a manifest where registries.d says
+/// it keeps them: layers of the `.sig` attachment (one manifest request), signature bundles
+/// among its referrers (one listing).
+async fn destination_sigstore_signatures(
+    client: &RegistryClient,
+    registries: &Arc<RegistriesConfig>,
+    image: &DockerReference,
+    manifest_digest: &Digest,
+) -> Result<usize> {
+    let scopes = [push_scope(image)];
+    let mut n = 0;
+    if registries.use_sigstore_attachments(image) {
+        let tag = crate::transport::attachments::signature_tag(manifest_digest);
+        match super::get_manifest(client, image, &tag, &scopes).await {
+            Ok(m) => {
+                n += serde_json::from_slice::<serde_json::Value>(&m.bytes)
+                    .ok()
+                    .and_then(|v| v.get("layers")?.as_array().map(Vec::len))
+                    .unwrap_or(0);
+            }
+            Err(TransportError::NotFound(_)) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    if registries.use_sigstore_referrers(image) {
+        let listing =
+            super::referrers::list_referrers(client, image, &scopes, manifest_digest).await?;
+        n += listing
+            .entries()
+            .iter()
+            .filter(|e| {
+                e.artifact_type
+                    .as_deref()
+                    .is_some_and(crate::signature::sigstore::bundle::is_bundle_media_type)
+            })
+            .count();
+    }
+    Ok(n)
+}
+
+/// How many simple-signing signatures the destination keeps for a manifest: in the signature
+/// extension, or in a `file://` lookaside.
+async fn destination_simple_signatures(
     client: &RegistryClient,
     registries: &Arc<RegistriesConfig>,
     image: &DockerReference,

@@ -6,8 +6,10 @@
 
 use reqwest::StatusCode;
 
+use super::client::RegistryClient;
 use super::{DockerDestination, DockerSource, get_manifest, next_link};
 use crate::digest::Digest;
+use crate::reference::DockerReference;
 use crate::signature::{SignatureSlot, SlotReadError, SlotReadErrorKind};
 use crate::transport::referrers::{
     self, Attached, ReferrerEntry, Referrers, Via, cosign_tag, fallback_tag,
@@ -18,90 +20,102 @@ use crate::transport::{RawManifest, Result, SignatureSet, TransportError};
 const MAX_PAGES: usize = 16;
 
 /// Where a referrers listing came from, for messages.
-enum Listing {
+pub(super) enum Listing {
     Api(Vec<ReferrerEntry>),
     Fallback(Vec<ReferrerEntry>),
     NoFallback,
 }
 
+impl Listing {
+    /// The entries found (none where there is neither the API nor a fallback index).
+    pub(super) fn entries(&self) -> &[ReferrerEntry] {
+        match self {
+            Listing::Api(e) | Listing::Fallback(e) => e,
+            Listing::NoFallback => &[],
+        }
+    }
+}
+
+/// The referrers of `d` in `image`'s repository: the API's listing, else the fallback index.
+pub(super) async fn list_referrers(
+    client: &RegistryClient,
+    image: &DockerReference,
+    scopes: &[String],
+    d: &Digest,
+) -> Result<Listing> {
+    let mut url = client.url(&format!("v2/{}/referrers/{d}", image.path()));
+    let mut entries = Vec::new();
+    for page in 0..MAX_PAGES {
+        let resp = client
+            .send_with_retries(scopes, |c| {
+                c.get(url.clone())
+                    .header(reqwest::header::ACCEPT, crate::manifest::OCI_INDEX)
+            })
+            .await?;
+        match resp.status() {
+            s if s.is_success() => {}
+            // No referrers API (distribution 2.8 has no such route): the fallback tag.
+            StatusCode::NOT_FOUND
+            | StatusCode::METHOD_NOT_ALLOWED
+            | StatusCode::NOT_IMPLEMENTED
+            | StatusCode::BAD_REQUEST
+                if page == 0 =>
+            {
+                let tag = fallback_tag(d);
+                return match get_manifest(client, image, &tag, scopes).await {
+                    Ok(m) => referrers::parse_index(&m.bytes)
+                        .map(Listing::Fallback)
+                        .map_err(|e| {
+                            TransportError::registry(
+                                format!("{}:{tag}", image.name()),
+                                format!("the referrers fallback index: {e}"),
+                            )
+                        }),
+                    Err(TransportError::NotFound(_)) => Ok(Listing::NoFallback),
+                    Err(e) => Err(e),
+                };
+            }
+            _ => return Err(client.status_error(&url, resp).await),
+        }
+        let next = resp
+            .headers()
+            .get(reqwest::header::LINK)
+            .and_then(|v| v.to_str().ok())
+            .and_then(next_link);
+        let body = client
+            .read_limited(resp, crate::manifest::MAX_MANIFEST_SIZE, &url)
+            .await?;
+        entries.extend(referrers::parse_index(&body).map_err(|e| {
+            TransportError::registry(url.to_string(), format!("the referrers listing: {e}"))
+        })?);
+        if entries.len() > referrers::MAX_REFERRERS {
+            return Err(TransportError::registry(
+                url.to_string(),
+                format!(
+                    "more than {} referrers; giving up",
+                    referrers::MAX_REFERRERS
+                ),
+            ));
+        }
+        match next {
+            Some(n) => {
+                url = url.join(&n).map_err(|e| {
+                    TransportError::registry(url.to_string(), format!("invalid Link {n:?}: {e}"))
+                })?;
+            }
+            None => return Ok(Listing::Api(entries)),
+        }
+    }
+    Err(TransportError::registry(
+        url.to_string(),
+        format!("the referrers listing has more than {MAX_PAGES} pages; giving up"),
+    ))
+}
+
 impl DockerSource {
     /// The referrers of `d`: the API's listing, else the fallback index.
     async fn list_referrers(&self, d: &Digest) -> Result<Listing> {
-        let mut url = self
-            .client
-            .url(&format!("v2/{}/referrers/{d}", self.image.path()));
-        let mut entries = Vec::new();
-        for page in 0..MAX_PAGES {
-            let resp = self
-                .client
-                .send_with_retries(&self.scopes(), |c| {
-                    c.get(url.clone())
-                        .header(reqwest::header::ACCEPT, crate::manifest::OCI_INDEX)
-                })
-                .await?;
-            match resp.status() {
-                s if s.is_success() => {}
-                // No referrers API (distribution 2.8 has no such route): the fallback tag.
-                StatusCode::NOT_FOUND
-                | StatusCode::METHOD_NOT_ALLOWED
-                | StatusCode::NOT_IMPLEMENTED
-                | StatusCode::BAD_REQUEST
-                    if page == 0 =>
-                {
-                    let tag = fallback_tag(d);
-                    return match get_manifest(&self.client, &self.image, &tag, &self.scopes()).await
-                    {
-                        Ok(m) => referrers::parse_index(&m.bytes)
-                            .map(Listing::Fallback)
-                            .map_err(|e| {
-                                TransportError::registry(
-                                    format!("{}:{tag}", self.image.name()),
-                                    format!("the referrers fallback index: {e}"),
-                                )
-                            }),
-                        Err(TransportError::NotFound(_)) => Ok(Listing::NoFallback),
-                        Err(e) => Err(e),
-                    };
-                }
-                _ => return Err(self.client.status_error(&url, resp).await),
-            }
-            let next = resp
-                .headers()
-                .get(reqwest::header::LINK)
-                .and_then(|v| v.to_str().ok())
-                .and_then(next_link);
-            let body = self
-                .client
-                .read_limited(resp, crate::manifest::MAX_MANIFEST_SIZE, &url)
-                .await?;
-            entries.extend(referrers::parse_index(&body).map_err(|e| {
-                TransportError::registry(url.to_string(), format!("the referrers listing: {e}"))
-            })?);
-            if entries.len() > referrers::MAX_REFERRERS {
-                return Err(TransportError::registry(
-                    url.to_string(),
-                    format!(
-                        "more than {} referrers; giving up",
-                        referrers::MAX_REFERRERS
-                    ),
-                ));
-            }
-            match next {
-                Some(n) => {
-                    url = url.join(&n).map_err(|e| {
-                        TransportError::registry(
-                            url.to_string(),
-                            format!("invalid Link {n:?}: {e}"),
-                        )
-                    })?;
-                }
-                None => return Ok(Listing::Api(entries)),
-            }
-        }
-        Err(TransportError::registry(
-            url.to_string(),
-            format!("the referrers listing has more than {MAX_PAGES} pages; giving up"),
-        ))
+        list_referrers(&self.client, &self.image, &self.scopes(), d).await
     }
 
     /// A manifest by digest (checked against it by the caller), as bytes and media type.
