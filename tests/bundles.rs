@@ -847,10 +847,13 @@ fn a_registry_with_the_referrers_api_is_read_and_written_through_it() {
 fn sync_carries_what_is_attached_too() {
     let w = attached_world();
     let reg2 = Registry::start();
-    let out = w
-        .ferry(&[
+    let (from, to) = (
+        format!("{}/ns/app:v1", w.reg.host()),
+        format!("{}/mirror", reg2.host()),
+    );
+    let sync = || {
+        w.ferry(&[
             "sync",
-            "-q",
             "--src",
             "docker",
             "--dest",
@@ -859,10 +862,11 @@ fn sync_carries_what_is_attached_too() {
             "--dest-tls-verify=false",
             "--referrers",
             "all",
-            &format!("{}/ns/app:v1", w.reg.host()),
-            &format!("{}/mirror", reg2.host()),
+            &from,
+            &to,
         ])
-        .ok();
+    };
+    let out = sync().ok();
     assert_eq!(
         referrers_at(&reg2.host(), "mirror/app", &w.digest),
         w.all(),
@@ -870,21 +874,7 @@ fn sync_carries_what_is_attached_too() {
         said(&out)
     );
     // A re-run finds the signature bundle among the destination's referrers: up to date.
-    let again = w
-        .ferry(&[
-            "sync",
-            "--src",
-            "docker",
-            "--dest",
-            "docker",
-            "--src-tls-verify=false",
-            "--dest-tls-verify=false",
-            "--referrers",
-            "all",
-            &format!("{}/ns/app:v1", w.reg.host()),
-            &format!("{}/mirror", reg2.host()),
-        ])
-        .ok();
+    let again = sync().ok();
     assert!(
         again.stderr.contains("1 image: 0 copied, 1 skipped"),
         "{}",

@@ -281,6 +281,17 @@ impl World {
         args
     }
 
+    /// A sync YAML asking for `ns/x:v1` and `ns/y:v1` from the source registry.
+    fn xy_yaml(&self) -> PathBuf {
+        self.write(
+            "sync.yaml",
+            &format!(
+                "{}:\n  tls-verify: false\n  images:\n    ns/x: [v1]\n    ns/y: [v1]\n",
+                self.src.host()
+            ),
+        )
+    }
+
     fn ferry_sync(&self, extra: &[&str]) -> Run {
         let args = self.ferry_args(extra);
         ferry(&args.iter().map(String::as_str).collect::<Vec<_>>())
@@ -1142,13 +1153,7 @@ fn the_kubernetes_example_parses_with_ferrys_own_readers() {
 #[test]
 fn each_image_is_signed_for_its_own_destination_and_a_signed_mirror_re_runs_as_a_no_op() {
     let w = World::new(&["ns/x", "ns/y"], &["v1"], 3_000, |_, _| false);
-    let yaml = w.write(
-        "sync.yaml",
-        &format!(
-            "{}:\n  tls-verify: false\n  images:\n    ns/x: [v1]\n    ns/y: [v1]\n",
-            w.src.host()
-        ),
-    );
+    let yaml = w.xy_yaml();
     let dest = format!("{}/signed", w.dst.host());
     let args = [
         "--src",
@@ -1203,13 +1208,7 @@ fn sync_signs_each_image_with_a_sigstore_key_for_its_own_destination() {
     // A key the independent generator made and encrypted, as cosign would.
     let key = support::sigstore::keygen(&keys, "mirror", "ecdsa-p256");
     let pass = w.write("pass", &format!("{}\n", key.password));
-    let yaml = w.write(
-        "sync.yaml",
-        &format!(
-            "{}:\n  tls-verify: false\n  images:\n    ns/x: [v1]\n    ns/y: [v1]\n",
-            w.src.host()
-        ),
-    );
+    let yaml = w.xy_yaml();
     let dest = format!("{}/cosigned", w.dst.host());
     // Without use-sigstore-attachments for the destination, the signature has nowhere to go.
     let args = |yaml: &Path| {
@@ -1427,39 +1426,23 @@ fn a_sigstore_signed_image_in_an_oci_layout_is_up_to_date_on_a_re_run() {
 
     let layouts = t.path().join("layouts");
     let rep = t.path().join("report.json");
+    // The status of the one image, from the report of a sync of the tree into the layouts.
     let sync = || {
+        let store = t.path().join("store");
+        let paths = [&policy, &store, &rep, &tree, &layouts].map(|p| p.to_str().unwrap());
+        let [policy, store, rep_s, tree, layouts] = paths;
         ferry(&[
-            "sync",
-            "--policy",
-            policy.to_str().unwrap(),
-            "--store",
-            t.path().join("store").to_str().unwrap(),
-            "--src",
-            "dir",
-            "--dest",
-            "oci",
-            "--report",
-            rep.to_str().unwrap(),
-            tree.to_str().unwrap(),
-            layouts.to_str().unwrap(),
+            "sync", "--policy", policy, "--store", store, "--src", "dir", "--dest", "oci",
+            "--report", rep_s, tree, layouts,
         ])
-    };
-    sync().ok();
-    assert_eq!(
+        .ok();
         outcomes(&report(&rep))
-            .iter()
-            .map(|(s, _, _)| s.as_str())
-            .collect::<Vec<_>>(),
-        ["copied"]
-    );
+            .into_iter()
+            .map(|(status, _, _)| status)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(sync(), ["copied"]);
     let index = std::fs::read_to_string(layouts.join("app/index.json")).unwrap();
     assert!(index.contains(".sig"), "the signature is kept: {index}");
-    sync().ok();
-    assert_eq!(
-        outcomes(&report(&rep))
-            .iter()
-            .map(|(s, _, _)| s.as_str())
-            .collect::<Vec<_>>(),
-        ["skipped"]
-    );
+    assert_eq!(sync(), ["skipped"]);
 }

@@ -1085,14 +1085,7 @@ pub async fn list_tags(client: &RegistryClient, image: &DockerReference) -> Resu
         if !resp.status().is_success() {
             return Err(client.status_error(&url, resp).await);
         }
-        let next = resp
-            .headers()
-            .get(reqwest::header::LINK)
-            .and_then(|v| v.to_str().ok())
-            .and_then(next_link);
-        let body = client
-            .read_limited(resp, crate::manifest::MAX_MANIFEST_SIZE, &url)
-            .await?;
+        let (body, next) = read_page(client, resp, &url).await?;
         let page: Page = serde_json::from_slice(&body).map_err(|e| {
             TransportError::registry(
                 url.to_string(),
@@ -1113,6 +1106,24 @@ pub async fn list_tags(client: &RegistryClient, image: &DockerReference) -> Resu
         url.to_string(),
         "the tag list has more than 10000 pages; giving up",
     ))
+}
+
+/// A listing page (tags, referrers): its body, up to the manifest size cap, and the target of
+/// its `Link: <URL>; rel="next"` header, if any.
+async fn read_page(
+    client: &RegistryClient,
+    resp: reqwest::Response,
+    url: &reqwest::Url,
+) -> Result<(Vec<u8>, Option<String>)> {
+    let next = resp
+        .headers()
+        .get(reqwest::header::LINK)
+        .and_then(|v| v.to_str().ok())
+        .and_then(next_link);
+    let body = client
+        .read_limited(resp, crate::manifest::MAX_MANIFEST_SIZE, url)
+        .await?;
+    Ok((body, next))
 }
 
 /// The target of a `Link: <URL>; rel="next"` header.

@@ -7,7 +7,7 @@
 use reqwest::StatusCode;
 
 use super::client::RegistryClient;
-use super::{DockerDestination, DockerSource, get_manifest, next_link};
+use super::{DockerDestination, DockerSource, get_manifest, read_page};
 use crate::digest::Digest;
 use crate::reference::DockerReference;
 use crate::signature::{SignatureSlot, SlotReadError, SlotReadErrorKind};
@@ -77,14 +77,7 @@ pub(super) async fn list_referrers(
             }
             _ => return Err(client.status_error(&url, resp).await),
         }
-        let next = resp
-            .headers()
-            .get(reqwest::header::LINK)
-            .and_then(|v| v.to_str().ok())
-            .and_then(next_link);
-        let body = client
-            .read_limited(resp, crate::manifest::MAX_MANIFEST_SIZE, &url)
-            .await?;
+        let (body, next) = read_page(client, resp, &url).await?;
         entries.extend(referrers::parse_index(&body).map_err(|e| {
             TransportError::registry(url.to_string(), format!("the referrers listing: {e}"))
         })?);
