@@ -944,6 +944,44 @@ pull-from-mirror = "digest-only"
     }
 
     #[test]
+    fn tag_only_and_digest_only_mirrors_serve_only_their_kind_of_pull() {
+        let d = format!("sha256:{}", "b".repeat(64));
+        let pulls = |c: &RegistriesConf| {
+            ["a.io/app:v1".to_string(), format!("a.io/app@{d}")].map(|p| {
+                c.pull_sources(&r(&p))
+                    .unwrap()
+                    .iter()
+                    .map(|s| s.endpoint.location.clone())
+                    .collect::<Vec<_>>()
+            })
+        };
+        let c = conf(
+            r#"
+[[registry]]
+location = "a.io"
+[[registry.mirror]]
+location = "tags.local"
+pull-from-mirror = "tag-only"
+[[registry.mirror]]
+location = "any.local"
+"#,
+        );
+        let [by_tag, by_digest] = pulls(&c);
+        assert_eq!(by_tag, ["tags.local", "any.local", "a.io"]);
+        assert_eq!(by_digest, ["any.local", "a.io"]);
+        // The older registry-wide key: every mirror serves digest pulls only.
+        let old = "[[registry]]\nlocation = \"a.io\"\nmirror-by-digest-only = true\n\
+                   [[registry.mirror]]\nlocation = \"one.local\"\n\
+                   [[registry.mirror]]\nlocation = \"two.local\"\n";
+        let [by_tag, by_digest] = pulls(&conf(old));
+        assert_eq!(by_tag, ["a.io"]);
+        assert_eq!(by_digest, ["one.local", "two.local", "a.io"]);
+        // Both keys at once are refused, as containers/image refuses them.
+        let both = format!("{old}pull-from-mirror = \"tag-only\"\n");
+        assert!(err(&both).contains("at the same time"), "{}", err(&both));
+    }
+
+    #[test]
     fn the_longest_prefix_wins_and_wildcards_match_subdomains() {
         let c = conf(
             r#"
@@ -1043,6 +1081,19 @@ short-name-mode = "permissive"
         assert!(
             e.contains("ambiguous") && e.contains("never prompts"),
             "{e}"
+        );
+        // disabled: every candidate in order, as permissive (and as containers/image).
+        let disabled = conf(
+            "unqualified-search-registries = [\"a.io\", \"b.io\"]\nshort-name-mode = \"disabled\"\n",
+        );
+        assert_eq!(
+            disabled.short_name_mode(),
+            ShortNameMode::Disabled,
+            "the key is read"
+        );
+        assert_eq!(
+            disabled.resolve_short_name("app").unwrap().candidates,
+            vec![r("a.io/app:latest"), r("b.io/app:latest")]
         );
         let one =
             conf("unqualified-search-registries = [\"a.io\"]\nshort-name-mode = \"enforcing\"\n");
