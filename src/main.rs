@@ -29,7 +29,8 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
-    let cli = match cli::Cli::try_parse_from(cli::go_switches(std::env::args_os())) {
+    let args = cli::skopeo_root_flags(cli::go_switches(std::env::args_os()));
+    let cli = match cli::Cli::try_parse_from(args) {
         Ok(c) => c,
         Err(e) => {
             // --help and --version print and succeed; anything else is bad usage.
@@ -41,8 +42,13 @@ fn main() -> ExitCode {
             };
         }
     };
-    init_logging(cli.verbose);
+    init_logging(if cli.debug {
+        cli.verbose.max(2)
+    } else {
+        cli.verbose
+    });
     let style = cli.command.flag_style();
+    let deadline = cli.command_timeout;
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -62,6 +68,14 @@ fn main() -> ExitCode {
                 ferry::transport::fsutil::remove_live_temporaries();
                 eprintln!("ferry: interrupted by {signal}; removed this command's temporary files");
                 Err(code)
+            }
+            limit = timed_out(deadline) => {
+                ferry::transport::fsutil::remove_live_temporaries();
+                eprintln!(
+                    "ferry: the command did not finish within {limit:?} (--command-timeout); \
+                     stopped it and removed its temporary files"
+                );
+                Err(cli::EXIT_FAILURE)
             }
         }
     });
@@ -95,6 +109,17 @@ async fn interrupted() -> (&'static str, u8) {
         },
         // Without signal handlers the default actions apply; never report an interruption.
         _ => std::future::pending().await,
+    }
+}
+
+/// Waits out `--command-timeout`, if given, and says how long that was.
+async fn timed_out(limit: Option<std::time::Duration>) -> std::time::Duration {
+    match limit {
+        Some(d) => {
+            tokio::time::sleep(d).await;
+            d
+        }
+        None => std::future::pending().await,
     }
 }
 

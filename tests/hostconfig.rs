@@ -330,17 +330,19 @@ fn mirrors_are_tried_first_and_a_mirror_that_is_down_falls_back_to_the_primary()
         r["pulled_from"],
         format!("docker://{}/ns/app:v1", primary.host())
     );
-    // skopeo reads the same file the same way.
-    let s = skopeo(&[
+    // skopeo reads the same file the same way, and ferry takes the same command line (the
+    // file named before the command, as skopeo's root flag).
+    let line = [
         "--registries-conf",
         conf.to_str().unwrap(),
         "inspect",
         "--retry-times",
         "0",
         &format!("docker://{}/ns/app:v1", primary.host()),
-    ])
-    .ok();
-    assert!(s.stdout.contains(&image.digest), "{}", s.stdout);
+    ];
+    for run in [skopeo(&line).ok(), ferry(&line).ok()] {
+        assert!(run.stdout.contains(&image.digest), "{}", run.stdout);
+    }
 
     // A mirror that is up, under another namespace (location rewrites the prefix): it serves,
     // the primary is not asked for a blob, and each copied blob names the mirror.
@@ -459,15 +461,17 @@ fn a_blocked_registry_is_refused_for_pulls_and_pushes() {
         &format!("docker://{}/open/app:v1", reg.host()),
     ])
     .ok();
-    // skopeo refuses it too.
-    let s = skopeo(&[
+    // skopeo refuses it too, and ferry refuses the same command line.
+    let line = [
         "--registries-conf",
         c,
         "inspect",
         &format!("docker://{}/ns/app:v1", reg.host()),
-    ]);
-    assert_ne!(s.code, 0);
-    assert!(s.stderr.contains("blocked"), "{}", s.stderr);
+    ];
+    for run in [skopeo(&line), ferry(&line)] {
+        assert_ne!(run.code, 0);
+        assert!(run.stderr.contains("blocked"), "{}", run.stderr);
+    }
     // A registries.conf error names the file and the line.
     let bad = write_conf(
         t.path(),

@@ -203,6 +203,44 @@ fn an_upload_the_registry_stops_taking_fails_as_a_stall() {
     );
 }
 
+#[test]
+fn a_command_timeout_stops_a_stuck_copy_and_removes_its_temporaries() {
+    // skopeo's --command-timeout, written before the command as skopeo takes it: a copy stuck
+    // mid-blob (well inside the 60 s stall timeout) ends when the command's time is up.
+    let s = stuck();
+    let out = s.t.path().join("out");
+    let started = Instant::now();
+    let r = ferry(&[
+        "--command-timeout",
+        "3s",
+        "copy",
+        "-q",
+        "--policy",
+        s.policy.to_str().unwrap(),
+        "--src-tls-verify=false",
+        &format!("docker://{}/k/app:v1", s.proxy.host()),
+        &format!("dir:{}", out.display()),
+    ]);
+    let took = started.elapsed();
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    assert!(
+        took >= Duration::from_secs(3) && took < Duration::from_secs(15),
+        "stopped after {took:?}"
+    );
+    assert!(
+        r.stderr
+            .contains("did not finish within 3s (--command-timeout)"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        s.proxy.count("GET", "/blobs/sha256:") > 0,
+        "the copy was reading a blob when it was stopped"
+    );
+    assert_eq!(temporaries(s.t.path()), Vec::<String>::new());
+    assert!(!out.exists(), "nothing half-written at the destination");
+}
+
 /// Every `.ferry-tmp-*` entry under `dir`, down to three levels (lock files included).
 fn temporaries(dir: &Path) -> Vec<String> {
     fn walk(d: &Path, depth: usize, out: &mut Vec<String>) {

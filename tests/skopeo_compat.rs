@@ -422,6 +422,131 @@ fn the_same_command_lines_give_the_same_results_as_skopeo() {
 }
 
 #[test]
+fn skopeos_root_flags_before_the_command_work_as_in_skopeo() {
+    // skopeo takes --policy, --insecure-policy, --registries.d, --override-* and
+    // --command-timeout before the command; the same command lines work with ferry.
+    let reg = Registry::start();
+    let host = reg.host();
+    let t = tempfile::tempdir().unwrap();
+    let policy = insecure_policy(t.path());
+    let src = t.path().join("src");
+    let (_, _, images) = make_oci_index(&src, "v1", 7, &["amd64", "arm64", "s390x"]);
+    ferry(&[
+        "copy",
+        "-q",
+        "--all",
+        "--policy",
+        policy.to_str().unwrap(),
+        "--dest-tls-verify=false",
+        &format!("oci:{}:v1", src.display()),
+        &format!("docker://{host}/ns/multi:v1"),
+    ])
+    .ok();
+
+    // inspect chooses the image of the overridden platform, as skopeo does.
+    for line in [
+        &[
+            "--override-arch",
+            "arm64",
+            "inspect",
+            "--tls-verify=false",
+            "docker://{REG}/ns/multi:v1",
+        ][..],
+        &[
+            "--override-os",
+            "linux",
+            "--override-arch=arm64",
+            "--debug",
+            "--command-timeout",
+            "60s",
+            "inspect",
+            "--tls-verify=false",
+            "docker://{REG}/ns/multi:v1",
+        ],
+        &[
+            "--policy",
+            "/nonexistent/ignored-by-inspect.json",
+            "--override-arch",
+            "arm64",
+            "inspect",
+            "--tls-verify=false",
+            "docker://{REG}/ns/multi:v1",
+        ],
+    ] {
+        let (s, f) = both(line, &host);
+        let (s, f) = (s.ok(), f.ok());
+        let (sv, fv): (serde_json::Value, serde_json::Value) = (
+            serde_json::from_str(&s.stdout).unwrap(),
+            serde_json::from_str(&f.stdout).unwrap(),
+        );
+        // skopeo prints the list's digest with the chosen image's fields.
+        assert_eq!(sv["Architecture"], "arm64", "{line:?}: skopeo");
+        for field in ["Digest", "Architecture", "Os", "Layers"] {
+            assert_eq!(fv[field], sv[field], "{line:?}: {field}");
+        }
+    }
+
+    // copy with the policy (and the platform) before the command: the same image lands.
+    for (i, root) in [
+        vec!["--insecure-policy", "--override-arch", "s390x"],
+        vec![
+            "--policy",
+            policy.to_str().unwrap(),
+            "--override-arch",
+            "s390x",
+        ],
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let (sd, fd) = (
+            t.path().join(format!("s{i}")),
+            t.path().join(format!("f{i}")),
+        );
+        let copy = |out: &Path| {
+            let mut a: Vec<String> = root.iter().map(|x| x.to_string()).collect();
+            a.extend([
+                "copy".into(),
+                "--src-tls-verify=false".into(),
+                format!("docker://{host}/ns/multi:v1"),
+                format!("dir:{}", out.display()),
+            ]);
+            a
+        };
+        let (sa, fa) = (copy(&sd), copy(&fd));
+        skopeo(&sa.iter().map(String::as_str).collect::<Vec<_>>()).ok();
+        ferry(&fa.iter().map(String::as_str).collect::<Vec<_>>()).ok();
+        let manifest = std::fs::read(fd.join("manifest.json")).unwrap();
+        assert_eq!(manifest, std::fs::read(sd.join("manifest.json")).unwrap());
+        assert_eq!(
+            sha256(&manifest),
+            images[2].digest,
+            "{root:?}: the s390x image"
+        );
+    }
+
+    // Without any policy, both refuse the same way: not an unknown flag, a missing policy.
+    let (s, f) = both(
+        &[
+            "--policy",
+            "/nonexistent/policy.json",
+            "copy",
+            "--src-tls-verify=false",
+            "docker://{REG}/ns/multi:v1",
+            "dir:/nonexistent/out",
+        ],
+        &host,
+    );
+    assert_ne!(s.code, 0);
+    assert_eq!(f.code, 3, "{}", f.stderr);
+    assert!(
+        f.stderr.contains("/nonexistent/policy.json"),
+        "{}",
+        f.stderr
+    );
+}
+
+#[test]
 fn login_stores_credentials_that_copies_use_and_skopeo_reads() {
     let reg = Registry::start_with_password("alice", "s3cret");
     let host = reg.host();
@@ -614,16 +739,85 @@ fn login_stores_credentials_that_copies_use_and_skopeo_reads() {
     .ok();
     assert!(r.stderr.contains("1 copied"), "{}", r.stderr);
 
-    // logout: the same words, and the next copy is refused.
-    let (s, f) = both(
-        &["logout", "--authfile", sauth.to_str().unwrap(), "{REG}"],
-        &host,
-    );
-    assert_eq!(s.code, 0, "{}", s.stderr);
-    let _ = f;
+    // The single-image commands' credentials flags, against this registry that needs them:
+    // the same command lines work with both, and wrong or no credentials fail with both.
+    for line in [
+        &[
+            "inspect",
+            "--tls-verify=false",
+            "--creds",
+            "alice:s3cret",
+            "docker://{REG}/ns/app:v1",
+        ][..],
+        &[
+            "inspect",
+            "--tls-verify=false",
+            "--username",
+            "alice",
+            "--password",
+            "s3cret",
+            "docker://{REG}/ns/app:v1",
+        ],
+        &[
+            "list-tags",
+            "--tls-verify=false",
+            "--creds",
+            "alice:s3cret",
+            "docker://{REG}/ns/app",
+        ],
+    ] {
+        let (s, f) = both(line, &host);
+        let (s, f) = (s.ok(), f.ok());
+        let (sv, fv): (serde_json::Value, serde_json::Value) = (
+            serde_json::from_str(&s.stdout).unwrap(),
+            serde_json::from_str(&f.stdout).unwrap(),
+        );
+        for field in ["Digest", "Tags", "Repository"] {
+            assert_eq!(fv.get(field), sv.get(field), "{line:?}: {field}");
+        }
+    }
+    for line in [
+        &[
+            "inspect",
+            "--tls-verify=false",
+            "--creds",
+            "alice:wrong",
+            "docker://{REG}/ns/app:v1",
+        ][..],
+        &[
+            "inspect",
+            "--tls-verify=false",
+            "--no-creds",
+            "docker://{REG}/ns/app:v1",
+        ],
+        &[
+            "list-tags",
+            "--tls-verify=false",
+            "--creds",
+            "bob:s3cret",
+            "docker://{REG}/ns/app",
+        ],
+    ] {
+        let (s, f) = both(line, &host);
+        assert_ne!(s.code, 0, "{line:?}: skopeo");
+        assert_eq!(f.code, 3, "{line:?}: {}", f.stderr);
+        assert!(f.stderr.contains("401"), "{line:?}: {}", f.stderr);
+    }
+
+    // logout: the same words from each on its own file, and a second logout fails with both.
+    let s = skopeo(&["logout", "--authfile", sauth.to_str().unwrap(), &host]).ok();
     let f = ferry(&["logout", "--authfile", fauth.to_str().unwrap(), &host]).ok();
+    assert_eq!(f.stdout, s.stdout);
     assert_eq!(f.stdout, format!("Removed login credentials for {host}\n"));
-    ferry(&["logout", "--authfile", fauth.to_str().unwrap(), &host]).code(3);
+    let s = skopeo(&["logout", "--authfile", sauth.to_str().unwrap(), &host]);
+    let f = ferry(&["logout", "--authfile", fauth.to_str().unwrap(), &host]).code(3);
+    assert_ne!(s.code, 0, "{}", s.stderr);
+    assert!(
+        s.stderr.contains("not logged in") && f.stderr.contains("not logged in"),
+        "skopeo: {}\nferry: {}",
+        s.stderr,
+        f.stderr
+    );
     let r = ferry(&[
         "copy",
         "--retry-times",

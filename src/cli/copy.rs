@@ -11,32 +11,26 @@ use ferry::copy::{
 use ferry::transport::TransportOptions;
 use ferry::transport::referrers::Referrers;
 
-use ferry::manifest::PlatformSpec;
 use ferry::reference::{DockerReference, ImageReference};
 use ferry::signature::simple::SigningKey;
 
-use super::options::{EndsArgs, PolicyArgs, SourceArg, parse_image, parse_source};
+use super::options::{EndsArgs, PlatformArgs, PolicyArgs, SourceArg, parse_image, parse_source};
 use super::progress::TerminalProgress;
 
 /// What `ferry copy` and `ferry policy check` share: which images of a list.
 #[derive(Debug, clap::Args)]
 pub struct SelectionArgs {
     /// Copy the whole list of images and every image in it, not only the one for this platform.
-    #[arg(long, conflicts_with = "platform")]
+    #[arg(short = 'a', long, conflicts_with = "platform")]
     pub all: bool,
-    /// Copy the image of a list for this platform instead of the running one.
-    #[arg(long, value_name = "OS/ARCH[/VARIANT]", value_parser = PlatformSpec::parse)]
-    pub platform: Option<PlatformSpec>,
+    #[command(flatten)]
+    pub platform: PlatformArgs,
 }
 
 impl SelectionArgs {
     /// The selection.
     pub fn selection(&self) -> ImageSelection {
-        match (self.all, &self.platform) {
-            (true, _) => ImageSelection::All,
-            (false, Some(p)) => ImageSelection::Platform(p.clone()),
-            (false, None) => ImageSelection::System,
-        }
+        self.platform.selection(self.all)
     }
 }
 

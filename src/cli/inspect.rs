@@ -35,9 +35,8 @@ pub struct InspectArgs {
     /// Do not list the repository's tags (RepoTags is then empty).
     #[arg(short = 'n', long)]
     no_tags: bool,
-    /// For a list, inspect the image of this platform (default: the running one).
-    #[arg(long, value_name = "OS/ARCH[/VARIANT]", value_parser = PlatformSpec::parse)]
-    platform: Option<PlatformSpec>,
+    #[command(flatten)]
+    platform: super::options::PlatformArgs,
     #[command(flatten)]
     access: ImageAccessArgs,
 }
@@ -76,7 +75,7 @@ pub async fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
     let image = match parsed {
         Manifest::Image(_, img) => img,
         Manifest::List(_, list) => {
-            let want = args.platform.clone().unwrap_or_else(PlatformSpec::current);
+            let want = args.platform.wanted().unwrap_or_else(PlatformSpec::current);
             let d = want
                 .choose(&list)
                 .with_context(|| format!("{} is a list with no image for {want}", image_ref))?;

@@ -87,6 +87,119 @@ pub fn go_switches(args: impl IntoIterator<Item = std::ffi::OsString>) -> Vec<st
     out
 }
 
+/// skopeo's root flags that ferry keeps on the commands that use them, with whether each takes
+/// a value.
+const SKOPEO_ROOT_FLAGS: &[(&str, bool)] = &[
+    ("policy", true),
+    ("insecure-policy", false),
+    ("registries.d", true),
+    ("registries-conf", true),
+    ("override-arch", true),
+    ("override-os", true),
+    ("override-variant", true),
+];
+
+/// The command line with skopeo's root flags where ferry reads them: skopeo takes `--policy`,
+/// `--insecure-policy`, `--registries.d`, `--registries-conf` and `--override-*` before the
+/// command (`skopeo --insecure-policy copy …`), ferry on the commands that use them. Those
+/// written before the command are moved behind its name (`policy check`, `store prune`: the
+/// whole path); one that the command does not use is dropped, as skopeo ignores it there
+/// (`--policy` before `inspect`).
+pub fn skopeo_root_flags(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    use clap::CommandFactory;
+    let root = Cli::command();
+    // ferry's own root flags that take a value (`--command-timeout 60s`): the value is not
+    // the command's name.
+    let root_valued = |name: &str| {
+        root.get_arguments()
+            .any(|a| a.get_long() == Some(name) && matches!(a.get_action(), clap::ArgAction::Set))
+    };
+    let mut args = args.into_iter().peekable();
+    let mut out: Vec<std::ffi::OsString> = args.next().into_iter().collect();
+    let mut moved: Vec<(&str, Vec<std::ffi::OsString>)> = Vec::new();
+    while let Some(text) = args.peek().and_then(|a| a.to_str()).map(str::to_string) {
+        if !text.starts_with('-') || text == "--" {
+            break;
+        }
+        let Some(arg) = args.next() else { break };
+        let long = text.strip_prefix("--").unwrap_or_default();
+        let (name, inline) = match long.split_once('=') {
+            Some((n, _)) => (n, true),
+            None => (long, false),
+        };
+        match SKOPEO_ROOT_FLAGS.iter().find(|(n, _)| *n == name) {
+            Some((n, valued)) => {
+                let mut words = vec![arg];
+                if *valued && !inline {
+                    words.extend(args.next());
+                }
+                moved.push((n, words));
+            }
+            None => {
+                out.push(arg);
+                if root_valued(name) && !inline {
+                    out.extend(args.next());
+                }
+            }
+        }
+    }
+    if moved.is_empty() {
+        out.extend(args);
+        return out;
+    }
+    let mut command = &root;
+    while let Some(sub) = args
+        .peek()
+        .and_then(|a| a.to_str())
+        .and_then(|w| command.find_subcommand(w))
+    {
+        command = sub;
+        out.extend(args.next());
+    }
+    for (name, words) in moved {
+        if command.get_arguments().any(|a| a.get_long() == Some(name)) {
+            out.extend(words);
+        }
+    }
+    out.extend(args);
+    out
+}
+
+/// A Go duration (`90s`, `1h30m`, `1.5h`, `250ms`), as skopeo's `--command-timeout` takes.
+pub fn parse_go_duration(text: &str) -> Result<std::time::Duration, String> {
+    let bad =
+        || format!("invalid duration {text:?}: expected a Go duration such as 90s, 10m or 1h30m");
+    match text {
+        "" => return Err(bad()),
+        "0" => return Ok(std::time::Duration::ZERO),
+        _ => {}
+    }
+    let mut rest = text;
+    let mut seconds = 0f64;
+    while !rest.is_empty() {
+        let number_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(bad)?;
+        let number: f64 = rest[..number_len].parse().map_err(|_| bad())?;
+        rest = &rest[number_len..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let scale = match &rest[..unit_len] {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return Err(bad()),
+        };
+        rest = &rest[unit_len..];
+        seconds += number * scale;
+    }
+    std::time::Duration::try_from_secs_f64(seconds).map_err(|_| bad())
+}
+
 /// ferry copies container images between registries, OCI layouts, directories and its own
 /// store, checking their signatures against a containers-policy.json policy on the way.
 #[derive(Debug, Parser)]
@@ -98,6 +211,8 @@ pub fn go_switches(args: impl IntoIterator<Item = std::ffi::OsString>) -> Vec<st
     propagate_version = true,
     after_help = "Exit status: 0 done (or accepted), 1 rejected by the signature policy or the signatures, \
 2 bad usage, 3 any other failure (unreachable, IO, corrupt data).\n\
+skopeo's root flags (--policy, --insecure-policy, --registries.d, --registries-conf, --override-arch, \
+--override-os, --override-variant) may stand before the command, as in skopeo.\n\
 The policy is --policy FILE, else $CONTAINERS_POLICY_JSON, else ~/.config/containers/policy.json, \
 else /etc/containers/policy.json."
 )]
@@ -105,6 +220,18 @@ pub struct Cli {
     /// Log more (repeat for more detail); RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+    /// Log at debug level, as skopeo's --debug (the same as -vv).
+    #[arg(long, global = true)]
+    pub debug: bool,
+    /// Stop the command if it has not finished after this long (a Go duration: 90s, 10m,
+    /// 1h30m), as skopeo's --command-timeout: its temporary files are removed and the exit
+    /// status is 3.
+    #[arg(long, global = true, value_name = "DURATION", value_parser = parse_go_duration)]
+    pub command_timeout: Option<std::time::Duration>,
+    /// Accepted for skopeo's command lines; changes nothing: ferry writes a temporary file only
+    /// beside its destination, so that a finished file is renamed into place.
+    #[arg(long, global = true, value_name = "DIR")]
+    pub tmpdir: Option<std::path::PathBuf>,
     /// The subcommand.
     #[command(subcommand)]
     pub command: Command,
@@ -175,5 +302,68 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::StandaloneVerify(a) => sign::run_verify(a).await,
         Command::GenerateSigstoreKey(a) => sign::run_generate_sigstore_key(a).await,
         Command::Sync(a) => sync::run(a).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rewrite(line: &str) -> String {
+        let args = line.split(' ').map(std::ffi::OsString::from).collect();
+        skopeo_root_flags(args)
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    #[test]
+    fn skopeo_root_flags_move_behind_the_command_that_uses_them() {
+        assert_eq!(
+            rewrite("ferry --insecure-policy --registries.d d copy a b"),
+            "ferry copy --insecure-policy --registries.d d a b"
+        );
+        // The whole path of a nested command, `=` forms, and ferry's own -v left in place.
+        assert_eq!(
+            rewrite("ferry -v --policy=p.json policy check docker://x"),
+            "ferry -v policy check --policy=p.json docker://x"
+        );
+        assert_eq!(
+            rewrite("ferry --override-arch arm64 --override-os linux inspect docker://x"),
+            "ferry inspect --override-arch arm64 --override-os linux docker://x"
+        );
+        // ferry's own root flags stay, with their values.
+        assert_eq!(
+            rewrite("ferry --command-timeout 60s --override-arch=arm64 --debug inspect x"),
+            "ferry --command-timeout 60s --debug inspect --override-arch=arm64 x"
+        );
+        // A root flag the command does not use is dropped, as skopeo ignores it there.
+        assert_eq!(
+            rewrite("ferry --policy p --registries-conf r inspect docker://x"),
+            "ferry inspect --registries-conf r docker://x"
+        );
+        // Nothing changes after the command, or without root flags.
+        assert_eq!(
+            rewrite("ferry copy --policy p a b"),
+            "ferry copy --policy p a b"
+        );
+        assert_eq!(
+            rewrite("ferry store prune --dry-run"),
+            "ferry store prune --dry-run"
+        );
+    }
+
+    #[test]
+    fn command_timeouts_are_go_durations() {
+        use std::time::Duration;
+        assert_eq!(parse_go_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_go_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_go_duration("1.5h"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_go_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_go_duration("0"), Ok(Duration::ZERO));
+        for bad in ["", "10", "5x", "s", "1h-2m", "1..5s"] {
+            assert!(parse_go_duration(bad).is_err(), "{bad:?} is not a duration");
+        }
     }
 }

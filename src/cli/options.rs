@@ -6,6 +6,8 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use ferry::config::registries_conf::RegistriesConfPaths;
+use ferry::copy::ImageSelection;
+use ferry::manifest::PlatformSpec;
 use ferry::policy::Policy;
 use ferry::reference::ImageReference;
 use ferry::session::{Session, SessionConfig};
@@ -14,6 +16,64 @@ use ferry::transport::TransportOptions;
 /// Parses an image reference argument (a usage error when malformed).
 pub fn parse_image(s: &str) -> Result<ImageReference, String> {
     ImageReference::parse(s).map_err(|e| e.to_string())
+}
+
+/// Which image of a list: ferry's `--platform`, or skopeo's `--override-os`, `--override-arch`
+/// and `--override-variant` (which replace those parts of the running platform).
+#[derive(Debug, clap::Args)]
+pub struct PlatformArgs {
+    /// For a list, the image of this platform instead of the running one's.
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]", value_parser = PlatformSpec::parse,
+          conflicts_with_all = ["override_os", "override_arch", "override_variant"])]
+    pub platform: Option<PlatformSpec>,
+    /// For a list, use OS instead of the running OS (as skopeo's --override-os).
+    #[arg(long, value_name = "OS")]
+    pub override_os: Option<String>,
+    /// For a list, use ARCH instead of the running architecture (as skopeo's --override-arch).
+    #[arg(long, value_name = "ARCH")]
+    pub override_arch: Option<String>,
+    /// For a list, use VARIANT instead of the running architecture's variant (as skopeo's
+    /// --override-variant).
+    #[arg(long, value_name = "VARIANT")]
+    pub override_variant: Option<String>,
+}
+
+impl PlatformArgs {
+    /// Which images of a list a copy takes: all of them with `--all`, else the one for the
+    /// platform asked for, else the running one's.
+    pub fn selection(&self, all: bool) -> ImageSelection {
+        match (all, self.wanted()) {
+            (true, _) => ImageSelection::All,
+            (false, Some(p)) => ImageSelection::Platform(p),
+            (false, None) => ImageSelection::System,
+        }
+    }
+
+    /// The platform asked for, if any: `--platform`, else the running one with the overrides.
+    pub fn wanted(&self) -> Option<PlatformSpec> {
+        if let Some(p) = &self.platform {
+            return Some(p.clone());
+        }
+        if self.override_os.is_none()
+            && self.override_arch.is_none()
+            && self.override_variant.is_none()
+        {
+            return None;
+        }
+        let mut p = PlatformSpec::current();
+        if let Some(os) = &self.override_os {
+            p.os = os.clone();
+        }
+        if let Some(arch) = &self.override_arch {
+            // As containers/image: another architecture has no variant unless one is given.
+            p.architecture = arch.clone();
+            p.variant = None;
+        }
+        if let Some(v) = &self.override_variant {
+            p.variant = Some(v.clone());
+        }
+        Some(p)
+    }
 }
 
 /// Where the signature policy comes from.

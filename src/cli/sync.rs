@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
-use ferry::copy::{CopyOptions, ImageSelection, ManifestFormat, SignOptions, SignatureMode};
+use ferry::copy::{CopyOptions, ManifestFormat, SignOptions, SignatureMode};
 use ferry::sync::plan::{self, DestinationKind, PlanError, PlanRequest, SourceKind};
 use ferry::sync::shard::Shard;
 use ferry::sync::{
@@ -61,8 +61,10 @@ pub struct SyncArgs {
     #[arg(long, value_name = "SUFFIX", default_value = "")]
     append_suffix: String,
     /// Copy the whole list of images and every image in it, not only the one for this platform.
-    #[arg(short = 'a', long)]
+    #[arg(short = 'a', long, conflicts_with = "platform")]
     all: bool,
+    #[command(flatten)]
+    platform: super::options::PlatformArgs,
     /// Copy nothing: check every image and say which would be copied, skipped or rejected.
     #[arg(long)]
     dry_run: bool,
@@ -216,11 +218,7 @@ pub async fn run(args: SyncArgs) -> anyhow::Result<ExitCode> {
     } else {
         args.mode
     };
-    copy.selection = if args.all {
-        ImageSelection::All
-    } else {
-        ImageSelection::System
-    };
+    copy.selection = args.platform.selection(args.all);
     copy.destination = args.ends.destination_options();
     copy.parallel_blobs = usize::from(args.parallel_blobs);
     copy.format = args.format;
