@@ -406,6 +406,73 @@ pub struct ShownSignature {
     pub decoded: Decoded,
 }
 
+/// One signature's bytes as `signatures show` gives them.
+fn shown(name: String, bytes: &[u8]) -> ShownSignature {
+    let decoded = decode(bytes);
+    ShownSignature {
+        signature: name,
+        size: bytes.len(),
+        sha256: Digest::sha256_of(bytes),
+        payload: decoded.payload.clone(),
+        decoded,
+    }
+}
+
+/// The signatures of `image` numbered `slot`, or all of them; an error naming how many there
+/// are when there is no such one.
+fn pick(
+    image: &str,
+    all: Vec<(usize, &[u8])>,
+    slot: Option<usize>,
+) -> Result<Vec<ShownSignature>, ForensicsError> {
+    let count = all.len();
+    let out: Vec<ShownSignature> = all
+        .into_iter()
+        .filter(|(n, _)| slot.is_none_or(|want| want == *n))
+        .map(|(n, bytes)| shown(format!("signature-{n}"), bytes))
+        .collect();
+    match slot {
+        Some(n) if out.is_empty() => Err(ForensicsError::NoSuchSignature {
+            image: image.to_string(),
+            slot: n,
+            count,
+        }),
+        _ => Ok(out),
+    }
+}
+
+/// Writes the files of an export into `dir`, which must be new or empty (created, with
+/// `records/` when asked); returns the names written, relative to `dir`.
+fn export_files<'a>(
+    dir: &Path,
+    with_records: bool,
+    files: impl IntoIterator<Item = (String, &'a [u8])>,
+) -> Result<Vec<String>, ForensicsError> {
+    if dir.exists()
+        && std::fs::read_dir(dir)
+            .map(|mut d| d.next().is_some())
+            .unwrap_or(true)
+    {
+        return Err(ForensicsError::NotEmpty(dir.to_path_buf()));
+    }
+    let made = if with_records {
+        dir.join("records")
+    } else {
+        dir.to_path_buf()
+    };
+    std::fs::create_dir_all(&made).map_err(|source| ForensicsError::Write {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let mut written = Vec::new();
+    for (name, bytes) in files {
+        let path = dir.join(&name);
+        std::fs::write(&path, bytes).map_err(|source| ForensicsError::Write { path, source })?;
+        written.push(name);
+    }
+    Ok(written)
+}
+
 impl History {
     /// The newest record of this name.
     pub fn last_record(&self) -> Option<&Record> {
@@ -434,31 +501,12 @@ impl History {
 
     /// The signatures of this name decoded; with `slot`, only `signature-slot`.
     pub fn show(&self, slot: Option<usize>) -> Result<Vec<ShownSignature>, ForensicsError> {
-        let mine = self.signatures();
-        let out: Vec<ShownSignature> = mine
-            .iter()
-            .filter(|s| slot.is_none_or(|n| n == s.index))
-            .map(|s| {
-                let decoded = decode(&s.bytes);
-                ShownSignature {
-                    signature: format!("signature-{}", s.index),
-                    size: s.bytes.len(),
-                    sha256: s.digest.clone(),
-                    payload: decoded.payload.clone(),
-                    decoded,
-                }
-            })
+        let mine = self
+            .signatures()
+            .into_iter()
+            .map(|s| (s.index, s.bytes.as_slice()))
             .collect();
-        if let Some(n) = slot
-            && out.is_empty()
-        {
-            return Err(ForensicsError::NoSuchSignature {
-                image: self.image.clone(),
-                slot: n,
-                count: mine.len(),
-            });
-        }
-        Ok(out)
+        pick(&self.image, mine, slot)
     }
 
     /// The reference [`History::verify`] judges as: the source of this name's newest record
@@ -527,41 +575,119 @@ impl History {
     /// Writes the manifest, this name's raw signatures and every record of this name into
     /// `dir` (new or empty); returns the files written, relative to `dir`.
     pub fn export(&self, store: &Store, dir: &Path) -> Result<Vec<String>, ForensicsError> {
-        if dir.exists()
-            && std::fs::read_dir(dir)
-                .map(|mut d| d.next().is_some())
-                .unwrap_or(true)
-        {
-            return Err(ForensicsError::NotEmpty(dir.to_path_buf()));
-        }
-        let write = |name: &str, bytes: &[u8]| {
-            let path = dir.join(name);
-            std::fs::write(&path, bytes).map_err(|source| ForensicsError::Write { path, source })
-        };
-        std::fs::create_dir_all(dir.join("records")).map_err(|source| ForensicsError::Write {
-            path: dir.to_path_buf(),
-            source,
-        })?;
-        let mut files = Vec::new();
         // A removed name's manifest may have been pruned; its evidence is exported anyway.
-        match store.manifest_bytes(&self.manifest_digest) {
-            Ok(manifest) => {
-                write("manifest.json", &manifest)?;
-                files.push("manifest.json".to_string());
-            }
-            Err(_) if !self.in_store => {}
+        let manifest = match store.manifest_bytes(&self.manifest_digest) {
+            Ok(m) => Some(m),
+            Err(_) if !self.in_store => None,
             Err(e) => return Err(e.into()),
+        };
+        let records: Vec<(String, Vec<u8>)> = self
+            .own
+            .iter()
+            .map(|r| {
+                (
+                    format!("records/{}.json", r.time.replace(':', "")),
+                    r.to_json(),
+                )
+            })
+            .collect();
+        let signatures = self.signatures();
+        let files = manifest
+            .iter()
+            .map(|m| ("manifest.json".to_string(), &m[..]))
+            .chain(
+                signatures
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| (format!("signature-{}", i + 1), s.bytes.as_slice())),
+            )
+            .chain(records.iter().map(|(n, b)| (n.clone(), b.as_slice())));
+        export_files(dir, true, files)
+    }
+}
+
+/// The signatures a source serves now for the manifest an image reference names, outside the
+/// store (a registry, an OCI layout, a directory), where no record of a pull exists: every
+/// slot as a copy reads it, with why it could not be read or what it says, not judged
+/// (`ferry policy check` and `signatures verify` judge them). For a list, the list's own
+/// signatures (its images have theirs).
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct Served {
+    /// The image asked about.
+    pub image: String,
+    /// The digest of the manifest it names.
+    pub manifest_digest: Digest,
+    /// Whether that manifest is a list of images.
+    pub is_list: bool,
+    /// Every slot, in order.
+    pub slots: Vec<SlotView>,
+    /// Where the source looked for signatures, and what it did not look at.
+    pub searched: Vec<String>,
+    #[serde(skip)]
+    manifest: Vec<u8>,
+    #[serde(skip)]
+    read: Vec<(usize, Vec<u8>)>,
+}
+
+/// Reads the signatures `source` serves for the manifest its reference names.
+pub async fn served(source: &dyn crate::transport::ImageSource) -> Result<Served, ForensicsError> {
+    let top = source.manifest(None).await?;
+    let digest = Digest::sha256_of(&top.bytes);
+    let is_list = matches!(
+        crate::manifest::parse(&top.bytes, top.media_type.as_deref()),
+        Ok(crate::manifest::Manifest::List(..))
+    );
+    let set = source.signatures(&digest, None).await?;
+    let mut slots = Vec::new();
+    let mut read = Vec::new();
+    for slot in set.slots {
+        let (note, decoded) = match &slot.content {
+            Ok(bytes) => (None, Some(decode(bytes))),
+            Err(e) => (Some(format!("could not be read: {e}")), None),
+        };
+        slots.push(SlotView {
+            source_slot: Some(slot.index),
+            location: Some(slot.location.clone()),
+            stored_as: None,
+            verdict: None,
+            note,
+            decoded,
+        });
+        if let Ok(bytes) = slot.content {
+            read.push((slot.index, bytes));
         }
-        for (i, s) in self.signatures().iter().enumerate() {
-            let name = format!("signature-{}", i + 1);
-            write(&name, &s.bytes)?;
-            files.push(name);
-        }
-        for r in &self.own {
-            let name = format!("records/{}.json", r.time.replace(':', ""));
-            write(&name, &r.to_json())?;
-            files.push(name);
-        }
-        Ok(files)
+    }
+    Ok(Served {
+        image: source.reference().to_string(),
+        manifest_digest: digest,
+        is_list,
+        slots,
+        searched: set.searched,
+        manifest: top.bytes.to_vec(),
+        read,
+    })
+}
+
+impl Served {
+    /// The signatures whose bytes arrived (whatever they hold) decoded, numbered by their slot
+    /// at the source; with `slot`, only `signature-slot`.
+    pub fn show(&self, slot: Option<usize>) -> Result<Vec<ShownSignature>, ForensicsError> {
+        let all = self.read.iter().map(|(n, b)| (*n, b.as_slice())).collect();
+        pick(&self.image, all, slot)
+    }
+
+    /// Writes the manifest and every signature whose bytes arrived, byte for byte as served
+    /// (an HTML page in a slot too: it is evidence of what the source answered), into `dir`
+    /// (new or empty) as a `dir:` image keeps them (`manifest.json`, `signature-1`, …,
+    /// numbered without gaps); returns the files written.
+    pub fn export(&self, dir: &Path) -> Result<Vec<String>, ForensicsError> {
+        let files = std::iter::once(("manifest.json".to_string(), self.manifest.as_slice())).chain(
+            self.read
+                .iter()
+                .enumerate()
+                .map(|(i, (_, b))| (format!("signature-{}", i + 1), b.as_slice())),
+        );
+        export_files(dir, false, files)
     }
 }

@@ -234,3 +234,143 @@ fn a_later_pull_never_removes_the_evidence_of_an_earlier_one() {
         .path();
     assert!(sigs.join("signature-1").exists() && sigs.join("signature-2").exists());
 }
+
+#[test]
+fn signatures_of_an_image_outside_the_store_are_what_its_source_serves_now() {
+    // The demo as a dir: image: signature-1 by the trusted key, signature-2 an HTML page,
+    // signature-3 by an untrusted key. Outside the store there is no record: every slot as
+    // read, not judged.
+    let w = World::new();
+    let dir = demo().join("hello-dir");
+    let src = format!("dir:{}", dir.display());
+    let json = |args: &[&str]| -> serde_json::Value {
+        serde_json::from_str(&ferry(args).ok().stdout).unwrap()
+    };
+    let listed = json(&["signatures", "list", "--format", "json", &src]);
+    let slots = listed["slots"].as_array().unwrap();
+    assert_eq!(slots.len(), 3, "{listed}");
+    assert_eq!(slots[0]["decoded"]["issuers"][0], TRUSTED);
+    assert!(
+        slots[1]["decoded"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("0x3c"),
+        "the HTML slot says what it is: {listed}"
+    );
+    assert!(slots[0]["verdict"].is_null(), "not judged: {listed}");
+    let text = ferry(&["signatures", "list", &src]).ok().stdout;
+    assert!(text.contains("3 signature slot(s) served now"), "{text}");
+    assert!(
+        text.contains("source slot 2\n") && text.contains("looks like an HTML page"),
+        "{text}"
+    );
+
+    // show numbers signatures by their slot.
+    let shown = json(&[
+        "signatures",
+        "show",
+        "--slot",
+        "3",
+        "--format",
+        "json",
+        &src,
+    ]);
+    assert_eq!(shown[0]["signature"], "signature-3");
+    assert_ne!(shown[0]["decoded"]["issuers"][0], TRUSTED);
+    let r = ferry(&["signatures", "show", "--slot", "4", &src]);
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains("signature-4 (it has 3)"), "{}", r.stderr);
+
+    // export writes the manifest and the signatures byte for byte as served.
+    let out = w.t.path().join("export");
+    ferry(&["signatures", "export", &src, out.to_str().unwrap()]).ok();
+    let read = |p: &Path| std::fs::read(p).unwrap();
+    for f in ["manifest.json", "signature-1", "signature-2", "signature-3"] {
+        assert_eq!(read(&out.join(f)), read(&dir.join(f)), "{f}");
+    }
+    let again = ferry(&["signatures", "export", &src, out.to_str().unwrap()]);
+    assert_ne!(
+        again.code, 0,
+        "an export never writes into a directory that is not empty"
+    );
+
+    // verify judges them as a copy-all copy would (as policy check): the HTML slot refuses it.
+    let strict = w.strict.to_str().unwrap();
+    let r = ferry(&["signatures", "verify", "--policy", strict, &src]).code(1);
+    assert!(r.stdout.contains("REFUSED"), "{}", r.stdout);
+
+    // The same through a registry, with skopeo's single-image flags: pushed with the readable
+    // signatures to the registry's lookaside, then read back.
+    let reg = support::registry::Registry::start();
+    let sigs = w.t.path().join("sigs");
+    let rd = w.t.path().join("registries.d");
+    std::fs::create_dir_all(&rd).unwrap();
+    std::fs::write(
+        rd.join("l.yaml"),
+        format!(
+            "docker:\n  {}:\n    lookaside: file://{}\n",
+            reg.host(),
+            sigs.display()
+        ),
+    )
+    .unwrap();
+    let remote = format!("docker://{}/demo/hello:1", reg.host());
+    let rd = rd.to_str().unwrap();
+    ferry(&[
+        "copy",
+        "-q",
+        "--signatures",
+        "sufficient-subset",
+        "--policy",
+        strict,
+        "--registries.d",
+        rd,
+        "--dest-tls-verify=false",
+        &src,
+        &remote,
+    ])
+    .ok();
+    let flags = ["--tls-verify=false", "--registries.d", rd];
+    let listed = json(
+        &[
+            &["signatures", "list", "--format", "json"][..],
+            &flags,
+            &[&remote],
+        ]
+        .concat(),
+    );
+    let slots = listed["slots"].as_array().unwrap();
+    assert_eq!(slots.len(), 2, "{listed}");
+    assert!(
+        slots[0]["location"]
+            .as_str()
+            .unwrap()
+            .starts_with("file://"),
+        "{listed}"
+    );
+    assert_eq!(slots[0]["decoded"]["issuers"][0], TRUSTED);
+    // The demo policy trusts the key for dir: and store: only (docker: is rejected); with the
+    // same requirement for docker:, the registry's signatures are accepted.
+    let verify = |policy: &str| {
+        ferry(
+            &[
+                &["signatures", "verify", "--policy", policy][..],
+                &flags,
+                &[&remote],
+            ]
+            .concat(),
+        )
+    };
+    let r = verify(strict).code(1);
+    assert!(r.stdout.contains("REFUSED"), "{}", r.stdout);
+    let mut p: serde_json::Value = serde_json::from_slice(&std::fs::read(strict).unwrap()).unwrap();
+    p["transports"]["docker"] = p["transports"]["dir"].clone();
+    let docker_policy = w.t.path().join("docker-policy.json");
+    std::fs::write(&docker_policy, p.to_string()).unwrap();
+    let r = verify(docker_policy.to_str().unwrap()).ok();
+    assert!(r.stdout.contains("ADMITTED"), "{}", r.stdout);
+    // Without the registry's TLS flag ferry asks for https, which this registry does not
+    // speak: a failure to check (3), not a rejection.
+    let r = ferry(&["signatures", "list", "--registries.d", rd, &remote]);
+    assert_eq!(r.code, 3, "{}", r.stderr);
+}

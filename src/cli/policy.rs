@@ -63,9 +63,20 @@ fn judgement_json(j: &Judgement) -> serde_json::Value {
 /// Runs `ferry policy ...`.
 pub async fn run(cmd: PolicyCommand) -> anyhow::Result<ExitCode> {
     let PolicyCommand::Check(args) = cmd;
-    let session = args.access.session();
     let options = args.gate.options(args.access.options())?;
-    let candidates = super::options::candidates(&session, &args.image).await?;
+    check(&args.image, options, &args.access, args.format).await
+}
+
+/// Prints what a copy of `image` with `options` would decide, and exits 0 when it would be
+/// admitted; `ferry policy check` and `ferry signatures verify` outside the store.
+pub async fn check(
+    image: &SourceArg,
+    options: copy::CopyOptions,
+    access: &ImageAccessArgs,
+    format: Format,
+) -> anyhow::Result<ExitCode> {
+    let session = access.session();
+    let candidates = super::options::candidates(&session, image).await?;
     let mut found = None;
     for (i, candidate) in candidates.iter().enumerate() {
         match copy::check(&session, candidate, &options).await {
@@ -82,7 +93,7 @@ pub async fn run(cmd: PolicyCommand) -> anyhow::Result<ExitCode> {
     }
     let (image, checked) = found.context("no candidate to check")?;
     let judgements = checked.judgements();
-    match args.format {
+    match format {
         Format::Json => {
             let out = json!({
                 "version": ferry::copy::report::REPORT_VERSION,

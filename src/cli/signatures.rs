@@ -1,33 +1,40 @@
 //! `ferry signatures`: the forensic view of the signatures kept with a stored image and of the
-//! records of how it passed the policy.
+//! records of how it passed the policy; for an image outside the store (a registry, a layout,
+//! a directory), the signatures its source serves now.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use ferry::config::registries_d::RegistriesConfig;
-use ferry::forensics::{self, Decoded, History};
+use ferry::forensics::{self, Decoded, History, Served, SlotView};
 use ferry::policy::BundleIdentity;
 use ferry::reference::{DockerReference, ImageReference};
 use ferry::transport::store::Store;
 use serde_json::json;
 
 use super::errors::RejectedError;
-use super::options::{PolicyArgs, StoreArgs};
+use super::options::{ImageAccessArgs, PolicyArgs};
 
-/// `ferry signatures` subcommands.
+/// `ferry signatures` subcommands. Each takes a stored image (`store:NAME`: what was kept
+/// with it and the records of its pulls) or any other image (`docker://`, `oci:`, `dir:`: the
+/// signatures its source serves now, with skopeo's registry flags).
 #[derive(Debug, clap::Subcommand)]
 pub enum SignaturesCommand {
     /// Every signature slot of this name's last copy into the store: signer, signed identity,
     /// manifest digest, creation time and the verdict at pull time (including slots that could not
     /// be read and so are not stored). Copies of the same manifest under other names are listed
-    /// apart, as theirs.
+    /// apart, as theirs. For an image outside the store: every slot its source serves, read or
+    /// not, and what each says.
     List(ListArgs),
-    /// The decoded payload of each stored signature (or of one, with --slot).
+    /// The decoded payload of each stored signature (or of one, with --slot); outside the
+    /// store, of each signature the source serves.
     Show(ShowArgs),
-    /// Copy the manifest, this name's raw stored signatures and its records into a directory.
+    /// Copy the manifest, this name's raw stored signatures and its records into a directory;
+    /// outside the store, the manifest and the signatures byte for byte as served.
     Export(ExportArgs),
     /// Evaluate this name's stored signatures against a policy now; exit 0 when accepted, 1
-    /// when not.
+    /// when not. Outside the store, the signatures the source serves, as a copy-all copy would
+    /// judge them (as `ferry policy check`).
     Verify(VerifyArgs),
 }
 
@@ -40,10 +47,19 @@ pub enum Format {
     Json,
 }
 
-fn parse_store_image(s: &str) -> Result<DockerReference, String> {
+/// The image a `signatures` command is about.
+#[derive(Debug, Clone)]
+pub enum Subject {
+    /// In ferry's store: the forensic view of what was kept.
+    Stored(DockerReference),
+    /// Anywhere else: what its source serves now.
+    Served(ImageReference),
+}
+
+fn parse_subject(s: &str) -> Result<Subject, String> {
     match ImageReference::parse(s) {
-        Ok(ImageReference::Store(r)) => Ok(r),
-        Ok(other) => Err(format!("{other} is not in ferry's store: give store:NAME")),
+        Ok(ImageReference::Store(r)) => Ok(Subject::Stored(r)),
+        Ok(other) => Ok(Subject::Served(other)),
         Err(e) => Err(e.to_string()),
     }
 }
@@ -51,38 +67,38 @@ fn parse_store_image(s: &str) -> Result<DockerReference, String> {
 /// Flags of `ferry signatures list`.
 #[derive(Debug, clap::Args)]
 pub struct ListArgs {
-    /// The stored image: store:NAME.
-    #[arg(value_name = "IMAGE", value_parser = parse_store_image)]
-    image: DockerReference,
+    /// The image: store:NAME, or docker://, oci:, dir:.
+    #[arg(value_name = "IMAGE", value_parser = parse_subject)]
+    image: Subject,
     /// Output format.
     #[arg(long, value_enum, default_value = "text")]
     format: Format,
     #[command(flatten)]
-    store: StoreArgs,
+    access: ImageAccessArgs,
 }
 
 /// Flags of `ferry signatures show`.
 #[derive(Debug, clap::Args)]
 pub struct ShowArgs {
-    /// The stored image: store:NAME.
-    #[arg(value_name = "IMAGE", value_parser = parse_store_image)]
-    image: DockerReference,
-    /// Only this stored signature (`signature-N` in the store).
+    /// The image: store:NAME, or docker://, oci:, dir:.
+    #[arg(value_name = "IMAGE", value_parser = parse_subject)]
+    image: Subject,
+    /// Only this signature (`signature-N` in the store; slot N at another source).
     #[arg(long, value_name = "N")]
     slot: Option<usize>,
     /// Output format.
     #[arg(long, value_enum, default_value = "text")]
     format: Format,
     #[command(flatten)]
-    store: StoreArgs,
+    access: ImageAccessArgs,
 }
 
 /// Flags of `ferry signatures export`.
 #[derive(Debug, clap::Args)]
 pub struct ExportArgs {
-    /// The stored image: store:NAME.
-    #[arg(value_name = "IMAGE", value_parser = parse_store_image)]
-    image: DockerReference,
+    /// The image: store:NAME, or docker://, oci:, dir:.
+    #[arg(value_name = "IMAGE", value_parser = parse_subject)]
+    image: Subject,
     /// The directory to write into (created; must be empty if it exists).
     #[arg(value_name = "DIR")]
     dir: PathBuf,
@@ -90,44 +106,71 @@ pub struct ExportArgs {
     #[arg(long, value_enum, default_value = "text")]
     format: Format,
     #[command(flatten)]
-    store: StoreArgs,
+    access: ImageAccessArgs,
 }
 
-/// Flags of `ferry signatures verify`.
+/// Flags of `ferry signatures verify`. For a stored image, the registries.d directory's
+/// sigstore-bundle-identity for the image's scope says how sigstore bundles that name no image
+/// are judged.
 #[derive(Debug, clap::Args)]
 pub struct VerifyArgs {
-    /// The stored image: store:NAME.
-    #[arg(value_name = "IMAGE", value_parser = parse_store_image)]
-    image: DockerReference,
+    /// The image: store:NAME, or docker://, oci:, dir:.
+    #[arg(value_name = "IMAGE", value_parser = parse_subject)]
+    image: Subject,
     #[command(flatten)]
     policy: PolicyArgs,
     /// Output format.
     #[arg(long, value_enum, default_value = "text")]
     format: Format,
-    /// Directory of registries.d YAML files; its sigstore-bundle-identity for the image's scope
-    /// says how sigstore bundles that name no image are judged. Default:
-    /// ~/.config/containers/registries.d, then /etc/containers/registries.d.
-    #[arg(long = "registries.d", value_name = "DIR")]
-    registries_d: Option<PathBuf>,
     #[command(flatten)]
-    store: StoreArgs,
+    access: ImageAccessArgs,
 }
 
 /// Runs `ferry signatures ...`.
 pub async fn run(cmd: SignaturesCommand) -> anyhow::Result<ExitCode> {
     match cmd {
-        SignaturesCommand::List(a) => list(a),
-        SignaturesCommand::Show(a) => show(a),
-        SignaturesCommand::Export(a) => export(a),
-        SignaturesCommand::Verify(a) => verify(a),
+        SignaturesCommand::List(a) => list(a).await,
+        SignaturesCommand::Show(a) => show(a).await,
+        SignaturesCommand::Export(a) => export(a).await,
+        SignaturesCommand::Verify(a) => verify(a).await,
     }
 }
 
-fn open(image: &DockerReference, args: &StoreArgs) -> anyhow::Result<(Store, History)> {
-    let session = super::options::session(None, args);
+fn open(image: &DockerReference, access: &ImageAccessArgs) -> anyhow::Result<(Store, History)> {
+    let session = access.session();
     let store = session.store(&ImageReference::Store(image.clone()))?;
     let history = forensics::history(&store, image)?;
     Ok((store, history))
+}
+
+/// What the source of `image` serves now.
+async fn open_served(image: &ImageReference, access: &ImageAccessArgs) -> anyhow::Result<Served> {
+    let session = access.session();
+    let source = session.open_source(image, &access.options()).await?;
+    Ok(forensics::served(source.as_ref()).await?)
+}
+
+fn print_slot(s: &SlotView) {
+    let slot = s
+        .source_slot
+        .map(|n| format!("source slot {n}"))
+        .unwrap_or_else(|| "no source slot".into());
+    match &s.stored_as {
+        Some(stored) => outln!("\n{slot} -> {stored}"),
+        None => outln!("\n{slot}"),
+    }
+    if let Some(loc) = &s.location {
+        outln!("  from:      {loc}");
+    }
+    match (&s.verdict, &s.note) {
+        (Some(v), _) => outln!("  verdict:   {v}"),
+        (None, Some(n)) => outln!("  verdict:   {n}"),
+        (None, None) if s.stored_as.is_none() => {}
+        (None, None) => outln!("  verdict:   none recorded"),
+    }
+    if let Some(d) = &s.decoded {
+        print_decoded(d);
+    }
 }
 
 fn print_decoded(d: &Decoded) {
@@ -166,8 +209,31 @@ fn print_decoded(d: &Decoded) {
     outln!("  created:   {}", d.created.as_deref().unwrap_or("?"));
 }
 
-fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
-    let (_, h) = open(&args.image, &args.store)?;
+async fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
+    let image = match &args.image {
+        Subject::Stored(image) => image,
+        Subject::Served(image) => {
+            let served = open_served(image, &args.access).await?;
+            if args.format == Format::Json {
+                outln!("{}", serde_json::to_string_pretty(&served)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            let what = if served.is_list { " (a list)" } else { "" };
+            outln!("{}  {}{what}", served.image, served.manifest_digest);
+            outln!(
+                "{} signature slot(s) served now; not judged (ferry policy check or signatures verify judge them)",
+                served.slots.len()
+            );
+            if served.slots.is_empty() {
+                for place in &served.searched {
+                    outln!("  looked for in: {place}");
+                }
+            }
+            served.slots.iter().for_each(print_slot);
+            return Ok(ExitCode::SUCCESS);
+        }
+    };
+    let (_, h) = open(image, &args.access)?;
     if args.format == Format::Json {
         outln!("{}", serde_json::to_string_pretty(&h)?);
         return Ok(ExitCode::SUCCESS);
@@ -191,25 +257,7 @@ fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
         ),
         None => outln!("no record of how {} was copied", h.image),
     }
-    for s in &h.slots {
-        let slot = s
-            .source_slot
-            .map(|n| format!("source slot {n}"))
-            .unwrap_or_else(|| "no source slot".into());
-        let stored = s.stored_as.as_deref().unwrap_or("not stored");
-        outln!("\n{slot} -> {stored}");
-        if let Some(loc) = &s.location {
-            outln!("  from:      {loc}");
-        }
-        match (&s.verdict, &s.note) {
-            (Some(v), _) => outln!("  verdict:   {v}"),
-            (None, Some(n)) => outln!("  verdict:   {n}"),
-            (None, None) => outln!("  verdict:   none recorded"),
-        }
-        if let Some(d) = &s.decoded {
-            print_decoded(d);
-        }
-    }
+    h.slots.iter().for_each(print_slot);
     if !h.other_names.is_empty() {
         outln!(
             "\nThe same manifest was also copied into the store under other names; these are their records, not {}'s:",
@@ -237,9 +285,19 @@ fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn show(args: ShowArgs) -> anyhow::Result<ExitCode> {
-    let (_, h) = open(&args.image, &args.store)?;
-    let shown = h.show(args.slot)?;
+async fn show(args: ShowArgs) -> anyhow::Result<ExitCode> {
+    let (image, shown) = match &args.image {
+        Subject::Stored(image) => {
+            let (_, h) = open(image, &args.access)?;
+            let shown = h.show(args.slot)?;
+            (h.image, shown)
+        }
+        Subject::Served(image) => {
+            let served = open_served(image, &args.access).await?;
+            let shown = served.show(args.slot)?;
+            (served.image, shown)
+        }
+    };
     if args.format == Format::Json {
         outln!("{}", serde_json::to_string_pretty(&shown)?);
         return Ok(ExitCode::SUCCESS);
@@ -254,14 +312,24 @@ fn show(args: ShowArgs) -> anyhow::Result<ExitCode> {
         );
     }
     if shown.is_empty() {
-        outln!("{} has no stored signatures", h.image);
+        outln!("{image} has no signatures");
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
-    let (store, h) = open(&args.image, &args.store)?;
-    let files = h.export(&store, &args.dir)?;
+async fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
+    let (image, files) = match &args.image {
+        Subject::Stored(image) => {
+            let (store, h) = open(image, &args.access)?;
+            let files = h.export(&store, &args.dir)?;
+            (h.image, files)
+        }
+        Subject::Served(image) => {
+            let served = open_served(image, &args.access).await?;
+            let files = served.export(&args.dir)?;
+            (served.image, files)
+        }
+    };
     if args.format == Format::Json {
         outln!(
             "{}",
@@ -269,20 +337,35 @@ fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
         );
     } else {
         outln!(
-            "exported {} file(s) of {} to {}",
+            "exported {} file(s) of {image} to {}",
             files.len(),
-            h.image,
             args.dir.display()
         );
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
-    let (store, h) = open(&args.image, &args.store)?;
+async fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
+    let image = match &args.image {
+        Subject::Stored(image) => image,
+        Subject::Served(image) => {
+            // What a copy-all copy would decide, through the same gate as `ferry policy check`.
+            let mut options = ferry::copy::CopyOptions::new(args.policy.load()?);
+            options.source = args.access.options();
+            let format = match args.format {
+                Format::Text => super::policy::Format::Text,
+                Format::Json => super::policy::Format::Json,
+            };
+            let image = super::options::SourceArg::Reference(image.clone());
+            return super::policy::check(&image, options, &args.access, format).await;
+        }
+    };
+    let (store, h) = open(image, &args.access)?;
     let policy = args.policy.load()?;
     let registries = RegistriesConfig::load(
         &args
+            .access
+            .common
             .registries_d
             .clone()
             .unwrap_or_else(ferry::config::registries_d::default_dir),
