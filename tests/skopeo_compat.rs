@@ -430,7 +430,7 @@ fn skopeos_root_flags_before_the_command_work_as_in_skopeo() {
     let t = tempfile::tempdir().unwrap();
     let policy = insecure_policy(t.path());
     let src = t.path().join("src");
-    let (_, _, images) = make_oci_index(&src, "v1", 7, &["amd64", "arm64", "s390x"]);
+    let (index, _, images) = make_oci_index(&src, "v1", 7, &["amd64", "arm64", "s390x"]);
     ferry(&[
         "copy",
         "-q",
@@ -523,6 +523,25 @@ fn skopeos_root_flags_before_the_command_work_as_in_skopeo() {
             images[2].digest,
             "{root:?}: the s390x image"
         );
+    }
+
+    // skopeo's --multi-arch all is --all: the list and every image in it.
+    let all = t.path().join("all");
+    ferry(&[
+        "--insecure-policy",
+        "copy",
+        "-q",
+        "--multi-arch",
+        "all",
+        "--src-tls-verify=false",
+        &format!("docker://{host}/ns/multi:v1"),
+        &format!("dir:{}", all.display()),
+    ])
+    .ok();
+    assert_eq!(std::fs::read(all.join("manifest.json")).unwrap(), index);
+    for img in &images {
+        let hex = &img.digest["sha256:".len()..];
+        assert!(all.join(format!("{hex}.manifest.json")).exists(), "{hex}");
     }
 
     // Without any policy, both refuse the same way: not an unknown flag, a missing policy.
@@ -1265,7 +1284,37 @@ fn go_flag_spellings_work_and_flags_for_what_ferry_does_not_do_are_refused_with_
         a.extend([from.as_str(), to.as_str()]);
         ferry(&a)
     };
-    let refused: [(&[&str], &str, &str); 6] = [
+    let refused: [(&[&str], &str, &str); 11] = [
+        (
+            &["--additional-tag", "x:y"],
+            "--additional-tag",
+            "docker-archive",
+        ),
+        (
+            &["--encryption-key", "jwe:/k.pem"],
+            "--encryption-key",
+            "does not encrypt",
+        ),
+        (
+            &["--decryption-key", "/k.pem"],
+            "--decryption-key",
+            "does not encrypt",
+        ),
+        (
+            &["--multi-arch", "index-only"],
+            "index-only",
+            "without its images",
+        ),
+        (
+            &[
+                "--preserve-digests",
+                "--format",
+                "v2s2",
+                "--remove-signatures",
+            ],
+            "--preserve-digests with --format",
+            "new digest",
+        ),
         (
             &["--dest-compress"],
             "--dest-compress",
@@ -1314,6 +1363,12 @@ fn go_flag_spellings_work_and_flags_for_what_ferry_does_not_do_are_refused_with_
             "--dest-precompute-digests",
             "--dest-oci-accept-uncompressed-layers",
             "--dest-decompress=false",
+            // skopeo's list handling for a single image, and a digest that stays.
+            "--multi-arch",
+            "system",
+            "--preserve-digests",
+            "--tmpdir",
+            "/nonexistent",
             // Switches take Go's `=true` and `=false`.
             "--all=false",
             "--remove-signatures=true",

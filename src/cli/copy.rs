@@ -171,6 +171,36 @@ pub struct SkopeoOnlyArgs {
     src_daemon_host: Option<String>,
     #[arg(long, hide = true, value_name = "HOST")]
     dest_daemon_host: Option<String>,
+    #[arg(long, hide = true, value_name = "TAG")]
+    additional_tag: Vec<String>,
+    #[arg(long, hide = true, value_name = "KEY")]
+    encryption_key: Vec<String>,
+    #[arg(long, hide = true, value_name = "N")]
+    encrypt_layer: Vec<String>,
+    #[arg(long, hide = true, value_name = "KEY")]
+    decryption_key: Vec<String>,
+    /// skopeo's list handling: `system` (the default: the running platform's image), `all` (as
+    /// --all), `index-only` (refused: ferry never copies a list without its images).
+    #[arg(long, value_name = "system|all|index-only")]
+    multi_arch: Option<String>,
+    /// Fail rather than change a digest, as skopeo's: only --format can change one in ferry,
+    /// so the two together are refused.
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", action = clap::ArgAction::Set)]
+    preserve_digests: Option<bool>,
+}
+
+/// `--preserve-digests` with a `--format` conversion, which gives the image a new digest:
+/// refused, as skopeo refuses it.
+pub fn check_preserve_digests(
+    preserve: bool,
+    format: Option<ManifestFormat>,
+) -> Result<(), super::errors::UsageError> {
+    match (preserve, format) {
+        (true, Some(_)) => Err(super::errors::UsageError(
+            "--preserve-digests with --format: a conversion gives the image a new manifest and so a new digest; leave one of them out (ferry never changes a digest otherwise)".into(),
+        )),
+        _ => Ok(()),
+    }
 }
 
 impl SkopeoOnlyArgs {
@@ -194,6 +224,32 @@ impl SkopeoOnlyArgs {
             return Err(super::errors::UsageError(
                 "--src-shared-blob-dir/--dest-shared-blob-dir: ferry's oci: layouts keep their own blobs; to share blobs between images, copy into ferry's store (store:NAME)".into(),
             ));
+        }
+        if !self.additional_tag.is_empty() {
+            return Err(super::errors::UsageError(
+                "--additional-tag: skopeo adds these tags only in docker-archive: destinations, which ferry does not have; copy once more to each tag instead (to a registry only the manifest moves, its blobs are there)".into(),
+            ));
+        }
+        if !self.encryption_key.is_empty()
+            || !self.encrypt_layer.is_empty()
+            || !self.decryption_key.is_empty()
+        {
+            return Err(super::errors::UsageError(
+                "--encryption-key/--encrypt-layer/--decryption-key: ferry does not encrypt or decrypt layers (ocicrypt); an encrypted layer is a new blob, so the source's signatures would no longer cover the image; use skopeo copy for that".into(),
+            ));
+        }
+        match self.multi_arch.as_deref() {
+            None | Some("system") | Some("all") => {}
+            Some("index-only") => {
+                return Err(super::errors::UsageError(
+                    "--multi-arch index-only: ferry never copies a list without its images (a destination would hold a list it cannot serve); use --multi-arch all (--all), or system for one image".into(),
+                ));
+            }
+            Some(other) => {
+                return Err(super::errors::UsageError(format!(
+                    "--multi-arch {other:?}: use system, all or index-only"
+                )));
+            }
         }
         if self.src_daemon_host.is_some() || self.dest_daemon_host.is_some() {
             return Err(super::errors::UsageError(
@@ -259,8 +315,12 @@ impl SignArgs {
 /// Runs `ferry copy`.
 pub async fn run(args: CopyArgs) -> anyhow::Result<ExitCode> {
     args.skopeo_only.refuse_unsupported()?;
+    check_preserve_digests(args.skopeo_only.preserve_digests == Some(true), args.format)?;
     let session = args.ends.session();
     let mut options = args.gate.options(args.ends.source_options())?;
+    if args.skopeo_only.multi_arch.as_deref() == Some("all") {
+        options.selection = ImageSelection::All;
+    }
     options.destination = args.ends.destination_options();
     options.parallel_blobs = usize::from(args.parallel_blobs);
     options.format = args.format;

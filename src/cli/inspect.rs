@@ -39,10 +39,26 @@ pub struct InspectArgs {
     platform: super::options::PlatformArgs,
     #[command(flatten)]
     access: ImageAccessArgs,
+    #[arg(long, hide = true, value_name = "HOST")]
+    daemon_host: Option<String>,
+    #[arg(long, hide = true, value_name = "DIR")]
+    shared_blob_dir: Option<std::path::PathBuf>,
 }
 
 /// Runs `ferry inspect`.
 pub async fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
+    if args.daemon_host.is_some() {
+        return Err(super::errors::UsageError(
+            "--daemon-host: ferry has no docker-daemon: transport; inspect the image in a registry (docker://), oci:, dir: or store: instead".into(),
+        )
+        .into());
+    }
+    if args.shared_blob_dir.is_some() {
+        return Err(super::errors::UsageError(
+            "--shared-blob-dir: ferry's oci: layouts keep their own blobs; inspect the layout itself (oci:PATH:REF)".into(),
+        )
+        .into());
+    }
     let session = args.access.session();
     let options = args.access.options();
     let candidates = super::options::candidates(&session, &args.image).await?;

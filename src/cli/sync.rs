@@ -74,7 +74,8 @@ pub struct SyncArgs {
     /// Write "DIGEST DESTINATION" for every image copied or up to date, one per line.
     #[arg(long, value_name = "FILE")]
     digestfile: Option<PathBuf>,
-    /// Accepted for skopeo's command lines: ferry never changes a manifest's digest.
+    /// Fail rather than change a digest, as skopeo's: only --format can change one in ferry,
+    /// so the two together are refused.
     #[arg(long)]
     preserve_digests: bool,
     /// Write a JSON report: every image copied, skipped, rejected or failed, with the reason and
@@ -201,9 +202,7 @@ fn write_digestfile(path: &std::path::Path, report: &SyncReport) -> anyhow::Resu
 
 /// Runs `ferry sync`.
 pub async fn run(args: SyncArgs) -> anyhow::Result<ExitCode> {
-    if args.preserve_digests {
-        tracing::debug!("--preserve-digests: ferry never changes a manifest's digest");
-    }
+    super::copy::check_preserve_digests(args.preserve_digests, args.format)?;
     let shard = match &args.shard {
         Some(v) => Some(shard(v, std::env::var(JOB_INDEX_VARIABLE).ok())?),
         None => None,
