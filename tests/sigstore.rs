@@ -946,3 +946,266 @@ fn skopeo_and_ferry_exchange_sigstore_signatures_through_dir_and_attachments() {
         "{v}"
     );
 }
+
+#[test]
+fn every_key_type_and_every_key_form_accepts_the_generators_signatures() {
+    use base64::Engine as _;
+    let w = world();
+    let t = w.t.path();
+    let b64 =
+        |p: &Path| base64::engine::general_purpose::STANDARD.encode(std::fs::read(p).unwrap());
+    let dir_policy = |name: &str, requirement: String| {
+        let p = t.join(format!("{name}.policy.json"));
+        std::fs::write(
+            &p,
+            format!(
+                r#"{{"default":[{{"type":"reject"}}],"transports":{{"dir":{{"":[{{"type":"sigstoreSigned",{requirement},"signedIdentity":{{"type":"exactReference","dockerReference":"{}"}}}}]}}}}}}"#,
+                w.identity
+            ),
+        )
+        .unwrap();
+        p
+    };
+    let check = |policy: &Path, d: &Path| {
+        ferry(&[
+            "policy",
+            "check",
+            "--format",
+            "json",
+            "--policy",
+            policy.to_str().unwrap(),
+            &format!("dir:{}", d.display()),
+        ])
+    };
+    // A signature the generator made with a key of each type cosign supports is accepted under
+    // keyPath with the generator's public key, and rejected with another key of the same type.
+    for kind in ["ecdsa-p384", "rsa-2048", "ed25519"] {
+        let key = keygen(t, &format!("k-{kind}"), kind);
+        let stranger = keygen(t, &format!("s-{kind}"), kind);
+        let (p, s) = sign(t, &format!("by-{kind}"), &key, &w.digest, &w.identity);
+        let f = t.join(format!("{kind}.sigfile"));
+        sigfile(&p, &s, &f, &[]);
+        let d = dir_with(&w, &format!("dir-{kind}"), &[&f]);
+        let good = dir_policy(kind, format!(r#""keyPath":"{}""#, key.public.display()));
+        let r = check(&good, &d).ok();
+        let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+        assert_eq!(v["admitted"], true, "{kind}: {v}");
+        let bad = dir_policy(
+            &format!("{kind}-stranger"),
+            format!(r#""keyPath":"{}""#, stranger.public.display()),
+        );
+        let r = check(&bad, &d).code(1);
+        assert!(
+            r.stdout
+                .contains("cryptographic signature verification failed"),
+            "{kind} under another key: {}",
+            r.stdout
+        );
+    }
+
+    // The four ways a policy names keys: keyPaths and keyDatas accept a signature by any one of
+    // their keys, keyData is the key itself.
+    let other = keygen(t, "other", "ecdsa-p256");
+    let (p, s) = sign(t, "forms", &w.key, &w.digest, &w.identity);
+    let f = t.join("forms.sigfile");
+    sigfile(&p, &s, &f, &[]);
+    let d = dir_with(&w, "dir-forms", &[&f]);
+    let forms = [
+        (
+            "keyPaths",
+            format!(
+                r#""keyPaths":["{}","{}"]"#,
+                other.public.display(),
+                w.key.public.display()
+            ),
+            true,
+        ),
+        (
+            "keyData",
+            format!(r#""keyData":"{}""#, b64(&w.key.public)),
+            true,
+        ),
+        (
+            "keyDatas",
+            format!(
+                r#""keyDatas":["{}","{}"]"#,
+                b64(&other.public),
+                b64(&w.key.public)
+            ),
+            true,
+        ),
+        (
+            "keyDatas-without-the-key",
+            format!(r#""keyDatas":["{}"]"#, b64(&other.public)),
+            false,
+        ),
+        (
+            "keyPaths-without-the-key",
+            format!(r#""keyPaths":["{}"]"#, other.public.display()),
+            false,
+        ),
+    ];
+    for (name, requirement, accepted) in forms {
+        let policy = dir_policy(name, requirement);
+        let r = check(&policy, &d);
+        let v: serde_json::Value = serde_json::from_str(&r.stdout)
+            .unwrap_or_else(|e| panic!("{name}: {e}: {} {}", r.stdout, r.stderr));
+        assert_eq!(v["admitted"], accepted, "{name}: {v}");
+        assert_eq!(r.code, if accepted { 0 } else { 1 }, "{name}: {}", r.stderr);
+    }
+}
+
+#[test]
+fn remove_signatures_leaves_no_sigstore_signature_at_any_destination() {
+    let w = world();
+    w.attach_signature("one", &[]);
+    let src = format!("docker://{}", w.identity);
+    let tag = format!("sha256-{}.sig", &w.digest["sha256:".len()..]);
+
+    let dir = w.t.path().join("dir");
+    w.copy(
+        &["--remove-signatures"],
+        &src,
+        &format!("dir:{}", dir.display()),
+    )
+    .ok();
+    assert!(dir.join("manifest.json").exists());
+    assert!(!dir.join("signature-1").exists());
+
+    let layout = w.t.path().join("layout");
+    w.copy(
+        &["--remove-signatures"],
+        &src,
+        &format!("oci:{}:v1", layout.display()),
+    )
+    .ok();
+    let index = std::fs::read_to_string(layout.join("index.json")).unwrap();
+    assert!(index.contains("\"v1\"") && !index.contains(&tag), "{index}");
+
+    let store = w.t.path().join("store");
+    let s = store.to_str().unwrap();
+    w.copy(
+        &["--remove-signatures", "--store", s],
+        &src,
+        "store:example.com/app:v1",
+    )
+    .ok();
+    let list = ferry(&[
+        "signatures",
+        "list",
+        "--format",
+        "json",
+        "--store",
+        s,
+        "store:example.com/app:v1",
+    ])
+    .ok()
+    .stdout;
+    let v: serde_json::Value = serde_json::from_str(&list).unwrap();
+    // The record keeps how the source's signature was judged (evidence of the pull), but
+    // nothing was stored.
+    let slots = v["slots"].as_array().unwrap();
+    assert_eq!(v["last_copy"]["mode"], "remove-signatures", "{v}");
+    assert!(
+        slots.iter().all(|s| s["stored_as"].is_null()),
+        "a signature was stored: {v}"
+    );
+
+    let reg2 = Registry::start();
+    std::fs::write(
+        w.regd.join("dest.yaml"),
+        format!(
+            "docker:\n  {}:\n    use-sigstore-attachments: true\n",
+            reg2.host()
+        ),
+    )
+    .unwrap();
+    w.copy(
+        &["--remove-signatures"],
+        &src,
+        &format!("docker://{}/mirror/app:v1", reg2.host()),
+    )
+    .ok();
+    let tags = ferry(&[
+        "list-tags",
+        "--tls-verify=false",
+        &format!("docker://{}/mirror/app", reg2.host()),
+    ])
+    .ok()
+    .stdout;
+    assert!(tags.contains("v1") && !tags.contains(&tag), "{tags}");
+}
+
+#[test]
+fn a_copy_to_a_registry_keeps_the_attachments_already_there() {
+    // containers/image appends to a destination's .sig attachment instead of replacing it: a
+    // mirror that someone else also signed keeps that signature.
+    let w = world();
+    w.attach_signature("ours", &[]);
+    let reg2 = Registry::start();
+    let lax = insecure_policy(w.t.path());
+    ferry(&[
+        "copy",
+        "-q",
+        "--policy",
+        lax.to_str().unwrap(),
+        "--src-tls-verify=false",
+        "--dest-tls-verify=false",
+        "--remove-signatures",
+        &format!("docker://{}", w.identity),
+        &format!("docker://{}/mirror/app:v1", reg2.host()),
+    ])
+    .ok();
+    let theirs = keygen(w.t.path(), "theirs", "ed25519");
+    let (p, s) = sign(w.t.path(), "theirs", &theirs, &w.digest, &w.identity);
+    sgen(&[
+        "attach",
+        "--registry",
+        &format!("http://{}", reg2.host()),
+        "--repo",
+        "mirror/app",
+        "--digest",
+        &w.digest,
+        "--sig",
+        &format!("{}:{}", p.display(), s.display()),
+    ])
+    .ok();
+    std::fs::write(
+        w.regd.join("dest.yaml"),
+        format!(
+            "docker:\n  {}:\n    use-sigstore-attachments: true\n",
+            reg2.host()
+        ),
+    )
+    .unwrap();
+    w.copy(
+        &[],
+        &format!("docker://{}", w.identity),
+        &format!("docker://{}/mirror/app:v1", reg2.host()),
+    )
+    .ok();
+    let fetched = w.t.path().join("fetched");
+    sgen(&[
+        "fetch-attachment",
+        "--registry",
+        &format!("http://{}", reg2.host()),
+        "--repo",
+        "mirror/app",
+        "--digest",
+        &w.digest,
+        "--out",
+        fetched.to_str().unwrap(),
+    ])
+    .ok();
+    let files: Vec<_> = std::fs::read_dir(&fetched)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        !fetched.join("signature-3").exists(),
+        "two signatures, no duplicate: {files:?}"
+    );
+    // The one that was there stays first; ours is appended.
+    gen_verifies(&fetched.join("signature-1"), &theirs, &w.digest);
+    gen_verifies(&fetched.join("signature-2"), &w.key, &w.digest);
+}

@@ -237,6 +237,17 @@ impl Keyless {
     /// sigstore-python's verdict on a bundle for `digest` (offline, with
     /// [`Keyless::trust_config`]): the exit code (0 accepted, 1 rejected) and its output.
     pub fn sigstore_python(&self, bundle: &Path, digest: &str) -> Run {
+        self.sigstore_python_with(bundle, digest, &[])
+    }
+
+    /// The same verdict from sigstore-python's own command line (`python -m sigstore
+    /// --trust-config FILE verify identity --offline --bundle … sha256:HEX`), as a user would
+    /// run it. Its in-toto model wants `subject[].name`, so give it named DSSE statements.
+    pub fn sigstore_cli(&self, bundle: &Path, digest: &str) -> Run {
+        self.sigstore_python_with(bundle, digest, &["--cli"])
+    }
+
+    fn sigstore_python_with(&self, bundle: &Path, digest: &str, extra: &[&str]) -> Run {
         let python = require_tool("python3", "python3");
         let probe = run(Command::new(&python).args(["-c", "import sigstore"]));
         assert_eq!(
@@ -244,19 +255,25 @@ impl Keyless {
             "the cross-check needs sigstore-python: run `pip install -r tests/sigstore/requirements.txt` (./scripts/test does): {}",
             probe.stderr
         );
-        sgen(&[
-            "verify-bundle",
-            "--bundle",
-            bundle.to_str().unwrap(),
-            "--trust-config",
-            self.trust_config().to_str().unwrap(),
-            "--digest",
-            digest,
-            "--cert-identity",
-            SIGNER,
-            "--cert-oidc-issuer",
-            ISSUER,
-        ])
+        sgen(
+            &[
+                "verify-bundle",
+                "--bundle",
+                bundle.to_str().unwrap(),
+                "--trust-config",
+                self.trust_config().to_str().unwrap(),
+                "--digest",
+                digest,
+                "--cert-identity",
+                SIGNER,
+                "--cert-oidc-issuer",
+                ISSUER,
+            ]
+            .iter()
+            .chain(extra)
+            .copied()
+            .collect::<Vec<_>>(),
+        )
     }
 }
 
