@@ -4,9 +4,10 @@
 //! session; `ferry sync` runs many in one, so images never reconnect or re-authenticate.
 //!
 //! The library reads no environment on its own: [`SessionConfig::default`] knows no store, no
-//! registries.d, no registries.conf, no certs.d and no auth files. [`SessionConfig::from_env`]
-//! fills them as skopeo and podman do (`$HOME`, `$XDG_*`, `$FERRY_STORE`, `$REGISTRY_AUTH_FILE`,
-//! `$CONTAINERS_REGISTRIES_CONF`, the effective user).
+//! registries.d, no registries.conf, no certs.d, no auth files and no proxy.
+//! [`SessionConfig::from_env`] fills them as skopeo and podman do (`$HOME`, `$XDG_*`,
+//! `$FERRY_STORE`, `$REGISTRY_AUTH_FILE`, `$CONTAINERS_REGISTRIES_CONF`, `$HTTPS_PROXY` and its
+//! kin, the effective user).
 //!
 //! The host's registry configuration applies here, for every transport user alike:
 //! registries.conf (blocked registries refused, insecure ones reached without TLS verification,
@@ -56,6 +57,10 @@ pub struct SessionConfig {
     /// The per-host certs.d parents, searched in order for `HOST[:PORT]`
     /// ([`certs_d::host_dir`]); empty reads none.
     pub certs_d: Vec<PathBuf>,
+    /// Whether registry and lookaside connections go through the proxy that `HTTPS_PROXY`,
+    /// `HTTP_PROXY`, `ALL_PROXY` and `NO_PROXY` name (as skopeo's do); `false` connects
+    /// directly whatever the environment says.
+    pub env_proxy: bool,
 }
 
 impl SessionConfig {
@@ -77,6 +82,7 @@ impl SessionConfig {
                 std::env::home_dir().as_deref(),
             )),
             certs_d: certs_d::default_dirs(std::env::home_dir().as_deref()),
+            env_proxy: true,
         }
     }
 }
@@ -242,7 +248,7 @@ impl Session {
         if let Some(d) = dir {
             tls = tls.with_certs(certs_d::load(&d)?);
         }
-        Ok(tls)
+        Ok(tls.with_env_proxy(self.config.env_proxy))
     }
 
     /// Refuses `r` when registries.conf blocks its registry.

@@ -53,8 +53,32 @@ fn each_tls_failure_is_said_in_words_with_the_advice_that_applies() {
     )
     .code(3);
     assert!(
-        r.stderr.contains("answered in plain http") && r.stderr.contains("--src-tls-verify=false"),
-        "{}",
+        r.stderr.contains("answered in plain http")
+            && r.stderr.contains("--src-tls-verify=false")
+            && !r.stderr.contains("--dest-tls-verify"),
+        "the hint names the source, which failed, and only it: {}",
+        r.stderr
+    );
+    quiet_stderr(&r);
+    // The same registry as the destination: the hint names the destination's flag only.
+    let image = t.path().join("image");
+    make_oci_image(&image, "v1", 73, 1, 1000);
+    let r = ferry(&[
+        "copy",
+        "-q",
+        "--retry-times",
+        "0",
+        "--policy",
+        policy.to_str().unwrap(),
+        &format!("oci:{}:v1", image.display()),
+        &format!("docker://{}/a/b:1", http.host()),
+    ])
+    .code(3);
+    assert!(
+        r.stderr.contains("answered in plain http")
+            && r.stderr.contains("--dest-tls-verify=false")
+            && !r.stderr.contains("--src-tls-verify"),
+        "the hint names the destination, which failed, and only it: {}",
         r.stderr
     );
     quiet_stderr(&r);
@@ -86,8 +110,11 @@ fn each_tls_failure_is_said_in_words_with_the_advice_that_applies() {
         &out,
     )
     .code(3);
+    // Trusting that certificate as a CA would not help (a CA certificate is refused as a
+    // server's own whatever is trusted), so the advice is not to.
     assert!(
-        r.stderr.contains("presents a CA certificate"),
+        r.stderr.contains("presents a CA certificate")
+            && !r.stderr.contains("Trust the registry's CA"),
         "{}",
         r.stderr
     );
@@ -219,4 +246,108 @@ fn a_reader_that_goes_away_ends_nothing_but_the_output() {
         assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
         assert!(stderr.is_empty(), "{args:?}: nothing on stderr: {stderr}");
     }
+}
+
+#[test]
+fn no_signature_says_where_ferry_looked_or_that_nothing_told_it_where() {
+    let reg = Registry::start();
+    let t = tempfile::tempdir().unwrap();
+    let lax = insecure_policy(t.path());
+    let src = t.path().join("src");
+    make_oci_image(&src, "v1", 72, 1, 1000);
+    ferry(&[
+        "copy",
+        "-q",
+        "--policy",
+        lax.to_str().unwrap(),
+        "--dest-tls-verify=false",
+        &format!("oci:{}:v1", src.display()),
+        &format!("docker://{}/ns/unsigned:v1", reg.host()),
+    ])
+    .ok();
+    let key =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/keys/trusted.pub.asc");
+    let policy = t.path().join("signed.json");
+    std::fs::write(
+        &policy,
+        format!(
+            r#"{{"default":[{{"type":"signedBy","keyType":"GPGKeys","keyPath":"{}"}}]}}"#,
+            key.display()
+        ),
+    )
+    .unwrap();
+    let image = format!("docker://{}/ns/unsigned:v1", reg.host());
+    let check = |regd: &std::path::Path| {
+        ferry(&[
+            "policy",
+            "check",
+            "--tls-verify=false",
+            "--policy",
+            policy.to_str().unwrap(),
+            "--registries.d",
+            regd.to_str().unwrap(),
+            &image,
+        ])
+        .code(1)
+    };
+
+    // Nothing says where this registry's signatures live: the rejection says that, not only
+    // that none exists.
+    let empty = t.path().join("empty.d");
+    std::fs::create_dir_all(&empty).unwrap();
+    let r = check(&empty);
+    assert!(
+        r.stdout.contains("no signature exists")
+            && r.stdout.contains(&format!(
+                "no registries.d entry covers {}/ns/unsigned",
+                reg.host()
+            )),
+        "{}",
+        r.stdout
+    );
+
+    // A lookaside that has none for this image: the rejection names its URL and the file that
+    // gave it.
+    let lookaside = support::http::HttpServer::start(
+        support::http::counting(|_, _| support::http::Reply::not_found()),
+        None,
+    );
+    let regd = t.path().join("regd");
+    std::fs::create_dir_all(&regd).unwrap();
+    let file = regd.join("mirror.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "docker:\n  {}:\n    lookaside: {}/sigs\n",
+            reg.host(),
+            lookaside.url()
+        ),
+    )
+    .unwrap();
+    let r = check(&regd);
+    assert!(
+        r.stdout.contains("no signature exists")
+            && r.stdout
+                .contains(&format!("{}/sigs/ns/unsigned@sha256=", lookaside.url()))
+            && r.stdout.contains(file.to_str().unwrap()),
+        "{}",
+        r.stdout
+    );
+    // The same in JSON, for tools.
+    let json = ferry(&[
+        "policy",
+        "check",
+        "--format",
+        "json",
+        "--tls-verify=false",
+        "--policy",
+        policy.to_str().unwrap(),
+        "--registries.d",
+        regd.to_str().unwrap(),
+        &image,
+    ])
+    .code(1);
+    let v: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    let searched = v["verdict"]["searched"].to_string();
+    assert!(searched.contains(&lookaside.url()), "{v}");
 }

@@ -69,6 +69,12 @@ fn a_registry_that_accepts_and_never_answers_fails_within_the_timeout() {
             "{tls}: names the URL and the wait: {}",
             r.stderr
         );
+        // A registry that does not answer is not a TLS problem: no advice to turn it off.
+        assert!(
+            !r.stderr.contains("tls-verify"),
+            "{tls}: advice that does not apply: {}",
+            r.stderr
+        );
         assert!(!t.path().join("out").exists());
     }
 }

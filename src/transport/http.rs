@@ -135,6 +135,12 @@ pub struct TlsPolicy {
     /// certificates to present: what its certs.d directory holds
     /// ([`crate::config::certs_d`]). `None` when none was read.
     pub certs: Option<HostCerts>,
+    /// Whether `HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY` and `NO_PROXY` are honoured, as Go's
+    /// `ProxyFromEnvironment` does for skopeo. Off unless the session's config asks
+    /// ([`crate::session::SessionConfig::env_proxy`], set by `from_env`): reqwest reads those
+    /// variables by default, and a library must not take its route from the environment
+    /// unless told to.
+    pub env_proxy: bool,
 }
 
 impl Default for TlsPolicy {
@@ -149,6 +155,7 @@ impl TlsPolicy {
         TlsPolicy {
             verify: true,
             certs: None,
+            env_proxy: false,
         }
     }
 
@@ -158,6 +165,7 @@ impl TlsPolicy {
         TlsPolicy {
             verify: false,
             certs: None,
+            env_proxy: false,
         }
     }
 
@@ -165,6 +173,12 @@ impl TlsPolicy {
     /// directory changes nothing).
     pub fn with_certs(mut self, certs: HostCerts) -> TlsPolicy {
         self.certs = (!certs.is_empty()).then_some(certs);
+        self
+    }
+
+    /// This policy with the proxy variables of the environment honoured (`true`) or ignored.
+    pub fn with_env_proxy(mut self, on: bool) -> TlsPolicy {
+        self.env_proxy = on;
         self
     }
 }
@@ -178,6 +192,9 @@ fn builder(tls: &TlsPolicy, what: &str) -> Result<reqwest::ClientBuilder, Transp
         .tls_danger_accept_invalid_certs(!tls.verify)
         .connect_timeout(CONNECT_TIMEOUT)
         .user_agent(concat!("ferry/", env!("CARGO_PKG_VERSION")));
+    if !tls.env_proxy {
+        b = b.no_proxy();
+    }
     if let Some(certs) = &tls.certs {
         let unusable = |path: &std::path::Path, why: String| {
             TransportError::registry(

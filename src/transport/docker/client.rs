@@ -800,7 +800,11 @@ fn describe_tls(t: &rustls::Error, host: &str, detail: &str) -> (String, Option<
                 format!(
                     "{host} presents a CA certificate as its own certificate; it needs a server certificate signed by that CA"
                 ),
-                Some(Hint::TrustCa { registry }),
+                // Not TrustCa: webpki refuses a CA certificate as the end entity before it
+                // looks at trust anchors, so putting it in certs.d changes nothing. What the
+                // server's operator must do is in the message; what the user can do is not
+                // verify this registry.
+                Some(Hint::TlsVerification),
             )
         }
         E::AlertReceived(
