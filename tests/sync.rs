@@ -372,13 +372,15 @@ fn yaml_tag_lists_regex_and_semver_copy_what_skopeo_sync_copies_with_signatures(
             digestfile.to_str().unwrap(),
             "--report",
             report_file.to_str().unwrap(),
+            "--progress",
+            "always",
             ferry_yaml.to_str().unwrap(),
             &format!("{}/ferry", w.dst.host()),
         ])
         .ok();
     assert!(
         r.stderr.contains("[6/6]"),
-        "one line per image:\n{}",
+        "one line per image with --progress always, in a pipe too:\n{}",
         r.stderr
     );
     assert!(
@@ -710,6 +712,12 @@ fn a_no_op_rerun_fetches_no_blob_and_no_lookaside_signature_and_shared_blobs_cro
 
     let r = w.ferry_sync(&args).ok();
     assert!(r.stderr.contains("6 images: 6 copied"), "{}", r.stderr);
+    // In a pipe the default is quiet: the total, not a line per image.
+    assert!(
+        !r.stderr.contains("] copied ") && !r.stderr.contains("Syncing"),
+        "{}",
+        r.stderr
+    );
     let first: Vec<_> = log.lock().unwrap().drain(..).collect();
     let blob_gets: Vec<&String> = first
         .iter()
@@ -822,6 +830,8 @@ fn a_sync_killed_with_sigkill_finishes_on_the_rerun_with_nothing_twice() {
         "docker",
         "--parallel-images",
         "2",
+        "--progress",
+        "always",
         yaml.to_str().unwrap(),
         &dest,
     ]);

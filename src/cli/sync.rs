@@ -124,6 +124,33 @@ pub struct SyncArgs {
     /// Print only failures and warnings, not a line per image and the total.
     #[arg(short, long)]
     quiet: bool,
+    /// When to print a line per image as it ends: auto (on a terminal; in a pipe only
+    /// failures, rejections, warnings and the total, with --report FILE for the rest), always
+    /// (a CI log that should keep every image), never.
+    #[arg(long, value_name = "WHEN", default_value = "auto")]
+    progress: ProgressWhen,
+}
+
+/// `--progress`: when a line per image is printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ProgressWhen {
+    /// On a terminal, not in a pipe.
+    Auto,
+    /// Always.
+    Always,
+    /// Never.
+    Never,
+}
+
+impl ProgressWhen {
+    /// Whether lines per image are printed, given whether stderr is a terminal.
+    fn lines(self, terminal: bool) -> bool {
+        match self {
+            ProgressWhen::Auto => terminal,
+            ProgressWhen::Always => true,
+            ProgressWhen::Never => false,
+        }
+    }
 }
 
 /// `--shard`: INDEX/COUNT, or COUNT with the index from the Job's environment.
@@ -144,7 +171,8 @@ fn shard(value: &str, job_index: Option<String>) -> Result<Shard, UsageError> {
     })
 }
 
-/// One line per image on stderr (failures and warnings only with --quiet).
+/// One line per image on stderr (failures and warnings only when `quiet`: with --quiet, and
+/// in a pipe unless --progress always).
 struct Lines {
     quiet: bool,
 }
@@ -240,7 +268,11 @@ pub async fn run(args: SyncArgs) -> anyhow::Result<ExitCode> {
     request.shard = shard;
     request.source_options = args.ends.source_options();
     request.source_options.referrers = args.referrers;
-    let progress = Arc::new(Lines { quiet: args.quiet });
+    let per_image = !args.quiet
+        && args
+            .progress
+            .lines(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    let progress = Arc::new(Lines { quiet: !per_image });
     let plan = match plan::plan(&session, &request).await {
         Ok(p) => p,
         Err(e @ PlanError::DirToDir) => return Err(UsageError(e.to_string()).into()),
@@ -249,7 +281,7 @@ pub async fn run(args: SyncArgs) -> anyhow::Result<ExitCode> {
     for w in &plan.warnings {
         progress.warning(w);
     }
-    if !args.quiet {
+    if per_image {
         let shard_text = shard
             .map(|s| {
                 format!(
@@ -304,6 +336,14 @@ pub async fn run(args: SyncArgs) -> anyhow::Result<ExitCode> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lines_per_image_on_a_terminal_or_when_asked() {
+        assert!(ProgressWhen::Auto.lines(true));
+        assert!(!ProgressWhen::Auto.lines(false));
+        assert!(ProgressWhen::Always.lines(false));
+        assert!(!ProgressWhen::Never.lines(true));
+    }
 
     #[test]
     fn shard_from_the_flag_or_the_job_index() {
