@@ -428,7 +428,16 @@ impl RegistryClient {
                     tokio::time::sleep(wait).await;
                     attempt += 1;
                 }
-                Ok(resp) => return Ok(resp),
+                Ok(resp) => {
+                    // A 429 this request can no longer retry still tells every other request
+                    // of the session to hold off (with --retry-times 0 too).
+                    if resp.status() == StatusCode::TOO_MANY_REQUESTS
+                        && let Some(wait) = retry_after(resp.headers())
+                    {
+                        self.limits.pause_for(wait);
+                    }
+                    return Ok(resp);
+                }
                 Err(Failure::Request(e)) if transient(&e) && attempt < self.retry_times => {
                     tracing::info!("request failed ({e}); retrying");
                     tokio::time::sleep(backoff(attempt)).await;
