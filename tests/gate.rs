@@ -234,7 +234,11 @@ fn exit_status_tells_rejected_from_usage_from_failure() {
         h.contains("1 rejected") && h.contains("2 bad usage") && h.contains("3 any other"),
         "{h}"
     );
-    assert!(h.contains("CONTAINERS_POLICY_JSON"), "{h}");
+    assert!(
+        h.contains("CONTAINERS_POLICY_JSON")
+            && h.contains("XDG_CONFIG_HOME/containers/policy.json"),
+        "{h}"
+    );
     let h = ferry(&["copy", "--help"]).ok().stdout;
     assert!(h.contains("Exit status"), "{h}");
 }

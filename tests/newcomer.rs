@@ -351,3 +351,30 @@ fn no_signature_says_where_ferry_looked_or_that_nothing_told_it_where() {
     let searched = v["verdict"]["searched"].to_string();
     assert!(searched.contains(&lookaside.url()), "{v}");
 }
+
+#[test]
+fn the_readme_asks_for_the_rust_version_cargo_toml_declares() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let cargo = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
+    let version = cargo
+        .lines()
+        .find_map(|l| l.strip_prefix("rust-version = "))
+        .expect("Cargo.toml declares rust-version")
+        .trim_matches('"');
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    assert!(
+        readme.contains(&format!("Rust {version} or newer")),
+        "README.md must say \"Rust {version} or newer\", as Cargo.toml's rust-version"
+    );
+    for other in readme.match_indices("Rust 1.") {
+        let said: String = readme[other.0 + 5..]
+            .chars()
+            .take_while(|c| c.is_ascii_digit() || *c == '.')
+            .collect();
+        assert_eq!(
+            said.trim_end_matches('.'),
+            version,
+            "README.md names another Rust version"
+        );
+    }
+}

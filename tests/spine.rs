@@ -518,6 +518,25 @@ fn progress_bars_on_a_terminal_plain_lines_in_a_pipe_and_reuse_of_present_blobs(
         r.stderr
     );
     assert!(r.stdout.is_empty(), "stdout is for results: {:?}", r.stdout);
+    // -v keeps the lines (and adds log lines), still without escapes.
+    let r = ferry(&[
+        "copy",
+        "-v",
+        "--policy",
+        policy.to_str().unwrap(),
+        "--store",
+        store.to_str().unwrap(),
+        &src_ref,
+        "store:example.com/p:v",
+    ])
+    .ok();
+    assert!(
+        r.stderr.contains("Writing manifest to image destination")
+            && r.stderr.contains("Copied oci:"),
+        "{:?}",
+        r.stderr
+    );
+    assert!(!r.stderr.contains('\u{1b}'), "{:?}", r.stderr);
     // -q: nothing at all.
     let r = ferry(&[
         "copy",

@@ -213,8 +213,8 @@ pub fn parse_go_duration(text: &str) -> Result<std::time::Duration, String> {
 2 bad usage, 3 any other failure (unreachable, IO, corrupt data).\n\
 skopeo's root flags (--policy, --insecure-policy, --registries.d, --registries-conf, --override-arch, \
 --override-os, --override-variant) may stand before the command, as in skopeo.\n\
-The policy is --policy FILE, else $CONTAINERS_POLICY_JSON, else ~/.config/containers/policy.json, \
-else /etc/containers/policy.json."
+The policy is --policy FILE, else $CONTAINERS_POLICY_JSON, else \
+$XDG_CONFIG_HOME/containers/policy.json (~/.config without it), else /etc/containers/policy.json."
 )]
 pub struct Cli {
     /// Log more (repeat for more detail); RUST_LOG overrides.

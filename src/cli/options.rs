@@ -80,7 +80,8 @@ impl PlatformArgs {
 #[derive(Debug, clap::Args)]
 pub struct PolicyArgs {
     /// The signature policy (containers-policy.json(5)). Default: $CONTAINERS_POLICY_JSON, then
-    /// ~/.config/containers/policy.json, then /etc/containers/policy.json.
+    /// $XDG_CONFIG_HOME/containers/policy.json (~/.config without it), then
+    /// /etc/containers/policy.json.
     #[arg(long, value_name = "FILE")]
     pub policy: Option<PathBuf>,
     /// Accept any image, signed or not, without reading a policy file.
@@ -102,7 +103,7 @@ impl PolicyArgs {
             Some(p) => p.clone(),
             None => Policy::default_path_from_env().context(
                 "no signature policy: none given with --policy, $CONTAINERS_POLICY_JSON is not set, and neither \
-                 ~/.config/containers/policy.json nor /etc/containers/policy.json exists. Write one (see \
+                 $XDG_CONFIG_HOME (or ~/.config)/containers/policy.json nor /etc/containers/policy.json exists. Write one (see \
                  containers-policy.json(5)), or use --insecure-policy to accept any image",
             )?,
         };
