@@ -1209,3 +1209,119 @@ fn a_copy_to_a_registry_keeps_the_attachments_already_there() {
     gen_verifies(&fetched.join("signature-1"), &theirs, &w.digest);
     gen_verifies(&fetched.join("signature-2"), &w.key, &w.digest);
 }
+
+#[test]
+fn sync_carries_sigstore_attachments_judges_them_and_skips_them_when_up_to_date() {
+    let w = world();
+    w.attach_signature("one", &[]);
+    let reg2 = Registry::start();
+    std::fs::write(
+        w.regd.join("dest.yaml"),
+        format!(
+            "docker:\n  {}:\n    use-sigstore-attachments: true\n",
+            reg2.host()
+        ),
+    )
+    .unwrap();
+    let report = w.t.path().join("report.json");
+    let sync = |extra: &[&str]| {
+        let mut a = vec![
+            "sync",
+            "--src",
+            "docker",
+            "--dest",
+            "docker",
+            "--src-tls-verify=false",
+            "--dest-tls-verify=false",
+            "--report",
+            report.to_str().unwrap(),
+        ];
+        a.extend_from_slice(extra);
+        let src = format!("{}/ns/app:v1", w.reg.host());
+        let dst = format!("{}/mirror", reg2.host());
+        a.extend([src.as_str(), dst.as_str()]);
+        w.ferry(&a)
+    };
+    let read_report = || -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap()
+    };
+    sync(&[]).ok();
+    let r = read_report();
+    assert_eq!(r["images"][0]["status"], "copied", "{r:#}");
+    // The attachment is at the mirror, and the independent verifier accepts it there.
+    sgen(&[
+        "fetch-attachment",
+        "--registry",
+        &format!("http://{}", reg2.host()),
+        "--repo",
+        "mirror/app",
+        "--digest",
+        &w.digest,
+        "--out",
+        w.t.path().join("mirrored").to_str().unwrap(),
+        "--pub",
+        w.key.public.to_str().unwrap(),
+    ])
+    .ok();
+    // Up to date, its sigstore signature present: skipped.
+    sync(&[]).ok();
+    assert_eq!(read_report()["images"][0]["status"], "skipped");
+
+    // An image whose only signature is by another key is rejected by the gate, and sync says
+    // so in its exit status and its report.
+    let other = keygen(w.t.path(), "stranger", "ecdsa-p256");
+    let (p, s) = sign(w.t.path(), "stranger", &other, &w.digest, &w.identity);
+    sgen(&[
+        "attach",
+        "--registry",
+        &format!("http://{}", w.reg.host()),
+        "--repo",
+        "ns/other",
+        "--digest",
+        &w.digest,
+        "--sig",
+        &format!("{}:{}", p.display(), s.display()),
+    ])
+    .ok();
+    let lax = insecure_policy(w.t.path());
+    ferry(&[
+        "copy",
+        "-q",
+        "--policy",
+        lax.to_str().unwrap(),
+        "--src-tls-verify=false",
+        "--dest-tls-verify=false",
+        "--remove-signatures",
+        &format!("docker://{}", w.identity),
+        &format!("docker://{}/ns/other:v1", w.reg.host()),
+    ])
+    .ok();
+    let mut a = vec![
+        "sync",
+        "--src",
+        "docker",
+        "--dest",
+        "docker",
+        "--src-tls-verify=false",
+        "--dest-tls-verify=false",
+        "--report",
+        report.to_str().unwrap(),
+    ];
+    let src = format!("{}/ns/other:v1", w.reg.host());
+    let dst = format!("{}/mirror", reg2.host());
+    a.extend([src.as_str(), dst.as_str()]);
+    let out = w.ferry(&a).code(1);
+    let r = read_report();
+    assert_eq!(
+        r["images"][0]["status"], "rejected",
+        "{r:#}\n{}",
+        out.stderr
+    );
+    assert!(
+        r["images"][0]["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("cryptographic signature verification failed"),
+        "{r:#}"
+    );
+}
