@@ -378,3 +378,42 @@ fn the_readme_asks_for_the_rust_version_cargo_toml_declares() {
         );
     }
 }
+
+#[test]
+fn no_route_and_an_unresolvable_name_are_said_in_words_without_tls_advice() {
+    // In a network namespace of its own (only a loopback that is down), nothing can leave the
+    // process: a connection has no route, and a name lookup fails before any packet is sent.
+    let unshare = support::require_tool("unshare", "util-linux");
+    let probe = run(std::process::Command::new(&unshare).args(["-n", "true"]));
+    assert_eq!(
+        probe.code, 0,
+        "this test runs ferry in a new network namespace (`unshare -n`, as root or with user \
+         namespaces enabled): {}",
+        probe.stderr
+    );
+    let in_no_network = |image: &str| {
+        run(std::process::Command::new(&unshare)
+            .arg("-n")
+            .arg(support::ferry_bin())
+            .args(["inspect", "--retry-times", "0", image])
+            .env("NO_COLOR", "1"))
+    };
+    let r = in_no_network("docker://127.0.0.1:5000/a/b:1");
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("no route to 127.0.0.1:5000") && !r.stderr.contains("tls-verify"),
+        "{}",
+        r.stderr
+    );
+    quiet_stderr(&r);
+    let r = in_no_network("docker://registry.invalid/a/b:1");
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("cannot resolve the host name of registry.invalid")
+            && !r.stderr.contains("tls-verify"),
+        "{}",
+        r.stderr
+    );
+    quiet_stderr(&r);
+}
