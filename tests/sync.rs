@@ -2,7 +2,8 @@
 //! YAML (tag lists, a tag regex, a semver range) compared with skopeo sync itself, lookaside
 //! signatures, --keep-going over an unreachable repository and a rejected image, a no-op re-run
 //! counted request by request through an in-test proxy, a sync killed with SIGKILL and run
-//! again, four shards, and a 429 that pauses the whole registry.
+//! again, four shards, a 429 that pauses the whole registry, and the caps, tokens and connections
+//! that the images of one sync share, measured at a slow token-auth proxy.
 
 mod support;
 
@@ -1114,6 +1115,212 @@ fn throttled_sync(retry_times: Option<&str>) {
         );
     }
     assert_eq!(copied, if retry_times.is_some() { 3 } else { 4 }, "{rep:#}");
+}
+
+/// A byte pipe on 127.0.0.1 in front of `upstream` that counts the TCP connections it accepts
+/// (HTTP keep-alive passes through, so a client that pools its connections opens few).
+fn connection_counter(upstream: String) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
+    let host = listener.local_addr().unwrap().to_string();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            count.fetch_add(1, Ordering::SeqCst);
+            let Ok(server) = TcpStream::connect(&upstream) else {
+                continue;
+            };
+            let (mut c2, mut s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+            let (mut c1, mut s1) = (client, server);
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut c1, &mut s1);
+                let _ = s1.shutdown(std::net::Shutdown::Write);
+            });
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut s2, &mut c2);
+                let _ = c2.shutdown(std::net::Shutdown::Write);
+            });
+        }
+    });
+    (host, accepted)
+}
+
+/// The most intervals `[t, t + window]` (one per arrival) that overlap at any instant.
+fn most_at_once(arrivals: &[Instant], window: Duration) -> usize {
+    let mut t: Vec<Instant> = arrivals.to_vec();
+    t.sort();
+    // 2 ms short of the window: an answer sent exactly at its end and the next request's
+    // arrival are not counted as overlapping on a timer's rounding.
+    let w = window - Duration::from_millis(2);
+    (0..t.len())
+        .map(|i| t[..=i].iter().filter(|a| t[i] - **a < w).count())
+        .max()
+        .unwrap_or(0)
+}
+
+/// The source registry behind a proxy that wants bearer tokens (its token service asks for the
+/// YAML's `credentials`) and answers every registry request 40 ms late; what `--parallel-blobs`
+/// and `--registry-requests` promise is measured at the proxy, and the token service counts
+/// what it issues. A second, uncapped run shows the measurement sees more when nothing caps it.
+#[test]
+fn images_share_tokens_and_connections_and_the_caps_hold_across_images() {
+    let repos = ["ns/s0", "ns/s1", "ns/s2", "ns/s3"];
+    let w = World::new(&repos, &["v1", "v2"], 20_000, |_, _| false);
+    let delay = Duration::from_millis(40);
+    let arrivals: Arc<Mutex<Vec<(Instant, String)>>> = Arc::new(Mutex::new(Vec::new()));
+    let issued: Arc<Mutex<Vec<String>>> = Arc::new(Mutex::new(Vec::new()));
+    let proxy_host: Arc<std::sync::OnceLock<String>> = Arc::new(std::sync::OnceLock::new());
+    let (log, tokens, me) = (arrivals.clone(), issued.clone(), proxy_host.clone());
+    // "robot:pw" in base64.
+    let basic = "Basic cm9ib3Q6cHc=";
+    let proxy = HttpServer::start(
+        Arc::new(move |req: &Request| {
+            if req.path.starts_with("/token") {
+                if req.header("authorization") != Some(basic) {
+                    return Reply::status(401);
+                }
+                let mut t = tokens.lock().unwrap();
+                let scopes: Vec<&str> = req
+                    .path
+                    .split(['?', '&'])
+                    .filter(|p| p.starts_with("scope="))
+                    .collect();
+                t.push(scopes.join(" "));
+                return Reply::ok(
+                    "application/json",
+                    format!(r#"{{"token":"tok{}","expires_in":300}}"#, t.len()),
+                );
+            }
+            if !req
+                .header("authorization")
+                .is_some_and(|a| a.starts_with("Bearer tok"))
+            {
+                let realm = format!("http://{}/token", me.get().unwrap());
+                return Reply::Bytes {
+                    status: 401,
+                    headers: vec![(
+                        "WWW-Authenticate".into(),
+                        format!(r#"Bearer realm="{realm}",service="ferry-test""#),
+                    )],
+                    body: br#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}"#.to_vec(),
+                };
+            }
+            log.lock()
+                .unwrap()
+                .push((Instant::now(), format!("{} {}", req.method, req.path)));
+            Reply::Delayed(delay, Box::new(Reply::forward()))
+        }),
+        Some(w.src.host()),
+    );
+    proxy_host.set(proxy.host()).unwrap();
+    let yaml = w.write(
+        "sync.yaml",
+        &format!(
+            "{}:\n  tls-verify: false\n  credentials:\n    username: robot\n    password: pw\n  images:\n{}",
+            proxy.host(),
+            repos
+                .iter()
+                .map(|r| format!("    {r}: [v1, v2]\n"))
+                .collect::<String>()
+        ),
+    );
+    let (dst_host, dst_connections) = connection_counter(w.dst.host());
+    let dest = format!("{dst_host}/m");
+    let caps = [
+        "--parallel-images",
+        "4",
+        "--parallel-blobs",
+        "2",
+        "--registry-requests",
+        "3",
+    ];
+    let mut args = vec!["--src", "yaml", "--dest", "docker"];
+    args.extend(caps);
+    args.extend([yaml.to_str().unwrap(), dest.as_str()]);
+    let r = w.ferry_sync(&args).ok();
+    assert!(r.stderr.contains("8 images: 8 copied"), "{}", r.stderr);
+    for ((repo, tag), digest) in &w.images {
+        let at = format!("m/{}", repo.trim_start_matches("ns/"));
+        assert_eq!(digest_of(&w.dst.host(), &at, tag).as_ref(), Some(digest));
+    }
+
+    let seen: Vec<(Instant, String)> = arrivals.lock().unwrap().drain(..).collect();
+    let all: Vec<Instant> = seen.iter().map(|(t, _)| *t).collect();
+    let blobs: Vec<Instant> = seen
+        .iter()
+        .filter(|(_, r)| r.starts_with("GET ") && r.contains("/blobs/"))
+        .map(|(t, _)| *t)
+        .collect();
+    let (capped_requests, capped_blobs) = (most_at_once(&all, delay), most_at_once(&blobs, delay));
+    assert!(
+        capped_requests <= 3,
+        "--registry-requests 3, yet {capped_requests} requests were at the source at once"
+    );
+    assert!(
+        capped_blobs <= 2,
+        "--parallel-blobs 2, yet {capped_blobs} blobs were fetched at once"
+    );
+    // Four images ran at once, so the caps were what held them back.
+    assert!(capped_requests >= 2, "{capped_requests}");
+    assert!(!blobs.is_empty());
+
+    // One token per repository, shared by both tags of it and by every request of them: a
+    // token cache per image would fetch one per image at least.
+    let tokens: Vec<String> = issued.lock().unwrap().drain(..).collect();
+    let distinct: BTreeSet<&String> = tokens.iter().collect();
+    assert_eq!(
+        distinct.len(),
+        tokens.len(),
+        "a token fetched twice: {tokens:#?}"
+    );
+    assert!(
+        tokens.len() <= repos.len(),
+        "more tokens than repositories: {tokens:#?}"
+    );
+    // One connection pool for the destination registry, shared by all eight images (a pool
+    // per image opens one connection per image at least). The pool holds what was in flight
+    // at once: the 3 requests the cap lets through and the bodies still being read.
+    let opened = dst_connections.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        opened < w.images.len(),
+        "{opened} connections to the destination for {} images",
+        w.images.len()
+    );
+
+    // The same sync without the caps, to a registry that has none of it yet: the proxy sees more
+    // at once, so the bounds above are the caps' doing and not the test's.
+    let other = support::registry::Registry::start();
+    let dest = format!("{}/m", other.host());
+    let r = w
+        .ferry_sync(&[
+            "--src",
+            "yaml",
+            "--dest",
+            "docker",
+            "--parallel-images",
+            "4",
+            "--parallel-blobs",
+            "16",
+            "--registry-requests",
+            "0",
+            yaml.to_str().unwrap(),
+            &dest,
+        ])
+        .ok();
+    assert!(r.stderr.contains("8 images: 8 copied"), "{}", r.stderr);
+    let seen: Vec<(Instant, String)> = arrivals.lock().unwrap().drain(..).collect();
+    let all: Vec<Instant> = seen.iter().map(|(t, _)| *t).collect();
+    let blobs: Vec<Instant> = seen
+        .iter()
+        .filter(|(_, r)| r.starts_with("GET ") && r.contains("/blobs/"))
+        .map(|(t, _)| *t)
+        .collect();
+    let (free_requests, free_blobs) = (most_at_once(&all, delay), most_at_once(&blobs, delay));
+    assert!(
+        free_requests > 3 && free_blobs > 2,
+        "uncapped: {free_requests} requests and {free_blobs} blobs at once (capped: {capped_requests}, {capped_blobs})"
+    );
 }
 
 #[test]

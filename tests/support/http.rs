@@ -110,6 +110,9 @@ pub enum Reply {
         /// The rate of the body.
         bytes_per_second: usize,
     },
+    /// Wait `0`, then answer with `1` (which is not itself `Delayed`): a server that takes
+    /// its time, so that requests overlap and their concurrency can be measured.
+    Delayed(Duration, Box<Reply>),
     /// Pass the request to the upstream; optionally cut the answer after `cut_after` bytes
     /// (a reset) or flip the byte at `corrupt_at` (counted from the start of the body).
     Forward {
@@ -435,10 +438,14 @@ async fn serve(stream: TcpStream, shared: Shared) -> std::io::Result<()> {
         .lock()
         .ok()
         .and_then(|r| r.get(&path).cloned());
-    let reply = match routed {
+    let mut reply = match routed {
         Some(r) => r,
         None => (shared.handler)(&req),
     };
+    if let Reply::Delayed(wait, inner) = reply {
+        tokio::time::sleep(wait).await;
+        reply = *inner;
+    }
     let mut stream = reader.into_inner();
     match reply {
         Reply::Bytes {
@@ -540,6 +547,15 @@ async fn serve(stream: TcpStream, shared: Shared) -> std::io::Result<()> {
                 count_sent(&shared, &path, chunk.len());
                 tokio::time::sleep(tick).await;
             }
+        }
+        Reply::Delayed(..) => {
+            let body = "a Delayed reply inside a Delayed reply is not supported\n";
+            let head = format!(
+                "HTTP/1.1 500 Internal Server Error\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            stream.write_all(head.as_bytes()).await?;
+            stream.write_all(body.as_bytes()).await?;
         }
         Reply::Forward {
             cut_after,
