@@ -1638,6 +1638,134 @@ fn directories_oci_layouts_and_the_store_as_skopeo_names_them_and_incrementally(
     );
 }
 
+/// A directory tree to a registry (skopeo sync's `--src dir --dest docker`), with the flags a
+/// mirror job passes: `--all` over a list, `--append-suffix`, `--preserve-digests`, and the
+/// signature modes applied image by image. The bundled demo image has a trusted signature, an
+/// HTML page in slot 2 and an untrusted signature: copy-all refuses it, sufficient-subset
+/// mirrors it with the two readable signatures and a warning for slot 2.
+#[test]
+fn a_directory_tree_to_a_registry_with_all_a_suffix_and_each_signature_mode() {
+    // (World needs one image at the source registry; this test reads from a directory tree.)
+    let w = World::new(&["ns/unused"], &["v1"], 1_000, |_, _| false);
+    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/demo");
+    let tree = w.path("tree");
+    std::fs::create_dir_all(tree.join("hello:1")).unwrap();
+    for e in std::fs::read_dir(demo.join("hello-dir")).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), tree.join("hello:1").join(e.file_name())).unwrap();
+    }
+    // A two-platform list, written into the tree by ferry itself.
+    let layout = w.path("layout");
+    let (list, list_digest, instances) = make_oci_index(&layout, "v1", 77, &["amd64", "arm64"]);
+    let insecure = insecure_policy(w.t.path());
+    ferry(&[
+        "copy",
+        "-q",
+        "--all",
+        "--policy",
+        insecure.to_str().unwrap(),
+        &format!("oci:{}:v1", layout.display()),
+        &format!("dir:{}", tree.join("multi:v1").display()),
+    ])
+    .ok();
+    assert_eq!(
+        std::fs::read(tree.join("multi:v1/manifest.json")).unwrap(),
+        list
+    );
+    // The demo's key for the demo image's directory; anything else is accepted.
+    let policy = format!(
+        r#"{{"default":[{{"type":"insecureAcceptAnything"}}],"transports":{{"dir":{{"{dir}":[{{"type":"signedBy","keyType":"GPGKeys","keyPath":"{key}","signedIdentity":{{"type":"exactReference","dockerReference":"registry.demo.ferry.invalid/hello:1"}}}}]}}}}}}"#,
+        dir = tree.join("hello:1").display(),
+        key = demo.join("keys/release.asc").display()
+    );
+    let w = w.with_policy(&policy);
+    let dest = format!("{}/m", w.dst.host());
+    let rep_file = w.path("report.json");
+    let sync = |mode: &str| {
+        w.ferry_sync(&[
+            "--src",
+            "dir",
+            "--dest",
+            "docker",
+            "--all",
+            "--append-suffix",
+            "-mirror",
+            "--preserve-digests",
+            "--keep-going",
+            "--signatures",
+            mode,
+            "--report",
+            rep_file.to_str().unwrap(),
+            tree.to_str().unwrap(),
+            &dest,
+        ])
+    };
+    let by_source = |rep: &serde_json::Value, name: &str| {
+        rep["images"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["source"].as_str().unwrap().ends_with(name))
+            .unwrap_or_else(|| panic!("{name} in {rep:#}"))
+            .clone()
+    };
+
+    // copy-all: the demo image is refused (slot 2 cannot be read), the list lands whole.
+    let r = sync("copy-all");
+    assert_eq!(r.code, 1, "a rejection is exit status 1: {}", r.stderr);
+    let rep = report(&rep_file);
+    let hello = by_source(&rep, "hello:1");
+    assert_eq!(hello["status"], "rejected", "{hello:#}");
+    assert_eq!(
+        hello["destination"],
+        format!("docker://{dest}/hello:1-mirror")
+    );
+    assert!(tags(&w.dst.host(), "m/hello").is_empty(), "nothing written");
+    let multi = by_source(&rep, "multi:v1");
+    assert_eq!(multi["status"], "copied", "{multi:#}");
+    assert_eq!(
+        tags(&w.dst.host(), "m/multi"),
+        BTreeSet::from(["v1-mirror".to_string()])
+    );
+    assert_eq!(
+        digest_of(&w.dst.host(), "m/multi", "v1-mirror"),
+        Some(list_digest.clone()),
+        "--preserve-digests: the list's digest is the source's"
+    );
+    for img in &instances {
+        let (status, _, body) = http(
+            "GET",
+            &w.dst.host(),
+            &format!("/v2/m/multi/manifests/{}", img.digest),
+            Some(ACCEPT),
+        );
+        assert_eq!(status, 200, "--all copied the {} instance", img.digest);
+        assert_eq!(body, img.manifest);
+    }
+
+    // sufficient-subset: the demo image lands with signatures 1 and 3, slot 2 a warning; the
+    // list is up to date and skipped.
+    sync("sufficient-subset").ok();
+    let rep = report(&rep_file);
+    let hello = by_source(&rep, "hello:1");
+    assert_eq!(hello["status"], "copied", "{hello:#}");
+    assert_eq!(hello["signatures_written"], 2, "{hello:#}");
+    let warnings = hello["warnings"].to_string();
+    assert!(warnings.contains("signature-2"), "{hello:#}");
+    assert_eq!(by_source(&rep, "multi:v1")["status"], "skipped");
+    let digest = sha256(&std::fs::read(tree.join("hello:1/manifest.json")).unwrap());
+    assert_eq!(
+        digest_of(&w.dst.host(), "m/hello", "1-mirror").as_ref(),
+        Some(&digest)
+    );
+    let src_sigs = |n: u32| std::fs::read(tree.join(format!("hello:1/signature-{n}"))).unwrap();
+    assert_eq!(
+        w.dst_signatures("m/hello", &digest),
+        vec![src_sigs(1), src_sigs(3)],
+        "the readable signatures, byte for byte"
+    );
+}
+
 #[test]
 fn a_sigstore_signed_image_in_an_oci_layout_is_up_to_date_on_a_re_run() {
     // An OCI layout keeps sigstore signatures (the `.sig` attachment in index.json): a re-run

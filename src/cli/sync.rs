@@ -57,8 +57,15 @@ pub struct SyncArgs {
     /// its last element (app:v1).
     #[arg(long)]
     scoped: bool,
-    /// Append this to every destination name (after the tag, for registries).
-    #[arg(long, value_name = "SUFFIX", default_value = "")]
+    /// Append this to every destination name (after the tag, for registries): `--append-suffix
+    /// -mirror` makes app:v1 app:v1-mirror.
+    // A suffix usually starts with '-', which skopeo's flag parser takes as the value.
+    #[arg(
+        long,
+        value_name = "SUFFIX",
+        default_value = "",
+        allow_hyphen_values = true
+    )]
     append_suffix: String,
     /// Copy the whole list of images and every image in it, not only the one for this platform.
     #[arg(short = 'a', long, conflicts_with = "platform")]
