@@ -820,7 +820,39 @@ fn a_registry_with_the_referrers_api_is_read_and_written_through_it() {
         BUNDLE_TYPE,
         &["--predicate-type", SIGN_PREDICATE, "--no-fallback-tag"],
     );
-    assert_eq!(pa.referrers("ns/app", &w.digest), vec![sig.clone()]);
+    // An attestation and an SBOM through the API too, the way cosign 3 attaches them.
+    let att_bundle = w.k.bundle(
+        &w.digest,
+        "api-att",
+        &[
+            "--dsse",
+            "--predicate-type",
+            "https://slsa.dev/provenance/v1",
+        ],
+    );
+    let att = push_referrer(
+        &pa.host(),
+        &w.digest,
+        &att_bundle,
+        BUNDLE_TYPE,
+        &[
+            "--predicate-type",
+            "https://slsa.dev/provenance/v1",
+            "--no-fallback-tag",
+        ],
+    );
+    let sbom_file = w.t.path().join("api-sbom.spdx.json");
+    std::fs::write(&sbom_file, br#"{"spdxVersion":"SPDX-2.3","name":"api"}"#).unwrap();
+    let sbom = push_referrer(
+        &pa.host(),
+        &w.digest,
+        &sbom_file,
+        "application/spdx+json",
+        &["--no-fallback-tag"],
+    );
+    let mut attached = vec![sig.clone(), att.clone(), sbom.clone()];
+    attached.sort();
+    assert_eq!(pa.referrers("ns/app", &w.digest), attached);
     let out = w
         .ferry(&["policy", "check", "--tls-verify=false", &image])
         .ok();
@@ -832,7 +864,39 @@ fn a_registry_with_the_referrers_api_is_read_and_written_through_it() {
         &format!("docker://{}/ns/app:v1", pb.host()),
     )
     .ok();
-    assert_eq!(pb.referrers("ns/app", &w.digest), vec![sig.clone()]);
+    assert_eq!(pb.referrers("ns/app", &w.digest), attached);
+    for d in &attached {
+        assert_eq!(
+            manifest_at(&a.host(), "ns/app", d),
+            manifest_at(&b.host(), "ns/app", d),
+            "{d} byte for byte"
+        );
+    }
+    // Read through the API into an OCI layout: all three land in its index.json.
+    let layout = w.t.path().join("api-layout");
+    w.copy(
+        &["--referrers", "all"],
+        &image,
+        &format!("oci:{}:v1", layout.display()),
+    )
+    .ok();
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let mut in_layout: Vec<String> = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m.get("artifactType").is_some())
+        .map(|m| m["digest"].as_str().unwrap().to_string())
+        .collect();
+    in_layout.sort();
+    assert_eq!(in_layout, attached);
+    // The default (--referrers signatures) reads the API too, and takes the signature only.
+    let c = Registry::start();
+    let pc = support::referrers::ReferrersRegistry::start(&c.host());
+    w.copy(&[], &image, &format!("docker://{}/ns/app:v1", pc.host()))
+        .ok();
+    assert_eq!(pc.referrers("ns/app", &w.digest), vec![sig.clone()]);
     let tags = run(std::process::Command::new("python3").args([
         "-c",
         &format!("import urllib.request as u;print(u.urlopen('http://{}/v2/ns/app/tags/list').read().decode())", b.host()),
