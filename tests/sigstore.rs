@@ -185,6 +185,61 @@ fn an_attached_cosign_signature_is_accepted_and_copied_to_every_destination() {
         list.contains("sigstore-json") && list.contains("accepted by requirement 1"),
         "{list}"
     );
+    // show decodes the cosign payload; export gives the stored signature back in the file form
+    // the generator reads; verify judges it again now, and refuses it under another key.
+    let show = ferry(&[
+        "signatures",
+        "show",
+        "--store",
+        s,
+        "store:example.com/app:v1",
+    ])
+    .ok()
+    .stdout;
+    assert!(
+        show.contains(&w.digest) && show.contains("cosign container image signature"),
+        "{show}"
+    );
+    let exported = w.t.path().join("exported");
+    ferry(&[
+        "signatures",
+        "export",
+        "--store",
+        s,
+        "store:example.com/app:v1",
+        exported.to_str().unwrap(),
+    ])
+    .ok();
+    gen_verifies(&exported.join("signature-1"), &w.key, &w.digest);
+    assert_eq!(
+        sha256(&std::fs::read(exported.join("manifest.json")).unwrap()),
+        w.digest
+    );
+    let verify = |policy: &Path| {
+        ferry(&[
+            "signatures",
+            "verify",
+            "--store",
+            s,
+            "--policy",
+            policy.to_str().unwrap(),
+            "store:example.com/app:v1",
+        ])
+    };
+    verify(&w.policy).ok();
+    let other = keygen(w.t.path(), "other", "ecdsa-p256");
+    let wrong = w.t.path().join("wrong.json");
+    std::fs::write(
+        &wrong,
+        std::fs::read_to_string(&w.policy).unwrap().replace(
+            w.key.public.to_str().unwrap(),
+            other.public.to_str().unwrap(),
+        ),
+    )
+    .unwrap();
+    let refused = verify(&wrong).code(1);
+    let text = format!("{}{}", refused.stdout, refused.stderr);
+    assert!(text.contains("rejected"), "{text}");
 
     // dir: signature-1 is the signature in containers/image's file form; the generator verifies it.
     let dir = w.t.path().join("dir");
