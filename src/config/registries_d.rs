@@ -359,14 +359,45 @@ impl RegistriesConfig {
         &self,
         image: &DockerReference,
     ) -> Result<BundleIdentity, RegistriesDError> {
-        match self
-            .sections(image)
-            .find_map(|s| s.sigstore_bundle_identity.as_deref())
-        {
-            None | Some("named") => Ok(BundleIdentity::Named),
-            Some("attached-image") => Ok(BundleIdentity::AttachedImage),
-            Some(other) => Err(RegistriesDError::Invalid(format!(
-                "sigstore-bundle-identity for {} is {other:?}; use named or attached-image",
+        // The most specific scope that sets it, with where it was set (for the error).
+        let file_of = |p: Option<&PathBuf>| {
+            p.or(self.origin.as_ref())
+                .map(|p| p.display().to_string())
+                .unwrap_or_default()
+        };
+        let set = image
+            .scopes()
+            .into_iter()
+            .find_map(|scope| {
+                let value = self
+                    .docker
+                    .get(&scope)?
+                    .sigstore_bundle_identity
+                    .as_deref()?;
+                Some((
+                    value,
+                    format!(
+                        "{}, docker scope {scope:?}",
+                        file_of(self.files.get(&scope))
+                    ),
+                ))
+            })
+            .or_else(|| {
+                let value = self
+                    .default_docker
+                    .as_ref()?
+                    .sigstore_bundle_identity
+                    .as_deref()?;
+                Some((
+                    value,
+                    format!("{}, default-docker", file_of(self.default_file.as_ref())),
+                ))
+            });
+        match set {
+            None | Some(("named", _)) => Ok(BundleIdentity::Named),
+            Some(("attached-image", _)) => Ok(BundleIdentity::AttachedImage),
+            Some((other, at)) => Err(RegistriesDError::Invalid(format!(
+                "{at}: sigstore-bundle-identity is {other:?} (for {}); use named or attached-image",
                 image.name()
             ))),
         }
@@ -496,6 +527,41 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("/etc/x/bad.yaml") && e.contains("line 2"), "{e}");
+    }
+
+    #[test]
+    fn sigstore_bundle_identity_takes_the_most_specific_scope_and_names_a_bad_value_s_file() {
+        let c = RegistriesConfig::from_yaml(
+            "default-docker:\n  sigstore-bundle-identity: attached-image\ndocker:\n  example.com/ns:\n    sigstore-bundle-identity: Attached\n  example.com/ok:\n    sigstore-bundle-identity: named\n",
+            Path::new("/etc/containers/registries.d/f.yaml"),
+        )
+        .unwrap();
+        assert_eq!(
+            c.sigstore_bundle_identity(&r("other.example/a:1")).unwrap(),
+            BundleIdentity::AttachedImage
+        );
+        assert_eq!(
+            c.sigstore_bundle_identity(&r("example.com/ok/a:1"))
+                .unwrap(),
+            BundleIdentity::Named
+        );
+        let e = c
+            .sigstore_bundle_identity(&r("example.com/ns/a:1"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("/etc/containers/registries.d/f.yaml")
+                && e.contains("\"example.com/ns\"")
+                && e.contains("\"Attached\"")
+                && e.contains("use named or attached-image"),
+            "{e}"
+        );
+        assert_eq!(
+            yaml("")
+                .sigstore_bundle_identity(&r("a.example/b:1"))
+                .unwrap(),
+            BundleIdentity::Named
+        );
     }
 
     #[test]
