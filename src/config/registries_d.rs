@@ -247,13 +247,37 @@ impl RegistriesConfig {
     }
 
     /// The sections that apply to `image`, most specific first: its full identity, its
-    /// namespaces, `*.domain` wildcards, then `default-docker`.
-    fn sections(&self, image: &DockerReference) -> impl Iterator<Item = &Section> {
+    /// namespaces, `*.domain` wildcards, then `default-docker`; each with where it is
+    /// (`None` for `default-docker`), for [`Self::describe`].
+    fn located_sections(
+        &self,
+        image: &DockerReference,
+    ) -> impl Iterator<Item = (Option<String>, &Section)> {
         image
             .scopes()
             .into_iter()
-            .filter_map(|s| self.docker.get(&s))
-            .chain(self.default_docker.iter())
+            .filter_map(|s| self.docker.get(&s).map(|sec| (Some(s), sec)))
+            .chain(self.default_docker.iter().map(|sec| (None, sec)))
+    }
+
+    fn sections(&self, image: &DockerReference) -> impl Iterator<Item = &Section> {
+        self.located_sections(image).map(|(_, sec)| sec)
+    }
+
+    /// A section's place for messages: "…/registries.d/x.yaml, docker scope \"example.com\""
+    /// or "…/x.yaml, default-docker".
+    fn describe(&self, scope: Option<&str>) -> String {
+        let file = match scope {
+            Some(s) => self.files.get(s),
+            None => self.default_file.as_ref(),
+        }
+        .or(self.origin.as_ref())
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+        match scope {
+            Some(s) => format!("{file}, docker scope {s:?}"),
+            None => format!("{file}, default-docker"),
+        }
     }
 
     fn top_level(&self, image: &DockerReference, write: bool) -> Option<&str> {
@@ -268,33 +292,9 @@ impl RegistriesConfig {
     /// Where the lookaside URL for reading `image`'s signatures is configured: the scope and
     /// the file that defined it, for messages ("…/registries.d/x.yaml, scope example.com").
     pub fn read_source(&self, image: &DockerReference) -> Option<String> {
-        for s in image.scopes() {
-            if let Some(sec) = self.docker.get(&s)
-                && sec.top_level(false).is_some()
-            {
-                let file = self
-                    .files
-                    .get(&s)
-                    .or(self.origin.as_ref())
-                    .map(|p| p.display().to_string())
-                    .unwrap_or_default();
-                return Some(format!("{file}, docker scope {s:?}"));
-            }
-        }
-        if self
-            .default_docker
-            .as_ref()
-            .is_some_and(|d| d.top_level(false).is_some())
-        {
-            let file = self
-                .default_file
-                .as_ref()
-                .or(self.origin.as_ref())
-                .map(|p| p.display().to_string())
-                .unwrap_or_default();
-            return Some(format!("{file}, default-docker"));
-        }
-        None
+        self.located_sections(image)
+            .find(|(_, sec)| sec.top_level(false).is_some())
+            .map(|(scope, _)| self.describe(scope.as_deref()))
     }
 
     /// Where signatures of `image` are read from: the most specific `lookaside` (or legacy
@@ -359,45 +359,15 @@ impl RegistriesConfig {
         &self,
         image: &DockerReference,
     ) -> Result<BundleIdentity, RegistriesDError> {
-        // The most specific scope that sets it, with where it was set (for the error).
-        let file_of = |p: Option<&PathBuf>| {
-            p.or(self.origin.as_ref())
-                .map(|p| p.display().to_string())
-                .unwrap_or_default()
-        };
-        let set = image
-            .scopes()
-            .into_iter()
-            .find_map(|scope| {
-                let value = self
-                    .docker
-                    .get(&scope)?
-                    .sigstore_bundle_identity
-                    .as_deref()?;
-                Some((
-                    value,
-                    format!(
-                        "{}, docker scope {scope:?}",
-                        file_of(self.files.get(&scope))
-                    ),
-                ))
-            })
-            .or_else(|| {
-                let value = self
-                    .default_docker
-                    .as_ref()?
-                    .sigstore_bundle_identity
-                    .as_deref()?;
-                Some((
-                    value,
-                    format!("{}, default-docker", file_of(self.default_file.as_ref())),
-                ))
-            });
+        let set = self
+            .located_sections(image)
+            .find_map(|(scope, sec)| Some((sec.sigstore_bundle_identity.as_deref()?, scope)));
         match set {
             None | Some(("named", _)) => Ok(BundleIdentity::Named),
             Some(("attached-image", _)) => Ok(BundleIdentity::AttachedImage),
-            Some((other, at)) => Err(RegistriesDError::Invalid(format!(
-                "{at}: sigstore-bundle-identity is {other:?} (for {}); use named or attached-image",
+            Some((other, scope)) => Err(RegistriesDError::Invalid(format!(
+                "{}: sigstore-bundle-identity is {other:?} (for {}); use named or attached-image",
+                self.describe(scope.as_deref()),
                 image.name()
             ))),
         }
@@ -562,6 +532,25 @@ mod tests {
                 .unwrap(),
             BundleIdentity::Named
         );
+    }
+
+    #[test]
+    fn read_source_names_the_file_and_scope_of_the_lookaside_in_use() {
+        let c = RegistriesConfig::from_yaml(
+            "default-docker:\n  lookaside: https://d.example/s\ndocker:\n  example.com/ns:\n    use-sigstore-attachments: true\n  example.com/ns/a:\n    lookaside: https://a.example/s\n",
+            Path::new("/etc/containers/registries.d/f.yaml"),
+        )
+        .unwrap();
+        assert_eq!(
+            c.read_source(&r("example.com/ns/a:1")).as_deref(),
+            Some("/etc/containers/registries.d/f.yaml, docker scope \"example.com/ns/a\"")
+        );
+        // A more specific section without a lookaside does not hide default-docker's.
+        assert_eq!(
+            c.read_source(&r("example.com/ns/b:1")).as_deref(),
+            Some("/etc/containers/registries.d/f.yaml, default-docker")
+        );
+        assert_eq!(yaml("").read_source(&r("example.com/ns/b:1")), None);
     }
 
     #[test]
