@@ -561,6 +561,7 @@ impl History {
             platform: None,
             searched: &[],
             bundles,
+            attached_unreadable: &[],
         };
         let judgement = match policy::gate(policy, &as_pulled, SignatureMode::CopyAll, &[input]) {
             Ok(a) => a.judgements().first().cloned(),

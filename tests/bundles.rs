@@ -1000,6 +1000,118 @@ fn an_unreadable_referrer_is_an_unreadable_signature_under_the_modes() {
     );
 }
 
+/// Issue 25: whether an unreadable attached artifact (not a signature: an SBOM) stops a copy is the gate's decision, so
+/// `policy check`, `sync --dry-run` and copy agree, and copy-all's refusal is a rejection (exit 1,
+/// "not trusted as it is"), not a failure to read (exit 3).
+#[test]
+fn an_unreadable_sbom_is_refused_by_the_gate_in_copy_all_and_a_warning_elsewhere() {
+    let w = attached_world();
+    let proxy = support::http::HttpServer::start(
+        std::sync::Arc::new(|_: &support::http::Request| support::http::Reply::forward()),
+        Some(w.reg.host()),
+    );
+    proxy.set_route(
+        &format!("/v2/ns/app/manifests/{}", w.sbom),
+        support::http::Reply::status(500),
+    );
+    let image = format!("docker://{}/ns/app:v1", proxy.host());
+    let reg2 = Registry::start();
+    let dst = format!("docker://{}/ns/app:v1", reg2.host());
+
+    let out = w.copy(&["--referrers", "all"], &image, &dst).code(1);
+    let text = said(&out);
+    assert!(
+        text.contains(&w.sbom)
+            && text.contains("500")
+            && text.contains("copies everything attached or nothing")
+            && text.contains("--referrers signatures"),
+        "{text}"
+    );
+    assert!(
+        referrers_at(&reg2.host(), "ns/app", &w.digest).is_empty(),
+        "a refused copy writes nothing"
+    );
+    let out = w
+        .ferry(&[
+            "policy",
+            "check",
+            "--tls-verify=false",
+            "--referrers",
+            "all",
+            &image,
+        ])
+        .code(1);
+    assert!(
+        out.stdout.contains("REFUSED")
+            && out
+                .stdout
+                .contains("attached artifact(s) could not be read"),
+        "{}",
+        said(&out)
+    );
+    let out = w
+        .ferry(&[
+            "policy",
+            "check",
+            "--tls-verify=false",
+            "--referrers",
+            "all",
+            "--signatures",
+            "sufficient-subset",
+            &image,
+        ])
+        .ok();
+    assert!(
+        out.stdout.contains("ADMITTED") && out.stdout.contains(&w.sbom),
+        "{}",
+        said(&out)
+    );
+    let yaml = w.t.path().join("sync.yaml");
+    std::fs::write(
+        &yaml,
+        format!(
+            "{}:\n  tls-verify: false\n  images:\n    ns/app: [v1]\n",
+            proxy.host()
+        ),
+    )
+    .unwrap();
+    let out = w
+        .ferry(&[
+            "sync",
+            "--src",
+            "yaml",
+            "--dest",
+            "docker",
+            "--dest-tls-verify=false",
+            "--referrers",
+            "all",
+            "--dry-run",
+            yaml.to_str().unwrap(),
+            &format!("{}/m", reg2.host()),
+        ])
+        .code(1);
+    assert!(said(&out).contains("could not be read"), "{}", said(&out));
+
+    // The other modes copy the image and what could be read, and warn about the rest.
+    let out = w
+        .copy(
+            &["--referrers", "all", "--signatures", "sufficient-subset"],
+            &image,
+            &dst,
+        )
+        .ok();
+    assert!(
+        said(&out).contains(&w.sbom) && said(&out).contains("copied without it"),
+        "{}",
+        said(&out)
+    );
+    let mut copied = referrers_at(&reg2.host(), "ns/app", &w.digest);
+    copied.sort();
+    let mut want = vec![w.signature.clone(), w.attestation.clone()];
+    want.sort();
+    assert_eq!(copied, want);
+}
+
 #[test]
 fn cosign_att_and_sbom_tags_travel_with_referrers_all() {
     // cosign 2 attaches attestations and SBOMs under tags, `sha256-HEX.att` and `.sbom`, beside

@@ -118,12 +118,26 @@ pub async fn check(
                         "{what}: a list is not judged by the policy itself; each image in it is"
                     ),
                 }
-                if let Some(SignatureFailure::Unreadable { unreadable }) = &j.failure {
-                    outln!(
+                match &j.failure {
+                    Some(SignatureFailure::Unreadable { unreadable }) => outln!(
                         "  in {} mode this is refused: {} signature slot(s) could not be read",
                         options.mode,
                         unreadable.len()
-                    );
+                    ),
+                    Some(SignatureFailure::AttachedUnreadable { unreadable }) => outln!(
+                        "  in {} mode this is refused: {} attached artifact(s) could not be read:\n{}",
+                        options.mode,
+                        unreadable.len(),
+                        unreadable
+                            .iter()
+                            .map(|u| format!("    {u}"))
+                            .collect::<Vec<_>>()
+                            .join("\n")
+                    ),
+                    _ => {}
+                }
+                for w in &j.attached_warnings {
+                    outln!("  warning: {w}: could not be read; a copy goes without it");
                 }
             }
             outln!(

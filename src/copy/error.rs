@@ -86,17 +86,6 @@ pub enum CopyError {
         /// What would be lost.
         lost: Vec<String>,
     },
-    /// Attached artifacts could not be read, and copy-all copies everything attached or
-    /// nothing.
-    #[error(
-        "{} artifact(s) attached to {reference} could not be read, and the copy-all mode (the default) copies everything attached or nothing:\n{}", errors.len(), errors.iter().map(|e| format!("  {e}")).collect::<Vec<_>>().join("\n")
-    )]
-    AttachedUnreadable {
-        /// The source.
-        reference: String,
-        /// What failed.
-        errors: Vec<String>,
-    },
     /// Signing failed.
     #[error("signing the copied image: {0}")]
     Signing(#[from] super::sign::SignError),
@@ -195,7 +184,6 @@ impl CopyError {
             CopyError::Destination { .. }
             | CopyError::NoSignatureStorage { .. }
             | CopyError::NoAttachedStorage { .. } => Some(Side::Destination),
-            CopyError::AttachedUnreadable { .. } => Some(Side::Source),
             CopyError::Blob { side, .. } => Some(*side),
             _ => None,
         }
@@ -211,9 +199,7 @@ impl Hinted for CopyError {
             CopyError::Blob { source, .. } => source.hint(),
             CopyError::Rejected(r) => r.hint(),
             CopyError::NoSignatureStorage { .. } => Some(Hint::RemoveSignatures),
-            CopyError::NoAttachedStorage { .. } | CopyError::AttachedUnreadable { .. } => {
-                Some(Hint::Referrers)
-            }
+            CopyError::NoAttachedStorage { .. } => Some(Hint::Referrers),
             CopyError::NoPlatform { .. } => Some(Hint::Platform),
             CopyError::Signing(e) => e.hint(),
             CopyError::FormatChange { .. } => Some(Hint::FormatConversion),

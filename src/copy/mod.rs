@@ -257,6 +257,7 @@ async fn open_and_gate(
             platform: p.platform.as_deref(),
             searched: &s.searched,
             bundles: s.bundles,
+            attached_unreadable: &s.attached_errors,
         })
         .collect();
     let outcome = policy::gate(&options.policy, src, options.mode, &inputs);
@@ -312,19 +313,8 @@ pub async fn copy(
             warnings.push(msg);
         }
     }
-    let attached_errors: Vec<String> = gated
-        .slots
-        .iter()
-        .flat_map(|s| s.attached_errors.iter().cloned())
-        .collect();
-    if !attached_errors.is_empty() {
-        if options.mode == SignatureMode::CopyAll {
-            return Err(CopyError::AttachedUnreadable {
-                reference: src.to_string(),
-                errors: attached_errors,
-            });
-        }
-        for e in attached_errors {
+    for j in judgements {
+        for e in &j.attached_warnings {
             let msg = format!("{src}: {e}: could not be read; copied without it");
             options.emit(ProgressEvent::Warning(msg.clone()));
             warnings.push(msg);

@@ -52,6 +52,10 @@ pub struct GateInput<'a> {
     /// How sigstore bundles that name no image meet `signedIdentity` (the source's
     /// registries.d setting for the image's scope).
     pub bundles: BundleIdentity,
+    /// Artifacts attached to the manifest (attestations, SBOMs, referrers) that could not be
+    /// read, each with where and why. copy-all refuses them as it refuses an unreadable
+    /// signature; the other modes warn.
+    pub attached_unreadable: &'a [String],
 }
 
 /// What the gate made of one manifest.
@@ -72,6 +76,9 @@ pub struct Judgement {
     pub unreadable: Vec<UnreadableSlot>,
     /// Unreadable slots that the mode turned into warnings (sufficient-subset, admitted).
     pub warnings: Vec<UnreadableSlot>,
+    /// Attached artifacts that could not be read and that the mode let the copy go without
+    /// (every mode but copy-all), each with where and why.
+    pub attached_warnings: Vec<String>,
     /// Why this manifest stops the copy, if it does.
     pub failure: Option<SignatureFailure>,
 }
@@ -85,6 +92,13 @@ pub enum SignatureFailure {
     Unreadable {
         /// The slots that could not be read.
         unreadable: Vec<UnreadableSlot>,
+    },
+    /// copy-all met artifacts attached to the image (attestations, SBOMs, referrers) that it
+    /// could not read: it copies everything attached or nothing.
+    #[error("{} artifact(s) attached to the image could not be read, and the copy-all mode (the default) copies everything attached or nothing:\n{}", unreadable.len(), unreadable.iter().map(|e| format!("  {e}")).collect::<Vec<_>>().join("\n"))]
+    AttachedUnreadable {
+        /// Each artifact that could not be read: where, and why.
+        unreadable: Vec<String>,
     },
     /// The policy was not satisfied.
     #[error("{}", rejection_message(verdict, unreadable))]
@@ -100,6 +114,7 @@ impl Hinted for SignatureFailure {
     fn hint(&self) -> Option<Hint> {
         match self {
             SignatureFailure::Unreadable { .. } => Some(Hint::SignatureModes),
+            SignatureFailure::AttachedUnreadable { .. } => Some(Hint::Referrers),
             SignatureFailure::Rejected { .. } => None,
         }
     }
@@ -289,12 +304,20 @@ fn judge(
         verdict: Box::new(verdict.clone()),
         unreadable: unreadable.clone(),
     };
+    let attached = input.attached_unreadable.to_vec();
     let (keep, failure, warnings) = match mode {
         // Like containers/image: a retrieval failure is reported before the policy's answer.
         SignatureMode::CopyAll if !unreadable.is_empty() => (
             vec![],
             Some(SignatureFailure::Unreadable {
                 unreadable: unreadable.clone(),
+            }),
+            vec![],
+        ),
+        SignatureMode::CopyAll if !attached.is_empty() => (
+            vec![],
+            Some(SignatureFailure::AttachedUnreadable {
+                unreadable: attached.clone(),
             }),
             vec![],
         ),
@@ -311,6 +334,11 @@ fn judge(
         keep,
         unreadable,
         warnings,
+        attached_warnings: if mode == SignatureMode::CopyAll {
+            vec![]
+        } else {
+            attached
+        },
         failure,
     }
 }
@@ -350,6 +378,7 @@ mod tests {
             platform: None,
             searched: &[],
             bundles: BundleIdentity::Named,
+            attached_unreadable: &[],
         }
     }
 
@@ -382,6 +411,31 @@ mod tests {
         )
         .unwrap();
         assert!(ok.judgements()[0].keep.is_empty() && ok.judgements()[0].warnings.is_empty());
+    }
+
+    #[test]
+    fn copy_all_refuses_an_unreadable_attached_artifact_and_the_other_modes_warn() {
+        let p = policy(r#"{"default":[{"type":"insecureAcceptAnything"}]}"#);
+        let d = Digest::sha256_of(b"{}");
+        let errors = ["referrer sha256:ab: 500 Internal Server Error".to_string()];
+        let with = GateInput {
+            attached_unreadable: &errors,
+            ..input(&d, &[])
+        };
+        let e = gate(&p, &image(), SignatureMode::CopyAll, &[with]).unwrap_err();
+        assert!(matches!(
+            e.judgements[0].failure,
+            Some(SignatureFailure::AttachedUnreadable { .. })
+        ));
+        assert!(e.to_string().contains("referrer sha256:ab"), "{e}");
+        assert_eq!(e.hint(), Some(Hint::Referrers));
+        for mode in [
+            SignatureMode::SufficientSubset,
+            SignatureMode::RemoveSignatures,
+        ] {
+            let ok = gate(&p, &image(), mode, &[with]).unwrap();
+            assert_eq!(ok.judgements()[0].attached_warnings, errors);
+        }
     }
 
     #[test]
