@@ -296,7 +296,7 @@ pub fn history(store: &Store, name: &DockerReference) -> Result<History, Forensi
         Err(e) => return Err(e.into()),
     };
     let stored = store.signatures(&digest)?;
-    let me = ImageReference::Store(name.clone()).to_string();
+    let me = crate::transport::store::Reference::image(name.clone()).to_string();
     let mut own = Vec::new();
     let mut others = Vec::new();
     let mut unreadable_records = Vec::new();
@@ -518,11 +518,9 @@ impl History {
                 ImageReference::parse(&self.image)
                     .ok()
                     .and_then(|r| r.docker_reference())
-                    .map(ImageReference::Docker)
+                    .map(crate::transport::docker::Reference::image)
             })
-            .unwrap_or_else(|| ImageReference::Dir {
-                path: PathBuf::from(&self.image),
-            })
+            .unwrap_or_else(|| crate::transport::dir::Reference::image(PathBuf::from(&self.image)))
     }
 
     /// Judges this name's stored signatures against `policy` now, through the same gate as a

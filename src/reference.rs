@@ -76,8 +76,13 @@ pub enum ReferenceError {
         source: crate::digest::DigestError,
     },
     /// An unknown `TRANSPORT:` prefix.
-    #[error("unknown transport in {0:?}: use docker://REF, oci:PATH[:TAG], dir:PATH or store:REF")]
-    Transport(String),
+    #[error("unknown transport in {reference:?}: use {known}")]
+    Transport {
+        /// The reference as given.
+        reference: String,
+        /// The grammar of every transport ferry knows, for people.
+        known: String,
+    },
     /// A transport with an empty or wrong remainder.
     #[error("invalid {transport} reference {reference:?}: {why}")]
     Invalid {
@@ -280,105 +285,57 @@ impl fmt::Display for DockerReference {
     }
 }
 
-/// A parsed `TRANSPORT:REST` image reference.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ImageReference {
-    /// `docker://REF`: a registry.
-    Docker(DockerReference),
-    /// `oci:PATH[:TAG]`: an OCI image layout directory; TAG is the `ref.name` annotation.
-    OciLayout {
-        /// The layout directory.
-        path: PathBuf,
-        /// The `org.opencontainers.image.ref.name`, if given.
-        tag: Option<String>,
-    },
-    /// `dir:PATH`: the containers directory format.
-    Dir {
-        /// The directory.
-        path: PathBuf,
-    },
-    /// `store:REF`: ferry's embedded store.
-    Store(DockerReference),
+/// What every transport's own reference type answers: containers/image's `ImageReference`
+/// without the IO. Each transport's folder (`src/transport/NAME/`) has one; what opens it lives
+/// there too, and `src/transport/registry.rs` is the one list of transports.
+///
+/// Everything here is computed when the reference is parsed (a `dir:` or `oci:` path is made
+/// absolute and symlink-resolved then, as containers/image does), so the policy, which asks
+/// these questions, does no IO.
+pub trait TransportReference: fmt::Debug + Send + Sync + 'static {
+    /// The transport's name, as policy.json and the command line spell it (`docker`, `oci`).
+    fn transport(&self) -> &'static str;
+    /// The reference after `TRANSPORT:`, as given (containers/image's
+    /// `StringWithinTransport`): `//registry.example/app:1`, `/srv/layout:v1`.
+    fn within(&self) -> String;
+    /// The docker reference the image is known by, where it has one (containers/image: docker
+    /// and its kin; `dir:` and `oci:` images have none). `signedIdentity` is matched against it.
+    fn docker_reference(&self) -> Option<&DockerReference> {
+        None
+    }
+    /// The scopes policy.json looks this image up in, most specific first: containers/image's
+    /// `PolicyConfigurationIdentity` followed by its `PolicyConfigurationNamespaces`.
+    fn policy_scopes(&self) -> Vec<String>;
+    /// Destinations with the same key are written one at a time within a process (the images of
+    /// one OCI layout share its `index.json`); `None`: no such constraint.
+    fn write_lock_key(&self) -> Option<String> {
+        None
+    }
+    /// The reference as `Any`, so its transport can get its own type back.
+    fn as_any(&self) -> &dyn std::any::Any;
 }
 
-/// The transport names ferry knows, for messages and policy scopes.
-pub const TRANSPORTS: [&str; 4] = ["docker", "oci", "dir", "store"];
+/// A parsed `TRANSPORT:REST` image reference: any transport's reference, behind the questions
+/// every reference answers. Parse one with `ImageReference::parse`, which knows every transport
+/// ferry has (`src/transport/registry.rs`). Cheap to clone.
+#[derive(Clone)]
+pub struct ImageReference(std::sync::Arc<dyn TransportReference>);
 
 impl ImageReference {
-    /// Parses `docker://REF`, `oci:PATH[:TAG]`, `dir:PATH`, `store:REF`.
-    pub fn parse(s: &str) -> Result<ImageReference, ReferenceError> {
-        let (transport, rest) = s
-            .split_once(':')
-            .ok_or_else(|| ReferenceError::Transport(s.to_string()))?;
-        let invalid = |transport: &'static str, why: &str| ReferenceError::Invalid {
-            transport,
-            reference: s.to_string(),
-            why: why.to_string(),
-        };
-        match transport {
-            "docker" => {
-                let r = rest.strip_prefix("//").ok_or_else(|| {
-                    invalid("docker", "docker references must start with docker://")
-                })?;
-                Ok(ImageReference::Docker(
-                    DockerReference::parse(r)?.with_default_tag(),
-                ))
-            }
-            "oci" => {
-                // Like containers/image: the first ':' after the path separates the tag.
-                let (path, tag) = match rest.split_once(':') {
-                    Some((p, t)) => (p, Some(t)),
-                    None => (rest, None),
-                };
-                if path.is_empty() {
-                    return Err(invalid("oci", "the path is empty"));
-                }
-                if let Some(t) = tag
-                    && !valid_oci_ref_name(t)
-                {
-                    return Err(invalid(
-                        "oci",
-                        "the image name after ':' is empty or has characters an OCI ref.name cannot have",
-                    ));
-                }
-                Ok(ImageReference::OciLayout {
-                    path: PathBuf::from(path),
-                    tag: tag.map(str::to_string),
-                })
-            }
-            "dir" => {
-                if rest.is_empty() {
-                    return Err(invalid("dir", "the path is empty"));
-                }
-                Ok(ImageReference::Dir {
-                    path: PathBuf::from(rest),
-                })
-            }
-            "store" => {
-                let r = DockerReference::parse(rest)?.with_default_tag();
-                Ok(ImageReference::Store(r))
-            }
-            _ => Err(ReferenceError::Transport(s.to_string())),
-        }
+    /// Wraps a transport's own reference.
+    pub fn new(inner: impl TransportReference) -> ImageReference {
+        ImageReference(std::sync::Arc::new(inner))
     }
 
     /// The transport's name as policy.json names it (`docker`, `oci`, `dir`; `store` for ferry's).
     pub fn transport(&self) -> &'static str {
-        match self {
-            ImageReference::Docker(_) => "docker",
-            ImageReference::OciLayout { .. } => "oci",
-            ImageReference::Dir { .. } => "dir",
-            ImageReference::Store(_) => "store",
-        }
+        self.0.transport()
     }
 
     /// The docker reference this image is known by, where it has one (docker and store; like
     /// containers/image, `dir:` and `oci:` images have none).
     pub fn docker_reference(&self) -> Option<DockerReference> {
-        match self {
-            ImageReference::Docker(r) | ImageReference::Store(r) => Some(r.clone()),
-            _ => None,
-        }
+        self.0.docker_reference().cloned()
     }
 
     /// The scopes policy.json looks this image up in, most specific first: containers/image's
@@ -386,28 +343,67 @@ impl ImageReference {
     /// names give the reference, its repository, each parent namespace and `*.domain`
     /// wildcards; `dir:` and `oci:` give the absolute, symlink-resolved path and each parent.
     pub fn policy_scopes(&self) -> Vec<String> {
-        match self {
-            ImageReference::Docker(r) | ImageReference::Store(r) => r.scopes(),
-            ImageReference::Dir { path } | ImageReference::OciLayout { path, .. } => {
-                let abs = resolve_path(path);
-                let mut out = Vec::new();
-                let mut cur: Option<&std::path::Path> = Some(&abs);
-                while let Some(p) = cur {
-                    if p == std::path::Path::new("/") || p.as_os_str().is_empty() {
-                        break;
-                    }
-                    out.push(p.display().to_string());
-                    cur = p.parent();
-                }
-                out
-            }
-        }
+        self.0.policy_scopes()
+    }
+
+    /// See [`TransportReference::write_lock_key`].
+    pub fn write_lock_key(&self) -> Option<String> {
+        self.0.write_lock_key()
+    }
+
+    /// The transport's own reference type, when it is `T`.
+    pub fn downcast_ref<T: TransportReference>(&self) -> Option<&T> {
+        self.0.as_any().downcast_ref::<T>()
     }
 }
 
-// The absolute, symlink-resolved path, as containers/image identifies dir: and oci: images; a
-// path that does not exist (yet) is made absolute without resolving.
-fn resolve_path(path: &std::path::Path) -> PathBuf {
+impl fmt::Debug for ImageReference {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl PartialEq for ImageReference {
+    fn eq(&self, other: &ImageReference) -> bool {
+        self.transport() == other.transport() && self.0.within() == other.0.within()
+    }
+}
+
+impl Eq for ImageReference {}
+
+impl std::hash::Hash for ImageReference {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.transport().hash(state);
+        self.0.within().hash(state);
+    }
+}
+
+impl fmt::Display for ImageReference {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.transport(), self.0.within())
+    }
+}
+
+/// The scopes of an image named by a path, as containers/image gives them for `dir:` and `oci:`:
+/// the path (already absolute and symlink-resolved, see [`resolve_path`]) and each parent
+/// directory up to, not including, `/`.
+pub fn path_scopes(resolved: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur: Option<&std::path::Path> = Some(resolved);
+    while let Some(p) = cur {
+        if p == std::path::Path::new("/") || p.as_os_str().is_empty() {
+            break;
+        }
+        out.push(p.display().to_string());
+        cur = p.parent();
+    }
+    out
+}
+
+/// The absolute, symlink-resolved path, as containers/image identifies `dir:` and `oci:` images
+/// when it parses their references; a path that does not exist (yet) is made absolute without
+/// resolving.
+pub fn resolve_path(path: &std::path::Path) -> PathBuf {
     std::fs::canonicalize(path)
         .unwrap_or_else(|_| std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()))
 }
@@ -433,27 +429,13 @@ pub fn is_remap_prefix(s: &str) -> bool {
 
 /// OCI ref.name grammar (image-spec annotations): components of alphanumerics joined by
 /// separators `-._:@/+`, as containers/image's oci layout transport checks it.
-fn valid_oci_ref_name(s: &str) -> bool {
+pub(crate) fn valid_oci_ref_name(s: &str) -> bool {
     static RE: LazyLock<Regex> = LazyLock::new(|| {
         static_regex(
             r"^[A-Za-z0-9]+(?:(?:[-._:@+]|--)[A-Za-z0-9]+)*(?:/[A-Za-z0-9]+(?:(?:[-._:@+]|--)[A-Za-z0-9]+)*)*$",
         )
     });
     RE.is_match(s)
-}
-
-impl fmt::Display for ImageReference {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ImageReference::Docker(r) => write!(f, "docker://{r}"),
-            ImageReference::OciLayout { path, tag: Some(t) } => {
-                write!(f, "oci:{}:{t}", path.display())
-            }
-            ImageReference::OciLayout { path, tag: None } => write!(f, "oci:{}", path.display()),
-            ImageReference::Dir { path } => write!(f, "dir:{}", path.display()),
-            ImageReference::Store(r) => write!(f, "store:{r}"),
-        }
-    }
 }
 
 #[cfg(test)]
@@ -580,80 +562,5 @@ mod tests {
         ] {
             assert!(!is_remap_prefix(bad), "{bad}");
         }
-    }
-
-    #[test]
-    fn policy_scopes_most_specific_first() {
-        let img = ImageReference::parse("docker://registry.example.com:5000/ns/app:1").unwrap();
-        assert_eq!(
-            img.policy_scopes(),
-            vec![
-                "registry.example.com:5000/ns/app:1",
-                "registry.example.com:5000/ns/app",
-                "registry.example.com:5000/ns",
-                "registry.example.com:5000",
-                "*.example.com",
-                "*.com",
-            ]
-        );
-        let dir = ImageReference::parse("dir:/nonexistent/a/b").unwrap();
-        assert_eq!(
-            dir.policy_scopes(),
-            vec!["/nonexistent/a/b", "/nonexistent/a", "/nonexistent"]
-        );
-    }
-
-    #[test]
-    fn transports() {
-        assert_eq!(
-            ImageReference::parse("docker://busybox")
-                .unwrap()
-                .to_string(),
-            "docker://docker.io/library/busybox:latest"
-        );
-        assert_eq!(
-            ImageReference::parse("oci:/tmp/x:v1").unwrap(),
-            ImageReference::OciLayout {
-                path: "/tmp/x".into(),
-                tag: Some("v1".into())
-            }
-        );
-        assert_eq!(
-            ImageReference::parse("oci:/tmp/x").unwrap(),
-            ImageReference::OciLayout {
-                path: "/tmp/x".into(),
-                tag: None
-            }
-        );
-        assert_eq!(
-            ImageReference::parse("dir:/tmp/d").unwrap(),
-            ImageReference::Dir {
-                path: "/tmp/d".into()
-            }
-        );
-        assert_eq!(
-            ImageReference::parse("store:app").unwrap().to_string(),
-            "store:docker.io/library/app:latest"
-        );
-        assert!(matches!(
-            ImageReference::parse("ftp:x"),
-            Err(ReferenceError::Transport(_))
-        ));
-        assert!(matches!(
-            ImageReference::parse("nocolon"),
-            Err(ReferenceError::Transport(_))
-        ));
-        assert!(matches!(
-            ImageReference::parse("docker:busybox"),
-            Err(ReferenceError::Invalid { .. })
-        ));
-        assert!(matches!(
-            ImageReference::parse("dir:"),
-            Err(ReferenceError::Invalid { .. })
-        ));
-        assert!(matches!(
-            ImageReference::parse("oci:/x:"),
-            Err(ReferenceError::Invalid { .. })
-        ));
     }
 }

@@ -22,7 +22,7 @@ pub struct DeleteArgs {
 
 /// Runs `ferry delete`.
 pub async fn run(args: DeleteArgs) -> anyhow::Result<ExitCode> {
-    let ImageReference::Docker(r) = &args.image else {
+    let Some(r) = &super::options::named_in(&args.image, "docker") else {
         return Err(UsageError(format!(
             "{}: ferry delete deletes images from registries (docker://); for the store use ferry store rm",
             args.image

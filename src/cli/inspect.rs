@@ -5,7 +5,6 @@ use std::process::ExitCode;
 use anyhow::Context;
 use ferry::digest::{Digest, VerifyingStream};
 use ferry::manifest::{self, Manifest, PlatformSpec};
-use ferry::reference::ImageReference;
 use ferry::transport;
 use futures::StreamExt;
 use serde_json::Value;
@@ -117,12 +116,13 @@ pub async fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
     }
     let config: Value = serde_json::from_slice(&config_bytes)
         .with_context(|| format!("the config blob {} is not JSON", image.config.digest))?;
-    let name = match &image_ref {
-        ImageReference::Docker(r) | ImageReference::Store(r) => r.repository().to_string(),
-        other => other.to_string(),
+    let name = match image_ref.docker_reference() {
+        Some(r) => r.repository().to_string(),
+        None => image_ref.to_string(),
     };
-    let repo_tags = match &image_ref {
-        ImageReference::Docker(r) if !args.no_tags => {
+    let repo_tags = match super::options::named_in(&image_ref, "docker") {
+        Some(r) if !args.no_tags => {
+            let r = &r;
             let client = session.registry_client(r, &options).await?;
             ferry::transport::docker::list_tags(&client, r)
                 .await

@@ -480,11 +480,20 @@ impl std::fmt::Display for SourceArg {
     }
 }
 
+/// The docker reference `r` names when it is a reference of `transport` (`docker`, `store`).
+pub fn named_in(r: &ImageReference, transport: &str) -> Option<ferry::reference::DockerReference> {
+    if r.transport() == transport {
+        r.docker_reference()
+    } else {
+        None
+    }
+}
+
 /// Parses a source argument: a reference with a known transport, else an image name.
 pub fn parse_source(s: &str) -> Result<SourceArg, String> {
     match ImageReference::parse(s) {
         Ok(r) => Ok(SourceArg::Reference(r)),
-        Err(e @ ferry::reference::ReferenceError::Transport(_)) => {
+        Err(e @ ferry::reference::ReferenceError::Transport { .. }) => {
             match ferry::reference::DockerReference::parse(s) {
                 Ok(_) => Ok(SourceArg::Name(s.to_string())),
                 Err(_) => Err(e.to_string()),
@@ -516,8 +525,8 @@ pub async fn candidates(session: &Session, arg: &SourceArg) -> anyhow::Result<Ve
             Ok(resolved
                 .candidates
                 .into_iter()
-                .map(ImageReference::Docker)
-                .collect())
+                .map(|c| ImageReference::parse(&format!("docker://{c}")))
+                .collect::<Result<_, _>>()?)
         }
     }
 }

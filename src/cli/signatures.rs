@@ -58,8 +58,10 @@ pub enum Subject {
 
 fn parse_subject(s: &str) -> Result<Subject, String> {
     match ImageReference::parse(s) {
-        Ok(ImageReference::Store(r)) => Ok(Subject::Stored(r)),
-        Ok(other) => Ok(Subject::Served(other)),
+        Ok(r) => match super::options::named_in(&r, "store") {
+            Some(name) => Ok(Subject::Stored(name)),
+            None => Ok(Subject::Served(r)),
+        },
         Err(e) => Err(e.to_string()),
     }
 }
@@ -138,7 +140,7 @@ pub async fn run(cmd: SignaturesCommand) -> anyhow::Result<ExitCode> {
 
 fn open(image: &DockerReference, access: &ImageAccessArgs) -> anyhow::Result<(Store, History)> {
     let session = access.session();
-    let store = session.store(&ImageReference::Store(image.clone()))?;
+    let store = session.store(&ImageReference::parse(&format!("store:{image}"))?)?;
     let history = forensics::history(&store, image)?;
     Ok((store, history))
 }

@@ -58,7 +58,9 @@ fn parse_name(s: &str) -> Result<DockerReference, String> {
         format!("store:{s}")
     };
     match ImageReference::parse(&with_transport) {
-        Ok(ImageReference::Store(r)) => Ok(r),
+        Ok(r) if r.transport() == "store" => r
+            .docker_reference()
+            .ok_or_else(|| format!("{r} names no image")),
         Ok(other) => Err(format!(
             "{other} is not in ferry's store: give NAME or store:NAME"
         )),

@@ -586,7 +586,7 @@ pub async fn copy(
 
 /// A destination by digest must name the digest the copy writes.
 fn check_destination_digest(dst: &ImageReference, plan: &[Planned]) -> Result<(), CopyError> {
-    if let ImageReference::Docker(r) = dst
+    if let Some(r) = dst.docker_reference()
         && let Some(wanted) = r.digest()
         && let Some(top) = plan.last()
         && top.digest != *wanted

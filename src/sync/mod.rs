@@ -23,7 +23,7 @@
 //! # async fn mirror() -> Result<(), Box<dyn std::error::Error>> {
 //! let session = Arc::new(Session::new(SessionConfig::default()));
 //! let policy = Arc::new(Policy::from_file("/etc/containers/policy.json".as_ref())?);
-//! let request = PlanRequest::new(SourceKind::Yaml, "/etc/mirror.yaml", DestinationKind::Docker, "mirror.example.com/m");
+//! let request = PlanRequest::new(SourceKind::Yaml, "/etc/mirror.yaml", DestinationKind::named("docker").unwrap(), "mirror.example.com/m");
 //! let plan = sync::plan::plan(&session, &request).await?;
 //! let report = sync::run(&session, &request, plan, SyncOptions::new(CopyOptions::new(policy))).await;
 //! println!("{}", report.summary_line());
@@ -39,7 +39,6 @@ pub mod shard;
 pub mod uptodate;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Instant;
@@ -47,7 +46,6 @@ use std::time::Instant;
 use tokio::sync::Semaphore;
 
 use crate::copy::{self, BlobAction, Checked, CopyError, CopyOptions, Progress, ProgressEvent};
-use crate::reference::ImageReference;
 use crate::session::Session;
 use crate::transport::TransportError;
 use plan::{Plan, PlanRequest, WorkItem};
@@ -302,14 +300,13 @@ async fn run_one(
 
 /// The images of one OCI layout are written one at a time (they share its index.json).
 fn layout_locks(items: &[WorkItem]) -> Vec<Option<Arc<tokio::sync::Mutex<()>>>> {
-    let mut locks: HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>> = HashMap::new();
+    let mut locks: HashMap<String, Arc<tokio::sync::Mutex<()>>> = HashMap::new();
     items
         .iter()
-        .map(|i| match &i.destination {
-            ImageReference::OciLayout { path, .. } => {
-                Some(locks.entry(path.clone()).or_default().clone())
-            }
-            _ => None,
+        .map(|i| {
+            i.destination
+                .write_lock_key()
+                .map(|k| locks.entry(k).or_default().clone())
         })
         .collect()
 }

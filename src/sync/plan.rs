@@ -25,7 +25,7 @@ use super::config::{ConfigError, ImageRef, RepositoryEntry, SyncConfig, TagSelec
 use super::shard::Shard;
 use crate::reference::{DockerReference, ImageReference, ReferenceError};
 use crate::session::Session;
-use crate::transport::{TransportError, TransportOptions, docker};
+use crate::transport::{Transport, TransportError, TransportOptions, docker, registry};
 
 /// Where a sync reads images from (skopeo sync's `--src`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -39,30 +39,68 @@ pub enum SourceKind {
     Yaml,
 }
 
-/// Where a sync writes images (skopeo sync's `--dest`, plus ferry's `oci` and `store`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum DestinationKind {
-    /// A registry, under a repository prefix.
-    Docker,
-    /// A directory, one `dir:` image per subdirectory.
-    Dir,
-    /// A directory, one OCI layout per repository.
-    Oci,
-    /// ferry's store, under a name prefix.
-    Store,
+/// Where a sync writes images (skopeo sync's `--dest`): a transport that names an image
+/// under the destination it is given (docker and dir as skopeo's, ferry's oci and store, and any
+/// transport whose [`Transport::sync_destination`] answers).
+#[derive(Clone, Copy)]
+pub struct DestinationKind(&'static dyn Transport);
+
+impl DestinationKind {
+    /// The transport called `name`, when a sync can write to it.
+    pub fn named(name: &str) -> Option<DestinationKind> {
+        registry::TRANSPORTS
+            .iter()
+            .copied()
+            .find(|t| t.name() == name && t.sync_destination("ferry/probe:latest").is_some())
+            .map(DestinationKind)
+    }
+
+    /// The transport's name.
+    pub fn name(&self) -> &'static str {
+        self.0.name()
+    }
+
+    fn allowed() -> String {
+        registry::TRANSPORTS
+            .iter()
+            .filter(|t| t.sync_destination("ferry/probe:latest").is_some())
+            .map(|t| t.name())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+impl std::fmt::Debug for DestinationKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl PartialEq for DestinationKind {
+    fn eq(&self, other: &DestinationKind) -> bool {
+        self.name() == other.name()
+    }
+}
+
+impl Eq for DestinationKind {}
+
+impl serde::Serialize for DestinationKind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
 }
 
 /// A transport name a sync does not know.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{name:?} is not a valid {side} transport for sync: use {allowed}")]
+#[non_exhaustive]
 pub struct UnknownKind {
     /// The name given.
     pub name: String,
     /// `source` or `destination`.
     pub side: &'static str,
     /// The names allowed.
-    pub allowed: &'static str,
+    pub allowed: String,
 }
 
 impl std::str::FromStr for SourceKind {
@@ -75,7 +113,7 @@ impl std::str::FromStr for SourceKind {
             _ => Err(UnknownKind {
                 name: s.to_string(),
                 side: "source",
-                allowed: "docker, dir or yaml",
+                allowed: "docker, dir or yaml".into(),
             }),
         }
     }
@@ -84,17 +122,11 @@ impl std::str::FromStr for SourceKind {
 impl std::str::FromStr for DestinationKind {
     type Err = UnknownKind;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "docker" => Ok(DestinationKind::Docker),
-            "dir" => Ok(DestinationKind::Dir),
-            "oci" => Ok(DestinationKind::Oci),
-            "store" => Ok(DestinationKind::Store),
-            _ => Err(UnknownKind {
-                name: s.to_string(),
-                side: "destination",
-                allowed: "docker, dir, oci or store",
-            }),
-        }
+        DestinationKind::named(s).ok_or_else(|| UnknownKind {
+            name: s.to_string(),
+            side: "destination",
+            allowed: DestinationKind::allowed(),
+        })
     }
 }
 
@@ -284,30 +316,18 @@ pub fn destination_for(request: &PlanRequest, suffix: &str) -> Result<ImageRefer
         what: format!("destination {name:?}"),
         source,
     };
-    Ok(match request.destination_kind {
-        DestinationKind::Docker => {
-            ImageReference::parse(&format!("docker://{name}")).map_err(invalid)?
-        }
-        DestinationKind::Store => {
-            ImageReference::parse(&format!("store:{name}")).map_err(invalid)?
-        }
-        DestinationKind::Dir => ImageReference::Dir {
-            path: PathBuf::from(name),
-        },
-        DestinationKind::Oci => {
-            // DESTINATION/app:v1 is the layout DESTINATION/app holding the image named v1.
-            let slash = name.rfind('/').map(|i| i + 1).unwrap_or(0);
-            let (path, tag) = match name[slash..].find(['@', ':']) {
-                Some(i) => {
-                    let (p, t) = name.split_at(slash + i);
-                    (p.to_string(), t[1..].to_string())
-                }
-                None => (name.clone(), "latest".to_string()),
-            };
-            let reference = format!("oci:{path}:{tag}");
-            ImageReference::parse(&reference).map_err(invalid)?
-        }
-    })
+    request
+        .destination_kind
+        .0
+        .sync_destination(&name)
+        .unwrap_or_else(|| {
+            Err(ReferenceError::Invalid {
+                transport: request.destination_kind.name(),
+                reference: name.clone(),
+                why: "a sync cannot write to this transport".into(),
+            })
+        })
+        .map_err(invalid)
 }
 
 fn source_options_for(
@@ -332,7 +352,7 @@ fn source_options_for(
 /// Makes the work list of `request`: reads the YAML or walks the directory, lists tags where
 /// the source asks for them, filters, names destinations, keeps this shard's repositories.
 pub async fn plan(session: &Arc<Session>, request: &PlanRequest) -> Result<Plan, PlanError> {
-    if request.source_kind == SourceKind::Dir && request.destination_kind == DestinationKind::Dir {
+    if request.source_kind == SourceKind::Dir && request.destination_kind.name() == "dir" {
         return Err(PlanError::DirToDir);
     }
     let mut plan = match request.source_kind {
@@ -365,7 +385,7 @@ fn item(
     let destination = destination_for(request, &source.to_string())?;
     Ok(WorkItem {
         repository: source.name(),
-        source: ImageReference::Docker(source),
+        source: crate::transport::docker::Reference::image(source),
         destination,
         source_options: options.clone(),
     })
@@ -479,7 +499,7 @@ fn plan_dir(request: &PlanRequest) -> Result<Plan, PlanError> {
         }
         plan.items.push(WorkItem {
             destination: destination_for(request, &suffix)?,
-            source: ImageReference::Dir { path },
+            source: crate::transport::dir::Reference::image(path),
             repository,
             source_options: request.source_options.clone(),
         });
@@ -587,6 +607,10 @@ async fn plan_yaml(session: &Arc<Session>, request: &PlanRequest) -> Result<Plan
 mod tests {
     use super::*;
 
+    fn kind(name: &str) -> DestinationKind {
+        DestinationKind::named(name).unwrap()
+    }
+
     fn req(dest: DestinationKind, destination: &str, scoped: bool, suffix: &str) -> PlanRequest {
         let mut r = PlanRequest::new(SourceKind::Docker, "x", dest, destination);
         r.scoped = scoped;
@@ -614,7 +638,7 @@ mod tests {
 
     #[test]
     fn names_as_skopeo_sync() {
-        let r = req(DestinationKind::Docker, "mirror.example:5000/m", false, "");
+        let r = req(kind("docker"), "mirror.example:5000/m", false, "");
         assert_eq!(
             dest(&r, "r.example/ns/app:v1"),
             "docker://mirror.example:5000/m/app:v1"
@@ -624,29 +648,29 @@ mod tests {
             dest(&r, &format!("r.example/ns/app@{d}")),
             format!("docker://mirror.example:5000/m/app@{d}")
         );
-        let r = req(DestinationKind::Docker, "mirror.example/m", true, "-mirror");
+        let r = req(kind("docker"), "mirror.example/m", true, "-mirror");
         assert_eq!(
             dest(&r, "r.example/ns/app:v1"),
             "docker://mirror.example/m/r.example/ns/app:v1-mirror"
         );
         // A port in the scoped name is no repository path: skopeo fails the same way.
-        let r = req(DestinationKind::Docker, "mirror.example/m", true, "");
+        let r = req(kind("docker"), "mirror.example/m", true, "");
         assert!(dest(&r, "127.0.0.1:5000/ns/app:v1").starts_with("error: destination"));
         // A dir: image without a tag goes to :latest.
-        let r = req(DestinationKind::Docker, "mirror.example/m", false, "");
+        let r = req(kind("docker"), "mirror.example/m", false, "");
         assert_eq!(dest(&r, "/ns/app"), "docker://mirror.example/m/app:latest");
 
-        let r = req(DestinationKind::Dir, "/srv/dirs", false, "");
+        let r = req(kind("dir"), "/srv/dirs", false, "");
         assert_eq!(dest(&r, "r.example/ns/app:v1"), "dir:/srv/dirs/app:v1");
-        let r = req(DestinationKind::Dir, "/srv/dirs", true, "");
+        let r = req(kind("dir"), "/srv/dirs", true, "");
         assert_eq!(
             dest(&r, "127.0.0.1:5000/ns/app:v1"),
             "dir:/srv/dirs/127.0.0.1:5000/ns/app:v1"
         );
 
-        let r = req(DestinationKind::Oci, "/srv/oci", false, "-m");
+        let r = req(kind("oci"), "/srv/oci", false, "-m");
         assert_eq!(dest(&r, "r.example/ns/app:v1"), "oci:/srv/oci/app:v1-m");
-        let r = req(DestinationKind::Oci, "/srv/oci", true, "");
+        let r = req(kind("oci"), "/srv/oci", true, "");
         assert_eq!(
             dest(&r, "r.example/ns/app:v1"),
             "oci:/srv/oci/r.example/ns/app:v1"
@@ -656,7 +680,7 @@ mod tests {
             format!("oci:/srv/oci/r.example/ns/app:{d}")
         );
 
-        let r = req(DestinationKind::Store, "mirror.example/m", false, "");
+        let r = req(kind("store"), "mirror.example/m", false, "");
         assert_eq!(
             dest(&r, "r.example/ns/app:v1"),
             "store:mirror.example/m/app:v1"

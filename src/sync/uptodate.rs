@@ -1,12 +1,15 @@
 //! The incremental check: is an image already at its destination, with its signatures?
 //!
-//! One manifest request per side (`HEAD`, answered by `Docker-Content-Digest`, for registries;
-//! a file read for local destinations) says whether the destination's manifest is the one the
-//! copy would write. If it is, the signatures the copy would write are looked for where the
-//! destination keeps them (a file check for a `file://` lookaside, one request for the signature
-//! extension, local reads for `dir:`, `oci:` and the store). Only when the destination has no signatures at all is the source asked whether
-//! it has any (an unsigned image is up to date without them). No blob, and no lookaside
-//! signature of an image found up to date, is fetched.
+//! One manifest request per side says whether the destination's manifest is the one the copy
+//! would write: the source's [`ImageSource::head`](crate::transport::ImageSource::head) (a
+//! `HEAD` answered by `Docker-Content-Digest` for registries, a file read for local sources)
+//! and the destination's [`Transport::present`](crate::transport::Transport::present), which
+//! also counts the signatures the destination keeps for it where its transport keeps them (a
+//! file check for a `file://` lookaside, one request for the signature extension, local reads
+//! for `dir:`, `oci:` and the store). This module reads no transport's files itself. Only when
+//! the destination has no signatures at all is the source asked whether it has any (an
+//! unsigned image is up to date without them). No blob, and no lookaside signature of an image
+//! found up to date, is fetched.
 //!
 //! What this cannot see: a signature added at the source after the image was mirrored, while
 //! the destination keeps older ones. The gate is not run for an image found up to date: it ran
@@ -20,9 +23,7 @@ use crate::manifest::{self, Manifest, PlatformSpec};
 use crate::policy::SignatureMode;
 use crate::reference::ImageReference;
 use crate::session::Session;
-use crate::transport::docker::probe::{self, Access};
-use crate::transport::oci_layout::Layout;
-use crate::transport::{Result, TransportError, TransportOptions};
+use crate::transport::{Present, Result, TransportError, TransportOptions};
 
 /// What the check found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,28 +45,20 @@ async fn source_digest(
     options: &TransportOptions,
     selection: &ImageSelection,
 ) -> Result<Option<(Digest, Option<Digest>)>> {
-    let mut head_is_list = None;
-    if let ImageReference::Docker(r) = src {
-        let client = session.registry_client(r, options).await?;
-        let Some(head) = probe::manifest_head(&client, r, Access::Pull).await? else {
-            return Ok(None);
-        };
-        let is_list = head
-            .media_type
-            .as_deref()
-            .map(|m| m == manifest::OCI_INDEX || m == manifest::DOCKER_LIST);
-        if matches!(selection, ImageSelection::All) || is_list == Some(false) {
-            return Ok(Some((head.digest, None)));
-        }
-        head_is_list = is_list;
-    }
-    // A list (or a media type the registry did not give): read the manifest itself.
     let source = session.open_source(src, options).await?;
+    let Some(head) = source.head().await? else {
+        return Ok(None);
+    };
+    let is_list = head
+        .media_type
+        .as_deref()
+        .map(|m| m == manifest::OCI_INDEX || m == manifest::DOCKER_LIST);
+    if matches!(selection, ImageSelection::All) || is_list == Some(false) {
+        return Ok(Some((head.digest, None)));
+    }
+    // A list (or a media type the source did not give): read the manifest itself.
     let raw = source.manifest(None).await?;
     let top = Digest::sha256_of(&raw.bytes);
-    if matches!(selection, ImageSelection::All) || head_is_list == Some(false) {
-        return Ok(Some((top, None)));
-    }
     let parsed = manifest::parse(&raw.bytes, raw.media_type.as_deref()).map_err(|source| {
         TransportError::Manifest {
             what: src.to_string(),
@@ -87,63 +80,6 @@ async fn source_digest(
     }
 }
 
-/// The destination's manifest digest and how many signatures it keeps for it.
-async fn destination_state(
-    session: &Session,
-    dst: &ImageReference,
-    options: &TransportOptions,
-) -> Result<Option<(Digest, usize)>> {
-    Ok(match dst {
-        ImageReference::Docker(r) => {
-            let client = session.registry_client(r, options).await?;
-            let Some(head) = probe::manifest_head(&client, r, Access::Push).await? else {
-                return Ok(None);
-            };
-            let registries = session.registries().await?;
-            let n = probe::destination_signatures(&client, &registries, r, &head.digest).await?;
-            Some((head.digest, n))
-        }
-        ImageReference::Dir { path } => {
-            let m = path.join("manifest.json");
-            if !m.is_file() {
-                return Ok(None);
-            }
-            let bytes = crate::transport::fsutil::read_manifest_file(&m)?;
-            let n = (1..)
-                .take_while(|i| path.join(format!("signature-{i}")).is_file())
-                .count();
-            Some((Digest::sha256_of(&bytes), n))
-        }
-        ImageReference::OciLayout { path, tag } => {
-            if !path.join("index.json").is_file() {
-                return Ok(None);
-            }
-            match Layout::new(path).find(tag.as_deref()) {
-                Ok(d) => {
-                    // The layout keeps sigstore signatures beside the image (the `.sig`
-                    // attachment, bundles among its referrers): counting them is a local read.
-                    let layout = session.open_source(dst, options).await?;
-                    let n = layout.signatures(&d.digest, None).await?.slots.len();
-                    Some((d.digest, n))
-                }
-                Err(TransportError::NotFound(_)) => None,
-                Err(e) => return Err(e),
-            }
-        }
-        ImageReference::Store(name) => {
-            let store = session.store(dst)?;
-            match store.resolve(name) {
-                Ok(image) => {
-                    let n = store.signatures(&image.digest)?.len();
-                    Some((image.digest, n))
-                }
-                Err(TransportError::NotFound(_)) => None,
-                Err(e) => return Err(e),
-            }
-        }
-    })
-}
-
 /// Whether copying `src` to `dst` with `options` (its source and destination settings, mode,
 /// selection and signing) would change anything at the destination.
 pub async fn check(
@@ -152,8 +88,11 @@ pub async fn check(
     dst: &ImageReference,
     options: &CopyOptions,
 ) -> Result<Freshness> {
-    let Some((dst_digest, dst_signatures)) =
-        destination_state(session, dst, &options.destination).await?
+    let Some(Present {
+        digest: dst_digest,
+        signatures: dst_signatures,
+        ..
+    }) = session.present(dst, &options.destination).await?
     else {
         return Ok(Freshness::Stale("not at the destination".into()));
     };

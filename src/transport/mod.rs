@@ -1,6 +1,8 @@
-//! The one seam between the copy pipeline and where images live. Each transport is a module
-//! that implements [`ImageSource`] and [`ImageDestination`]; the copy code never asks which
-//! transport it has. All IO lives in the transports. [`crate::session::Session`] opens them.
+//! The one seam between the copy pipeline and where images live. Each transport is a folder
+//! that implements [`Transport`] (its reference grammar, opening a source and a destination,
+//! and what a destination holds), [`ImageSource`] and [`ImageDestination`]; [`registry`] is the
+//! one list of them. The copy code never asks which transport it has. All IO lives in the
+//! transports. [`crate::session::Session`] opens them.
 //!
 //! Every write takes the gate's [`Admission`]: a destination cannot be given an image the
 //! policy did not admit.
@@ -12,6 +14,7 @@ pub mod fsutil;
 pub mod http;
 pub mod oci_layout;
 pub mod referrers;
+pub mod registry;
 pub mod store;
 
 use std::path::PathBuf;
@@ -25,7 +28,8 @@ use crate::hint::{Hint, Hinted};
 use crate::manifest::Descriptor;
 use crate::policy::Admission;
 use crate::record::Record;
-use crate::reference::ImageReference;
+use crate::reference::{ImageReference, ReferenceError};
+use crate::session::Session;
 use crate::signature::SignatureSlot;
 
 /// An error of a transport, naming the thing that failed.
@@ -209,6 +213,85 @@ pub struct RawManifest {
     pub media_type: Option<String>,
 }
 
+/// A transport: the answers containers/image's `ImageTransport` and `ImageReference` give, for
+/// one kind of place images live. Each transport's folder implements it once, and
+/// [`registry::TRANSPORTS`] lists it: adding a transport is its folder and that one line.
+#[async_trait]
+pub trait Transport: Send + Sync + 'static {
+    /// The name before the colon (`docker`, `oci`), as policy.json's `transports` key it.
+    fn name(&self) -> &'static str;
+
+    /// The reference grammar, for people: `oci:PATH[:NAME]`.
+    fn grammar(&self) -> &'static str;
+
+    /// Parses what follows `NAME:`. A path is resolved here (absolute, symlinks followed) so
+    /// that the policy's questions need no IO later.
+    fn parse(&self, within: &str) -> std::result::Result<ImageReference, ReferenceError>;
+
+    /// The reference of the image `name` (a repository path with `:TAG` or `@DIGEST`, already
+    /// joined under the destination a sync was given) when a sync writes to this transport;
+    /// `None` when this transport is not a sync destination.
+    fn sync_destination(
+        &self,
+        _name: &str,
+    ) -> Option<std::result::Result<ImageReference, ReferenceError>> {
+        None
+    }
+
+    /// Opens `reference` (one of this transport's) for reading with the settings of that side.
+    async fn open_source(
+        &self,
+        session: &Session,
+        reference: &ImageReference,
+        options: &TransportOptions,
+    ) -> Result<Box<dyn ImageSource>>;
+
+    /// Opens `reference` (one of this transport's) for writing with the settings of that side.
+    async fn open_destination(
+        &self,
+        session: &Session,
+        reference: &ImageReference,
+        options: &TransportOptions,
+    ) -> Result<Box<dyn ImageDestination>>;
+
+    /// What is at `reference` now, as a destination sees it: the manifest it names and how many
+    /// signatures are kept for that manifest where this transport keeps them; `None` when
+    /// nothing is there. Sync's incremental check asks this and reads no file of its own.
+    async fn present(
+        &self,
+        session: &Session,
+        reference: &ImageReference,
+        options: &TransportOptions,
+    ) -> Result<Option<Present>>;
+}
+
+/// What a destination holds under a reference ([`Transport::present`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Present {
+    /// The digest of the manifest the reference names.
+    pub digest: Digest,
+    /// How many signatures the destination keeps for that manifest.
+    pub signatures: usize,
+}
+
+impl Present {
+    /// A manifest with this many signatures.
+    pub fn new(digest: Digest, signatures: usize) -> Present {
+        Present { digest, signatures }
+    }
+}
+
+/// The top-level manifest's digest and media type, as [`ImageSource::head`] learns them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ManifestHead {
+    /// The digest of the top-level manifest.
+    pub digest: Digest,
+    /// Its media type, when the source says it without the body.
+    pub media_type: Option<String>,
+}
+
 /// Where an image is read from.
 #[async_trait]
 pub trait ImageSource: Send + Sync {
@@ -236,6 +319,17 @@ pub trait ImageSource: Send + Sync {
     /// registries.conf mirror): `docker://mirror.example/ns/app:1 (mirror)`.
     fn pulled_from(&self) -> Option<String> {
         None
+    }
+
+    /// The top-level manifest's digest and media type at the least cost the source has (a
+    /// registry answers a `HEAD`); `None` when the image is not there. By default the manifest
+    /// is read and hashed.
+    async fn head(&self) -> Result<Option<ManifestHead>> {
+        let raw = self.manifest(None).await?;
+        Ok(Some(ManifestHead {
+            digest: Digest::sha256_of(&raw.bytes),
+            media_type: raw.media_type,
+        }))
     }
 }
 

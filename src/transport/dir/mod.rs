@@ -12,6 +12,69 @@ use async_trait::async_trait;
 use super::fsutil::{self, TEMP_PREFIX, TempSession};
 use super::*;
 
+pub mod reference;
+pub use reference::Reference;
+
+/// The `dir:` transport.
+pub struct DirTransport;
+
+#[async_trait]
+impl Transport for DirTransport {
+    fn name(&self) -> &'static str {
+        reference::NAME
+    }
+    fn grammar(&self) -> &'static str {
+        "dir:PATH"
+    }
+    fn parse(&self, within: &str) -> std::result::Result<ImageReference, ReferenceError> {
+        Reference::parse(within)
+    }
+    fn sync_destination(
+        &self,
+        name: &str,
+    ) -> Option<std::result::Result<ImageReference, ReferenceError>> {
+        Some(Reference::parse(name))
+    }
+    async fn open_source(
+        &self,
+        _session: &Session,
+        reference: &ImageReference,
+        _options: &TransportOptions,
+    ) -> Result<Box<dyn ImageSource>> {
+        let own = registry::own::<Reference>(reference)?;
+        Ok(Box::new(DirSource::open(reference.clone(), &own.path)?))
+    }
+    async fn open_destination(
+        &self,
+        _session: &Session,
+        reference: &ImageReference,
+        _options: &TransportOptions,
+    ) -> Result<Box<dyn ImageDestination>> {
+        let own = registry::own::<Reference>(reference)?;
+        Ok(Box::new(DirDestination::open(
+            reference.clone(),
+            &own.path,
+        )?))
+    }
+    async fn present(
+        &self,
+        _session: &Session,
+        reference: &ImageReference,
+        _options: &TransportOptions,
+    ) -> Result<Option<Present>> {
+        let path = &registry::own::<Reference>(reference)?.path;
+        let m = path.join(manifest_name(None));
+        if !m.is_file() {
+            return Ok(None);
+        }
+        let bytes = fsutil::read_manifest_file(&m)?;
+        let n = (1..)
+            .take_while(|i| path.join(signature_name(None, *i)).is_file())
+            .count();
+        Ok(Some(Present::new(Digest::sha256_of(&bytes), n)))
+    }
+}
+
 /// The content of the `version` file.
 pub const VERSION: &str = "Directory Transport Version: 1.1\n";
 
@@ -36,8 +99,8 @@ pub struct DirSource {
 }
 
 impl DirSource {
-    /// Opens a directory for reading.
-    pub fn open(path: &Path) -> Result<DirSource> {
+    /// Opens the directory `path` (of `reference`) for reading.
+    pub fn open(reference: ImageReference, path: &Path) -> Result<DirSource> {
         let meta = std::fs::metadata(path).map_err(|e| TransportError::io(path, e))?;
         if !meta.is_dir() {
             return Err(TransportError::InvalidLayout {
@@ -54,9 +117,7 @@ impl DirSource {
             });
         }
         Ok(DirSource {
-            reference: ImageReference::Dir {
-                path: path.to_path_buf(),
-            },
+            reference,
             path: path.to_path_buf(),
         })
     }
@@ -118,7 +179,7 @@ pub struct DirDestination {
 impl DirDestination {
     /// Opens a directory for writing. An existing directory must be empty or hold a `dir:`
     /// image (which the copy replaces on commit).
-    pub fn open(path: &Path) -> Result<DirDestination> {
+    pub fn open(reference: ImageReference, path: &Path) -> Result<DirDestination> {
         match std::fs::read_dir(path) {
             Ok(mut entries) => {
                 let empty = entries.next().is_none();
@@ -144,9 +205,7 @@ impl DirDestination {
             .tempdir_in(&parent)
             .map_err(|e| TransportError::io(&parent, e))?;
         Ok(DirDestination {
-            reference: ImageReference::Dir {
-                path: path.to_path_buf(),
-            },
+            reference,
             path: path.to_path_buf(),
             staging,
             session,

@@ -32,7 +32,7 @@ impl EndpointSource {
         top: RawManifest,
     ) -> EndpointSource {
         EndpointSource {
-            logical: ImageReference::Docker(logical.clone()),
+            logical: super::Reference::image(logical.clone()),
             inner,
             top,
             pulled_from: format!(

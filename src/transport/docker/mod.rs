@@ -12,9 +12,13 @@ pub mod client;
 pub mod limits;
 pub mod lookaside;
 pub mod mirrors;
+pub mod pool;
 pub mod probe;
+pub mod reference;
 mod referrers;
 pub mod registry_ops;
+
+pub use reference::Reference;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -64,6 +68,66 @@ fn manifest_ref(r: &DockerReference) -> String {
     }
 }
 
+/// The `docker://` transport.
+pub struct DockerTransport;
+
+#[async_trait]
+impl Transport for DockerTransport {
+    fn name(&self) -> &'static str {
+        reference::NAME
+    }
+    fn grammar(&self) -> &'static str {
+        "docker://HOST/REPO[:TAG|@DIGEST]"
+    }
+    fn parse(&self, within: &str) -> std::result::Result<ImageReference, ReferenceError> {
+        Reference::parse(within)
+    }
+    fn sync_destination(
+        &self,
+        name: &str,
+    ) -> Option<std::result::Result<ImageReference, ReferenceError>> {
+        Some(Reference::parse(&format!("//{name}")))
+    }
+    async fn open_source(
+        &self,
+        session: &Session,
+        reference: &ImageReference,
+        options: &TransportOptions,
+    ) -> Result<Box<dyn ImageSource>> {
+        let Reference(r) = registry::own::<Reference>(reference)?;
+        session.docker.open_source(session, r, options).await
+    }
+    async fn open_destination(
+        &self,
+        session: &Session,
+        reference: &ImageReference,
+        options: &TransportOptions,
+    ) -> Result<Box<dyn ImageDestination>> {
+        let Reference(r) = registry::own::<Reference>(reference)?;
+        let registries = session.registries().await?;
+        let client = session.docker.registry_client(session, r, options).await?;
+        let locations = session.docker.host(session, r.domain()).1;
+        Ok(Box::new(
+            DockerDestination::new(r, client, registries).with_blob_locations(locations),
+        ))
+    }
+    async fn present(
+        &self,
+        session: &Session,
+        reference: &ImageReference,
+        options: &TransportOptions,
+    ) -> Result<Option<Present>> {
+        let Reference(r) = registry::own::<Reference>(reference)?;
+        let client = session.docker.registry_client(session, r, options).await?;
+        let Some(head) = probe::manifest_head(&client, r, probe::Access::Push).await? else {
+            return Ok(None);
+        };
+        let registries = session.registries().await?;
+        let n = probe::destination_signatures(&client, &registries, r, &head.digest).await?;
+        Ok(Some(Present::new(head.digest, n)))
+    }
+}
+
 /// Reads from a registry.
 pub struct DockerSource {
     reference: ImageReference,
@@ -90,7 +154,7 @@ impl DockerSource {
         lookaside: LookasideReader,
     ) -> DockerSource {
         DockerSource {
-            reference: ImageReference::Docker(r.clone()),
+            reference: Reference::image(r.clone()),
             image: r.clone(),
             client,
             registries,
@@ -358,6 +422,10 @@ struct ExtensionSignature {
 impl ImageSource for DockerSource {
     fn reference(&self) -> &ImageReference {
         &self.reference
+    }
+
+    async fn head(&self) -> Result<Option<ManifestHead>> {
+        probe::manifest_head(&self.client, &self.image, probe::Access::Pull).await
     }
 
     async fn manifest(&self, instance: Option<&Digest>) -> Result<RawManifest> {
@@ -749,7 +817,7 @@ impl DockerDestination {
         registries: Arc<RegistriesConfig>,
     ) -> DockerDestination {
         DockerDestination {
-            reference: ImageReference::Docker(r.clone()),
+            reference: Reference::image(r.clone()),
             image: r.clone(),
             client,
             registries,
@@ -812,8 +880,8 @@ impl DockerDestination {
 
     /// Mounts `digest` from the copy's source when that is another repository of this registry.
     async fn mount_from_source(&self, digest: &Digest, source: &ImageReference) -> Result<bool> {
-        match source {
-            ImageReference::Docker(src)
+        match source.downcast_ref::<Reference>() {
+            Some(Reference(src))
                 if src.domain() == self.image.domain() && src.path() != self.image.path() =>
             {
                 self.mount_from(digest, src).await

@@ -12,16 +12,7 @@ use super::{manifest_ref, pull_scope, push_scope};
 use crate::config::registries_d::{RegistriesConfig, signature_url};
 use crate::digest::Digest;
 use crate::reference::DockerReference;
-use crate::transport::{Result, TransportError};
-
-/// The manifest a reference names at its registry.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ManifestHead {
-    /// Its digest.
-    pub digest: Digest,
-    /// Its media type, as the registry gave it.
-    pub media_type: Option<String>,
-}
+use crate::transport::{ManifestHead, Result, TransportError};
 
 /// Which side's token a probe uses, so the copy that may follow reuses it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -16,6 +16,88 @@ use super::fsutil::{self, TEMP_PREFIX, TempSession};
 use super::referrers::{self, Attached, ReferrerEntry, Referrers, Via};
 use super::*;
 
+pub mod reference;
+pub use reference::Reference;
+
+/// The `oci:` transport.
+pub struct OciTransport;
+
+#[async_trait]
+impl Transport for OciTransport {
+    fn name(&self) -> &'static str {
+        reference::NAME
+    }
+    fn grammar(&self) -> &'static str {
+        "oci:PATH[:NAME]"
+    }
+    fn parse(&self, within: &str) -> std::result::Result<ImageReference, ReferenceError> {
+        Reference::parse(within)
+    }
+    /// `DESTINATION/app:v1` is the layout `DESTINATION/app` holding the image named `v1`.
+    fn sync_destination(
+        &self,
+        name: &str,
+    ) -> Option<std::result::Result<ImageReference, ReferenceError>> {
+        let slash = name.rfind('/').map(|i| i + 1).unwrap_or(0);
+        let tail = name.get(slash..).unwrap_or_default();
+        let (path, tag) = match tail.find(['@', ':']) {
+            Some(i) => (
+                name.get(..slash + i).unwrap_or_default(),
+                tail.get(i + 1..).unwrap_or_default(),
+            ),
+            None => (name, "latest"),
+        };
+        Some(Reference::parse(&format!("{path}:{tag}")))
+    }
+    async fn open_source(
+        &self,
+        _session: &Session,
+        reference: &ImageReference,
+        options: &TransportOptions,
+    ) -> Result<Box<dyn ImageSource>> {
+        let own = registry::own::<Reference>(reference)?;
+        Ok(Box::new(
+            OciLayoutSource::open(reference.clone(), &own.path, own.tag.as_deref())?
+                .with_referrers(options.referrers),
+        ))
+    }
+    async fn open_destination(
+        &self,
+        _session: &Session,
+        reference: &ImageReference,
+        _options: &TransportOptions,
+    ) -> Result<Box<dyn ImageDestination>> {
+        let own = registry::own::<Reference>(reference)?;
+        Ok(Box::new(OciLayoutDestination::open(
+            reference.clone(),
+            &own.path,
+            own.tag.as_deref(),
+        )?))
+    }
+    async fn present(
+        &self,
+        session: &Session,
+        reference: &ImageReference,
+        options: &TransportOptions,
+    ) -> Result<Option<Present>> {
+        let own = registry::own::<Reference>(reference)?;
+        if !own.path.join("index.json").is_file() {
+            return Ok(None);
+        }
+        match Layout::new(&own.path).find(own.tag.as_deref()) {
+            Ok(d) => {
+                // The layout keeps sigstore signatures beside the image (the `.sig` attachment,
+                // bundles among its referrers): counting them is a local read.
+                let layout = self.open_source(session, reference, options).await?;
+                let n = layout.signatures(&d.digest, None).await?.slots.len();
+                Ok(Some(Present::new(d.digest, n)))
+            }
+            Err(TransportError::NotFound(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
 /// The annotation that names an image in `index.json`.
 pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
 
@@ -322,14 +404,15 @@ pub struct OciLayoutSource {
 
 impl OciLayoutSource {
     /// Opens the image named `tag` (or the only image) of the layout at `path`.
-    pub fn open(path: &Path, tag: Option<&str>) -> Result<OciLayoutSource> {
+    pub fn open(
+        reference: ImageReference,
+        path: &Path,
+        tag: Option<&str>,
+    ) -> Result<OciLayoutSource> {
         let layout = Layout::new(path);
         let top = layout.find(tag)?;
         Ok(OciLayoutSource {
-            reference: ImageReference::OciLayout {
-                path: path.to_path_buf(),
-                tag: tag.map(str::to_string),
-            },
+            reference,
             layout,
             top,
             referrers: Referrers::default(),
@@ -488,7 +571,11 @@ impl OciLayoutDestination {
     /// directory must be a layout, empty, or hold only what ferry leaves while it builds one
     /// (`blobs/` and temporaries of a copy running now or killed earlier; the killed one's are
     /// removed here).
-    pub fn open(path: &Path, tag: Option<&str>) -> Result<OciLayoutDestination> {
+    pub fn open(
+        reference: ImageReference,
+        path: &Path,
+        tag: Option<&str>,
+    ) -> Result<OciLayoutDestination> {
         let created_root = !path.exists();
         if !created_root {
             if !path.is_dir() {
@@ -522,10 +609,7 @@ impl OciLayoutDestination {
         // Temporaries lie in the root and in blobs/ALG.
         let session = TempSession::start(path, 2)?;
         Ok(OciLayoutDestination {
-            reference: ImageReference::OciLayout {
-                path: path.to_path_buf(),
-                tag: tag.map(str::to_string),
-            },
+            reference,
             layout: Layout::new(path).with_temp_prefix(session.prefix()),
             tag: tag.map(str::to_string),
             top: Mutex::new(None),

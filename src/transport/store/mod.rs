@@ -45,6 +45,71 @@ use super::fsutil::{self, FileLock, TEMP_PREFIX, TempSession};
 use super::oci_layout::{Layout, index_descriptor, referrer_descriptor};
 use super::referrers::{self, Attached, AttachedKind, Referrers, Via};
 use super::*;
+
+pub mod reference;
+pub use reference::Reference;
+
+/// The `store:` transport: ferry's own store, at the session's store root.
+pub struct StoreTransport;
+
+#[async_trait]
+impl Transport for StoreTransport {
+    fn name(&self) -> &'static str {
+        reference::NAME
+    }
+    fn grammar(&self) -> &'static str {
+        "store:REF"
+    }
+    fn parse(&self, within: &str) -> std::result::Result<ImageReference, ReferenceError> {
+        Reference::parse(within)
+    }
+    fn sync_destination(
+        &self,
+        name: &str,
+    ) -> Option<std::result::Result<ImageReference, ReferenceError>> {
+        Some(Reference::parse(name))
+    }
+    async fn open_source(
+        &self,
+        session: &Session,
+        reference: &ImageReference,
+        options: &TransportOptions,
+    ) -> Result<Box<dyn ImageSource>> {
+        let Reference(name) = registry::own::<Reference>(reference)?;
+        Ok(Box::new(
+            StoreSource::open(session.store(reference)?, name)?.with_referrers(options.referrers),
+        ))
+    }
+    async fn open_destination(
+        &self,
+        session: &Session,
+        reference: &ImageReference,
+        _options: &TransportOptions,
+    ) -> Result<Box<dyn ImageDestination>> {
+        let Reference(name) = registry::own::<Reference>(reference)?;
+        Ok(Box::new(StoreDestination::open(
+            session.store(reference)?,
+            name,
+        )?))
+    }
+    async fn present(
+        &self,
+        session: &Session,
+        reference: &ImageReference,
+        _options: &TransportOptions,
+    ) -> Result<Option<Present>> {
+        let Reference(name) = registry::own::<Reference>(reference)?;
+        let store = session.store(reference)?;
+        match store.resolve(name) {
+            Ok(image) => {
+                let n = store.signatures(&image.digest)?.len();
+                Ok(Some(Present::new(image.digest, n)))
+            }
+            Err(TransportError::NotFound(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
 use crate::record::{Record, RecordError};
 use crate::reference::DockerReference;
 use crate::signature::{SignatureSlot, SlotReadError, SlotReadErrorKind};
@@ -248,7 +313,7 @@ impl Store {
     /// name is still in `index.json`: how the evidence of a removed name is found. For a list
     /// copied with its instances, the list's digest. `None` when no record names it.
     pub fn recorded_digest(&self, name: &DockerReference) -> Result<Option<Digest>> {
-        let wanted = ImageReference::Store(name.clone()).to_string();
+        let wanted = Reference::image(name.clone()).to_string();
         let mine: Vec<(Digest, Record)> = self
             .all_records()?
             .into_iter()
@@ -289,7 +354,7 @@ impl Store {
         digest: &Digest,
     ) -> Result<Vec<SignatureSlot>> {
         let stored = self.signatures(digest)?;
-        let wanted = ImageReference::Store(name.clone()).to_string();
+        let wanted = Reference::image(name.clone()).to_string();
         let newest = self.newest_record_of(&wanted, digest)?;
         let location = |n: usize| self.signature_path(digest, n).display().to_string();
         let Some(record) = newest else {
@@ -341,7 +406,7 @@ impl Store {
         slots: &[SignatureSlot],
         mode: Referrers,
     ) -> Result<(Vec<Attached>, Vec<String>)> {
-        let wanted = ImageReference::Store(name.clone()).to_string();
+        let wanted = Reference::image(name.clone()).to_string();
         let newest = self.newest_record_of(&wanted, digest)?;
         let Some(record) = newest else {
             return Ok((Vec::new(), Vec::new()));
@@ -406,7 +471,7 @@ impl StoreSource {
     pub fn open(store: Store, name: &DockerReference) -> Result<StoreSource> {
         let image = store.resolve(name)?;
         Ok(StoreSource {
-            reference: ImageReference::Store(name.clone()),
+            reference: Reference::image(name.clone()),
             store,
             image,
             referrers: Referrers::default(),
@@ -441,7 +506,7 @@ impl ImageSource for StoreSource {
         manifest_digest: &Digest,
         _instance: Option<&Digest>,
     ) -> Result<SignatureSet> {
-        let ImageReference::Store(name) = &self.reference else {
+        let Some(Reference(name)) = self.reference.downcast_ref::<Reference>() else {
             return Ok(SignatureSet::default());
         };
         let mut set = SignatureSet::new(
@@ -508,7 +573,7 @@ impl StoreDestination {
             layout: store.layout.with_temp_prefix(session.prefix()),
         };
         Ok(StoreDestination {
-            reference: ImageReference::Store(name.clone()),
+            reference: Reference::image(name.clone()),
             store,
             name: name.to_string(),
             pending: Mutex::new(Pending::default()),
