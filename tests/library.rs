@@ -44,7 +44,7 @@ async fn a_runtime_pulls_with_sufficient_subset_and_reads_the_verdict() {
     let session = Session::new(config);
     let mut options = CopyOptions::new(policy);
     let events = Arc::new(Events(Mutex::new(vec![])));
-    options.progress = Some(events.clone());
+    options.gate.progress = Some(events.clone());
 
     // The default mode refuses the unreadable slot, and says which one.
     match copy(&session, &src, &dst, &options).await {
@@ -56,7 +56,7 @@ async fn a_runtime_pulls_with_sufficient_subset_and_reads_the_verdict() {
         other => panic!("expected a signature failure, got {other:?}"),
     }
 
-    options.mode = SignatureMode::SufficientSubset;
+    options.gate.mode = SignatureMode::SufficientSubset;
     let report = copy(&session, &src, &dst, &options).await.unwrap();
     assert_eq!(report.warnings.len(), 1);
     assert!(report.warnings[0].contains("signature-2"));
@@ -104,7 +104,7 @@ async fn the_library_reads_no_environment_unless_asked() {
     let dst = ImageReference::parse("store:example.com/app:1").unwrap();
     let session = Session::new(SessionConfig::default());
     let mut options = CopyOptions::new(policy);
-    options.mode = SignatureMode::RemoveSignatures;
+    options.gate.mode = SignatureMode::RemoveSignatures;
     let e = copy(&session, &src, &dst, &options).await.unwrap_err();
     assert!(e.to_string().contains("no store is configured"), "{e}");
     assert!(!e.is_rejection());

@@ -68,9 +68,9 @@ fn proxy_variables_are_honoured_only_when_the_config_asks() {
     );
     let src = ImageReference::parse(&image).unwrap();
     let mut options = CopyOptions::new(policy);
-    options.mode = SignatureMode::RemoveSignatures;
-    options.source.tls_verify = Some(false);
-    options.source.retry_times = Some(0);
+    options.gate.mode = SignatureMode::RemoveSignatures;
+    options.gate.source.tls_verify = Some(false);
+    options.gate.source.retry_times = Some(0);
     let run = |config: SessionConfig, name: &str| {
         let dst = ImageReference::parse(&format!("dir:{}", t.path().join(name).display())).unwrap();
         rt.block_on(copy(&Session::new(config), &src, &dst, &options))

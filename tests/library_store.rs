@@ -41,7 +41,7 @@ async fn a_runtime_lists_removes_prunes_and_checks_its_store() {
         .unwrap(),
     );
     let mut options = CopyOptions::new(policy);
-    options.mode = SignatureMode::RemoveSignatures;
+    options.gate.mode = SignatureMode::RemoveSignatures;
     for tag in ["one", "two"] {
         let src = ImageReference::parse(&format!("oci:{}:{tag}", layout.display())).unwrap();
         let dst = ImageReference::parse(&format!("store:example.com/app:{tag}")).unwrap();

@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use ferry::copy::{
-    self, CopyOptions, ImageSelection, ManifestFormat, SignKey, SignOptions, SignatureMode,
+    self, CopyOptions, GateOptions, ImageSelection, ManifestFormat, SignKey, SignOptions,
+    SignatureMode,
 };
 use ferry::transport::TransportOptions;
 use ferry::transport::referrers::Referrers;
@@ -47,10 +48,10 @@ pub struct GateArgs {
 }
 
 impl GateArgs {
-    /// Copy options with the policy, the mode and the selection, reading the source as
+    /// Gate options with the policy, the mode and the selection, reading the source as
     /// `source` says (with the mode's `--referrers`).
-    pub fn options(&self, mut source: TransportOptions) -> anyhow::Result<CopyOptions> {
-        let mut options = CopyOptions::new(self.policy.load()?);
+    pub fn options(&self, mut source: TransportOptions) -> anyhow::Result<GateOptions> {
+        let mut options = GateOptions::new(self.policy.load()?);
         options.mode = self.mode.mode();
         options.selection = self.selection.selection();
         source.referrers = self.mode.referrers;
@@ -317,10 +318,12 @@ pub async fn run(args: CopyArgs) -> anyhow::Result<ExitCode> {
     args.skopeo_only.refuse_unsupported()?;
     check_preserve_digests(args.skopeo_only.preserve_digests == Some(true), args.format)?;
     let session = args.ends.session();
-    let mut options = args.gate.options(args.ends.source_options())?;
+    let mut gate = args.gate.options(args.ends.source_options())?;
     if args.skopeo_only.multi_arch.as_deref() == Some("all") {
-        options.selection = ImageSelection::All;
+        gate.selection = ImageSelection::All;
     }
+    let mut options = CopyOptions::new(gate.policy.clone());
+    options.gate = gate;
     options.destination = args.ends.destination_options();
     options.parallel_blobs = usize::from(args.parallel_blobs);
     options.format = args.format;
@@ -341,7 +344,7 @@ pub async fn run(args: CopyArgs) -> anyhow::Result<ExitCode> {
         options.sign = Some(SignOptions { keys, identity });
     }
     let progress = Arc::new(TerminalProgress::new(args.quiet));
-    options.progress = Some(progress.clone());
+    options.gate.progress = Some(progress.clone());
 
     let candidates = super::options::candidates(&session, &args.source).await?;
     let mut source = candidates.first().cloned();
@@ -372,7 +375,7 @@ pub async fn run(args: CopyArgs) -> anyhow::Result<ExitCode> {
                     "version": ferry::copy::report::REPORT_VERSION,
                     "source": source.to_string(),
                     "destination": args.destination.to_string(),
-                    "mode": options.mode,
+                    "mode": options.gate.mode,
                     "error": e.to_string(),
                     "verdict": e.verdict(),
                     "unreadable": e.unreadable(),

@@ -71,7 +71,7 @@ pub async fn run(cmd: PolicyCommand) -> anyhow::Result<ExitCode> {
 /// admitted; `ferry policy check` and `ferry signatures verify` outside the store.
 pub async fn check(
     image: &SourceArg,
-    options: copy::CopyOptions,
+    options: copy::GateOptions,
     access: &ImageAccessArgs,
     format: Format,
 ) -> anyhow::Result<ExitCode> {

@@ -352,7 +352,7 @@ async fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         Subject::Stored(image) => image,
         Subject::Served(image) => {
             // What a copy-all copy would decide, through the same gate as `ferry policy check`.
-            let mut options = ferry::copy::CopyOptions::new(args.policy.load()?);
+            let mut options = ferry::copy::GateOptions::new(args.policy.load()?);
             options.source = args.access.options();
             let format = match args.format {
                 Format::Text => super::policy::Format::Text,

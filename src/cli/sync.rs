@@ -247,12 +247,12 @@ pub async fn run(args: SyncArgs) -> anyhow::Result<ExitCode> {
     let session = Arc::new(ferry::session::Session::new(session_args));
 
     let mut copy = CopyOptions::new(args.policy.load()?);
-    copy.mode = if args.remove_signatures {
+    copy.gate.mode = if args.remove_signatures {
         SignatureMode::RemoveSignatures
     } else {
         args.mode
     };
-    copy.selection = args.platform.selection(args.all);
+    copy.gate.selection = args.platform.selection(args.all);
     copy.destination = args.ends.destination_options();
     copy.parallel_blobs = usize::from(args.parallel_blobs);
     copy.format = args.format;

@@ -106,7 +106,11 @@ async fn copy_one(
     // of buffered chunks (docs/performance.md).
     let verified = VerifyingStream::new(raw, d.digest.clone(), Some(d.size));
     let total = Arc::new(AtomicU64::new(0));
-    let (counter, progress, digest) = (total.clone(), options.progress.clone(), d.digest.clone());
+    let (counter, progress, digest) = (
+        total.clone(),
+        options.gate.progress.clone(),
+        d.digest.clone(),
+    );
     let stream: ByteStream = Box::pin(verified.inspect(move |item| {
         if let Ok(chunk) = item {
             counter.fetch_add(chunk.len() as u64, Ordering::Relaxed);

@@ -205,7 +205,7 @@ async fn copy_image(shared: &Shared, item: &WorkItem, copy_options: &CopyOptions
     }
     if options.dry_run {
         let permit = shared.copies.acquire().await;
-        let checked = copy::check(&shared.session, &item.source, copy_options).await;
+        let checked = copy::check(&shared.session, &item.source, &copy_options.gate).await;
         drop(permit);
         match checked {
             Ok(Checked::Admitted(a)) => {
@@ -278,9 +278,9 @@ async fn run_one(
 ) -> ImageResult {
     let started = Instant::now();
     let mut copy_options = shared.options.copy.clone();
-    copy_options.source = item.source_options.clone();
+    copy_options.gate.source = item.source_options.clone();
     copy_options.blob_slots = Some(shared.blob_slots.clone());
-    copy_options.progress = shared
+    copy_options.gate.progress = shared
         .options
         .progress
         .clone()
@@ -328,7 +328,7 @@ pub async fn run(
         source_kind: request.source_kind,
         destination: request.destination.clone(),
         destination_kind: request.destination_kind,
-        mode: options.copy.mode,
+        mode: options.copy.gate.mode,
         dry_run: options.dry_run,
         shard: request.shard,
         started: started_at,

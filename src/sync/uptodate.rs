@@ -97,7 +97,7 @@ pub async fn check(
         return Ok(Freshness::Stale("not at the destination".into()));
     };
     let Some((src_digest, instance)) =
-        source_digest(session, src, &options.source, &options.selection).await?
+        source_digest(session, src, &options.gate.source, &options.gate.selection).await?
     else {
         return Ok(Freshness::Stale("not found at the source".into()));
     };
@@ -108,7 +108,7 @@ pub async fn check(
     }
     let up_to_date = Freshness::UpToDate { digest: src_digest };
     let wants_signatures =
-        options.mode != SignatureMode::RemoveSignatures || options.sign.is_some();
+        options.gate.mode != SignatureMode::RemoveSignatures || options.sign.is_some();
     if !wants_signatures || dst_signatures > 0 {
         return Ok(up_to_date);
     }
@@ -118,7 +118,7 @@ pub async fn check(
         ));
     }
     // The destination has none: up to date only if the source has none either.
-    let source = session.open_source(src, &options.source).await?;
+    let source = session.open_source(src, &options.gate.source).await?;
     let slots = source.signatures(&dst_digest, instance.as_ref()).await?;
     if slots.slots.is_empty() {
         Ok(up_to_date)
