@@ -1,5 +1,6 @@
 //! Parsing policy.json (containers-policy.json(5)) as strictly as containers/image: unknown
 //! keys, duplicate keys, missing keys and empty requirement lists are errors naming the file.
+//! It makes the requirement types of `requirement.rs`; key files are read here, once.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -7,6 +8,8 @@ use std::path::{Path, PathBuf};
 use base64::Engine;
 use serde_json::Value;
 
+use super::requirement::{IdentityMatch, Requirement, SignedBy, SigstoreSigned, TrustedKeys};
+use super::sigstore_trust;
 use crate::digest::Digest;
 use crate::reference::DockerReference;
 use crate::signature::simple::Keyring;
@@ -32,120 +35,6 @@ pub enum PolicyError {
         /// What is wrong, in containers/image's words.
         message: String,
     },
-}
-
-/// How a signature's claimed identity must relate to the image (`signedIdentity`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum IdentityMatch {
-    /// Same reference, or same repository when the image is by digest (the default).
-    MatchRepoDigestOrExact,
-    /// Same repository; tags and digests ignored.
-    MatchRepository,
-    /// The same reference, both with a tag or digest.
-    MatchExact,
-    /// The signed reference equals this one.
-    ExactReference(DockerReference),
-    /// The signed reference's repository equals this one.
-    ExactRepository(DockerReference),
-    /// The image's name, with `prefix` replaced by `signed_prefix`, then MatchRepoDigestOrExact.
-    RemapIdentity {
-        /// The prefix of the image's name.
-        prefix: String,
-        /// What the signature says instead.
-        signed_prefix: String,
-    },
-}
-
-impl IdentityMatch {
-    /// A short description for messages.
-    pub fn describe(&self) -> String {
-        match self {
-            IdentityMatch::MatchRepoDigestOrExact => "matchRepoDigestOrExact".into(),
-            IdentityMatch::MatchRepository => "matchRepository".into(),
-            IdentityMatch::MatchExact => "matchExact".into(),
-            IdentityMatch::ExactReference(r) => format!("exactReference {r}"),
-            IdentityMatch::ExactRepository(r) => format!("exactRepository {r}"),
-            IdentityMatch::RemapIdentity {
-                prefix,
-                signed_prefix,
-            } => {
-                format!("remapIdentity {prefix} -> {signed_prefix}")
-            }
-        }
-    }
-}
-
-/// Trusted keys of a signedBy requirement: loaded when the policy is loaded, or the reason they
-/// could not be (which rejects every signature this requirement examines, as containers/image
-/// does when it reads the key file at evaluation).
-#[derive(Debug, Clone)]
-pub struct TrustedKeys {
-    /// Where they came from: the files, or `keyData`.
-    pub sources: Vec<String>,
-    /// The keys, or why they could not be loaded.
-    pub keyring: Result<Keyring, String>,
-}
-
-/// One requirement of a policy.
-#[derive(Debug, Clone)]
-pub enum Requirement {
-    /// Accept anything.
-    InsecureAcceptAnything,
-    /// Reject everything.
-    Reject,
-    /// Simple signing by one of the keys.
-    SignedBy {
-        /// `keyType` (only `GPGKeys` verifies; the others reject at evaluation).
-        key_type: String,
-        /// The trusted keys.
-        keys: TrustedKeys,
-        /// `signedIdentity`.
-        identity: IdentityMatch,
-    },
-    /// Not implemented by containers/image either: rejects at evaluation.
-    SignedBaseLayer,
-    /// Sigstore (cosign) signatures, by a public key, or keyless through Fulcio or a PKI.
-    SigstoreSigned {
-        /// The trust root, loaded with the policy.
-        trust: super::sigstore_signed::SigstoreTrust,
-        /// `signedIdentity`.
-        identity: IdentityMatch,
-    },
-}
-
-impl Requirement {
-    /// The `type` name.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Requirement::InsecureAcceptAnything => "insecureAcceptAnything",
-            Requirement::Reject => "reject",
-            Requirement::SignedBy { .. } => "signedBy",
-            Requirement::SignedBaseLayer => "signedBaseLayer",
-            Requirement::SigstoreSigned { .. } => "sigstoreSigned",
-        }
-    }
-    /// A one-line description.
-    pub fn describe(&self) -> String {
-        match self {
-            Requirement::SignedBy {
-                key_type,
-                keys,
-                identity,
-            } => format!(
-                "signedBy {key_type} {} ({})",
-                keys.sources.join(", "),
-                identity.describe()
-            ),
-            Requirement::SigstoreSigned { trust, identity } => {
-                format!(
-                    "sigstoreSigned {} ({})",
-                    trust.sources.join(", "),
-                    identity.describe()
-                )
-            }
-            other => other.kind().to_string(),
-        }
-    }
 }
 
 /// A parsed policy.
@@ -369,11 +258,11 @@ fn signed_by(v: &Value) -> Result<Requirement, JsonError> {
         None => IdentityMatch::MatchRepoDigestOrExact,
         Some(i) => identity(i)?,
     };
-    Ok(Requirement::SignedBy {
+    Ok(Requirement::SignedBy(SignedBy {
         key_type,
         keys,
         identity,
-    })
+    }))
 }
 
 fn load_key_files(paths: &[String]) -> TrustedKeys {
@@ -472,7 +361,7 @@ fn sigstore_signed(v: &Value) -> Result<Requirement, JsonError> {
         return Err(JsonError("at most one of rekorPublickeyPath, rekorPublicKeyPaths, rekorPublickeyData and rekorPublicKeyDatas can be used simultaneously".into()));
     }
     if let Some(f) = o.get("fulcio") {
-        let f = strict_json::object(f, super::sigstore_signed::FULCIO_FIELDS, &[])?;
+        let f = strict_json::object(f, sigstore_trust::FULCIO_FIELDS, &[])?;
         match (f.contains_key("caPath"), f.contains_key("caData")) {
             (true, true) => {
                 return Err(JsonError(
@@ -497,7 +386,7 @@ fn sigstore_signed(v: &Value) -> Result<Requirement, JsonError> {
         }
     }
     if let Some(p) = o.get("pki") {
-        let p = strict_json::object(p, super::sigstore_signed::PKI_FIELDS, &[])?;
+        let p = strict_json::object(p, sigstore_trust::PKI_FIELDS, &[])?;
         if p.contains_key("caRootsPath") == p.contains_key("caRootsData") {
             return Err(JsonError(
                 "exactly one of caRootsPath and caRootsData must be specified".into(),
@@ -521,8 +410,11 @@ fn sigstore_signed(v: &Value) -> Result<Requirement, JsonError> {
         None => IdentityMatch::MatchRepoDigestOrExact,
         Some(i) => identity(i)?,
     };
-    let trust = super::sigstore_signed::SigstoreTrust::load(&o)?;
-    Ok(Requirement::SigstoreSigned { trust, identity })
+    let trust = sigstore_trust::load(&o)?;
+    Ok(Requirement::SigstoreSigned(SigstoreSigned {
+        trust,
+        identity,
+    }))
 }
 
 fn identity(v: &Value) -> Result<IdentityMatch, JsonError> {
@@ -663,7 +555,7 @@ mod tests {
         .unwrap();
         assert_eq!(p.transports["docker"].len(), 3);
         match &p.transports["docker"]["example.com/a"][0] {
-            Requirement::SignedBy { keys, .. } => {
+            Requirement::SignedBy(SignedBy { keys, .. }) => {
                 assert!(
                     keys.keyring
                         .as_ref()

@@ -11,7 +11,7 @@ use std::fmt;
 
 use super::config::Policy;
 use super::eval::evaluate;
-use super::sigstore_signed::BundleIdentity;
+use super::requirement::BundleIdentity;
 use crate::digest::Digest;
 use crate::hint::{Hint, Hinted};
 use crate::reference::ImageReference;

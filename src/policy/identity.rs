@@ -1,8 +1,7 @@
 //! `signedIdentity`: whether the reference a signature claims is acceptable for the image, by
 //! containers/image's rules (`policy_reference_match.go`).
 
-use super::config::IdentityMatch;
-use super::eval::Judgement;
+use super::requirement::{IdentityMatch, Judgement};
 use crate::digest::Digest;
 use crate::reference::DockerReference;
 use crate::verdict::{SignedClaims, Signer};

@@ -1,12 +1,46 @@
 //! `signedBy`: simple-signing (OpenPGP) signatures by trusted keys, as containers/image's
 //! `policy_eval_signedby.go` judges them.
 
-use super::config::{IdentityMatch, TrustedKeys};
-use super::eval::Judgement;
 use super::identity::judge_claims;
+use super::requirement::{
+    Context, IdentityMatch, Judge, Judgement, Readable, SignedBy, Slot, SlotState, TrustedKeys,
+    satisfied_by_signatures,
+};
 use crate::reference::DockerReference;
 use crate::signature::simple::{self, Keyring};
 use crate::verdict::{SignedClaims, Signer};
+
+impl Judge for SignedBy {
+    /// Every simple-signing signature is judged; sigstore signatures are not this
+    /// requirement's kind and are skipped.
+    fn judge(
+        &self,
+        number: usize,
+        ctx: &Context<'_>,
+        slots: &[Slot<'_>],
+        state: &mut [SlotState],
+    ) -> (bool, String) {
+        let mut examined = 0;
+        let mut reasons = Vec::new();
+        let mut any = false;
+        for (slot, st) in slots.iter().zip(state.iter_mut()) {
+            let Ok(Readable::Simple(data)) = &slot.readable else {
+                continue;
+            };
+            examined += 1;
+            let judgement = judge(
+                &self.key_type,
+                &self.keys,
+                &self.identity,
+                ctx.docker_reference,
+                ctx.manifest,
+                data,
+            );
+            any |= st.record(number, &slot.name, judgement, &mut reasons);
+        }
+        satisfied_by_signatures(any, examined, reasons)
+    }
+}
 
 fn claims_of(p: &simple::Payload, created: Option<std::time::SystemTime>) -> SignedClaims {
     SignedClaims {
@@ -34,7 +68,7 @@ fn trusted_keys_text(sources: &[String], keyring: &Keyring) -> String {
 
 /// Judges one simple-signing signature (the OpenPGP message `data`) for a `signedBy`
 /// requirement: the key, the signed manifest digest, then the signed identity.
-pub(crate) fn judge(
+fn judge(
     key_type: &str,
     keys: &TrustedKeys,
     identity: &IdentityMatch,
