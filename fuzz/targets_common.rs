@@ -578,7 +578,7 @@ pub fn sigstore(data: &[u8]) {
         back, sig,
         "a sigstore signature changed on its way through a file"
     );
-    let _ = ferry::policy::sigstore_signed::describe_signer(&sig);
+    let _ = ferry::signature::sigstore::describe::describe_signer(&sig);
     let _ = SigstorePayload::from_json(&sig.payload);
     if let Ok(v) = ferry::signature::sigstore::verify(&sig, std::slice::from_ref(key)) {
         let golden = include_bytes!("../testdata/sigstore/golden/dir-img-cosign-valid.signature-1");
@@ -616,7 +616,7 @@ pub fn bundle(data: &[u8]) {
     };
     let _ = b.statement();
     let _ = b.kind();
-    let _ = ferry::policy::sigstore_signed::describe_bundle_signer(&b);
+    let _ = ferry::signature::sigstore::describe::describe_bundle_signer(&b);
     let keys = std::slice::from_ref(key);
     let rekors = std::slice::from_ref(rekor);
     for r in [None, Some(rekors)] {

@@ -62,7 +62,6 @@
 pub mod config;
 pub mod copy;
 pub mod digest;
-pub mod forensics;
 pub mod hint;
 pub mod limits;
 pub mod manifest;

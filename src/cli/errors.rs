@@ -2,10 +2,10 @@
 //! command's flags, and the exit status that says what kind of failure it was.
 
 use ferry::copy::CopyError;
-use ferry::forensics::ForensicsError;
 use ferry::hint::{Hint, Hinted, Side};
 use ferry::policy::Rejected;
 use ferry::transport::TransportError;
+use ferry::transport::store::forensics::ForensicsError;
 
 use super::{EXIT_FAILURE, EXIT_REJECTED, EXIT_USAGE};
 

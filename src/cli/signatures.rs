@@ -6,10 +6,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use ferry::config::registries_d::RegistriesConfig;
-use ferry::forensics::{self, Decoded, History, Served, SlotView};
 use ferry::policy::BundleIdentity;
 use ferry::reference::{DockerReference, ImageReference};
+use ferry::signature::decode::Decoded;
 use ferry::transport::store::Store;
+use ferry::transport::store::forensics::{self, History, Served, SlotView};
 use serde_json::json;
 
 use super::errors::RejectedError;

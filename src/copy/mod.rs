@@ -17,6 +17,7 @@ pub mod report;
 pub mod sign;
 pub mod signatures;
 mod single;
+mod stored;
 
 use std::sync::Arc;
 

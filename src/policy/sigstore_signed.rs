@@ -3,8 +3,6 @@
 //! PKI, as containers/image's `policy_eval_sigstore.go` judges them: the trust root's own checks,
 //! the cryptographic check, then the signed manifest digest and the signed identity.
 
-use serde_json::Value;
-
 use super::identity::{identity_matches, judge_claims};
 use super::requirement::{
     BundleIdentity, Context, IdentityMatch, Judge, Judgement, Readable, SigstoreSigned,
@@ -14,12 +12,8 @@ use crate::reference::DockerReference;
 use crate::signature::sigstore::bundle::{
     Bundle, BundleKind, BundleSigners, Content, is_bundle_media_type, verify_bundle,
 };
-use crate::signature::sigstore::fulcio::fulcio_issuer;
-use crate::signature::sigstore::x509::Certificate;
-use crate::signature::sigstore::{
-    self, BUNDLE_ANNOTATION, CERTIFICATE_ANNOTATION, SIGNATURE_MIME_TYPE, SigstoreError,
-    SigstoreSignature,
-};
+use crate::signature::sigstore::describe::{describe_bundle_signer, describe_signer, time_text};
+use crate::signature::sigstore::{self, SIGNATURE_MIME_TYPE, SigstoreError, SigstoreSignature};
 use crate::verdict::{SignedClaims, Signer};
 
 impl Judge for SigstoreSigned {
@@ -94,48 +88,6 @@ impl Judge for SigstoreSigned {
     }
 }
 
-fn time_text(unix: i64) -> Option<String> {
-    chrono::DateTime::<chrono::Utc>::from_timestamp(unix, 0)
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-}
-
-/// The signer as a certificate names it: its first email, URI or DNS name (else its subject
-/// name), its Fulcio OIDC issuer and its key's id.
-fn describe_certificate(signer: &mut Signer, cert: &Certificate) {
-    signer.certificate_subject = cert
-        .emails()
-        .first()
-        .or(cert.uris().first())
-        .or(cert.dns_names().first())
-        .cloned()
-        .or_else(|| Some(cert.name().to_string()));
-    signer.certificate_issuer = fulcio_issuer(cert).ok();
-    signer.fingerprint = cert.public_key().ok().map(|k| k.id().to_string());
-}
-
-/// What a sigstore signature says of its signer, unverified: the certificate's subject and
-/// issuer, the Rekor entry's index and time. For messages and forensics; the judgement itself
-/// never trusts these.
-pub fn describe_signer(sig: &SigstoreSignature) -> Signer {
-    let mut signer = Signer::default();
-    if let Some(pem) = sig.annotations.get(CERTIFICATE_ANNOTATION)
-        && let Ok(certs) = Certificate::all_from_pem(pem.as_bytes())
-        && let Some(cert) = certs.first()
-    {
-        describe_certificate(&mut signer, cert);
-    }
-    if let Some(bundle) = sig.annotations.get(BUNDLE_ANNOTATION)
-        && let Ok(v) = serde_json::from_str::<Value>(bundle)
-    {
-        signer.rekor_log_index = v.pointer("/Payload/logIndex").and_then(Value::as_i64);
-        signer.rekor_integrated_time = v
-            .pointer("/Payload/integratedTime")
-            .and_then(Value::as_i64)
-            .and_then(time_text);
-    }
-    signer
-}
-
 fn claims_of(p: &sigstore::SigstorePayload) -> SignedClaims {
     SignedClaims {
         docker_reference: Some(p.docker_reference.clone()),
@@ -197,19 +149,6 @@ pub(crate) fn judge(
         signer,
         claims,
     )
-}
-
-/// What a sigstore bundle says of its signer, unverified (for messages and forensics).
-pub fn describe_bundle_signer(bundle: &Bundle) -> Signer {
-    let mut signer = Signer::default();
-    if let Some(cert) = bundle.certificate() {
-        describe_certificate(&mut signer, cert);
-    }
-    if let Some(e) = bundle.tlog.first() {
-        signer.rekor_log_index = Some(e.log_index);
-        signer.rekor_integrated_time = time_text(e.integrated_time);
-    }
-    signer
 }
 
 /// The claims of a bundle: the digest it signs and the name, if its statement gives one.

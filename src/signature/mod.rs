@@ -1,6 +1,7 @@
 //! Signatures: what a transport read for each signature slot, format sniffing, and the formats
 //! ferry understands. Pure: no IO here; transports hand in bytes.
 
+pub mod decode;
 pub mod sigstore;
 pub mod simple;
 pub mod sniff;

@@ -19,6 +19,7 @@
 //! signature/sigstore/) so that messages people search for are the same.
 
 pub mod bundle;
+pub mod describe;
 pub mod fulcio;
 pub mod keys;
 pub mod payload;

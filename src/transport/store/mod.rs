@@ -30,6 +30,7 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 
 pub mod check;
+pub mod forensics;
 pub mod lifecycle;
 
 pub use check::{

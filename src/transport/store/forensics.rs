@@ -1,6 +1,9 @@
-//! The forensic view of an image in ferry's store: the signatures kept with it, the records of
-//! how it passed the policy, and a fresh judgement of what is kept. The CLI only prints these
-//! values (`ferry signatures list|show|export|verify`); a runtime can show them its own way.
+//! The forensic view of an image in ferry's store: the signatures kept with it and the records
+//! of how it passed the policy, read beside the store that keeps them; and what a source serves
+//! now, for images outside the store. The CLI only prints these values (`ferry signatures
+//! list|show|export`); a runtime can show them its own way. A fresh judgement of what is kept
+//! (`verify`) goes through the gate, so it lives with the other consumers of the gate
+//! (`copy/stored.rs`).
 //!
 //! A forensic question is about one name. The store keeps signatures and records by manifest
 //! digest, and one manifest can be pulled under several names through different policies; the
@@ -12,15 +15,14 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use super::{Store, StoredSignature};
 use crate::digest::Digest;
-use crate::policy::{self, BundleIdentity, GateInput, ManifestRole, Policy, SignatureMode};
+use crate::policy::SignatureMode;
 use crate::record::{Record, WrittenSignature};
 use crate::reference::{DockerReference, ImageReference};
-use crate::signature::simple;
-use crate::signature::{SignatureSlot, sniff};
+use crate::signature::decode::{Decoded, decode};
 use crate::transport::TransportError;
-use crate::transport::store::{Store, StoredSignature};
-use crate::verdict::{SlotOutcome, Verdict};
+use crate::verdict::SlotOutcome;
 
 /// Why the forensic view cannot be given.
 #[derive(Debug, thiserror::Error)]
@@ -50,152 +52,6 @@ pub enum ForensicsError {
         /// How many it has.
         count: usize,
     },
-}
-
-/// A stored signature decoded without verification.
-#[derive(Debug, Clone, Serialize, Default)]
-#[non_exhaustive]
-pub struct Decoded {
-    /// The format (`simple-signing`, `sigstore-json`).
-    pub format: Option<String>,
-    /// Key IDs or fingerprints the signature names as its issuer.
-    pub issuers: Vec<String>,
-    /// The signature's creation time (RFC 3339).
-    pub created: Option<String>,
-    /// `critical.identity.docker-reference`.
-    pub docker_reference: Option<String>,
-    /// `critical.image.docker-manifest-digest`.
-    pub manifest_digest: Option<String>,
-    /// `optional.creator`.
-    pub creator: Option<String>,
-    /// `optional.timestamp`.
-    pub timestamp: Option<i64>,
-    /// The signed payload as signed: JSON, or a string when it is not JSON.
-    pub payload: Option<serde_json::Value>,
-    /// Keyless sigstore: the certificate's subject.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub certificate_subject: Option<String>,
-    /// Keyless sigstore: the OIDC issuer the certificate names.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub certificate_issuer: Option<String>,
-    /// Sigstore with Rekor: the log index.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub rekor_log_index: Option<i64>,
-    /// Sigstore with Rekor: when the entry was logged.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub rekor_integrated_time: Option<String>,
-    /// Why it could not be decoded.
-    pub error: Option<String>,
-}
-
-/// A sigstore bundle (cosign 3), unverified: the signer its certificate names, the log entry,
-/// and what it signs (the in-toto statement as the payload, or the message digest).
-fn decode_bundle(bytes: &[u8], d: &mut Decoded) {
-    use crate::signature::sigstore::bundle::{Bundle, Content};
-    d.format = Some("sigstore-bundle".to_string());
-    let bundle = match Bundle::from_json(bytes) {
-        Ok(b) => b,
-        Err(e) => {
-            d.error = Some(e.to_string());
-            return;
-        }
-    };
-    let signer = crate::policy::sigstore_signed::describe_bundle_signer(&bundle);
-    d.issuers = signer.fingerprint.into_iter().collect();
-    d.certificate_subject = signer.certificate_subject;
-    d.certificate_issuer = signer.certificate_issuer;
-    d.rekor_log_index = signer.rekor_log_index;
-    d.rekor_integrated_time = signer.rekor_integrated_time.clone();
-    d.created = signer.rekor_integrated_time;
-    match &bundle.content {
-        Content::Dsse { payload, .. } => {
-            d.payload = serde_json::from_slice(payload).ok();
-            match bundle.statement() {
-                Some(Ok(s)) => {
-                    let first = s.subjects.first();
-                    d.docker_reference = first.and_then(|x| x.name.clone());
-                    d.manifest_digest = first
-                        .and_then(|x| x.digests.get("sha256"))
-                        .map(|h| format!("sha256:{h}"));
-                }
-                Some(Err(e)) => d.error = Some(e.to_string()),
-                None => {}
-            }
-        }
-        Content::MessageSignature { digest, .. } => {
-            d.manifest_digest = Some(format!("sha256:{}", hex::encode(digest)));
-        }
-    }
-}
-
-/// Decodes a stored signature without verifying it.
-pub fn decode(bytes: &[u8]) -> Decoded {
-    let mut d = Decoded::default();
-    match sniff::sniff(bytes) {
-        Ok((sniff::Format::SigstoreJson, json)) => {
-            d.format = Some(sniff::Format::SigstoreJson.name().to_string());
-            match crate::signature::sigstore::SigstoreSignature::from_json(json) {
-                Ok(sig)
-                    if crate::signature::sigstore::bundle::is_bundle_media_type(&sig.mime_type) =>
-                {
-                    decode_bundle(&sig.payload, &mut d);
-                }
-                Ok(sig) => {
-                    let signer = crate::policy::sigstore_signed::describe_signer(&sig);
-                    d.issuers = signer.fingerprint.into_iter().collect();
-                    d.certificate_subject = signer.certificate_subject;
-                    d.certificate_issuer = signer.certificate_issuer;
-                    d.rekor_log_index = signer.rekor_log_index;
-                    d.rekor_integrated_time = signer.rekor_integrated_time;
-                    d.payload = Some(serde_json::from_slice(&sig.payload).unwrap_or_else(|_| {
-                        serde_json::Value::String(
-                            String::from_utf8_lossy(&sig.payload).into_owned(),
-                        )
-                    }));
-                    match crate::signature::sigstore::SigstorePayload::from_json(&sig.payload) {
-                        Ok(p) => {
-                            d.docker_reference = Some(p.docker_reference);
-                            d.manifest_digest = Some(p.manifest_digest);
-                            d.creator = p.creator;
-                            d.timestamp = p.timestamp;
-                            d.created = p.timestamp.and_then(|t| {
-                                chrono::DateTime::<chrono::Utc>::from_timestamp(t, 0)
-                                    .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-                            });
-                        }
-                        Err(e) => d.error = Some(e.to_string()),
-                    }
-                }
-                Err(e) => d.error = Some(e.to_string()),
-            }
-        }
-        Ok((format, message)) => {
-            d.format = Some(format.name().to_string());
-            match simple::inspect(message) {
-                Ok(u) => {
-                    d.issuers = u.issuers;
-                    d.created = u.created.map(|t| {
-                        chrono::DateTime::<chrono::Utc>::from(t)
-                            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-                    });
-                    d.payload = u.raw_payload.as_deref().map(|b| {
-                        serde_json::from_slice(b).unwrap_or_else(|_| {
-                            serde_json::Value::String(String::from_utf8_lossy(b).into_owned())
-                        })
-                    });
-                    if let Some(p) = u.payload {
-                        d.docker_reference = Some(p.docker_reference);
-                        d.manifest_digest = Some(p.manifest_digest);
-                        d.creator = p.creator;
-                        d.timestamp = p.timestamp;
-                    }
-                }
-                Err(e) => d.error = Some(e.to_string()),
-            }
-        }
-        Err(e) => d.error = Some(e.to_string()),
-    }
-    d
 }
 
 /// One signature slot of the newest copy of this name: where it came from, whether and how it
@@ -509,7 +365,7 @@ impl History {
         pick(&self.image, mine, slot)
     }
 
-    /// The reference [`History::verify`] judges as: the source of this name's newest record
+    /// The reference a fresh judgement (`verify`) judges as: the source of this name's newest record
     /// (so the policy scopes that gated the pull apply), else its own docker identity.
     pub fn judged_reference(&self) -> ImageReference {
         self.last_record()
@@ -521,54 +377,6 @@ impl History {
                     .map(crate::transport::docker::Reference::image)
             })
             .unwrap_or_else(|| crate::transport::dir::Reference::image(PathBuf::from(&self.image)))
-    }
-
-    /// Judges this name's stored signatures against `policy` now, through the same gate as a
-    /// copy (copy-all: every stored signature is readable), as the image was pulled: with the
-    /// source reference of its newest record (so the policy scopes that gated the pull apply),
-    /// else its own docker identity. Returns the reference judged and the verdict.
-    ///
-    /// `bundles` says how sigstore bundles that name no image meet `signedIdentity` (the
-    /// registries.d `sigstore-bundle-identity` of [`History::judged_reference`]).
-    pub fn verify(
-        &self,
-        store: &Store,
-        policy: &Policy,
-        bundles: BundleIdentity,
-    ) -> Result<(ImageReference, Verdict), ForensicsError> {
-        let manifest = store.manifest_bytes(&self.manifest_digest)?;
-        let slots: Vec<SignatureSlot> = self
-            .signatures()
-            .into_iter()
-            .enumerate()
-            .map(|(i, s)| SignatureSlot {
-                index: i + 1,
-                location: store
-                    .signature_path(&self.manifest_digest, s.index)
-                    .display()
-                    .to_string(),
-                content: Ok(s.bytes.clone()),
-            })
-            .collect();
-        let as_pulled = self.judged_reference();
-        let input = GateInput {
-            digest: &self.manifest_digest,
-            manifest: &manifest,
-            slots: &slots,
-            role: ManifestRole::Image,
-            platform: None,
-            searched: &[],
-            bundles,
-            attached_unreadable: &[],
-        };
-        let judgement = match policy::gate(policy, &as_pulled, SignatureMode::CopyAll, &[input]) {
-            Ok(a) => a.judgements().first().cloned(),
-            Err(r) => r.judgements.first().cloned(),
-        };
-        let verdict = judgement.and_then(|j| j.verdict).unwrap_or_else(|| {
-            policy::evaluate(policy, &as_pulled, &manifest, &slots, input.bundles)
-        });
-        Ok((as_pulled, verdict))
     }
 
     /// Writes the manifest, this name's raw signatures and every record of this name into
