@@ -322,10 +322,7 @@ pub fn policy(data: &[u8]) {
             index: i + 1,
             location: format!("fuzz slot {}", i + 1),
             content: if b.is_empty() {
-                Err(SlotReadError {
-                    kind: SlotReadErrorKind::Io,
-                    message: "unreadable".into(),
-                })
+                Err(SlotReadError::new(SlotReadErrorKind::Io, "unreadable"))
             } else {
                 Ok(b.to_vec())
             },

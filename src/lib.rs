@@ -62,6 +62,7 @@
 pub mod config;
 pub mod copy;
 pub mod digest;
+pub mod error;
 pub mod hint;
 pub mod limits;
 pub mod manifest;

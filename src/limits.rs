@@ -21,6 +21,7 @@ pub const MAX_CONFIG_FILE: u64 = 4 * 1024 * 1024;
 /// A file larger than its cap.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{path}: {size} bytes is more than the {limit}-byte limit for {what}; refusing to read it")]
+#[non_exhaustive]
 pub struct TooLarge {
     /// The file.
     pub path: String,

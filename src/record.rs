@@ -133,6 +133,7 @@ pub struct Record {
 /// Why stored record bytes cannot be used.
 #[derive(Debug, thiserror::Error)]
 #[error("not a ferry record: {0}")]
+#[non_exhaustive]
 pub struct RecordError(#[from] serde_json::Error);
 
 impl Record {

@@ -10,6 +10,7 @@ use serde_json::Value;
 /// A JSON error with the message containers/image would give.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
+#[non_exhaustive]
 pub struct JsonError(pub String);
 
 struct NoDup(Value);

@@ -196,6 +196,7 @@ impl fmt::Display for SignatureMode {
 /// A mode name that is not one of the three.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("unknown signature mode {0:?}: use copy-all, remove-signatures or sufficient-subset")]
+#[non_exhaustive]
 pub struct UnknownMode(pub String);
 
 impl std::str::FromStr for SignatureMode {

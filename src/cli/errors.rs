@@ -2,7 +2,9 @@
 //! command's flags, and the exit status that says what kind of failure it was.
 
 use ferry::copy::CopyError;
+use ferry::error::ErrorKind;
 use ferry::hint::{Hint, Hinted, Side};
+use ferry::policy::PolicyError;
 use ferry::policy::Rejected;
 use ferry::transport::TransportError;
 use ferry::transport::store::forensics::ForensicsError;
@@ -45,22 +47,39 @@ pub fn chain(e: &anyhow::Error) -> String {
     out
 }
 
-/// The exit status for an error: 1 rejected, 2 usage, 3 anything else.
-pub fn exit_code(e: &anyhow::Error) -> u8 {
-    for cause in e.chain() {
-        if cause.downcast_ref::<UsageError>().is_some() {
-            return EXIT_USAGE;
-        }
-        if cause.downcast_ref::<RejectedError>().is_some()
-            || cause.downcast_ref::<Rejected>().is_some()
-            || cause
-                .downcast_ref::<CopyError>()
-                .is_some_and(CopyError::is_rejection)
-        {
-            return EXIT_REJECTED;
-        }
+/// The kind of a library error in the chain (the outermost that has one).
+fn kind_of(cause: &(dyn std::error::Error + 'static)) -> Option<ErrorKind> {
+    if let Some(e) = cause.downcast_ref::<CopyError>() {
+        return Some(e.kind());
     }
-    EXIT_FAILURE
+    if let Some(e) = cause.downcast_ref::<TransportError>() {
+        return Some(e.kind());
+    }
+    if let Some(e) = cause.downcast_ref::<Rejected>() {
+        return Some(e.kind());
+    }
+    if let Some(e) = cause.downcast_ref::<ForensicsError>() {
+        return Some(e.kind());
+    }
+    if let Some(e) = cause.downcast_ref::<PolicyError>() {
+        return Some(e.kind());
+    }
+    cause
+        .downcast_ref::<RejectedError>()
+        .map(|_| ErrorKind::Rejected)
+}
+
+/// The exit status for an error: 2 for bad usage; otherwise by the error's kind, 1 when the
+/// policy or the signatures rejected the image, 3 for anything else (unreachable, IO, corrupt
+/// data, a configuration that cannot be used).
+pub fn exit_code(e: &anyhow::Error) -> u8 {
+    if e.chain().any(|c| c.downcast_ref::<UsageError>().is_some()) {
+        return EXIT_USAGE;
+    }
+    match e.chain().find_map(kind_of) {
+        Some(ErrorKind::Rejected) => EXIT_REJECTED,
+        _ => EXIT_FAILURE,
+    }
 }
 
 fn find_hint(e: &anyhow::Error) -> Option<(Hint, Option<Side>)> {

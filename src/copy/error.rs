@@ -2,6 +2,7 @@
 
 use super::ManifestFormat;
 use crate::digest::Digest;
+use crate::error::ErrorKind;
 use crate::hint::{Hint, Hinted, Side};
 use crate::manifest::ManifestError;
 use crate::policy::{self, UnreadableSlot, Verdict};
@@ -155,10 +156,29 @@ fn format_change_message(
 }
 
 impl CopyError {
+    /// What kind of failure this is: [`ErrorKind::Rejected`] when the policy or the signature
+    /// mode refused the image, else the kind of what failed.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            CopyError::Source { source, .. } | CopyError::Destination { source, .. } => {
+                source.kind()
+            }
+            CopyError::Blob { source, .. } => source.kind(),
+            CopyError::Manifest { .. } | CopyError::ManifestDigest { .. } => ErrorKind::Corrupt,
+            CopyError::NoPlatform { .. } => ErrorKind::NotFound,
+            CopyError::Rejected(_) => ErrorKind::Rejected,
+            CopyError::NoSignatureStorage { .. }
+            | CopyError::NoAttachedStorage { .. }
+            | CopyError::FormatChange { .. }
+            | CopyError::Conversion { .. } => ErrorKind::Unsupported,
+            CopyError::Signing(_) | CopyError::DestinationDigest { .. } => ErrorKind::Config,
+        }
+    }
+
     /// Whether the image was refused (by the policy or the signature mode) rather than the copy
     /// failing: the difference between "not trusted" and "could not check".
     pub fn is_rejection(&self) -> bool {
-        matches!(self, CopyError::Rejected(_))
+        self.kind() == ErrorKind::Rejected
     }
 
     /// The policy's verdict, when the copy failed on the signatures.

@@ -81,6 +81,7 @@ impl ManifestFormat {
 /// A `--format` value ferry does not know.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("unknown manifest format {0:?}: use oci or v2s2 (Docker schema 1, v2s1, is not supported)")]
+#[non_exhaustive]
 pub struct UnknownFormat(pub String);
 
 impl std::str::FromStr for ManifestFormat {

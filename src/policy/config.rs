@@ -37,6 +37,13 @@ pub enum PolicyError {
     },
 }
 
+impl PolicyError {
+    /// Always [`ErrorKind::Config`](crate::error::ErrorKind::Config): the policy cannot be used.
+    pub fn kind(&self) -> crate::error::ErrorKind {
+        crate::error::ErrorKind::Config
+    }
+}
+
 /// A parsed policy.
 #[derive(Debug, Clone)]
 pub struct Policy {

@@ -186,6 +186,12 @@ pub struct Rejected {
 }
 
 impl Rejected {
+    /// Always [`ErrorKind::Rejected`](crate::error::ErrorKind::Rejected): the image is not
+    /// trusted as it is.
+    pub fn kind(&self) -> crate::error::ErrorKind {
+        crate::error::ErrorKind::Rejected
+    }
+
     /// The manifests that stop the copy, with their failures.
     pub fn failures(&self) -> impl Iterator<Item = (&Judgement, &SignatureFailure)> {
         self.judgements

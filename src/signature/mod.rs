@@ -53,9 +53,20 @@ pub enum SlotReadErrorKind {
 /// Why one slot could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 #[error("{message}")]
+#[non_exhaustive]
 pub struct SlotReadError {
     /// The kind.
     pub kind: SlotReadErrorKind,
     /// What happened, for people: status and reason, IO error text.
     pub message: String,
+}
+
+impl SlotReadError {
+    /// A failed read of this kind, said as `message`.
+    pub fn new(kind: SlotReadErrorKind, message: impl Into<String>) -> SlotReadError {
+        SlotReadError {
+            kind,
+            message: message.into(),
+        }
+    }
 }

@@ -46,6 +46,7 @@ use std::time::Instant;
 use tokio::sync::Semaphore;
 
 use crate::copy::{self, BlobAction, Checked, CopyError, CopyOptions, Progress, ProgressEvent};
+use crate::error::ErrorKind;
 use crate::session::Session;
 use crate::transport::TransportError;
 use plan::{Plan, PlanRequest, WorkItem};
@@ -133,13 +134,8 @@ impl Progress for CopyWarnings {
 /// that said "later". Connection failures were already retried request by request.
 fn worth_retrying(e: &CopyError) -> bool {
     let transient = |t: &TransportError| {
-        matches!(
-            t,
-            TransportError::Registry {
-                status: Some(429 | 500..=599),
-                ..
-            } | TransportError::Verify(_)
-        )
+        matches!(t.kind(), ErrorKind::RateLimited | ErrorKind::Server)
+            || matches!(t, TransportError::Verify(_))
     };
     match e {
         CopyError::Blob { source, .. } => !matches!(**source, TransportError::NotFound(_)),

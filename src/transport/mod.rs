@@ -24,6 +24,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use crate::digest::{ByteStream, Digest};
+use crate::error::ErrorKind;
 use crate::hint::{Hint, Hinted};
 use crate::manifest::Descriptor;
 use crate::policy::Admission;
@@ -66,9 +67,11 @@ pub enum TransportError {
     /// A registry request failed.
     #[error("{url}: {message}")]
     Registry {
+        /// What kind of failure: what a caller branches on.
+        kind: RegistryErrorKind,
         /// The URL or registry.
         url: String,
-        /// What happened, with the status.
+        /// What happened, with the status, for people.
         message: String,
         /// The HTTP status, when there was one.
         status: Option<u16>,
@@ -169,14 +172,96 @@ impl Hinted for TransportError {
     }
 }
 
+/// What kind of failure a registry request met.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RegistryErrorKind {
+    /// 401: credentials are wanted, or the ones given were refused.
+    Unauthorized,
+    /// 403: access is refused.
+    Denied,
+    /// 404 on something that is not the image itself (the image's own absence is
+    /// [`TransportError::NotFound`]).
+    NotFound,
+    /// 429: too many requests.
+    RateLimited,
+    /// TLS failed.
+    Tls,
+    /// Nothing answered: refused, no route, no such host, reset.
+    Unreachable,
+    /// No answer in time, or a transfer stalled.
+    TimedOut,
+    /// 5xx.
+    Server,
+    /// An answer that does not follow the protocol.
+    Protocol,
+}
+
+impl RegistryErrorKind {
+    /// The kind an HTTP status gives.
+    pub fn from_status(status: u16) -> RegistryErrorKind {
+        match status {
+            401 => RegistryErrorKind::Unauthorized,
+            403 => RegistryErrorKind::Denied,
+            404 => RegistryErrorKind::NotFound,
+            429 => RegistryErrorKind::RateLimited,
+            500..=599 => RegistryErrorKind::Server,
+            _ => RegistryErrorKind::Protocol,
+        }
+    }
+}
+
+impl From<RegistryErrorKind> for ErrorKind {
+    fn from(k: RegistryErrorKind) -> ErrorKind {
+        match k {
+            RegistryErrorKind::Unauthorized => ErrorKind::Unauthorized,
+            RegistryErrorKind::Denied => ErrorKind::Denied,
+            RegistryErrorKind::NotFound => ErrorKind::NotFound,
+            RegistryErrorKind::RateLimited => ErrorKind::RateLimited,
+            RegistryErrorKind::Tls => ErrorKind::Tls,
+            RegistryErrorKind::Unreachable => ErrorKind::Unreachable,
+            RegistryErrorKind::TimedOut => ErrorKind::TimedOut,
+            RegistryErrorKind::Server => ErrorKind::Server,
+            RegistryErrorKind::Protocol => ErrorKind::Protocol,
+        }
+    }
+}
+
 impl TransportError {
-    /// A registry error with no status and no hint.
+    /// A registry answer that does not follow the protocol, with no status and no hint.
     pub fn registry(url: impl Into<String>, message: impl Into<String>) -> TransportError {
         TransportError::Registry {
+            kind: RegistryErrorKind::Protocol,
             url: url.into(),
             message: message.into(),
             status: None,
             hint: None,
+        }
+    }
+
+    /// What kind of failure this is.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            TransportError::Io { .. } | TransportError::Lookaside(_) => ErrorKind::Io,
+            TransportError::NotFound(_) => ErrorKind::NotFound,
+            TransportError::Manifest { .. }
+            | TransportError::InvalidLayout { .. }
+            | TransportError::DigestMismatch { .. }
+            | TransportError::TooLarge { .. }
+            | TransportError::Verify(_) => ErrorKind::Corrupt,
+            TransportError::Registry { kind, .. } => (*kind).into(),
+            TransportError::Config(_)
+            | TransportError::Auth(_)
+            | TransportError::RegistriesConf(_)
+            | TransportError::CertsD(_)
+            | TransportError::NoStore { .. } => ErrorKind::Config,
+            TransportError::Blocked { .. } => ErrorKind::Denied,
+            TransportError::AllEndpointsFailed { primary, .. } => primary.kind(),
+            TransportError::Unsupported(_) => ErrorKind::Unsupported,
+            TransportError::SourceStream(e) => match e.kind() {
+                std::io::ErrorKind::TimedOut => ErrorKind::TimedOut,
+                _ => ErrorKind::Unreachable,
+            },
         }
     }
 

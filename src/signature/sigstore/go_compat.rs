@@ -8,6 +8,7 @@ use std::fmt::Write as _;
 /// Go's `base64.CorruptInputError`: the offset of the first byte Go's decoder refuses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("illegal base64 data at input byte {0}")]
+#[non_exhaustive]
 pub struct CorruptInput(pub usize);
 
 fn value(b: u8) -> Option<u8> {

@@ -8,6 +8,7 @@ use serde_json::Value;
 /// Why a value has no canonical form.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
+#[non_exhaustive]
 pub struct CanonicalError(String);
 
 /// The canonical form of `v`.

@@ -21,6 +21,7 @@ use url::Url;
 use super::auth::Credentials;
 use crate::digest::ByteStream;
 use crate::hint::Hint;
+use crate::transport::RegistryErrorKind;
 use crate::transport::TransportError;
 use crate::transport::http::{self, ProgressWatch, Timeouts, TlsPolicy};
 
@@ -298,6 +299,7 @@ impl RegistryClient {
         if !resp.status().is_success() {
             let status = resp.status();
             return Err(TransportError::Registry {
+                kind: RegistryErrorKind::from_status(status.as_u16()),
                 url: redact(&url),
                 message: format!(
                     "the token service of {} refused {} with {status}; ferry tried {}",
@@ -622,6 +624,7 @@ impl RegistryClient {
             return TransportError::NotFound(format!("{}: {message}", redact(url)));
         }
         TransportError::Registry {
+            kind: RegistryErrorKind::from_status(status.as_u16()),
             url: redact(url),
             message,
             status: Some(status.as_u16()),
@@ -693,8 +696,9 @@ impl futures::Stream for WatchedBody {
 /// A failed request in words: what happened on the network or in TLS, and a hint only where
 /// one applies (a registry that is down gets no advice about TLS).
 pub fn request_error(e: &reqwest::Error, url: &str, doing: &str) -> TransportError {
-    let (message, hint) = describe_failure(e, url);
+    let (message, hint, kind) = describe_failure(e, url);
     TransportError::Registry {
+        kind,
         url: url.to_string(),
         message: format!("{doing}: {message}"),
         status: None,
@@ -702,8 +706,44 @@ pub fn request_error(e: &reqwest::Error, url: &str, doing: &str) -> TransportErr
     }
 }
 
+/// What a network or TLS failure was, for people, what applies to it, and its kind.
+fn describe_failure(e: &reqwest::Error, url: &str) -> (String, Option<Hint>, RegistryErrorKind) {
+    let (message, hint) = describe_failure_text(e, url);
+    (message, hint, failure_kind(e))
+}
+
+/// The kind of a network or TLS failure: TLS when rustls failed (or the other side does not
+/// speak TLS), timed out when time ran out, unreachable otherwise.
+fn failure_kind(e: &reqwest::Error) -> RegistryErrorKind {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cur {
+        if c.downcast_ref::<rustls::Error>().is_some() {
+            return RegistryErrorKind::Tls;
+        }
+        if let Some(io) = c.downcast_ref::<std::io::Error>() {
+            match io.kind() {
+                std::io::ErrorKind::TimedOut => return RegistryErrorKind::TimedOut,
+                std::io::ErrorKind::UnexpectedEof if source_chain(e).contains("tls handshake") => {
+                    return RegistryErrorKind::Tls;
+                }
+                _ => {}
+            }
+            if let Some(inner) = io.get_ref() {
+                cur = Some(inner as &(dyn std::error::Error + 'static));
+                continue;
+            }
+        }
+        cur = c.source();
+    }
+    if e.is_timeout() {
+        RegistryErrorKind::TimedOut
+    } else {
+        RegistryErrorKind::Unreachable
+    }
+}
+
 /// What a network or TLS failure was, for people, and what applies to it.
-fn describe_failure(e: &reqwest::Error, url: &str) -> (String, Option<Hint>) {
+fn describe_failure_text(e: &reqwest::Error, url: &str) -> (String, Option<Hint>) {
     let host = Url::parse(url)
         .ok()
         .and_then(|u| {

@@ -54,6 +54,18 @@ pub enum ForensicsError {
     },
 }
 
+impl ForensicsError {
+    /// What kind of failure this is.
+    pub fn kind(&self) -> crate::error::ErrorKind {
+        match self {
+            ForensicsError::Store(e) => e.kind(),
+            ForensicsError::NotEmpty(_) => crate::error::ErrorKind::Config,
+            ForensicsError::Write { .. } => crate::error::ErrorKind::Io,
+            ForensicsError::NoSuchSignature { .. } => crate::error::ErrorKind::NotFound,
+        }
+    }
+}
+
 /// One signature slot of the newest copy of this name: where it came from, whether and how it
 /// is stored, the verdict at pull time, and what it says.
 #[derive(Debug, Clone, Serialize)]
