@@ -21,15 +21,16 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use futures::Stream;
 
-use ferry::config::registries_d::{self, RegistriesConfig};
-use ferry::digest::{self, Algorithm, Digest, VerifyingStream};
+use ferry::SlotOutcome;
+use ferry::internal::config::registries_d::{self, RegistriesConfig};
+use ferry::internal::digest::{self, Algorithm, Digest, VerifyingStream};
+use ferry::internal::policy::{self, Policy};
+use ferry::internal::record::Record;
+use ferry::internal::reference::{self, DockerReference, ImageReference};
+use ferry::internal::signature::simple::{self, Keyring, Payload};
+use ferry::internal::signature::sniff::{self, Format};
+use ferry::internal::signature::{SignatureSlot, SlotReadError, SlotReadErrorKind};
 use ferry::manifest::{self, Manifest};
-use ferry::policy::{self, Policy, SlotOutcome};
-use ferry::record::Record;
-use ferry::reference::{self, DockerReference, ImageReference};
-use ferry::signature::simple::{self, Keyring, Payload};
-use ferry::signature::sniff::{self, Format};
-use ferry::signature::{SignatureSlot, SlotReadError, SlotReadErrorKind};
 
 /// Separates the parts of a multi-part input.
 pub const SEP: &[u8] = b"\n==part==\n";
@@ -316,7 +317,7 @@ pub fn policy(data: &[u8]) {
     };
     let slots: Vec<SignatureSlot> = slot_parts
         .iter()
-        .take(ferry::signature::MAX_SLOTS)
+        .take(ferry::internal::signature::MAX_SLOTS)
         .enumerate()
         .map(|(i, b)| SignatureSlot {
             index: i + 1,
@@ -562,7 +563,7 @@ pub fn record(data: &[u8]) {
 /// signature that parses is written and read back unchanged, and one that verifies must carry
 /// the golden payload.
 pub fn sigstore(data: &[u8]) {
-    use ferry::signature::sigstore::{PublicKey, SigstorePayload, SigstoreSignature};
+    use ferry::internal::signature::sigstore::{PublicKey, SigstorePayload, SigstoreSignature};
     static KEY: OnceLock<PublicKey> = OnceLock::new();
     let key = KEY.get_or_init(|| {
         PublicKey::from_pem(include_bytes!("../testdata/sigstore/golden/cosign.pub"))
@@ -575,9 +576,9 @@ pub fn sigstore(data: &[u8]) {
         back, sig,
         "a sigstore signature changed on its way through a file"
     );
-    let _ = ferry::signature::sigstore::describe::describe_signer(&sig);
+    let _ = ferry::internal::signature::sigstore::describe::describe_signer(&sig);
     let _ = SigstorePayload::from_json(&sig.payload);
-    if let Ok(v) = ferry::signature::sigstore::verify(&sig, std::slice::from_ref(key)) {
+    if let Ok(v) = ferry::internal::signature::sigstore::verify(&sig, std::slice::from_ref(key)) {
         let golden = include_bytes!("../testdata/sigstore/golden/dir-img-cosign-valid.signature-1");
         let g = SigstoreSignature::from_blob(golden).expect("the golden signature");
         assert_eq!(
@@ -595,8 +596,8 @@ pub fn sigstore(data: &[u8]) {
 /// signer, and `verify_bundle` with a key and a Rekor key no input was signed with: nothing an
 /// input holds may make it verify. Input: `BUNDLE [SEP MANIFEST]`.
 pub fn bundle(data: &[u8]) {
-    use ferry::signature::sigstore::PublicKey;
-    use ferry::signature::sigstore::bundle::{Bundle, BundleSigners, verify_bundle};
+    use ferry::internal::signature::sigstore::PublicKey;
+    use ferry::internal::signature::sigstore::bundle::{Bundle, BundleSigners, verify_bundle};
     static KEYS: OnceLock<(PublicKey, PublicKey)> = OnceLock::new();
     let (key, rekor) = KEYS.get_or_init(|| {
         (
@@ -613,7 +614,7 @@ pub fn bundle(data: &[u8]) {
     };
     let _ = b.statement();
     let _ = b.kind();
-    let _ = ferry::signature::sigstore::describe::describe_bundle_signer(&b);
+    let _ = ferry::internal::signature::sigstore::describe::describe_bundle_signer(&b);
     let keys = std::slice::from_ref(key);
     let rekors = std::slice::from_ref(rekor);
     for r in [None, Some(rekors)] {
@@ -632,7 +633,7 @@ pub fn bundle(data: &[u8]) {
 /// entries, lists the same entries; an artifact's index entry names its own digest.
 /// Input: `INDEX [SEP MANIFEST]`.
 pub fn referrers(data: &[u8]) {
-    use ferry::transport::referrers::{self, Attached, Via};
+    use ferry::internal::transport::referrers::{self, Attached, Via};
     let parts = split(data);
     if let Ok(entries) = referrers::parse_index(parts[0]) {
         let built = referrers::build_index(&entries);

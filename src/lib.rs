@@ -4,22 +4,22 @@
 //! its signatures are collected one outcome per slot, the signature policy (containers-policy.json)
 //! is evaluated on them by the gate, and only then are blobs streamed (verified as they pass) to
 //! the destination, followed by the manifest and the signatures the chosen mode keeps. Every
-//! write needs the gate's [`policy::Admission`], which nothing else can make.
+//! write needs the gate's [`Admission`], which nothing else can make.
 //!
-//! Layers, from the bottom: [`digest`], [`reference`](mod@reference), [`manifest`],
-//! [`signature`], [`verdict`] and [`record`] are pure data and formats; [`config`] reads the
-//! host's configuration files; [`policy`] judges signatures; [`transport`] does all IO, and a
-//! [`session::Session`] opens transports and shares registry connections; [`copy`] joins them;
-//! [`forensics`] reads back what the store kept.
+//! What a runtime, a mirroring tool or a forensic tool calls is at the crate root and in a few
+//! modules: a [`Session`] (one command's shared state: registry connections, the host's
+//! configuration) opens [`ImageReference`]s of any transport (`docker://`, `oci:`, `dir:`,
+//! `store:`); [`copy()`] copies one through a [`Policy`] in a [`SignatureMode`], [`check()`] says
+//! what a copy would decide, and [`open_admitted`] gives an [`AdmittedImage`] to read without
+//! copying it. Errors carry an [`ErrorKind`] to branch on. [`store`] is ferry's embedded store
+//! and its forensic view, [`sync`] mirrors many images in one session, [`signatures`] reads and
+//! makes signatures, [`auth`] keeps credentials. Everything else is private.
 //!
 //! # A runtime pulling through a policy into its store
 //!
 //! ```no_run
 //! use std::sync::Arc;
-//! use ferry::copy::{self, CopyOptions};
-//! use ferry::policy::Policy;
-//! use ferry::reference::ImageReference;
-//! use ferry::session::{Session, SessionConfig};
+//! use ferry::{CopyOptions, ErrorKind, ImageReference, Policy, Session, SessionConfig};
 //!
 //! # async fn pull() -> Result<(), Box<dyn std::error::Error>> {
 //! // Explicit paths: the library reads no environment unless asked (SessionConfig::from_env).
@@ -31,13 +31,14 @@
 //! let policy = Arc::new(Policy::from_file("/etc/containers/policy.json".as_ref())?);
 //! let src = ImageReference::parse("docker://registry.example.com/app:1.2")?;
 //! let dst = ImageReference::parse("store:registry.example.com/app:1.2")?;
-//! match copy::copy(&session, &src, &dst, &CopyOptions::new(policy)).await {
+//! match ferry::copy(&session, &src, &dst, &CopyOptions::new(policy)).await {
 //!     Ok(report) => {
 //!         if let Some(verdict) = report.verdict() {
 //!             println!("pulled {}: {verdict}", report.manifest_digest);
 //!         }
 //!     }
-//!     Err(e) if e.is_rejection() => eprintln!("not trusted: {e}"),
+//!     Err(e) if e.kind() == ErrorKind::Rejected => eprintln!("not trusted: {e}"),
+//!     Err(e) if e.kind().is_transient() => eprintln!("try again later: {e}"),
 //!     Err(e) => eprintln!("could not pull: {e}"),
 //! }
 //! # Ok(())
@@ -59,22 +60,131 @@
     )
 )]
 
-pub mod config;
-pub mod copy;
-pub mod digest;
-pub mod error;
-pub mod hint;
+mod config;
+mod copy;
+mod digest;
+mod error;
+mod hint;
 pub mod limits;
 pub mod manifest;
-pub mod policy;
-pub mod record;
-pub mod reference;
-pub mod session;
-pub mod signature;
-pub mod strict_json;
+mod policy;
+mod record;
+mod reference;
+mod session;
+mod signature;
+mod strict_json;
 pub mod sync;
-pub mod transport;
-pub mod verdict;
+mod transport;
+mod verdict;
+
+// The face of the library: what a runtime, a mirroring tool or a forensic tool calls. Everything
+// else is private and may change; docs/design.md keeps the count of these items.
+
+// One command's shared state, and where images are.
+pub use reference::{DockerReference, ImageReference, ReferenceError};
+pub use session::{Session, SessionConfig, store_root_from_env};
+pub use transport::fsutil::remove_live_temporaries;
+pub use transport::referrers::Referrers;
+pub use transport::{
+    ImageSource, ManifestHead, RawManifest, RegistryErrorKind, SignatureSet, TransportError,
+    TransportOptions,
+};
+
+// The policy and what it decided.
+pub use policy::{
+    Admission, Admitted, BundleIdentity, Judgement, Policy, PolicyError, Rejected,
+    SignatureFailure, SignatureMode,
+};
+pub use verdict::{
+    RequirementOutcome, SignedClaims, Signer, SlotOutcome, SlotVerdict, UnknownMode,
+    UnreadableSlot, Verdict,
+};
+
+// A copy, a check, and an admitted image for the consumers that do not copy.
+pub use copy::plan::Planned;
+pub use copy::report::{REPORT_VERSION, Report, Timings};
+pub use copy::{
+    AdmittedImage, Checked, CopyError, CopyOptions, GateOptions, ImageSelection, ManifestFormat,
+    Progress, ProgressEvent, SignError, SignKey, SignOptions, UnknownFormat, check, copy,
+    open_admitted,
+};
+pub use record::{
+    AttachedReport, BlobAction, BlobReport, ManifestReport, RECORD_VERSION, Record, RecordError,
+    SignaturesReport, WrittenSignature,
+};
+
+// Digests, and what went wrong.
+pub use config::certs_d::SYSTEM_CERTS_D;
+pub use config::registries_conf::RegistriesConfPaths;
+pub use digest::{ByteStream, Digest, DigestError, VerifyError, VerifyingStream};
+pub use error::ErrorKind;
+pub use hint::{Hint, Hinted, Side};
+
+/// ferry's embedded store (`store:`): what it holds, its lifecycle (list, remove, prune,
+/// check, repair, disk usage) and the forensic view of a stored name.
+pub mod store {
+    pub use crate::transport::store::forensics::{
+        CopySummary, ForensicsError, History, Served, ShownSignature, SlotView, history, served,
+    };
+    pub use crate::transport::store::{
+        BlobUsage, CheckOptions, CheckReport, DiskUsage, FilesUsage, ImageSummary, ImageUsage,
+        LifecycleError, Problem, ProblemKind, PruneOptions, PruneReport, PrunedBlob, PrunedRecord,
+        RecordedVerdict, RemoveOptions, RemoveReport, RemovedImage, RepairFailure, RepairReport,
+        RepairedBlob, Store, StoredImage, StoredRecord, StoredSignature,
+    };
+}
+
+/// Signatures as data: reading what a signature blob says without verifying it, the formats
+/// ferry knows, and the keys that make signatures (`standalone-sign`, `generate-sigstore-key`).
+pub mod signatures {
+    pub use crate::signature::decode::{Decoded, decode};
+    pub use crate::signature::sigstore::{PrivateKey, PrivateKeyError, PublicKey};
+    pub use crate::signature::simple::{
+        Keyring, SignatureError, SigningKey, Verified, payload_json as simple_payload,
+        sign as sign_simple, verify as verify_simple,
+    };
+    pub use crate::signature::sniff::{Format, SniffError, sniff};
+    pub use crate::signature::{
+        MAX_SIGNATURE_SIZE, MAX_SLOTS, SignatureSlot, SlotReadError, SlotReadErrorKind,
+    };
+}
+
+/// Credentials in auth.json, as `podman login` and `skopeo login` keep them.
+pub mod auth {
+    pub use crate::transport::docker::auth::AuthError;
+    pub use crate::transport::docker::auth_store::{
+        default_write_path, normalize_key, remove, remove_all, store, username,
+    };
+}
+
+/// Internal parts that ferry's own integration tests and fuzz targets reach into (parsers,
+/// the lookaside reader, the signature formats). Not part of the library's interface: anything
+/// here may change or go at any time.
+#[doc(hidden)]
+pub mod internal {
+    #![allow(missing_docs)]
+    pub mod config {
+        pub use crate::config::*;
+    }
+    pub mod digest {
+        pub use crate::digest::*;
+    }
+    pub mod policy {
+        pub use crate::policy::*;
+    }
+    pub mod record {
+        pub use crate::record::*;
+    }
+    pub mod reference {
+        pub use crate::reference::*;
+    }
+    pub mod signature {
+        pub use crate::signature::*;
+    }
+    pub mod transport {
+        pub use crate::transport::*;
+    }
+}
 
 /// Installs ring as the process-wide rustls crypto provider, once. ferry calls this itself
 /// before it builds any HTTP client, so an embedding program never needs to; calling it again

@@ -65,12 +65,12 @@ fn main() -> ExitCode {
             (signal, code) = interrupted() => {
                 // An interrupted copy leaves nothing behind: its temporaries go now, before
                 // the process ends (a kill -9 leaves them to the next copy's cleanup).
-                ferry::transport::fsutil::remove_live_temporaries();
+                ferry::remove_live_temporaries();
                 eprintln!("ferry: interrupted by {signal}; removed this command's temporary files");
                 Err(code)
             }
             limit = timed_out(deadline) => {
-                ferry::transport::fsutil::remove_live_temporaries();
+                ferry::remove_live_temporaries();
                 eprintln!(
                     "ferry: the command did not finish within {limit:?} (--command-timeout); \
                      stopped it and removed its temporary files"

@@ -22,14 +22,15 @@ use url::Url;
 use crate::config::certs_d;
 use crate::config::registries_conf::{RegistriesConf, RegistriesConfPaths};
 use crate::config::registries_d::{self, RegistriesConfig};
+use crate::digest::Digest;
+use crate::policy::BundleIdentity;
 use crate::reference::{DockerReference, ImageReference};
-use crate::transport::docker::auth;
 use crate::transport::docker::client::RegistryClient;
 use crate::transport::docker::pool::RegistryPool;
+use crate::transport::docker::{self, auth};
 use crate::transport::store::Store;
 use crate::transport::{
-    ImageDestination, ImageSource, Present, Result, TransportError, TransportOptions, http,
-    registry,
+    ImageDestination, ImageSource, Present, Result, TransportError, TransportOptions, registry,
 };
 
 /// What a session needs from the host: where things are. Every field is explicit; nothing is
@@ -143,7 +144,7 @@ impl Session {
     }
 
     /// registries.d, read once per session (a failed read is tried again next time).
-    pub async fn registries(&self) -> Result<Arc<RegistriesConfig>> {
+    pub(crate) async fn registries(&self) -> Result<Arc<RegistriesConfig>> {
         self.registries
             .get_or_try_init(|| async {
                 Ok(Arc::new(match &self.config.registries_d {
@@ -165,7 +166,7 @@ impl Session {
     }
 
     /// registries.conf, read once per session (a failed read is tried again next time).
-    pub async fn registries_conf(&self) -> Result<Arc<RegistriesConf>> {
+    pub(crate) async fn registries_conf(&self) -> Result<Arc<RegistriesConf>> {
         self.registries_conf
             .get_or_try_init(|| async {
                 Ok(Arc::new(match &self.config.registries_conf {
@@ -186,22 +187,10 @@ impl Session {
             .cloned()
     }
 
-    /// The TLS policy for `registry` (`host[:port]`): verification as `options` say, else off
-    /// when registries.conf marks the registry (or mirror) `insecure`; the CAs and client
-    /// certificates of `options.cert_dir`, else of the registry's certs.d directory.
-    pub fn tls_policy(
-        &self,
-        registry: &str,
-        options: &TransportOptions,
-        insecure: bool,
-    ) -> Result<http::TlsPolicy> {
-        RegistryPool::tls_policy(self, registry, options, insecure)
-    }
-
     /// The client for `r`'s registry with `options`: connected (and probed) once per session.
     /// registries.conf applies: a blocked registry is refused, an insecure one is reached
     /// without TLS verification (unless `options` say otherwise).
-    pub async fn registry_client(
+    pub(crate) async fn registry_client(
         &self,
         r: &DockerReference,
         options: &TransportOptions,
@@ -221,7 +210,7 @@ impl Session {
     }
 
     /// Opens `reference` for writing with the settings of that side.
-    pub async fn open_destination(
+    pub(crate) async fn open_destination(
         &self,
         reference: &ImageReference,
         options: &TransportOptions,
@@ -233,7 +222,7 @@ impl Session {
 
     /// What the destination `reference` holds now (its manifest's digest and how many
     /// signatures it keeps for it), or `None`: sync's incremental check.
-    pub async fn present(
+    pub(crate) async fn present(
         &self,
         reference: &ImageReference,
         options: &TransportOptions,
@@ -241,5 +230,73 @@ impl Session {
         registry::of(reference)?
             .present(self, reference, options)
             .await
+    }
+
+    /// The candidates a short name (`fedora:40`, no registry) resolves to through
+    /// registries.conf, in the order they are tried: its alias, else each
+    /// unqualified-search registry.
+    pub async fn resolve_short_name(&self, name: &str) -> Result<Vec<ImageReference>> {
+        let conf = self.registries_conf().await?;
+        let resolved = conf.resolve_short_name(name)?;
+        if resolved.candidates.len() > 1 {
+            tracing::info!(
+                "{name} resolves to {} (unqualified-search-registries); trying them in order",
+                resolved
+                    .candidates
+                    .iter()
+                    .map(|c| c.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+        Ok(resolved
+            .candidates
+            .into_iter()
+            .map(docker::Reference::image)
+            .collect())
+    }
+
+    /// How sigstore bundles that name no image meet `signedIdentity` for `image`: registries.d's
+    /// `sigstore-bundle-identity` for its scope (bundles claim only what they name, when the
+    /// image has no docker reference).
+    pub async fn bundle_identity(&self, image: &ImageReference) -> Result<BundleIdentity> {
+        match image.docker_reference() {
+            Some(d) => Ok(self.registries().await?.sigstore_bundle_identity(&d)?),
+            None => Ok(BundleIdentity::Named),
+        }
+    }
+
+    /// The tags of the repository `repository` names, as the registry lists them (following
+    /// its pages): skopeo's `list-tags`.
+    pub async fn list_tags(
+        &self,
+        repository: &DockerReference,
+        options: &TransportOptions,
+    ) -> Result<Vec<String>> {
+        let client = self.registry_client(repository, options).await?;
+        docker::list_tags(&client, repository).await
+    }
+
+    /// Deletes the manifest `image` names from its registry (with every tag that points to it)
+    /// and its signatures in a `file://` lookaside: skopeo's `delete`. Returns the deleted
+    /// manifest's digest.
+    pub async fn delete_image(
+        &self,
+        image: &DockerReference,
+        options: &TransportOptions,
+    ) -> Result<Digest> {
+        let client = self.registry_client(image, options).await?;
+        let registries = self.registries().await?;
+        docker::registry_ops::delete_image(&client, image, &registries).await
+    }
+
+    /// Whether the registry `registry` (`host[:port]`) accepts the credentials of `options`:
+    /// skopeo's `login` before it stores them.
+    pub async fn check_login(&self, registry: &str, options: &TransportOptions) -> Result<()> {
+        let probe = DockerReference::parse(&format!("{registry}/login")).map_err(|e| {
+            TransportError::Unsupported(format!("{registry:?} is not a registry: {e}"))
+        })?;
+        let client = self.registry_client(&probe, options).await?;
+        docker::registry_ops::check_login(&client).await
     }
 }

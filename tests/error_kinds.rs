@@ -7,11 +7,11 @@ mod support;
 
 use std::sync::Arc;
 
-use ferry::copy::{CopyOptions, SignatureMode, copy};
-use ferry::error::ErrorKind;
-use ferry::policy::Policy;
-use ferry::reference::ImageReference;
-use ferry::session::{Session, SessionConfig};
+use ferry::ErrorKind;
+use ferry::ImageReference;
+use ferry::Policy;
+use ferry::{CopyOptions, SignatureMode, copy};
+use ferry::{Session, SessionConfig};
 use support::http::{HttpServer, Reply};
 
 fn policy(json: &str) -> Arc<Policy> {

@@ -4,10 +4,10 @@
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use ferry::copy::{CopyError, CopyOptions, Progress, ProgressEvent, SignatureMode, copy};
-use ferry::policy::{Policy, SlotOutcome};
-use ferry::reference::ImageReference;
-use ferry::session::{Session, SessionConfig};
+use ferry::ImageReference;
+use ferry::{CopyError, CopyOptions, Progress, ProgressEvent, SignatureMode, copy};
+use ferry::{Policy, SlotOutcome};
+use ferry::{Session, SessionConfig};
 
 struct Events(Mutex<Vec<String>>);
 

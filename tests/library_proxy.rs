@@ -10,10 +10,10 @@ mod support;
 use std::path::Path;
 use std::sync::Arc;
 
-use ferry::copy::{CopyOptions, SignatureMode, copy};
-use ferry::policy::Policy;
-use ferry::reference::ImageReference;
-use ferry::session::{Session, SessionConfig};
+use ferry::ImageReference;
+use ferry::Policy;
+use ferry::{CopyOptions, SignatureMode, copy};
+use ferry::{Session, SessionConfig};
 use support::http::{HttpServer, Reply, counting};
 use support::registry::Registry;
 use support::*;

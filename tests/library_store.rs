@@ -7,11 +7,11 @@ mod support;
 use std::path::Path;
 use std::sync::Arc;
 
-use ferry::copy::{CopyOptions, SignatureMode, copy};
-use ferry::policy::Policy;
-use ferry::reference::{DockerReference, ImageReference};
-use ferry::session::{Session, SessionConfig};
-use ferry::transport::store::{CheckOptions, PruneOptions, RemoveOptions, Store};
+use ferry::Policy;
+use ferry::store::{CheckOptions, PruneOptions, RemoveOptions, Store};
+use ferry::{CopyOptions, SignatureMode, copy};
+use ferry::{DockerReference, ImageReference};
+use ferry::{Session, SessionConfig};
 use support::{build_image, pseudo_random, write_oci_image};
 
 fn blob(root: &Path, digest: &str) -> std::path::PathBuf {

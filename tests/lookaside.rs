@@ -7,14 +7,14 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ferry::config::registries_d::{
-    self as lookaside, RegistriesConfig, RegistriesDError, signature_url,
-};
-use ferry::digest::Digest;
-use ferry::transport::docker::lookaside::{
+use ferry::internal::config::registries_d as lookaside;
+
+use ferry::Digest;
+use ferry::internal::config::registries_d::{RegistriesConfig, RegistriesDError, signature_url};
+use ferry::internal::transport::docker::lookaside::{
     LookasideError, MAX_CONSECUTIVE_FAILURES, read_signatures, write_signatures,
 };
-use ferry::transport::http::TlsPolicy;
+use ferry::internal::transport::http::TlsPolicy;
 
 fn http_client(tls_verify: bool, timeout: Duration) -> reqwest::Client {
     let tls = if tls_verify {
@@ -22,10 +22,10 @@ fn http_client(tls_verify: bool, timeout: Duration) -> reqwest::Client {
     } else {
         TlsPolicy::insecure()
     };
-    ferry::transport::http::lookaside_client(&tls, timeout).unwrap()
+    ferry::internal::transport::http::lookaside_client(&tls, timeout).unwrap()
 }
-use ferry::reference::DockerReference;
-use ferry::signature::{MAX_SIGNATURE_SIZE, MAX_SLOTS, SignatureSlot, SlotReadErrorKind};
+use ferry::DockerReference;
+use ferry::signatures::{MAX_SIGNATURE_SIZE, MAX_SLOTS, SignatureSlot, SlotReadErrorKind};
 use support::http::{HttpServer, Reply, Route};
 use url::Url;
 
@@ -621,9 +621,7 @@ async fn an_html_page_in_the_middle_is_returned_and_the_next_slot_still_read() {
     let html = slots[1].content.as_ref().unwrap();
     assert!(html.starts_with(b"<!DOCTYPE html>"));
     // Format sniffing is what rejects it, naming the first byte as containers/image does.
-    let e = ferry::signature::sniff::sniff(html)
-        .unwrap_err()
-        .to_string();
+    let e = ferry::signatures::sniff(html).unwrap_err().to_string();
     assert!(e.contains("0x3c"), "{e}");
     assert_eq!(slots[2].content.as_ref().unwrap(), &s3);
     assert_eq!(server.hits(&slot_path(4)), 1);

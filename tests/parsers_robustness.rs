@@ -5,12 +5,13 @@
 
 mod support;
 
-use ferry::config::registries_d::RegistriesConfig;
-use ferry::digest::Digest;
+use ferry::Digest;
+use ferry::Policy;
+use ferry::internal::config::registries_d::RegistriesConfig;
+use ferry::internal::signature::simple;
 use ferry::manifest;
-use ferry::policy::Policy;
-use ferry::reference::{DockerReference, ImageReference};
-use ferry::signature::{simple, sniff};
+
+use ferry::{DockerReference, ImageReference};
 
 struct Rng(u64);
 
@@ -121,8 +122,13 @@ fn policies_and_registries_d() {
     each(&[policy], |b| {
         if let Ok(p) = Policy::from_bytes(b, "fuzz") {
             let img = ImageReference::parse("docker://example.com/a:1").unwrap();
-            let _ =
-                ferry::policy::evaluate(&p, &img, b"{}", &[], ferry::policy::BundleIdentity::Named);
+            let _ = ferry::internal::policy::evaluate(
+                &p,
+                &img,
+                b"{}",
+                &[],
+                ferry::BundleIdentity::Named,
+            );
         }
     });
     let yaml = b"default-docker:\n  lookaside: https://a.example/s\ndocker:\n  example.com/ns:\n    lookaside-staging: file:///tmp/x\n    use-sigstore-attachments: true\n";
@@ -153,7 +159,7 @@ fn signature_blobs_and_payloads() {
     let original = simple::verify(&sig, &keys).unwrap().payload;
     let mut forged = Vec::new();
     each(&[&sig, payload, tagged], |b| {
-        let _ = sniff::sniff(b);
+        let _ = ferry::signatures::sniff(b);
         let _ = simple::parse_payload(b);
         let _ = simple::inspect(b);
         // OpenPGP leaves some bytes outside the signature (the literal packet's file name and

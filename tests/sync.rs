@@ -1337,7 +1337,7 @@ fn the_kubernetes_example_parses_with_ferrys_own_readers() {
             .unwrap_or_else(|| panic!("a {kind}"))
     };
     let data = &of("ConfigMap")["data"];
-    let config = ferry::sync::config::SyncConfig::from_yaml(
+    let config = ferry::sync::SyncConfig::from_yaml(
         data["mirror.yaml"].as_str().expect("mirror.yaml"),
         Path::new("mirror.yaml"),
     )
@@ -1347,7 +1347,7 @@ fn the_kubernetes_example_parses_with_ferrys_own_readers() {
         "{:?}",
         config.warnings
     );
-    ferry::policy::Policy::from_bytes(
+    ferry::Policy::from_bytes(
         data["policy.json"]
             .as_str()
             .expect("policy.json")
@@ -1355,7 +1355,7 @@ fn the_kubernetes_example_parses_with_ferrys_own_readers() {
         "policy.json",
     )
     .expect("the policy");
-    ferry::config::registries_d::RegistriesConfig::from_yaml(
+    ferry::internal::config::registries_d::RegistriesConfig::from_yaml(
         data["registries.yaml"].as_str().expect("registries.yaml"),
         Path::new("registries.yaml"),
     )

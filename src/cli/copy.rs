@@ -5,15 +5,14 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
-use ferry::copy::{
-    self, CopyOptions, GateOptions, ImageSelection, ManifestFormat, SignKey, SignOptions,
-    SignatureMode,
+use ferry::Referrers;
+use ferry::TransportOptions;
+use ferry::{
+    CopyOptions, GateOptions, ImageSelection, ManifestFormat, SignKey, SignOptions, SignatureMode,
 };
-use ferry::transport::TransportOptions;
-use ferry::transport::referrers::Referrers;
 
-use ferry::reference::{DockerReference, ImageReference};
-use ferry::signature::simple::SigningKey;
+use ferry::signatures::SigningKey;
+use ferry::{DockerReference, ImageReference};
 
 use super::options::{EndsArgs, PlatformArgs, PolicyArgs, SourceArg, parse_image, parse_source};
 use super::progress::TerminalProgress;
@@ -351,9 +350,9 @@ pub async fn run(args: CopyArgs) -> anyhow::Result<ExitCode> {
     let mut result = None;
     for (i, candidate) in candidates.iter().enumerate() {
         source = Some(candidate.clone());
-        let r = copy::copy(&session, candidate, &args.destination, &options).await;
+        let r = ferry::copy(&session, candidate, &args.destination, &options).await;
         match &r {
-            Err(copy::CopyError::Source { source: e, .. })
+            Err(ferry::CopyError::Source { source: e, .. })
                 if i + 1 < candidates.len() && super::options::try_next_candidate(e) =>
             {
                 tracing::warn!("{candidate}: {e}; trying the next candidate");
@@ -372,7 +371,7 @@ pub async fn run(args: CopyArgs) -> anyhow::Result<ExitCode> {
             // A failed copy still reports, so a runtime or mirror can keep the evidence of why.
             if let Some(path) = &args.report {
                 let failed = serde_json::json!({
-                    "version": ferry::copy::report::REPORT_VERSION,
+                    "version": ferry::REPORT_VERSION,
                     "source": source.to_string(),
                     "destination": args.destination.to_string(),
                     "mode": options.gate.mode,

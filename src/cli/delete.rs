@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use ferry::reference::ImageReference;
+use ferry::ImageReference;
 
 use super::errors::UsageError;
 use super::options::{ImageAccessArgs, parse_image};
@@ -33,12 +33,8 @@ pub async fn run(args: DeleteArgs) -> anyhow::Result<ExitCode> {
     let session = args.access.session();
     let options = args.access.options();
     let what = || format!("deleting {}", args.image);
-    let client = session
-        .registry_client(&r, &options)
-        .await
-        .with_context(what)?;
-    let registries = session.registries().await.with_context(what)?;
-    let digest = ferry::transport::docker::registry_ops::delete_image(&client, &r, &registries)
+    let digest = session
+        .delete_image(&r, &options)
         .await
         .with_context(what)?;
     tracing::info!("deleted {} ({digest})", args.image);

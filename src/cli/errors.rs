@@ -1,13 +1,13 @@
 //! How a failed command ends: the error and its causes once each, a hint in the words of this
 //! command's flags, and the exit status that says what kind of failure it was.
 
-use ferry::copy::CopyError;
-use ferry::error::ErrorKind;
-use ferry::hint::{Hint, Hinted, Side};
-use ferry::policy::PolicyError;
-use ferry::policy::Rejected;
-use ferry::transport::TransportError;
-use ferry::transport::store::forensics::ForensicsError;
+use ferry::CopyError;
+use ferry::ErrorKind;
+use ferry::PolicyError;
+use ferry::Rejected;
+use ferry::TransportError;
+use ferry::store::ForensicsError;
+use ferry::{Hint, Hinted, Side};
 
 use super::{EXIT_FAILURE, EXIT_REJECTED, EXIT_USAGE};
 
@@ -125,13 +125,13 @@ pub fn render(hint: &Hint, style: FlagStyle, side: Option<Side>) -> String {
         ),
         Hint::TrustCa { registry } => format!(
             "Trust the registry's CA for {registry}: put its certificate (PEM) in {}/{registry}/ca.crt (or ~/.config/containers/certs.d/{registry}/ca.crt), or in a directory given with {}; or skip verification with {}",
-            ferry::config::certs_d::SYSTEM_CERTS_D,
+            ferry::SYSTEM_CERTS_D,
             flag("cert-dir", " DIR"),
             flag("tls-verify", "=false")
         ),
         Hint::ClientCertificate { registry } => format!(
             "Give {registry} a client certificate it trusts: put it and its key as NAME.cert and NAME.key in {}/{registry}/ (or ~/.config/containers/certs.d/{registry}/), or in a directory given with {}",
-            ferry::config::certs_d::SYSTEM_CERTS_D,
+            ferry::SYSTEM_CERTS_D,
             flag("cert-dir", " DIR"),
         ),
         Hint::Credentials { registry } => format!(

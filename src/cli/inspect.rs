@@ -3,9 +3,9 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use ferry::digest::{Digest, VerifyingStream};
-use ferry::manifest::{self, Manifest, PlatformSpec};
-use ferry::transport;
+use ferry::manifest;
+use ferry::manifest::{Manifest, PlatformSpec};
+use ferry::{Digest, VerifyingStream};
 use futures::StreamExt;
 use serde_json::Value;
 
@@ -66,7 +66,7 @@ pub async fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
         let attempt = async {
             let source = session.open_source(candidate, &options).await?;
             let top = source.manifest(None).await?;
-            Ok::<_, ferry::transport::TransportError>((source, top))
+            Ok::<_, ferry::TransportError>((source, top))
         };
         match attempt.await {
             Ok(found) => {
@@ -121,16 +121,10 @@ pub async fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
         None => image_ref.to_string(),
     };
     let repo_tags = match super::options::named_in(&image_ref, "docker") {
-        Some(r) if !args.no_tags => {
-            let r = &r;
-            let client = session.registry_client(r, &options).await?;
-            ferry::transport::docker::list_tags(&client, r)
-                .await
-                .unwrap_or_else(|e| {
-                    tracing::warn!("{e}");
-                    vec![]
-                })
-        }
+        Some(r) if !args.no_tags => session.list_tags(&r, &options).await.unwrap_or_else(|e| {
+            tracing::warn!("{e}");
+            vec![]
+        }),
         _ => vec![],
     };
     let string = |v: Option<&Value>| v.and_then(Value::as_str).unwrap_or("").to_string();
@@ -210,7 +204,7 @@ struct LayerData {
 }
 
 async fn read_small_blob(
-    source: &dyn transport::ImageSource,
+    source: &dyn ferry::ImageSource,
     d: &ferry::manifest::Descriptor,
 ) -> anyhow::Result<Vec<u8>> {
     const LIMIT: u64 = ferry::limits::MAX_CONFIG_BLOB;

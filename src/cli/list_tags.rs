@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use ferry::reference::DockerReference;
+use ferry::DockerReference;
 
 use super::options::ImageAccessArgs;
 
@@ -47,11 +47,8 @@ pub async fn run(args: ListTagsArgs) -> anyhow::Result<ExitCode> {
     let r = &args.repository;
     let session = args.access.session();
     let options = args.access.options();
-    let client = session
-        .registry_client(r, &options)
-        .await
-        .with_context(|| format!("listing the tags of docker://{r}"))?;
-    let tags = ferry::transport::docker::list_tags(&client, r)
+    let tags = session
+        .list_tags(r, &options)
         .await
         .with_context(|| format!("listing the tags of docker://{r}"))?;
     let out = TagList {

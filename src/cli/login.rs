@@ -5,8 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use ferry::reference::DockerReference;
-use ferry::transport::docker::{auth_store, registry_ops};
+use ferry::auth as auth_store;
 
 use super::errors::UsageError;
 use super::options::{CommonTransportArgs, StoreArgs};
@@ -130,8 +129,6 @@ pub async fn run_login(args: LoginArgs) -> anyhow::Result<ExitCode> {
         return Err(UsageError("the username and the password must not be empty".into()).into());
     }
     let host = key.split('/').next().unwrap_or(&key);
-    let probe = DockerReference::parse(&format!("{host}/login"))
-        .with_context(|| format!("{key:?} is not a registry"))?;
     let session = super::options::session(Some(&args.common), &args.store);
     let mut options = super::options::transport_options(
         args.tls_verify,
@@ -140,11 +137,8 @@ pub async fn run_login(args: LoginArgs) -> anyhow::Result<ExitCode> {
     );
     options.cert_dir = args.cert_dir.clone();
     let what = || format!("logging in to {host}");
-    let client = session
-        .registry_client(&probe, &options)
-        .await
-        .with_context(what)?;
-    registry_ops::check_login(&client)
+    session
+        .check_login(host, &options)
         .await
         .with_context(what)?;
     auth_store::store(&path, &key, &user, &password)

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use ferry::digest::Digest;
+use ferry::Digest;
 
 /// Print the digest of the manifest in FILE (sha256 of its exact bytes).
 #[derive(Debug, clap::Args)]

@@ -5,13 +5,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
-use ferry::config::registries_conf::RegistriesConfPaths;
-use ferry::copy::ImageSelection;
+use ferry::ImageReference;
+use ferry::ImageSelection;
+use ferry::Policy;
+use ferry::RegistriesConfPaths;
+use ferry::TransportOptions;
 use ferry::manifest::PlatformSpec;
-use ferry::policy::Policy;
-use ferry::reference::ImageReference;
-use ferry::session::{Session, SessionConfig};
-use ferry::transport::TransportOptions;
+use ferry::{Session, SessionConfig};
 
 /// Parses an image reference argument (a usage error when malformed).
 pub fn parse_image(s: &str) -> Result<ImageReference, String> {
@@ -481,7 +481,7 @@ impl std::fmt::Display for SourceArg {
 }
 
 /// The docker reference `r` names when it is a reference of `transport` (`docker`, `store`).
-pub fn named_in(r: &ImageReference, transport: &str) -> Option<ferry::reference::DockerReference> {
+pub fn named_in(r: &ImageReference, transport: &str) -> Option<ferry::DockerReference> {
     if r.transport() == transport {
         r.docker_reference()
     } else {
@@ -493,8 +493,8 @@ pub fn named_in(r: &ImageReference, transport: &str) -> Option<ferry::reference:
 pub fn parse_source(s: &str) -> Result<SourceArg, String> {
     match ImageReference::parse(s) {
         Ok(r) => Ok(SourceArg::Reference(r)),
-        Err(e @ ferry::reference::ReferenceError::Transport { .. }) => {
-            match ferry::reference::DockerReference::parse(s) {
+        Err(e @ ferry::ReferenceError::Transport { .. }) => {
+            match ferry::DockerReference::parse(s) {
                 Ok(_) => Ok(SourceArg::Name(s.to_string())),
                 Err(_) => Err(e.to_string()),
             }
@@ -508,33 +508,14 @@ pub fn parse_source(s: &str) -> Result<SourceArg, String> {
 pub async fn candidates(session: &Session, arg: &SourceArg) -> anyhow::Result<Vec<ImageReference>> {
     match arg {
         SourceArg::Reference(r) => Ok(vec![r.clone()]),
-        SourceArg::Name(n) => {
-            let conf = session.registries_conf().await?;
-            let resolved = conf.resolve_short_name(n)?;
-            if resolved.candidates.len() > 1 {
-                tracing::info!(
-                    "{n} resolves to {} (unqualified-search-registries); trying them in order",
-                    resolved
-                        .candidates
-                        .iter()
-                        .map(|c| c.to_string())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                );
-            }
-            Ok(resolved
-                .candidates
-                .into_iter()
-                .map(|c| ImageReference::parse(&format!("docker://{c}")))
-                .collect::<Result<_, _>>()?)
-        }
+        SourceArg::Name(n) => Ok(session.resolve_short_name(n).await?),
     }
 }
 
 /// Whether a failure to read one candidate of a short name lets the next be tried: the image
 /// is not there, or its registry cannot be reached. A rejection never does.
-pub fn try_next_candidate(e: &ferry::transport::TransportError) -> bool {
-    use ferry::transport::TransportError as T;
+pub fn try_next_candidate(e: &ferry::TransportError) -> bool {
+    use ferry::TransportError as T;
     matches!(
         e,
         T::NotFound(_) | T::AllEndpointsFailed { .. } | T::Registry { .. }

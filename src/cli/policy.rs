@@ -5,8 +5,7 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use ferry::copy;
-use ferry::policy::{Judgement, SignatureFailure};
+use ferry::{Judgement, SignatureFailure};
 use serde_json::json;
 
 use super::copy::GateArgs;
@@ -71,7 +70,7 @@ pub async fn run(cmd: PolicyCommand) -> anyhow::Result<ExitCode> {
 /// admitted; `ferry policy check` and `ferry signatures verify` outside the store.
 pub async fn check(
     image: &SourceArg,
-    options: copy::GateOptions,
+    options: ferry::GateOptions,
     access: &ImageAccessArgs,
     format: Format,
 ) -> anyhow::Result<ExitCode> {
@@ -79,8 +78,8 @@ pub async fn check(
     let candidates = super::options::candidates(&session, image).await?;
     let mut found = None;
     for (i, candidate) in candidates.iter().enumerate() {
-        match copy::check(&session, candidate, &options).await {
-            Err(copy::CopyError::Source { source: e, .. })
+        match ferry::check(&session, candidate, &options).await {
+            Err(ferry::CopyError::Source { source: e, .. })
                 if i + 1 < candidates.len() && super::options::try_next_candidate(&e) =>
             {
                 tracing::warn!("{candidate}: {e}; trying the next candidate");
@@ -96,7 +95,7 @@ pub async fn check(
     match format {
         Format::Json => {
             let out = json!({
-                "version": ferry::copy::report::REPORT_VERSION,
+                "version": ferry::REPORT_VERSION,
                 "image": image.to_string(),
                 "mode": options.mode,
                 "admitted": checked.admitted(),

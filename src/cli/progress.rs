@@ -6,8 +6,8 @@ use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::sync::Mutex;
 
-use ferry::copy::{BlobAction, Progress, ProgressEvent};
-use ferry::digest::Digest;
+use ferry::Digest;
+use ferry::{BlobAction, Progress, ProgressEvent};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 enum Output {

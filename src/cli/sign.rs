@@ -5,11 +5,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use ferry::digest::Digest;
-use ferry::reference::DockerReference;
-use ferry::signature::MAX_SIGNATURE_SIZE;
-use ferry::signature::simple::{self, Keyring, SignatureError, SigningKey};
-use ferry::signature::sniff::{Format, SniffError, sniff};
+use ferry::Digest;
+use ferry::DockerReference;
+use ferry::signatures::MAX_SIGNATURE_SIZE;
+use ferry::signatures::{Format, SniffError, sniff};
+use ferry::signatures::{Keyring, SignatureError, SigningKey};
 
 use super::errors::RejectedError;
 
@@ -102,8 +102,8 @@ pub async fn run_sign(args: StandaloneSignArgs) -> anyhow::Result<ExitCode> {
         Some(&args.fingerprint),
         passphrase.as_deref(),
     )?;
-    let payload = simple::payload_json(&Digest::sha256_of(&manifest), &args.reference);
-    let sig = simple::sign(&payload, &key)?;
+    let payload = ferry::signatures::simple_payload(&Digest::sha256_of(&manifest), &args.reference);
+    let sig = ferry::signatures::sign_simple(&payload, &key)?;
     std::fs::write(&args.output, sig)
         .with_context(|| format!("writing {}", args.output.display()))?;
     Ok(ExitCode::SUCCESS)
@@ -142,7 +142,7 @@ pub async fn run_verify(args: StandaloneVerifyArgs) -> anyhow::Result<ExitCode> 
     let keyring = Keyring::from_bytes(&read(&args.public_key_file, "public key file")?)
         .with_context(|| format!("the public key file {}", args.public_key_file.display()))?;
     let sig = read_signature(&args.signature)?;
-    let v = match simple::verify(&sig, &keyring) {
+    let v = match ferry::signatures::verify_simple(&sig, &keyring) {
         Ok(v) => v,
         Err(SignatureError::UnknownSigner { issuers }) => {
             return Err(rejected(format!(
@@ -219,7 +219,7 @@ pub fn read_passphrase(p: &std::path::Path) -> anyhow::Result<String> {
 pub fn sigstore_private_key(
     path: &std::path::Path,
     passphrase: Option<&str>,
-) -> anyhow::Result<ferry::signature::sigstore::PrivateKey> {
+) -> anyhow::Result<ferry::signatures::PrivateKey> {
     let pem = std::fs::read(path)
         .with_context(|| format!("reading the sigstore private key {}", path.display()))?;
     let passphrase = match passphrase {
@@ -230,7 +230,7 @@ pub fn sigstore_private_key(
         }
         None => String::new(),
     };
-    ferry::signature::sigstore::PrivateKey::decrypt(&pem, passphrase.as_bytes())
+    ferry::signatures::PrivateKey::decrypt(&pem, passphrase.as_bytes())
         .with_context(|| format!("loading the sigstore private key {}", path.display()))
 }
 
@@ -277,7 +277,7 @@ pub async fn run_generate_sigstore_key(args: GenerateSigstoreKeyArgs) -> anyhow:
             .into());
         }
     };
-    let key = ferry::signature::sigstore::PrivateKey::generate()?;
+    let key = ferry::signatures::PrivateKey::generate()?;
     let encrypted = key.encrypt(passphrase.as_bytes())?;
     write_new(&private, &encrypted, 0o600)?;
     write_new(&public, key.public_key_pem().as_bytes(), 0o644)?;

@@ -5,12 +5,10 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use ferry::config::registries_d::RegistriesConfig;
-use ferry::policy::BundleIdentity;
-use ferry::reference::{DockerReference, ImageReference};
-use ferry::signature::decode::Decoded;
-use ferry::transport::store::Store;
-use ferry::transport::store::forensics::{self, History, Served, SlotView};
+use ferry::signatures::Decoded;
+use ferry::store::Store;
+use ferry::store::{History, Served, SlotView};
+use ferry::{DockerReference, ImageReference};
 use serde_json::json;
 
 use super::errors::RejectedError;
@@ -142,7 +140,7 @@ pub async fn run(cmd: SignaturesCommand) -> anyhow::Result<ExitCode> {
 fn open(image: &DockerReference, access: &ImageAccessArgs) -> anyhow::Result<(Store, History)> {
     let session = access.session();
     let store = session.store(&ImageReference::parse(&format!("store:{image}"))?)?;
-    let history = forensics::history(&store, image)?;
+    let history = ferry::store::history(&store, image)?;
     Ok((store, history))
 }
 
@@ -150,7 +148,7 @@ fn open(image: &DockerReference, access: &ImageAccessArgs) -> anyhow::Result<(St
 async fn open_served(image: &ImageReference, access: &ImageAccessArgs) -> anyhow::Result<Served> {
     let session = access.session();
     let source = session.open_source(image, &access.options()).await?;
-    Ok(forensics::served(source.as_ref()).await?)
+    Ok(ferry::store::served(source.as_ref()).await?)
 }
 
 fn print_slot(s: &SlotView) {
@@ -353,7 +351,7 @@ async fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         Subject::Stored(image) => image,
         Subject::Served(image) => {
             // What a copy-all copy would decide, through the same gate as `ferry policy check`.
-            let mut options = ferry::copy::GateOptions::new(args.policy.load()?);
+            let mut options = ferry::GateOptions::new(args.policy.load()?);
             options.source = args.access.options();
             let format = match args.format {
                 Format::Text => super::policy::Format::Text,
@@ -365,18 +363,11 @@ async fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     };
     let (store, h) = open(image, &args.access)?;
     let policy = args.policy.load()?;
-    let registries = RegistriesConfig::load(
-        &args
-            .access
-            .common
-            .registries_d
-            .clone()
-            .unwrap_or_else(ferry::config::registries_d::default_dir),
-    )?;
-    let bundles = match h.judged_reference().docker_reference() {
-        Some(d) => registries.sigstore_bundle_identity(&d)?,
-        None => BundleIdentity::Named,
-    };
+    let bundles = args
+        .access
+        .session()
+        .bundle_identity(&h.judged_reference())
+        .await?;
     let (as_pulled, verdict) = h.verify(&store, &policy, bundles)?;
     if args.format == Format::Json {
         outln!("{}", serde_json::to_string_pretty(&verdict)?);

@@ -1,13 +1,11 @@
 //! `ferry store`: the store's lifecycle (list, rm, prune, check, df). The work is in the
-//! library (`ferry::transport::store::{lifecycle, check}`); this file parses and prints.
+//! library (`ferry::store::{lifecycle, check}`); this file parses and prints.
 
 use std::process::ExitCode;
 
 use anyhow::Context;
-use ferry::reference::{DockerReference, ImageReference};
-use ferry::transport::store::{
-    CheckOptions, CheckReport, PruneOptions, RemoveOptions, RepairReport, Store,
-};
+use ferry::store::{CheckOptions, CheckReport, PruneOptions, RemoveOptions, RepairReport, Store};
+use ferry::{DockerReference, ImageReference};
 use serde_json::json;
 
 use super::errors::RejectedError;
@@ -221,7 +219,7 @@ fn print_table(rows: &[Vec<String>]) {
     }
 }
 
-fn short(d: &ferry::digest::Digest) -> String {
+fn short(d: &ferry::Digest) -> String {
     format!(
         "{}:{}",
         d.algorithm().name(),

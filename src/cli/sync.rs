@@ -6,12 +6,11 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
-use ferry::copy::{CopyOptions, ManifestFormat, SignOptions, SignatureMode};
-use ferry::sync::plan::{self, DestinationKind, PlanError, PlanRequest, SourceKind};
-use ferry::sync::shard::Shard;
-use ferry::sync::{
-    self as library, ImageResult, ImageStatus, SyncOptions, SyncProgress, SyncReport,
-};
+use ferry::sync as library;
+use ferry::sync::Shard;
+use ferry::sync::{DestinationKind, PlanError, PlanRequest, SourceKind};
+use ferry::sync::{ImageResult, ImageStatus, SyncOptions, SyncProgress, SyncReport};
+use ferry::{CopyOptions, ManifestFormat, SignOptions, SignatureMode};
 
 use super::errors::UsageError;
 use super::options::{EndsArgs, PolicyArgs};
@@ -117,7 +116,7 @@ pub struct SyncArgs {
     /// (also attestations, SBOMs and any other referrer), or none. As `ferry copy --referrers`.
     /// An image already at the destination is skipped without looking at its referrers.
     #[arg(long, value_name = "WHAT", default_value = "signatures")]
-    referrers: ferry::transport::referrers::Referrers,
+    referrers: ferry::Referrers,
     #[command(flatten)]
     sign: super::copy::SignArgs,
     /// The manifest format the destination must get (oci or v2s2), converted as `ferry copy
@@ -162,7 +161,7 @@ impl ProgressWhen {
 
 /// `--shard`: INDEX/COUNT, or COUNT with the index from the Job's environment.
 fn shard(value: &str, job_index: Option<String>) -> Result<Shard, UsageError> {
-    let usage = |e: ferry::sync::shard::ShardError| UsageError(format!("--shard {value}: {e}"));
+    let usage = |e: ferry::sync::ShardError| UsageError(format!("--shard {value}: {e}"));
     if value.contains('/') {
         return Shard::parse(value).map_err(usage);
     }
@@ -244,7 +243,7 @@ pub async fn run(args: SyncArgs) -> anyhow::Result<ExitCode> {
     };
     let mut session_args = args.ends.session_config();
     session_args.max_requests_per_registry = Some(args.registry_requests).filter(|n| *n > 0);
-    let session = Arc::new(ferry::session::Session::new(session_args));
+    let session = Arc::new(ferry::Session::new(session_args));
 
     let mut copy = CopyOptions::new(args.policy.load()?);
     copy.gate.mode = if args.remove_signatures {
@@ -280,7 +279,7 @@ pub async fn run(args: SyncArgs) -> anyhow::Result<ExitCode> {
             .progress
             .lines(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     let progress = Arc::new(Lines { quiet: !per_image });
-    let plan = match plan::plan(&session, &request).await {
+    let plan = match ferry::sync::plan(&session, &request).await {
         Ok(p) => p,
         Err(e @ PlanError::DirToDir) => return Err(UsageError(e.to_string()).into()),
         Err(e) => return Err(e.into()),

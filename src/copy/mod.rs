@@ -22,10 +22,7 @@ mod stored;
 use std::sync::Arc;
 
 pub use error::CopyError;
-pub use report::{
-    BlobAction, BlobReport, ManifestReport, Record, Report, SignaturesReport, Timings,
-    WrittenSignature,
-};
+pub use report::{BlobAction, Report};
 pub use sign::{SignError, SignKey, SignOptions};
 
 use crate::manifest::PlatformSpec;

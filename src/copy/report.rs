@@ -4,10 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::digest::Digest;
-pub use crate::record::{
-    AttachedReport, BlobAction, BlobReport, ManifestReport, Record, SignaturesReport,
-    WrittenSignature,
-};
+pub use crate::record::{BlobAction, ManifestReport};
 use crate::verdict::{SignatureMode, Verdict};
 
 /// The report format version ferry writes (2: everything numbered from 1).

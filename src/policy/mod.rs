@@ -4,22 +4,19 @@
 //! when a policy file is loaded.
 
 mod basic;
-pub mod config;
-pub mod eval;
-pub mod gate;
-pub mod identity;
-pub mod requirement;
-pub mod signed_by;
-pub mod sigstore_signed;
+mod config;
+mod eval;
+mod gate;
+mod identity;
+mod requirement;
+mod signed_by;
+mod sigstore_signed;
 mod sigstore_trust;
 
-pub use crate::verdict::{
-    RequirementOutcome, SignatureMode, SignedClaims, Signer, SlotOutcome, SlotVerdict,
-    UnreadableSlot, Verdict,
-};
+pub use crate::verdict::{SignatureMode, UnreadableSlot, Verdict};
 pub use config::{Policy, PolicyError};
 pub use eval::{evaluate, requirements_for};
 pub use gate::{
     Admission, Admitted, GateInput, Judgement, ManifestRole, Rejected, SignatureFailure, gate,
 };
-pub use requirement::{BundleIdentity, IdentityMatch, Requirement};
+pub use requirement::BundleIdentity;

@@ -46,7 +46,7 @@ pub enum ConfigError {
         /// The IO error.
         source: std::io::Error,
     },
-    /// The file is larger than [`MAX_CONFIG_SIZE`].
+    /// The file is larger than the cap on a sync configuration (16 MiB).
     #[error("{}: {size} bytes is more than the {MAX_CONFIG_SIZE}-byte limit for a sync configuration", path.display())]
     TooLarge {
         /// The file.

@@ -1,42 +1,49 @@
 //! Mirroring many images: `ferry sync`, skopeo sync's YAML and naming, with many copies at
 //! once in one session, an incremental check before each, and a result for every image.
 //!
-//! - [`config`]: skopeo sync's YAML; [`semver`]: its `images-by-semver` ranges.
-//! - [`plan`]: the work list (tags listed, filtered, destinations named, this shard's only).
-//! - [`shard`]: splitting the work between processes by a stable hash of the repository.
-//! - [`uptodate`]: whether an image is already at its destination with its signatures.
+//! - `config.rs`: skopeo sync's YAML ([`SyncConfig`]); `semver.rs`: its `images-by-semver`
+//!   ranges.
+//! - `plan.rs`: the work list ([`plan()`]: tags listed, filtered, destinations named, this
+//!   shard's only).
+//! - `shard.rs`: splitting the work between processes by a stable hash of the repository
+//!   ([`Shard`]).
+//! - `uptodate.rs`: whether an image is already at its destination with its signatures.
 //! - [`run`] (here): the scheduler. Every image is a [`copy::copy`] through the policy gate,
 //!   all in one [`Session`], so images share each registry's connections, tokens, request cap
 //!   and 429 pause, and blobs pushed by one image are mounted by the next instead of sent again.
 //!   Up to `parallel_images` copies run at once (more incremental checks, which are cheap),
 //!   and at most `max_blobs_in_flight` blobs stream at once across all of them.
-//! - [`report`]: the per-image result and the JSON report.
+//! - `report.rs`: the per-image result and the JSON report ([`SyncReport`]).
 //!
 //! ```no_run
 //! use std::sync::Arc;
-//! use ferry::copy::CopyOptions;
-//! use ferry::policy::Policy;
-//! use ferry::session::{Session, SessionConfig};
-//! use ferry::sync::{self, SyncOptions};
-//! use ferry::sync::plan::{DestinationKind, PlanRequest, SourceKind};
+//! use ferry::{CopyOptions, Policy, Session, SessionConfig};
+//! use ferry::sync::{self, DestinationKind, PlanRequest, SourceKind, SyncOptions};
 //!
 //! # async fn mirror() -> Result<(), Box<dyn std::error::Error>> {
 //! let session = Arc::new(Session::new(SessionConfig::default()));
 //! let policy = Arc::new(Policy::from_file("/etc/containers/policy.json".as_ref())?);
 //! let request = PlanRequest::new(SourceKind::Yaml, "/etc/mirror.yaml", DestinationKind::named("docker").unwrap(), "mirror.example.com/m");
-//! let plan = sync::plan::plan(&session, &request).await?;
+//! let plan = sync::plan(&session, &request).await?;
 //! let report = sync::run(&session, &request, plan, SyncOptions::new(CopyOptions::new(policy))).await;
 //! println!("{}", report.summary_line());
 //! # Ok(())
 //! # }
 //! ```
 
-pub mod config;
-pub mod plan;
-pub mod report;
-pub mod semver;
-pub mod shard;
-pub mod uptodate;
+mod config;
+mod plan;
+mod report;
+mod semver;
+mod shard;
+mod uptodate;
+
+pub use config::{ConfigError, SyncConfig};
+pub use plan::{
+    DestinationKind, Plan, PlanError, PlanFailure, PlanRequest, SourceKind, UnknownKind, WorkItem,
+    plan,
+};
+pub use shard::{Shard, ShardError};
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -49,7 +56,6 @@ use crate::copy::{self, BlobAction, Checked, CopyError, CopyOptions, Progress, P
 use crate::error::ErrorKind;
 use crate::session::Session;
 use crate::transport::TransportError;
-use plan::{Plan, PlanRequest, WorkItem};
 pub use report::{ImageResult, ImageStatus, Summary, SyncReport};
 use uptodate::Freshness;
 

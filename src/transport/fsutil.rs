@@ -79,12 +79,8 @@ pub fn persist(tmp: tempfile::TempPath, to: &Path) -> Result<()> {
     tmp.persist(to).map_err(|e| TransportError::io(to, e.error))
 }
 
-/// Replaces `path` with `bytes` atomically: a synced temp file renamed over it.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    write_atomic_with(path, bytes, TEMP_PREFIX)
-}
-
-/// [`write_atomic`] with the temporary named with `prefix` (a [`TempSession`]'s).
+/// Replaces `path` with `bytes` atomically: a synced temp file, named with `prefix` (a
+/// [`TempSession`]'s), renamed over it.
 pub fn write_atomic_with(path: &Path, bytes: &[u8], prefix: &str) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let mut tmp = tempfile::Builder::new()
@@ -140,11 +136,6 @@ pub fn read_manifest_file(path: &Path) -> Result<Vec<u8>> {
         },
         other => other,
     })
-}
-
-/// Reads a whole small file.
-pub fn read(path: &Path) -> Result<Vec<u8>> {
-    std::fs::read(path).map_err(|e| TransportError::io(path, e))
 }
 
 /// Whether a file exists with exactly `size` bytes.
@@ -340,11 +331,6 @@ impl TempSession {
     /// The prefix of this session's temporaries: `.ferry-tmp-ID-`.
     pub fn prefix(&self) -> String {
         format!("{TEMP_PREFIX}{}-", self.id)
-    }
-
-    /// The directory the session's lock lives in.
-    pub fn root(&self) -> &Path {
-        &self.root
     }
 }
 

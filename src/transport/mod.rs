@@ -595,7 +595,7 @@ impl TransportOptions {
 
     /// The TLS policy these options give for registries, before the host's configuration
     /// (registries.conf, certs.d) is applied: the session does that
-    /// ([`crate::session::Session::tls_policy`]).
+    /// ([`docker::pool::RegistryPool::tls_policy`]).
     pub fn tls_policy(&self) -> http::TlsPolicy {
         if self.tls_verify.unwrap_or(true) {
             http::TlsPolicy::verified()

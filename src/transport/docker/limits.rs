@@ -21,7 +21,6 @@ use tokio::time::Instant;
 pub struct RegistryLimits {
     /// `None`: no cap on requests in flight.
     requests: Option<Arc<Semaphore>>,
-    max_requests: Option<usize>,
     /// No request starts before this instant.
     paused_until: Mutex<Option<Instant>>,
 }
@@ -39,14 +38,8 @@ impl RegistryLimits {
         let max_requests = max_requests.filter(|n| *n > 0);
         RegistryLimits {
             requests: max_requests.map(|n| Arc::new(Semaphore::new(n))),
-            max_requests,
             paused_until: Mutex::new(None),
         }
-    }
-
-    /// The cap on requests in flight, if there is one.
-    pub fn max_requests(&self) -> Option<usize> {
-        self.max_requests
     }
 
     /// When the registry-wide pause ends, if one is running.

@@ -17,10 +17,8 @@
 //!   the store.
 //!
 //! ```no_run
-//! use ferry::reference::{DockerReference, ImageReference};
-//! use ferry::session::{Session, SessionConfig};
-//! use ferry::transport::TransportOptions;
-//! use ferry::transport::store::{CheckOptions, PruneOptions, RemoveOptions, Store};
+//! use ferry::store::{CheckOptions, PruneOptions, RemoveOptions, Store};
+//! use ferry::{DockerReference, ImageReference, Session, SessionConfig, TransportOptions};
 //!
 //! # async fn maintain() -> Result<(), Box<dyn std::error::Error>> {
 //! let store = Store::open("/var/lib/myruntime/images".as_ref())?;
