@@ -708,42 +708,7 @@ pub fn request_error(e: &reqwest::Error, url: &str, doing: &str) -> TransportErr
 
 /// What a network or TLS failure was, for people, what applies to it, and its kind.
 fn describe_failure(e: &reqwest::Error, url: &str) -> (String, Option<Hint>, RegistryErrorKind) {
-    let (message, hint) = describe_failure_text(e, url);
-    (message, hint, failure_kind(e))
-}
-
-/// The kind of a network or TLS failure: TLS when rustls failed (or the other side does not
-/// speak TLS), timed out when time ran out, unreachable otherwise.
-fn failure_kind(e: &reqwest::Error) -> RegistryErrorKind {
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(c) = cur {
-        if c.downcast_ref::<rustls::Error>().is_some() {
-            return RegistryErrorKind::Tls;
-        }
-        if let Some(io) = c.downcast_ref::<std::io::Error>() {
-            match io.kind() {
-                std::io::ErrorKind::TimedOut => return RegistryErrorKind::TimedOut,
-                std::io::ErrorKind::UnexpectedEof if source_chain(e).contains("tls handshake") => {
-                    return RegistryErrorKind::Tls;
-                }
-                _ => {}
-            }
-            if let Some(inner) = io.get_ref() {
-                cur = Some(inner as &(dyn std::error::Error + 'static));
-                continue;
-            }
-        }
-        cur = c.source();
-    }
-    if e.is_timeout() {
-        RegistryErrorKind::TimedOut
-    } else {
-        RegistryErrorKind::Unreachable
-    }
-}
-
-/// What a network or TLS failure was, for people, and what applies to it.
-fn describe_failure_text(e: &reqwest::Error, url: &str) -> (String, Option<Hint>) {
+    use RegistryErrorKind::{TimedOut, Tls, Unreachable};
     let host = Url::parse(url)
         .ok()
         .and_then(|u| {
@@ -762,7 +727,8 @@ fn describe_failure_text(e: &reqwest::Error, url: &str) -> (String, Option<Hint>
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(c) = cur {
         if let Some(t) = c.downcast_ref::<rustls::Error>() {
-            return describe_tls(t, &host, &detail);
+            let (message, hint) = describe_tls(t, &host, &detail);
+            return (message, hint, Tls);
         }
         if let Some(io) = c.downcast_ref::<std::io::Error>() {
             match io.kind() {
@@ -772,16 +738,25 @@ fn describe_failure_text(e: &reqwest::Error, url: &str) -> (String, Option<Hint>
                             "connection refused: nothing is listening at {host} (is the registry running, and is the host and port right?)"
                         ),
                         None,
+                        Unreachable,
                     );
                 }
                 std::io::ErrorKind::HostUnreachable | std::io::ErrorKind::NetworkUnreachable => {
-                    return (format!("no route to {host}{detail}"), None);
+                    return (format!("no route to {host}{detail}"), None, Unreachable);
                 }
                 std::io::ErrorKind::ConnectionReset => {
-                    return (format!("{host} reset the connection{detail}"), None);
+                    return (
+                        format!("{host} reset the connection{detail}"),
+                        None,
+                        Unreachable,
+                    );
                 }
                 std::io::ErrorKind::TimedOut => {
-                    return (format!("{host} did not answer in time{detail}"), None);
+                    return (
+                        format!("{host} did not answer in time{detail}"),
+                        None,
+                        TimedOut,
+                    );
                 }
                 std::io::ErrorKind::UnexpectedEof if detail.contains("tls handshake") => {
                     return (
@@ -789,6 +764,7 @@ fn describe_failure_text(e: &reqwest::Error, url: &str) -> (String, Option<Hint>
                             "{host} closed the connection during the TLS handshake: it may not speak TLS on this port"
                         ),
                         Some(Hint::TlsVerification),
+                        Tls,
                     );
                 }
                 _ => {}
@@ -801,16 +777,21 @@ fn describe_failure_text(e: &reqwest::Error, url: &str) -> (String, Option<Hint>
         cur = c.source();
     }
     if e.is_timeout() {
-        return (format!("{host} did not answer in time{detail}"), None);
+        return (
+            format!("{host} did not answer in time{detail}"),
+            None,
+            TimedOut,
+        );
     }
     let lower = detail.to_lowercase();
     if lower.contains("dns error") || lower.contains("failed to lookup address") {
         return (
             format!("cannot resolve the host name of {host}{detail}"),
             None,
+            Unreachable,
         );
     }
-    (format!("{e}{detail}"), None)
+    (format!("{e}{detail}"), None, Unreachable)
 }
 
 fn describe_tls(t: &rustls::Error, host: &str, detail: &str) -> (String, Option<Hint>) {
