@@ -59,6 +59,7 @@
     )
 )]
 
+pub mod compression;
 pub mod config;
 pub mod copy;
 pub mod digest;
