@@ -131,6 +131,27 @@ impl OutputFormat {
         }
     }
 
+    /// The format a source layer already has, from its descriptor: zstd:chunked when a zstd
+    /// layer carries the TOC annotation. `None` for a media type that is not a layer's. For
+    /// deciding whether a layer must be recompressed (`--force-compression` recompresses even
+    /// when this equals the requested format).
+    pub fn of_layer(
+        media_type: &str,
+        annotations: Option<&std::collections::BTreeMap<String, String>>,
+    ) -> Option<OutputFormat> {
+        Some(match Compression::from_media_type(media_type)? {
+            Compression::Uncompressed => OutputFormat::Uncompressed,
+            Compression::Gzip => OutputFormat::Gzip,
+            Compression::Zstd
+                if annotations.is_some_and(|a| a.contains_key(super::MANIFEST_CHECKSUM_KEY)) =>
+            {
+                OutputFormat::ZstdChunked
+            }
+            Compression::Zstd => OutputFormat::Zstd,
+            Compression::Bzip2 | Compression::Xz => return None,
+        })
+    }
+
     /// The levels this format accepts.
     pub fn level_range(self) -> RangeInclusive<i32> {
         match self {
@@ -264,6 +285,21 @@ mod tests {
         let e = "lz4".parse::<OutputFormat>().unwrap_err().to_string();
         assert!(e.contains("gzip, zstd or zstd:chunked"), "{e}");
         assert!(OutputSpec::new(OutputFormat::Gzip).with_level(10).is_err());
+        let zstd = "application/vnd.oci.image.layer.v1.tar+zstd";
+        let mut a = std::collections::BTreeMap::new();
+        assert_eq!(
+            OutputFormat::of_layer(zstd, Some(&a)),
+            Some(OutputFormat::Zstd)
+        );
+        a.insert(
+            super::super::MANIFEST_CHECKSUM_KEY.to_string(),
+            "sha256:x".to_string(),
+        );
+        assert_eq!(
+            OutputFormat::of_layer(zstd, Some(&a)),
+            Some(OutputFormat::ZstdChunked)
+        );
+        assert_eq!(OutputFormat::of_layer("application/json", None), None);
         assert_eq!(
             OutputSpec::new(OutputFormat::Zstd)
                 .with_level(19)
