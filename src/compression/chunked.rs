@@ -204,12 +204,9 @@ struct FrameWriter<W: Write> {
 }
 
 impl<W: Write> FrameWriter<W> {
-    fn new(out: W, level: i32, threads: u32) -> io::Result<FrameWriter<W>> {
+    fn new(out: W, level: i32) -> io::Result<FrameWriter<W>> {
         let mut enc = RawEncoder::new(level)?;
         enc.set_parameter(CParameter::ChecksumFlag(true))?;
-        if threads > 0 {
-            enc.set_parameter(CParameter::NbWorkers(threads))?;
-        }
         Ok(FrameWriter {
             out,
             enc,
@@ -693,15 +690,15 @@ pub struct ChunkedWriter<W: Write> {
 }
 
 impl<W: Write> ChunkedWriter<W> {
-    /// A writer compressing at zstd `level`, with `threads` libzstd workers per frame (0: in the
-    /// calling thread).
-    pub fn new(out: W, level: i32, threads: u32) -> io::Result<ChunkedWriter<W>> {
+    /// A writer compressing at zstd `level`, in the calling thread: libzstd's worker threads
+    /// only slow down frames this small (docs/compression.md has the figures).
+    pub fn new(out: W, level: i32) -> io::Result<ChunkedWriter<W>> {
         let mut ts = zstd::stream::write::Encoder::new(Vec::new(), level)?;
         ts.include_checksum(true)?;
         Ok(ChunkedWriter {
             scanner: TarScanner::new(),
             sink: ChunkedSink {
-                frames: FrameWriter::new(out, level, threads)?,
+                frames: FrameWriter::new(out, level)?,
                 tar_split: TarSplitWriter::new(ts),
                 toc: TocWriter::new(level)?,
                 file: None,

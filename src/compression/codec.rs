@@ -175,9 +175,7 @@ impl<W: Write> LayerCompressor<W> {
                 }
                 Inner::Zstd(enc)
             }
-            OutputFormat::ZstdChunked => {
-                Inner::Chunked(Box::new(ChunkedWriter::new(out, level, spec.threads)?))
-            }
+            OutputFormat::ZstdChunked => Inner::Chunked(Box::new(ChunkedWriter::new(out, level)?)),
         };
         Ok(LayerCompressor { inner })
     }

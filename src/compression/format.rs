@@ -198,8 +198,9 @@ pub struct OutputSpec {
     pub format: OutputFormat,
     /// The level ([`OutputFormat::default_level`] when `None`).
     pub level: Option<i32>,
-    /// libzstd worker threads for zstd and zstd:chunked (0: compress in the calling thread).
-    /// Worth it for large layers; zstd:chunked gains little, its frames are small.
+    /// libzstd worker threads for zstd (0: compress in the calling thread). zstd:chunked
+    /// ignores it: its frames are too small. On 2 cores 0 is fastest when the input is
+    /// compressed, since decompression already takes the other core (docs/compression.md).
     pub threads: u32,
 }
 
