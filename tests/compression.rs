@@ -464,6 +464,49 @@ fn check_chunked(blob: &[u8], tar: &[u8], annotations: &BTreeMap<String, String>
     assert!(chunked_files >= 1, "the large file is cut in chunks");
     assert!(zeros_chunks >= 1, "the hole is a zeros chunk");
 
+    // containers/storage's ensureTOCMatchesTarSplit: each tar-split segment, after the previous
+    // file's padding, starts with one entry's headers; those entries, read by another tar
+    // reader, must be the TOC's, in order.
+    let toc_names: Vec<&str> = entries
+        .iter()
+        .filter(|e| e["type"] != "chunk")
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    let mut from_segments = Vec::new();
+    let mut pending_padding = 0usize;
+    for line in meta
+        .tar_split
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+    {
+        let v: Value = serde_json::from_slice(line).unwrap();
+        if v["type"] != 2 {
+            continue;
+        }
+        use base64::Engine as _;
+        let payload = base64::engine::general_purpose::STANDARD
+            .decode(v["payload"].as_str().unwrap())
+            .unwrap();
+        assert!(
+            payload.len() >= pending_padding,
+            "segment shorter than the padding owed"
+        );
+        let rest = &payload[pending_padding..];
+        pending_padding = 0;
+        let mut archive = tar::Archive::new(rest);
+        let Some(first) = archive.entries().unwrap().next() else {
+            continue;
+        };
+        let first = first.unwrap();
+        let kind = first.header().entry_type();
+        let size = first.header().size().unwrap() as usize;
+        if kind.is_file() {
+            pending_padding = (512 - size % 512) % 512;
+        }
+        from_segments.push(String::from_utf8(first.path_bytes().to_vec()).unwrap());
+    }
+    assert_eq!(from_segments, toc_names);
+
     // The embedded tar-split rebuilds the exact tar from the extracted files.
     let dir = extract(tar);
     let mut files = DirectoryFiles::open(dir.path()).unwrap();
