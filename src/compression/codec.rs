@@ -3,7 +3,7 @@
 //! and a reader that checks the uncompressed digest (the diff_id) at the end of the stream.
 //! Memory stays bounded by the codecs' windows and a few buffers, whatever the layer's size.
 
-use std::io::{self, Read, Write};
+use std::io::{self, BufRead, Read, Write};
 
 use super::CompressionError;
 use super::chunked::{ChunkedSummary, ChunkedWriter};
@@ -32,13 +32,12 @@ pub fn decompressing_reader<'a, R: Read + Send + 'a>(
     })
 }
 
-/// Opens a layer for reading its tar: the first bytes decide the compression (as
-/// containers/image decides), `media_type` is only compared with them for a debug message.
-/// Returns the compression found and a reader of the uncompressed tar.
-pub fn open_layer<'a, R: Read + Send + 'a>(
-    mut r: R,
-    media_type: Option<&str>,
-) -> io::Result<(Compression, Box<dyn Read + Send + 'a>)> {
+/// A stream whose first bytes were read ahead to sniff its compression, then the rest.
+pub type Sniffed<R> = io::Chain<io::Cursor<Vec<u8>>, R>;
+
+/// Reads up to 6 bytes of `r` (fewer only at its end, whatever its chunking), tells the
+/// compression their magic shows, and gives them back in front of the rest.
+pub fn sniff_reader<R: Read>(mut r: R) -> io::Result<(Compression, Sniffed<R>)> {
     let mut head = [0u8; 6];
     let mut n = 0;
     while n < head.len() {
@@ -50,7 +49,67 @@ pub fn open_layer<'a, R: Read + Send + 'a>(
         }
     }
     let head = head.get(..n).unwrap_or_default().to_vec();
-    let found = Compression::sniff(&head);
+    Ok((Compression::sniff(&head), io::Cursor::new(head).chain(r)))
+}
+
+/// A streaming decoder over a buffered reader of compressed bytes, which gives the reader back
+/// ([`LayerDecoder::into_inner`]) so a caller can drain and hash what the decoder did not need.
+pub enum LayerDecoder<R: BufRead> {
+    /// No compression.
+    Plain(R),
+    /// gzip, every member.
+    Gzip(Box<flate2::bufread::MultiGzDecoder<R>>),
+    /// zstd, every frame; libzstd's default window cap (128 MiB) stays, so a frame asking for
+    /// more is an error, not a large allocation.
+    Zstd(zstd::stream::read::Decoder<'static, R>),
+}
+
+impl<R: BufRead> LayerDecoder<R> {
+    /// A decoder for `compression`; bzip2 and xz are an [`io::ErrorKind::Unsupported`] error.
+    pub fn new(compression: Compression, r: R) -> io::Result<LayerDecoder<R>> {
+        Ok(match compression {
+            Compression::Uncompressed => LayerDecoder::Plain(r),
+            Compression::Gzip => {
+                LayerDecoder::Gzip(Box::new(flate2::bufread::MultiGzDecoder::new(r)))
+            }
+            Compression::Zstd => LayerDecoder::Zstd(zstd::stream::read::Decoder::with_buffer(r)?),
+            Compression::Bzip2 | Compression::Xz => {
+                return Err(io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    format!("{compression} layers are not supported: ferry reads gzip and zstd"),
+                ));
+            }
+        })
+    }
+
+    /// The compressed reader back.
+    pub fn into_inner(self) -> R {
+        match self {
+            LayerDecoder::Plain(r) => r,
+            LayerDecoder::Gzip(d) => d.into_inner(),
+            LayerDecoder::Zstd(d) => d.finish(),
+        }
+    }
+}
+
+impl<R: BufRead> Read for LayerDecoder<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            LayerDecoder::Plain(r) => r.read(buf),
+            LayerDecoder::Gzip(d) => d.read(buf),
+            LayerDecoder::Zstd(d) => d.read(buf),
+        }
+    }
+}
+
+/// Opens a layer for reading its tar: the first bytes decide the compression (as
+/// containers/image decides), `media_type` is only compared with them for a debug message.
+/// Returns the compression found and a reader of the uncompressed tar.
+pub fn open_layer<'a, R: Read + Send + 'a>(
+    r: R,
+    media_type: Option<&str>,
+) -> io::Result<(Compression, Box<dyn Read + Send + 'a>)> {
+    let (found, r) = sniff_reader(r)?;
     if let Some(declared) = media_type.and_then(Compression::from_media_type)
         && declared != found
     {
@@ -60,7 +119,7 @@ pub fn open_layer<'a, R: Read + Send + 'a>(
             "layer media type and contents disagree on the compression; going by the contents"
         );
     }
-    let reader = decompressing_reader(io::Cursor::new(head).chain(r), found)?;
+    let reader = decompressing_reader(r, found)?;
     Ok((found, reader))
 }
 
@@ -277,6 +336,39 @@ mod tests {
         let right = Digest::sha256_of(b"not really a tar");
         let mut r = verified_layer_reader(&b"not really a tar"[..], None, right, "l").unwrap();
         r.read_to_end(&mut Vec::new()).unwrap();
+    }
+
+    #[test]
+    fn the_decoder_gives_the_compressed_reader_back_to_drain() {
+        struct Count<'a>(&'a [u8], usize);
+        impl Read for Count<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                let n = self.0.read(buf)?;
+                self.1 += n;
+                Ok(n)
+            }
+        }
+        for format in [
+            OutputFormat::Gzip,
+            OutputFormat::Zstd,
+            OutputFormat::Uncompressed,
+        ] {
+            let data: Vec<u8> = (0..100_000u32).map(|i| (i % 13) as u8).collect();
+            let mut c = LayerCompressor::new(Vec::new(), &OutputSpec::new(format)).unwrap();
+            c.write_all(&data).unwrap();
+            let (blob, _) = c.finish().unwrap();
+            let (found, r) = sniff_reader(Count(&blob, 0)).unwrap();
+            assert_eq!(found, format.compression());
+            let mut d = LayerDecoder::new(found, io::BufReader::with_capacity(16, r)).unwrap();
+            let mut first = [0u8; 10];
+            d.read_exact(&mut first).unwrap();
+            assert_eq!(&first[..], &data[..10]);
+            // A tar reader stops at the end blocks; the rest of the blob is drained from here.
+            let mut inner = d.into_inner();
+            io::copy(&mut inner, &mut io::sink()).unwrap();
+            let (_, count) = inner.into_inner().into_inner();
+            assert_eq!(count.1, blob.len(), "{format}");
+        }
     }
 
     #[test]

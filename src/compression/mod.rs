@@ -29,7 +29,8 @@ pub use chunked::{
     MANIFEST_CHECKSUM_KEY, MANIFEST_POSITION_KEY, TARSPLIT_POSITION_KEY, read_metadata,
 };
 pub use codec::{
-    DiffIdReader, LayerCompressor, decompressing_reader, open_layer, verified_layer_reader,
+    DiffIdReader, LayerCompressor, LayerDecoder, Sniffed, decompressing_reader, open_layer,
+    sniff_reader, verified_layer_reader,
 };
 pub use format::{Compression, OutputFormat, OutputSpec};
 pub use tar::{TarError, TarProblem};
