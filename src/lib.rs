@@ -60,6 +60,7 @@
     )
 )]
 
+mod compression;
 mod config;
 mod copy;
 mod digest;
@@ -163,6 +164,9 @@ pub mod auth {
 #[doc(hidden)]
 pub mod internal {
     #![allow(missing_docs)]
+    pub mod compression {
+        pub use crate::compression::*;
+    }
     pub mod config {
         pub use crate::config::*;
     }
