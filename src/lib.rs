@@ -73,6 +73,7 @@ pub mod session;
 pub mod signature;
 pub mod strict_json;
 pub mod sync;
+pub mod tarfile;
 pub mod transport;
 pub mod verdict;
 
