@@ -9,13 +9,19 @@
 //! does, and offers the image as that code does: a generated Docker schema 2 manifest whose
 //! layers are the uncompressed layer tars named by their DiffIDs.
 //!
-//! The writer writes the Docker 25+ shape. skopeo's own docker-archive (the Docker < 25 shape,
-//! no OCI layout) is what k3s and `ctr import` refuse or mis-import (skopeo issue #2776): with no
-//! `oci-layout`, containerd's importer falls back to its Docker v1.x path, which keeps only
-//! regular files and RepoTags it normalises itself; with the OCI layout present it imports
-//! `index.json`, whose entries ferry names with `io.containerd.image.name` (the full reference)
-//! as Docker 25 does. podman, skopeo and Docker read `manifest.json` (or, podman, `index.json`:
-//! both describe the same manifest bytes, so the digests agree whichever they read).
+//! The writer writes the Docker 25+ shape, which is what k3s's air-gap import and `ctr import`
+//! are documented and tested with (skopeo issue #2776 asks skopeo for it). What goes wrong with
+//! skopeo's own docker-archive (the Docker < 25 shape), as found with containerd 1.6 here:
+//! containerd's importer sees no `oci-layout`, takes its Docker v1.x path, and names images only
+//! from `RepoTags`; skopeo writes `"RepoTags":[]` unless the destination reference has a tag, and
+//! such an archive imports *nothing*, silently, exit 0 (skopeo issue #2568). A tagged skopeo
+//! archive imports. The "overlayfs whiteout" errors of #2776 come from unpacking layers inside a
+//! nested container, which no archive shape changes. ferry's archives carry the OCI layout with
+//! `index.json` entries named by `io.containerd.image.name` and
+//! `org.opencontainers.image.ref.name` (the full reference), so containerd imports them by name
+//! (tests/tarfile.rs runs `ctr import`), and `manifest.json` for podman, skopeo and Docker; both
+//! describe the same config and layers. An untagged image still imports nothing into containerd,
+//! so the writer warns about it.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -39,8 +45,14 @@ pub const MANIFEST_FILE: &str = "manifest.json";
 pub const REPOSITORIES_FILE: &str = "repositories";
 /// The media type of a docker image config.
 pub const CONFIG_MEDIA_TYPE: &str = "application/vnd.docker.container.image.v1+json";
-/// The media type of an uncompressed docker layer.
+/// The media type of an uncompressed docker layer, which ferry's generated manifests give the
+/// (uncompressed) layers of a docker archive.
 pub const LAYER_MEDIA_TYPE: &str = "application/vnd.docker.image.rootfs.diff.tar";
+/// The layer media type containers/image writes into the manifest it generates for a docker
+/// archive (`manifest.DockerV2Schema2LayerMediaType`, the gzip one, although the layers are
+/// uncompressed: its copy re-detects compression anyway). Only for matching skopeo's digests.
+pub const CONTAINERS_IMAGE_LAYER_MEDIA_TYPE: &str =
+    "application/vnd.docker.image.rootfs.diff.tar.gzip";
 
 fn null_as_empty<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
     Ok(Option::<Vec<String>>::deserialize(d)?.unwrap_or_default())
@@ -105,12 +117,14 @@ struct Schema2<'a> {
     layers: Vec<Schema2Descriptor<'a>>,
 }
 
-/// The Docker schema 2 manifest of an image: config and uncompressed layers (named by DiffID),
-/// as containers/image generates it for a docker archive.
+/// The Docker schema 2 manifest of an image: config and uncompressed layers (named by DiffID)
+/// of `layer_media_type` ([`LAYER_MEDIA_TYPE`], or [`CONTAINERS_IMAGE_LAYER_MEDIA_TYPE`] for the
+/// bytes containers/image generates), in the JSON form containers/image generates.
 pub fn schema2_manifest(
     config_digest: &Digest,
     config_size: u64,
     layers: &[(Digest, u64)],
+    layer_media_type: &str,
 ) -> Vec<u8> {
     let m = Schema2 {
         schema_version: 2,
@@ -123,7 +137,7 @@ pub fn schema2_manifest(
         layers: layers
             .iter()
             .map(|(digest, size)| Schema2Descriptor {
-                media_type: LAYER_MEDIA_TYPE,
+                media_type: layer_media_type,
                 size: *size,
                 digest,
             })
@@ -174,10 +188,15 @@ pub struct DockerImage {
     pub config: Vec<u8>,
     /// The config's sha256.
     pub config_digest: Digest,
-    /// The generated Docker schema 2 manifest.
+    /// The generated Docker schema 2 manifest, its layers typed as what they are
+    /// (uncompressed): the manifest to copy.
     pub manifest: Vec<u8>,
     /// Its sha256.
     pub manifest_digest: Digest,
+    /// The manifest containers/image generates for the same image, byte for byte (its layers
+    /// typed gzip, see [`CONTAINERS_IMAGE_LAYER_MEDIA_TYPE`]): what `skopeo inspect --raw`
+    /// prints, for reporting the digest skopeo reports. Not for copying.
+    pub containers_image_manifest: Vec<u8>,
     /// The distinct layers, by DiffID, in order of first use.
     pub layers: Vec<DockerLayer>,
 }
@@ -387,8 +406,20 @@ impl DockerArchive {
                 (id.clone(), size)
             })
             .collect();
-        let manifest = schema2_manifest(&config_digest, config.len() as u64, &listed);
+        let manifest = schema2_manifest(
+            &config_digest,
+            config.len() as u64,
+            &listed,
+            LAYER_MEDIA_TYPE,
+        );
+        let containers_image_manifest = schema2_manifest(
+            &config_digest,
+            config.len() as u64,
+            &listed,
+            CONTAINERS_IMAGE_LAYER_MEDIA_TYPE,
+        );
         Ok(DockerImage {
+            containers_image_manifest,
             position,
             item: item.clone(),
             manifest_digest: Digest::sha256_of(&manifest),
@@ -449,8 +480,12 @@ pub struct DockerArchiveWriter {
 /// What [`DockerArchiveWriter::add_image`] wrote.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WrittenImage {
-    /// The generated manifest's digest (what skopeo reports for the image).
+    /// The digest of the manifest written into the archive's OCI layout (what podman and
+    /// containerd see).
     pub manifest_digest: Digest,
+    /// The digest skopeo reports for the image read through `manifest.json` (see
+    /// [`DockerImage::containers_image_manifest`]).
+    pub containers_image_manifest_digest: Digest,
     /// The config's digest (the image ID).
     pub config_digest: Digest,
 }
@@ -530,8 +565,19 @@ impl DockerArchiveWriter {
             layers.push((id.clone(), size));
         }
         let config_digest = self.put_blob_bytes(config).await?;
-        let manifest = schema2_manifest(&config_digest, config.len() as u64, &layers);
+        let manifest = schema2_manifest(
+            &config_digest,
+            config.len() as u64,
+            &layers,
+            LAYER_MEDIA_TYPE,
+        );
         let manifest_digest = self.put_blob_bytes(&manifest).await?;
+        let containers_image_manifest_digest = Digest::sha256_of(&schema2_manifest(
+            &config_digest,
+            config.len() as u64,
+            &layers,
+            CONTAINERS_IMAGE_LAYER_MEDIA_TYPE,
+        ));
 
         let position = match self.by_config.get(&config_digest) {
             Some(&i) => i,
@@ -562,6 +608,13 @@ impl DockerArchiveWriter {
             platform: None,
         };
         if tags.is_empty() {
+            // containerd's importer (ctr import, k3s) names images only from these names and
+            // silently imports nothing for an unnamed one (skopeo issue #2568).
+            tracing::warn!(
+                archive = %self.tar.final_path().display(),
+                image = %config_digest,
+                "an untagged image in a docker-archive: podman and docker load it, but ctr import and k3s ignore it"
+            );
             oci::add_to_index(&mut self.index, descriptor(None));
         }
         for tag in tags {
@@ -583,6 +636,7 @@ impl DockerArchiveWriter {
         }
         Ok(WrittenImage {
             manifest_digest,
+            containers_image_manifest_digest,
             config_digest,
         })
     }
@@ -636,11 +690,17 @@ mod tests {
     fn generated_manifest_matches_go_field_order() {
         let c = Digest::sha256_of(b"c");
         let l = Digest::sha256_of(b"l");
-        let m = String::from_utf8(schema2_manifest(&c, 1, &[(l.clone(), 2)])).unwrap();
+        let m = String::from_utf8(schema2_manifest(
+            &c,
+            1,
+            &[(l.clone(), 2)],
+            CONTAINERS_IMAGE_LAYER_MEDIA_TYPE,
+        ))
+        .unwrap();
         assert_eq!(
             m,
             format!(
-                r#"{{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json","config":{{"mediaType":"application/vnd.docker.container.image.v1+json","size":1,"digest":"{c}"}},"layers":[{{"mediaType":"application/vnd.docker.image.rootfs.diff.tar","size":2,"digest":"{l}"}}]}}"#
+                r#"{{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json","config":{{"mediaType":"application/vnd.docker.container.image.v1+json","size":1,"digest":"{c}"}},"layers":[{{"mediaType":"application/vnd.docker.image.rootfs.diff.tar.gzip","size":2,"digest":"{l}"}}]}}"#
             )
         );
     }
