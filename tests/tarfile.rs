@@ -823,7 +823,8 @@ async fn read_archive_files(archive: &Path, files: &[String]) -> u64 {
 
 /// A rough timing, not a benchmark: indexing an archive of 8 x 32 MiB layers and reading every
 /// one (hashing, as a copy does) against reading the same files from a directory, page cache
-/// warm for both, best of three. The goal is 1.1x; the assertion leaves room for a busy machine.
+/// warm for both, best of three. The goal is 1.1x (measured: 0.85-0.97x hashing, 0.73-0.83x
+/// reading only); the assertion leaves room for a busy machine.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reading_from_an_archive_costs_what_reading_a_directory_costs() {
     let dir = tempfile::tempdir().unwrap();
@@ -854,12 +855,43 @@ async fn reading_from_an_archive_costs_what_reading_a_directory_costs() {
         assert_eq!(read_archive_files(&archive, &files).await, 8 << 25);
         best_tar = best_tar.min(t.elapsed());
     }
+    // The same without hashing: what the IO paths themselves cost.
+    let (mut raw_dir, mut raw_tar) = (Duration::MAX, Duration::MAX);
+    for _ in 0..3 {
+        let t = Instant::now();
+        let mut n = 0;
+        for f in &files {
+            let file = tokio::fs::File::open(blobs.join(f)).await.unwrap();
+            n += drain(Box::pin(tokio_util::io::ReaderStream::with_capacity(
+                file,
+                1 << 20,
+            )))
+            .await
+            .unwrap();
+        }
+        assert_eq!(n, 8 << 25);
+        raw_dir = raw_dir.min(t.elapsed());
+        let t = Instant::now();
+        let a = TarArchive::open(&archive).await.unwrap();
+        let mut n = 0;
+        for f in &files {
+            n += drain(a.stream(&format!("blobs/sha256/{f}")).unwrap())
+                .await
+                .unwrap();
+        }
+        assert_eq!(n, 8 << 25);
+        raw_tar = raw_tar.min(t.elapsed());
+    }
+    eprintln!(
+        "timing: 8 x 32 MiB, reading only: directory {raw_dir:?}, archive (index + read) {raw_tar:?}, ratio {:.3}",
+        raw_tar.as_secs_f64() / raw_dir.as_secs_f64()
+    );
     let ratio = best_tar.as_secs_f64() / best_dir.as_secs_f64();
     eprintln!(
         "timing: 8 x 32 MiB, sha256 while reading: directory {best_dir:?}, archive (index + read) {best_tar:?}, ratio {ratio:.3}"
     );
     assert!(
-        ratio < 1.3,
+        ratio < 1.2,
         "reading from the archive took {ratio:.2}x the directory"
     );
 }
