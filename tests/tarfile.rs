@@ -486,6 +486,138 @@ async fn ferry_docker_archives_with_several_images_load_in_podman_skopeo_and_rea
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docker_before_25_layout_with_repeated_layer_symlinks_is_read() {
+    // The shape `docker save` wrote before Docker 25: a directory per layer with layer.tar,
+    // VERSION and json; a repeated layer as a symlink to the first; familiar RepoTags.
+    let dir = tempfile::tempdir().unwrap();
+    let l1 = layer_tar(dir.path(), 51, 10_000);
+    let l2 = layer_tar(dir.path(), 52, 12_000);
+    let img = build_image("amd64", vec![l1.clone(), l2.clone(), l1.clone()]);
+    let config_hex = &sha256(&img.config)[7..];
+    let archive = dir.path().join("old-docker.tar");
+    let mut w = ferry::tarfile::TarWriter::create(&archive).await.unwrap();
+    w.add_bytes(&format!("{config_hex}.json"), &img.config)
+        .await
+        .unwrap();
+    for (id, layer) in [("id1", &l1), ("id2", &l2)] {
+        w.add_directory(id).await.unwrap();
+        w.add_bytes(&format!("{id}/VERSION"), b"1.0").await.unwrap();
+        w.add_bytes(&format!("{id}/json"), br#"{"id":"x"}"#)
+            .await
+            .unwrap();
+        w.add_bytes(&format!("{id}/layer.tar"), layer)
+            .await
+            .unwrap();
+    }
+    w.add_directory("id3").await.unwrap();
+    w.add_symlink("id3/layer.tar", "../id1/layer.tar")
+        .await
+        .unwrap();
+    let manifest = format!(
+        r#"[{{"Config":"{config_hex}.json","RepoTags":["busybox:old"],"Layers":["id1/layer.tar","id2/layer.tar","id3/layer.tar"]}}]"#
+    );
+    w.add_bytes("manifest.json", manifest.as_bytes())
+        .await
+        .unwrap();
+    w.add_bytes("repositories", br#"{"busybox":{"old":"id3"}}"#)
+        .await
+        .unwrap();
+    w.finish().await.unwrap();
+
+    let a = DockerArchive::open(&archive).await.unwrap();
+    let (pos, _) = a
+        .select(&DockerSelector::Tag(
+            RepoTag::parse("docker.io/library/busybox:old").unwrap(),
+        ))
+        .unwrap();
+    let image = a.image(pos).await.unwrap();
+    assert_eq!(image.layers.len(), 2, "the repeated layer is one blob");
+    let m: Value = serde_json::from_slice(&image.manifest).unwrap();
+    assert_eq!(
+        m["layers"].as_array().unwrap().len(),
+        3,
+        "but listed three times"
+    );
+    let raw = skopeo_ok(&[
+        "inspect",
+        "--raw",
+        &format!("docker-archive:{}:busybox:old", archive.display()),
+    ]);
+    assert_eq!(
+        raw.stdout.as_bytes(),
+        image.containers_image_manifest.as_slice()
+    );
+    for layer in &image.layers {
+        let s = a.layer_stream(layer).unwrap();
+        drain(Box::pin(VerifyingStream::new(
+            s,
+            layer.diff_id.clone(),
+            Some(layer.size),
+        )))
+        .await
+        .unwrap();
+    }
+    assert_eq!(
+        a.repositories().await.unwrap().unwrap()["busybox"]["old"],
+        "id3"
+    );
+
+    let podman = Podman::new(dir.path());
+    podman.run(&["load", "-i", archive.to_str().unwrap()]).ok();
+    let images = podman.images();
+    // (podman 4.3 qualifies a familiar RepoTag from a docker archive with localhost/.)
+    assert!(
+        images
+            .iter()
+            .any(|(n, id)| n.ends_with("/busybox:old") && id == config_hex),
+        "podman has {images:?}, wanted ID {config_hex}"
+    );
+
+    // Layers listed in the wrong order: a layer whose content does not match its DiffID is
+    // caught by the verification a copy puts on the stream; one file named for two DiffIDs is
+    // refused up front, as containers/image refuses it.
+    for (layers, refused) in [
+        (r#""id2/layer.tar","id1/layer.tar","id3/layer.tar""#, false),
+        (r#""id1/layer.tar","id1/layer.tar","id3/layer.tar""#, true),
+    ] {
+        let path = dir.path().join(format!("bad-{refused}.tar"));
+        let mut w = ferry::tarfile::TarWriter::create(&path).await.unwrap();
+        w.add_bytes(&format!("{config_hex}.json"), &img.config)
+            .await
+            .unwrap();
+        w.add_bytes("id1/layer.tar", &l1).await.unwrap();
+        w.add_bytes("id2/layer.tar", &l2).await.unwrap();
+        w.add_symlink("id3/layer.tar", "../id1/layer.tar")
+            .await
+            .unwrap();
+        let m = format!(r#"[{{"Config":"{config_hex}.json","RepoTags":[],"Layers":[{layers}]}}]"#);
+        w.add_bytes("manifest.json", m.as_bytes()).await.unwrap();
+        w.finish().await.unwrap();
+        let a = DockerArchive::open(&path).await.unwrap();
+        if refused {
+            let e = a.image(0).await.unwrap_err();
+            assert!(
+                e.to_string()
+                    .contains("used for two different DiffID values"),
+                "{e}"
+            );
+            continue;
+        }
+        let image = a.image(0).await.unwrap();
+        let first = &image.layers[0];
+        let s = a.layer_stream(first).unwrap();
+        let e = drain(Box::pin(VerifyingStream::new(
+            s,
+            first.diff_id.clone(),
+            Some(first.size),
+        )))
+        .await
+        .unwrap_err();
+        assert!(ferry::digest::verify_error(&e).is_some(), "{e}");
+    }
+}
+
 /// A containerd of its own (root, state and socket in `dir`), for `ctr import`.
 struct Containerd {
     child: std::process::Child,

@@ -20,6 +20,9 @@ use super::error::ArchiveError;
 use super::index::{Entry, TarIndex};
 use crate::digest::ByteStream;
 
+/// Where compressed archives are decompressed unless [`OpenOptions::temp_dir`] says otherwise.
+pub const DEFAULT_TEMP_DIR: &str = "/var/tmp";
+
 /// How much one positioned read moves.
 const CHUNK: u64 = 1024 * 1024;
 
@@ -27,8 +30,10 @@ const CHUNK: u64 = 1024 * 1024;
 #[derive(Debug, Clone, Default)]
 #[non_exhaustive]
 pub struct OpenOptions {
-    /// Where a compressed archive is decompressed to (default: the system temporary directory,
-    /// `TMPDIR`). It needs room for the whole uncompressed archive.
+    /// Where a compressed archive is decompressed to. It needs room for the whole uncompressed
+    /// archive, so the default is containers/image's directory for big temporary files,
+    /// [`DEFAULT_TEMP_DIR`] (`/tmp` is often a RAM-backed tmpfs); the library reads no
+    /// environment, so a caller that honours `TMPDIR` passes it here.
     pub temp_dir: Option<PathBuf>,
 }
 
@@ -81,7 +86,10 @@ impl TarArchive {
     /// [`TarArchive::open`] with options.
     pub async fn open_with(path: &Path, options: &OpenOptions) -> Result<TarArchive, ArchiveError> {
         let path = path.to_path_buf();
-        let temp_dir = options.temp_dir.clone().unwrap_or_else(std::env::temp_dir);
+        let temp_dir = options
+            .temp_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_TEMP_DIR));
         let p = path.clone();
         let inner = tokio::task::spawn_blocking(move || open_blocking(p, &temp_dir))
             .await

@@ -30,7 +30,7 @@ pub mod oci;
 pub mod reference;
 mod writer;
 
-pub use archive::{EntryRead, EntryReader, OpenOptions, TarArchive};
+pub use archive::{DEFAULT_TEMP_DIR, EntryRead, EntryReader, OpenOptions, TarArchive};
 pub use compressed::Compression;
 pub use error::ArchiveError;
 pub use index::{Entry, EntryKind, TarIndex, normalize_name};
