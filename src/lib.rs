@@ -75,6 +75,7 @@ mod session;
 mod signature;
 mod strict_json;
 pub mod sync;
+mod tarfile;
 mod transport;
 mod verdict;
 
@@ -184,6 +185,9 @@ pub mod internal {
     }
     pub mod signature {
         pub use crate::signature::*;
+    }
+    pub mod tarfile {
+        pub use crate::tarfile::*;
     }
     pub mod transport {
         pub use crate::transport::*;
