@@ -74,6 +74,7 @@ pub mod signature;
 pub mod strict_json;
 pub mod sync;
 pub mod transport;
+pub mod unpack;
 pub mod verdict;
 
 /// Installs ring as the process-wide rustls crypto provider, once. ferry calls this itself
