@@ -723,3 +723,25 @@ fn bench_many_files_vs_umoci() {
         ours.as_secs_f64() / theirs.as_secs_f64()
     );
 }
+
+/// Resolver timing, alternating (the machine is shared: one run alone says little).
+/// Run: cargo test --test unpack -- --ignored --nocapture bench_resolvers
+#[test]
+#[ignore]
+fn bench_resolvers() {
+    let t = tempfile::tempdir().unwrap();
+    let layout = t.path().join("layout");
+    let n: usize = std::env::var("FERRY_BENCH_FILES").map_or(50_000, |v| v.parse().unwrap());
+    generate(&["many", layout.to_str().unwrap(), &n.to_string()]);
+    for round in 0..2 {
+        for resolver in [Resolver::Walk, Resolver::Auto] {
+            let dest = t.path().join(format!("{resolver:?}-{round}"));
+            let start = Instant::now();
+            ferry_unpack(&layout, &dest, options(resolver)).unwrap();
+            eprintln!("{n} files, {resolver:?}: {:?}", start.elapsed());
+            let start = Instant::now();
+            std::fs::remove_dir_all(&dest).unwrap();
+            eprintln!("  (removing them: {:?})", start.elapsed());
+        }
+    }
+}

@@ -107,6 +107,9 @@ pub struct Rootfs {
     options: UnpackOptions,
     bytes_left: u64,
     entries_left: u64,
+    euid: u32,
+    egid: u32,
+    umask: Option<u32>,
 }
 
 impl Rootfs {
@@ -134,6 +137,9 @@ impl Rootfs {
             bytes_left: options.max_bytes,
             entries_left: options.max_entries,
             options,
+            euid,
+            egid: rustix::process::getegid().as_raw(),
+            umask: read_umask(),
         })
     }
 
@@ -263,6 +269,7 @@ impl Rootfs {
             upper_dirs: HashSet::new(),
             deferred: Vec::new(),
             cached: None,
+            cache_ok: true,
             warnings: Vec::new(),
             dropped_warnings: 0,
             buf: vec![0u8; 128 * 1024],
@@ -390,8 +397,34 @@ impl Rootfs {
         }
 
         let key = comps.join(&b'/');
-        let dir = st.parent(&self.root, parent, &key, e)?;
+        let (pkey, parent_dir) = st.take_parent(&self.root, parent, &key, e)?;
         st.record(&key, parent.len());
+        st.cache_ok = true;
+        let res = self.apply_in(st, layer, e, &comps, name, &key, &parent_dir, data);
+        if st.cache_ok && res.is_ok() {
+            st.cached = Some((pkey, parent_dir));
+        }
+        res
+    }
+
+    /// Applies a non-whiteout entry `name` in its resolved parent directory `dir`.
+    #[allow(clippy::too_many_arguments)]
+    fn apply_in<R: io::BufRead>(
+        &self,
+        st: &mut LayerState,
+        layer: &str,
+        e: &Entry,
+        comps: &[&[u8]],
+        name: &[u8],
+        key: &[u8],
+        dir: &ParentDir,
+        data: &mut TarStream<R>,
+    ) -> Result<(), UnpackError> {
+        let refuse = |reason: Refusal| UnpackError::Refused {
+            layer: layer.to_string(),
+            entry: lossy(&e.name),
+            reason,
+        };
         let io_err = |op: &'static str| {
             let layer = layer.to_string();
             let entry = lossy(&e.name);
@@ -402,105 +435,52 @@ impl Rootfs {
                 source,
             }
         };
-        let existing = root::kind_at(&dir, name).map_err(io_err("inspect the existing entry"))?;
+        let fd = &dir.fd;
 
         if e.kind == Kind::Dir {
-            match existing {
-                Some(FileType::Directory) => {}
-                other => {
-                    if let Some(k) = other {
-                        st.replaced(k);
-                        root::remove_any(&dir, name).map_err(io_err("remove what it replaces"))?;
+            match rustix::fs::mkdirat(fd, name, Mode::from_raw_mode(0o700)) {
+                Ok(()) => {}
+                Err(Errno::EXIST) => {
+                    let existing =
+                        root::kind_at(fd, name).map_err(io_err("inspect the existing entry"))?;
+                    if existing != Some(FileType::Directory) {
+                        st.replaced(existing);
+                        root::remove_any(fd, name).map_err(io_err("remove what it replaces"))?;
+                        rustix::fs::mkdirat(fd, name, Mode::from_raw_mode(0o700))
+                            .map_err(|err| io_err("create the directory")(err.into()))?;
                     }
-                    rustix::fs::mkdirat(&dir, name, Mode::from_raw_mode(0o700))
-                        .map_err(|e| io_err("create the directory")(e.into()))?;
                 }
+                Err(err) => return Err(io_err("create the directory")(err.into())),
             }
-            let fd = root::open_dir_at(&dir, name).map_err(io_err("open the directory"))?;
-            self.owner_and_xattrs(st, e, fd.as_fd())?;
+            let dfd = root::open_dir_at(fd, name).map_err(io_err("open the directory"))?;
+            self.owner_and_xattrs(st, e, dfd.as_fd())?;
             if !self.options.rootless {
                 // Root can write into any directory, so the mode can be set now; rootless, a
                 // read-only directory would refuse its own contents, so it waits with the mtime.
-                rustix::fs::fchmod(&fd, Mode::from_raw_mode(e.mode & 0o7777))
+                rustix::fs::fchmod(&dfd, Mode::from_raw_mode(e.mode & 0o7777))
                     .map_err(|err| io_err("set the mode")(err.into()))?;
             }
             st.deferred.push(Deferred {
-                path: key,
+                path: key.to_vec(),
                 mode: e.mode & 0o7777,
                 mtime: e.mtime,
             });
             return Ok(());
         }
 
-        // Hardlinks first resolve their target, so that a link to the path itself (tar writes
-        // these for a file listed twice) is a no-op instead of removing its own target.
-        let link_target = if e.kind == Kind::Hardlink {
-            let tcomps = clean(&e.link).map_err(|r| {
-                refuse(match r {
-                    Refusal::Escapes => Refusal::HardlinkEscapes {
-                        target: lossy(&e.link),
-                    },
-                    other => other,
-                })
-            })?;
-            let Some((tname, tparent)) = tcomps.split_last() else {
-                return Err(refuse(Refusal::HardlinkTarget {
-                    target: lossy(&e.link),
-                    why: "is the root directory",
-                }));
-            };
-            if tcomps == comps {
-                return Ok(());
-            }
-            let tdir = match self.root.dir(tparent, false) {
-                Ok(d) => d,
-                Err(err) if err.kind() == io::ErrorKind::NotFound => {
-                    return Err(refuse(Refusal::HardlinkTarget {
-                        target: lossy(&e.link),
-                        why: "does not exist in this or a lower layer",
-                    }));
-                }
-                Err(err) => return Err(io_err("resolve the hardlink's target")(err)),
-            };
-            match root::kind_at(&tdir, tname).map_err(io_err("inspect the hardlink's target"))? {
-                None => {
-                    return Err(refuse(Refusal::HardlinkTarget {
-                        target: lossy(&e.link),
-                        why: "does not exist in this or a lower layer",
-                    }));
-                }
-                Some(FileType::Directory) => {
-                    return Err(refuse(Refusal::HardlinkTarget {
-                        target: lossy(&e.link),
-                        why: "is a directory",
-                    }));
-                }
-                Some(_) => {}
-            }
-            Some((tdir, tname.to_vec()))
-        } else {
-            None
-        };
-
-        if let Some(k) = existing {
-            st.replaced(k);
-            root::remove_any(&dir, name).map_err(io_err("remove what it replaces"))?;
-        }
-
         match e.kind {
             Kind::File => {
-                let fd = rustix::fs::openat(
-                    &dir,
-                    name,
-                    OFlags::WRONLY
-                        | OFlags::CREATE
-                        | OFlags::EXCL
-                        | OFlags::NOFOLLOW
-                        | OFlags::CLOEXEC,
-                    Mode::from_raw_mode(0o600),
-                )
-                .map_err(|err| io_err("create the file")(err.into()))?;
-                let mut file = File::from(fd);
+                let perm = e.mode & 0o777;
+                let flags = OFlags::WRONLY
+                    | OFlags::CREATE
+                    | OFlags::EXCL
+                    | OFlags::NOFOLLOW
+                    | OFlags::CLOEXEC;
+                let created = replace(st, fd, name, || {
+                    rustix::fs::openat(fd, name, flags, Mode::from_raw_mode(perm))
+                })
+                .map_err(io_err("create the file"))?;
+                let mut file = File::from(created);
                 let mut left = e.size;
                 while left > 0 {
                     let want = st
@@ -512,35 +492,86 @@ impl Rootfs {
                         Ok(n) => n,
                         Err(err) => return Err(self.read_error(layer, Some(&e.name), err)),
                     };
-                    let got = chunk.get(..n).unwrap_or(&[]);
-                    file.write_all(got).map_err(io_err("write the file"))?;
-                    left -= n as u64;
                     if n == 0 {
                         break;
                     }
+                    let got = chunk.get(..n).unwrap_or(&[]);
+                    file.write_all(got).map_err(io_err("write the file"))?;
+                    left -= n as u64;
                 }
-                let fd = OwnedFd::from(file);
-                self.owner_and_xattrs(st, e, fd.as_fd())?;
-                rustix::fs::fchmod(&fd, Mode::from_raw_mode(e.mode & 0o7777))
-                    .map_err(|err| io_err("set the mode")(err.into()))?;
-                rustix::fs::futimens(&fd, &times(e.mtime))
+                let ffd = OwnedFd::from(file);
+                let chowned = self.owner_and_xattrs_new(st, e, ffd.as_fd(), dir)?;
+                // The file was made with its permission bits less the umask; set the mode again
+                // only where that differs, or for setuid/setgid/sticky (which chown clears).
+                let exact = self
+                    .umask
+                    .is_some_and(|u| perm & u == 0 && e.mode & 0o7000 == 0);
+                if !exact || chowned && e.mode & 0o6000 != 0 {
+                    rustix::fs::fchmod(&ffd, Mode::from_raw_mode(e.mode & 0o7777))
+                        .map_err(|err| io_err("set the mode")(err.into()))?;
+                }
+                rustix::fs::futimens(&ffd, &times(e.mtime))
                     .map_err(|err| io_err("set the mtime")(err.into()))?;
             }
             Kind::Symlink => {
-                rustix::fs::symlinkat(e.link.as_slice(), &dir, name)
-                    .map_err(|err| io_err("create the symlink")(err.into()))?;
-                self.owner_at(st, e, &dir, name)?;
+                replace(st, fd, name, || {
+                    rustix::fs::symlinkat(e.link.as_slice(), fd, name)
+                })
+                .map_err(io_err("create the symlink"))?;
+                self.owner_at(st, e, fd, name)?;
                 for (xname, _) in &e.xattrs {
                     st.warn(e, WarningKind::SymlinkXattrSkipped { name: lossy(xname) });
                 }
-                rustix::fs::utimensat(&dir, name, &times(e.mtime), AtFlags::SYMLINK_NOFOLLOW)
+                rustix::fs::utimensat(fd, name, &times(e.mtime), AtFlags::SYMLINK_NOFOLLOW)
                     .map_err(|err| io_err("set the mtime")(err.into()))?;
             }
             Kind::Hardlink => {
-                if let Some((tdir, tname)) = link_target {
-                    rustix::fs::linkat(&tdir, tname.as_slice(), &dir, name, AtFlags::empty())
-                        .map_err(|err| io_err("create the hardlink")(err.into()))?;
+                let tcomps = clean(&e.link).map_err(|r| {
+                    refuse(match r {
+                        Refusal::Escapes => Refusal::HardlinkEscapes {
+                            target: lossy(&e.link),
+                        },
+                        other => other,
+                    })
+                })?;
+                let Some((tname, tparent)) = tcomps.split_last() else {
+                    return Err(refuse(Refusal::HardlinkTarget {
+                        target: lossy(&e.link),
+                        why: "is the root directory",
+                    }));
+                };
+                // A link to itself (tar writes these for a file listed twice) is a no-op, not a
+                // removal of its own target.
+                if tcomps == comps {
+                    return Ok(());
                 }
+                let missing = || {
+                    refuse(Refusal::HardlinkTarget {
+                        target: lossy(&e.link),
+                        why: "does not exist in this or a lower layer",
+                    })
+                };
+                let tdir = match self.root.dir(tparent, false) {
+                    Ok(d) => d,
+                    Err(err) if err.kind() == io::ErrorKind::NotFound => return Err(missing()),
+                    Err(err) => return Err(io_err("resolve the hardlink's target")(err)),
+                };
+                match root::kind_at(&tdir, tname)
+                    .map_err(io_err("inspect the hardlink's target"))?
+                {
+                    None => return Err(missing()),
+                    Some(FileType::Directory) => {
+                        return Err(refuse(Refusal::HardlinkTarget {
+                            target: lossy(&e.link),
+                            why: "is a directory",
+                        }));
+                    }
+                    Some(_) => {}
+                }
+                replace(st, fd, name, || {
+                    rustix::fs::linkat(&tdir, *tname, fd, name, AtFlags::empty())
+                })
+                .map_err(io_err("create the hardlink"))?;
             }
             Kind::Char | Kind::Block | Kind::Fifo => {
                 let ft = match e.kind {
@@ -553,24 +584,47 @@ impl Rootfs {
                     return Ok(());
                 }
                 let dev = rustix::fs::makedev(e.dev_major, e.dev_minor);
-                rustix::fs::mknodat(&dir, name, ft, Mode::from_raw_mode(0o600), dev)
-                    .map_err(|err| io_err("create the node")(err.into()))?;
-                self.owner_at(st, e, &dir, name)?;
+                replace(st, fd, name, || {
+                    rustix::fs::mknodat(fd, name, ft, Mode::from_raw_mode(0o600), dev)
+                })
+                .map_err(io_err("create the node"))?;
+                self.owner_at(st, e, fd, name)?;
                 // The node was just made by this process and is not a symlink, so chmodat
                 // (which has no no-follow flag on older kernels) acts on it.
                 rustix::fs::chmodat(
-                    &dir,
+                    fd,
                     name,
                     Mode::from_raw_mode(e.mode & 0o7777),
                     AtFlags::empty(),
                 )
                 .map_err(|err| io_err("set the mode")(err.into()))?;
-                rustix::fs::utimensat(&dir, name, &times(e.mtime), AtFlags::SYMLINK_NOFOLLOW)
+                rustix::fs::utimensat(fd, name, &times(e.mtime), AtFlags::SYMLINK_NOFOLLOW)
                     .map_err(|err| io_err("set the mtime")(err.into()))?;
             }
             Kind::Dir | Kind::Other(_) => {}
         }
         Ok(())
+    }
+
+    /// Owner and xattrs of a file this layer just created in `dir`: the chown is skipped when
+    /// creation already gave the wanted owner. Returns whether it chowned.
+    fn owner_and_xattrs_new(
+        &self,
+        st: &mut LayerState,
+        e: &Entry,
+        fd: std::os::fd::BorrowedFd<'_>,
+        dir: &ParentDir,
+    ) -> Result<bool, UnpackError> {
+        let created_gid = if dir.setgid { dir.gid } else { self.egid };
+        let same = u64::from(self.euid) == e.uid && u64::from(created_gid) == e.gid;
+        if self.options.rootless || same {
+            if !e.xattrs.is_empty() {
+                self.xattrs(st, e, fd)?;
+            }
+            return Ok(false);
+        }
+        self.owner_and_xattrs(st, e, fd)?;
+        Ok(true)
     }
 
     /// Owner (unless rootless) and xattrs of an open file or directory.
@@ -589,6 +643,16 @@ impl Rootfs {
                 source: err.into(),
             })?;
         }
+        self.xattrs(st, e, fd)
+    }
+
+    /// The entry's xattrs on an open file or directory.
+    fn xattrs(
+        &self,
+        st: &mut LayerState,
+        e: &Entry,
+        fd: std::os::fd::BorrowedFd<'_>,
+    ) -> Result<(), UnpackError> {
         for (name, value) in &e.xattrs {
             match rustix::fs::fsetxattr(fd, name.as_slice(), value, XattrFlags::empty()) {
                 Ok(()) => {}
@@ -748,6 +812,40 @@ pub(crate) fn clean(name: &[u8]) -> Result<Vec<&[u8]>, Refusal> {
     Ok(out)
 }
 
+/// A resolved parent directory, and what a file created in it gets as its group.
+struct ParentDir {
+    fd: OwnedFd,
+    setgid: bool,
+    gid: u32,
+}
+
+/// Runs `create` for `name` in `dir`; if something is already there, removes it (a later entry
+/// replaces an earlier one, a layer replaces what lower layers left) and runs it again. Trying
+/// first saves a stat per entry in the common case of a new name.
+fn replace<T>(
+    st: &mut LayerState,
+    dir: &OwnedFd,
+    name: &[u8],
+    mut create: impl FnMut() -> rustix::io::Result<T>,
+) -> io::Result<T> {
+    match create() {
+        Err(Errno::EXIST) => {}
+        other => return other.map_err(io::Error::from),
+    }
+    let existing = root::kind_at(dir, name)?;
+    st.replaced(existing);
+    root::remove_any(dir, name)?;
+    Ok(create()?)
+}
+
+/// The process umask, from /proc (reading it with umask(2) would change it for every thread
+/// for a moment); `None` when it cannot be read, and then every mode is set explicitly.
+fn read_umask() -> Option<u32> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("Umask:"))?;
+    u32::from_str_radix(line.trim_start_matches("Umask:").trim(), 8).ok()
+}
+
 /// A directory whose mode (rootless) and mtime are set after the layer's contents.
 struct Deferred {
     path: Vec<u8>,
@@ -764,7 +862,9 @@ struct LayerState {
     upper_dirs: HashSet<Vec<u8>>,
     deferred: Vec<Deferred>,
     /// The last parent directory resolved, reused while nothing can have moved it.
-    cached: Option<(Vec<u8>, OwnedFd)>,
+    cached: Option<(Vec<u8>, ParentDir)>,
+    /// Cleared when the entry being applied removed a directory or symlink.
+    cache_ok: bool,
     warnings: Vec<Warning>,
     dropped_warnings: u64,
     buf: Vec<u8>,
@@ -793,20 +893,22 @@ impl LayerState {
 
     /// Something of kind `k` is being removed: if it was a directory or a symlink, a cached
     /// parent may no longer be what its path names.
-    fn replaced(&mut self, k: FileType) {
-        if matches!(k, FileType::Directory | FileType::Symlink) {
+    fn replaced(&mut self, k: Option<FileType>) {
+        if matches!(k, Some(FileType::Directory | FileType::Symlink)) {
             self.cached = None;
+            self.cache_ok = false;
         }
     }
 
-    /// The parent directory of the entry `key`, made when missing.
-    fn parent(
+    /// The parent directory of the entry `key` (made when missing), taken out of the cache or
+    /// resolved; the caller puts it back when the entry is done.
+    fn take_parent(
         &mut self,
         root: &SafeRoot,
         parent: &[&[u8]],
         key: &[u8],
         e: &Entry,
-    ) -> Result<OwnedFd, UnpackError> {
+    ) -> Result<(Vec<u8>, ParentDir), UnpackError> {
         let pkey = parent.join(&b'/');
         if let Some((ck, _)) = &self.cached {
             // An entry at the cached directory or above it may replace what the path names.
@@ -816,21 +918,25 @@ impl LayerState {
                 self.cached = None;
             }
         }
-        if let Some((ck, fd)) = &self.cached
+        if let Some((ck, _)) = &self.cached
             && *ck == pkey
+            && let Some((ck, dir)) = self.cached.take()
         {
-            return fd
-                .try_clone()
-                .map_err(|err| self.entry_err(e, "reuse the parent directory", err));
+            return Ok((ck, dir));
         }
         let fd = root
             .dir(parent, true)
             .map_err(|err| self.entry_err(e, "resolve the parent directory", err))?;
-        let keep = fd
-            .try_clone()
-            .map_err(|err| self.entry_err(e, "reuse the parent directory", err))?;
-        self.cached = Some((pkey, keep));
-        Ok(fd)
+        let stat = rustix::fs::fstat(&fd)
+            .map_err(|err| self.entry_err(e, "inspect the parent directory", err.into()))?;
+        Ok((
+            pkey,
+            ParentDir {
+                fd,
+                setgid: stat.st_mode & 0o2000 != 0,
+                gid: stat.st_gid,
+            },
+        ))
     }
 
     /// Records that this layer wrote `key`, and that its ancestors hold something of it.
