@@ -306,9 +306,16 @@ fn walkdir_names(root: &Path) -> Vec<String> {
 #[test]
 fn runc_runs_a_busybox_bundle() {
     let runc = support::require_tool("runc", "runc");
+    // The rootfs holds busybox alone, so it must be the static build (busybox-static); the
+    // dynamic one from the busybox package would find no libc.
+    let status = Command::new("dpkg-query")
+        .args(["-W", "-f", "${Status}", "busybox-static"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
     let busybox = Path::new("/bin/busybox");
     assert!(
-        busybox.is_file(),
+        status.ends_with("ok installed") && busybox.is_file(),
         "a static busybox is needed: apt-get install -y busybox-static"
     );
     let t = tempfile::tempdir().unwrap();
@@ -703,25 +710,36 @@ fn two_hundred_thousand_small_files() {
 
 /// The measurement the report quotes: ferry vs `umoci unpack` on the same layout.
 /// Run: cargo test --test unpack -- --ignored --nocapture bench_many_files_vs_umoci
+/// FERRY_BENCH_LAYOUT=DIR reuses a layout made by `gen.py many DIR N`; FERRY_BENCH_ONLY=ferry,
+/// walk or umoci runs one of the three (to time one process alone, e.g. under /usr/bin/time).
 #[test]
 #[ignore]
 fn bench_many_files_vs_umoci() {
     let t = tempfile::tempdir().unwrap();
-    let layout = t.path().join("layout");
-    generate(&["many", layout.to_str().unwrap(), &MANY.to_string()]);
-    let start = Instant::now();
-    ferry_unpack(&layout, &t.path().join("ferry"), UnpackOptions::default()).unwrap();
-    let ours = start.elapsed();
-    let start = Instant::now();
-    ferry_unpack(&layout, &t.path().join("walk"), options(Resolver::Walk)).unwrap();
-    let walk = start.elapsed();
-    let start = Instant::now();
-    umoci_unpack(&layout, &t.path().join("umoci"));
-    let theirs = start.elapsed();
-    eprintln!(
-        "{MANY} files: ferry (openat2) {ours:?}, ferry (walk) {walk:?}, umoci {theirs:?}, ratio {:.2}",
-        ours.as_secs_f64() / theirs.as_secs_f64()
-    );
+    let layout = match std::env::var_os("FERRY_BENCH_LAYOUT") {
+        Some(l) => PathBuf::from(l),
+        None => {
+            let layout = t.path().join("layout");
+            generate(&["many", layout.to_str().unwrap(), &MANY.to_string()]);
+            layout
+        }
+    };
+    let only = std::env::var("FERRY_BENCH_ONLY").unwrap_or_default();
+    let run = |what: &str| only.is_empty() || only == what;
+    let mut line = Vec::new();
+    for (what, resolver) in [("ferry", Resolver::Auto), ("walk", Resolver::Walk)] {
+        if run(what) {
+            let start = Instant::now();
+            ferry_unpack(&layout, &t.path().join(what), options(resolver)).unwrap();
+            line.push(format!("ferry ({resolver:?}) {:?}", start.elapsed()));
+        }
+    }
+    if run("umoci") {
+        let start = Instant::now();
+        umoci_unpack(&layout, &t.path().join("umoci"));
+        line.push(format!("umoci {:?}", start.elapsed()));
+    }
+    eprintln!("{}", line.join(", "));
 }
 
 /// Resolver timing, alternating (the machine is shared: one run alone says little).
