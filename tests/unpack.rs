@@ -763,3 +763,56 @@ fn bench_resolvers() {
         }
     }
 }
+
+/// Without rootless, a caller that is not root gets a clear error before anything is written;
+/// rootless works. Run as root, the test runs itself again as nobody (setpriv, util-linux).
+#[test]
+fn not_root_needs_rootless() {
+    let euid = rustix::process::geteuid().as_raw();
+    if euid == 0 {
+        let setpriv = support::require_tool("setpriv", "util-linux");
+        let out = Command::new(setpriv)
+            .args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
+            .arg(std::env::current_exe().unwrap())
+            .args(["--exact", "not_root_needs_rootless", "--nocapture"])
+            .env("TMPDIR", "/tmp")
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "as nobody: {text}");
+        assert!(text.contains("checked as uid 65534"), "{text}");
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let e = Rootfs::open(t.path(), UnpackOptions::default())
+        .err()
+        .unwrap();
+    assert!(
+        matches!(e, UnpackError::NeedsRoot { uid } if uid == euid),
+        "{e}"
+    );
+    assert!(e.to_string().contains("rootless"), "{e}");
+    let e = BundleBuilder::create(&t.path().join("b"), UnpackOptions::default())
+        .err()
+        .unwrap();
+    assert!(matches!(e, UnpackError::NeedsRoot { .. }), "{e}");
+    assert_eq!(
+        std::fs::read_dir(t.path()).unwrap().count(),
+        0,
+        "something was left"
+    );
+    let mut o = UnpackOptions::default();
+    o.rootless = true;
+    let mut root = Rootfs::open(t.path(), o).unwrap();
+    let tar = tar_of(&[("ro/f", b"x")]);
+    apply_bytes(&mut root, &tar, "").unwrap();
+    assert_eq!(
+        std::fs::metadata(t.path().join("ro/f")).unwrap().uid(),
+        euid
+    );
+    eprintln!("checked as uid {euid}");
+}
