@@ -140,6 +140,8 @@ def write_layout(layout, layers, config_extra=None):
 
 def layout(out):
     l1 = Layer()
+    l1.dir(".", mode=0o751)
+    l1.file("/absolute-name", "a leading slash means the root")
     l1.dir("etc")
     l1.file("etc/passwd", "root:x:0:0:root:/root:/bin/sh\nalice:x:1000:1000::/home/alice:/bin/sh\n")
     l1.file("etc/group", "root:x:0:\nalice:x:1000:\nwheel:x:10:alice\n")
