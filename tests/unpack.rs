@@ -816,3 +816,94 @@ fn not_root_needs_rootless() {
     );
     eprintln!("checked as uid {euid}");
 }
+
+/// A reader that gives a layer's first bytes, then blocks forever (an unpack in progress).
+struct Stall(Vec<u8>, usize);
+impl std::io::Read for Stall {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let rest = &self.0[self.1..];
+        if rest.is_empty() {
+            std::thread::sleep(std::time::Duration::from_secs(3600));
+            return Ok(0);
+        }
+        let n = rest.len().min(buf.len());
+        buf[..n].copy_from_slice(&rest[..n]);
+        self.1 += n;
+        Ok(n)
+    }
+}
+
+/// A real kill: a child unpacking (stalled mid-layer) is killed with SIGKILL; no bundle appears,
+/// and the next unpack to the same place removes the child's temporary directory.
+#[test]
+fn leftovers_of_a_killed_unpack_are_removed_by_the_next() {
+    if let Some(bundle) = std::env::var_os("FERRY_TEST_STALLED_BUNDLE") {
+        let mut b = BundleBuilder::create(Path::new(&bundle), UnpackOptions::default()).unwrap();
+        let tar = tar_of(&[("a", b"written before the stall"), ("b", &[1u8; 100_000])]);
+        let half = tar[..tar.len() / 2].to_vec();
+        eprintln!("stalling");
+        let _ = b.apply_layer(Stall(half, 0), "", &Digest::sha256_of(&tar), "layer 1/1");
+        unreachable!("the stalled read returned");
+    }
+    let t = tempfile::tempdir().unwrap();
+    let bundle = t.path().join("b");
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "leftovers_of_a_killed_unpack_are_removed_by_the_next",
+            "--nocapture",
+        ])
+        .env("FERRY_TEST_STALLED_BUNDLE", &bundle)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until the child has written part of the layer into its temporary rootfs.
+    let deadline = Instant::now() + std::time::Duration::from_secs(60);
+    let tmp = loop {
+        let found = std::fs::read_dir(t.path()).unwrap().find_map(|e| {
+            let p = e.unwrap().path();
+            (p.is_dir() && p.join("rootfs/a").is_file()).then_some(p)
+        });
+        if let Some(p) = found {
+            break p;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the child never started unpacking"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    // While it runs, its lock is held: another unpack leaves it alone.
+    let mut other =
+        BundleBuilder::create(&t.path().join("other"), UnpackOptions::default()).unwrap();
+    other
+        .apply_layer(
+            &tar_of(&[("x", b"")])[..],
+            "",
+            &Digest::sha256_of(&tar_of(&[("x", b"")])),
+            "l",
+        )
+        .unwrap();
+    drop(other);
+    let b2 = BundleBuilder::create(&bundle, UnpackOptions::default()).unwrap();
+    drop(b2);
+    assert!(tmp.exists(), "a running unpack's directory was removed");
+
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(!bundle.exists(), "a killed unpack left a bundle");
+    assert!(tmp.exists(), "nothing to clean up: the test did not test");
+    let layer = tar_of(&[("f", b"x")]);
+    let mut b = BundleBuilder::create(&bundle, UnpackOptions::default()).unwrap();
+    b.apply_layer(&layer[..], "", &Digest::sha256_of(&layer), "layer 1/1")
+        .unwrap();
+    let report = b.finish(br#"{"config":{"Cmd":["/f"]}}"#).unwrap();
+    assert_eq!(report.removed_leftovers, vec![tmp.clone()]);
+    assert!(!tmp.exists());
+    let names: Vec<String> = std::fs::read_dir(t.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(names, ["b"], "only the bundle is left");
+}

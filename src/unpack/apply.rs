@@ -27,6 +27,7 @@ use crate::digest::{Digest, Digester};
 /// What the applier did not do as the layer asked, and why (returned, never printed: the
 /// caller decides how to show it).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Warning {
     /// The entry's name as written in the layer.
     pub entry: String,
