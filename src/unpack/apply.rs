@@ -7,10 +7,11 @@
 //! tar do the same, and real layers carry such names), but a name or hardlink target that climbs
 //! above the root with `..` is refused (umoci silently rewrites it into the root; a layer that
 //! needs that is broken or hostile, so ferry says so). Everything is then resolved by
-//! [`super::root`].
+//! the `root` module.
 
 use std::collections::HashSet;
 use std::fs::File;
+use std::hash::{BuildHasher, RandomState};
 use std::io::{self, BufReader, Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -266,6 +267,7 @@ impl Rootfs {
 
         let mut state = LayerState {
             layer: layer.clone(),
+            keys: RandomState::new(),
             upper: HashSet::new(),
             upper_dirs: HashSet::new(),
             deferred: Vec::new(),
@@ -718,7 +720,7 @@ impl Rootfs {
             key.push(b'/');
         }
         key.extend_from_slice(target);
-        if st.upper.contains(&key) {
+        if st.upper.contains(&st.keys.hash_one(&key)) {
             return Ok(());
         }
         let dir = match self.root.dir(parent, false) {
@@ -730,7 +732,7 @@ impl Rootfs {
             }
             Err(err) => return Err(st.entry_err(e, "resolve the whiteout's directory", err)),
         };
-        if st.upper_dirs.contains(&key) {
+        if st.upper_dirs.contains(&st.keys.hash_one(&key)) {
             // This layer added entries below it: hide only the lower ones.
             let fd = match root::open_dir_at(&dir, target) {
                 Ok(fd) => fd,
@@ -858,9 +860,14 @@ struct Deferred {
 struct LayerState {
     layer: String,
     /// Paths this layer wrote (for whiteouts, which apply to lower layers only).
-    upper: HashSet<Vec<u8>>,
+    ///
+    /// Paths are kept as 64-bit keyed hashes (SipHash with this process's random key), not as
+    /// strings: memory per entry stays at a few bytes, and a layer cannot choose names that
+    /// collide without knowing the key.
+    upper: HashSet<u64>,
+    keys: RandomState,
     /// Directories with something of this layer below them.
-    upper_dirs: HashSet<Vec<u8>>,
+    upper_dirs: HashSet<u64>,
     deferred: Vec<Deferred>,
     /// The last parent directory resolved, reused while nothing can have moved it.
     cached: Option<(Vec<u8>, ParentDir)>,
@@ -942,14 +949,14 @@ impl LayerState {
 
     /// Records that this layer wrote `key`, and that its ancestors hold something of it.
     fn record(&mut self, key: &[u8], depth: usize) {
-        self.upper.insert(key.to_vec());
+        self.upper.insert(self.keys.hash_one(key));
         let mut p = key;
         for _ in 0..depth {
             let Some(i) = p.iter().rposition(|b| *b == b'/') else {
                 break;
             };
             p = p.get(..i).unwrap_or(&[]);
-            if !self.upper_dirs.insert(p.to_vec()) {
+            if !self.upper_dirs.insert(self.keys.hash_one(p)) {
                 break;
             }
         }
@@ -968,8 +975,9 @@ impl LayerState {
                 ck.push(b'/');
             }
             ck.extend_from_slice(&name);
-            let written = self.upper.contains(&ck);
-            let holds = self.upper_dirs.contains(&ck);
+            let h = self.keys.hash_one(&ck);
+            let written = self.upper.contains(&h);
+            let holds = self.upper_dirs.contains(&h);
             if !written && !holds {
                 root::remove_any(dir, &name)?;
             } else if root::kind_at(dir, &name)? == Some(FileType::Directory) {

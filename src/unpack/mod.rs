@@ -3,7 +3,7 @@
 //!
 //! Layers are hostile input: container tools' worst CVEs were in this step (names escaping the
 //! root, writes through symlinks that point out of it, hardlinks to host files). So every name is
-//! resolved inside the root and never through a symlink that leaves it ([`root`]: openat2
+//! resolved inside the root and never through a symlink that leaves it (the `root` module: openat2
 //! `RESOLVE_IN_ROOT` where the kernel has it, a component-by-component `O_NOFOLLOW` walk
 //! otherwise), and every limit (bytes, entries) is a clean error, not a full disk.
 //!
