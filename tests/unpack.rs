@@ -814,6 +814,25 @@ fn not_root_needs_rootless() {
         std::fs::metadata(t.path().join("ro/f")).unwrap().uid(),
         euid
     );
+    // A read-only directory of a lower layer still takes the next layer's files, and keeps its
+    // mode; a read-only directory of this layer takes its own contents.
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_ustar();
+    h.set_entry_type(tar::EntryType::Directory);
+    h.set_mode(0o555);
+    h.set_size(0);
+    b.append_data(&mut h, "ro", &[][..]).unwrap();
+    let mut h = tar::Header::new_ustar();
+    h.set_mode(0o444);
+    h.set_size(1);
+    b.append_data(&mut h, "ro/g", &b"y"[..]).unwrap();
+    let layer = b.into_inner().unwrap();
+    apply_bytes(&mut root, &layer, "").unwrap();
+    let mode = |p: &str| std::fs::metadata(t.path().join(p)).unwrap().mode() & 0o7777;
+    assert_eq!(mode("ro"), 0o555);
+    apply_bytes(&mut root, &tar_of(&[("ro/h", b"z")]), "").unwrap();
+    assert_eq!(mode("ro"), 0o555);
+    assert!(t.path().join("ro/h").is_file());
     eprintln!("checked as uid {euid}");
 }
 

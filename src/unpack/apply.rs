@@ -273,6 +273,7 @@ impl Rootfs {
             deferred: Vec::new(),
             cached: None,
             cache_ok: true,
+            writable_dirs: self.options.rootless && self.euid != 0,
             warnings: Vec::new(),
             dropped_warnings: 0,
             buf: vec![0u8; 128 * 1024],
@@ -873,6 +874,8 @@ struct LayerState {
     cached: Option<(Vec<u8>, ParentDir)>,
     /// Cleared when the entry being applied removed a directory or symlink.
     cache_ok: bool,
+    /// Rootless and not root: read-only parent directories are opened up for the layer.
+    writable_dirs: bool,
     warnings: Vec<Warning>,
     dropped_warnings: u64,
     buf: Vec<u8>,
@@ -937,6 +940,21 @@ impl LayerState {
             .map_err(|err| self.entry_err(e, "resolve the parent directory", err))?;
         let stat = rustix::fs::fstat(&fd)
             .map_err(|err| self.entry_err(e, "inspect the parent directory", err.into()))?;
+        if self.writable_dirs && stat.st_mode & 0o300 != 0o300 {
+            // Rootless and not root: a lower layer's read-only directory would refuse this
+            // layer's entries (umoci does the same). Opened for writing for the layer, its
+            // mode and mtime are put back when the layer ends.
+            rustix::fs::fchmod(&fd, Mode::from_raw_mode((stat.st_mode | 0o700) & 0o7777))
+                .map_err(|err| self.entry_err(e, "open up a read-only directory", err.into()))?;
+            self.deferred.push(Deferred {
+                path: pkey.clone(),
+                mode: stat.st_mode & 0o7777,
+                mtime: (
+                    stat.st_mtime,
+                    u32::try_from(stat.st_mtime_nsec).unwrap_or(0),
+                ),
+            });
+        }
         Ok((
             pkey,
             ParentDir {
