@@ -111,6 +111,9 @@ struct Node {
     content: Option<String>,
     link: Option<String>,
     rdev: u64,
+    /// Modification time of what is not a directory (a directory's changes with every layer
+    /// that writes into it, header or not).
+    mtime: Option<i64>,
     /// The other paths sharing this inode (hardlink group).
     links: Vec<String>,
     xattrs: BTreeMap<String, Vec<u8>>,
@@ -184,6 +187,7 @@ fn tree(root: &Path) -> BTreeMap<String, Node> {
                         .into_owned()
                 }),
                 rdev: m.rdev(),
+                mtime: (!ft.is_dir()).then(|| m.mtime()),
                 links: Vec::new(),
                 xattrs: xattrs(&p),
             },
