@@ -175,6 +175,8 @@ impl Rootfs {
         // it in the root too, a bounded number of times.
         let mut dir = dir;
         let mut name = name.to_vec();
+        // The directory the current name is in, as components from the root.
+        let mut at: Vec<Vec<u8>> = parent.iter().map(|c| c.to_vec()).collect();
         for _ in 0..40 {
             match root::kind_at(&dir, &name)? {
                 None => return Ok(None),
@@ -186,22 +188,22 @@ impl Rootfs {
                     let Some((last, pre)) = parts.split_last() else {
                         return Ok(None);
                     };
-                    // A relative target is relative to the link's directory: resolve it from
-                    // there by prefixing the parent path; an absolute one from the root.
-                    let mut full: Vec<&[u8]> = Vec::new();
-                    if !t.starts_with(b"/") {
-                        full.extend_from_slice(parent);
+                    if *last == b".." || *last == b"." {
+                        return Ok(None);
                     }
-                    full.extend_from_slice(pre);
-                    dir = match self.root.dir(&full, false) {
+                    // A relative target is relative to the link's directory, an absolute one
+                    // to the root; either way resolved inside the root.
+                    if t.starts_with(b"/") {
+                        at.clear();
+                    }
+                    at.extend(pre.iter().map(|c| c.to_vec()));
+                    let comps: Vec<&[u8]> = at.iter().map(Vec::as_slice).collect();
+                    dir = match self.root.dir(&comps, false) {
                         Ok(d) => d,
                         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
                         Err(e) => return Err(e),
                     };
                     name = last.to_vec();
-                    if *last == b".." || *last == b"." {
-                        return Ok(None);
-                    }
                 }
                 Some(FileType::RegularFile) => {
                     let fd = rustix::fs::openat(

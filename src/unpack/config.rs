@@ -410,7 +410,16 @@ mod tests {
         std::fs::write(t.path().join("usr/etc/passwd"), passwd).unwrap();
         // /etc is a symlink with an absolute target: resolved inside the root.
         std::os::unix::fs::symlink("/usr/etc", t.path().join("etc")).unwrap();
-        std::fs::write(t.path().join("usr/etc/group"), group).unwrap();
+        // /etc/group is a chain of relative links in different directories:
+        // usr/etc/group -> ../share/x/group -> ../../lib/group-file (in usr/).
+        std::fs::create_dir_all(t.path().join("usr/share/x")).unwrap();
+        std::fs::create_dir_all(t.path().join("usr/lib")).unwrap();
+        let link = |target: &str, at: &str| {
+            std::os::unix::fs::symlink(target, t.path().join(at)).unwrap();
+        };
+        link("../share/x/group", "usr/etc/group");
+        link("../../lib/group-file", "usr/share/x/group");
+        std::fs::write(t.path().join("usr/lib/group-file"), group).unwrap();
         let o = UnpackOptions {
             rootless: true,
             ..UnpackOptions::default()
