@@ -837,6 +837,12 @@ fn not_root_needs_rootless() {
     apply_bytes(&mut root, &tar_of(&[("ro/h", b"z")]), "").unwrap();
     assert_eq!(mode("ro"), 0o555);
     assert!(t.path().join("ro/h").is_file());
+    // Writable again, or the temporary directory could not be removed by its owner.
+    std::fs::set_permissions(
+        t.path().join("ro"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
     eprintln!("checked as uid {euid}");
 }
 
