@@ -77,6 +77,7 @@ mod strict_json;
 pub mod sync;
 mod tarfile;
 mod transport;
+mod unpack;
 mod verdict;
 
 // The face of the library: what a runtime, a mirroring tool or a forensic tool calls. Everything
@@ -191,6 +192,9 @@ pub mod internal {
     }
     pub mod transport {
         pub use crate::transport::*;
+    }
+    pub mod unpack {
+        pub use crate::unpack::*;
     }
 }
 

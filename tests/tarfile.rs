@@ -929,7 +929,8 @@ async fn read_dir_files(dir: &Path, files: &[String]) -> u64 {
     for f in files {
         let file = tokio::fs::File::open(dir.join(f)).await.unwrap();
         let mut s = tokio_util::io::ReaderStream::with_capacity(file, 1024 * 1024);
-        let mut h = ferry::internal::digest::Digester::new(ferry::internal::digest::Algorithm::Sha256);
+        let mut h =
+            ferry::internal::digest::Digester::new(ferry::internal::digest::Algorithm::Sha256);
         while let Some(c) = s.next().await {
             let c = c.unwrap();
             total += c.len() as u64;
@@ -946,7 +947,8 @@ async fn read_archive_files(archive: &Path, files: &[String]) -> u64 {
     let mut total = 0;
     for f in files {
         let mut s = a.stream(&format!("blobs/sha256/{f}")).unwrap();
-        let mut h = ferry::internal::digest::Digester::new(ferry::internal::digest::Algorithm::Sha256);
+        let mut h =
+            ferry::internal::digest::Digester::new(ferry::internal::digest::Algorithm::Sha256);
         while let Some(c) = s.next().await {
             let c = c.unwrap();
             total += c.len() as u64;
