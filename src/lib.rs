@@ -67,6 +67,7 @@ pub mod hint;
 pub mod limits;
 pub mod manifest;
 pub mod policy;
+pub mod proxy;
 pub mod record;
 pub mod reference;
 pub mod session;
