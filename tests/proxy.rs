@@ -196,7 +196,10 @@ async fn pull_and_verify(
     let img = proxy.open_image(reference).await.expect("OpenImage");
     let (digest, manifest): (String, ImageManifest) =
         proxy.fetch_manifest(&img).await.expect("GetManifest");
-    assert_eq!(digest, expect_digest, "GetManifest's value is the manifest digest");
+    assert_eq!(
+        digest, expect_digest,
+        "GetManifest's value is the manifest digest"
+    );
     let config = proxy.fetch_config_raw(&img).await.expect("GetFullConfig");
     let config: serde_json::Value = serde_json::from_slice(&config).unwrap();
     assert_eq!(config["architecture"], "amd64");
@@ -228,7 +231,10 @@ async fn pulls_an_image_through_the_real_client_as_skopeo_does() {
     let regd = empty_registries_d(t.path());
 
     for peer in [Peer::Ferry, Peer::Skopeo] {
-        let proxy = Launch::new(peer, &policy, &regd).start().await.expect("start");
+        let proxy = Launch::new(peer, &policy, &regd)
+            .start()
+            .await
+            .expect("start");
         let version = proxy.protocol_version().clone();
         pull_and_verify(&proxy, &reference, &image, &image.digest).await;
         // By digest too.
@@ -306,7 +312,10 @@ async fn pulls_an_image_through_the_real_client_as_skopeo_does() {
             }
         }
         proxy.close_image(&img).await.unwrap();
-        proxy.finalize().await.expect("Shutdown ends the proxy cleanly");
+        proxy
+            .finalize()
+            .await
+            .expect("Shutdown ends the proxy cleanly");
     }
 }
 
@@ -336,7 +345,11 @@ async fn a_docker_image_is_served_as_oci_with_the_same_bytes_as_skopeo() {
         let config = proxy.fetch_config_raw(&img).await.unwrap();
         let parsed: ImageManifest = serde_json::from_slice(&manifest).unwrap();
         assert_eq!(
-            parsed.media_type().as_ref().map(|m| m.to_string()).as_deref(),
+            parsed
+                .media_type()
+                .as_ref()
+                .map(|m| m.to_string())
+                .as_deref(),
             Some("application/vnd.oci.image.manifest.v1+json")
         );
         for (desc, want) in parsed.layers().iter().zip(&image.layers) {
@@ -352,7 +365,10 @@ async fn a_docker_image_is_served_as_oci_with_the_same_bytes_as_skopeo() {
         answers.push((digest, manifest, config));
     }
     let (ferry_answer, skopeo_answer) = (&answers[0], &answers[1]);
-    assert_eq!(ferry_answer.0, skopeo_answer.0, "the original manifest's digest");
+    assert_eq!(
+        ferry_answer.0, skopeo_answer.0,
+        "the original manifest's digest"
+    );
     assert_eq!(
         String::from_utf8_lossy(&ferry_answer.1),
         String::from_utf8_lossy(&skopeo_answer.1),
@@ -375,7 +391,11 @@ async fn a_rejecting_policy_refuses_at_open_image_with_the_reason_where_skopeo_s
     let reference = format!("docker://{host}/ns/app:v1");
     push(t.path(), &layout, "v1", &reference, &[]);
     let regd = empty_registries_d(t.path());
-    let reject = write_policy(t.path(), "reject.json", r#"{"default":[{"type":"reject"}]}"#);
+    let reject = write_policy(
+        t.path(),
+        "reject.json",
+        r#"{"default":[{"type":"reject"}]}"#,
+    );
     let signed = write_policy(
         t.path(),
         "signed.json",
@@ -390,6 +410,7 @@ async fn a_rejecting_policy_refuses_at_open_image_with_the_reason_where_skopeo_s
         .await
         .unwrap();
     let e = proxy.open_image(&reference).await.unwrap_err().to_string();
+    eprintln!("ferry refuses (reject): {e}");
     assert!(e.contains("reject"), "names the requirement: {e}");
     assert!(!e.is_empty() && e.contains(&host), "names the image: {e}");
     // OpenImageOptional is refused the same way: a rejected image is not a missing one.
@@ -401,6 +422,7 @@ async fn a_rejecting_policy_refuses_at_open_image_with_the_reason_where_skopeo_s
         .await
         .unwrap();
     let e = proxy.open_image(&reference).await.unwrap_err().to_string();
+    eprintln!("ferry refuses (signedBy): {e}");
     assert!(e.contains("signedBy"), "names the requirement: {e}");
     assert!(e.to_lowercase().contains("no signature"), "says why: {e}");
     proxy.finalize().await.unwrap();
@@ -416,7 +438,9 @@ async fn a_rejecting_policy_refuses_at_open_image_with_the_reason_where_skopeo_s
         .await
         .expect("skopeo 1.9.3 opens an image its policy rejects");
     let (_, manifest) = proxy.fetch_manifest(&img).await.unwrap();
-    let layer = read_blob(&proxy, &img, &manifest.layers()[0]).await.unwrap();
+    let layer = read_blob(&proxy, &img, &manifest.layers()[0])
+        .await
+        .unwrap();
     assert_eq!(layer, image.layers[0]);
     proxy.finalize().await.unwrap();
 }
@@ -449,7 +473,7 @@ async fn a_stalled_blob_fails_within_the_stall_timeout_where_skopeo_hangs() {
     let regd = empty_registries_d(t.path());
 
     let proxy = Launch::new(Peer::Ferry, &policy, &regd)
-        .tail(&["--stall-timeout", "2", "--retry-times", "1"])
+        .tail(&["--stall-timeout", "2", "--retry-times", "0"])
         .start()
         .await
         .unwrap();
@@ -457,7 +481,9 @@ async fn a_stalled_blob_fails_within_the_stall_timeout_where_skopeo_hangs() {
     let (_, manifest) = proxy.fetch_manifest(&img).await.unwrap();
     // The first layer comes through the same proxy untouched.
     assert_eq!(
-        read_blob(&proxy, &img, &manifest.layers()[0]).await.unwrap(),
+        read_blob(&proxy, &img, &manifest.layers()[0])
+            .await
+            .unwrap(),
         image.layers[0]
     );
     // GetBlob + FinishPipe: an error naming the stall, within (retries + 1) x 2 s and margin.
@@ -470,18 +496,18 @@ async fn a_stalled_blob_fails_within_the_stall_timeout_where_skopeo_hangs() {
     .expect("FinishPipe answers instead of hanging");
     let e = r.expect_err("a stalled blob is an error");
     let waited = started.elapsed();
+    eprintln!("ferry's FinishPipe after {waited:?}: {e}");
     assert!(e.contains("FinishPipe"), "{e}");
     assert!(e.contains(&stalled), "names the blob: {e}");
-    assert!(waited < Duration::from_secs(15), "took {waited:?}: {e}");
+    assert!(waited < Duration::from_secs(8), "took {waited:?}: {e}");
     // GetRawBlob: the error pipe says it, retryable.
     let started = Instant::now();
     let layer = &manifest.layers()[1];
     let (_, mut data, errors) = proxy.get_raw_blob(&img, layer.digest()).await.unwrap();
     let mut sink = Vec::new();
-    let (_, err) = tokio::time::timeout(
-        Duration::from_secs(30),
-        async { tokio::join!(data.read_to_end(&mut sink), errors) },
-    )
+    let (_, err) = tokio::time::timeout(Duration::from_secs(30), async {
+        tokio::join!(data.read_to_end(&mut sink), errors)
+    })
     .await
     .expect("the error pipe ends instead of hanging");
     let err = err.expect_err("the error pipe reports the stall");
@@ -493,7 +519,9 @@ async fn a_stalled_blob_fails_within_the_stall_timeout_where_skopeo_hangs() {
     assert!(sink.len() < image.layers[1].len());
     // The proxy still serves after a failed blob.
     assert_eq!(
-        read_blob(&proxy, &img, &manifest.layers()[0]).await.unwrap(),
+        read_blob(&proxy, &img, &manifest.layers()[0])
+            .await
+            .unwrap(),
         image.layers[0]
     );
     proxy.finalize().await.unwrap();
@@ -678,6 +706,15 @@ fn get_signature_verdict_says_who_signed_the_image() {
     let (bad, _) = client.call("NoSuchMethod", json!([]));
     assert_eq!(bad["error"], "unknown method: NoSuchMethod");
     assert_eq!(bad["error_code"], "other");
+    // A request larger than a packet may be is an error reply, and the server goes on.
+    let (big, _) = client.call("OpenImage", json!(["x".repeat(40 * 1024)]));
+    assert_eq!(big["success"], false);
+    assert!(
+        big["error"].as_str().unwrap().contains("32768-byte limit"),
+        "{big}"
+    );
+    let (again, _) = client.call("OpenImage", json!([reference]));
+    assert_eq!(again["success"], true, "{again}");
     drop(client);
 
     // skopeo answers an unknown method with an error and goes on serving: a client that asks
@@ -714,28 +751,30 @@ fn a_client_that_goes_away_ends_the_server_even_mid_request() {
     let regd = empty_registries_d(t.path());
 
     // Between requests.
-    let mut client = RawClient::start(
-        &Launch::new(Peer::Ferry, &policy, &regd).tail(&["--tls-verify=false"]),
-    );
+    let mut client =
+        RawClient::start(&Launch::new(Peer::Ferry, &policy, &regd).tail(&["--tls-verify=false"]));
     client.call("Initialize", json!([]));
     rustix::net::shutdown(&client.sock, rustix::net::Shutdown::Both).unwrap();
     let status = client.wait_exit(Duration::from_secs(5)).expect("exits");
     assert!(status.success(), "{status}");
 
     // While FinishPipe waits for a blob that stalls (with the default 60 s stall timeout).
-    let mut client = RawClient::start(
-        &Launch::new(Peer::Ferry, &policy, &regd).tail(&["--tls-verify=false"]),
-    );
+    let mut client =
+        RawClient::start(&Launch::new(Peer::Ferry, &policy, &regd).tail(&["--tls-verify=false"]));
     client.call("Initialize", json!([]));
     let (open, _) = client.call("OpenImage", json!([reference]));
     assert_eq!(open["success"], true, "{open}");
     let (blob, fds) = client.call(
         "GetBlob",
-        json!([open["value"], sha256(&image.layers[0]), image.layers[0].len()]),
+        json!([
+            open["value"],
+            sha256(&image.layers[0]),
+            image.layers[0].len()
+        ]),
     );
     assert_eq!(blob["success"], true, "{blob}");
-    let req = serde_json::to_vec(&json!({"method": "FinishPipe", "args": [blob["pipeid"]]}))
-        .unwrap();
+    let req =
+        serde_json::to_vec(&json!({"method": "FinishPipe", "args": [blob["pipeid"]]})).unwrap();
     rustix::net::send(&client.sock, &req, rustix::net::SendFlags::empty()).unwrap();
     std::thread::sleep(Duration::from_millis(300));
     let started = Instant::now();
@@ -757,7 +796,13 @@ async fn every_local_transport_opens_through_the_proxy() {
     let regd = empty_registries_d(t.path());
     let dir = t.path().join("dir");
     let store = t.path().join("store");
-    push(t.path(), &layout, "v1", &format!("dir:{}", dir.display()), &[]);
+    push(
+        t.path(),
+        &layout,
+        "v1",
+        &format!("dir:{}", dir.display()),
+        &[],
+    );
     let store_flag = format!("--store={}", store.display());
     push(
         t.path(),
@@ -781,13 +826,93 @@ async fn every_local_transport_opens_through_the_proxy() {
     }
     // OpenImageOptional of a missing name in a layout and in the store: 0.
     let missing_oci = format!("oci:{}:nope", layout.display());
-    assert!(proxy.open_image_optional(&missing_oci).await.unwrap().is_none());
+    assert!(
+        proxy
+            .open_image_optional(&missing_oci)
+            .await
+            .unwrap()
+            .is_none()
+    );
     assert!(
         proxy
             .open_image_optional("store:registry.ferry.test/app:nope")
             .await
             .unwrap()
             .is_none()
+    );
+    proxy.finalize().await.unwrap();
+}
+
+/// A dir: list of an amd64 and an arm64 image in which only the amd64 one is signed.
+fn signed_dir_list(t: &Path) -> (PathBuf, Vec<TestImage>) {
+    let layout = t.join("list-layout");
+    let (_, _, images) = make_oci_index(&layout, "multi", 39, &["amd64", "arm64"]);
+    let list = t.join("list");
+    ferry(&[
+        "copy",
+        "-q",
+        "--all",
+        "--policy",
+        insecure_policy(t).to_str().unwrap(),
+        &format!("oci:{}:multi", layout.display()),
+        &format!("dir:{}", list.display()),
+    ])
+    .ok();
+    let hex = &images[0].digest["sha256:".len()..];
+    ferry(&[
+        "standalone-sign",
+        list.join(format!("{hex}.manifest.json")).to_str().unwrap(),
+        IDENTITY,
+        &trusted_fpr(),
+        "--sign-key",
+        keys().join("trusted.sec.asc").to_str().unwrap(),
+        "-o",
+        list.join(format!("{hex}.signature-1")).to_str().unwrap(),
+    ])
+    .ok();
+    (list, images)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_list_is_judged_and_served_as_this_platforms_image() {
+    let t = tempfile::tempdir().unwrap();
+    let (list, images) = signed_dir_list(t.path());
+    let (_, policy, _) = signed_dir_image(t.path());
+    let regd = empty_registries_d(t.path());
+    let reference = format!("dir:{}", list.display());
+
+    // The running platform (amd64 here): its signed image is admitted and served; the
+    // digest is the instance's, as skopeo answers.
+    let proxy = Launch::new(Peer::Ferry, &policy, &regd)
+        .tail(&["--override-arch", "amd64"])
+        .start()
+        .await
+        .unwrap();
+    let img = proxy
+        .open_image(&reference)
+        .await
+        .expect("the signed instance");
+    let (digest, manifest) = proxy.fetch_manifest(&img).await.unwrap();
+    assert_eq!(digest, images[0].digest);
+    assert_eq!(
+        read_blob(&proxy, &img, &manifest.layers()[0])
+            .await
+            .unwrap(),
+        images[0].layers[0]
+    );
+    proxy.finalize().await.unwrap();
+
+    // skopeo's root flag --override-arch, before the subcommand: the arm64 instance, which
+    // is not signed, is refused, naming the instance.
+    let mut launch = Launch::new(Peer::Ferry, &policy, &regd);
+    launch
+        .root
+        .extend(["--override-arch".to_string(), "arm64".to_string()]);
+    let proxy = launch.start().await.unwrap();
+    let e = proxy.open_image(&reference).await.unwrap_err().to_string();
+    assert!(
+        e.contains("linux/arm64") && e.contains(&images[1].digest),
+        "{e}"
     );
     proxy.finalize().await.unwrap();
 }

@@ -106,8 +106,17 @@ impl<'s> Handler<'s> {
         }
     }
 
-    /// Handles one request.
+    /// Handles one request (an empty one stands for a packet too large to read).
     pub(crate) async fn handle(&mut self, message: &[u8]) -> Step {
+        if message.is_empty() {
+            return Step::Reply(
+                String::new(),
+                Err(MethodError::InvalidRequest(format!(
+                    "a request larger than the protocol's {}-byte limit",
+                    super::socket::MAX_MESSAGE
+                ))),
+            );
+        }
         let request: Request = match serde_json::from_slice(message) {
             Ok(r) => r,
             Err(e) => {

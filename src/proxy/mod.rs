@@ -320,9 +320,13 @@ async fn run(
     handler: &mut handler::Handler<'_>,
 ) -> Result<(), ProxyError> {
     loop {
-        let Some(message) = channel.recv().await? else {
-            tracing::debug!("the client closed its socket; stopping");
-            return Ok(());
+        let message = match channel.recv().await? {
+            socket::Packet::Message(m) => m,
+            socket::Packet::Closed => {
+                tracing::debug!("the client closed its socket; stopping");
+                return Ok(());
+            }
+            socket::Packet::Oversized => Vec::new(),
         };
         let step = tokio::select! {
             step = handler.handle(&message) => step,

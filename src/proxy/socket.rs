@@ -20,6 +20,16 @@ use super::ProxyError;
 /// pipes, so a JSON message never needs more.
 pub const MAX_MESSAGE: usize = 32 * 1024;
 
+/// What the client sent.
+pub(crate) enum Packet {
+    /// One message.
+    Message(Vec<u8>),
+    /// A packet larger than [`MAX_MESSAGE`], cut by the kernel (the rest is lost).
+    Oversized,
+    /// The client closed its end.
+    Closed,
+}
+
 /// The server's end of the client's socket.
 pub(crate) struct Channel {
     fd: AsyncFd<OwnedFd>,
@@ -47,9 +57,9 @@ impl Channel {
         Ok(Channel { fd })
     }
 
-    /// The next message, or `None` when the client closed its end. File descriptors a client
-    /// sends along are closed: no request takes any.
-    pub(crate) async fn recv(&self) -> Result<Option<Vec<u8>>, ProxyError> {
+    /// The next packet. File descriptors a client sends along are closed: no request takes
+    /// any.
+    pub(crate) async fn recv(&self) -> Result<Packet, ProxyError> {
         let mut buf = vec![0u8; MAX_MESSAGE];
         loop {
             let mut guard = self
@@ -75,17 +85,19 @@ impl Channel {
             match got {
                 Ok(Ok(r)) => {
                     if r.flags.contains(ReturnFlags::TRUNC) {
-                        return Err(ProxyError::MessageTooLarge { limit: MAX_MESSAGE });
+                        return Ok(Packet::Oversized);
                     }
                     if r.bytes == 0 {
                         // A sequenced-packet socket reads 0 bytes only at the peer's close (an
                         // empty packet is no request either).
-                        return Ok(None);
+                        return Ok(Packet::Closed);
                     }
                     buf.truncate(r.bytes);
-                    return Ok(Some(buf));
+                    return Ok(Packet::Message(buf));
                 }
-                Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionReset => return Ok(None),
+                Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                    return Ok(Packet::Closed);
+                }
                 Ok(Err(source)) => return Err(ProxyError::Socket { source }),
                 Err(_would_block) => continue,
             }
