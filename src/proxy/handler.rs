@@ -254,14 +254,14 @@ impl<'s> Handler<'s> {
                 let (sender, result) = match task.await {
                     Ok(done) => done,
                     Err(e) => {
-                        return Err(MethodError::Finished(super::PipeFailure::Client(
+                        return Err(MethodError::Finished(Box::new(super::PipeFailure::Client(
                             std::io::Error::other(format!("the pipe's copy stopped: {e}")),
-                        )));
+                        ))));
                     }
                 };
                 // Only now does the client see the end of the data.
                 drop(sender);
-                result.map_err(MethodError::Finished)?;
+                result.map_err(|f| MethodError::Finished(Box::new(f)))?;
                 Ok(Answer::value(Value::Null))
             }
             other => Err(MethodError::UnknownMethod(other.to_string())),

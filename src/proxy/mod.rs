@@ -210,7 +210,7 @@ pub enum MethodError {
     Pipe(std::io::Error),
     /// The data of a pipe could not be copied in full (`FinishPipe`).
     #[error(transparent)]
-    Finished(PipeFailure),
+    Finished(Box<PipeFailure>),
     /// The reply would be larger than a packet may be.
     #[error(
         "{method}: the reply of {size} bytes is larger than the protocol's {limit}-byte limit{}",
