@@ -360,3 +360,60 @@ async fn run(
         drop(fds);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn registry(status: Option<u16>) -> TransportError {
+        TransportError::Registry {
+            url: "https://r.example/v2/".into(),
+            message: "failed".into(),
+            status,
+            hint: None,
+        }
+    }
+
+    #[test]
+    fn transient_failures_are_retryable_and_the_rest_are_not() {
+        for s in [429, 500, 502, 503, 504] {
+            assert_eq!(error_code(&registry(Some(s))), ErrorCode::Retryable, "{s}");
+        }
+        for s in [400, 401, 403, 505] {
+            assert_eq!(error_code(&registry(Some(s))), ErrorCode::Other, "{s}");
+        }
+        // A network failure has no status.
+        assert_eq!(error_code(&registry(None)), ErrorCode::Retryable);
+        let stall = TransportError::SourceStream(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "no progress",
+        ));
+        assert_eq!(error_code(&stall), ErrorCode::Retryable);
+        assert_eq!(
+            error_code(&TransportError::NotFound("gone".into())),
+            ErrorCode::Other
+        );
+        let mirrored = TransportError::AllEndpointsFailed {
+            primary: Box::new(registry(Some(503))),
+            mirrors: vec![],
+        };
+        assert_eq!(error_code(&mirrored), ErrorCode::Retryable);
+    }
+
+    #[test]
+    fn only_a_missing_image_is_not_found() {
+        let source = |source| CopyError::Source {
+            reference: "docker://r.example/app:1".into(),
+            source,
+        };
+        assert!(is_not_found(&source(TransportError::NotFound(
+            "tag".into()
+        ))));
+        assert!(is_not_found(&source(TransportError::AllEndpointsFailed {
+            primary: Box::new(TransportError::NotFound("tag".into())),
+            mirrors: vec![("mirror".into(), "unreachable".into())],
+        })));
+        assert!(!is_not_found(&source(registry(Some(401)))));
+        assert!(!is_not_found(&source(registry(None))));
+    }
+}
