@@ -98,7 +98,7 @@ impl Launch {
 
     fn binary(&self) -> PathBuf {
         match self.peer {
-            Peer::Ferry => ferry_bin(),
+            Peer::Ferry => timed_ferry(),
             Peer::Skopeo => require_tool("skopeo", "skopeo"),
         }
     }
@@ -950,9 +950,19 @@ async fn pull_timed(launch: &Launch, reference: &str) -> Duration {
     started.elapsed()
 }
 
-/// A rough timing, not a timed test: `cargo test --release --test proxy -- --ignored
-/// --nocapture rough_timing`. Pulls an 8 x 32 MiB image through the crate with ferry and with
-/// skopeo, and copies it with `ferry copy` to dir:.
+/// The ferry binary under test: this build's, or for a timing of an optimised build the one
+/// `FERRY_TIMING_BIN` names (`cargo build --release` first).
+fn timed_ferry() -> PathBuf {
+    std::env::var_os("FERRY_TIMING_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(ferry_bin)
+}
+
+/// A rough timing, not a timed test: `cargo build --release --bin ferry` and then
+/// `FERRY_TIMING_BIN=target/release/ferry cargo test --test proxy -- --ignored --nocapture
+/// rough_timing` (the test's own hashing is optimised in the dev profile too). Pulls an
+/// 8 x 32 MiB image through the crate with ferry and with skopeo, and copies it with `ferry
+/// copy` to dir:.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore]
 async fn rough_timing_of_an_8_x_32_mib_pull() {
@@ -969,7 +979,7 @@ async fn rough_timing_of_an_8_x_32_mib_pull() {
         let s = pull_timed(&Launch::new(Peer::Skopeo, &policy, &regd), &reference).await;
         let out = t.path().join(format!("copy-{round}"));
         let started = Instant::now();
-        ferry(&[
+        run(Command::new(timed_ferry()).args([
             "copy",
             "-q",
             "--policy",
@@ -977,7 +987,7 @@ async fn rough_timing_of_an_8_x_32_mib_pull() {
             "--src-tls-verify=false",
             &reference,
             &format!("dir:{}", out.display()),
-        ])
+        ]))
         .ok();
         let c = started.elapsed();
         println!(
