@@ -565,6 +565,13 @@ struct RawClient {
 
 impl RawClient {
     fn start(launch: &Launch) -> RawClient {
+        let mut cmd = launch.command();
+        cmd.arg("experimental-image-proxy");
+        RawClient::start_command(cmd)
+    }
+
+    /// Starts `cmd` with the other end of the socket as its standard input.
+    fn start_command(mut cmd: Command) -> RawClient {
         let (mine, theirs) = rustix::net::socketpair(
             rustix::net::AddressFamily::UNIX,
             rustix::net::SocketType::SEQPACKET,
@@ -572,9 +579,7 @@ impl RawClient {
             None,
         )
         .unwrap();
-        let mut cmd = launch.command();
-        cmd.arg("experimental-image-proxy")
-            .stdin(Stdio::from(theirs))
+        cmd.stdin(Stdio::from(theirs))
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());
         let child = cmd.spawn().unwrap();
@@ -736,6 +741,28 @@ fn get_signature_verdict_says_who_signed_the_image() {
             .unwrap()
             .contains("unknown method: GetSignatureVerdict")
     );
+}
+
+#[test]
+fn serves_on_the_descriptor_sockfd_names() {
+    let t = tempfile::tempdir().unwrap();
+    let policy = insecure_policy(t.path());
+    // The socket moved to descriptor 3, standard input closed off: as skopeo's --sockfd.
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg("exec \"$0\" experimental-image-proxy --policy \"$1\" --sockfd 3 3<&0 </dev/null")
+        .arg(ferry_bin())
+        .arg(&policy);
+    let mut client = RawClient::start_command(cmd);
+    let (init, _) = client.call("Initialize", json!([]));
+    assert_eq!(init["value"], "0.2.8", "{init}");
+    let (again, _) = client.call("Initialize", json!([]));
+    assert_eq!(again["error"], "already initialized");
+    // Shutdown has no reply: the process ends.
+    let req = serde_json::to_vec(&json!({"method": "Shutdown", "args": []})).unwrap();
+    rustix::net::send(&client.sock, &req, rustix::net::SendFlags::empty()).unwrap();
+    let status = client.wait_exit(Duration::from_secs(5)).expect("exits");
+    assert!(status.success(), "{status}");
 }
 
 #[test]
