@@ -556,6 +556,49 @@ async fn a_stalled_blob_fails_within_the_stall_timeout_where_skopeo_hangs() {
     drop(proxy);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupted_blob_is_an_error_on_finish_pipe_for_both() {
+    let reg = Registry::start();
+    let t = tempfile::tempdir().unwrap();
+    let layout = t.path().join("layout");
+    let image = make_oci_image(&layout, "v1", 40, 1, 100_000);
+    push(
+        t.path(),
+        &layout,
+        "v1",
+        &format!("docker://{}/ns/app:v1", reg.host()),
+        &[],
+    );
+    let layer = sha256(&image.layers[0]);
+    let server = HttpServer::start(std::sync::Arc::new(|_| Reply::forward()), Some(reg.host()));
+    server.set_route(
+        &format!("/v2/ns/app/blobs/{layer}"),
+        Reply::Forward {
+            cut_after: None,
+            corrupt_at: Some(50_000),
+        },
+    );
+    let reference = format!("docker://{}/ns/app:v1", server.host());
+    let policy = insecure_policy(t.path());
+    let regd = empty_registries_d(t.path());
+    for (peer, says) in [
+        (Peer::Ferry, "does not match its digest"),
+        (Peer::Skopeo, "corrupted blob"),
+    ] {
+        let proxy = Launch::new(peer, &policy, &regd).start().await.unwrap();
+        let img = proxy.open_image(&reference).await.unwrap();
+        let (_, manifest) = proxy.fetch_manifest(&img).await.unwrap();
+        let e = read_blob(&proxy, &img, &manifest.layers()[0])
+            .await
+            .expect_err("a corrupted layer is an error");
+        assert!(
+            e.contains("FinishPipe") && e.contains(says),
+            "{peer:?}: {e}"
+        );
+        proxy.finalize().await.unwrap();
+    }
+}
+
 /// A client of our own, for what the crate cannot send: ferry's GetSignatureVerdict, and
 /// hanging up in the middle of a request.
 struct RawClient {
