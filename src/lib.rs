@@ -69,6 +69,7 @@ mod hint;
 pub mod limits;
 pub mod manifest;
 mod policy;
+mod proxy;
 mod record;
 mod reference;
 mod session;
@@ -150,6 +151,12 @@ pub mod signatures {
     pub use crate::signature::{
         MAX_SIGNATURE_SIZE, MAX_SLOTS, SignatureSlot, SlotReadError, SlotReadErrorKind,
     };
+}
+
+/// The image proxy: skopeo's `experimental-image-proxy` protocol (bootc, rpm-ostree and
+/// composefs-rs pull through it), with the gate applied when an image is opened.
+pub mod image_proxy {
+    pub use crate::proxy::{MethodError, PROTOCOL_VERSION, ProxyError, serve};
 }
 
 /// Credentials in auth.json, as `podman login` and `skopeo login` keep them.

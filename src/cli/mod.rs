@@ -12,6 +12,7 @@ pub mod options;
 pub mod output;
 pub mod policy;
 pub mod progress;
+pub mod proxy;
 pub mod sign;
 pub mod signatures;
 pub mod store;
@@ -273,6 +274,8 @@ pub enum Command {
     /// Copy many images (a repository, a directory tree, a skopeo sync YAML) through the gate,
     /// skipping those already there (as skopeo sync).
     Sync(sync::SyncArgs),
+    /// Serve skopeo's image proxy protocol on a socket (for bootc, rpm-ostree, composefs-rs).
+    ExperimentalImageProxy(proxy::ProxyArgs),
 }
 
 impl Command {
@@ -302,6 +305,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::StandaloneVerify(a) => sign::run_verify(a).await,
         Command::GenerateSigstoreKey(a) => sign::run_generate_sigstore_key(a).await,
         Command::Sync(a) => sync::run(a).await,
+        Command::ExperimentalImageProxy(a) => proxy::run(a).await,
     }
 }
 

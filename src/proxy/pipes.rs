@@ -1,0 +1,144 @@
+//! Bulk data to the client: a pipe per answer, its read end passed with the reply, its write
+//! end fed by a task that streams the bytes with bounded memory. Two kinds, as skopeo has them:
+//! a *finished* pipe (`GetManifest`, `GetBlob`, …), whose write end stays open until the client
+//! calls `FinishPipe` and learns how the copy ended; and a *raw* pair (`GetRawBlob`), a data pipe
+//! and an error pipe that are both closed when the copy ends, the error pipe holding a JSON
+//! error if it failed.
+//!
+//! A pipe never waits on a source forever: the source's stream ends in an error when the
+//! transport's stall timeout passes (the docker transport enforces it), and that error is what
+//! `FinishPipe` or the error pipe reports.
+
+use std::os::fd::OwnedFd;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use rustix::pipe::PipeFlags;
+use tokio::io::AsyncWriteExt;
+use tokio::net::unix::pipe::Sender;
+use tokio::task::JoinHandle;
+
+use super::wire::{ErrorCode, PipeError};
+use crate::digest::{ByteStream, Digest};
+use crate::transport::TransportError;
+
+/// How much a pipe buffers, asked of the kernel (it may give less): larger than the default
+/// 64 KiB so that a layer moves in fewer wake-ups.
+const PIPE_BUFFER: usize = 1024 * 1024;
+
+/// Why a pipe's copy failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PipeFailure {
+    /// The source's bytes could not be read, or did not match the digest and size.
+    #[error("reading blob {digest}: {source}")]
+    Source {
+        /// The blob.
+        digest: Digest,
+        /// What failed (a stall, a broken connection, a digest mismatch, …).
+        source: TransportError,
+    },
+    /// The client closed its end of the pipe before the copy ended.
+    #[error("writing to the client's pipe: {0}")]
+    Client(std::io::Error),
+}
+
+impl PipeFailure {
+    /// The code the client sees.
+    pub(crate) fn code(&self) -> ErrorCode {
+        match self {
+            PipeFailure::Source { source, .. } => super::error_code(source),
+            PipeFailure::Client(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ErrorCode::Pipe,
+            PipeFailure::Client(_) => ErrorCode::Other,
+        }
+    }
+}
+
+/// A new pipe: the read end for the client (blocking, as the client expects), the write end
+/// for the server (non-blocking, driven by tokio).
+pub(crate) fn pipe() -> std::io::Result<(OwnedFd, Sender)> {
+    let (read, write) = rustix::pipe::pipe_with(PipeFlags::CLOEXEC)?;
+    // A smaller buffer only costs speed; the limit for unprivileged users may refuse this.
+    let _ = rustix::pipe::fcntl_setpipe_size(&write, PIPE_BUFFER);
+    let write = Sender::from_owned_fd(write)?;
+    Ok((read, write))
+}
+
+/// What a finished pipe's task hands back: the write end (kept open until `FinishPipe`) and
+/// how the copy ended.
+pub(crate) type Finished = (Sender, Result<u64, PipeFailure>);
+
+/// Streams `stream` (the blob `digest`) into `sender`; the write end is handed back, not closed.
+pub(crate) fn spawn_finished(
+    digest: Digest,
+    stream: ByteStream,
+    mut sender: Sender,
+) -> JoinHandle<Finished> {
+    tokio::spawn(async move {
+        let r = copy(&digest, stream, &mut sender).await;
+        (sender, r)
+    })
+}
+
+/// Writes `bytes` into `sender`; the write end is handed back, not closed.
+pub(crate) fn spawn_bytes(bytes: Bytes, mut sender: Sender) -> JoinHandle<Finished> {
+    tokio::spawn(async move {
+        let n = bytes.len() as u64;
+        let r = sender
+            .write_all(&bytes)
+            .await
+            .map(|()| n)
+            .map_err(PipeFailure::Client);
+        (sender, r)
+    })
+}
+
+/// Streams the blob into the data pipe and then closes it; on failure writes the JSON error
+/// into the error pipe first. Both are closed when the task ends, which is how the client
+/// knows the copy is over.
+pub(crate) fn spawn_raw(
+    digest: Digest,
+    stream: ByteStream,
+    mut data: Sender,
+    mut errors: Sender,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let r = copy(&digest, stream, &mut data).await;
+        // Close the data pipe before the error pipe: a client reading the error pipe to its
+        // end then knows the data pipe has ended too.
+        drop(data);
+        if let Err(failure) = r {
+            tracing::debug!("GetRawBlob {digest}: {failure}");
+            let message = failure.to_string();
+            let json = serde_json::to_vec(&PipeError {
+                code: failure.code(),
+                message: &message,
+            });
+            if let Ok(json) = json
+                && let Err(e) = errors.write_all(&json).await
+            {
+                tracing::debug!("GetRawBlob {digest}: the client's error pipe: {e}");
+            }
+        }
+    })
+}
+
+async fn copy(
+    digest: &Digest,
+    mut stream: ByteStream,
+    sender: &mut Sender,
+) -> Result<u64, PipeFailure> {
+    let mut n = 0u64;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| PipeFailure::Source {
+            digest: digest.clone(),
+            source: TransportError::source_stream(e),
+        })?;
+        sender
+            .write_all(&chunk)
+            .await
+            .map_err(PipeFailure::Client)?;
+        n += chunk.len() as u64;
+    }
+    Ok(n)
+}
