@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use ferry::Digest;
 use ferry::internal::unpack::{
-    BundleBuilder, BundleReport, LimitKind, Refusal, Resolver, Rootfs, UnpackError, UnpackOptions,
+    ApplyError, ApplyOptions, BundleBuilder, BundleReport, LimitKind, Refusal, Resolver, Rootfs,
     WarningKind,
 }; // REFACE?
 use sha2::Digest as _;
@@ -33,8 +33,8 @@ fn generate(args: &[&str]) {
     );
 }
 
-fn options(resolver: Resolver) -> UnpackOptions {
-    let mut o = UnpackOptions::default();
+fn options(resolver: Resolver) -> ApplyOptions {
+    let mut o = ApplyOptions::default();
     o.resolver = resolver;
     o
 }
@@ -72,8 +72,8 @@ fn read_layout(layout: &Path) -> (Vec<u8>, Vec<(String, Digest, PathBuf)>) {
 fn ferry_unpack(
     layout: &Path,
     bundle: &Path,
-    options: UnpackOptions,
-) -> Result<BundleReport, UnpackError> {
+    options: ApplyOptions,
+) -> Result<BundleReport, ApplyError> {
     let (config, layers) = read_layout(layout);
     let mut b = BundleBuilder::create(bundle, options)?;
     let n = layers.len();
@@ -330,7 +330,7 @@ fn runc_runs_a_busybox_bundle() {
         busybox.to_str().unwrap(),
     ]);
     let bundle = t.path().join("bundle");
-    ferry_unpack(&layout, &bundle, UnpackOptions::default()).unwrap();
+    ferry_unpack(&layout, &bundle, ApplyOptions::default()).unwrap();
     let id = format!("ferry-unpack-test-{}", std::process::id());
     let out = Command::new(runc)
         .args(["--root", t.path().join("runc-state").to_str().unwrap()])
@@ -401,7 +401,7 @@ fn hostile_layers_are_refused_with_both_resolvers() {
                     let e = res.err().unwrap_or_else(|| panic!("{ctx}: not refused"));
                     let msg = e.to_string();
                     match &e {
-                        UnpackError::Refused { layer, entry, .. } => {
+                        ApplyError::Refused { layer, entry, .. } => {
                             assert_eq!(layer, &label, "{ctx}");
                             assert_eq!(entry, &c.entry, "{ctx}");
                         }
@@ -419,14 +419,14 @@ fn hostile_layers_are_refused_with_both_resolvers() {
                         .err()
                         .unwrap_or_else(|| panic!("{ctx}: the cap did not trip"));
                     assert!(
-                        matches!(&e, UnpackError::Limit { layer, kind: LimitKind::Bytes, .. } if layer == &label),
+                        matches!(&e, ApplyError::Limit { layer, kind: LimitKind::Bytes, .. } if layer == &label),
                         "{ctx}: {e}"
                     );
                 }
                 "corrupt" => {
                     let e = res.err().unwrap_or_else(|| panic!("{ctx}: accepted"));
                     assert!(
-                        matches!(&e, UnpackError::Corrupt { layer, .. } if layer == &label),
+                        matches!(&e, ApplyError::Corrupt { layer, .. } if layer == &label),
                         "{ctx}: {e}"
                     );
                 }
@@ -487,7 +487,7 @@ fn apply_bytes(
     root: &mut Rootfs,
     blob: &[u8],
     media_type: &str,
-) -> Result<ferry::internal::unpack::LayerStats, UnpackError> {
+) -> Result<ferry::internal::unpack::LayerStats, ApplyError> {
     root.apply_layer(
         blob,
         media_type,
@@ -499,7 +499,7 @@ fn apply_bytes(
 #[test]
 fn zstd_gzip_and_sniffed_layers_and_digest_mismatch() {
     let t = tempfile::tempdir().unwrap();
-    let mut root = Rootfs::open(t.path(), UnpackOptions::default()).unwrap();
+    let mut root = Rootfs::open(t.path(), ApplyOptions::default()).unwrap();
     let tar = tar_of(&[("z/file", b"zstd layer")]);
     let zst = zstd::stream::encode_all(&tar[..], 3).unwrap();
     let s = apply_bytes(
@@ -544,14 +544,14 @@ fn zstd_gzip_and_sniffed_layers_and_digest_mismatch() {
     .unwrap();
     // A media type that is not a layer.
     let e = apply_bytes(&mut root, &gz, "application/vnd.oci.image.config.v1+json").unwrap_err();
-    assert!(matches!(e, UnpackError::MediaType { .. }), "{e}");
+    assert!(matches!(e, ApplyError::MediaType { .. }), "{e}");
     // A digest that does not match: the layer fails after its last byte.
     let wrong = Digest::sha256_of(b"something else");
     let e = root
         .apply_layer(&gz[..], "application/octet-stream", &wrong, "layer 9/9")
         .unwrap_err();
     match &e {
-        UnpackError::Digest {
+        ApplyError::Digest {
             layer,
             expected,
             actual,
@@ -569,14 +569,14 @@ fn zstd_gzip_and_sniffed_layers_and_digest_mismatch() {
     let e = root
         .apply_layer(&longer[..], "", &Digest::sha256_of(&plain), "l")
         .unwrap_err();
-    assert!(matches!(e, UnpackError::Digest { .. }), "{e}");
+    assert!(matches!(e, ApplyError::Digest { .. }), "{e}");
     // Garbage after a gzip stream is not a gzip member: corrupt, as Go's gzip reader says.
     let mut longer = gz.clone();
     longer.extend_from_slice(b"garbage!");
     let e = root
         .apply_layer(&longer[..], "", &Digest::sha256_of(&longer), "l")
         .unwrap_err();
-    assert!(matches!(e, UnpackError::Corrupt { .. }), "{e}");
+    assert!(matches!(e, ApplyError::Corrupt { .. }), "{e}");
 }
 
 #[test]
@@ -585,11 +585,11 @@ fn a_failed_layer_leaves_no_bundle_and_leftovers_of_killed_unpacks_go() {
     let bundle = t.path().join("b");
     let layer = tar_of(&[("f", b"x")]);
     {
-        let mut b = BundleBuilder::create(&bundle, UnpackOptions::default()).unwrap();
+        let mut b = BundleBuilder::create(&bundle, ApplyOptions::default()).unwrap();
         let e = b
             .apply_layer(&layer[..], "", &Digest::sha256_of(b"not it"), "layer 1/1")
             .unwrap_err();
-        assert!(matches!(e, UnpackError::Digest { .. }));
+        assert!(matches!(e, ApplyError::Digest { .. }));
     }
     assert!(!bundle.exists());
     assert_eq!(std::fs::read_dir(t.path()).unwrap().count(), 0);
@@ -601,7 +601,7 @@ fn a_failed_layer_leaves_no_bundle_and_leftovers_of_killed_unpacks_go() {
     std::fs::write(t.path().join(".b.ferry-unpack-999999-abc.lock"), "").unwrap();
     let foreign = t.path().join(".b.ferry-unpack-not-ours");
     std::fs::create_dir(&foreign).unwrap();
-    let mut b = BundleBuilder::create(&bundle, UnpackOptions::default()).unwrap();
+    let mut b = BundleBuilder::create(&bundle, ApplyOptions::default()).unwrap();
     b.apply_layer(&layer[..], "", &Digest::sha256_of(&layer), "layer 1/1")
         .unwrap();
     let report = b.finish(br#"{"config":{"Cmd":["/f"]}}"#).unwrap();
@@ -615,14 +615,14 @@ fn a_failed_layer_leaves_no_bundle_and_leftovers_of_killed_unpacks_go() {
     assert_eq!(left.len(), 2, "{left:?}");
 
     // An existing, non-empty bundle is refused before anything is written.
-    let e = BundleBuilder::create(&bundle, UnpackOptions::default())
+    let e = BundleBuilder::create(&bundle, ApplyOptions::default())
         .err()
         .unwrap();
-    assert!(matches!(e, UnpackError::BundleExists { .. }), "{e}");
+    assert!(matches!(e, ApplyError::BundleExists { .. }), "{e}");
     // An empty directory is fine.
     let empty = t.path().join("empty");
     std::fs::create_dir(&empty).unwrap();
-    let mut b = BundleBuilder::create(&empty, UnpackOptions::default()).unwrap();
+    let mut b = BundleBuilder::create(&empty, ApplyOptions::default()).unwrap();
     b.apply_layer(&layer[..], "", &Digest::sha256_of(&layer), "l")
         .unwrap();
     b.finish(b"{}").unwrap();
@@ -634,7 +634,7 @@ fn rootless_skips_devices_and_owners_with_warnings() {
     let t = tempfile::tempdir().unwrap();
     let layout = t.path().join("layout");
     generate(&["layout", layout.to_str().unwrap()]);
-    let mut o = UnpackOptions::default();
+    let mut o = ApplyOptions::default();
     o.rootless = true;
     let report = ferry_unpack(&layout, &t.path().join("b"), o).unwrap();
     let r = t.path().join("b/rootfs");
@@ -661,7 +661,7 @@ fn rootless_skips_devices_and_owners_with_warnings() {
 #[test]
 fn entry_cap_and_refusal_name_the_layer() {
     let t = tempfile::tempdir().unwrap();
-    let mut o = UnpackOptions::default();
+    let mut o = ApplyOptions::default();
     o.max_entries = 2;
     let mut root = Rootfs::open(t.path(), o).unwrap();
     let tar = tar_of(&[("a", b"1"), ("b", b"2"), ("c", b"3")]);
@@ -669,7 +669,7 @@ fn entry_cap_and_refusal_name_the_layer() {
     assert!(
         matches!(
             e,
-            UnpackError::Limit {
+            ApplyError::Limit {
                 kind: LimitKind::Entries,
                 limit: 2,
                 ..
@@ -677,7 +677,7 @@ fn entry_cap_and_refusal_name_the_layer() {
         ),
         "{e}"
     );
-    let e = UnpackError::Refused {
+    let e = ApplyError::Refused {
         layer: "layer 1/2 sha256:x".into(),
         entry: "../x".into(),
         reason: Refusal::Escapes,
@@ -696,7 +696,7 @@ fn two_hundred_thousand_small_files() {
     let layout = t.path().join("layout");
     generate(&["many", layout.to_str().unwrap(), &MANY.to_string()]);
     let start = Instant::now();
-    let report = ferry_unpack(&layout, &t.path().join("b"), UnpackOptions::default()).unwrap();
+    let report = ferry_unpack(&layout, &t.path().join("b"), ApplyOptions::default()).unwrap();
     let took = start.elapsed();
     eprintln!("ferry: {MANY} files in {took:?}");
     assert_eq!(report.layers[0].entries, (MANY + MANY / 100) as u64);
@@ -792,24 +792,24 @@ fn not_root_needs_rootless() {
         return;
     }
     let t = tempfile::tempdir().unwrap();
-    let e = Rootfs::open(t.path(), UnpackOptions::default())
+    let e = Rootfs::open(t.path(), ApplyOptions::default())
         .err()
         .unwrap();
     assert!(
-        matches!(e, UnpackError::NeedsRoot { uid } if uid == euid),
+        matches!(e, ApplyError::NeedsRoot { uid } if uid == euid),
         "{e}"
     );
     assert!(e.to_string().contains("rootless"), "{e}");
-    let e = BundleBuilder::create(&t.path().join("b"), UnpackOptions::default())
+    let e = BundleBuilder::create(&t.path().join("b"), ApplyOptions::default())
         .err()
         .unwrap();
-    assert!(matches!(e, UnpackError::NeedsRoot { .. }), "{e}");
+    assert!(matches!(e, ApplyError::NeedsRoot { .. }), "{e}");
     assert_eq!(
         std::fs::read_dir(t.path()).unwrap().count(),
         0,
         "something was left"
     );
-    let mut o = UnpackOptions::default();
+    let mut o = ApplyOptions::default();
     o.rootless = true;
     let mut root = Rootfs::open(t.path(), o).unwrap();
     let tar = tar_of(&[("ro/f", b"x")]);
@@ -867,7 +867,7 @@ impl std::io::Read for Stall {
 #[test]
 fn leftovers_of_a_killed_unpack_are_removed_by_the_next() {
     if let Some(bundle) = std::env::var_os("FERRY_TEST_STALLED_BUNDLE") {
-        let mut b = BundleBuilder::create(Path::new(&bundle), UnpackOptions::default()).unwrap();
+        let mut b = BundleBuilder::create(Path::new(&bundle), ApplyOptions::default()).unwrap();
         let tar = tar_of(&[("a", b"written before the stall"), ("b", &[1u8; 100_000])]);
         let half = tar[..tar.len() / 2].to_vec();
         eprintln!("stalling");
@@ -905,7 +905,7 @@ fn leftovers_of_a_killed_unpack_are_removed_by_the_next() {
     };
     // While it runs, its lock is held: another unpack leaves it alone.
     let mut other =
-        BundleBuilder::create(&t.path().join("other"), UnpackOptions::default()).unwrap();
+        BundleBuilder::create(&t.path().join("other"), ApplyOptions::default()).unwrap();
     other
         .apply_layer(
             &tar_of(&[("x", b"")])[..],
@@ -915,7 +915,7 @@ fn leftovers_of_a_killed_unpack_are_removed_by_the_next() {
         )
         .unwrap();
     drop(other);
-    let b2 = BundleBuilder::create(&bundle, UnpackOptions::default()).unwrap();
+    let b2 = BundleBuilder::create(&bundle, ApplyOptions::default()).unwrap();
     drop(b2);
     assert!(tmp.exists(), "a running unpack's directory was removed");
 
@@ -924,7 +924,7 @@ fn leftovers_of_a_killed_unpack_are_removed_by_the_next() {
     assert!(!bundle.exists(), "a killed unpack left a bundle");
     assert!(tmp.exists(), "nothing to clean up: the test did not test");
     let layer = tar_of(&[("f", b"x")]);
-    let mut b = BundleBuilder::create(&bundle, UnpackOptions::default()).unwrap();
+    let mut b = BundleBuilder::create(&bundle, ApplyOptions::default()).unwrap();
     b.apply_layer(&layer[..], "", &Digest::sha256_of(&layer), "layer 1/1")
         .unwrap();
     let report = b.finish(br#"{"config":{"Cmd":["/f"]}}"#).unwrap();
@@ -987,8 +987,8 @@ fn async_sources_feed_the_applier_and_overlap() {
             feeds.push((mt, digest, rx));
         }
         let ev = events.clone();
-        tokio::task::spawn_blocking(move || -> Result<BundleReport, UnpackError> {
-            let mut b = BundleBuilder::create(&bundle, UnpackOptions::default())?;
+        tokio::task::spawn_blocking(move || -> Result<BundleReport, ApplyError> {
+            let mut b = BundleBuilder::create(&bundle, ApplyOptions::default())?;
             for (i, (mt, digest, mut rx)) in feeds.into_iter().enumerate() {
                 let stream = futures::stream::poll_fn(move |cx| rx.poll_recv(cx));
                 let reader =
@@ -1003,7 +1003,7 @@ fn async_sources_feed_the_applier_and_overlap() {
     });
     report.unwrap();
     let direct = t.path().join("direct");
-    ferry_unpack(&layout, &direct, UnpackOptions::default()).unwrap();
+    ferry_unpack(&layout, &direct, ApplyOptions::default()).unwrap();
     let a = tree(&t.path().join("async/rootfs"));
     let b = tree(&direct.join("rootfs"));
     assert_eq!(a.len(), b.len());
