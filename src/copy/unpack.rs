@@ -317,17 +317,21 @@ pub async fn unpack(
     let report = match applied {
         Ok(Ok(r)) => r,
         Ok(Err(e)) => {
-            // The layer's download failed or did not match its digest: that is the cause,
-            // which the applier only saw as a broken stream.
+            // Bytes broken in transit reach the applier before the end of the stream says
+            // so: a layer that looks corrupt waits for its download's verdict, and a download
+            // that failed (or did not match its digest) is the cause reported.
             let i = current.load(Ordering::SeqCst);
-            if caused_by_download(&e)
-                && let (Some(spool), Some(label)) = (spools.get(i), labels.get(i))
-                && let Some(source) = spool.failure()
-            {
-                return Err(UnpackError::Blob {
-                    what: label.clone(),
-                    source,
-                });
+            if let (Some(spool), Some(label)) = (spools.get(i), labels.get(i)) {
+                if e.kind() == ErrorKind::Corrupt || caused_by_download(&e) {
+                    let spool = spool.clone();
+                    let _ = tokio::task::spawn_blocking(move || spool.wait_end()).await;
+                }
+                if let Some(source) = spool.failure() {
+                    return Err(UnpackError::Blob {
+                        what: label.clone(),
+                        source,
+                    });
+                }
             }
             return Err(e.into());
         }
@@ -606,6 +610,14 @@ impl Spool {
                 st.end = other;
                 None
             }
+        }
+    }
+
+    /// Waits until the download has ended (or the unpack is over).
+    fn wait_end(&self) {
+        let mut st = self.state();
+        while st.end.is_none() && !st.cancelled {
+            st = self.changed.wait(st).unwrap_or_else(|e| e.into_inner());
         }
     }
 
