@@ -82,12 +82,12 @@ impl UnpackOptions {
     }
 
     fn apply_options(&self) -> ApplyOptions {
-        let mut o = ApplyOptions::default();
-        o.rootless = self.rootless;
-        o.max_bytes = self.max_bytes;
-        o.max_entries = self.max_entries;
-        o.resolver = self.resolver;
-        o
+        ApplyOptions {
+            rootless: self.rootless,
+            max_bytes: self.max_bytes,
+            max_entries: self.max_entries,
+            resolver: self.resolver,
+        }
     }
 }
 

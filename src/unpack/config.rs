@@ -424,8 +424,33 @@ mod tests {
             rootless: true,
             ..ApplyOptions::default()
         };
-        let r = Rootfs::open(t.path(), o).unwrap();
+        let r = Rootfs::open(t.path(), o, admitted().admission()).unwrap();
         (t, r)
+    }
+
+    /// The gate's answer on an image under a policy that accepts anything: the proof a root
+    /// needs.
+    fn admitted() -> crate::policy::Admitted {
+        use crate::policy::{BundleIdentity, GateInput, ManifestRole, Policy, SignatureMode};
+        let policy = Policy::from_bytes(
+            br#"{"default":[{"type":"insecureAcceptAnything"}]}"#,
+            "/p.json",
+        )
+        .unwrap();
+        let image =
+            crate::reference::ImageReference::parse("docker://registry.example/app:1").unwrap();
+        let digest = crate::digest::Digest::sha256_of(b"{}");
+        let input = GateInput {
+            digest: &digest,
+            manifest: b"{}",
+            slots: &[],
+            role: ManifestRole::Image,
+            platform: None,
+            searched: &[],
+            bundles: BundleIdentity::Named,
+            attached_unreadable: &[],
+        };
+        crate::policy::gate(&policy, &image, SignatureMode::CopyAll, &[input]).unwrap()
     }
 
     const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\nalice:x:1000:1000::/home/alice:/bin/sh\n";
