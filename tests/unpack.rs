@@ -33,6 +33,25 @@ fn generate(args: &[&str]) {
     );
 }
 
+/// tests/unpack/gen.py's `layout` image (tag "t"), made in `dir/layout`.
+fn gen_layout(dir: &Path) -> PathBuf {
+    let layout = dir.join("layout");
+    generate(&["layout", layout.to_str().unwrap()]);
+    layout
+}
+
+/// tests/unpack/gen.py's `busybox` image (tag "t") of Debian's static busybox, in `dir/layout`.
+fn busybox_layout(dir: &Path) -> PathBuf {
+    let layout = dir.join("layout");
+    let busybox = static_busybox();
+    generate(&[
+        "busybox",
+        layout.to_str().unwrap(),
+        busybox.to_str().unwrap(),
+    ]);
+    layout
+}
+
 /// An image the gate admitted (a small one in an OCI layout, under a policy that accepts
 /// anything), whose proof the applier takes: the library's applier cannot be used without one.
 fn admitted() -> &'static ferry::AdmittedImage {
@@ -257,8 +276,7 @@ fn assert_same_tree(ours: &Path, theirs: &Path) {
 #[test]
 fn tree_equals_umoci_with_both_resolvers() {
     let t = tempfile::tempdir().unwrap();
-    let layout = t.path().join("layout");
-    generate(&["layout", layout.to_str().unwrap()]);
+    let layout = gen_layout(t.path());
     let theirs = t.path().join("umoci");
     umoci_unpack(&layout, &theirs);
     for resolver in [Resolver::Auto, Resolver::Walk] {
@@ -380,14 +398,8 @@ const BUSYBOX_SAYS: &str = "hello from a ferry bundle\nuid=0 cwd=/tmp foo=from-i
 
 #[test]
 fn runc_runs_a_busybox_bundle() {
-    let busybox = static_busybox();
     let t = tempfile::tempdir().unwrap();
-    let layout = t.path().join("layout");
-    generate(&[
-        "busybox",
-        layout.to_str().unwrap(),
-        busybox.to_str().unwrap(),
-    ]);
+    let layout = busybox_layout(t.path());
     let bundle = t.path().join("bundle");
     ferry_unpack(&layout, &bundle, ApplyOptions::default()).unwrap();
     assert_eq!(
@@ -678,8 +690,7 @@ fn a_failed_layer_leaves_no_bundle_and_leftovers_of_killed_unpacks_go() {
 #[test]
 fn rootless_skips_devices_and_owners_with_warnings() {
     let t = tempfile::tempdir().unwrap();
-    let layout = t.path().join("layout");
-    generate(&["layout", layout.to_str().unwrap()]);
+    let layout = gen_layout(t.path());
     let mut o = ApplyOptions::default();
     o.rootless = true;
     let report = ferry_unpack(&layout, &t.path().join("b"), o).unwrap();
@@ -998,8 +1009,7 @@ fn async_sources_feed_the_applier_and_overlap() {
     use tokio::io::AsyncReadExt;
 
     let t = tempfile::tempdir().unwrap();
-    let layout = t.path().join("layout");
-    generate(&["layout", layout.to_str().unwrap()]);
+    let layout = gen_layout(t.path());
     let (config, layers) = read_layout(&layout);
     let events: Arc<Mutex<Vec<String>>> = Arc::default();
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -1092,6 +1102,13 @@ fn copy_in(t: &Path, layout: &Path, dst: &str, extra: &[&str]) {
     support::ferry(&args).ok();
 }
 
+/// `ferry copy` of an OCI layout's tag "t" to `reg` as ns/NAME:1; its reference.
+fn push_to(t: &Path, reg: &support::registry::Registry, layout: &Path, name: &str) -> String {
+    let remote = format!("docker://{}/ns/{name}:1", reg.host());
+    copy_in(t, layout, &remote, &["--dest-tls-verify=false"]);
+    remote
+}
+
 /// `ferry unpack` with a policy that accepts anything.
 fn unpack_cli(t: &Path, extra: &[&str], src: &str, bundle: &Path) -> support::Run {
     let policy = support::insecure_policy(t);
@@ -1109,8 +1126,7 @@ fn json_of(p: &Path) -> serde_json::Value {
 fn the_command_unpacks_from_every_transport_to_the_same_bundle() {
     let reg = support::registry::Registry::start();
     let t = tempfile::tempdir().unwrap();
-    let layout = t.path().join("layout");
-    generate(&["layout", layout.to_str().unwrap()]);
+    let layout = gen_layout(t.path());
     let store = t.path().join("store");
     let store_s = store.to_str().unwrap();
     let dir = t.path().join("dir");
@@ -1121,8 +1137,7 @@ fn the_command_unpacks_from_every_transport_to_the_same_bundle() {
         "store:example.com/app:1",
         &["--store", store_s],
     );
-    let remote = format!("docker://{}/ns/app:1", reg.host());
-    copy_in(t.path(), &layout, &remote, &["--dest-tls-verify=false"]);
+    let remote = push_to(t.path(), &reg, &layout, "app");
 
     let out = t.path().join("out");
     std::fs::create_dir(&out).unwrap();
@@ -1178,8 +1193,7 @@ fn the_command_unpacks_from_every_transport_to_the_same_bundle() {
 #[test]
 fn a_rejected_image_exits_1_and_writes_nothing() {
     let t = tempfile::tempdir().unwrap();
-    let layout = t.path().join("layout");
-    generate(&["layout", layout.to_str().unwrap()]);
+    let layout = gen_layout(t.path());
     let policy = t.path().join("reject.json");
     std::fs::write(&policy, r#"{"default":[{"type":"reject"}]}"#).unwrap();
     let out = t.path().join("out");
@@ -1227,12 +1241,7 @@ fn a_layer_corrupted_in_transit_exits_3_naming_it_and_writes_nothing() {
     let large = t.path().join("large");
     generate(&["big", large.to_str().unwrap(), "1", "24"]);
     for (layout, at, name, of) in [(&small, 150_000, "small", 3), (&large, 3, "large", 1)] {
-        copy_in(
-            t.path(),
-            layout,
-            &format!("docker://{}/ns/{name}:1", reg.host()),
-            &["--dest-tls-verify=false"],
-        );
+        push_to(t.path(), &reg, layout, name);
         let (_, layers) = read_layout(layout);
         let digest = &layers[0].1;
         proxy.set_route(
@@ -1262,17 +1271,10 @@ fn a_layer_corrupted_in_transit_exits_3_naming_it_and_writes_nothing() {
 
 #[test]
 fn runc_runs_an_image_unpacked_from_a_local_registry() {
-    let busybox = static_busybox();
     let reg = support::registry::Registry::start();
     let t = tempfile::tempdir().unwrap();
-    let layout = t.path().join("layout");
-    generate(&[
-        "busybox",
-        layout.to_str().unwrap(),
-        busybox.to_str().unwrap(),
-    ]);
-    let remote = format!("docker://{}/ns/busybox:1", reg.host());
-    copy_in(t.path(), &layout, &remote, &["--dest-tls-verify=false"]);
+    let layout = busybox_layout(t.path());
+    let remote = push_to(t.path(), &reg, &layout, "busybox");
     let bundle = t.path().join("bundle");
     unpack_cli(t.path(), &["-q", "--tls-verify=false"], &remote, &bundle).ok();
     assert_eq!(
@@ -1284,8 +1286,7 @@ fn runc_runs_an_image_unpacked_from_a_local_registry() {
 #[test]
 fn an_unpack_from_the_store_is_in_its_forensic_record() {
     let t = tempfile::tempdir().unwrap();
-    let layout = t.path().join("layout");
-    generate(&["layout", layout.to_str().unwrap()]);
+    let layout = gen_layout(t.path());
     let store = t.path().join("store");
     let store_s = store.to_str().unwrap();
     let name = "store:example.com/app:1";
@@ -1380,14 +1381,8 @@ fn layers_download_ahead_of_the_applier_within_the_window() {
     use support::http::{HttpServer, Reply};
     let reg = support::registry::Registry::start();
     let t = tempfile::tempdir().unwrap();
-    let layout = t.path().join("layout");
-    generate(&["layout", layout.to_str().unwrap()]);
-    copy_in(
-        t.path(),
-        &layout,
-        &format!("docker://{}/ns/app:1", reg.host()),
-        &["--dest-tls-verify=false"],
-    );
+    let layout = gen_layout(t.path());
+    push_to(t.path(), &reg, &layout, "app");
     let (_, layers) = read_layout(&layout);
     let d: Vec<String> = layers.iter().map(|(_, d, _)| d.to_string()).collect();
     let proxy = HttpServer::start(std::sync::Arc::new(|_| Reply::forward()), Some(reg.host()));

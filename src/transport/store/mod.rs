@@ -262,21 +262,7 @@ impl Store {
     }
 
     fn records_in(&self, dir: &Path) -> Result<Vec<StoredRecord>> {
-        let dir = dir.to_path_buf();
-        let mut paths: Vec<PathBuf> = match std::fs::read_dir(&dir) {
-            Ok(rd) => rd
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.extension().is_some_and(|x| x == "json"))
-                .filter(|p| {
-                    !p.file_name()
-                        .is_some_and(|n| n.to_string_lossy().starts_with(TEMP_PREFIX))
-                })
-                .collect(),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => vec![],
-            Err(e) => return Err(TransportError::io(&dir, e)),
-        };
-        paths.sort();
-        paths
+        record_files(dir)?
             .into_iter()
             .map(|p| {
                 let bytes = fsutil::read_capped(&p, fsutil::MAX_CONFIG_FILE)?;
@@ -461,6 +447,25 @@ impl Store {
     }
 }
 
+/// The record files (`*.json`, no temporaries) in `dir`, sorted (oldest first: they are named by
+/// time); none when `dir` does not exist.
+fn record_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut paths: Vec<PathBuf> = match std::fs::read_dir(dir) {
+        Ok(rd) => rd
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "json"))
+            .filter(|p| {
+                !p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with(TEMP_PREFIX))
+            })
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => vec![],
+        Err(e) => return Err(TransportError::io(dir, e)),
+    };
+    paths.sort();
+    Ok(paths)
+}
+
 /// The directory under `records/sha256-HEX/` that keeps the records of unpacks.
 const UNPACKED_DIR: &str = "unpacked";
 
@@ -497,21 +502,7 @@ impl Store {
     /// The records of every unpack of manifest `digest` (from any name), oldest first; a
     /// record that cannot be parsed is in the list with its error.
     pub fn unpack_records(&self, digest: &Digest) -> Result<Vec<StoredUnpackRecord>> {
-        let dir = self.records_dir(digest).join(UNPACKED_DIR);
-        let mut paths: Vec<PathBuf> = match std::fs::read_dir(&dir) {
-            Ok(rd) => rd
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.extension().is_some_and(|x| x == "json"))
-                .filter(|p| {
-                    !p.file_name()
-                        .is_some_and(|n| n.to_string_lossy().starts_with(TEMP_PREFIX))
-                })
-                .collect(),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => vec![],
-            Err(e) => return Err(TransportError::io(&dir, e)),
-        };
-        paths.sort();
-        paths
+        record_files(&self.records_dir(digest).join(UNPACKED_DIR))?
             .into_iter()
             .map(|p| {
                 let bytes = fsutil::read_capped(&p, fsutil::MAX_CONFIG_FILE)?;
