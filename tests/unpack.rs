@@ -1442,3 +1442,56 @@ fn layers_download_ahead_of_the_applier_within_the_window() {
         }
     }
 }
+
+/// Ctrl-C in the middle of an unpack (layer 1's answer held back by the registry, the bundle's
+/// temporary directory made): ferry exits 130 and leaves nothing beside the bundle.
+#[test]
+fn an_interrupted_unpack_leaves_nothing() {
+    use support::http::{HttpServer, Reply};
+    let reg = support::registry::Registry::start();
+    let t = tempfile::tempdir().unwrap();
+    let layout = gen_layout(t.path());
+    push_to(t.path(), &reg, &layout, "app");
+    let (_, layers) = read_layout(&layout);
+    let proxy = HttpServer::start(std::sync::Arc::new(|_| Reply::forward()), Some(reg.host()));
+    proxy.set_route(
+        &format!("/v2/ns/app/blobs/{}", layers[0].1),
+        Reply::Delayed(
+            std::time::Duration::from_secs(60),
+            Box::new(Reply::forward()),
+        ),
+    );
+    let out = t.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    let policy = support::insecure_policy(t.path());
+    let mut child = Command::new(support::ferry_bin())
+        .args(["unpack", "-q", "--tls-verify=false", "--policy"])
+        .arg(&policy)
+        .arg(format!("docker://{}/ns/app:1", proxy.host()))
+        .arg(out.join("bundle"))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + std::time::Duration::from_secs(30);
+    while !names_in(&out)
+        .iter()
+        .any(|n| n.starts_with(".bundle.ferry-unpack-") && !n.ends_with(".lock"))
+    {
+        assert!(Instant::now() < deadline, "the unpack never started");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::INT).unwrap();
+    let started = Instant::now();
+    let status = child.wait().unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(130), "{stderr}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "ferry waited for the held-back layer"
+    );
+    assert!(names_in(&out).is_empty(), "{:?}", names_in(&out));
+}
