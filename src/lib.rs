@@ -114,8 +114,12 @@ pub use copy::{
 };
 pub use record::{
     AttachedReport, BlobAction, BlobReport, ManifestReport, RECORD_VERSION, Record, RecordError,
-    SignaturesReport, WrittenSignature,
+    SignaturesReport, UnpackRecord, WrittenSignature,
 };
+
+// An admitted image made into an OCI runtime bundle (`ferry unpack`); the applier itself is in
+// [`bundle`].
+pub use copy::unpack::{UnpackError, UnpackOptions, UnpackReport, unpack};
 
 // Digests, and what went wrong.
 pub use config::certs_d::SYSTEM_CERTS_D;
@@ -134,7 +138,20 @@ pub mod store {
         BlobUsage, CheckOptions, CheckReport, DiskUsage, FilesUsage, ImageSummary, ImageUsage,
         LifecycleError, Problem, ProblemKind, PruneOptions, PruneReport, PrunedBlob, PrunedRecord,
         RecordedVerdict, RemoveOptions, RemoveReport, RemovedImage, RepairFailure, RepairReport,
-        RepairedBlob, Store, StoredImage, StoredRecord, StoredSignature,
+        RepairedBlob, Store, StoredImage, StoredRecord, StoredSignature, StoredUnpackRecord,
+    };
+}
+
+/// OCI runtime bundles and the safe layer applier under [`unpack()`]: a [`bundle::Rootfs`] (a
+/// root directory layers are applied onto, every name resolved inside it) and a
+/// [`bundle::BundleBuilder`] (a bundle built beside its path and renamed into place). Both take
+/// the gate's [`Admission`], so no path unpacks an image the policy did not admit; docs/unpack.md
+/// has the rules and the safety model.
+pub mod bundle {
+    pub use crate::unpack::{
+        ApplyError, ApplyOptions, BundleBuilder, BundleReport, DEFAULT_MAX_BYTES,
+        DEFAULT_MAX_ENTRIES, LayerStats, LimitKind, Refusal, Resolver, Rootfs, RuntimeUser,
+        Warning, WarningKind, runtime_config,
     };
 }
 

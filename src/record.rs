@@ -1,5 +1,6 @@
 //! The record the store keeps of every copy into it, and the per-manifest parts that the copy
-//! report shares with it. Plain data, below the transports (which keep records) and the copy
+//! report shares with it; and the record of every unpack of a stored image into a runtime
+//! bundle ([`UnpackRecord`]). Plain data, below the transports (which keep records) and the copy
 //! (which makes them). The JSON is documented in docs/report.md; fields are only ever added,
 //! and `version` says which exist.
 
@@ -163,6 +164,56 @@ impl Record {
     pub fn to_json(&self) -> Vec<u8> {
         // A Record holds only strings, numbers and maps with string keys: serialising cannot
         // fail, and an empty object would only ever be written if serde_json changed that.
+        serde_json::to_vec_pretty(self).unwrap_or_else(|_| b"{}".to_vec())
+    }
+}
+
+/// The record the store keeps of an unpack of one of its images into a runtime bundle (`ferry
+/// unpack store:NAME BUNDLE`), under `records/sha256-HEX/unpacked/TIME.json` beside the copy
+/// records of the same manifest: that the image was unpacked, where, and under which verdict.
+/// Its own directory keeps it apart from the copy records, which say what the store holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct UnpackRecord {
+    /// Record format version ([`RECORD_VERSION`] when written by this ferry).
+    pub version: u32,
+    /// When the bundle was complete (RFC 3339, UTC).
+    pub time: String,
+    /// The stored image unpacked (`store:NAME`).
+    pub source: String,
+    /// The absolute path of the bundle (or of the root filesystem, with `rootfs_only`).
+    pub bundle: String,
+    /// Only the root filesystem was written (no `config.json`).
+    pub rootfs_only: bool,
+    /// Unpacked rootless (files owned by the caller, devices skipped).
+    pub rootless: bool,
+    /// The signature mode the gate decided in.
+    pub mode: SignatureMode,
+    /// The policy file the verdict came from.
+    pub policy: Option<String>,
+    /// The sha256 of that file's bytes.
+    pub policy_digest: Option<String>,
+    /// The image manifest unpacked (for a list, the instance chosen).
+    pub manifest_digest: Digest,
+    /// Its platform, when it was chosen from a list.
+    pub platform: Option<String>,
+    /// The gate's verdict on it at the time of the unpack.
+    pub verdict: Option<Verdict>,
+    /// The layers applied, bottom first.
+    pub layers: Vec<Digest>,
+    /// Warnings of the unpack (the gate's and the applier's).
+    pub warnings: Vec<String>,
+}
+
+impl UnpackRecord {
+    /// Parses a stored unpack record.
+    pub fn from_json(bytes: &[u8]) -> Result<UnpackRecord, RecordError> {
+        Ok(serde_json::from_slice(bytes)?)
+    }
+
+    /// The record as stored.
+    pub fn to_json(&self) -> Vec<u8> {
+        // Strings, numbers and maps with string keys only: serialising cannot fail.
         serde_json::to_vec_pretty(self).unwrap_or_else(|_| b"{}".to_vec())
     }
 }

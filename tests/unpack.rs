@@ -12,10 +12,10 @@ use std::process::Command;
 use std::time::Instant;
 
 use ferry::Digest;
-use ferry::internal::unpack::{
-    BundleBuilder, BundleReport, LimitKind, Refusal, Resolver, Rootfs, UnpackError, UnpackOptions,
+use ferry::bundle::{
+    ApplyError, ApplyOptions, BundleBuilder, BundleReport, LimitKind, Refusal, Resolver, Rootfs,
     WarningKind,
-}; // REFACE?
+};
 use sha2::Digest as _;
 
 fn generate(args: &[&str]) {
@@ -33,8 +33,56 @@ fn generate(args: &[&str]) {
     );
 }
 
-fn options(resolver: Resolver) -> UnpackOptions {
-    let mut o = UnpackOptions::default();
+/// tests/unpack/gen.py's `layout` image (tag "t"), made in `dir/layout`.
+fn gen_layout(dir: &Path) -> PathBuf {
+    let layout = dir.join("layout");
+    generate(&["layout", layout.to_str().unwrap()]);
+    layout
+}
+
+/// tests/unpack/gen.py's `busybox` image (tag "t") of Debian's static busybox, in `dir/layout`.
+fn busybox_layout(dir: &Path) -> PathBuf {
+    let layout = dir.join("layout");
+    let busybox = static_busybox();
+    generate(&[
+        "busybox",
+        layout.to_str().unwrap(),
+        busybox.to_str().unwrap(),
+    ]);
+    layout
+}
+
+/// An image the gate admitted (a small one in an OCI layout, under a policy that accepts
+/// anything), whose proof the applier takes: the library's applier cannot be used without one.
+fn admitted() -> &'static ferry::AdmittedImage {
+    static IMAGE: std::sync::OnceLock<ferry::AdmittedImage> = std::sync::OnceLock::new();
+    IMAGE.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap().keep();
+        let layout = dir.join("layout");
+        support::make_oci_image(&layout, "t", 1, 1, 16);
+        let policy = ferry::Policy::from_bytes(
+            br#"{"default":[{"type":"insecureAcceptAnything"}]}"#,
+            "test policy",
+        )
+        .unwrap();
+        let session = ferry::Session::new(ferry::SessionConfig::default());
+        let src = ferry::ImageReference::parse(&format!("oci:{}:t", layout.display())).unwrap();
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(ferry::open_admitted(
+            &session,
+            &src,
+            &ferry::GateOptions::new(std::sync::Arc::new(policy)),
+        ))
+        .unwrap()
+    })
+}
+
+fn admission() -> &'static ferry::Admission {
+    admitted().admission()
+}
+
+fn options(resolver: Resolver) -> ApplyOptions {
+    let mut o = ApplyOptions::default();
     o.resolver = resolver;
     o
 }
@@ -72,10 +120,10 @@ fn read_layout(layout: &Path) -> (Vec<u8>, Vec<(String, Digest, PathBuf)>) {
 fn ferry_unpack(
     layout: &Path,
     bundle: &Path,
-    options: UnpackOptions,
-) -> Result<BundleReport, UnpackError> {
+    options: ApplyOptions,
+) -> Result<BundleReport, ApplyError> {
     let (config, layers) = read_layout(layout);
-    let mut b = BundleBuilder::create(bundle, options)?;
+    let mut b = BundleBuilder::create(bundle, options, admission())?;
     let n = layers.len();
     for (i, (mt, digest, path)) in layers.into_iter().enumerate() {
         let f = std::fs::File::open(&path).unwrap();
@@ -228,8 +276,7 @@ fn assert_same_tree(ours: &Path, theirs: &Path) {
 #[test]
 fn tree_equals_umoci_with_both_resolvers() {
     let t = tempfile::tempdir().unwrap();
-    let layout = t.path().join("layout");
-    generate(&["layout", layout.to_str().unwrap()]);
+    let layout = gen_layout(t.path());
     let theirs = t.path().join("umoci");
     umoci_unpack(&layout, &theirs);
     for resolver in [Resolver::Auto, Resolver::Walk] {
@@ -307,11 +354,9 @@ fn walkdir_names(root: &Path) -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn runc_runs_a_busybox_bundle() {
-    let runc = support::require_tool("runc", "runc");
-    // The rootfs holds busybox alone, so it must be the static build (busybox-static); the
-    // dynamic one from the busybox package would find no libc.
+/// Debian's static busybox (the rootfs holds busybox alone, so it must be the static build,
+/// busybox-static; the dynamic one from the busybox package would find no libc).
+fn static_busybox() -> &'static Path {
     let status = Command::new("dpkg-query")
         .args(["-W", "-f", "${Status}", "busybox-static"])
         .output()
@@ -322,31 +367,44 @@ fn runc_runs_a_busybox_bundle() {
         status.ends_with("ok installed") && busybox.is_file(),
         "a static busybox is needed: apt-get install -y busybox-static"
     );
-    let t = tempfile::tempdir().unwrap();
-    let layout = t.path().join("layout");
-    generate(&[
-        "busybox",
-        layout.to_str().unwrap(),
-        busybox.to_str().unwrap(),
-    ]);
-    let bundle = t.path().join("bundle");
-    ferry_unpack(&layout, &bundle, UnpackOptions::default()).unwrap();
-    let id = format!("ferry-unpack-test-{}", std::process::id());
+    busybox
+}
+
+/// Runs the bundle's process with runc (its state under `state`), asserting it succeeds; its
+/// standard output.
+fn runc_run(bundle: &Path, state: &Path) -> String {
+    let runc = support::require_tool("runc", "runc");
+    let id = format!(
+        "ferry-unpack-test-{}-{}",
+        std::process::id(),
+        bundle.file_name().unwrap().to_string_lossy()
+    );
     let out = Command::new(runc)
-        .args(["--root", t.path().join("runc-state").to_str().unwrap()])
+        .args(["--root", state.to_str().unwrap()])
         .args(["run", "--bundle", bundle.to_str().unwrap(), &id])
         .stdin(std::process::Stdio::null())
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
         "runc run: {stdout}{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    stdout
+}
+
+const BUSYBOX_SAYS: &str = "hello from a ferry bundle\nuid=0 cwd=/tmp foo=from-image\n";
+
+#[test]
+fn runc_runs_a_busybox_bundle() {
+    let t = tempfile::tempdir().unwrap();
+    let layout = busybox_layout(t.path());
+    let bundle = t.path().join("bundle");
+    ferry_unpack(&layout, &bundle, ApplyOptions::default()).unwrap();
     assert_eq!(
-        stdout,
-        "hello from a ferry bundle\nuid=0 cwd=/tmp foo=from-image\n"
+        runc_run(&bundle, &t.path().join("runc-state")),
+        BUSYBOX_SAYS
     );
 }
 
@@ -391,7 +449,7 @@ fn hostile_layers_are_refused_with_both_resolvers() {
             let bundle = work.join(&c.name);
             let mut o = options(resolver);
             o.max_bytes = 8 << 20;
-            let mut b = BundleBuilder::create(&bundle, o).unwrap();
+            let mut b = BundleBuilder::create(&bundle, o, admission()).unwrap();
             let label = format!("layer 1/1 {}", c.digest);
             let f = std::fs::File::open(&c.file).unwrap();
             let res = b.apply_layer(f, &c.media_type, &Digest::parse(&c.digest).unwrap(), &label);
@@ -401,7 +459,7 @@ fn hostile_layers_are_refused_with_both_resolvers() {
                     let e = res.err().unwrap_or_else(|| panic!("{ctx}: not refused"));
                     let msg = e.to_string();
                     match &e {
-                        UnpackError::Refused { layer, entry, .. } => {
+                        ApplyError::Refused { layer, entry, .. } => {
                             assert_eq!(layer, &label, "{ctx}");
                             assert_eq!(entry, &c.entry, "{ctx}");
                         }
@@ -419,14 +477,14 @@ fn hostile_layers_are_refused_with_both_resolvers() {
                         .err()
                         .unwrap_or_else(|| panic!("{ctx}: the cap did not trip"));
                     assert!(
-                        matches!(&e, UnpackError::Limit { layer, kind: LimitKind::Bytes, .. } if layer == &label),
+                        matches!(&e, ApplyError::Limit { layer, kind: LimitKind::Bytes, .. } if layer == &label),
                         "{ctx}: {e}"
                     );
                 }
                 "corrupt" => {
                     let e = res.err().unwrap_or_else(|| panic!("{ctx}: accepted"));
                     assert!(
-                        matches!(&e, UnpackError::Corrupt { layer, .. } if layer == &label),
+                        matches!(&e, ApplyError::Corrupt { layer, .. } if layer == &label),
                         "{ctx}: {e}"
                     );
                 }
@@ -487,7 +545,7 @@ fn apply_bytes(
     root: &mut Rootfs,
     blob: &[u8],
     media_type: &str,
-) -> Result<ferry::internal::unpack::LayerStats, UnpackError> {
+) -> Result<ferry::bundle::LayerStats, ApplyError> {
     root.apply_layer(
         blob,
         media_type,
@@ -499,7 +557,7 @@ fn apply_bytes(
 #[test]
 fn zstd_gzip_and_sniffed_layers_and_digest_mismatch() {
     let t = tempfile::tempdir().unwrap();
-    let mut root = Rootfs::open(t.path(), UnpackOptions::default()).unwrap();
+    let mut root = Rootfs::open(t.path(), ApplyOptions::default(), admission()).unwrap();
     let tar = tar_of(&[("z/file", b"zstd layer")]);
     let zst = zstd::stream::encode_all(&tar[..], 3).unwrap();
     let s = apply_bytes(
@@ -544,14 +602,14 @@ fn zstd_gzip_and_sniffed_layers_and_digest_mismatch() {
     .unwrap();
     // A media type that is not a layer.
     let e = apply_bytes(&mut root, &gz, "application/vnd.oci.image.config.v1+json").unwrap_err();
-    assert!(matches!(e, UnpackError::MediaType { .. }), "{e}");
+    assert!(matches!(e, ApplyError::MediaType { .. }), "{e}");
     // A digest that does not match: the layer fails after its last byte.
     let wrong = Digest::sha256_of(b"something else");
     let e = root
         .apply_layer(&gz[..], "application/octet-stream", &wrong, "layer 9/9")
         .unwrap_err();
     match &e {
-        UnpackError::Digest {
+        ApplyError::Digest {
             layer,
             expected,
             actual,
@@ -569,14 +627,14 @@ fn zstd_gzip_and_sniffed_layers_and_digest_mismatch() {
     let e = root
         .apply_layer(&longer[..], "", &Digest::sha256_of(&plain), "l")
         .unwrap_err();
-    assert!(matches!(e, UnpackError::Digest { .. }), "{e}");
+    assert!(matches!(e, ApplyError::Digest { .. }), "{e}");
     // Garbage after a gzip stream is not a gzip member: corrupt, as Go's gzip reader says.
     let mut longer = gz.clone();
     longer.extend_from_slice(b"garbage!");
     let e = root
         .apply_layer(&longer[..], "", &Digest::sha256_of(&longer), "l")
         .unwrap_err();
-    assert!(matches!(e, UnpackError::Corrupt { .. }), "{e}");
+    assert!(matches!(e, ApplyError::Corrupt { .. }), "{e}");
 }
 
 #[test]
@@ -585,11 +643,11 @@ fn a_failed_layer_leaves_no_bundle_and_leftovers_of_killed_unpacks_go() {
     let bundle = t.path().join("b");
     let layer = tar_of(&[("f", b"x")]);
     {
-        let mut b = BundleBuilder::create(&bundle, UnpackOptions::default()).unwrap();
+        let mut b = BundleBuilder::create(&bundle, ApplyOptions::default(), admission()).unwrap();
         let e = b
             .apply_layer(&layer[..], "", &Digest::sha256_of(b"not it"), "layer 1/1")
             .unwrap_err();
-        assert!(matches!(e, UnpackError::Digest { .. }));
+        assert!(matches!(e, ApplyError::Digest { .. }));
     }
     assert!(!bundle.exists());
     assert_eq!(std::fs::read_dir(t.path()).unwrap().count(), 0);
@@ -601,7 +659,7 @@ fn a_failed_layer_leaves_no_bundle_and_leftovers_of_killed_unpacks_go() {
     std::fs::write(t.path().join(".b.ferry-unpack-999999-abc.lock"), "").unwrap();
     let foreign = t.path().join(".b.ferry-unpack-not-ours");
     std::fs::create_dir(&foreign).unwrap();
-    let mut b = BundleBuilder::create(&bundle, UnpackOptions::default()).unwrap();
+    let mut b = BundleBuilder::create(&bundle, ApplyOptions::default(), admission()).unwrap();
     b.apply_layer(&layer[..], "", &Digest::sha256_of(&layer), "layer 1/1")
         .unwrap();
     let report = b.finish(br#"{"config":{"Cmd":["/f"]}}"#).unwrap();
@@ -615,14 +673,14 @@ fn a_failed_layer_leaves_no_bundle_and_leftovers_of_killed_unpacks_go() {
     assert_eq!(left.len(), 2, "{left:?}");
 
     // An existing, non-empty bundle is refused before anything is written.
-    let e = BundleBuilder::create(&bundle, UnpackOptions::default())
+    let e = BundleBuilder::create(&bundle, ApplyOptions::default(), admission())
         .err()
         .unwrap();
-    assert!(matches!(e, UnpackError::BundleExists { .. }), "{e}");
+    assert!(matches!(e, ApplyError::BundleExists { .. }), "{e}");
     // An empty directory is fine.
     let empty = t.path().join("empty");
     std::fs::create_dir(&empty).unwrap();
-    let mut b = BundleBuilder::create(&empty, UnpackOptions::default()).unwrap();
+    let mut b = BundleBuilder::create(&empty, ApplyOptions::default(), admission()).unwrap();
     b.apply_layer(&layer[..], "", &Digest::sha256_of(&layer), "l")
         .unwrap();
     b.finish(b"{}").unwrap();
@@ -632,9 +690,8 @@ fn a_failed_layer_leaves_no_bundle_and_leftovers_of_killed_unpacks_go() {
 #[test]
 fn rootless_skips_devices_and_owners_with_warnings() {
     let t = tempfile::tempdir().unwrap();
-    let layout = t.path().join("layout");
-    generate(&["layout", layout.to_str().unwrap()]);
-    let mut o = UnpackOptions::default();
+    let layout = gen_layout(t.path());
+    let mut o = ApplyOptions::default();
     o.rootless = true;
     let report = ferry_unpack(&layout, &t.path().join("b"), o).unwrap();
     let r = t.path().join("b/rootfs");
@@ -661,15 +718,15 @@ fn rootless_skips_devices_and_owners_with_warnings() {
 #[test]
 fn entry_cap_and_refusal_name_the_layer() {
     let t = tempfile::tempdir().unwrap();
-    let mut o = UnpackOptions::default();
+    let mut o = ApplyOptions::default();
     o.max_entries = 2;
-    let mut root = Rootfs::open(t.path(), o).unwrap();
+    let mut root = Rootfs::open(t.path(), o, admission()).unwrap();
     let tar = tar_of(&[("a", b"1"), ("b", b"2"), ("c", b"3")]);
     let e = apply_bytes(&mut root, &tar, "").unwrap_err();
     assert!(
         matches!(
             e,
-            UnpackError::Limit {
+            ApplyError::Limit {
                 kind: LimitKind::Entries,
                 limit: 2,
                 ..
@@ -677,7 +734,7 @@ fn entry_cap_and_refusal_name_the_layer() {
         ),
         "{e}"
     );
-    let e = UnpackError::Refused {
+    let e = ApplyError::Refused {
         layer: "layer 1/2 sha256:x".into(),
         entry: "../x".into(),
         reason: Refusal::Escapes,
@@ -696,7 +753,7 @@ fn two_hundred_thousand_small_files() {
     let layout = t.path().join("layout");
     generate(&["many", layout.to_str().unwrap(), &MANY.to_string()]);
     let start = Instant::now();
-    let report = ferry_unpack(&layout, &t.path().join("b"), UnpackOptions::default()).unwrap();
+    let report = ferry_unpack(&layout, &t.path().join("b"), ApplyOptions::default()).unwrap();
     let took = start.elapsed();
     eprintln!("ferry: {MANY} files in {took:?}");
     assert_eq!(report.layers[0].entries, (MANY + MANY / 100) as u64);
@@ -792,26 +849,26 @@ fn not_root_needs_rootless() {
         return;
     }
     let t = tempfile::tempdir().unwrap();
-    let e = Rootfs::open(t.path(), UnpackOptions::default())
+    let e = Rootfs::open(t.path(), ApplyOptions::default(), admission())
         .err()
         .unwrap();
     assert!(
-        matches!(e, UnpackError::NeedsRoot { uid } if uid == euid),
+        matches!(e, ApplyError::NeedsRoot { uid } if uid == euid),
         "{e}"
     );
     assert!(e.to_string().contains("rootless"), "{e}");
-    let e = BundleBuilder::create(&t.path().join("b"), UnpackOptions::default())
+    let e = BundleBuilder::create(&t.path().join("b"), ApplyOptions::default(), admission())
         .err()
         .unwrap();
-    assert!(matches!(e, UnpackError::NeedsRoot { .. }), "{e}");
+    assert!(matches!(e, ApplyError::NeedsRoot { .. }), "{e}");
     assert_eq!(
         std::fs::read_dir(t.path()).unwrap().count(),
         0,
         "something was left"
     );
-    let mut o = UnpackOptions::default();
+    let mut o = ApplyOptions::default();
     o.rootless = true;
-    let mut root = Rootfs::open(t.path(), o).unwrap();
+    let mut root = Rootfs::open(t.path(), o, admission()).unwrap();
     let tar = tar_of(&[("ro/f", b"x")]);
     apply_bytes(&mut root, &tar, "").unwrap();
     assert_eq!(
@@ -867,7 +924,8 @@ impl std::io::Read for Stall {
 #[test]
 fn leftovers_of_a_killed_unpack_are_removed_by_the_next() {
     if let Some(bundle) = std::env::var_os("FERRY_TEST_STALLED_BUNDLE") {
-        let mut b = BundleBuilder::create(Path::new(&bundle), UnpackOptions::default()).unwrap();
+        let mut b = BundleBuilder::create(Path::new(&bundle), ApplyOptions::default(), admission())
+            .unwrap();
         let tar = tar_of(&[("a", b"written before the stall"), ("b", &[1u8; 100_000])]);
         let half = tar[..tar.len() / 2].to_vec();
         eprintln!("stalling");
@@ -904,8 +962,12 @@ fn leftovers_of_a_killed_unpack_are_removed_by_the_next() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     };
     // While it runs, its lock is held: another unpack leaves it alone.
-    let mut other =
-        BundleBuilder::create(&t.path().join("other"), UnpackOptions::default()).unwrap();
+    let mut other = BundleBuilder::create(
+        &t.path().join("other"),
+        ApplyOptions::default(),
+        admission(),
+    )
+    .unwrap();
     other
         .apply_layer(
             &tar_of(&[("x", b"")])[..],
@@ -915,7 +977,7 @@ fn leftovers_of_a_killed_unpack_are_removed_by_the_next() {
         )
         .unwrap();
     drop(other);
-    let b2 = BundleBuilder::create(&bundle, UnpackOptions::default()).unwrap();
+    let b2 = BundleBuilder::create(&bundle, ApplyOptions::default(), admission()).unwrap();
     drop(b2);
     assert!(tmp.exists(), "a running unpack's directory was removed");
 
@@ -924,7 +986,7 @@ fn leftovers_of_a_killed_unpack_are_removed_by_the_next() {
     assert!(!bundle.exists(), "a killed unpack left a bundle");
     assert!(tmp.exists(), "nothing to clean up: the test did not test");
     let layer = tar_of(&[("f", b"x")]);
-    let mut b = BundleBuilder::create(&bundle, UnpackOptions::default()).unwrap();
+    let mut b = BundleBuilder::create(&bundle, ApplyOptions::default(), admission()).unwrap();
     b.apply_layer(&layer[..], "", &Digest::sha256_of(&layer), "layer 1/1")
         .unwrap();
     let report = b.finish(br#"{"config":{"Cmd":["/f"]}}"#).unwrap();
@@ -947,8 +1009,7 @@ fn async_sources_feed_the_applier_and_overlap() {
     use tokio::io::AsyncReadExt;
 
     let t = tempfile::tempdir().unwrap();
-    let layout = t.path().join("layout");
-    generate(&["layout", layout.to_str().unwrap()]);
+    let layout = gen_layout(t.path());
     let (config, layers) = read_layout(&layout);
     let events: Arc<Mutex<Vec<String>>> = Arc::default();
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -987,8 +1048,8 @@ fn async_sources_feed_the_applier_and_overlap() {
             feeds.push((mt, digest, rx));
         }
         let ev = events.clone();
-        tokio::task::spawn_blocking(move || -> Result<BundleReport, UnpackError> {
-            let mut b = BundleBuilder::create(&bundle, UnpackOptions::default())?;
+        tokio::task::spawn_blocking(move || -> Result<BundleReport, ApplyError> {
+            let mut b = BundleBuilder::create(&bundle, ApplyOptions::default(), admission())?;
             for (i, (mt, digest, mut rx)) in feeds.into_iter().enumerate() {
                 let stream = futures::stream::poll_fn(move |cx| rx.poll_recv(cx));
                 let reader =
@@ -1003,7 +1064,7 @@ fn async_sources_feed_the_applier_and_overlap() {
     });
     report.unwrap();
     let direct = t.path().join("direct");
-    ferry_unpack(&layout, &direct, UnpackOptions::default()).unwrap();
+    ferry_unpack(&layout, &direct, ApplyOptions::default()).unwrap();
     let a = tree(&t.path().join("async/rootfs"));
     let b = tree(&direct.join("rootfs"));
     assert_eq!(a.len(), b.len());
@@ -1017,4 +1078,420 @@ fn async_sources_feed_the_applier_and_overlap() {
         pos("download 1 first chunk") < pos("applied 0"),
         "layer 2's bytes were not arriving while layer 1 was applied: {ev:?}"
     );
+}
+
+// ---- `ferry unpack`, the command: the gate, every transport, a registry, the store ----
+
+/// The names in `dir` (no recursion), sorted.
+fn names_in(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    v.sort();
+    v
+}
+
+/// `ferry copy` from an OCI layout's tag "t" to `dst` with a policy that accepts anything.
+fn copy_in(t: &Path, layout: &Path, dst: &str, extra: &[&str]) {
+    let policy = support::insecure_policy(t);
+    let src = format!("oci:{}:t", layout.display());
+    let mut args = vec!["copy", "-q", "--policy", policy.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&[&src, dst]);
+    support::ferry(&args).ok();
+}
+
+/// `ferry copy` of an OCI layout's tag "t" to `reg` as ns/NAME:1; its reference.
+fn push_to(t: &Path, reg: &support::registry::Registry, layout: &Path, name: &str) -> String {
+    let remote = format!("docker://{}/ns/{name}:1", reg.host());
+    copy_in(t, layout, &remote, &["--dest-tls-verify=false"]);
+    remote
+}
+
+/// `ferry unpack` with a policy that accepts anything.
+fn unpack_cli(t: &Path, extra: &[&str], src: &str, bundle: &Path) -> support::Run {
+    let policy = support::insecure_policy(t);
+    let mut args = vec!["unpack", "--policy", policy.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&[src, bundle.to_str().unwrap()]);
+    support::ferry(&args)
+}
+
+fn json_of(p: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
+}
+
+#[test]
+fn the_command_unpacks_from_every_transport_to_the_same_bundle() {
+    let reg = support::registry::Registry::start();
+    let t = tempfile::tempdir().unwrap();
+    let layout = gen_layout(t.path());
+    let store = t.path().join("store");
+    let store_s = store.to_str().unwrap();
+    let dir = t.path().join("dir");
+    copy_in(t.path(), &layout, &format!("dir:{}", dir.display()), &[]);
+    copy_in(
+        t.path(),
+        &layout,
+        "store:example.com/app:1",
+        &["--store", store_s],
+    );
+    let remote = push_to(t.path(), &reg, &layout, "app");
+
+    let out = t.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    let theirs = t.path().join("umoci");
+    umoci_unpack(&layout, &theirs);
+    let oci = format!("oci:{}:t", layout.display());
+    let dir_ref = format!("dir:{}", dir.display());
+    for (name, src, extra) in [
+        ("oci", oci.as_str(), vec![]),
+        ("dir", dir_ref.as_str(), vec![]),
+        ("store", "store:example.com/app:1", vec!["--store", store_s]),
+        ("docker", remote.as_str(), vec!["--tls-verify=false"]),
+    ] {
+        let bundle = out.join(name);
+        let run = unpack_cli(t.path(), &extra, src, &bundle).ok();
+        assert!(
+            run.stderr.contains("Unpacked ") && run.stderr.contains("Applying layer 3/3 sha256:"),
+            "{name}: progress as copy shows it: {}",
+            run.stderr
+        );
+        assert_same_tree(&bundle.join("rootfs"), &theirs.join("rootfs"));
+        let ours = json_of(&bundle.join("config.json"));
+        let umoci = json_of(&theirs.join("config.json"));
+        assert_eq!(ours["process"]["args"], umoci["process"]["args"], "{name}");
+        assert_eq!(
+            ours["process"]["user"],
+            json_of(&out.join("oci/config.json"))["process"]["user"]
+        );
+    }
+    // --rootfs-only: the filesystem alone, in the directory given.
+    let rootfs = out.join("rootfs-only");
+    unpack_cli(t.path(), &["-q", "--rootfs-only"], &oci, &rootfs).ok();
+    assert_same_tree(&rootfs, &theirs.join("rootfs"));
+    assert!(!rootfs.join("config.json").exists() && !rootfs.join("rootfs").exists());
+    // Nothing but the bundles beside them: no temporary directory, no layer file.
+    assert_eq!(
+        names_in(&out),
+        ["dir", "docker", "oci", "rootfs-only", "store"]
+    );
+    // An existing bundle is refused (exit 3) and left as it was.
+    let again = unpack_cli(t.path(), &["-q"], &oci, &out.join("oci")).code(3);
+    assert!(
+        again.stderr.contains("exists and is not empty"),
+        "{}",
+        again.stderr
+    );
+    assert!(out.join("oci/config.json").is_file());
+    // A bundle holds one image: --all is bad usage.
+    unpack_cli(t.path(), &["--all"], &oci, &out.join("all")).code(2);
+    assert!(!out.join("all").exists());
+}
+
+#[test]
+fn a_rejected_image_exits_1_and_writes_nothing() {
+    let t = tempfile::tempdir().unwrap();
+    let layout = gen_layout(t.path());
+    let policy = t.path().join("reject.json");
+    std::fs::write(&policy, r#"{"default":[{"type":"reject"}]}"#).unwrap();
+    let out = t.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    let bundle = out.join("bundle");
+    let run = support::ferry(&[
+        "unpack",
+        "--policy",
+        policy.to_str().unwrap(),
+        &format!("oci:{}:t", layout.display()),
+        bundle.to_str().unwrap(),
+    ])
+    .code(1);
+    assert!(run.stderr.contains("reject"), "{}", run.stderr);
+    assert!(!bundle.exists());
+    assert!(names_in(&out).is_empty(), "{:?}", names_in(&out));
+
+    // The library says the same, with the kind a runtime branches on.
+    let session = ferry::Session::new(ferry::SessionConfig::default());
+    let src = ferry::ImageReference::parse(&format!("oci:{}:t", layout.display())).unwrap();
+    let policy = ferry::Policy::from_file(&policy).unwrap();
+    let options = ferry::UnpackOptions::new(std::sync::Arc::new(policy));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let e = rt
+        .block_on(ferry::unpack(&session, &src, &bundle, &options))
+        .unwrap_err();
+    assert_eq!(e.kind(), ferry::ErrorKind::Rejected, "{e}");
+    assert!(names_in(&out).is_empty());
+}
+
+#[test]
+fn a_layer_corrupted_in_transit_exits_3_naming_it_and_writes_nothing() {
+    use support::http::{HttpServer, Reply};
+    let reg = support::registry::Registry::start();
+    let t = tempfile::tempdir().unwrap();
+    let proxy = HttpServer::start(std::sync::Arc::new(|_| Reply::forward()), Some(reg.host()));
+    let out = t.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    let bundle = out.join("bundle");
+    // A byte in the middle of layer 1's deflate stream (a gzip of 300 KB); and one in the gzip
+    // header of a 24 MiB layer, which the decoder refuses at once, long before the end of the
+    // download shows the digest: the cause reported is still the digest.
+    let small = t.path().join("small");
+    generate(&["layout", small.to_str().unwrap()]);
+    let large = t.path().join("large");
+    generate(&["big", large.to_str().unwrap(), "1", "24"]);
+    for (layout, at, name, of) in [(&small, 150_000, "small", 3), (&large, 3, "large", 1)] {
+        push_to(t.path(), &reg, layout, name);
+        let (_, layers) = read_layout(layout);
+        let digest = &layers[0].1;
+        proxy.set_route(
+            &format!("/v2/ns/{name}/blobs/{digest}"),
+            Reply::Forward {
+                cut_after: None,
+                corrupt_at: Some(at),
+            },
+        );
+        let run = unpack_cli(
+            t.path(),
+            &["-q", "--tls-verify=false"],
+            &format!("docker://{}/ns/{name}:1", proxy.host()),
+            &bundle,
+        )
+        .code(3);
+        assert!(
+            run.stderr.contains(&format!("layer 1/{of} {digest}"))
+                && run.stderr.contains("does not match its digest"),
+            "{name}: {}",
+            run.stderr
+        );
+        assert!(!bundle.exists());
+        assert!(names_in(&out).is_empty(), "{:?}", names_in(&out));
+    }
+}
+
+#[test]
+fn runc_runs_an_image_unpacked_from_a_local_registry() {
+    let reg = support::registry::Registry::start();
+    let t = tempfile::tempdir().unwrap();
+    let layout = busybox_layout(t.path());
+    let remote = push_to(t.path(), &reg, &layout, "busybox");
+    let bundle = t.path().join("bundle");
+    unpack_cli(t.path(), &["-q", "--tls-verify=false"], &remote, &bundle).ok();
+    assert_eq!(
+        runc_run(&bundle, &t.path().join("runc-state")),
+        BUSYBOX_SAYS
+    );
+}
+
+#[test]
+fn an_unpack_from_the_store_is_in_its_forensic_record() {
+    let t = tempfile::tempdir().unwrap();
+    let layout = gen_layout(t.path());
+    let store = t.path().join("store");
+    let store_s = store.to_str().unwrap();
+    let name = "store:example.com/app:1";
+    copy_in(t.path(), &layout, name, &["--store", store_s]);
+    let bundle = t.path().join("bundle");
+    unpack_cli(t.path(), &["-q", "--store", store_s], name, &bundle).ok();
+    let rootfs = t.path().join("rootfs");
+    unpack_cli(
+        t.path(),
+        &["-q", "--rootfs-only", "--store", store_s],
+        name,
+        &rootfs,
+    )
+    .ok();
+
+    let list = support::ferry(&[
+        "signatures",
+        "list",
+        "--store",
+        store_s,
+        "--format",
+        "json",
+        name,
+    ])
+    .ok();
+    let h: serde_json::Value = serde_json::from_str(&list.stdout).unwrap();
+    let unpacks = h["unpacks"].as_array().unwrap();
+    assert_eq!(unpacks.len(), 2, "{h:#}");
+    let canonical = std::fs::canonicalize(&bundle).unwrap();
+    assert_eq!(unpacks[0]["bundle"], canonical.to_str().unwrap());
+    assert_eq!(unpacks[0]["rootfs_only"], false);
+    assert_eq!(unpacks[1]["rootfs_only"], true);
+    assert_eq!(unpacks[0]["source"], name);
+    assert_eq!(unpacks[0]["mode"], "copy-all");
+    assert_eq!(unpacks[0]["verdict"]["accepted"], true);
+    assert_eq!(unpacks[0]["manifest_digest"], h["manifest_digest"]);
+    assert_eq!(unpacks[0]["layers"].as_array().unwrap().len(), 3);
+    assert!(
+        unpacks[0]["policy_digest"]
+            .as_str()
+            .unwrap()
+            .starts_with("sha256:")
+    );
+    // The copy's own record is still the name's last copy, and nothing else changed.
+    assert_eq!(h["records"], 1);
+    assert!(h["last_copy"].is_object() && h["other_names"].as_array().unwrap().is_empty());
+    let text = support::ferry(&["signatures", "list", "--store", store_s, name]).ok();
+    assert!(
+        text.stdout.contains("Unpacked into runtime bundles")
+            && text.stdout.contains(canonical.to_str().unwrap())
+            && text.stdout.contains("(rootfs only)"),
+        "{}",
+        text.stdout
+    );
+    // The store stays healthy with the new records in it.
+    support::ferry(&["store", "check", "--store", store_s]).ok();
+    // An unpack from elsewhere leaves no record anywhere.
+    let digest = h["manifest_digest"].as_str().unwrap().replace(':', "-");
+    let dir = store.join("records").join(&digest).join("unpacked");
+    assert_eq!(names_in(&dir).len(), 2, "{:?}", names_in(&dir));
+    unpack_cli(
+        t.path(),
+        &["-q", "--store", store_s],
+        &format!("oci:{}:t", layout.display()),
+        &t.path().join("from-oci"),
+    )
+    .ok();
+    assert_eq!(names_in(&dir).len(), 2);
+}
+
+/// Progress events as text, in order.
+#[derive(Default)]
+struct Events(std::sync::Mutex<Vec<String>>);
+
+impl ferry::Progress for Events {
+    fn event(&self, e: ferry::ProgressEvent) {
+        let line = match e {
+            ferry::ProgressEvent::BlobStarted { digest, .. } => format!("start {digest}"),
+            ferry::ProgressEvent::BlobDone { digest, .. } => format!("done {digest}"),
+            ferry::ProgressEvent::Phase(p) => p,
+            _ => return,
+        };
+        self.0.lock().unwrap().push(line);
+    }
+}
+
+/// Layers download ahead of the applier, as many as `parallel_layers` allows: with layer 1's
+/// answer held back by the registry, layers 2 and 3 arrive first (and are applied after it);
+/// with one at a time, nothing of layer 2 moves before layer 1 is done.
+#[test]
+fn layers_download_ahead_of_the_applier_within_the_window() {
+    use support::http::{HttpServer, Reply};
+    let reg = support::registry::Registry::start();
+    let t = tempfile::tempdir().unwrap();
+    let layout = gen_layout(t.path());
+    push_to(t.path(), &reg, &layout, "app");
+    let (_, layers) = read_layout(&layout);
+    let d: Vec<String> = layers.iter().map(|(_, d, _)| d.to_string()).collect();
+    let proxy = HttpServer::start(std::sync::Arc::new(|_| Reply::forward()), Some(reg.host()));
+    proxy.set_route(
+        &format!("/v2/ns/app/blobs/{}", d[0]),
+        Reply::Delayed(
+            std::time::Duration::from_millis(1500),
+            Box::new(Reply::forward()),
+        ),
+    );
+    let session = ferry::Session::new(ferry::SessionConfig::default());
+    let src = ferry::ImageReference::parse(&format!("docker://{}/ns/app:1", proxy.host())).unwrap();
+    let policy = ferry::Policy::from_bytes(
+        br#"{"default":[{"type":"insecureAcceptAnything"}]}"#,
+        "test policy",
+    )
+    .unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let direct = t.path().join("direct");
+    ferry_unpack(&layout, &direct, ApplyOptions::default()).unwrap();
+    for parallel in [4, 1] {
+        let events = std::sync::Arc::new(Events::default());
+        let mut options = ferry::UnpackOptions::new(std::sync::Arc::new(policy.clone()));
+        options.gate.source.tls_verify = Some(false);
+        options.gate.progress = Some(events.clone());
+        options.parallel_layers = parallel;
+        let bundle = t.path().join(format!("p{parallel}"));
+        let report = rt
+            .block_on(ferry::unpack(&session, &src, &bundle, &options))
+            .unwrap();
+        assert_eq!(report.layers.len(), 3);
+        assert!(report.record.is_none());
+        assert_same_tree(&bundle.join("rootfs"), &direct.join("rootfs"));
+        let ev = events.0.lock().unwrap().clone();
+        let pos = |s: &str| {
+            ev.iter()
+                .position(|e| e == s)
+                .unwrap_or_else(|| panic!("no {s:?} in {ev:?}"))
+        };
+        let applying = |i: usize| pos(&format!("applying layer {i}/3 {}", d[i - 1]));
+        assert!(
+            applying(1) < applying(2) && applying(2) < applying(3),
+            "{ev:?}"
+        );
+        if parallel > 1 {
+            assert!(
+                pos(&format!("done {}", d[1])) < pos(&format!("done {}", d[0]))
+                    && pos(&format!("done {}", d[2])) < pos(&format!("done {}", d[0])),
+                "layers 2 and 3 did not download while layer 1 was held back: {ev:?}"
+            );
+        } else {
+            assert!(
+                pos(&format!("done {}", d[0])) < pos(&format!("start {}", d[1]))
+                    && applying(2) > pos(&format!("done {}", d[0])),
+                "more than one layer at a time: {ev:?}"
+            );
+        }
+    }
+}
+
+/// Ctrl-C in the middle of an unpack (layer 1's answer held back by the registry, the bundle's
+/// temporary directory made): ferry exits 130 and leaves nothing beside the bundle.
+#[test]
+fn an_interrupted_unpack_leaves_nothing() {
+    use support::http::{HttpServer, Reply};
+    let reg = support::registry::Registry::start();
+    let t = tempfile::tempdir().unwrap();
+    let layout = gen_layout(t.path());
+    push_to(t.path(), &reg, &layout, "app");
+    let (_, layers) = read_layout(&layout);
+    let proxy = HttpServer::start(std::sync::Arc::new(|_| Reply::forward()), Some(reg.host()));
+    proxy.set_route(
+        &format!("/v2/ns/app/blobs/{}", layers[0].1),
+        Reply::Delayed(
+            std::time::Duration::from_secs(60),
+            Box::new(Reply::forward()),
+        ),
+    );
+    let out = t.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    let policy = support::insecure_policy(t.path());
+    let mut child = Command::new(support::ferry_bin())
+        .args(["unpack", "-q", "--tls-verify=false", "--policy"])
+        .arg(&policy)
+        .arg(format!("docker://{}/ns/app:1", proxy.host()))
+        .arg(out.join("bundle"))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + std::time::Duration::from_secs(30);
+    while !names_in(&out)
+        .iter()
+        .any(|n| n.starts_with(".bundle.ferry-unpack-") && !n.ends_with(".lock"))
+    {
+        assert!(Instant::now() < deadline, "the unpack never started");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::INT).unwrap();
+    let started = Instant::now();
+    let status = child.wait().unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(130), "{stderr}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "ferry waited for the held-back layer"
+    );
+    assert!(names_in(&out).is_empty(), "{:?}", names_in(&out));
 }

@@ -64,6 +64,9 @@ fn kind_of(cause: &(dyn std::error::Error + 'static)) -> Option<ErrorKind> {
     if let Some(e) = cause.downcast_ref::<PolicyError>() {
         return Some(e.kind());
     }
+    if let Some(e) = cause.downcast_ref::<ferry::UnpackError>() {
+        return Some(e.kind());
+    }
     cause
         .downcast_ref::<RejectedError>()
         .map(|_| ErrorKind::Rejected)
@@ -95,6 +98,9 @@ fn find_hint(e: &anyhow::Error) -> Option<(Hint, Option<Side>)> {
         }
         if let Some(ForensicsError::Store(t)) = cause.downcast_ref::<ForensicsError>() {
             return t.hint().map(|h| (h, None));
+        }
+        if let Some(u) = cause.downcast_ref::<ferry::UnpackError>() {
+            return u.hint().map(|h| (h, Some(Side::Source)));
         }
     }
     None

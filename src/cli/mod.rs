@@ -18,6 +18,7 @@ pub mod signatures;
 pub mod store;
 pub mod sync;
 pub mod template;
+pub mod unpack;
 
 use std::process::ExitCode;
 
@@ -276,6 +277,9 @@ pub enum Command {
     Sync(sync::SyncArgs),
     /// Serve skopeo's image proxy protocol on a socket (for bootc, rpm-ostree, composefs-rs).
     ExperimentalImageProxy(proxy::ProxyArgs),
+    /// Unpack an image the policy admits into an OCI runtime bundle (rootfs and config.json)
+    /// that runc runs.
+    Unpack(unpack::UnpackArgs),
 }
 
 impl Command {
@@ -306,6 +310,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::GenerateSigstoreKey(a) => sign::run_generate_sigstore_key(a).await,
         Command::Sync(a) => sync::run(a).await,
         Command::ExperimentalImageProxy(a) => proxy::run(a).await,
+        Command::Unpack(a) => unpack::run(a).await,
     }
 }
 

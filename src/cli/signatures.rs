@@ -280,6 +280,25 @@ async fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
             );
         }
     }
+    if !h.unpacks.is_empty() {
+        outln!("\nUnpacked into runtime bundles (ferry unpack):");
+        for u in &h.unpacks {
+            let verdict = match u.verdict.as_ref().map(|v| v.accepted) {
+                Some(true) => "accepted",
+                Some(false) => "rejected",
+                None => "no verdict",
+            };
+            outln!(
+                "  {} at {}{}, mode {}, {verdict} by {} ({})",
+                u.bundle,
+                u.time,
+                if u.rootfs_only { " (rootfs only)" } else { "" },
+                u.mode,
+                u.policy.as_deref().unwrap_or("-"),
+                u.policy_digest.as_deref().unwrap_or("-")
+            );
+        }
+    }
     for u in &h.unreadable_records {
         outln!("\nunreadable record: {u}");
     }

@@ -18,6 +18,7 @@ pub mod sign;
 pub mod signatures;
 mod single;
 mod stored;
+pub mod unpack;
 
 use std::sync::Arc;
 

@@ -19,11 +19,12 @@ use std::path::{Path, PathBuf};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, Timespec, Timestamps, XattrFlags};
 use rustix::io::Errno;
 
-use super::decompress::{self, Declared, Decoder};
 use super::root::{self, SafeRoot};
 use super::tar_stream::{Entry, Kind, TarStream};
-use super::{LimitKind, Refusal, UnpackError, UnpackOptions, lossy};
+use super::{ApplyError, ApplyOptions, LimitKind, Refusal, lossy};
+use crate::compression::{Compression, LayerDecoder, sniff_reader};
 use crate::digest::{Digest, Digester};
+use crate::policy::Admission;
 
 /// What the applier did not do as the layer asked, and why (returned, never printed: the
 /// caller decides how to show it).
@@ -106,7 +107,7 @@ const MAX_WARNINGS: usize = 1000;
 pub struct Rootfs {
     root: SafeRoot,
     path: PathBuf,
-    options: UnpackOptions,
+    options: ApplyOptions,
     bytes_left: u64,
     entries_left: u64,
     euid: u32,
@@ -115,18 +116,25 @@ pub struct Rootfs {
 }
 
 impl Rootfs {
-    /// Opens the existing directory `path` as a root. Without `options.rootless` the caller
-    /// must be root ([`UnpackError::NeedsRoot`]).
-    pub fn open(path: &Path, options: UnpackOptions) -> Result<Rootfs, UnpackError> {
+    /// Opens the existing directory `path` as a root for the layers of an image the gate
+    /// admitted: `admission` is the gate's proof (from
+    /// [`AdmittedImage::admission`](crate::AdmittedImage::admission)), so nothing can unpack an
+    /// image the policy did not admit. Without `options.rootless` the caller must be root
+    /// ([`ApplyError::NeedsRoot`]).
+    pub fn open(
+        path: &Path,
+        options: ApplyOptions,
+        _admission: &Admission,
+    ) -> Result<Rootfs, ApplyError> {
         let euid = rustix::process::geteuid().as_raw();
         if !options.rootless && euid != 0 {
-            return Err(UnpackError::NeedsRoot { uid: euid });
+            return Err(ApplyError::NeedsRoot { uid: euid });
         }
         let root = SafeRoot::open(path, options.resolver).map_err(|(e, openat2)| {
             if openat2 {
-                UnpackError::NoOpenat2(e)
+                ApplyError::NoOpenat2(e)
             } else {
-                UnpackError::Io {
+                ApplyError::Io {
                     path: path.to_path_buf(),
                     op: "open the root directory",
                     source: e,
@@ -224,19 +232,19 @@ impl Rootfs {
     /// `media_type` is the descriptor's (a generic one is sniffed by magic); `expected` is the
     /// descriptor's digest of those bytes; `label` names the layer in errors (e.g.
     /// `"layer 2/5 sha256:…"`). The digest is checked after the last byte: a mismatch is
-    /// [`UnpackError::Digest`] and what was written must be discarded.
+    /// [`ApplyError::Digest`] and what was written must be discarded.
     pub fn apply_layer<R: Read>(
         &mut self,
         reader: R,
         media_type: &str,
         expected: &Digest,
         label: &str,
-    ) -> Result<LayerStats, UnpackError> {
+    ) -> Result<LayerStats, ApplyError> {
         let layer = label.to_string();
         let corrupt = |entry: Option<&[u8]>| {
             let layer = layer.clone();
             let entry = entry.map(lossy);
-            move |e: io::Error| UnpackError::Corrupt {
+            move |e: io::Error| ApplyError::Corrupt {
                 layer,
                 entry,
                 source: e,
@@ -248,18 +256,23 @@ impl Rootfs {
             count: 0,
         };
         let buffered = BufReader::with_capacity(128 * 1024, hashing);
-        let (sniffed, head) = decompress::read_head(buffered).map_err(corrupt(None))?;
-        let compression = match decompress::declared(media_type) {
-            Declared::Known(c) => c,
-            Declared::Sniff => sniffed,
-            Declared::Unsupported => {
-                return Err(UnpackError::MediaType {
-                    layer,
-                    media_type: media_type.to_string(),
-                });
-            }
-        };
-        let decoder = Decoder::new(compression, head).map_err(corrupt(None))?;
+        if !is_layer_media_type(media_type) {
+            return Err(ApplyError::MediaType {
+                layer,
+                media_type: media_type.to_string(),
+            });
+        }
+        // The bytes decide the compression, as containers/image decides: the media type only
+        // has to name a layer (a generic type, or Docker's uncompressed one over gzip bytes,
+        // are common).
+        let (compression, head) = sniff_reader(buffered).map_err(corrupt(None))?;
+        if matches!(compression, Compression::Bzip2 | Compression::Xz) {
+            return Err(ApplyError::Compression {
+                layer,
+                compression: compression.to_string(),
+            });
+        }
+        let decoder = LayerDecoder::new(compression, head).map_err(corrupt(None))?;
         let capped = Capped {
             inner: decoder,
             count: 0,
@@ -291,7 +304,7 @@ impl Rootfs {
             };
             entries += 1;
             if entries > self.entries_left {
-                return Err(UnpackError::Limit {
+                return Err(ApplyError::Limit {
                     layer,
                     kind: LimitKind::Entries,
                     limit: self.options.max_entries,
@@ -316,7 +329,7 @@ impl Rootfs {
 
         let actual = hashing.digester.finish();
         if &actual != expected {
-            return Err(UnpackError::Digest {
+            return Err(ApplyError::Digest {
                 layer,
                 expected: expected.clone(),
                 actual,
@@ -340,15 +353,15 @@ impl Rootfs {
         })
     }
 
-    fn read_error(&self, layer: &str, entry: Option<&[u8]>, e: io::Error) -> UnpackError {
+    fn read_error(&self, layer: &str, entry: Option<&[u8]>, e: io::Error) -> ApplyError {
         if e.get_ref().is_some_and(|i| i.is::<CapReached>()) {
-            return UnpackError::Limit {
+            return ApplyError::Limit {
                 layer: layer.to_string(),
                 kind: LimitKind::Bytes,
                 limit: self.options.max_bytes,
             };
         }
-        UnpackError::Corrupt {
+        ApplyError::Corrupt {
             layer: layer.to_string(),
             entry: entry.map(lossy),
             source: e,
@@ -361,8 +374,8 @@ impl Rootfs {
         layer: &str,
         e: &Entry,
         data: &mut TarStream<R>,
-    ) -> Result<(), UnpackError> {
-        let refuse = |reason: Refusal| UnpackError::Refused {
+    ) -> Result<(), ApplyError> {
+        let refuse = |reason: Refusal| ApplyError::Refused {
             layer: layer.to_string(),
             entry: lossy(&e.name),
             reason,
@@ -425,8 +438,8 @@ impl Rootfs {
         key: &[u8],
         dir: &ParentDir,
         data: &mut TarStream<R>,
-    ) -> Result<(), UnpackError> {
-        let refuse = |reason: Refusal| UnpackError::Refused {
+    ) -> Result<(), ApplyError> {
+        let refuse = |reason: Refusal| ApplyError::Refused {
             layer: layer.to_string(),
             entry: lossy(&e.name),
             reason,
@@ -434,7 +447,7 @@ impl Rootfs {
         let io_err = |op: &'static str| {
             let layer = layer.to_string();
             let entry = lossy(&e.name);
-            move |source: io::Error| UnpackError::Entry {
+            move |source: io::Error| ApplyError::Entry {
                 layer,
                 entry,
                 op,
@@ -620,7 +633,7 @@ impl Rootfs {
         e: &Entry,
         fd: std::os::fd::BorrowedFd<'_>,
         dir: &ParentDir,
-    ) -> Result<bool, UnpackError> {
+    ) -> Result<bool, ApplyError> {
         let created_gid = if dir.setgid { dir.gid } else { self.egid };
         let same = u64::from(self.euid) == e.uid && u64::from(created_gid) == e.gid;
         if self.options.rootless || same {
@@ -639,10 +652,10 @@ impl Rootfs {
         st: &mut LayerState,
         e: &Entry,
         fd: std::os::fd::BorrowedFd<'_>,
-    ) -> Result<(), UnpackError> {
+    ) -> Result<(), ApplyError> {
         if !self.options.rootless {
             let (uid, gid) = ids(st, e)?;
-            rustix::fs::fchown(fd, Some(uid), Some(gid)).map_err(|err| UnpackError::Entry {
+            rustix::fs::fchown(fd, Some(uid), Some(gid)).map_err(|err| ApplyError::Entry {
                 layer: st.layer.clone(),
                 entry: lossy(&e.name),
                 op: "set the owner",
@@ -658,7 +671,7 @@ impl Rootfs {
         st: &mut LayerState,
         e: &Entry,
         fd: std::os::fd::BorrowedFd<'_>,
-    ) -> Result<(), UnpackError> {
+    ) -> Result<(), ApplyError> {
         for (name, value) in &e.xattrs {
             match rustix::fs::fsetxattr(fd, name.as_slice(), value, XattrFlags::empty()) {
                 Ok(()) => {}
@@ -675,7 +688,7 @@ impl Rootfs {
                     );
                 }
                 Err(err) => {
-                    return Err(UnpackError::Entry {
+                    return Err(ApplyError::Entry {
                         layer: st.layer.clone(),
                         entry: lossy(&e.name),
                         op: "set an extended attribute",
@@ -694,13 +707,13 @@ impl Rootfs {
         e: &Entry,
         dir: &OwnedFd,
         name: &[u8],
-    ) -> Result<(), UnpackError> {
+    ) -> Result<(), ApplyError> {
         if self.options.rootless {
             return Ok(());
         }
         let (uid, gid) = ids(st, e)?;
         rustix::fs::chownat(dir, name, Some(uid), Some(gid), AtFlags::SYMLINK_NOFOLLOW).map_err(
-            |err| UnpackError::Entry {
+            |err| ApplyError::Entry {
                 layer: st.layer.clone(),
                 entry: lossy(&e.name),
                 op: "set the owner",
@@ -717,7 +730,7 @@ impl Rootfs {
         e: &Entry,
         parent: &[&[u8]],
         target: &[u8],
-    ) -> Result<(), UnpackError> {
+    ) -> Result<(), ApplyError> {
         let mut key = parent.join(&b'/');
         if !key.is_empty() {
             key.push(b'/');
@@ -750,7 +763,7 @@ impl Rootfs {
 
     /// `.wh..wh..opq`: hide everything the lower layers put in the directory, keeping what this
     /// layer adds (before or after the marker).
-    fn opaque(&self, st: &mut LayerState, e: &Entry, parent: &[&[u8]]) -> Result<(), UnpackError> {
+    fn opaque(&self, st: &mut LayerState, e: &Entry, parent: &[&[u8]]) -> Result<(), ApplyError> {
         let key = parent.join(&b'/');
         let dir = self
             .root
@@ -762,8 +775,8 @@ impl Rootfs {
 }
 
 /// Names the layer's uid and gid as the kernel's types.
-fn ids(st: &LayerState, e: &Entry) -> Result<(rustix::fs::Uid, rustix::fs::Gid), UnpackError> {
-    let bad = || UnpackError::Entry {
+fn ids(st: &LayerState, e: &Entry) -> Result<(rustix::fs::Uid, rustix::fs::Gid), ApplyError> {
+    let bad = || ApplyError::Entry {
         layer: st.layer.clone(),
         entry: lossy(&e.name),
         op: "set the owner",
@@ -844,6 +857,16 @@ fn replace<T>(
     Ok(create()?)
 }
 
+/// Whether `media_type` names a tar layer (OCI image-spec `layer.md` and `media-types.md`,
+/// Docker's image manifest v2 schema 2), or is generic enough that the bytes must tell
+/// (`application/octet-stream`, none at all). A config or any other non-layer type is refused.
+fn is_layer_media_type(media_type: &str) -> bool {
+    matches!(
+        media_type.trim(),
+        "" | "application/octet-stream" | "application/x-tar"
+    ) || Compression::from_media_type(media_type).is_some()
+}
+
 /// The process umask, from /proc (reading it with umask(2) would change it for every thread
 /// for a moment); `None` when it cannot be read, and then every mode is set explicitly.
 fn read_umask() -> Option<u32> {
@@ -895,8 +918,8 @@ impl LayerState {
         }
     }
 
-    fn entry_err(&self, e: &Entry, op: &'static str, source: io::Error) -> UnpackError {
-        UnpackError::Entry {
+    fn entry_err(&self, e: &Entry, op: &'static str, source: io::Error) -> ApplyError {
+        ApplyError::Entry {
             layer: self.layer.clone(),
             entry: lossy(&e.name),
             op,
@@ -921,7 +944,7 @@ impl LayerState {
         parent: &[&[u8]],
         key: &[u8],
         e: &Entry,
-    ) -> Result<(Vec<u8>, ParentDir), UnpackError> {
+    ) -> Result<(Vec<u8>, ParentDir), ApplyError> {
         let pkey = parent.join(&b'/');
         if let Some((ck, _)) = &self.cached {
             // An entry at the cached directory or above it may replace what the path names.
@@ -1010,7 +1033,7 @@ impl LayerState {
 
     /// Sets the deferred directories' modes (rootless) and mtimes, now that nothing more is
     /// written into them. A path that is no longer a directory is skipped.
-    fn finish_dirs(&mut self, root: &SafeRoot, rootless: bool) -> Result<(), UnpackError> {
+    fn finish_dirs(&mut self, root: &SafeRoot, rootless: bool) -> Result<(), ApplyError> {
         self.cached = None;
         let deferred = std::mem::take(&mut self.deferred);
         for d in deferred.iter().rev() {
@@ -1026,7 +1049,7 @@ impl LayerState {
                     Err(e) => Err(e),
                 },
             };
-            let err = |op: &'static str, source: io::Error| UnpackError::Entry {
+            let err = |op: &'static str, source: io::Error| ApplyError::Entry {
                 layer: self.layer.clone(),
                 entry: lossy(&d.path),
                 op,
@@ -1114,5 +1137,30 @@ mod tests {
         assert_eq!(c("a/../../x"), Err(Refusal::Escapes));
         assert_eq!(c("/.."), Err(Refusal::Escapes));
         assert_eq!(clean(b"a\0b"), Err(Refusal::BadName));
+    }
+
+    #[test]
+    fn layer_media_types_and_others() {
+        for mt in [
+            "application/vnd.oci.image.layer.v1.tar",
+            "application/vnd.oci.image.layer.v1.tar+gzip",
+            "application/vnd.oci.image.layer.v1.tar+zstd",
+            "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
+            "application/vnd.docker.image.rootfs.diff.tar.gzip",
+            "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
+            "application/vnd.docker.image.rootfs.diff.tar",
+            "application/octet-stream",
+            "",
+        ] {
+            assert!(is_layer_media_type(mt), "{mt}");
+        }
+        for mt in [
+            "application/vnd.oci.image.config.v1+json",
+            "application/vnd.oci.image.manifest.v1+json",
+            "application/vnd.oci.image.layer.v1.tar+bzip2",
+            "text/plain",
+        ] {
+            assert!(!is_layer_media_type(mt), "{mt}");
+        }
     }
 }

@@ -1,5 +1,7 @@
 //! An OCI runtime bundle built where a failure cannot leave a half-made one: everything goes into
-//! a temporary directory beside BUNDLE, renamed into place only when complete. A temporary
+//! a temporary directory beside BUNDLE, renamed into place only when complete. A rootfs-only
+//! build (`ferry unpack --rootfs-only`) is the same with the temporary directory as the root
+//! filesystem itself and no `config.json`. A temporary
 //! directory has a lock file beside it, held (flock) while its unpack runs; the next unpack to
 //! the same parent removes any whose lock it can take, i.e. whose process died (killed, power
 //! loss). Nothing without ferry's name pattern and lock is ever removed.
@@ -10,8 +12,9 @@ use std::path::{Path, PathBuf};
 
 use rustix::fs::FlockOperation;
 
-use super::{LayerStats, Rootfs, UnpackError, UnpackOptions, runtime_config};
+use super::{ApplyError, ApplyOptions, LayerStats, Rootfs, runtime_config};
 use crate::digest::Digest;
+use crate::policy::Admission;
 
 /// The marker in a temporary directory's name; its lock file adds [`LOCK_SUFFIX`].
 const TMP_MARK: &str = ".ferry-unpack-";
@@ -26,6 +29,7 @@ pub struct BundleBuilder {
     _lock: File,
     rootfs: Option<Rootfs>,
     rootless: bool,
+    rootfs_only: bool,
     layers: Vec<LayerStats>,
     removed: Vec<PathBuf>,
     done: bool,
@@ -45,24 +49,49 @@ pub struct BundleReport {
     pub removed_leftovers: Vec<PathBuf>,
 }
 
-fn io_err(path: &Path, op: &'static str) -> impl FnOnce(std::io::Error) -> UnpackError {
+fn io_err(path: &Path, op: &'static str) -> impl FnOnce(std::io::Error) -> ApplyError {
     let path = path.to_path_buf();
-    move |source| UnpackError::Io { path, op, source }
+    move |source| ApplyError::Io { path, op, source }
 }
 
 impl BundleBuilder {
-    /// Starts a bundle at `bundle`, which must not exist or be an empty directory. Removes the
-    /// leftovers of killed unpacks beside it first.
-    pub fn create(bundle: &Path, options: UnpackOptions) -> Result<BundleBuilder, UnpackError> {
+    /// Starts a bundle (`rootfs/` and `config.json`) at `bundle`, which must not exist or be
+    /// an empty directory, for an image the gate admitted (`admission` is the gate's proof, see
+    /// [`Rootfs::open`]). Removes the leftovers of killed unpacks beside it first.
+    pub fn create(
+        bundle: &Path,
+        options: ApplyOptions,
+        admission: &Admission,
+    ) -> Result<BundleBuilder, ApplyError> {
+        BundleBuilder::start(bundle, options, admission, false)
+    }
+
+    /// Starts a root filesystem alone at `dir` (the layers applied into `dir` itself, no
+    /// `config.json`), with the same rules as [`BundleBuilder::create`]: `dir` must not exist
+    /// or be empty, and appears only when [`BundleBuilder::finish`] succeeds.
+    pub fn create_rootfs(
+        dir: &Path,
+        options: ApplyOptions,
+        admission: &Admission,
+    ) -> Result<BundleBuilder, ApplyError> {
+        BundleBuilder::start(dir, options, admission, true)
+    }
+
+    fn start(
+        bundle: &Path,
+        options: ApplyOptions,
+        admission: &Admission,
+        rootfs_only: bool,
+    ) -> Result<BundleBuilder, ApplyError> {
         let (parent, name) = split(bundle)?;
         if let Ok(mut entries) = std::fs::read_dir(bundle) {
             if entries.next().is_some() {
-                return Err(UnpackError::BundleExists {
+                return Err(ApplyError::BundleExists {
                     path: bundle.to_path_buf(),
                 });
             }
         } else if std::fs::symlink_metadata(bundle).is_ok() {
-            return Err(UnpackError::BundleExists {
+            return Err(ApplyError::BundleExists {
                 path: bundle.to_path_buf(),
             });
         }
@@ -89,21 +118,26 @@ impl BundleBuilder {
             _lock: lock,
             rootfs: None,
             rootless: options.rootless,
+            rootfs_only,
             layers: Vec::new(),
             removed,
             done: false,
         };
         std::fs::create_dir(&tmp).map_err(io_err(&tmp, "create the temporary bundle"))?;
-        let rootfs_path = tmp.join("rootfs");
-        std::fs::create_dir(&rootfs_path)
-            .map_err(io_err(&rootfs_path, "create the rootfs directory"))?;
+        let rootfs_path = if rootfs_only {
+            tmp.clone()
+        } else {
+            let p = tmp.join("rootfs");
+            std::fs::create_dir(&p).map_err(io_err(&p, "create the rootfs directory"))?;
+            p
+        };
         // The rootfs is the container's `/`: 0755 like umoci's (create_dir applied the umask).
         std::fs::set_permissions(
             &rootfs_path,
             std::os::unix::fs::PermissionsExt::from_mode(0o755),
         )
         .map_err(io_err(&rootfs_path, "set the rootfs mode"))?;
-        builder.rootfs = Some(Rootfs::open(&rootfs_path, options)?);
+        builder.rootfs = Some(Rootfs::open(&rootfs_path, options, admission)?);
         Ok(builder)
     }
 
@@ -114,19 +148,19 @@ impl BundleBuilder {
         media_type: &str,
         expected: &Digest,
         label: &str,
-    ) -> Result<&LayerStats, UnpackError> {
+    ) -> Result<&LayerStats, ApplyError> {
         let rootfs = self.rootfs_mut()?;
         let stats = rootfs.apply_layer(reader, media_type, expected, label)?;
         self.layers.push(stats);
         self.layers
             .last()
-            .ok_or_else(|| UnpackError::Config("no layer recorded".to_string()))
+            .ok_or_else(|| ApplyError::Config("no layer recorded".to_string()))
     }
 
-    fn rootfs_mut(&mut self) -> Result<&mut Rootfs, UnpackError> {
+    fn rootfs_mut(&mut self) -> Result<&mut Rootfs, ApplyError> {
         self.rootfs
             .as_mut()
-            .ok_or_else(|| UnpackError::Config("the bundle's rootfs is not open".to_string()))
+            .ok_or_else(|| ApplyError::Config("the bundle's rootfs is not open".to_string()))
     }
 
     /// The rootfs being filled (to read from it, e.g. for checks before finishing).
@@ -135,30 +169,33 @@ impl BundleBuilder {
     }
 
     /// Writes `config.json` made from the image config (JSON bytes) and renames the bundle into
-    /// place. The bundle exists only after this returns Ok.
-    pub fn finish(mut self, image_config: &[u8]) -> Result<BundleReport, UnpackError> {
+    /// place. The bundle exists only after this returns Ok. A rootfs-only build writes no
+    /// `config.json` (and does not read `image_config`).
+    pub fn finish(mut self, image_config: &[u8]) -> Result<BundleReport, ApplyError> {
         let rootfs = self
             .rootfs
             .as_ref()
-            .ok_or_else(|| UnpackError::Config("the bundle's rootfs is not open".to_string()))?;
-        let spec = runtime_config(image_config, rootfs, self.rootless)?;
+            .ok_or_else(|| ApplyError::Config("the bundle's rootfs is not open".to_string()))?;
         let openat2 = rootfs.uses_openat2();
-        let config_path = self.tmp.join("config.json");
-        let mut bytes = serde_json::to_vec_pretty(&spec)
-            .map_err(|e| UnpackError::Config(format!("cannot serialise config.json: {e}")))?;
-        bytes.push(b'\n');
-        let mut f =
-            File::create(&config_path).map_err(io_err(&config_path, "write config.json"))?;
-        f.write_all(&bytes)
-            .and_then(|()| f.sync_all())
-            .map_err(io_err(&config_path, "write config.json"))?;
+        if !self.rootfs_only {
+            let spec = runtime_config(image_config, rootfs, self.rootless)?;
+            let config_path = self.tmp.join("config.json");
+            let mut bytes = serde_json::to_vec_pretty(&spec)
+                .map_err(|e| ApplyError::Config(format!("cannot serialise config.json: {e}")))?;
+            bytes.push(b'\n');
+            let mut f =
+                File::create(&config_path).map_err(io_err(&config_path, "write config.json"))?;
+            f.write_all(&bytes)
+                .and_then(|()| f.sync_all())
+                .map_err(io_err(&config_path, "write config.json"))?;
+        }
         // Close the root's handle before the rename.
         self.rootfs = None;
         // An empty directory at BUNDLE is replaced by rename(2); anything else makes it fail.
         std::fs::rename(&self.tmp, &self.bundle).map_err(|e| {
             if matches!(e.raw_os_error(), Some(c) if c == rustix::io::Errno::NOTEMPTY.raw_os_error() || c == rustix::io::Errno::EXIST.raw_os_error())
             {
-                UnpackError::BundleExists {
+                ApplyError::BundleExists {
                     path: self.bundle.clone(),
                 }
             } else {
@@ -186,12 +223,20 @@ impl Drop for BundleBuilder {
     }
 }
 
+/// The directory BUNDLE is made in (`.` for a bare name): where its temporaries go.
+pub(crate) fn parent_of(bundle: &Path) -> PathBuf {
+    match bundle.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
 /// BUNDLE's parent (`.` for a bare name) and its last component.
-fn split(bundle: &Path) -> Result<(PathBuf, String), UnpackError> {
+fn split(bundle: &Path) -> Result<(PathBuf, String), ApplyError> {
     let name = bundle
         .file_name()
         .and_then(|n| n.to_str())
-        .ok_or_else(|| UnpackError::Io {
+        .ok_or_else(|| ApplyError::Io {
             path: bundle.to_path_buf(),
             op: "name the bundle",
             source: std::io::Error::new(
@@ -200,15 +245,11 @@ fn split(bundle: &Path) -> Result<(PathBuf, String), UnpackError> {
             ),
         })?
         .to_string();
-    let parent = match bundle.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    Ok((parent, name))
+    Ok((parent_of(bundle), name))
 }
 
 /// Removes `.{name}.ferry-unpack-*` directories in `parent` whose lock file nobody holds.
-fn remove_leftovers(parent: &Path, name: &str) -> Result<Vec<PathBuf>, UnpackError> {
+fn remove_leftovers(parent: &Path, name: &str) -> Result<Vec<PathBuf>, ApplyError> {
     let prefix = format!(".{name}{TMP_MARK}");
     let mut removed = Vec::new();
     let entries = std::fs::read_dir(parent).map_err(io_err(parent, "list the bundle's parent"))?;

@@ -10,7 +10,7 @@ use std::io::Read;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{Rootfs, UnpackError};
+use super::{ApplyError, Rootfs};
 use crate::limits::MAX_CONFIG_FILE;
 
 /// The PATH runc's default spec sets, added when the image's Env has none (conversion.md
@@ -80,9 +80,9 @@ pub fn runtime_config(
     image_config: &[u8],
     rootfs: &Rootfs,
     rootless: bool,
-) -> Result<Value, UnpackError> {
+) -> Result<Value, ApplyError> {
     let image: ImageConfig = serde_json::from_slice(image_config)
-        .map_err(|e| UnpackError::Config(format!("not a valid image config: {e}")))?;
+        .map_err(|e| ApplyError::Config(format!("not a valid image config: {e}")))?;
     let exec = image.config.unwrap_or_default();
 
     let user = resolve_user(exec.user.as_deref().unwrap_or(""), rootfs)?;
@@ -261,8 +261,8 @@ fn default_spec(process: Value, rootless: bool) -> Value {
 }
 
 /// Reads a small file of the image (e.g. /etc/passwd), inside the root; missing is empty.
-fn read_inside(rootfs: &Rootfs, path: &str) -> Result<String, UnpackError> {
-    let io = |e: std::io::Error| UnpackError::Io {
+fn read_inside(rootfs: &Rootfs, path: &str) -> Result<String, ApplyError> {
+    let io = |e: std::io::Error| ApplyError::Io {
         path: rootfs.path().join(path.trim_start_matches('/')),
         op: "read the image's user database",
         source: e,
@@ -275,7 +275,7 @@ fn read_inside(rootfs: &Rootfs, path: &str) -> Result<String, UnpackError> {
         .read_to_end(&mut bytes)
         .map_err(io)?;
     if bytes.len() as u64 > MAX_CONFIG_FILE {
-        return Err(UnpackError::Config(format!(
+        return Err(ApplyError::Config(format!(
             "{path} in the image is larger than {MAX_CONFIG_FILE} bytes"
         )));
     }
@@ -331,8 +331,8 @@ fn groups(text: &str) -> Vec<GroupEntry> {
 }
 
 /// `Config.User` (`user`, `uid`, `user:group`, `uid:gid`, ...) resolved in the root.
-fn resolve_user(spec: &str, rootfs: &Rootfs) -> Result<RuntimeUser, UnpackError> {
-    let err = |reason: String| UnpackError::User {
+fn resolve_user(spec: &str, rootfs: &Rootfs) -> Result<RuntimeUser, ApplyError> {
+    let err = |reason: String| ApplyError::User {
         user: spec.to_string(),
         reason,
     };
@@ -402,7 +402,7 @@ fn resolve_user(spec: &str, rootfs: &Rootfs) -> Result<RuntimeUser, UnpackError>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::unpack::UnpackOptions;
+    use crate::unpack::ApplyOptions;
 
     fn rootfs_with(passwd: &str, group: &str) -> (tempfile::TempDir, Rootfs) {
         let t = tempfile::tempdir().unwrap();
@@ -420,12 +420,37 @@ mod tests {
         link("../share/x/group", "usr/etc/group");
         link("../../lib/group-file", "usr/share/x/group");
         std::fs::write(t.path().join("usr/lib/group-file"), group).unwrap();
-        let o = UnpackOptions {
+        let o = ApplyOptions {
             rootless: true,
-            ..UnpackOptions::default()
+            ..ApplyOptions::default()
         };
-        let r = Rootfs::open(t.path(), o).unwrap();
+        let r = Rootfs::open(t.path(), o, admitted().admission()).unwrap();
         (t, r)
+    }
+
+    /// The gate's answer on an image under a policy that accepts anything: the proof a root
+    /// needs.
+    fn admitted() -> crate::policy::Admitted {
+        use crate::policy::{BundleIdentity, GateInput, ManifestRole, Policy, SignatureMode};
+        let policy = Policy::from_bytes(
+            br#"{"default":[{"type":"insecureAcceptAnything"}]}"#,
+            "/p.json",
+        )
+        .unwrap();
+        let image =
+            crate::reference::ImageReference::parse("docker://registry.example/app:1").unwrap();
+        let digest = crate::digest::Digest::sha256_of(b"{}");
+        let input = GateInput {
+            digest: &digest,
+            manifest: b"{}",
+            slots: &[],
+            role: ManifestRole::Image,
+            platform: None,
+            searched: &[],
+            bundles: BundleIdentity::Named,
+            attached_unreadable: &[],
+        };
+        crate::policy::gate(&policy, &image, SignatureMode::CopyAll, &[input]).unwrap()
     }
 
     const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\nalice:x:1000:1000::/home/alice:/bin/sh\n";
@@ -450,11 +475,11 @@ mod tests {
         assert_eq!((u.uid, u.gid), (0, 0));
         assert!(matches!(
             resolve_user("mallory", &r),
-            Err(UnpackError::User { .. })
+            Err(ApplyError::User { .. })
         ));
         assert!(matches!(
             resolve_user("alice:nogroup", &r),
-            Err(UnpackError::User { .. })
+            Err(ApplyError::User { .. })
         ));
     }
 
@@ -492,7 +517,7 @@ mod tests {
         );
         assert!(matches!(
             runtime_config(b"[1]", &r, false),
-            Err(UnpackError::Config(_))
+            Err(ApplyError::Config(_))
         ));
     }
 }

@@ -7,7 +7,7 @@
 //! `RESOLVE_IN_ROOT` where the kernel has it, a component-by-component `O_NOFOLLOW` walk
 //! otherwise), and every limit (bytes, entries) is a clean error, not a full disk.
 //!
-//! The pieces, bottom up: `decompress` (the layer's media type or magic to a decoder),
+//! The pieces, bottom up: the shared `compression` module (a layer's magic to a decoder),
 //! `tar_stream` (tar framing, PAX and GNU long names, with caps), `root` (the safe
 //! filesystem calls), `apply` (one layer's changeset onto a root: [`Rootfs`]), `config` (the
 //! image config to a runtime `config.json`) and `bundle` (a bundle built beside its final path
@@ -20,13 +20,13 @@
 mod apply;
 mod bundle;
 mod config;
-mod decompress;
 mod root;
 mod tar_stream;
 
 use std::path::PathBuf;
 
 pub use apply::{LayerStats, Rootfs, Warning, WarningKind};
+pub(crate) use bundle::parent_of;
 pub use bundle::{BundleBuilder, BundleReport};
 pub use config::{RuntimeUser, runtime_config};
 
@@ -47,17 +47,17 @@ pub enum Resolver {
     Walk,
 }
 
-/// Options of an unpack. `UnpackOptions::default()` reads no environment; see
-/// [`UnpackOptions::from_env`].
+/// Options of an unpack. `ApplyOptions::default()` reads no environment; see
+/// [`ApplyOptions::from_env`].
 #[derive(Debug, Clone)]
 #[non_exhaustive]
-pub struct UnpackOptions {
+pub struct ApplyOptions {
     /// As umoci's `--rootless`: files are owned by the caller (the layer's uid/gid are not
     /// applied), devices are skipped with a [`Warning`], and the runtime config maps the
     /// caller's uid to root in a user namespace. Without it, unpacking needs root.
     pub rootless: bool,
     /// The most bytes of uncompressed tar the whole unpack may read (headers, data, padding),
-    /// over all layers: a decompression bomb stops here with [`UnpackError::Limit`].
+    /// over all layers: a decompression bomb stops here with [`ApplyError::Limit`].
     pub max_bytes: u64,
     /// The most tar entries the whole unpack may apply, over all layers.
     pub max_entries: u64,
@@ -71,9 +71,9 @@ pub const DEFAULT_MAX_BYTES: u64 = 64 * 1024 * 1024 * 1024;
 /// a few hundred thousand files).
 pub const DEFAULT_MAX_ENTRIES: u64 = 4_000_000;
 
-impl Default for UnpackOptions {
+impl Default for ApplyOptions {
     fn default() -> Self {
-        UnpackOptions {
+        ApplyOptions {
             rootless: false,
             max_bytes: DEFAULT_MAX_BYTES,
             max_entries: DEFAULT_MAX_ENTRIES,
@@ -82,11 +82,11 @@ impl Default for UnpackOptions {
     }
 }
 
-impl UnpackOptions {
+impl ApplyOptions {
     /// The defaults, with `FERRY_UNPACK_RESOLVER=walk|openat2|auto` choosing the resolver (so a
     /// test of the CLI can force the fallback). An unknown value is ignored.
     pub fn from_env() -> Self {
-        let mut o = UnpackOptions::default();
+        let mut o = ApplyOptions::default();
         match std::env::var("FERRY_UNPACK_RESOLVER").as_deref() {
             Ok("walk") => o.resolver = Resolver::Walk,
             Ok("openat2") => o.resolver = Resolver::Openat2,
@@ -139,17 +139,17 @@ pub enum Refusal {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum LimitKind {
-    /// [`UnpackOptions::max_bytes`].
+    /// [`ApplyOptions::max_bytes`].
     Bytes,
-    /// [`UnpackOptions::max_entries`].
+    /// [`ApplyOptions::max_entries`].
     Entries,
 }
 
 impl std::fmt::Display for LimitKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
-            LimitKind::Bytes => "uncompressed bytes (UnpackOptions::max_bytes)",
-            LimitKind::Entries => "entries (UnpackOptions::max_entries)",
+            LimitKind::Bytes => "uncompressed bytes",
+            LimitKind::Entries => "entries",
         })
     }
 }
@@ -158,7 +158,7 @@ impl std::fmt::Display for LimitKind {
 /// one, the tar entry.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum UnpackError {
+pub enum ApplyError {
     /// An entry was refused for safety; nothing was written for it.
     #[error("{layer}: entry {entry:?} refused: {reason}")]
     Refused {
@@ -203,7 +203,7 @@ pub enum UnpackError {
         /// What the bytes hash to.
         actual: Digest,
     },
-    /// A cap of [`UnpackOptions`] was reached.
+    /// A cap of [`ApplyOptions`] was reached.
     #[error(
         "{layer}: more than {limit} {kind}: refusing to unpack further (a decompression bomb, or raise the limit for an image trusted to be this large)"
     )]
@@ -214,6 +214,16 @@ pub enum UnpackError {
         kind: LimitKind,
         /// The cap's value.
         limit: u64,
+    },
+    /// The layer is compressed in a way ferry does not read (bzip2, xz).
+    #[error(
+        "{layer}: the layer is {compression}-compressed; ferry unpacks tar, gzip and zstd layers"
+    )]
+    Compression {
+        /// The layer's label.
+        layer: String,
+        /// The compression its bytes show.
+        compression: String,
     },
     /// The layer's media type is not a tar layer ferry can decompress.
     #[error(
@@ -263,6 +273,29 @@ pub enum UnpackError {
         /// Why it cannot be resolved.
         reason: String,
     },
+}
+
+impl ApplyError {
+    /// What kind of failure this is: a refused, corrupt, oversized or mismatching layer and a
+    /// config that cannot be used are [`ErrorKind::Corrupt`](crate::error::ErrorKind::Corrupt)
+    /// (the image is at fault); a filesystem failure is `Io`; running without root, or onto a
+    /// bundle that exists, is `Config` (the caller must change how it runs).
+    pub fn kind(&self) -> crate::error::ErrorKind {
+        use crate::error::ErrorKind;
+        match self {
+            ApplyError::Refused { .. }
+            | ApplyError::Corrupt { .. }
+            | ApplyError::Digest { .. }
+            | ApplyError::Limit { .. }
+            | ApplyError::Config(_)
+            | ApplyError::User { .. } => ErrorKind::Corrupt,
+            ApplyError::Compression { .. }
+            | ApplyError::MediaType { .. }
+            | ApplyError::NoOpenat2(_) => ErrorKind::Unsupported,
+            ApplyError::Entry { .. } | ApplyError::Io { .. } => ErrorKind::Io,
+            ApplyError::NeedsRoot { .. } | ApplyError::BundleExists { .. } => ErrorKind::Config,
+        }
+    }
 }
 
 /// Bytes of a name as a string for messages.

@@ -11,6 +11,8 @@ including the hostile ones no well-behaved tool writes.
   gen.py hostile DIR OUTSIDE one blob per hostile layer aimed at the host directory OUTSIDE,
                              and DIR/hostile.json describing them
   gen.py many DIR N          one gzip layer of N small files in 100-file directories (tag "t")
+  gen.py big DIR N MIB       N gzip layers of MIB MiB each (1 MiB files of random bytes, which
+                             gzip cannot shrink) (tag "t")
 """
 
 import gzip
@@ -326,6 +328,19 @@ def many(out, n):
     write_layout(out, [(l.bytes(), "gzip")], {"Cmd": ["/bin/true"]})
 
 
+def big(out, n, mib):
+    import random
+    rnd = random.Random(26)
+    layers = []
+    for i in range(n):
+        l = Layer()
+        l.dir("layer%d" % i)
+        for j in range(mib):
+            l.file("layer%d/f%04d" % (i, j), rnd.randbytes(1 << 20))
+        layers.append((l.bytes(), "gzip"))
+    write_layout(out, layers, {"Cmd": ["/bin/true"]})
+
+
 if __name__ == "__main__":
     cmd = sys.argv[1]
     if cmd == "layout":
@@ -336,5 +351,7 @@ if __name__ == "__main__":
         hostile(sys.argv[2], sys.argv[3])
     elif cmd == "many":
         many(sys.argv[2], int(sys.argv[3]))
+    elif cmd == "big":
+        big(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
     else:
         sys.exit("unknown command " + cmd)

@@ -18,7 +18,7 @@ use serde::Serialize;
 use super::{Store, StoredSignature};
 use crate::digest::Digest;
 use crate::policy::SignatureMode;
-use crate::record::{Record, WrittenSignature};
+use crate::record::{Record, UnpackRecord, WrittenSignature};
 use crate::reference::{DockerReference, ImageReference};
 use crate::signature::decode::{Decoded, decode};
 use crate::transport::TransportError;
@@ -144,6 +144,9 @@ pub struct History {
     pub slots: Vec<SlotView>,
     /// Records of the same manifest made for other names, newest first. Not this name's.
     pub other_names: Vec<CopySummary>,
+    /// Every unpack of this name into a runtime bundle (`ferry unpack`), oldest first: where,
+    /// and under which verdict.
+    pub unpacks: Vec<UnpackRecord>,
     /// Record files that could not be read, with why.
     pub unreadable_records: Vec<String>,
     #[serde(skip)]
@@ -177,6 +180,15 @@ pub fn history(store: &Store, name: &DockerReference) -> Result<History, Forensi
     }
     own.sort_by(|a, b| a.time.cmp(&b.time));
     others.sort_by(|a, b| b.time.cmp(&a.time));
+    let mut unpacks = Vec::new();
+    for r in store.unpack_records(&digest)? {
+        match r.record {
+            Ok(rec) if rec.source == me => unpacks.push(rec),
+            Ok(_) => {}
+            Err(e) => unreadable_records.push(format!("{}: {e}", r.path.display())),
+        }
+    }
+    unpacks.sort_by(|a, b| a.time.cmp(&b.time));
     let newest = own.last();
     let find = |w: &WrittenSignature| stored.iter().find(|s| s.digest == w.digest);
     let mut slots = Vec::new();
@@ -252,6 +264,7 @@ pub fn history(store: &Store, name: &DockerReference) -> Result<History, Forensi
         last_copy: newest.map(CopySummary::of),
         slots,
         other_names: others.iter().map(CopySummary::of).collect(),
+        unpacks,
         unreadable_records,
         own,
         stored,

@@ -6,7 +6,9 @@
 //!   received, under any name; a copy adds the ones the store does not have yet and never
 //!   removes one, so the evidence of an earlier pull survives a later one;
 //! - `records/sha256-HEX/TIME.json`: one record per copy into the store, naming the name it was
-//!   made for and (by sha256) the signatures that copy wrote.
+//!   made for and (by sha256) the signatures that copy wrote;
+//! - `records/sha256-HEX/unpacked/TIME.json`: one record per unpack of the image into a runtime
+//!   bundle (`ferry unpack store:NAME`): where, and under which verdict.
 //!
 //! Reading `store:NAME` gives the signatures of NAME's newest record, so two names that share
 //! a manifest each keep the signatures that arrived with them.
@@ -111,7 +113,7 @@ impl Transport for StoreTransport {
         }
     }
 }
-use crate::record::{Record, RecordError};
+use crate::record::{Record, RecordError, UnpackRecord};
 use crate::reference::DockerReference;
 use crate::signature::{SignatureSlot, SlotReadError, SlotReadErrorKind};
 
@@ -260,21 +262,7 @@ impl Store {
     }
 
     fn records_in(&self, dir: &Path) -> Result<Vec<StoredRecord>> {
-        let dir = dir.to_path_buf();
-        let mut paths: Vec<PathBuf> = match std::fs::read_dir(&dir) {
-            Ok(rd) => rd
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.extension().is_some_and(|x| x == "json"))
-                .filter(|p| {
-                    !p.file_name()
-                        .is_some_and(|n| n.to_string_lossy().starts_with(TEMP_PREFIX))
-                })
-                .collect(),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => vec![],
-            Err(e) => return Err(TransportError::io(&dir, e)),
-        };
-        paths.sort();
-        paths
+        record_files(dir)?
             .into_iter()
             .map(|p| {
                 let bytes = fsutil::read_capped(&p, fsutil::MAX_CONFIG_FILE)?;
@@ -456,6 +444,74 @@ impl Store {
             out.push(a);
         }
         Ok((out, errors))
+    }
+}
+
+/// The record files (`*.json`, no temporaries) in `dir`, sorted (oldest first: they are named by
+/// time); none when `dir` does not exist.
+fn record_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut paths: Vec<PathBuf> = match std::fs::read_dir(dir) {
+        Ok(rd) => rd
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "json"))
+            .filter(|p| {
+                !p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with(TEMP_PREFIX))
+            })
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => vec![],
+        Err(e) => return Err(TransportError::io(dir, e)),
+    };
+    paths.sort();
+    Ok(paths)
+}
+
+/// The directory under `records/sha256-HEX/` that keeps the records of unpacks.
+const UNPACKED_DIR: &str = "unpacked";
+
+/// A stored unpack record: its file, and the record or why it cannot be read.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct StoredUnpackRecord {
+    /// The file.
+    pub path: PathBuf,
+    /// The record.
+    pub record: std::result::Result<UnpackRecord, RecordError>,
+}
+
+impl Store {
+    /// Adds the record of an unpack of manifest `digest` (the bundle is in place): written
+    /// beside its final name and renamed, under the store's lock. Returns the record's path.
+    pub async fn add_unpack_record(
+        &self,
+        _admission: &Admission,
+        digest: &Digest,
+        record: &UnpackRecord,
+    ) -> Result<PathBuf> {
+        let root = self.layout.root().to_path_buf();
+        let _lock = FileLock::acquire(root.join(LOCK_FILE)).await?;
+        let dir = self.records_dir(digest).join(UNPACKED_DIR);
+        // The session's temporaries (and its lock) live in this directory alone.
+        let session = TempSession::start(&dir, 0)?;
+        let time = chrono::Utc::now().format("%Y%m%dT%H%M%S%.6fZ").to_string();
+        let path = dir.join(format!("{time}.json"));
+        fsutil::write_atomic_with(&path, &record.to_json(), &session.prefix())?;
+        Ok(path)
+    }
+
+    /// The records of every unpack of manifest `digest` (from any name), oldest first; a
+    /// record that cannot be parsed is in the list with its error.
+    pub fn unpack_records(&self, digest: &Digest) -> Result<Vec<StoredUnpackRecord>> {
+        record_files(&self.records_dir(digest).join(UNPACKED_DIR))?
+            .into_iter()
+            .map(|p| {
+                let bytes = fsutil::read_capped(&p, fsutil::MAX_CONFIG_FILE)?;
+                Ok(StoredUnpackRecord {
+                    record: UnpackRecord::from_json(&bytes),
+                    path: p,
+                })
+            })
+            .collect()
     }
 }
 
