@@ -694,9 +694,7 @@ impl StorageDestination {
         layers.put(store::layer_record(id, parent, &staged.info));
         layers.save(lock)?;
         self.store.install_layer(id, parent, &staged.dir)?;
-        let ts = self.store.tar_split_path(id);
-        std::fs::rename(&staged.tar_split, &ts).map_err(|e| TransportError::io(&ts, e))?;
-        store::set_mode(&ts, 0o600)?;
+        store::move_file(&staged.tar_split, &self.store.tar_split_path(id), 0o600)?;
         fsutil::sync_dir(&self.store.driver_home());
         fsutil::sync_dir(&self.store.layers_dir());
         layers.complete(id);

@@ -100,10 +100,14 @@ impl Store {
         self.layers_dir().join(format!("{id}.tar-split.gz"))
     }
 
-    /// Where ferry stages layers before they join the store (the same filesystem, so a rename
-    /// moves them in).
+    /// Where ferry stages layers before they join the store: inside the driver's directory,
+    /// which podman bind-mounts on itself (so a rename from anywhere else fails with EXDEV),
+    /// as containers/storage's own `overlay/staging`.
     pub fn staging_dir(&self) -> PathBuf {
-        self.spec.graph_root.join("ferry-staging")
+        match self.driver {
+            Driver::Overlay => self.driver_home().join("ferry-staging"),
+            Driver::Vfs => self.spec.graph_root.join("vfs/ferry-staging"),
+        }
     }
 
     /// The write lock of the layer records.
@@ -230,6 +234,29 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// Moves a file by a rename, or (across mounts) by a copy renamed into place.
+pub fn move_file(from: &Path, to: &Path, mode: u32) -> Result<()> {
+    match std::fs::rename(from, to) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::XDEV.raw_os_error()) => {
+            let dir = to.parent().unwrap_or(Path::new("."));
+            let tmp = tempfile::Builder::new()
+                .prefix(".tmp-")
+                .tempfile_in(dir)
+                .map_err(|e| TransportError::io(dir, e))?;
+            std::fs::copy(from, tmp.path()).map_err(|e| TransportError::io(to, e))?;
+            tmp.as_file()
+                .sync_all()
+                .map_err(|e| TransportError::io(to, e))?;
+            tmp.persist(to)
+                .map_err(|e| TransportError::io(to, e.error))?;
+            let _ = std::fs::remove_file(from);
+        }
+        Err(e) => return Err(TransportError::io(to, e)),
+    }
+    set_mode(to, mode)
 }
 
 /// Sets a path's permission bits.
