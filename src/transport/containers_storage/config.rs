@@ -28,7 +28,7 @@ struct ConfFile {
     storage: ConfStorage,
 }
 
-#[derive(serde::Deserialize, Default)]
+#[derive(serde::Deserialize, Default, Debug)]
 struct ConfStorage {
     #[serde(default)]
     driver: Option<String>,

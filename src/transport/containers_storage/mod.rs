@@ -425,7 +425,7 @@ impl StorageDestination {
         // Big-data items, as containers/image's storage destination writes them.
         let mut items: Vec<(String, Vec<u8>, Digest)> = Vec::new();
         let mut data: Vec<_> = st.data.iter().collect();
-        data.sort_by(|a, b| a.0.to_string().cmp(&b.0.to_string()));
+        data.sort_by_key(|a| a.0.to_string());
         for (digest, bytes) in data {
             items.push((digest.to_string(), bytes.to_vec(), Digest::sha256_of(bytes)));
         }
