@@ -224,6 +224,17 @@ impl World {
         dest
     }
 
+    /// ferry pulls `src` (HOST/name) from the registry into `store` under the same name.
+    fn pull(&self, src: &str, store: &Store) -> Run {
+        self.ferry(&[
+            "copy",
+            "--src-tls-verify=false",
+            &format!("docker://{src}"),
+            &store.reference(src),
+        ])
+        .ok()
+    }
+
     fn ferry(&self, args: &[&str]) -> Run {
         let mut all = vec![args[0], "--policy", self.policy.to_str().unwrap()];
         all.extend(&args[1..]);
@@ -285,6 +296,14 @@ impl Store {
         run(&mut self.podman_cmd(args))
     }
 
+    /// The store's layer records.
+    fn layers(&self) -> Value {
+        let p = self
+            .root
+            .join(format!("{}-layers/layers.json", self.driver));
+        serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
+    }
+
     fn inspect(&self, name: &str) -> Value {
         let out = self.podman(&["image", "inspect", name]).ok();
         let v: Value = serde_json::from_str(&out.stdout).unwrap();
@@ -337,13 +356,7 @@ fn podman_reads_what_ferry_pulled(driver: &'static str) {
     let image = whiteout_image(driver);
     let src = w.push(&image, "ferry/wh:1");
     let store = Store::new(&w, "s", driver);
-    w.ferry(&[
-        "copy",
-        "--src-tls-verify=false",
-        &format!("docker://{src}"),
-        &store.reference(&src),
-    ])
-    .ok();
+    w.pull(&src, &store);
 
     let images = store
         .podman(&["images", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}"])
@@ -433,18 +446,9 @@ fn layers_already_in_the_store_are_reused() {
     let (src_a, src_b) = (w.push(&a, "ferry/a:1"), w.push(&b, "ferry/b:1"));
     let store = Store::new(&w, "s", "overlay");
     for src in [&src_a, &src_b] {
-        w.ferry(&[
-            "copy",
-            "--src-tls-verify=false",
-            &format!("docker://{src}"),
-            &store.reference(src),
-        ])
-        .ok();
+        w.pull(src, &store);
     }
-    let layers: Value = serde_json::from_slice(
-        &std::fs::read(store.root.join("overlay-layers/layers.json")).unwrap(),
-    )
-    .unwrap();
+    let layers = store.layers();
     // Layers 1 and 2 are shared; each image has its own third layer.
     assert_eq!(layers.as_array().unwrap().len(), 4, "{layers}");
     for src in [&src_a, &src_b] {
@@ -452,17 +456,8 @@ fn layers_already_in_the_store_are_reused() {
         assert!(Path::new(m.stdout.trim()).join("bin/busybox").is_file());
     }
     // Pulled again: nothing new.
-    w.ferry(&[
-        "copy",
-        "--src-tls-verify=false",
-        &format!("docker://{src_a}"),
-        &store.reference(&src_a),
-    ])
-    .ok();
-    let layers2: Value = serde_json::from_slice(
-        &std::fs::read(store.root.join("overlay-layers/layers.json")).unwrap(),
-    )
-    .unwrap();
+    w.pull(&src_a, &store);
+    let layers2 = store.layers();
     assert_eq!(layers2.as_array().unwrap().len(), 4);
 }
 
@@ -552,13 +547,7 @@ fn skopeo_and_ferry_share_stores() {
 
     for driver in ["overlay", "vfs"] {
         let by_ferry = Store::new(&w, &format!("fe-{driver}"), driver);
-        w.ferry(&[
-            "copy",
-            "--src-tls-verify=false",
-            &format!("docker://{src}"),
-            &by_ferry.reference(&src),
-        ])
-        .ok();
+        w.pull(&src, &by_ferry);
         let raw = w
             .skopeo(&["inspect", "--raw", &by_ferry.reference(&src)])
             .ok();
@@ -632,13 +621,7 @@ fn kill_9_mid_pull_leaves_a_store_podman_reads() {
     let store = Store::new(&w, "s", "overlay");
     let first = plain_image("before");
     let src_first = w.push(&first, "ferry/first:1");
-    w.ferry(&[
-        "copy",
-        "--src-tls-verify=false",
-        &format!("docker://{src_first}"),
-        &store.reference(&src_first),
-    ])
-    .ok();
+    w.pull(&src_first, &store);
 
     let image = whiteout_image("killed");
     let src = w.push(&image, "ferry/killed:1");
@@ -708,13 +691,7 @@ fn kill_9_mid_pull_leaves_a_store_podman_reads() {
     std::fs::write(&layers_json, serde_json::to_vec(&layers).unwrap()).unwrap();
     std::fs::create_dir_all(store.root.join("overlay").join(&dead).join("diff")).unwrap();
 
-    w.ferry(&[
-        "copy",
-        "--src-tls-verify=false",
-        &format!("docker://{src}"),
-        &store.reference(&src),
-    ])
-    .ok();
+    w.pull(&src, &store);
     let leftovers: Vec<_> = std::fs::read_dir(&staging).unwrap().collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
     let layers: Value = serde_json::from_slice(&std::fs::read(&layers_json).unwrap()).unwrap();

@@ -54,10 +54,7 @@ impl Transport for ContainersStorageTransport {
         reference: &ImageReference,
         _options: &TransportOptions,
     ) -> Result<Box<dyn ImageSource>> {
-        let own = registry::own::<Reference>(reference)?.clone();
-        let reference = reference.clone();
-        let src = blocking(move || StorageSource::open(reference, own)).await?;
-        Ok(Box::new(src))
+        Ok(Box::new(opened(reference, StorageSource::open).await?))
     }
     async fn open_destination(
         &self,
@@ -65,10 +62,7 @@ impl Transport for ContainersStorageTransport {
         reference: &ImageReference,
         _options: &TransportOptions,
     ) -> Result<Box<dyn ImageDestination>> {
-        let own = registry::own::<Reference>(reference)?.clone();
-        let reference = reference.clone();
-        let dst = blocking(move || StorageDestination::open(reference, own)).await?;
-        Ok(Box::new(dst))
+        Ok(Box::new(opened(reference, StorageDestination::open).await?))
     }
     async fn present(
         &self,
@@ -90,6 +84,16 @@ impl Transport for ContainersStorageTransport {
         })
         .await
     }
+}
+
+/// Opens `reference` (one of this transport's) with `open`, on a blocking thread.
+async fn opened<T: Send + 'static>(
+    reference: &ImageReference,
+    open: fn(ImageReference, Reference) -> Result<T>,
+) -> Result<T> {
+    let own = registry::own::<Reference>(reference)?.clone();
+    let reference = reference.clone();
+    blocking(move || open(reference, own)).await
 }
 
 /// Runs blocking store work on tokio's blocking threads.

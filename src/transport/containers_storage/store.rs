@@ -335,12 +335,57 @@ fn str_field<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
     v.get(key).and_then(Value::as_str)
 }
 
-/// The layer records (`layers.json`), read under the layers lock.
-pub struct Layers {
+/// A JSON file of records (`layers.json`, `images.json`), read and written under its lock.
+pub struct Records<K> {
     path: PathBuf,
     /// The records, in file order.
     pub list: Vec<Value>,
+    kind: std::marker::PhantomData<K>,
 }
+
+impl<K> Records<K> {
+    fn read(path: PathBuf) -> Result<Records<K>> {
+        Ok(Records {
+            list: read_array(&path)?,
+            path,
+            kind: std::marker::PhantomData,
+        })
+    }
+
+    /// Adds a record, or replaces the one with the same ID.
+    pub fn put(&mut self, record: Value) {
+        let id = str_field(&record, "id").map(str::to_string);
+        if let Some(old) = self
+            .list
+            .iter_mut()
+            .find(|v| str_field(v, "id").map(str::to_string) == id)
+        {
+            *old = record;
+        } else {
+            self.list.push(record);
+        }
+    }
+
+    /// Writes the records back (atomically) and records the change in the lock file.
+    pub fn save(&self, lock: &Held) -> Result<()> {
+        let bytes = serde_json::to_vec(&self.list).map_err(|e| TransportError::InvalidLayout {
+            path: self.path.clone(),
+            why: e.to_string(),
+        })?;
+        write_file(&self.path, &bytes, 0o600)?;
+        lock.touch()
+    }
+}
+
+/// Marks [`Records`] of layers.
+pub struct LayerKind;
+/// Marks [`Records`] of images.
+pub struct ImageKind;
+
+/// The layer records (`layers.json`), read under the layers lock.
+pub type Layers = Records<LayerKind>;
+/// The image records (`images.json`), read under the images lock.
+pub type Images = Records<ImageKind>;
 
 /// What ferry needs of a layer record.
 #[derive(Debug, Clone)]
@@ -381,11 +426,7 @@ fn incomplete(v: &Value) -> bool {
 impl Layers {
     /// Reads the records of `store`.
     pub fn load(store: &Store) -> Result<Layers> {
-        let path = store.layers_dir().join("layers.json");
-        Ok(Layers {
-            list: read_array(&path)?,
-            path,
-        })
+        Records::read(store.layers_dir().join("layers.json"))
     }
 
     /// Removes the layers a killed writer left flagged incomplete, as containers/storage does
@@ -428,20 +469,6 @@ impl Layers {
             .collect()
     }
 
-    /// Adds a record, or replaces the one with the same ID.
-    pub fn put(&mut self, record: Value) {
-        let id = str_field(&record, "id").map(str::to_string);
-        if let Some(old) = self
-            .list
-            .iter_mut()
-            .find(|v| str_field(v, "id").map(str::to_string) == id)
-        {
-            *old = record;
-        } else {
-            self.list.push(record);
-        }
-    }
-
     /// Clears the incomplete flag of `id`.
     pub fn complete(&mut self, id: &str) {
         for v in &mut self.list {
@@ -456,16 +483,6 @@ impl Layers {
                 }
             }
         }
-    }
-
-    /// Writes the records back (atomically) and records the change in the lock file.
-    pub fn save(&self, lock: &Held) -> Result<()> {
-        let bytes = serde_json::to_vec(&self.list).map_err(|e| TransportError::InvalidLayout {
-            path: self.path.clone(),
-            why: e.to_string(),
-        })?;
-        write_file(&self.path, &bytes, 0o600)?;
-        lock.touch()
     }
 }
 
@@ -522,13 +539,6 @@ pub fn now_rfc3339() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
 }
 
-/// The image records (`images.json`), read under the images lock.
-pub struct Images {
-    path: PathBuf,
-    /// The records, in file order.
-    pub list: Vec<Value>,
-}
-
 /// The file name containers/storage gives a big-data item: the key itself when it is made of
 /// `[.0-9a-z]`, else `=` and its base64.
 pub fn big_data_file(key: &str) -> String {
@@ -546,11 +556,7 @@ pub fn big_data_file(key: &str) -> String {
 impl Images {
     /// Reads the records of `store`.
     pub fn load(store: &Store) -> Result<Images> {
-        let path = store.images_dir().join("images.json");
-        Ok(Images {
-            list: read_array(&path)?,
-            path,
-        })
+        Records::read(store.images_dir().join("images.json"))
     }
 
     /// The record of image `id`.
@@ -617,30 +623,6 @@ impl Images {
                 h.insert(0, json!(name));
             }
         }
-    }
-
-    /// Adds a record, or replaces the one with the same ID.
-    pub fn put(&mut self, record: Value) {
-        let id = str_field(&record, "id").map(str::to_string);
-        if let Some(old) = self
-            .list
-            .iter_mut()
-            .find(|v| str_field(v, "id").map(str::to_string) == id)
-        {
-            *old = record;
-        } else {
-            self.list.push(record);
-        }
-    }
-
-    /// Writes the records back (atomically) and records the change in the lock file.
-    pub fn save(&self, lock: &Held) -> Result<()> {
-        let bytes = serde_json::to_vec(&self.list).map_err(|e| TransportError::InvalidLayout {
-            path: self.path.clone(),
-            why: e.to_string(),
-        })?;
-        write_file(&self.path, &bytes, 0o600)?;
-        lock.touch()
     }
 }
 
