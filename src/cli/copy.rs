@@ -94,7 +94,8 @@ impl ModeArgs {
 /// was.
 ///
 /// References: docker://HOST/REPO[:TAG|@DIGEST] (a registry), oci:PATH[:NAME] (an OCI image
-/// layout), dir:PATH (a containers directory, as skopeo writes), store:REF (ferry's store).
+/// layout), dir:PATH (a containers directory, as skopeo writes), store:REF (ferry's store),
+/// containers-storage:[[DRIVER@ROOT[+RUNROOT]]]NAME (podman's and CRI-O's store).
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Signature modes (--signatures):
   copy-all           every signature slot must be readable; all are copied byte for byte (default)

@@ -87,6 +87,7 @@ impl UnpackOptions {
             max_bytes: self.max_bytes,
             max_entries: self.max_entries,
             resolver: self.resolver,
+            whiteouts: crate::unpack::Whiteouts::Remove,
         }
     }
 }

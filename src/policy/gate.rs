@@ -19,8 +19,9 @@ use crate::signature::SignatureSlot;
 use crate::verdict::{SignatureMode, SlotOutcome, UnreadableSlot, Verdict};
 
 /// Proof that the policy admitted the image being copied. Only [`gate`] makes one; writers of
-/// blobs, manifests and signatures require it.
-#[derive(Debug)]
+/// blobs, manifests and signatures require it. A clone is no weaker: only a holder of one can
+/// make another (a writer that applies layers on a blocking thread takes its own).
+#[derive(Debug, Clone)]
 pub struct Admission(());
 
 /// What a manifest is to the gate.

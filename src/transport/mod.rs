@@ -8,6 +8,7 @@
 //! policy did not admit.
 
 pub mod attachments;
+pub mod containers_storage;
 pub mod dir;
 pub mod docker;
 pub mod fsutil;

@@ -9,7 +9,7 @@
 //! needs that is broken or hostile, so ferry says so). Everything is then resolved by
 //! the `root` module.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::fs::File;
 use std::hash::{BuildHasher, RandomState};
 use std::io::{self, BufReader, Read, Write};
@@ -21,7 +21,7 @@ use rustix::io::Errno;
 
 use super::root::{self, SafeRoot};
 use super::tar_stream::{Entry, Kind, TarStream};
-use super::{ApplyError, ApplyOptions, LimitKind, Refusal, lossy};
+use super::{ApplyError, ApplyOptions, LimitKind, Refusal, Whiteouts, lossy};
 use crate::compression::{Compression, LayerDecoder, sniff_reader};
 use crate::digest::{Digest, Digester};
 use crate::policy::Admission;
@@ -96,6 +96,11 @@ pub struct LayerStats {
     pub digest: Digest,
     /// What was skipped (at most 1000 kept; a last [`WarningKind::More`] counts the rest).
     pub warnings: Vec<Warning>,
+    /// The uids the layer's entries (whiteouts aside) name, ascending: containers/storage's
+    /// `uidset` of a layer.
+    pub uids: Vec<u32>,
+    /// The gids likewise (`gidset`).
+    pub gids: Vec<u32>,
 }
 
 const MAX_WARNINGS: usize = 1000;
@@ -240,6 +245,32 @@ impl Rootfs {
         expected: &Digest,
         label: &str,
     ) -> Result<LayerStats, ApplyError> {
+        self.apply(reader, media_type, Some(expected), label)
+    }
+
+    /// Applies an uncompressed tar whose digest the caller learns here and checks itself (a
+    /// containers-storage layer, whose diff_id is known only once it has streamed):
+    /// [`LayerStats::digest`] is the sha256 of the tar's bytes.
+    pub fn apply_tar<R: Read>(
+        &mut self,
+        reader: R,
+        label: &str,
+    ) -> Result<LayerStats, ApplyError> {
+        self.apply(
+            reader,
+            "application/vnd.oci.image.layer.v1.tar",
+            None,
+            label,
+        )
+    }
+
+    fn apply<R: Read>(
+        &mut self,
+        reader: R,
+        media_type: &str,
+        expected: Option<&Digest>,
+        label: &str,
+    ) -> Result<LayerStats, ApplyError> {
         let layer = label.to_string();
         let corrupt = |entry: Option<&[u8]>| {
             let layer = layer.clone();
@@ -252,7 +283,9 @@ impl Rootfs {
         };
         let hashing = Hashing {
             inner: reader,
-            digester: Digester::new(expected.algorithm()),
+            digester: Digester::new(
+                expected.map_or(crate::digest::Algorithm::Sha256, Digest::algorithm),
+            ),
             count: 0,
         };
         let buffered = BufReader::with_capacity(128 * 1024, hashing);
@@ -292,6 +325,8 @@ impl Rootfs {
             warnings: Vec::new(),
             dropped_warnings: 0,
             buf: vec![0u8; 128 * 1024],
+            uids: BTreeSet::new(),
+            gids: BTreeSet::new(),
         };
         let mut entries: u64 = 0;
         let mut last: Option<Vec<u8>> = None;
@@ -328,7 +363,9 @@ impl Rootfs {
         state.finish_dirs(&self.root, self.options.rootless)?;
 
         let actual = hashing.digester.finish();
-        if &actual != expected {
+        if let Some(expected) = expected
+            && &actual != expected
+        {
             return Err(ApplyError::Digest {
                 layer,
                 expected: expected.clone(),
@@ -350,6 +387,8 @@ impl Rootfs {
             compressed_bytes: hashing.count,
             digest: actual,
             warnings,
+            uids: state.uids.into_iter().collect(),
+            gids: state.gids.into_iter().collect(),
         })
     }
 
@@ -389,6 +428,8 @@ impl Rootfs {
             if e.kind != Kind::Dir {
                 return Err(refuse(Refusal::RootNotDirectory));
             }
+            st.uids.insert(u32::try_from(e.uid).unwrap_or(u32::MAX));
+            st.gids.insert(u32::try_from(e.gid).unwrap_or(u32::MAX));
             let fd = self.root.fd();
             self.owner_and_xattrs(st, e, fd)?;
             st.deferred.push(Deferred {
@@ -400,6 +441,10 @@ impl Rootfs {
         };
         let name: &[u8] = name;
 
+        if !name.starts_with(b".wh.") {
+            st.uids.insert(u32::try_from(e.uid).unwrap_or(u32::MAX));
+            st.gids.insert(u32::try_from(e.gid).unwrap_or(u32::MAX));
+        }
         if let Some(target) = name.strip_prefix(b".wh.") {
             st.cached = None;
             if target == b".wh..opq" {
@@ -739,6 +784,9 @@ impl Rootfs {
         if st.upper.contains(&st.keys.hash_one(&key)) {
             return Ok(());
         }
+        if self.options.whiteouts == Whiteouts::Overlay {
+            return self.overlay_whiteout(st, e, parent, target, &key);
+        }
         let dir = match self.root.dir(parent, false) {
             Ok(d) => d,
             // Nothing below to hide.
@@ -769,8 +817,65 @@ impl Rootfs {
             .root
             .dir(parent, true)
             .map_err(|err| st.entry_err(e, "resolve the opaque directory", err))?;
+        if self.options.whiteouts == Whiteouts::Overlay {
+            // The lower layers are other directories: overlayfs hides them by this xattr.
+            return rustix::fs::fsetxattr(&dir, OVERLAY_OPAQUE_XATTR, b"y", XattrFlags::empty())
+                .map_err(|err| st.entry_err(e, "mark the directory opaque", err.into()));
+        }
         st.prune(&dir, &key, 0)
             .map_err(|err| st.entry_err(e, "apply the opaque whiteout", err))
+    }
+}
+
+/// The xattr overlayfs reads on an upper directory that hides the lower ones.
+const OVERLAY_OPAQUE_XATTR: &str = "trusted.overlay.opaque";
+
+impl Rootfs {
+    /// `.wh.NAME` in [`Whiteouts::Overlay`]: a 0/0 character device NAME, owned as the entry
+    /// says, that overlayfs reads as "removed" (containers/storage's overlay whiteout format).
+    /// The parent directories are made if the layer did not list them.
+    fn overlay_whiteout(
+        &self,
+        st: &mut LayerState,
+        e: &Entry,
+        parent: &[&[u8]],
+        target: &[u8],
+        key: &[u8],
+    ) -> Result<(), ApplyError> {
+        if st.upper_dirs.contains(&st.keys.hash_one(key)) {
+            // This layer put entries below it: they stay, as with Whiteouts::Remove.
+            return Ok(());
+        }
+        let dir = match self.root.dir(parent, true) {
+            Ok(d) => d,
+            // `rm -rf /a/b` can give `.wh.a` then `a/.wh.b`: `a` is a whiteout already.
+            Err(err) if err.raw_os_error() == Some(Errno::NOTDIR.raw_os_error()) => return Ok(()),
+            Err(err) => return Err(st.entry_err(e, "resolve the whiteout's directory", err)),
+        };
+        match rustix::fs::mknodat(
+            &dir,
+            target,
+            FileType::CharacterDevice,
+            Mode::empty(),
+            rustix::fs::makedev(0, 0),
+        ) {
+            Ok(()) => {}
+            Err(Errno::EXIST) => return Ok(()),
+            Err(err) => return Err(st.entry_err(e, "make the overlay whiteout", err.into())),
+        }
+        if !self.options.rootless {
+            let (uid, gid) = ids(st, e)?;
+            rustix::fs::chownat(
+                &dir,
+                target,
+                Some(uid),
+                Some(gid),
+                AtFlags::SYMLINK_NOFOLLOW,
+            )
+            .map_err(|err| st.entry_err(e, "set the whiteout's owner", err.into()))?;
+        }
+        st.record(key, parent.len());
+        Ok(())
     }
 }
 
@@ -904,6 +1009,9 @@ struct LayerState {
     warnings: Vec<Warning>,
     dropped_warnings: u64,
     buf: Vec<u8>,
+    /// The owners the layer's entries name (whiteouts aside), for [`LayerStats::uids`].
+    uids: BTreeSet<u32>,
+    gids: BTreeSet<u32>,
 }
 
 impl LayerState {

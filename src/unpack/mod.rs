@@ -47,6 +47,21 @@ pub enum Resolver {
     Walk,
 }
 
+/// What a whiteout entry becomes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Whiteouts {
+    /// The whited-out path is removed from the root (every layer applied onto one directory:
+    /// a bundle, a vfs layer of containers-storage).
+    #[default]
+    Remove,
+    /// The root holds this layer alone, as an overlay filesystem's upper directory (a
+    /// containers-storage overlay layer's `diff`): `.wh.NAME` becomes a 0/0 character device
+    /// NAME and `.wh..wh..opq` the `trusted.overlay.opaque=y` xattr on its directory, as the
+    /// kernel's overlayfs reads them and containers/storage writes them.
+    Overlay,
+}
+
 /// Options of an unpack. `ApplyOptions::default()` reads no environment; see
 /// [`ApplyOptions::from_env`].
 #[derive(Debug, Clone)]
@@ -63,6 +78,8 @@ pub struct ApplyOptions {
     pub max_entries: u64,
     /// How names are resolved inside the root.
     pub resolver: Resolver,
+    /// What whiteout entries become.
+    pub whiteouts: Whiteouts,
 }
 
 /// The default cap on uncompressed bytes: 64 GiB, far above any real image.
@@ -78,6 +95,7 @@ impl Default for ApplyOptions {
             max_bytes: DEFAULT_MAX_BYTES,
             max_entries: DEFAULT_MAX_ENTRIES,
             resolver: Resolver::Auto,
+            whiteouts: Whiteouts::Remove,
         }
     }
 }
