@@ -41,6 +41,9 @@ pub struct TarWriter {
     offset: u64,
     names: HashSet<String>,
     failed: bool,
+    /// An entry written by [`TarWriter::add_unnamed_stream`] and not yet named or discarded:
+    /// where its header starts and its size.
+    unnamed: Option<(u64, u64)>,
 }
 
 impl std::fmt::Debug for TarWriter {
@@ -124,6 +127,7 @@ impl TarWriter {
             offset: 0,
             names: HashSet::new(),
             failed: false,
+            unnamed: None,
         })
     }
 
@@ -166,6 +170,12 @@ impl TarWriter {
 
     /// Checks a new entry's name; returns it normalised.
     fn claim(&self, name: &str) -> Result<String, ArchiveError> {
+        if self.unnamed.is_some() {
+            return Err(self.write_error(
+                name,
+                "the entry before it was neither named nor discarded (a writer bug)",
+            ));
+        }
         if self.failed {
             return Err(ArchiveError::WriterFailed {
                 archive: self.temp_display.clone(),
@@ -356,9 +366,96 @@ impl TarWriter {
         }
     }
 
+    /// Adds a regular file whose size and name are known only once `stream` has ended (a layer
+    /// decompressed on its way in, to be named by the digest of what came out): a placeholder
+    /// header is written first, and [`TarWriter::name_unnamed`] rewrites it in place, or
+    /// [`TarWriter::discard_unnamed`] cuts the entry off again. Nothing else can be added in
+    /// between. Returns the size. If the stream fails, the entry is removed and the error
+    /// returned; the writer stays usable.
+    pub async fn add_unnamed_stream(
+        &mut self,
+        mut stream: ByteStream,
+    ) -> Result<u64, ArchiveError> {
+        const PLACEHOLDER: &str = "ferry-unnamed-entry";
+        let _ = self.claim(PLACEHOLDER)?;
+        let start = self.offset;
+        let result = async {
+            self.write_header(PLACEHOLDER, kind::FILE, 0, "").await?;
+            let mut written = 0u64;
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.map_err(|e| {
+                    self.write_error(PLACEHOLDER, format!("reading its content failed: {e}"))
+                })?;
+                written += chunk.len() as u64;
+                self.write(&chunk, PLACEHOLDER).await?;
+            }
+            self.pad(written, PLACEHOLDER).await?;
+            Ok(written)
+        }
+        .await;
+        match result {
+            Ok(size) => {
+                self.unnamed = Some((start, size));
+                Ok(size)
+            }
+            Err(e) => {
+                self.rollback(start).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Gives the entry of [`TarWriter::add_unnamed_stream`] its name: its header is rewritten
+    /// with the name and size. The name must fit a ustar header (100 bytes, or a 155-byte
+    /// prefix and 100 bytes), as `blobs/sha256/HEX` does. An error cuts the entry off.
+    pub async fn name_unnamed(&mut self, name: &str) -> Result<(), ArchiveError> {
+        let Some((start, size)) = self.unnamed.take() else {
+            return Err(self.write_error(name, "no unnamed entry to name (a writer bug)"));
+        };
+        let named = async {
+            let n = self.claim(name)?;
+            let (prefix, short) = header::split_ustar_name(&n).ok_or_else(|| {
+                self.write_error(&n, "the name is too long for the entry's header")
+            })?;
+            let block = header::encode(prefix, short, kind::FILE, size, "");
+            let end = self.offset;
+            let io = async {
+                self.out.flush().await?;
+                let f = self.out.get_mut();
+                f.seek(std::io::SeekFrom::Start(start)).await?;
+                f.write_all(&block).await?;
+                f.seek(std::io::SeekFrom::Start(end)).await?;
+                std::io::Result::Ok(())
+            }
+            .await;
+            io.map_err(|e| self.io_error(format!("naming entry {n:?}"), e))?;
+            Ok(n)
+        }
+        .await;
+        match named {
+            Ok(n) => {
+                self.names.insert(n);
+                Ok(())
+            }
+            Err(e) => {
+                self.rollback(start).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Cuts the entry of [`TarWriter::add_unnamed_stream`] off the file again (its content
+    /// was not wanted: a copy of an entry already written, or content that failed a check).
+    pub async fn discard_unnamed(&mut self) {
+        if let Some((start, _)) = self.unnamed.take() {
+            self.rollback(start).await;
+        }
+    }
+
     /// Ends the archive (two zero blocks), flushes it to disk and renames it to its final path,
     /// replacing any file there; then syncs the directory so the rename survives a crash.
     pub async fn finish(mut self) -> Result<PathBuf, ArchiveError> {
+        self.discard_unnamed().await;
         if self.failed {
             return Err(ArchiveError::WriterFailed {
                 archive: self.temp_display.clone(),

@@ -3,7 +3,9 @@
 //! [`super::ImageDestination`], with its reference type) and one line in [`TRANSPORTS`]; nothing
 //! in copy, sync or policy changes. containers/image does the same with `transports.Register`.
 
-use super::{Result, Transport, TransportError, dir, docker, oci_layout, store};
+use super::{
+    Result, Transport, TransportError, dir, docker, docker_archive, oci_archive, oci_layout, store,
+};
 use crate::reference::{ImageReference, ReferenceError};
 
 /// Every transport ferry has, in the order messages list them.
@@ -12,6 +14,8 @@ pub static TRANSPORTS: &[&dyn Transport] = &[
     &oci_layout::OciTransport,
     &dir::DirTransport,
     &store::StoreTransport,
+    &oci_archive::OciArchiveTransport,
+    &docker_archive::DockerArchiveTransport,
 ];
 
 /// The transport called `name`.
