@@ -295,6 +295,12 @@ impl Session {
         docker::list_tags(&client, repository).await
     }
 
+    /// The tags of the docker-archive at `path`: every RepoTag of every image, normalised
+    /// (`docker.io/library/busybox:latest`), as skopeo's `list-tags docker-archive:PATH`.
+    pub async fn list_archive_tags(&self, path: &std::path::Path) -> Result<Vec<String>> {
+        crate::transport::docker_archive::list_tags(self, path).await
+    }
+
     /// Deletes the manifest `image` names from its registry (with every tag that points to it)
     /// and its signatures in a `file://` lookaside: skopeo's `delete`. Returns the deleted
     /// manifest's digest.
