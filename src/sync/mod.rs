@@ -424,9 +424,11 @@ async fn finish_archives(
         ),
         Err(e) => format!("not written: {e}"),
     };
+    // Their copies succeeded but the archive is not there: not copied (the failure that
+    // stopped the archive is its own image's, and sets the exit status).
     for i in &mut report.images {
         if i.status == ImageStatus::Copied {
-            i.status = ImageStatus::Failed;
+            i.status = ImageStatus::NotAttempted;
             i.reason = Some(lost.clone());
         }
     }
