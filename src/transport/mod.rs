@@ -165,7 +165,13 @@ pub enum TransportError {
     /// An `oci-archive:` or `docker-archive:` file could not be read or written (the error
     /// names the archive, and the entry where there is one).
     #[error(transparent)]
-    Archive(#[from] crate::tarfile::ArchiveError),
+    Archive(Box<crate::tarfile::ArchiveError>),
+}
+
+impl From<crate::tarfile::ArchiveError> for TransportError {
+    fn from(e: crate::tarfile::ArchiveError) -> TransportError {
+        TransportError::Archive(Box::new(e))
+    }
 }
 
 impl Hinted for TransportError {

@@ -145,7 +145,7 @@ pub(crate) async fn list_images(
         }
         for tag in &item.repo_tags {
             let t = RepoTag::parse(tag).map_err(|why| {
-                TransportError::Archive(crate::tarfile::ArchiveError::format(
+                TransportError::from(crate::tarfile::ArchiveError::format(
                     path,
                     format!("manifest.json item @{i}: invalid tag {tag:?}: {why}"),
                 ))

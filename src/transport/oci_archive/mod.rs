@@ -460,6 +460,6 @@ pub(crate) fn watched(stream: ByteStream) -> (ByteStream, StreamFailure) {
 pub(crate) fn blob_error(e: ArchiveError, failure: &StreamFailure) -> TransportError {
     match failure.lock().unwrap_or_else(|p| p.into_inner()).take() {
         Some(stream_error) => TransportError::source_stream(stream_error),
-        None => TransportError::Archive(e),
+        None => TransportError::from(e),
     }
 }
