@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::Value;
+use support::podman::{Podman, layer_tar};
 use support::registry::Registry;
 use support::sigstore::{keygen, keyless, sgen, sign};
 use support::*;
@@ -34,26 +35,6 @@ fn skopeo_ok(args: &[&str]) -> Run {
     let mut full = vec!["--insecure-policy"];
     full.extend_from_slice(args);
     skopeo(&full).ok()
-}
-
-/// A real layer: a tar of one file of pseudo-random content (podman extracts layers).
-fn layer_tar(dir: &Path, seed: u64, size: usize) -> Vec<u8> {
-    let src = dir.join(format!("layer-src-{seed}"));
-    std::fs::create_dir_all(src.join("data")).unwrap();
-    std::fs::write(
-        src.join("data").join(format!("file-{seed}")),
-        pseudo_random(seed, size),
-    )
-    .unwrap();
-    let out = dir.join(format!("layer-{seed}.tar"));
-    run(Command::new(require_tool("tar", "tar"))
-        .arg("-C")
-        .arg(&src)
-        .args(["--owner=0", "--group=0", "--mtime=@0", "-cf"])
-        .arg(&out)
-        .arg("data"))
-    .ok();
-    std::fs::read(out).unwrap()
 }
 
 /// An image with real layer tars, named `name` in the OCI layout `layout`.
@@ -103,58 +84,40 @@ fn files_starting(dir: &Path, prefix: &str) -> Vec<String> {
         .collect()
 }
 
-/// A podman with its own throwaway storage (vfs needs no kernel overlay support).
-struct Podman {
-    root: PathBuf,
-    runroot: PathBuf,
+/// A temporary directory with a lax policy and an image of real layers in an OCI layout.
+struct Image {
+    t: tempfile::TempDir,
+    p: PathBuf,
+    img: TestImage,
+    /// Its config's digest.
+    want: String,
+    /// `oci:LAYOUT:v1`.
+    src: String,
 }
 
-impl Podman {
-    fn new(dir: &Path) -> Podman {
-        let p = Podman {
-            root: dir.join("podman-root"),
-            runroot: dir.join("podman-runroot"),
-        };
-        std::fs::create_dir_all(&p.root).unwrap();
-        std::fs::create_dir_all(&p.runroot).unwrap();
-        p
-    }
-    fn run(&self, args: &[&str]) -> Run {
-        let bin = require_tool("podman", "podman");
-        run(Command::new(bin)
-            .arg("--root")
-            .arg(&self.root)
-            .arg("--runroot")
-            .arg(&self.runroot)
-            .args(["--storage-driver", "vfs", "--events-backend", "none"])
-            .args(args))
-    }
-    /// `name -> image ID` of every image in the store.
-    fn images(&self) -> Vec<(String, String)> {
-        let out = self
-            .run(&[
-                "images",
-                "--no-trunc",
-                "--format",
-                "{{.Repository}}:{{.Tag}} {{.ID}}",
-            ])
-            .ok();
-        out.stdout
-            .lines()
-            .filter_map(|l| l.split_once(' '))
-            .map(|(n, id)| (n.to_string(), id.trim_start_matches("sha256:").to_string()))
-            .collect()
+fn image(seed: u64) -> Image {
+    let t = tempfile::tempdir().unwrap();
+    let p = insecure_policy(t.path());
+    let layout = t.path().join("layout");
+    let img = real_image(t.path(), &layout, "v1", seed);
+    Image {
+        want: sha256(&img.config),
+        src: format!("oci:{}:v1", layout.display()),
+        t,
+        p,
+        img,
     }
 }
 
 #[test]
 fn ferry_archives_load_in_podman_and_read_in_skopeo_with_the_same_config_digest() {
-    let t = tempfile::tempdir().unwrap();
-    let p = insecure_policy(t.path());
-    let layout = t.path().join("layout");
-    let img = real_image(t.path(), &layout, "v1", 1);
-    let want = sha256(&img.config);
-    let src = format!("oci:{}:v1", layout.display());
+    let Image {
+        t,
+        p,
+        img,
+        want,
+        src,
+    } = image(1);
 
     // oci-archive: the same manifest, byte for byte; skopeo reads it.
     let oa = t.path().join("app-oci.tar");
@@ -238,12 +201,13 @@ fn ferry_archives_load_in_podman_and_read_in_skopeo_with_the_same_config_digest(
 
 #[test]
 fn ferry_reads_what_skopeo_writes_and_round_trips_keep_the_config_digest() {
-    let t = tempfile::tempdir().unwrap();
-    let p = insecure_policy(t.path());
-    let layout = t.path().join("layout");
-    let img = real_image(t.path(), &layout, "v1", 2);
-    let want = sha256(&img.config);
-    let src = format!("oci:{}:v1", layout.display());
+    let Image {
+        t,
+        p,
+        img,
+        want,
+        src,
+    } = image(2);
 
     let so = t.path().join("skopeo-oci.tar");
     skopeo_ok(&["copy", &src, &format!("oci-archive:{}", so.display())]);
@@ -844,7 +808,7 @@ fn a_killed_copy_leaves_no_archive_and_the_next_one_cleans_up() {
 }
 
 /// A tar written by Python's tarfile with the given members (name, bytes), in order.
-fn python_tar(out: &Path, members: &[(&str, &[u8])]) {
+fn python_tar(out: &Path, members: &[(String, Vec<u8>)]) {
     let dir = out.parent().unwrap();
     let mut script = String::from(
         "import tarfile, io, sys
@@ -907,7 +871,6 @@ fn bad_archives_name_the_archive_and_the_entry_exit_3_and_write_nothing() {
     )
     .ok();
     let members = members_of(&good, t.path());
-    let as_refs = |m: &[(String, Vec<u8>)]| -> Vec<(String, Vec<u8>)> { m.to_vec() };
     let layer_entry = format!("blobs/sha256/{}", &img.layers_digests()[0][7..]);
     let second_layer = img.layers_digests()[1][7..].to_string();
 
@@ -919,14 +882,9 @@ fn bad_archives_name_the_archive_and_the_entry_exit_3_and_write_nothing() {
     cases.push(("oci-archive", truncated, vec!["truncated.tar", "cut short"]));
     // An entry climbing out with `..`.
     let climbing = t.path().join("climbing.tar");
-    let mut m = as_refs(&members);
+    let mut m = members.clone();
     m.push(("../../etc/evil".to_string(), b"x".to_vec()));
-    python_tar(
-        &climbing,
-        &m.iter()
-            .map(|(n, d)| (n.as_str(), d.as_slice()))
-            .collect::<Vec<_>>(),
-    );
+    python_tar(&climbing, &m);
     cases.push((
         "oci-archive",
         climbing,
@@ -934,14 +892,9 @@ fn bad_archives_name_the_archive_and_the_entry_exit_3_and_write_nothing() {
     ));
     // Two entries of one name.
     let twice = t.path().join("twice.tar");
-    let mut m = as_refs(&members);
+    let mut m = members.clone();
     m.push(("index.json".to_string(), b"{}".to_vec()));
-    python_tar(
-        &twice,
-        &m.iter()
-            .map(|(n, d)| (n.as_str(), d.as_slice()))
-            .collect::<Vec<_>>(),
-    );
+    python_tar(&twice, &m);
     cases.push((
         "oci-archive",
         twice,
@@ -959,12 +912,7 @@ fn bad_archives_name_the_archive_and_the_entry_exit_3_and_write_nothing() {
             (n.clone(), d)
         })
         .collect();
-    python_tar(
-        &corrupt,
-        &m.iter()
-            .map(|(n, d)| (n.as_str(), d.as_slice()))
-            .collect::<Vec<_>>(),
-    );
+    python_tar(&corrupt, &m);
     cases.push((
         "oci-archive",
         corrupt,
@@ -972,21 +920,18 @@ fn bad_archives_name_the_archive_and_the_entry_exit_3_and_write_nothing() {
     ));
     // A docker-archive whose manifest.json names a layer that is not there.
     let missing = t.path().join("missing.tar");
-    let config = &img.config;
     let manifest = serde_json::json!([{
         "Config": "config.json",
         "RepoTags": ["app:v1"],
         "Layers": ["aaa/layer.tar", "bbb/layer.tar"],
     }])
     .to_string();
-    python_tar(
-        &missing,
-        &[
-            ("manifest.json", manifest.as_bytes()),
-            ("config.json", config.as_slice()),
-            ("aaa/layer.tar", img.layers[0].as_slice()),
-        ],
-    );
+    let mut m = vec![
+        ("manifest.json".to_string(), manifest.into_bytes()),
+        ("config.json".to_string(), img.config.clone()),
+        ("aaa/layer.tar".to_string(), img.layers[0].clone()),
+    ];
+    python_tar(&missing, &m);
     cases.push((
         "docker-archive",
         missing,
@@ -996,15 +941,8 @@ fn bad_archives_name_the_archive_and_the_entry_exit_3_and_write_nothing() {
     let wrong = t.path().join("wrong-layer.tar");
     let mut other = img.layers[1].clone();
     other[10] ^= 0xff;
-    python_tar(
-        &wrong,
-        &[
-            ("manifest.json", manifest.as_bytes()),
-            ("config.json", config.as_slice()),
-            ("aaa/layer.tar", img.layers[0].as_slice()),
-            ("bbb/layer.tar", other.as_slice()),
-        ],
-    );
+    m.push(("bbb/layer.tar".to_string(), other));
+    python_tar(&wrong, &m);
     cases.push((
         "docker-archive",
         wrong,

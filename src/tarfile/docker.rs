@@ -526,15 +526,7 @@ impl DockerArchiveWriter {
         size: u64,
         stream: ByteStream,
     ) -> Result<(), ArchiveError> {
-        if self.blobs.contains_key(digest) {
-            return Ok(());
-        }
-        oci::ensure_blob_dirs(&mut self.tar, digest).await?;
-        self.tar
-            .add_stream(&blob_path(digest), size, stream)
-            .await?;
-        self.blobs.insert(digest.clone(), size);
-        Ok(())
+        oci::put_unverified_blob(&mut self.tar, &mut self.blobs, digest, size, stream).await
     }
 
     /// Writes the uncompressed form of the layer that came as blob `blob` (compressed):

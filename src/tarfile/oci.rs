@@ -330,12 +330,24 @@ pub(crate) async fn put_verified_blob(
     size: u64,
     stream: ByteStream,
 ) -> Result<(), ArchiveError> {
+    let verified = Box::pin(VerifyingStream::new(stream, digest.clone(), Some(size)));
+    put_unverified_blob(tar, blobs, digest, size, verified).await
+}
+
+/// Writes blob `digest` of `size` bytes from `stream` into `tar` unless it is there already,
+/// for a caller that verifies the stream itself; a stream that fails leaves nothing.
+pub(crate) async fn put_unverified_blob(
+    tar: &mut TarWriter,
+    blobs: &mut HashMap<Digest, u64>,
+    digest: &Digest,
+    size: u64,
+    stream: ByteStream,
+) -> Result<(), ArchiveError> {
     if blobs.contains_key(digest) {
         return Ok(());
     }
     ensure_blob_dirs(tar, digest).await?;
-    let verified = Box::pin(VerifyingStream::new(stream, digest.clone(), Some(size)));
-    tar.add_stream(&blob_path(digest), size, verified).await?;
+    tar.add_stream(&blob_path(digest), size, stream).await?;
     blobs.insert(digest.clone(), size);
     Ok(())
 }
@@ -396,15 +408,7 @@ impl OciArchiveWriter {
         size: u64,
         stream: ByteStream,
     ) -> Result<(), ArchiveError> {
-        if self.blobs.contains_key(digest) {
-            return Ok(());
-        }
-        ensure_blob_dirs(&mut self.tar, digest).await?;
-        self.tar
-            .add_stream(&blob_path(digest), size, stream)
-            .await?;
-        self.blobs.insert(digest.clone(), size);
-        Ok(())
+        put_unverified_blob(&mut self.tar, &mut self.blobs, digest, size, stream).await
     }
 
     /// How many entries `index.json` lists so far.

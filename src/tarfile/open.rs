@@ -74,6 +74,22 @@ impl ArchiveWriter {
         }
     }
 
+    /// The oci-archive writer, if it is one.
+    pub fn as_oci(&mut self) -> Option<&mut OciArchiveWriter> {
+        match self {
+            ArchiveWriter::Oci(w) => Some(w),
+            ArchiveWriter::Docker(_) => None,
+        }
+    }
+
+    /// The docker-archive writer, if it is one.
+    pub fn as_docker(&mut self) -> Option<&mut DockerArchiveWriter> {
+        match self {
+            ArchiveWriter::Docker(w) => Some(w),
+            ArchiveWriter::Oci(_) => None,
+        }
+    }
+
     /// How many images its index lists so far.
     pub fn images(&self) -> usize {
         match self {

@@ -621,6 +621,49 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_unnamed_entry_is_named_in_place_or_cut_off() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.tar");
+        let mut w = TarWriter::create(&path).await.unwrap();
+        let stream = |b: &'static [u8]| -> ByteStream {
+            Box::pin(futures::stream::iter(vec![Ok(Bytes::from_static(b))]))
+        };
+        assert_eq!(w.add_unnamed_stream(stream(b"first")).await.unwrap(), 5);
+        assert!(
+            w.add_bytes("x", b"x").await.is_err(),
+            "the entry is not named yet"
+        );
+        w.name_unnamed(&format!("blobs/sha256/{}", "a".repeat(64)))
+            .await
+            .unwrap();
+        let len = w.len();
+        w.add_unnamed_stream(stream(b"discarded")).await.unwrap();
+        w.discard_unnamed().await;
+        assert_eq!(w.len(), len);
+        w.add_unnamed_stream(stream(b"twice")).await.unwrap();
+        assert!(
+            w.name_unnamed(&format!("blobs/sha256/{}", "a".repeat(64)))
+                .await
+                .is_err(),
+            "a name already written"
+        );
+        assert_eq!(w.len(), len, "and the entry is cut off");
+        let bad: ByteStream = Box::pin(futures::stream::iter(vec![
+            Ok(Bytes::from_static(b"12")),
+            Err(std::io::Error::other("gone")),
+        ]));
+        assert!(w.add_unnamed_stream(bad).await.is_err());
+        assert_eq!(w.len(), len);
+        w.add_bytes("after", b"ok").await.unwrap();
+        w.finish().await.unwrap();
+        let a = TarArchive::open(&path).await.unwrap();
+        let name = format!("blobs/sha256/{}", "a".repeat(64));
+        assert_eq!(a.read_small(&name, 100, "t").await.unwrap(), b"first");
+        assert_eq!(a.read_small("after", 100, "t").await.unwrap(), b"ok");
+        assert_eq!(a.index().entries().len(), 2);
+    }
+
+    #[tokio::test]
     async fn leftovers_of_killed_writers_are_removed_live_ones_kept() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("img.tar");

@@ -19,13 +19,13 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use futures::TryStreamExt;
 
-use super::oci_archive::{blob_error, watched};
+use super::oci_archive::writing::{ArchiveSlot, blob_error, watched};
 use super::*;
 use crate::compression::{OutputFormat, OutputSpec, Transform, transform_stream};
 use crate::manifest::Manifest;
 use crate::tarfile::docker::{DockerArchive, DockerArchiveWriter, DockerImage};
 use crate::tarfile::reference::{DockerSelector, RepoTag};
-use crate::tarfile::{ArchiveFormat, ArchiveWriter, BlobTurns, SharedWriter};
+use crate::tarfile::{ArchiveFormat, ArchiveWriter};
 
 pub mod reference;
 pub use reference::Reference;
@@ -102,17 +102,11 @@ impl Transport for DockerArchiveTransport {
                 tags.push(t);
             }
         }
-        let (writer, shared) = session
-            .archives
-            .writer(&own.path, ArchiveFormat::Docker)
-            .await?;
         Ok(Box::new(DockerArchiveDestination {
             reference: reference.clone(),
             path: own.path.clone(),
             tags,
-            writer,
-            shared,
-            turns: BlobTurns::default(),
+            slot: ArchiveSlot::open(session, &own.path, ArchiveFormat::Docker).await?,
             small: Mutex::new(HashMap::new()),
             top: Mutex::new(None),
         }))
@@ -231,9 +225,7 @@ pub struct DockerArchiveDestination {
     reference: ImageReference,
     path: PathBuf,
     tags: Vec<RepoTag>,
-    writer: SharedWriter,
-    shared: bool,
-    turns: BlobTurns,
+    slot: ArchiveSlot,
     /// Blobs that are not layers (the config), kept to make the image at commit.
     small: Mutex<HashMap<Digest, Bytes>>,
     top: Mutex<Option<RawManifest>>,
@@ -250,52 +242,6 @@ fn is_uncompressed_layer(media_type: &str) -> bool {
 }
 
 impl DockerArchiveDestination {
-    async fn with_writer<T>(
-        &self,
-        f: impl AsyncFnOnce(&mut DockerArchiveWriter) -> Result<T>,
-    ) -> Result<T> {
-        let mut guard = self.writer.lock().await;
-        match guard.as_mut() {
-            Some(ArchiveWriter::Docker(w)) => f(w).await,
-            _ => Err(TransportError::Unsupported(format!(
-                "{}: the archive was finished or abandoned already",
-                self.path.display()
-            ))),
-        }
-    }
-
-    async fn put_layer(&self, descriptor: &Descriptor, stream: ByteStream) -> Result<()> {
-        let (stream, failure) = watched(stream);
-        if is_uncompressed_layer(&descriptor.media_type) {
-            return self
-                .with_writer(async |w| {
-                    w.put_verified_stream(&descriptor.digest, descriptor.size, stream)
-                        .await
-                        .map_err(|e| blob_error(e, &failure))
-                })
-                .await;
-        }
-        let t = Transform::new(
-            descriptor.digest.to_string(),
-            OutputSpec::new(OutputFormat::Uncompressed),
-        );
-        let (uncompressed, report) = transform_stream(stream, t);
-        let diff_id = async move {
-            match report.await {
-                Ok(Ok(r)) => Ok(r.diff_id),
-                Ok(Err(e)) => Err(e.to_string()),
-                Err(e) => Err(format!("the decompressing task failed: {e}")),
-            }
-        };
-        self.with_writer(async |w| {
-            w.put_decompressed_layer(&descriptor.digest, uncompressed, diff_id)
-                .await
-                .map(|_| ())
-                .map_err(|e| blob_error(e, &failure))
-        })
-        .await
-    }
-
     /// The image the copy wrote: its config, checked against the layers as they were
     /// written (the DiffIDs the config lists must be the layers' uncompressed digests).
     fn image_config(&self, manifest: &RawManifest, layers: &[(Digest, Digest)]) -> Result<Bytes> {
@@ -366,6 +312,38 @@ impl DockerArchiveDestination {
     }
 }
 
+/// Writes a layer: an uncompressed one as it is (its digest is its DiffID), a compressed one
+/// decompressed on its way in and named by the DiffID that comes out.
+async fn put_layer(
+    w: &mut DockerArchiveWriter,
+    descriptor: &Descriptor,
+    stream: ByteStream,
+) -> Result<()> {
+    let (stream, failure) = watched(stream);
+    if is_uncompressed_layer(&descriptor.media_type) {
+        return w
+            .put_verified_stream(&descriptor.digest, descriptor.size, stream)
+            .await
+            .map_err(|e| blob_error(e, &failure));
+    }
+    let t = Transform::new(
+        descriptor.digest.to_string(),
+        OutputSpec::new(OutputFormat::Uncompressed),
+    );
+    let (uncompressed, report) = transform_stream(stream, t);
+    let diff_id = async move {
+        match report.await {
+            Ok(Ok(r)) => Ok(r.diff_id),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(e) => Err(format!("the decompressing task failed: {e}")),
+        }
+    };
+    w.put_decompressed_layer(&descriptor.digest, uncompressed, diff_id)
+        .await
+        .map(|_| ())
+        .map_err(|e| blob_error(e, &failure))
+}
+
 fn join(d: &[Digest]) -> String {
     let all: Vec<String> = d.iter().map(Digest::to_string).collect();
     format!("[{}]", all.join(", "))
@@ -392,14 +370,11 @@ impl ImageDestination for DockerArchiveDestination {
             // The config is read whole: the image is made from it at commit.
             return Ok(false);
         }
-        self.turns.take().await;
-        let have = self
-            .with_writer(async |w| Ok(w.layer_of(&descriptor.digest).is_some()))
-            .await;
-        if !matches!(have, Ok(false)) {
-            self.turns.give_back();
-        }
-        have
+        self.slot
+            .reuse(ArchiveWriter::as_docker, |w| {
+                w.layer_of(&descriptor.digest).is_some()
+            })
+            .await
     }
 
     async fn put_blob(
@@ -409,9 +384,12 @@ impl ImageDestination for DockerArchiveDestination {
         stream: ByteStream,
     ) -> Result<()> {
         if is_layer(&descriptor.media_type) {
-            let written = self.put_layer(descriptor, stream).await;
-            self.turns.give_back();
-            return written;
+            return self
+                .slot
+                .put(ArchiveWriter::as_docker, async |w| {
+                    put_layer(w, descriptor, stream).await
+                })
+                .await;
         }
         if descriptor.size > crate::limits::MAX_CONFIG_BLOB {
             return Err(TransportError::TooLarge {
@@ -470,29 +448,23 @@ impl ImageDestination for DockerArchiveDestination {
             .unwrap_or_else(|p| p.into_inner())
             .clone()
             .ok_or_else(|| TransportError::Unsupported("commit without a manifest".into()))?;
-        let mut guard = self.writer.lock().await;
-        let Some(ArchiveWriter::Docker(w)) = guard.as_mut() else {
-            return Err(TransportError::Unsupported(format!(
-                "{}: the archive was finished or abandoned already",
-                self.path.display()
-            )));
-        };
-        let layers: Vec<(Digest, Digest)> =
-            match crate::manifest::parse(&top.bytes, top.media_type.as_deref()) {
-                Ok(Manifest::Image(_, image)) => image
-                    .layers
-                    .iter()
-                    .filter_map(|l| w.layer_of(&l.digest).map(|(id, _)| (l.digest.clone(), id)))
-                    .collect(),
-                _ => Vec::new(),
-            };
-        let config = self.image_config(&top, &layers)?;
-        w.add_image(&config, &self.tags).await?;
-        if !self.shared
-            && let Some(writer) = guard.take()
-        {
-            writer.finish().await?;
-        }
-        Ok(())
+        self.slot
+            .commit(ArchiveWriter::as_docker, async |w| {
+                let layers: Vec<(Digest, Digest)> =
+                    match crate::manifest::parse(&top.bytes, top.media_type.as_deref()) {
+                        Ok(Manifest::Image(_, image)) => image
+                            .layers
+                            .iter()
+                            .filter_map(|l| {
+                                w.layer_of(&l.digest).map(|(id, _)| (l.digest.clone(), id))
+                            })
+                            .collect(),
+                        _ => Vec::new(),
+                    };
+                let config = self.image_config(&top, &layers)?;
+                w.add_image(&config, &self.tags).await?;
+                Ok(())
+            })
+            .await
     }
 }

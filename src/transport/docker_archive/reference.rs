@@ -43,14 +43,8 @@ impl Reference {
 
     /// Parses what follows `docker-archive:`, as containers/image does.
     pub fn parse(within: &str) -> Result<ImageReference, ReferenceError> {
-        let r = parse_docker_archive(within).map_err(|e| ReferenceError::Invalid {
-            transport: NAME,
-            reference: format!("{NAME}:{within}"),
-            why: match e {
-                crate::tarfile::ArchiveError::InvalidReference { problem, .. } => problem,
-                other => other.to_string(),
-            },
-        })?;
+        let r = parse_docker_archive(within)
+            .map_err(|e| crate::transport::oci_archive::reference::invalid(NAME, within, e))?;
         Ok(Reference::image(r.path, r.selector))
     }
 }

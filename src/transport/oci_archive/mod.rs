@@ -26,10 +26,12 @@ use super::referrers::{Attached, Referrers};
 use super::*;
 use crate::tarfile::oci::{OciArchive, OciArchiveWriter};
 use crate::tarfile::reference::{OciSelector, is_valid_oci_name};
-use crate::tarfile::{ArchiveError, ArchiveFormat, ArchiveWriter, BlobTurns, SharedWriter};
+use crate::tarfile::{ArchiveFormat, ArchiveWriter};
 
 pub mod reference;
+pub(crate) mod writing;
 pub use reference::Reference;
+use writing::{ArchiveSlot, blob_error, watched};
 
 /// The `oci-archive:` transport.
 pub struct OciArchiveTransport;
@@ -92,17 +94,10 @@ impl Transport for OciArchiveTransport {
                 "{reference}: an image is written under a name (oci-archive:PATH:NAME) or alone (oci-archive:PATH), not at an index"
             )));
         }
-        let (writer, shared) = session
-            .archives
-            .writer(&own.path, ArchiveFormat::Oci)
-            .await?;
         Ok(Box::new(OciArchiveDestination {
             reference: reference.clone(),
-            path: own.path.clone(),
             name: own.name().map(str::to_string),
-            writer,
-            shared,
-            turns: BlobTurns::default(),
+            slot: ArchiveSlot::open(session, &own.path, ArchiveFormat::Oci).await?,
             top: Mutex::new(None),
             queued: Mutex::new(Vec::new()),
         }))
@@ -227,12 +222,8 @@ impl ImageSource for OciArchiveSource {
 /// Writes an image into an oci-archive.
 pub struct OciArchiveDestination {
     reference: ImageReference,
-    path: PathBuf,
     name: Option<String>,
-    writer: SharedWriter,
-    /// Whether a sync shares the writer (it finishes the archive), or this copy owns it.
-    shared: bool,
-    turns: BlobTurns,
+    slot: ArchiveSlot,
     top: Mutex<Option<RawManifest>>,
     /// Entries for `index.json`, added on commit: attachments (named) and referrers.
     queued: Mutex<Vec<(Option<String>, Value)>>,
@@ -244,14 +235,7 @@ impl OciArchiveDestination {
         &self,
         f: impl AsyncFnOnce(&mut OciArchiveWriter) -> Result<T>,
     ) -> Result<T> {
-        let mut guard = self.writer.lock().await;
-        match guard.as_mut() {
-            Some(ArchiveWriter::Oci(w)) => f(w).await,
-            _ => Err(TransportError::Unsupported(format!(
-                "{}: the archive was finished or abandoned already",
-                self.path.display()
-            ))),
-        }
+        self.slot.with(ArchiveWriter::as_oci, f).await
     }
 
     /// Writes the blobs of `add` now and queues its entries for the commit.
@@ -302,14 +286,11 @@ impl ImageDestination for OciArchiveDestination {
         descriptor: &Descriptor,
         _source: &ImageReference,
     ) -> Result<bool> {
-        self.turns.take().await;
-        let have = self
-            .with_writer(async |w| Ok(w.has_blob(&descriptor.digest) == Some(descriptor.size)))
-            .await;
-        if !matches!(have, Ok(false)) {
-            self.turns.give_back();
-        }
-        have
+        self.slot
+            .reuse(ArchiveWriter::as_oci, |w| {
+                w.has_blob(&descriptor.digest) == Some(descriptor.size)
+            })
+            .await
     }
 
     async fn put_blob(
@@ -319,15 +300,13 @@ impl ImageDestination for OciArchiveDestination {
         stream: ByteStream,
     ) -> Result<()> {
         let (stream, failure) = watched(stream);
-        let written = self
-            .with_writer(async |w| {
+        self.slot
+            .put(ArchiveWriter::as_oci, async |w| {
                 w.put_verified_stream(&descriptor.digest, descriptor.size, stream)
                     .await
                     .map_err(|e| blob_error(e, &failure))
             })
-            .await;
-        self.turns.give_back();
-        written
+            .await
     }
 
     async fn put_manifest(
@@ -356,7 +335,7 @@ impl ImageDestination for OciArchiveDestination {
         _instance: Option<&Digest>,
         signatures: &[Vec<u8>],
     ) -> Result<()> {
-        let place = self.path.display().to_string();
+        let place = self.slot.path().display().to_string();
         let add = self
             .with_writer(async |w| {
                 let w: &OciArchiveWriter = w;
@@ -413,53 +392,13 @@ impl ImageDestination for OciArchiveDestination {
         for (_, entry) in entries {
             descriptors.push(entry_descriptor(entry)?);
         }
-        let mut guard = self.writer.lock().await;
-        let Some(ArchiveWriter::Oci(w)) = guard.as_mut() else {
-            return Err(TransportError::Unsupported(format!(
-                "{}: the archive was finished or abandoned already",
-                self.path.display()
-            )));
-        };
-        for (d, artifact_type) in descriptors {
-            w.add_index_entry(d, artifact_type);
-        }
-        if !self.shared
-            && let Some(writer) = guard.take()
-        {
-            writer.finish().await?;
-        }
-        Ok(())
-    }
-}
-
-/// The first error of a blob's stream, kept when the stream is handed to an archive writer
-/// (whose own error only says that reading failed).
-pub(crate) type StreamFailure = std::sync::Arc<Mutex<Option<std::io::Error>>>;
-
-/// `stream`, with its first error kept in the [`StreamFailure`] as well as passed on.
-pub(crate) fn watched(stream: ByteStream) -> (ByteStream, StreamFailure) {
-    use futures::StreamExt;
-    let failure: StreamFailure = StreamFailure::default();
-    let kept = failure.clone();
-    let stream = stream.map(move |item| {
-        item.map_err(|e| {
-            let passed = std::io::Error::new(e.kind(), e.to_string());
-            let mut slot = kept.lock().unwrap_or_else(|p| p.into_inner());
-            if slot.is_none() {
-                *slot = Some(e);
-            }
-            passed
-        })
-    });
-    (Box::pin(stream), failure)
-}
-
-/// A blob that could not be written: when its stream failed (a broken source, or bytes that
-/// failed verification), the stream's own error, which is the source's; otherwise the
-/// archive's.
-pub(crate) fn blob_error(e: ArchiveError, failure: &StreamFailure) -> TransportError {
-    match failure.lock().unwrap_or_else(|p| p.into_inner()).take() {
-        Some(stream_error) => TransportError::source_stream(stream_error),
-        None => TransportError::from(e),
+        self.slot
+            .commit(ArchiveWriter::as_oci, async |w| {
+                for (d, artifact_type) in descriptors {
+                    w.add_index_entry(d, artifact_type);
+                }
+                Ok(())
+            })
+            .await
     }
 }

@@ -37,14 +37,7 @@ impl Reference {
 
     /// Parses what follows `oci-archive:`, as containers/image does.
     pub fn parse(within: &str) -> Result<ImageReference, ReferenceError> {
-        let r = parse_oci_archive(within).map_err(|e| ReferenceError::Invalid {
-            transport: NAME,
-            reference: format!("{NAME}:{within}"),
-            why: match e {
-                crate::tarfile::ArchiveError::InvalidReference { problem, .. } => problem,
-                other => other.to_string(),
-            },
-        })?;
+        let r = parse_oci_archive(within).map_err(|e| invalid(NAME, within, e))?;
         Ok(Reference::image(r.path, r.selector))
     }
 
@@ -76,5 +69,22 @@ impl TransportReference for Reference {
     }
     fn as_any(&self) -> &dyn Any {
         self
+    }
+}
+
+/// A reference of an archive transport (`transport`) that does not parse, as the other
+/// transports say it.
+pub(crate) fn invalid(
+    transport: &'static str,
+    within: &str,
+    e: crate::tarfile::ArchiveError,
+) -> ReferenceError {
+    ReferenceError::Invalid {
+        transport,
+        reference: format!("{transport}:{within}"),
+        why: match e {
+            crate::tarfile::ArchiveError::InvalidReference { problem, .. } => problem,
+            other => other.to_string(),
+        },
     }
 }
