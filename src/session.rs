@@ -107,6 +107,8 @@ pub struct Session {
     registries_conf: OnceCell<Arc<RegistriesConf>>,
     /// The registry connections every docker:// image of the session shares.
     pub(crate) docker: RegistryPool,
+    /// The `oci-archive:` and `docker-archive:` files the session reads and writes.
+    pub(crate) archives: crate::tarfile::OpenArchives,
 }
 
 impl std::fmt::Debug for Session {
@@ -125,7 +127,23 @@ impl Session {
             registries: OnceCell::new(),
             registries_conf: OnceCell::new(),
             docker: RegistryPool::default(),
+            archives: crate::tarfile::OpenArchives::default(),
         }
+    }
+
+    /// Keeps the archives this session writes (`oci-archive:`, `docker-archive:`) open across
+    /// copies until [`Session::finish_archives`]: every copy into one archive file adds its
+    /// image to the same archive, and the file appears only when the archives are finished.
+    /// `ferry sync` does this; without it, each copy's commit finishes its own archive.
+    pub fn hold_archives(&self) {
+        self.archives.hold();
+    }
+
+    /// Ends [`Session::hold_archives`]: every archive that lists at least one image is finished
+    /// and appears at its path (`keep`), or every one is abandoned, leaving no file. Returns
+    /// the archives written.
+    pub async fn finish_archives(&self, keep: bool) -> Result<Vec<PathBuf>> {
+        Ok(self.archives.release(keep).await?)
     }
 
     /// The configuration.
@@ -275,6 +293,12 @@ impl Session {
     ) -> Result<Vec<String>> {
         let client = self.registry_client(repository, options).await?;
         docker::list_tags(&client, repository).await
+    }
+
+    /// The tags of the docker-archive at `path`: every RepoTag of every image, normalised
+    /// (`docker.io/library/busybox:latest`), as skopeo's `list-tags docker-archive:PATH`.
+    pub async fn list_archive_tags(&self, path: &std::path::Path) -> Result<Vec<String>> {
+        crate::transport::docker_archive::list_tags(self, path).await
     }
 
     /// Deletes the manifest `image` names from its registry (with every tag that points to it)

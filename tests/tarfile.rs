@@ -22,6 +22,7 @@ use ferry::internal::tarfile::reference::{DockerSelector, OciSelector, RepoTag};
 use ferry::internal::tarfile::{ArchiveError, Compression, TarArchive}; // REFACE?
 use ferry::manifest::Descriptor;
 use ferry::{ByteStream, Digest, VerifyingStream};
+use support::podman::{Podman, layer_tar};
 use support::*;
 
 /// Reads a stream to its end; its byte count.
@@ -37,28 +38,6 @@ fn skopeo_ok(args: &[&str]) -> Run {
     let mut full = vec!["--insecure-policy"];
     full.extend_from_slice(args);
     skopeo(&full).ok()
-}
-
-/// A real layer: a tar of a few files of pseudo-random content (podman extracts layers).
-fn layer_tar(dir: &Path, seed: u64, size: usize) -> Vec<u8> {
-    let src = dir.join(format!("layer-src-{seed}"));
-    std::fs::create_dir_all(src.join("data")).unwrap();
-    std::fs::write(
-        src.join("data").join(format!("file-{seed}")),
-        pseudo_random(seed, size),
-    )
-    .unwrap();
-    let out = dir.join(format!("layer-{seed}.tar"));
-    run(Command::new(require_tool("tar", "tar"))
-        .arg("-C")
-        .arg(&src)
-        .arg("--owner=0")
-        .arg("--group=0")
-        .arg("-cf")
-        .arg(&out)
-        .arg("data"))
-    .ok();
-    std::fs::read(out).unwrap()
 }
 
 /// An OCI layout at `layout` with one image named `name` whose layers are real tars.
@@ -262,50 +241,6 @@ async fn copy_layout_into(layout: &Path, w: &mut OciArchiveWriter) {
             .await
             .unwrap();
         assert_eq!(written.digest, d.digest);
-    }
-}
-
-/// A podman with its own throwaway storage (vfs needs no kernel overlay support).
-struct Podman {
-    root: PathBuf,
-    runroot: PathBuf,
-}
-
-impl Podman {
-    fn new(dir: &Path) -> Podman {
-        let p = Podman {
-            root: dir.join("podman-root"),
-            runroot: dir.join("podman-runroot"),
-        };
-        std::fs::create_dir_all(&p.root).unwrap();
-        std::fs::create_dir_all(&p.runroot).unwrap();
-        p
-    }
-    fn run(&self, args: &[&str]) -> Run {
-        let bin = require_tool("podman", "podman");
-        run(Command::new(bin)
-            .arg("--root")
-            .arg(&self.root)
-            .arg("--runroot")
-            .arg(&self.runroot)
-            .args(["--storage-driver", "vfs", "--events-backend", "none"])
-            .args(args))
-    }
-    /// `name -> image ID` of every image in the store.
-    fn images(&self) -> Vec<(String, String)> {
-        let out = self
-            .run(&[
-                "images",
-                "--no-trunc",
-                "--format",
-                "{{.Repository}}:{{.Tag}} {{.ID}}",
-            ])
-            .ok();
-        out.stdout
-            .lines()
-            .filter_map(|l| l.split_once(' '))
-            .map(|(n, id)| (n.to_string(), id.trim_start_matches("sha256:").to_string()))
-            .collect()
     }
 }
 

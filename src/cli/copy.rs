@@ -95,7 +95,9 @@ impl ModeArgs {
 ///
 /// References: docker://HOST/REPO[:TAG|@DIGEST] (a registry), oci:PATH[:NAME] (an OCI image
 /// layout), dir:PATH (a containers directory, as skopeo writes), store:REF (ferry's store),
-/// containers-storage:[[DRIVER@ROOT[+RUNROOT]]]NAME (podman's and CRI-O's store).
+/// oci-archive:PATH[:NAME] (an OCI layout in a tar file), docker-archive:PATH[:NAME:TAG|:@N]
+/// (docker save's format) and containers-storage:[[DRIVER@ROOT[+RUNROOT]]]NAME (podman's and
+/// CRI-O's store).
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Signature modes (--signatures):
   copy-all           every signature slot must be readable; all are copied byte for byte (default)
@@ -172,7 +174,9 @@ pub struct SkopeoOnlyArgs {
     src_daemon_host: Option<String>,
     #[arg(long, hide = true, value_name = "HOST")]
     dest_daemon_host: Option<String>,
-    #[arg(long, hide = true, value_name = "TAG")]
+    /// Also tag the image NAME:TAG in a docker-archive: destination (repeat for more tags;
+    /// one image with several RepoTags, as `docker save IMAGE:A IMAGE:B` writes it).
+    #[arg(long, value_name = "NAME:TAG")]
     additional_tag: Vec<String>,
     #[arg(long, hide = true, value_name = "KEY")]
     encryption_key: Vec<String>,
@@ -224,11 +228,6 @@ impl SkopeoOnlyArgs {
         if self.src_shared_blob_dir.is_some() || self.dest_shared_blob_dir.is_some() {
             return Err(super::errors::UsageError(
                 "--src-shared-blob-dir/--dest-shared-blob-dir: ferry's oci: layouts keep their own blobs; to share blobs between images, copy into ferry's store (store:NAME)".into(),
-            ));
-        }
-        if !self.additional_tag.is_empty() {
-            return Err(super::errors::UsageError(
-                "--additional-tag: skopeo adds these tags only in docker-archive: destinations, which ferry does not have; copy once more to each tag instead (to a registry only the manifest moves, its blobs are there)".into(),
             ));
         }
         if !self.encryption_key.is_empty()
@@ -316,6 +315,15 @@ impl SignArgs {
 /// Runs `ferry copy`.
 pub async fn run(args: CopyArgs) -> anyhow::Result<ExitCode> {
     args.skopeo_only.refuse_unsupported()?;
+    if !args.skopeo_only.additional_tag.is_empty()
+        && args.destination.transport() != "docker-archive"
+    {
+        return Err(super::errors::UsageError(format!(
+            "--additional-tag: only a docker-archive: destination keeps more tags for one image; {} names one image (copy once more to each name instead)",
+            args.destination
+        ))
+        .into());
+    }
     check_preserve_digests(args.skopeo_only.preserve_digests == Some(true), args.format)?;
     let session = args.ends.session();
     let mut gate = args.gate.options(args.ends.source_options())?;
@@ -325,6 +333,7 @@ pub async fn run(args: CopyArgs) -> anyhow::Result<ExitCode> {
     let mut options = CopyOptions::new(gate.policy.clone());
     options.gate = gate;
     options.destination = args.ends.destination_options();
+    options.destination.additional_tags = args.skopeo_only.additional_tag.clone();
     options.parallel_blobs = usize::from(args.parallel_blobs);
     options.format = args.format;
     let keys = args.sign.keys()?;

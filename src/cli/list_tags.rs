@@ -1,5 +1,7 @@
-//! `ferry list-tags`: the tags of a repository, as skopeo prints them.
+//! `ferry list-tags`: the tags of a registry repository, or of a docker-archive file, as skopeo
+//! prints them.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -7,11 +9,29 @@ use ferry::DockerReference;
 
 use super::options::ImageAccessArgs;
 
-/// `docker://HOST/REPOSITORY`, without tag or digest (a usage error otherwise).
-fn parse_repository(s: &str) -> Result<DockerReference, String> {
+/// What list-tags lists.
+#[derive(Debug, Clone)]
+pub enum Listed {
+    /// A registry repository.
+    Repository(DockerReference),
+    /// A docker-archive file.
+    DockerArchive(PathBuf),
+}
+
+/// `docker://HOST/REPOSITORY` (without tag or digest) or `docker-archive:PATH` (a usage error
+/// otherwise).
+fn parse_listed(s: &str) -> Result<Listed, String> {
+    if let Some(path) = s.strip_prefix("docker-archive:") {
+        if path.is_empty() || path.contains(':') {
+            return Err(format!(
+                "{s:?}: give the archive's path alone (docker-archive:PATH): list-tags lists every image in it"
+            ));
+        }
+        return Ok(Listed::DockerArchive(PathBuf::from(path)));
+    }
     let rest = s.strip_prefix("docker://").ok_or_else(|| {
         format!(
-            "{s:?}: list-tags lists the tags of a registry repository: docker://HOST/REPOSITORY"
+            "{s:?}: list-tags lists the tags of a registry repository (docker://HOST/REPOSITORY) or of a docker-archive file (docker-archive:PATH)"
         )
     })?;
     let r = DockerReference::parse(rest).map_err(|e| e.to_string())?;
@@ -21,16 +41,19 @@ fn parse_repository(s: &str) -> Result<DockerReference, String> {
             r.name()
         ));
     }
-    Ok(r)
+    Ok(Listed::Repository(r))
 }
 
-/// List the tags of a repository (docker://HOST/REPOSITORY), as JSON:
-/// `{"Repository": …, "Tags": […]}`, as skopeo list-tags prints it.
+/// List the tags of a repository (docker://HOST/REPOSITORY) or of the images in a
+/// docker-archive file (docker-archive:PATH), as JSON: `{"Repository": …, "Tags": […]}`, as
+/// skopeo list-tags prints it. An archive's tags are full references
+/// (`docker.io/library/busybox:latest`), one per RepoTag of every image.
 #[derive(Debug, clap::Args)]
 pub struct ListTagsArgs {
-    /// The repository, without tag or digest: docker://HOST/REPOSITORY.
-    #[arg(value_name = "REPOSITORY", value_parser = parse_repository)]
-    repository: DockerReference,
+    /// The repository, without tag or digest (docker://HOST/REPOSITORY), or a docker-archive
+    /// file (docker-archive:PATH).
+    #[arg(value_name = "REPOSITORY", value_parser = parse_listed)]
+    repository: Listed,
     #[command(flatten)]
     access: ImageAccessArgs,
 }
@@ -38,22 +61,35 @@ pub struct ListTagsArgs {
 #[derive(serde::Serialize)]
 #[serde(rename_all = "PascalCase")]
 struct TagList {
-    repository: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    repository: Option<String>,
     tags: Vec<String>,
 }
 
 /// Runs `ferry list-tags`.
 pub async fn run(args: ListTagsArgs) -> anyhow::Result<ExitCode> {
-    let r = &args.repository;
     let session = args.access.session();
-    let options = args.access.options();
-    let tags = session
-        .list_tags(r, &options)
-        .await
-        .with_context(|| format!("listing the tags of docker://{r}"))?;
-    let out = TagList {
-        repository: r.name(),
-        tags,
+    let out = match &args.repository {
+        Listed::Repository(r) => {
+            let options = args.access.options();
+            let tags = session
+                .list_tags(r, &options)
+                .await
+                .with_context(|| format!("listing the tags of docker://{r}"))?;
+            TagList {
+                repository: Some(r.name()),
+                tags,
+            }
+        }
+        Listed::DockerArchive(path) => {
+            let tags = session.list_archive_tags(path).await.with_context(|| {
+                format!("listing the tags of docker-archive:{}", path.display())
+            })?;
+            TagList {
+                repository: None,
+                tags,
+            }
+        }
     };
     outln!("{}", super::output::go_json_pretty(&out)?);
     Ok(ExitCode::SUCCESS)

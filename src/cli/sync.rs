@@ -23,10 +23,15 @@ pub const JOB_INDEX_VARIABLE: &str = "JOB_COMPLETION_INDEX";
 /// images at once, skipping those already there.
 ///
 /// SOURCE is a registry repository or image (--src docker: registry.example.com/ns/app[:tag]), a
-/// directory of dir: images (--src dir), or a YAML file in skopeo sync's format (--src yaml).
+/// directory of dir: images (--src dir), a YAML file in skopeo sync's format (--src yaml), or an
+/// archive file whose every named image is copied under its name (--src oci-archive,
+/// --src docker-archive: what a sync into an archive carried across an air gap).
 /// DESTINATION is a registry and repository prefix (--dest docker: mirror.example.com/ns), a
 /// directory (--dest dir: one dir: image per image; --dest oci: one OCI layout per repository),
-/// or a name prefix in ferry's store (--dest store).
+/// a name prefix in ferry's store (--dest store), or one archive file that receives every image
+/// under its name, with its signatures (--dest oci-archive; --dest docker-archive keeps no
+/// signatures); the file appears when the sync ends, and only if every image was copied (or
+/// with --keep-going, holding those that were).
 #[derive(Debug, clap::Args)]
 #[command(
     after_help = "Images already at the destination with the same manifest digest and their \
@@ -40,10 +45,10 @@ listed, an image that could not be copied). --report FILE says which and why.
 See docs/sync.md for the YAML, sharding (--shard, Kubernetes Indexed Jobs) and the report."
 )]
 pub struct SyncArgs {
-    /// SOURCE's transport: docker, dir or yaml.
+    /// SOURCE's transport: docker, dir, yaml, oci-archive or docker-archive.
     #[arg(short = 's', long = "src", value_name = "TRANSPORT")]
     pub source_kind: SourceKind,
-    /// DESTINATION's transport: docker, dir, oci or store.
+    /// DESTINATION's transport: docker, dir, oci, store, oci-archive or docker-archive.
     #[arg(short = 'd', long = "dest", value_name = "TRANSPORT")]
     pub destination_kind: DestinationKind,
     /// Where the images come from.

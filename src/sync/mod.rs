@@ -354,6 +354,7 @@ pub async fn run(
         report.images.push(r);
     }
     let stop_now = !plan.failures.is_empty() && !options.keep_going;
+    let keep_going = options.keep_going;
     let locks = layout_locks(&plan.items);
     let shared = Arc::new(Shared {
         session: session.clone(),
@@ -365,6 +366,8 @@ pub async fn run(
         total: plan.items.len(),
         options,
     });
+    // Every image into one archive shares its writer; the file appears at the end.
+    session.hold_archives();
     let handles: Vec<_> = plan
         .items
         .into_iter()
@@ -389,7 +392,44 @@ pub async fn run(
             }
         });
     }
+    finish_archives(session, request, &mut report, keep_going).await;
     report.seconds = started.elapsed().as_secs_f64();
     report.tally();
     report
+}
+
+/// Finishes the archives the sync wrote into (`--dest oci-archive|docker-archive`): written
+/// when every image arrived, or with `--keep-going` the ones that did; otherwise abandoned (no
+/// file), and the images copied into them say so.
+async fn finish_archives(
+    session: &Session,
+    request: &PlanRequest,
+    report: &mut SyncReport,
+    keep_going: bool,
+) {
+    let failed = report
+        .images
+        .iter()
+        .any(|i| matches!(i.status, ImageStatus::Failed | ImageStatus::Rejected));
+    let keep = keep_going || !failed;
+    let finished = session.finish_archives(keep).await;
+    if !request.destination_kind.is_one_file() || report.dry_run {
+        return;
+    }
+    let lost = match finished {
+        Ok(_) if keep => return,
+        Ok(_) => format!(
+            "not written: {} was abandoned because another image failed (nothing is written at {}; --keep-going writes the images that were copied)",
+            request.destination, request.destination
+        ),
+        Err(e) => format!("not written: {e}"),
+    };
+    // Their copies succeeded but the archive is not there: not copied (the failure that
+    // stopped the archive is its own image's, and sets the exit status).
+    for i in &mut report.images {
+        if i.status == ImageStatus::Copied {
+            i.status = ImageStatus::NotAttempted;
+            i.reason = Some(lost.clone());
+        }
+    }
 }

@@ -8,9 +8,13 @@
 //! - the destination is `DESTINATION/SUFFIX` (joined and cleaned as Go's `path.Join`) with the
 //!   appended suffix after it (after the tag, for registries: `app:v1-mirror`).
 //!
-//! ferry adds two destinations skopeo sync does not have: `oci` (one OCI layout per repository,
-//! `DESTINATION/app`, the tag as the image's name in it) and `store` (ferry's store, the
-//! destination a name prefix: `store:DESTINATION/app:v1`).
+//! ferry adds destinations skopeo sync does not have: `oci` (one OCI layout per repository,
+//! `DESTINATION/app`, the tag as the image's name in it), `store` (ferry's store, the
+//! destination a name prefix: `store:DESTINATION/app:v1`), and the archives `oci-archive` and
+//! `docker-archive`, where DESTINATION is one file that receives every image under its name
+//! (`oci-archive:FILE:app:v1`). It also reads archives as sources (`--src oci-archive FILE`):
+//! every image the archive names, its name the suffix, as an air-gapped site restores what a
+//! sync into an archive carried.
 //!
 //! Tags are listed (with the session's client for the registry, so listing shares the
 //! connection and token the copies use) only for the repositories of this shard.
@@ -37,6 +41,12 @@ pub enum SourceKind {
     Dir,
     /// A YAML file in skopeo sync's format.
     Yaml,
+    /// An oci-archive: every image its index names (what a sync `--dest oci-archive` wrote).
+    #[serde(rename = "oci-archive")]
+    OciArchive,
+    /// A docker-archive: every tagged image of its manifest.json, once per tag.
+    #[serde(rename = "docker-archive")]
+    DockerArchive,
 }
 
 /// Where a sync writes images (skopeo sync's `--dest`): a transport that names an image
@@ -51,8 +61,16 @@ impl DestinationKind {
         registry::TRANSPORTS
             .iter()
             .copied()
-            .find(|t| t.name() == name && t.sync_destination("ferry/probe:latest").is_some())
+            .find(|t| t.name() == name && syncs_to(*t))
             .map(DestinationKind)
+    }
+
+    /// Whether every image goes into the one file the destination names (an archive), rather
+    /// than each under its own name below it.
+    pub fn is_one_file(&self) -> bool {
+        self.0
+            .sync_destination_in_file("probe.tar", "ferry/probe:latest")
+            .is_some()
     }
 
     /// The transport's name.
@@ -63,11 +81,18 @@ impl DestinationKind {
     fn allowed() -> String {
         registry::TRANSPORTS
             .iter()
-            .filter(|t| t.sync_destination("ferry/probe:latest").is_some())
+            .filter(|t| syncs_to(**t))
             .map(|t| t.name())
             .collect::<Vec<_>>()
             .join(", ")
     }
+}
+
+/// Whether a sync can write to `t`: under a destination, or into one file.
+fn syncs_to(t: &dyn Transport) -> bool {
+    t.sync_destination("ferry/probe:latest").is_some()
+        || t.sync_destination_in_file("probe.tar", "ferry/probe:latest")
+            .is_some()
 }
 
 impl std::fmt::Debug for DestinationKind {
@@ -110,10 +135,12 @@ impl std::str::FromStr for SourceKind {
             "docker" => Ok(SourceKind::Docker),
             "dir" => Ok(SourceKind::Dir),
             "yaml" => Ok(SourceKind::Yaml),
+            "oci-archive" => Ok(SourceKind::OciArchive),
+            "docker-archive" => Ok(SourceKind::DockerArchive),
             _ => Err(UnknownKind {
                 name: s.to_string(),
                 side: "source",
-                allowed: "docker, dir or yaml".into(),
+                allowed: "docker, dir, yaml, oci-archive or docker-archive".into(),
             }),
         }
     }
@@ -158,6 +185,14 @@ pub enum PlanError {
         what: String,
         /// Why it is invalid.
         source: ReferenceError,
+    },
+    /// The images of a source archive could not be listed.
+    #[error("listing the images of {}: {source}", path.display())]
+    Archive {
+        /// The archive.
+        path: PathBuf,
+        /// What failed.
+        source: TransportError,
     },
     /// A repository's tags could not be listed.
     #[error("listing the tags of {repository}: {source}")]
@@ -311,14 +346,20 @@ pub fn destination_for(request: &PlanRequest, suffix: &str) -> Result<ImageRefer
     } else {
         go_base(suffix)
     };
+    let transport = request.destination_kind.0;
+    let within = format!("{suffix}{}", request.append_suffix);
+    if let Some(r) = transport.sync_destination_in_file(&request.destination, &within) {
+        return r.map_err(|source| PlanError::Reference {
+            what: format!("destination {within:?} in {:?}", request.destination),
+            source,
+        });
+    }
     let name = go_join(&request.destination, &suffix) + &request.append_suffix;
     let invalid = |source| PlanError::Reference {
         what: format!("destination {name:?}"),
         source,
     };
-    request
-        .destination_kind
-        .0
+    transport
         .sync_destination(&name)
         .unwrap_or_else(|| {
             Err(ReferenceError::Invalid {
@@ -359,6 +400,9 @@ pub async fn plan(session: &Arc<Session>, request: &PlanRequest) -> Result<Plan,
         SourceKind::Docker => plan_docker(session, request).await?,
         SourceKind::Dir => plan_dir(request)?,
         SourceKind::Yaml => plan_yaml(session, request).await?,
+        SourceKind::OciArchive | SourceKind::DockerArchive => {
+            plan_archive(session, request).await?
+        }
     };
     // The same image asked for twice (a tag in a list and matched by a regex) is copied once.
     let mut seen = HashSet::new();
@@ -440,6 +484,56 @@ async fn plan_docker(session: &Arc<Session>, request: &PlanRequest) -> Result<Pl
     Ok(plan)
 }
 
+/// The repository of an image name: `ns/app` of `ns/app:v1` or `ns/app@sha256:…` (a port in
+/// the registry's name is not a tag).
+fn repository_of(name: &str) -> String {
+    let last = name.rfind('/').map(|i| i + 1).unwrap_or(0);
+    let tail = name.get(last..).unwrap_or_default();
+    match tail.find(['@', ':']) {
+        Some(i) => name.get(..last + i).unwrap_or(name).to_string(),
+        None => name.to_string(),
+    }
+}
+
+/// Every image of the source archive, named by its name there (an image without one is
+/// skipped with a warning: nothing names its destination).
+async fn plan_archive(session: &Arc<Session>, request: &PlanRequest) -> Result<Plan, PlanError> {
+    let path = PathBuf::from(&request.source);
+    let listed = match request.source_kind {
+        SourceKind::DockerArchive => {
+            crate::transport::docker_archive::list_images(session, &path).await
+        }
+        _ => crate::transport::oci_archive::list_images(session, &path).await,
+    }
+    .map_err(|source| PlanError::Archive {
+        path: path.clone(),
+        source,
+    })?;
+    let mut plan = Plan::default();
+    for (source, name) in listed {
+        let Some(name) = name else {
+            plan.warnings.push(format!(
+                "{source}: the image has no name in the archive, and a sync names each destination by its image's name: skipped (copy it with `ferry copy {source} DESTINATION`)"
+            ));
+            continue;
+        };
+        let repository = repository_of(&name);
+        if !takes(request, &mut plan, &repository) {
+            continue;
+        }
+        plan.items.push(WorkItem {
+            destination: destination_for(request, &name)?,
+            source,
+            repository,
+            source_options: request.source_options.clone(),
+        });
+    }
+    if plan.items.is_empty() && plan.other_shards == 0 {
+        return Err(PlanError::NoImages(request.source.clone()));
+    }
+    Ok(plan)
+}
+
 /// The `dir:` images under `base`: directories holding a `manifest.json`, not looked into
 /// further, in path order; symbolic links are not followed (as Go's `filepath.WalkDir`).
 fn walk_dir_images(base: &Path) -> std::io::Result<Vec<PathBuf>> {
@@ -489,11 +583,7 @@ fn plan_dir(request: &PlanRequest) -> Result<Plan, PlanError> {
             rel
         };
         // The repository of `ns/app:v1` is `ns/app`: its tags stay in one shard.
-        let last = suffix.rfind('/').map(|i| i + 1).unwrap_or(0);
-        let repository = match suffix[last..].find(':') {
-            Some(i) => suffix[..last + i].to_string(),
-            None => suffix.clone(),
-        };
+        let repository = repository_of(&suffix);
         if !takes(request, &mut plan, &repository) {
             continue;
         }
@@ -625,6 +715,17 @@ mod tests {
     }
 
     #[test]
+    fn repositories_of_names() {
+        assert_eq!(repository_of("app:v1"), "app");
+        assert_eq!(
+            repository_of("r.example:5000/ns/app:v1"),
+            "r.example:5000/ns/app"
+        );
+        assert_eq!(repository_of("ns/app@sha256:00"), "ns/app");
+        assert_eq!(repository_of("app"), "app");
+    }
+
+    #[test]
     fn go_paths() {
         assert_eq!(go_join("a/b/", "c:v1"), "a/b/c:v1");
         assert_eq!(go_join("/srv//mirror/", "./x"), "/srv/mirror/x");
@@ -685,6 +786,26 @@ mod tests {
             dest(&r, "r.example/ns/app:v1"),
             "store:mirror.example/m/app:v1"
         );
+
+        // Archives: every image into the one file, by its name.
+        let r = req(kind("oci-archive"), "/srv/all.tar", false, "");
+        assert!(kind("oci-archive").is_one_file());
+        assert!(!kind("oci").is_one_file());
+        assert_eq!(
+            dest(&r, "r.example/ns/app:v1"),
+            "oci-archive:/srv/all.tar:app:v1"
+        );
+        let r = req(kind("oci-archive"), "/srv/all.tar", true, "-m");
+        assert_eq!(
+            dest(&r, "r.example/ns/app:v1"),
+            "oci-archive:/srv/all.tar:r.example/ns/app:v1-m"
+        );
+        let r = req(kind("docker-archive"), "/srv/all.tar", false, "");
+        assert_eq!(
+            dest(&r, "r.example/ns/app:v1"),
+            "docker-archive:/srv/all.tar:docker.io/library/app:v1"
+        );
+        assert!(dest(&r, &format!("r.example/ns/app@{d}")).starts_with("error: destination"));
     }
 
     #[test]

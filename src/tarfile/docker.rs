@@ -475,6 +475,8 @@ pub struct DockerArchiveWriter {
     by_config: HashMap<Digest, usize>,
     repositories: Repositories,
     index: Vec<Descriptor>,
+    /// Layers written decompressed: the digest of the blob they came as, to their DiffID.
+    decompressed: HashMap<Digest, Digest>,
 }
 
 /// What [`DockerArchiveWriter::add_image`] wrote.
@@ -506,7 +508,75 @@ impl DockerArchiveWriter {
             by_config: HashMap::new(),
             repositories: Repositories::new(),
             index: Vec::new(),
+            decompressed: HashMap::new(),
         })
+    }
+
+    /// The path the archive will have once finished.
+    pub fn final_path(&self) -> &Path {
+        self.tar.final_path()
+    }
+
+    /// Writes an uncompressed layer or a config from a stream the caller verifies itself (the
+    /// copy pipeline does, as it passes: hashing it twice would double the cost). A stream that
+    /// fails leaves nothing; a blob already written is skipped (the stream is not read).
+    pub async fn put_verified_stream(
+        &mut self,
+        digest: &Digest,
+        size: u64,
+        stream: ByteStream,
+    ) -> Result<(), ArchiveError> {
+        oci::put_unverified_blob(&mut self.tar, &mut self.blobs, digest, size, stream).await
+    }
+
+    /// Writes the uncompressed form of the layer that came as blob `blob` (compressed):
+    /// `uncompressed` is its decompressed content, whose digest (the DiffID) `diff_id` gives once
+    /// the stream has ended. The entry is named `blobs/sha256/DIFFID` then (see
+    /// [`TarWriter::add_unnamed_stream`]); a layer already there is cut off again. Returns the
+    /// DiffID and the uncompressed size.
+    pub async fn put_decompressed_layer<F>(
+        &mut self,
+        blob: &Digest,
+        uncompressed: ByteStream,
+        diff_id: F,
+    ) -> Result<(Digest, u64), ArchiveError>
+    where
+        F: std::future::Future<Output = Result<Digest, String>>,
+    {
+        let probe = Digest::sha256_of(b"");
+        oci::ensure_blob_dirs(&mut self.tar, &probe).await?;
+        let size = self.tar.add_unnamed_stream(uncompressed).await?;
+        let id = match diff_id.await {
+            Ok(id) => id,
+            Err(problem) => {
+                self.tar.discard_unnamed().await;
+                return Err(ArchiveError::Write {
+                    archive: self.tar.temp_path().to_path_buf(),
+                    entry: format!("the uncompressed layer of {blob}"),
+                    problem,
+                });
+            }
+        };
+        if self.blobs.contains_key(&id) {
+            self.tar.discard_unnamed().await;
+        } else {
+            self.tar.name_unnamed(&blob_path(&id)).await?;
+            self.blobs.insert(id.clone(), size);
+        }
+        self.decompressed.insert(blob.clone(), id.clone());
+        Ok((id, size))
+    }
+
+    /// How many images `manifest.json` lists so far.
+    pub fn images(&self) -> usize {
+        self.items.len()
+    }
+
+    /// The DiffID and size of the layer that came as (compressed) blob `blob`, or of the
+    /// uncompressed layer `blob`, when it is in the archive already.
+    pub fn layer_of(&self, blob: &Digest) -> Option<(Digest, u64)> {
+        let id = self.decompressed.get(blob).unwrap_or(blob);
+        self.blobs.get(id).map(|size| (id.clone(), *size))
     }
 
     /// The size of blob `digest` if it was written already.

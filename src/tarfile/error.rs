@@ -257,3 +257,35 @@ impl ArchiveError {
         }
     }
 }
+
+impl ArchiveError {
+    /// What kind of failure this is: a file that cannot be read or written is `Io`; an archive
+    /// that breaks its format (cut short, unsafe names, a digest that does not match) is
+    /// `Corrupt`; an image the archive does not have is `NotFound`; a reference that does not
+    /// parse, or one naming none of several images, is `Config`; a compression ferry does not
+    /// read is `Unsupported`.
+    pub fn kind(&self) -> crate::error::ErrorKind {
+        use crate::error::ErrorKind;
+        match self {
+            ArchiveError::Io { .. } | ArchiveError::WriterFailed { .. } => ErrorKind::Io,
+            ArchiveError::Truncated { .. }
+            | ArchiveError::EntryPastEnd { .. }
+            | ArchiveError::BadHeader { .. }
+            | ArchiveError::UnsafeName { .. }
+            | ArchiveError::DuplicateEntry { .. }
+            | ArchiveError::NotFound { .. }
+            | ArchiveError::NotRegular { .. }
+            | ArchiveError::TooLarge { .. }
+            | ArchiveError::Decompress { .. }
+            | ArchiveError::Json { .. }
+            | ArchiveError::Format { .. }
+            | ArchiveError::Digest { .. } => ErrorKind::Corrupt,
+            ArchiveError::ImageNotFound { .. } => ErrorKind::NotFound,
+            ArchiveError::AmbiguousImage { .. } | ArchiveError::InvalidReference { .. } => {
+                ErrorKind::Config
+            }
+            ArchiveError::UnsupportedCompression { .. } => ErrorKind::Unsupported,
+            ArchiveError::Write { .. } => ErrorKind::Io,
+        }
+    }
+}

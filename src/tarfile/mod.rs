@@ -16,6 +16,9 @@
 //! by `NAME:TAG` or `@N`). [`reference`] parses the transports' `PATH[:…]` grammars as
 //! containers/image does.
 //!
+//! [`OpenArchives`] keeps a session's archives: the writers a sync's copies share (the file
+//! appears when the sync ends), and readers indexed once per session.
+//!
 //! Archives are hostile input: names that are absolute or climb out with `..`, duplicate names
 //! and sizes past the end of the file are refused when the archive is indexed, and links are only
 //! ever resolved to other entries of the archive, never to files on disk.
@@ -27,6 +30,7 @@ mod error;
 mod header;
 mod index;
 pub mod oci;
+mod open;
 pub mod reference;
 mod writer;
 
@@ -34,6 +38,7 @@ pub use archive::{DEFAULT_TEMP_DIR, EntryRead, EntryReader, OpenOptions, TarArch
 pub use compressed::Compression;
 pub use error::ArchiveError;
 pub use index::{Entry, EntryKind, TarIndex, normalize_name};
+pub use open::{ArchiveFormat, ArchiveWriter, BlobTurns, OpenArchives, SharedWriter};
 pub use writer::{TEMP_MARKER, TarWriter, remove_leftovers};
 
 /// The entry name of a blob in an OCI layout: `blobs/ALGORITHM/HEX`.

@@ -298,6 +298,11 @@ pub struct OciArchiveWriter {
     tar: TarWriter,
     blobs: HashMap<Digest, u64>,
     manifests: Vec<Descriptor>,
+    /// The `artifactType` of index entries that have one (referrers), by digest.
+    artifact_types: HashMap<Digest, String>,
+    /// The small blobs written from bytes (manifests, signature attachments), kept to be read
+    /// again while the archive is written (a later signature joins an earlier attachment).
+    small: HashMap<Digest, bytes::Bytes>,
 }
 
 /// Writes the directories of blob `digest` if not yet written (readers do not need them;
@@ -325,12 +330,24 @@ pub(crate) async fn put_verified_blob(
     size: u64,
     stream: ByteStream,
 ) -> Result<(), ArchiveError> {
+    let verified = Box::pin(VerifyingStream::new(stream, digest.clone(), Some(size)));
+    put_unverified_blob(tar, blobs, digest, size, verified).await
+}
+
+/// Writes blob `digest` of `size` bytes from `stream` into `tar` unless it is there already,
+/// for a caller that verifies the stream itself; a stream that fails leaves nothing.
+pub(crate) async fn put_unverified_blob(
+    tar: &mut TarWriter,
+    blobs: &mut HashMap<Digest, u64>,
+    digest: &Digest,
+    size: u64,
+    stream: ByteStream,
+) -> Result<(), ArchiveError> {
     if blobs.contains_key(digest) {
         return Ok(());
     }
     ensure_blob_dirs(tar, digest).await?;
-    let verified = Box::pin(VerifyingStream::new(stream, digest.clone(), Some(size)));
-    tar.add_stream(&blob_path(digest), size, verified).await?;
+    tar.add_stream(&blob_path(digest), size, stream).await?;
     blobs.insert(digest.clone(), size);
     Ok(())
 }
@@ -371,7 +388,51 @@ impl OciArchiveWriter {
             tar,
             blobs: HashMap::new(),
             manifests: Vec::new(),
+            artifact_types: HashMap::new(),
+            small: HashMap::new(),
         })
+    }
+
+    /// The path the archive will have once finished.
+    pub fn final_path(&self) -> &Path {
+        self.tar.final_path()
+    }
+
+    /// Writes a blob from a stream that the caller verifies itself (the copy pipeline checks
+    /// every blob's size and digest as it passes; hashing it twice would double the cost). A
+    /// stream that fails, or ends short or long, leaves nothing in the archive. A blob already
+    /// written is not written again (the stream is not read).
+    pub async fn put_verified_stream(
+        &mut self,
+        digest: &Digest,
+        size: u64,
+        stream: ByteStream,
+    ) -> Result<(), ArchiveError> {
+        put_unverified_blob(&mut self.tar, &mut self.blobs, digest, size, stream).await
+    }
+
+    /// How many entries `index.json` lists so far.
+    pub fn images(&self) -> usize {
+        self.manifests.len()
+    }
+
+    /// A small blob written from bytes earlier in this archive (a manifest, an attachment).
+    pub fn small_blob(&self, digest: &Digest) -> Option<&bytes::Bytes> {
+        self.small.get(digest)
+    }
+
+    /// The `index.json` entry named `name` so far, if any.
+    pub fn named(&self, name: &str) -> Option<&Descriptor> {
+        self.manifests.iter().find(|d| ref_name(d) == Some(name))
+    }
+
+    /// Lists `d` in `index.json` (with `artifact_type`, for a referrer), as
+    /// [`OciArchiveWriter::add_manifest`] does; its blob must have been written.
+    pub fn add_index_entry(&mut self, d: Descriptor, artifact_type: Option<String>) {
+        if let Some(t) = artifact_type {
+            self.artifact_types.insert(d.digest.clone(), t);
+        }
+        add_to_index(&mut self.manifests, d);
     }
 
     /// The size of blob `digest` if it was written already (a copy can skip it).
@@ -393,10 +454,10 @@ impl OciArchiveWriter {
     /// Writes a small blob from bytes; returns its sha256 digest.
     pub async fn put_blob_bytes(&mut self, bytes: &[u8]) -> Result<Digest, ArchiveError> {
         let digest = Digest::sha256_of(bytes);
-        let stream: ByteStream = Box::pin(futures::stream::iter(std::iter::once(Ok(
-            bytes::Bytes::copy_from_slice(bytes),
-        ))));
+        let kept = bytes::Bytes::copy_from_slice(bytes);
+        let stream: ByteStream = Box::pin(futures::stream::iter(std::iter::once(Ok(kept.clone()))));
         self.put_blob(&digest, bytes.len() as u64, stream).await?;
+        self.small.insert(digest.clone(), kept);
         Ok(digest)
     }
 
@@ -424,15 +485,23 @@ impl OciArchiveWriter {
 
     /// Writes `index.json` and makes the archive appear at its path.
     pub async fn finish(mut self) -> Result<PathBuf, ArchiveError> {
-        let index = OciIndex {
-            schema_version: 2,
-            media_type: Some(manifest::OCI_INDEX.to_string()),
-            manifests: std::mem::take(&mut self.manifests),
-            annotations: None,
-        };
-        let bytes = serde_json::to_vec(&index).map_err(|e| {
-            ArchiveError::format(self.tar.temp_path(), format!("encoding index.json: {e}"))
-        })?;
+        let temp = self.tar.temp_path().to_path_buf();
+        let encoding =
+            |e: serde_json::Error| ArchiveError::format(&temp, format!("encoding index.json: {e}"));
+        let mut manifests = Vec::with_capacity(self.manifests.len());
+        for d in std::mem::take(&mut self.manifests) {
+            let mut v = serde_json::to_value(&d).map_err(encoding)?;
+            if let (Some(t), Some(o)) = (self.artifact_types.get(&d.digest), v.as_object_mut()) {
+                o.insert("artifactType".into(), serde_json::Value::String(t.clone()));
+            }
+            manifests.push(v);
+        }
+        let index = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": manifest::OCI_INDEX,
+            "manifests": manifests,
+        });
+        let bytes = serde_json::to_vec(&index).map_err(encoding)?;
         self.tar.add_bytes(INDEX_FILE, &bytes).await?;
         self.tar.finish().await
     }

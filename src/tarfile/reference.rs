@@ -1,9 +1,10 @@
 //! The archive transports' reference grammars, as containers/image parses them
 //! (`oci/archive/oci_transport.go`, `docker/archive/transport.go`):
 //!
-//! - `oci-archive:PATH[:NAME]`: everything after the first `:` is the image name, matched
+//! - `oci-archive:PATH[:NAME|:@N]`: everything after the first `:` is the image name, matched
 //!   against `org.opencontainers.image.ref.name`; it must be a valid annotation value (OCI
-//!   components joined by `/`, separators `-._:@+`).
+//!   components joined by `/`, separators `-._:@+`); `@N` is the N-th entry of `index.json`
+//!   (from 0), as newer containers/image reads it.
 //! - `docker-archive:PATH[:NAME:TAG|:@N]`: after the first `:`, either `@N` (the N-th entry of
 //!   manifest.json, from 0) or a docker reference, normalised (`busybox` is
 //!   `docker.io/library/busybox:latest`); digests are refused.
@@ -193,6 +194,15 @@ pub fn parse_oci_archive(s: &str) -> Result<OciArchiveReference, ArchiveError> {
     }
     let selector = if image.is_empty() {
         OciSelector::Only
+    } else if let Some(digits) = image.strip_prefix('@') {
+        // containers/image (5.29+) reads `@N` as the N-th entry of index.json, for sources.
+        OciSelector::Index(digits.parse().map_err(|_| {
+            invalid(
+                "oci-archive",
+                s,
+                format!("Invalid source index {image}: @ and a number from 0"),
+            )
+        })?)
     } else if is_valid_oci_name(image) {
         OciSelector::Name(image.to_string())
     } else {
@@ -309,6 +319,9 @@ mod tests {
         let r = parse_oci_archive("x.tar:v1").unwrap();
         assert_eq!(r.selector, OciSelector::Name("v1".into()));
         assert!(parse_oci_archive("x.tar:bad name").is_err());
+        let r = parse_oci_archive("x.tar:@3").unwrap();
+        assert_eq!(r.selector, OciSelector::Index(3));
+        assert!(parse_oci_archive("x.tar:@-1").is_err());
         assert!(parse_oci_archive(":v1").is_err());
     }
 }

@@ -41,6 +41,9 @@ pub struct TarWriter {
     offset: u64,
     names: HashSet<String>,
     failed: bool,
+    /// An entry written by [`TarWriter::add_unnamed_stream`] and not yet named or discarded:
+    /// where its header starts and its size.
+    unnamed: Option<(u64, u64)>,
 }
 
 impl std::fmt::Debug for TarWriter {
@@ -124,6 +127,7 @@ impl TarWriter {
             offset: 0,
             names: HashSet::new(),
             failed: false,
+            unnamed: None,
         })
     }
 
@@ -166,6 +170,12 @@ impl TarWriter {
 
     /// Checks a new entry's name; returns it normalised.
     fn claim(&self, name: &str) -> Result<String, ArchiveError> {
+        if self.unnamed.is_some() {
+            return Err(self.write_error(
+                name,
+                "the entry before it was neither named nor discarded (a writer bug)",
+            ));
+        }
         if self.failed {
             return Err(ArchiveError::WriterFailed {
                 archive: self.temp_display.clone(),
@@ -356,9 +366,96 @@ impl TarWriter {
         }
     }
 
+    /// Adds a regular file whose size and name are known only once `stream` has ended (a layer
+    /// decompressed on its way in, to be named by the digest of what came out): a placeholder
+    /// header is written first, and [`TarWriter::name_unnamed`] rewrites it in place, or
+    /// [`TarWriter::discard_unnamed`] cuts the entry off again. Nothing else can be added in
+    /// between. Returns the size. If the stream fails, the entry is removed and the error
+    /// returned; the writer stays usable.
+    pub async fn add_unnamed_stream(
+        &mut self,
+        mut stream: ByteStream,
+    ) -> Result<u64, ArchiveError> {
+        const PLACEHOLDER: &str = "ferry-unnamed-entry";
+        let _ = self.claim(PLACEHOLDER)?;
+        let start = self.offset;
+        let result = async {
+            self.write_header(PLACEHOLDER, kind::FILE, 0, "").await?;
+            let mut written = 0u64;
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.map_err(|e| {
+                    self.write_error(PLACEHOLDER, format!("reading its content failed: {e}"))
+                })?;
+                written += chunk.len() as u64;
+                self.write(&chunk, PLACEHOLDER).await?;
+            }
+            self.pad(written, PLACEHOLDER).await?;
+            Ok(written)
+        }
+        .await;
+        match result {
+            Ok(size) => {
+                self.unnamed = Some((start, size));
+                Ok(size)
+            }
+            Err(e) => {
+                self.rollback(start).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Gives the entry of [`TarWriter::add_unnamed_stream`] its name: its header is rewritten
+    /// with the name and size. The name must fit a ustar header (100 bytes, or a 155-byte
+    /// prefix and 100 bytes), as `blobs/sha256/HEX` does. An error cuts the entry off.
+    pub async fn name_unnamed(&mut self, name: &str) -> Result<(), ArchiveError> {
+        let Some((start, size)) = self.unnamed.take() else {
+            return Err(self.write_error(name, "no unnamed entry to name (a writer bug)"));
+        };
+        let named = async {
+            let n = self.claim(name)?;
+            let (prefix, short) = header::split_ustar_name(&n).ok_or_else(|| {
+                self.write_error(&n, "the name is too long for the entry's header")
+            })?;
+            let block = header::encode(prefix, short, kind::FILE, size, "");
+            let end = self.offset;
+            let io = async {
+                self.out.flush().await?;
+                let f = self.out.get_mut();
+                f.seek(std::io::SeekFrom::Start(start)).await?;
+                f.write_all(&block).await?;
+                f.seek(std::io::SeekFrom::Start(end)).await?;
+                std::io::Result::Ok(())
+            }
+            .await;
+            io.map_err(|e| self.io_error(format!("naming entry {n:?}"), e))?;
+            Ok(n)
+        }
+        .await;
+        match named {
+            Ok(n) => {
+                self.names.insert(n);
+                Ok(())
+            }
+            Err(e) => {
+                self.rollback(start).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Cuts the entry of [`TarWriter::add_unnamed_stream`] off the file again (its content
+    /// was not wanted: a copy of an entry already written, or content that failed a check).
+    pub async fn discard_unnamed(&mut self) {
+        if let Some((start, _)) = self.unnamed.take() {
+            self.rollback(start).await;
+        }
+    }
+
     /// Ends the archive (two zero blocks), flushes it to disk and renames it to its final path,
     /// replacing any file there; then syncs the directory so the rename survives a crash.
     pub async fn finish(mut self) -> Result<PathBuf, ArchiveError> {
+        self.discard_unnamed().await;
         if self.failed {
             return Err(ArchiveError::WriterFailed {
                 archive: self.temp_display.clone(),
@@ -521,6 +618,49 @@ mod tests {
         drop(w);
         assert!(!temp.exists(), "dropped writer removes its temp file");
         assert!(!path.exists());
+    }
+
+    #[tokio::test]
+    async fn an_unnamed_entry_is_named_in_place_or_cut_off() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.tar");
+        let mut w = TarWriter::create(&path).await.unwrap();
+        let stream = |b: &'static [u8]| -> ByteStream {
+            Box::pin(futures::stream::iter(vec![Ok(Bytes::from_static(b))]))
+        };
+        assert_eq!(w.add_unnamed_stream(stream(b"first")).await.unwrap(), 5);
+        assert!(
+            w.add_bytes("x", b"x").await.is_err(),
+            "the entry is not named yet"
+        );
+        w.name_unnamed(&format!("blobs/sha256/{}", "a".repeat(64)))
+            .await
+            .unwrap();
+        let len = w.len();
+        w.add_unnamed_stream(stream(b"discarded")).await.unwrap();
+        w.discard_unnamed().await;
+        assert_eq!(w.len(), len);
+        w.add_unnamed_stream(stream(b"twice")).await.unwrap();
+        assert!(
+            w.name_unnamed(&format!("blobs/sha256/{}", "a".repeat(64)))
+                .await
+                .is_err(),
+            "a name already written"
+        );
+        assert_eq!(w.len(), len, "and the entry is cut off");
+        let bad: ByteStream = Box::pin(futures::stream::iter(vec![
+            Ok(Bytes::from_static(b"12")),
+            Err(std::io::Error::other("gone")),
+        ]));
+        assert!(w.add_unnamed_stream(bad).await.is_err());
+        assert_eq!(w.len(), len);
+        w.add_bytes("after", b"ok").await.unwrap();
+        w.finish().await.unwrap();
+        let a = TarArchive::open(&path).await.unwrap();
+        let name = format!("blobs/sha256/{}", "a".repeat(64));
+        assert_eq!(a.read_small(&name, 100, "t").await.unwrap(), b"first");
+        assert_eq!(a.read_small("after", 100, "t").await.unwrap(), b"ok");
+        assert_eq!(a.index().entries().len(), 2);
     }
 
     #[tokio::test]

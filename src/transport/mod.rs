@@ -11,8 +11,10 @@ pub mod attachments;
 pub mod containers_storage;
 pub mod dir;
 pub mod docker;
+pub mod docker_archive;
 pub mod fsutil;
 pub mod http;
+pub mod oci_archive;
 pub mod oci_layout;
 pub mod referrers;
 pub mod registry;
@@ -161,6 +163,16 @@ pub enum TransportError {
     /// The source's stream of a blob broke (its message names the URL or file).
     #[error("{0}")]
     SourceStream(std::io::Error),
+    /// An `oci-archive:` or `docker-archive:` file could not be read or written (the error
+    /// names the archive, and the entry where there is one).
+    #[error(transparent)]
+    Archive(Box<crate::tarfile::ArchiveError>),
+}
+
+impl From<crate::tarfile::ArchiveError> for TransportError {
+    fn from(e: crate::tarfile::ArchiveError) -> TransportError {
+        TransportError::Archive(Box::new(e))
+    }
 }
 
 impl Hinted for TransportError {
@@ -259,6 +271,7 @@ impl TransportError {
             TransportError::Blocked { .. } => ErrorKind::Denied,
             TransportError::AllEndpointsFailed { primary, .. } => primary.kind(),
             TransportError::Unsupported(_) => ErrorKind::Unsupported,
+            TransportError::Archive(e) => e.kind(),
             TransportError::SourceStream(e) => match e.kind() {
                 std::io::ErrorKind::TimedOut => ErrorKind::TimedOut,
                 _ => ErrorKind::Unreachable,
@@ -319,6 +332,18 @@ pub trait Transport: Send + Sync + 'static {
     /// `None` when this transport is not a sync destination.
     fn sync_destination(
         &self,
+        _name: &str,
+    ) -> Option<std::result::Result<ImageReference, ReferenceError>> {
+        None
+    }
+
+    /// The reference of the image `name` (a repository path with `:TAG` or `@DIGEST`, the
+    /// name a sync gives it) inside `file`, when this transport keeps many images in one file
+    /// (an archive) and a sync writes them all into the one file it is given; `None` when it
+    /// does not (then [`Transport::sync_destination`] names the image under the destination).
+    fn sync_destination_in_file(
+        &self,
+        _file: &str,
         _name: &str,
     ) -> Option<std::result::Result<ImageReference, ReferenceError>> {
         None
@@ -586,6 +611,9 @@ pub struct TransportOptions {
     pub no_creds: bool,
     /// A bearer token sent as it is, instead of one from the registry's token service.
     pub registry_token: Option<String>,
+    /// More tags for the image in a `docker-archive:` destination (skopeo's
+    /// `--additional-tag`); other destinations ignore them.
+    pub additional_tags: Vec<String>,
 }
 
 impl TransportOptions {

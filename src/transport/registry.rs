@@ -4,7 +4,8 @@
 //! in copy, sync or policy changes. containers/image does the same with `transports.Register`.
 
 use super::{
-    Result, Transport, TransportError, containers_storage, dir, docker, oci_layout, store,
+    Result, Transport, TransportError, containers_storage, dir, docker, docker_archive, oci_archive,
+    oci_layout, store,
 };
 use crate::reference::{ImageReference, ReferenceError};
 
@@ -15,6 +16,8 @@ pub static TRANSPORTS: &[&dyn Transport] = &[
     &dir::DirTransport,
     &store::StoreTransport,
     &containers_storage::ContainersStorageTransport,
+    &oci_archive::OciArchiveTransport,
+    &docker_archive::DockerArchiveTransport,
 ];
 
 /// The transport called `name`.
@@ -103,6 +106,21 @@ mod tests {
             ("oci:/tmp/x", "oci:/tmp/x"),
             ("dir:/tmp/d", "dir:/tmp/d"),
             ("store:app", "store:docker.io/library/app:latest"),
+            ("oci-archive:/tmp/a.tar", "oci-archive:/tmp/a.tar"),
+            (
+                "oci-archive:/tmp/a.tar:app:v1",
+                "oci-archive:/tmp/a.tar:app:v1",
+            ),
+            ("oci-archive:/tmp/a.tar:@2", "oci-archive:/tmp/a.tar:@2"),
+            ("docker-archive:/tmp/d.tar", "docker-archive:/tmp/d.tar"),
+            (
+                "docker-archive:/tmp/d.tar:app",
+                "docker-archive:/tmp/d.tar:docker.io/library/app:latest",
+            ),
+            (
+                "docker-archive:/tmp/d.tar:@0",
+                "docker-archive:/tmp/d.tar:@0",
+            ),
         ] {
             let r = ImageReference::parse(given).unwrap();
             assert_eq!(r.to_string(), printed);
@@ -123,6 +141,20 @@ mod tests {
             ImageReference::parse("store:app").unwrap(),
             ImageReference::parse("docker://app").unwrap()
         );
+        // As containers/image: an oci-archive is identified by its path, a docker-archive has
+        // only the transport's default scope and its tag as its docker reference.
+        let oa = ImageReference::parse("oci-archive:/nonexistent/x.tar:app:v1").unwrap();
+        assert_eq!(
+            oa.policy_scopes(),
+            vec!["/nonexistent/x.tar", "/nonexistent"]
+        );
+        assert!(oa.docker_reference().is_none());
+        let da = ImageReference::parse("docker-archive:/nonexistent/x.tar:app:v1").unwrap();
+        assert!(da.policy_scopes().is_empty());
+        assert_eq!(
+            da.docker_reference().unwrap().to_string(),
+            "docker.io/library/app:v1"
+        );
     }
 
     #[test]
@@ -137,7 +169,17 @@ mod tests {
                 other => panic!("{bad}: {other:?}"),
             }
         }
-        for bad in ["docker:busybox", "dir:", "oci:/x:", "oci:"] {
+        for bad in [
+            "docker:busybox",
+            "dir:",
+            "oci:/x:",
+            "oci:",
+            "oci-archive:",
+            "oci-archive:/x.tar:bad name",
+            "docker-archive:",
+            "docker-archive:/x.tar:@x",
+            "docker-archive:/x.tar:app@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+        ] {
             assert!(
                 matches!(
                     ImageReference::parse(bad),

@@ -8,6 +8,7 @@
 pub mod gpg;
 pub mod http;
 pub mod pki;
+pub mod podman;
 pub mod referrers;
 pub mod registry;
 pub mod sigstore;

@@ -11,11 +11,11 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use serde_json::{Value, json};
 
-use super::attachments;
 use super::fsutil::{self, TEMP_PREFIX, TempSession};
-use super::referrers::{self, Attached, ReferrerEntry, Referrers, Via};
+use super::referrers::{Attached, Referrers};
 use super::*;
 
+pub(crate) mod attached;
 pub mod reference;
 pub use reference::Reference;
 
@@ -189,31 +189,6 @@ impl Layout {
         Ok(out)
     }
 
-    /// The referrers of `subject` the layout lists: unnamed `index.json` entries whose
-    /// manifest names `subject` (how ferry and ORAS keep referrers in a layout). A manifest
-    /// that cannot be read is skipped: it is not known to be a referrer.
-    pub fn referrers_of(&self, subject: &Digest) -> Result<Vec<ReferrerEntry>> {
-        if !self.index_path().exists() {
-            return Ok(Vec::new());
-        }
-        let mut out = Vec::new();
-        for (name, d) in self.entries()? {
-            if name.is_some() {
-                continue;
-            }
-            let Ok(bytes) = self.read_manifest_blob(&d.digest) else {
-                continue;
-            };
-            let Ok(a) = Attached::from_manifest(&bytes, Some(&d.media_type), Via::Referrer) else {
-                continue;
-            };
-            if a.subject().as_ref() == Some(subject) {
-                out.push(a.index_entry());
-            }
-        }
-        Ok(out)
-    }
-
     /// The entry named `name`, or with no name the only entry.
     pub fn find(&self, name: Option<&str>) -> Result<Descriptor> {
         let entries = self.entries()?;
@@ -237,13 +212,7 @@ impl Layout {
                         names()
                     ))
                 }),
-            None => match entries
-                .iter()
-                .filter(|(n, d)| !is_attached_entry(n.as_deref(), d))
-                .cloned()
-                .collect::<Vec<_>>()
-                .as_slice()
-            {
+            None => match attached::images(&entries).as_slice() {
                 [(_, d)] => Ok(d.clone()),
                 [] => Err(TransportError::NotFound(format!(
                     "{}: index.json lists no image",
@@ -359,7 +328,7 @@ impl Layout {
 /// Whether an `index.json` entry is something attached to an image rather than an image: a
 /// referrer (ferry writes them unnamed, with their artifact type) or one of cosign's tags
 /// (`sha256-HEX.sig`, `.att`, `.sbom`).
-fn is_attached_entry(name: Option<&str>, d: &Descriptor) -> bool {
+pub(crate) fn is_attached_entry(name: Option<&str>, d: &Descriptor) -> bool {
     match name {
         Some(n) => {
             n.starts_with("sha256-")
@@ -424,63 +393,6 @@ impl OciLayoutSource {
         self.referrers = mode;
         self
     }
-
-    /// Adds the referrers of `d` the layout keeps (and, with [`Referrers::All`], cosign's
-    /// `.att` and `.sbom` entries) to `set`.
-    async fn read_attached(&self, d: &Digest, set: &mut SignatureSet) -> Result<()> {
-        if self.referrers == Referrers::None {
-            return Ok(());
-        }
-        let entries = self.layout.referrers_of(d)?;
-        let location = format!("{}@{d}", self.layout.root().display());
-        set.searched.push(format!(
-            "the referrers of {d} in {} ({} listed)",
-            self.layout.root().display(),
-            entries.len()
-        ));
-        let read = referrers::read(
-            &entries,
-            &location,
-            set.slots.len() + 1,
-            self.referrers,
-            |digest| {
-                let r = self
-                    .layout
-                    .read_manifest_blob(&digest)
-                    .map(|b| (b.to_vec(), None))
-                    .map_err(|e| e.to_string());
-                async move { r }
-            },
-            |desc| {
-                let p = self.layout.blob_path(&desc.digest);
-                async move {
-                    fsutil::read_capped(&p, crate::signature::MAX_SIGNATURE_SIZE as u64)
-                        .map_err(|e| e.to_string())
-                }
-            },
-        )
-        .await;
-        set.slots.extend(read.slots);
-        set.attached.extend(read.attached);
-        set.attached_errors.extend(read.errors);
-        if self.referrers == Referrers::All {
-            for (suffix, kind) in referrers::cosign_artifact_tags() {
-                let tag = referrers::cosign_tag(d, suffix);
-                let Ok(entry) = self.layout.find(Some(&tag)) else {
-                    continue;
-                };
-                let read = self
-                    .layout
-                    .read_manifest_blob(&entry.digest)
-                    .map_err(|e| e.to_string())
-                    .and_then(|b| {
-                        Attached::from_cosign_tag(&b, Some(&entry.media_type), suffix, kind)
-                    });
-                set.add_attached(read, format_args!("{}:{tag}", self.layout.root().display()));
-            }
-        }
-        Ok(())
-    }
 }
 
 #[async_trait]
@@ -500,43 +412,34 @@ impl ImageSource for OciLayoutSource {
 
     /// Sigstore signatures in the layout, as `cosign save` lays them out: an image manifest
     /// named `sha256-HEX.sig` in `index.json` (a ferry extension: containers/image reads none
-    /// from `oci:`). An OCI layout has no place for simple signing signatures.
+    /// from `oci:`), and the referrers it lists. An OCI layout has no place for simple signing
+    /// signatures.
     async fn signatures(
         &self,
         manifest_digest: &Digest,
         _instance: Option<&Digest>,
     ) -> Result<SignatureSet> {
-        let tag = attachments::signature_tag(manifest_digest);
-        let searched = format!(
-            "the sigstore attachment {tag} in {}",
-            self.layout.root().display()
-        );
-        let entry = match self.layout.find(Some(&tag)) {
-            Ok(d) => d,
-            Err(TransportError::NotFound(_)) => {
-                let mut set = SignatureSet::new(vec![], searched);
-                self.read_attached(manifest_digest, &mut set).await?;
-                return Ok(set);
-            }
-            Err(e) => return Err(e),
-        };
-        let bytes = self.layout.read_manifest_blob(&entry.digest)?;
-        let location = format!("{}:{tag}", self.layout.root().display());
-        let slots = attachments::read_slots(&bytes, &location, 1, |d| {
-            let p = self.layout.blob_path(&d.digest);
-            async move {
-                fsutil::read_capped(&p, crate::signature::MAX_SIGNATURE_SIZE as u64)
-                    .map_err(|e| e.to_string())
-            }
-        })
-        .await
-        .map_err(|source| TransportError::Manifest {
-            what: location.clone(),
-            source,
-        })?;
-        let mut set = SignatureSet::new(slots, searched);
-        self.read_attached(manifest_digest, &mut set).await?;
-        Ok(set)
+        attached::read_signatures(&self.layout, manifest_digest, self.referrers).await
+    }
+}
+
+#[async_trait]
+impl attached::LayoutFiles for Layout {
+    fn place(&self) -> String {
+        self.root.display().to_string()
+    }
+    fn entries(&self) -> Result<Vec<(Option<String>, Descriptor)>> {
+        Layout::entries(self)
+    }
+    async fn manifest_blob(&self, digest: &Digest) -> Result<Bytes> {
+        self.read_manifest_blob(digest)
+    }
+    async fn small_blob(
+        &self,
+        descriptor: Descriptor,
+        limit: u64,
+    ) -> std::result::Result<Vec<u8>, String> {
+        fsutil::read_capped(&self.blob_path(&descriptor.digest), limit).map_err(|e| e.to_string())
     }
 }
 
@@ -629,30 +532,14 @@ impl OciLayoutDestination {
             .push((name, entry));
     }
 
-    /// Writes a sigstore bundle that arrived as a signature blob (from `dir:`) as a referrer
-    /// of `subject`, in cosign's layout.
-    fn put_bundle(
-        &self,
-        subject: &Digest,
-        sig: &crate::signature::sigstore::SigstoreSignature,
-    ) -> Result<()> {
-        let subject_bytes = self.layout.read_manifest_blob(subject)?;
-        let media_type = crate::manifest::detect(&subject_bytes, None)
-            .map(|k| k.media_type().to_string())
-            .unwrap_or_else(|_| crate::manifest::OCI_MANIFEST.to_string());
-        let (manifest, blobs) =
-            referrers::bundle_artifact(subject, &media_type, subject_bytes.len() as u64, sig);
-        for (d, bytes) in &blobs {
-            self.layout.put_small_blob(&d.digest, bytes)?;
+    /// Writes the blobs of `add` and queues its entries for `index.json` (on commit).
+    fn apply(&self, add: attached::Additions) -> Result<()> {
+        for (d, bytes) in &add.blobs {
+            self.layout.put_small_blob(d, bytes)?;
         }
-        let a = Attached::from_manifest(
-            &manifest,
-            Some(crate::manifest::OCI_MANIFEST),
-            Via::Referrer,
-        )
-        .map_err(TransportError::Unsupported)?;
-        self.layout.put_small_blob(&a.digest, &manifest)?;
-        self.queue_entry(None, referrer_descriptor(&a, subject));
+        for (name, entry) in add.entries {
+            self.queue_entry(name, entry);
+        }
         Ok(())
     }
 }
@@ -753,50 +640,20 @@ impl ImageDestination for OciLayoutDestination {
         _instance: Option<&Digest>,
         signatures: &[Vec<u8>],
     ) -> Result<()> {
-        let attachments::Split {
-            sigstore,
-            bundles,
-            simple,
-        } = attachments::split(signatures).map_err(TransportError::Unsupported)?;
-        if !simple.is_empty() {
-            return Err(TransportError::Unsupported(
-                "an OCI image layout cannot hold simple signing signatures".into(),
-            ));
-        }
-        for b in &bundles {
-            self.put_bundle(manifest_digest, b)?;
-        }
-        if sigstore.is_empty() {
-            return Ok(());
-        }
-        let tag = attachments::signature_tag(manifest_digest);
-        let what = format!("{}:{tag}", self.layout.root().display());
-        let existing = match self.layout.find(Some(&tag)) {
-            Ok(d) => Some(self.layout.read_manifest_blob(&d.digest)?.to_vec()),
-            Err(_) => None,
-        };
-        let bad = |source| TransportError::Manifest {
-            what: what.clone(),
-            source,
-        };
-        let Some((layers, added)) =
-            attachments::merge(existing.as_deref(), &sigstore).map_err(bad)?
-        else {
-            return Ok(());
-        };
-        let a = attachments::build(&layers)
-            .map_err(|e| TransportError::Unsupported(format!("building {what}: {e}")))?;
-        for (d, bytes) in added.iter().chain(a.blobs.iter()) {
-            self.layout.put_small_blob(&d.digest, bytes)?;
-        }
-        self.layout
-            .put_small_blob(&Digest::sha256_of(&a.manifest), &a.manifest)?;
-        let raw = RawManifest {
-            bytes: a.manifest.into(),
-            media_type: Some(crate::manifest::OCI_MANIFEST.to_string()),
-        };
-        self.queue_entry(Some(tag.clone()), index_descriptor(&raw, Some(&tag)));
-        Ok(())
+        let add = attached::signature_additions(
+            manifest_digest,
+            || self.layout.read_manifest_blob(manifest_digest),
+            |tag| {
+                let d = self.layout.find(Some(tag)).ok()?;
+                self.layout
+                    .read_manifest_blob(&d.digest)
+                    .ok()
+                    .map(|b| b.to_vec())
+            },
+            signatures,
+            &self.layout.root().display().to_string(),
+        )?;
+        self.apply(add)
     }
 
     fn attached_support(&self) -> SignatureSupport {
@@ -812,17 +669,7 @@ impl ImageDestination for OciLayoutDestination {
         _instance: Option<&Digest>,
         attached: &[&Attached],
     ) -> Result<()> {
-        for a in attached {
-            self.layout.put_small_blob(&a.digest, &a.manifest.bytes)?;
-            match &a.via {
-                Via::Referrer => self.queue_entry(None, referrer_descriptor(a, subject)),
-                Via::Tag(suffix) => {
-                    let tag = referrers::cosign_tag(subject, suffix);
-                    self.queue_entry(Some(tag.clone()), index_descriptor(&a.manifest, Some(&tag)));
-                }
-            }
-        }
-        Ok(())
+        self.apply(attached::attached_additions(subject, attached))
     }
 
     async fn commit(mut self: Box<Self>, _admission: &Admission) -> Result<()> {
