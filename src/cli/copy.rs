@@ -264,7 +264,9 @@ impl CompressArgs {
         let mut output = OutputSpec::new(format);
         if let Some(level) = self.dest_compress_level {
             if decompress {
-                return usage("--dest-compress-level with --dest-decompress: an uncompressed layer has no level");
+                return usage(
+                    "--dest-compress-level with --dest-decompress: an uncompressed layer has no level",
+                );
             }
             output = output
                 .with_level(level)

@@ -128,7 +128,9 @@ impl CompressionError {
                 ErrorKind::Unsupported
             }
             CompressionError::Write { .. } => ErrorKind::Io,
-            CompressionError::UnknownFormat(_) | CompressionError::Level { .. } => ErrorKind::Config,
+            CompressionError::UnknownFormat(_) | CompressionError::Level { .. } => {
+                ErrorKind::Config
+            }
         }
     }
 }

@@ -218,7 +218,10 @@ pub(super) fn broken_by<'c>(
 }
 
 /// Reads a config blob (at most containers/image's config limit), verified.
-pub(super) async fn read_config(source: &dyn ImageSource, d: &Descriptor) -> Result<Vec<u8>, CopyError> {
+pub(super) async fn read_config(
+    source: &dyn ImageSource,
+    d: &Descriptor,
+) -> Result<Vec<u8>, CopyError> {
     let err = |source| CopyError::Source {
         reference: source_name(d),
         source,

@@ -103,7 +103,10 @@ impl LayerCompression {
 
 /// The annotation prefixes of zstd:chunked layers: containers/storage's current keys, and the
 /// older ones skopeo 1.9.3 writes.
-const CHUNKED_PREFIXES: [&str; 2] = ["io.github.containers.zstd-chunked.", "io.containers.zstd-chunked."];
+const CHUNKED_PREFIXES: [&str; 2] = [
+    "io.github.containers.zstd-chunked.",
+    "io.containers.zstd-chunked.",
+];
 
 fn is_chunked_key(key: &str) -> bool {
     CHUNKED_PREFIXES.iter().any(|p| key.starts_with(p))
@@ -120,8 +123,7 @@ fn layer_format(l: &Descriptor) -> Option<OutputFormat> {
     }
     match OutputFormat::of_layer(&l.media_type, l.annotations.as_ref())? {
         OutputFormat::Zstd
-            if l
-                .annotations
+            if l.annotations
                 .as_ref()
                 .is_some_and(|a| a.keys().any(|k| is_chunked_key(k))) =>
         {
@@ -269,7 +271,8 @@ pub async fn recompress(
         if convertible.is_empty() || !is_image_config {
             continue;
         }
-        if kind == ManifestKind::DockerV2S2 && want.output.format.docker_layer_media_type().is_none()
+        if kind == ManifestKind::DockerV2S2
+            && want.output.format.docker_layer_media_type().is_none()
         {
             return Err(CopyError::Conversion {
                 reference: src.to_string(),
@@ -286,7 +289,10 @@ pub async fn recompress(
             None => convert::read_config(source, &image.config).await?,
         };
         let diff_ids = diff_ids(&config).map_err(|why| CopyError::Manifest {
-            what: format!("config blob {} of manifest {}", image.config.digest, p.digest),
+            what: format!(
+                "config blob {} of manifest {}",
+                image.config.digest, p.digest
+            ),
             source: crate::manifest::ManifestError::Unknown(why),
         })?;
         if diff_ids.len() != image.layers.len() {
@@ -328,7 +334,10 @@ pub async fn recompress(
                 .then(|| (from.clone(), want.output, done.new.clone()))
         });
         if let Err(e) = cache.insert_all(fresh.collect::<Vec<_>>()) {
-            let path = cache.path().map(|p| p.display().to_string()).unwrap_or_default();
+            let path = cache
+                .path()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default();
             options.emit(ProgressEvent::Warning(format!(
                 "the cache of recompressed layers {path} could not be written ({e}): a second copy of this image will recompress it again"
             )));
@@ -406,12 +415,11 @@ pub async fn recompress(
             continue;
         }
         let to_oci = p.media_type == manifest::OCI_INDEX;
-        let list = formats::list_to(&p.raw.bytes, to_oci, &updates).map_err(|e| {
-            CopyError::Manifest {
+        let list =
+            formats::list_to(&p.raw.bytes, to_oci, &updates).map_err(|e| CopyError::Manifest {
                 what: format!("list {} naming recompressed images", p.digest),
                 source: crate::manifest::ManifestError::Unknown(e.to_string()),
-            }
-        })?;
+            })?;
         if let (Some(slot), Some(from)) = (conv.plan.get_mut(index), conv.from.get_mut(index)) {
             *slot = convert::converted_plan(p, list, vec![], false);
             if from.is_none() {
@@ -528,7 +536,14 @@ async fn run_jobs(
                 && job.layer.size >= THREADED_LAYER_SIZE
                 && layer_format(&job.layer) == Some(OutputFormat::Uncompressed);
             let threads = if threaded { cores as u32 } else { 0 };
-            one_job(src, source, job, want.output.with_threads(threads), want, options)
+            one_job(
+                src,
+                source,
+                job,
+                want.output.with_threads(threads),
+                want,
+                options,
+            )
         })
         .collect();
     futures::stream::iter(work)
@@ -706,9 +721,8 @@ mod tests {
         assert_eq!(layer_format(&encrypted), None);
 
         let mut to_zstd = LayerCompression::new(OutputSpec::new(OutputFormat::Zstd));
-        let converts = |c: &LayerCompression, l: &Descriptor| {
-            layer_format(l).is_some_and(|f| c.converts(f))
-        };
+        let converts =
+            |c: &LayerCompression, l: &Descriptor| layer_format(l).is_some_and(|f| c.converts(f));
         assert!(converts(&to_zstd, &gzip));
         assert!(converts(&to_zstd, &tar));
         assert!(!converts(&to_zstd, &zstd));
@@ -752,7 +766,10 @@ mod tests {
             threads: 0,
         };
         let d = converted_descriptor(&old, &new, OutputFormat::Gzip, ManifestKind::DockerV2S2);
-        assert_eq!(d.media_type, "application/vnd.docker.image.rootfs.diff.tar.gzip");
+        assert_eq!(
+            d.media_type,
+            "application/vnd.docker.image.rootfs.diff.tar.gzip"
+        );
         assert_eq!(d.digest, new.digest);
         assert_eq!(
             d.annotations.unwrap().keys().collect::<Vec<_>>(),
@@ -766,6 +783,9 @@ mod tests {
         let l = layer("application/vnd.oci.image.layer.v1.tar+zstd", &[]);
         let out = String::from_utf8(oci_image_manifest(src, &[l]).unwrap()).unwrap();
         assert!(out.starts_with(r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType""#), "{out}");
-        assert!(out.ends_with(r#""size":1}],"annotations":{"a":"1","b":"\u003c2\u003e"}}"#), "{out}");
+        assert!(
+            out.ends_with(r#""size":1}],"annotations":{"a":"1","b":"\u003c2\u003e"}}"#),
+            "{out}"
+        );
     }
 }

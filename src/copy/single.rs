@@ -16,8 +16,8 @@ use std::time::Instant;
 use super::admitted::AdmittedImage;
 use super::blobs::{self, BlobOutcome};
 use super::convert::{self, Conversion};
-use super::recompress;
 use super::plan::Planned;
+use super::recompress;
 use super::signatures::{self, ToWrite};
 use super::{CopyError, CopyOptions, ProgressEvent, report};
 use crate::digest::Digest;
@@ -113,9 +113,14 @@ impl<'a> ImageCopier<'a> {
             None => self.options.format,
         };
         let conversion = convert::convert(self.src, image.source(), &image.plan, format).await?;
-        let conversion =
-            recompress::recompress(self.src, image.source(), &image.plan, conversion, self.options)
-                .await?;
+        let conversion = recompress::recompress(
+            self.src,
+            image.source(),
+            &image.plan,
+            conversion,
+            self.options,
+        )
+        .await?;
         let plan = match &conversion {
             Some(c) => &c.plan,
             None => &image.plan,
@@ -440,7 +445,9 @@ fn blob_report(
             l.source.digest, l.source.media_type
         )),
         (BlobAction::Reused, None) => None,
-        (BlobAction::Copied, None) if conversion.is_some_and(|c| c.made.contains_key(&d.digest)) => {
+        (BlobAction::Copied, None)
+            if conversion.is_some_and(|c| c.made.contains_key(&d.digest)) =>
+        {
             Some(format!("made by the conversion to {}", p.media_type))
         }
         (BlobAction::Copied, None) => pulled_from.clone(),
