@@ -135,10 +135,9 @@ impl ConversionCache {
             let Ok(mut entries) = self.entries.lock() else {
                 return Ok(());
             };
-            let mut next = entries.values().map(|(n, _)| *n + 1).max().unwrap_or(0);
-            for (source, spec, layer) in layers {
-                entries.insert(key(&source, &spec), (next, layer));
-                next += 1;
+            let first = entries.values().map(|(n, _)| *n + 1).max().unwrap_or(0);
+            for (n, (source, spec, layer)) in (first..).zip(layers) {
+                entries.insert(key(&source, &spec), (n, layer));
             }
         }
         self.save()

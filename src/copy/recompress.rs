@@ -329,10 +329,10 @@ pub async fn recompress(
     )));
     let made = run_jobs(src, source, jobs, want, options).await?;
     if let Some(cache) = &want.cache {
-        let fresh = made.iter().filter_map(|(from, done)| {
-            matches!(done.bytes, LayerBytes::Spooled(_))
-                .then(|| (from.clone(), want.output, done.new.clone()))
-        });
+        let fresh = made
+            .iter()
+            .filter(|(_, done)| matches!(done.bytes, LayerBytes::Spooled(_)))
+            .map(|(from, done)| (from.clone(), want.output, done.new.clone()));
         if let Err(e) = cache.insert_all(fresh.collect::<Vec<_>>()) {
             let path = cache
                 .path()
