@@ -9,11 +9,10 @@ mod support;
 
 use std::io::Write as _;
 use std::path::Path;
-use std::process::Command;
 
 use ferry::internal::compression;
 use serde_json::{Value, json};
-use support::{ferry_in, pseudo_random, require_tool, run, sha256};
+use support::{ferry_in, pseudo_random, require_tool, sha256};
 
 /// A tar of a few files: text (compressible) and random bytes, `seed` making it unique.
 fn layer_tar(seed: u64, size: usize) -> Vec<u8> {
@@ -47,14 +46,6 @@ fn gzip(data: &[u8]) -> Vec<u8> {
     e.finish().unwrap()
 }
 
-fn put_blob(layout: &Path, data: &[u8]) -> String {
-    let d = sha256(data);
-    let dir = layout.join("blobs/sha256");
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join(&d["sha256:".len()..]), data).unwrap();
-    d
-}
-
 /// An OCI layout with one image of `tars` as gzip layers (or as given by `blobs`, which may
 /// differ from the tars to make a bad image), config listing the tars' diff_ids.
 fn write_image(layout: &Path, tag: &str, tars: &[Vec<u8>], blobs: &[Vec<u8>], docker: bool) {
@@ -81,25 +72,17 @@ fn write_image(layout: &Path, tag: &str, tars: &[Vec<u8>], blobs: &[Vec<u8>], do
     let manifest = serde_json::to_vec(&json!({
         "schemaVersion": 2,
         "mediaType": mt,
-        "config": {"mediaType": config_mt, "digest": put_blob(layout, &config), "size": config.len()},
-        "layers": blobs.iter().map(|b| json!({"mediaType": layer_mt, "digest": put_blob(layout, b), "size": b.len()})).collect::<Vec<_>>(),
+        "config": {"mediaType": config_mt, "digest": sha256(&config), "size": config.len()},
+        "layers": blobs.iter().map(|b| json!({"mediaType": layer_mt, "digest": sha256(b), "size": b.len()})).collect::<Vec<_>>(),
     }))
     .unwrap();
-    let digest = put_blob(layout, &manifest);
-    std::fs::write(
-        layout.join("oci-layout"),
-        r#"{"imageLayoutVersion":"1.0.0"}"#,
-    )
-    .unwrap();
-    std::fs::write(
-        layout.join("index.json"),
-        serde_json::to_vec(&json!({"schemaVersion": 2, "manifests": [{
-            "mediaType": mt, "digest": digest, "size": manifest.len(),
-            "annotations": {"org.opencontainers.image.ref.name": tag},
-        }]}))
-        .unwrap(),
-    )
-    .unwrap();
+    let image = support::TestImage {
+        digest: sha256(&manifest),
+        manifest,
+        config,
+        layers: blobs.to_vec(),
+    };
+    support::write_oci_image(layout, tag, &image);
 }
 
 struct World {
@@ -141,9 +124,23 @@ impl World {
         ferry_in(&all, &[("XDG_CACHE_HOME", &cache), ("TMPDIR", &tmp)])
     }
 
+    /// `ferry copy -q FLAGS FROM TO`, which must succeed.
+    fn copy(&self, flags: &[&str], from: &str, to: &str) {
+        let mut args = vec!["copy", "-q"];
+        args.extend_from_slice(flags);
+        args.extend_from_slice(&[from, to]);
+        self.ferry(&args).ok();
+    }
+
     fn report(&self, name: &str) -> Value {
         serde_json::from_slice(&std::fs::read(self.t.path().join(name)).unwrap()).unwrap()
     }
+}
+
+/// The manifest of `reference` in a plain-http registry, as skopeo reads it.
+fn registry_manifest(reference: &str) -> Value {
+    let raw = support::skopeo(&["inspect", "--raw", "--tls-verify=false", reference]).ok();
+    serde_json::from_str(&raw.stdout).unwrap()
 }
 
 /// The manifest of `reference` as skopeo reads it.
@@ -191,17 +188,16 @@ fn gzip_becomes_zstd_and_zstd_chunked_that_skopeo_decompresses_to_the_same_diff_
         ("gzip", "gzip"),
     ] {
         // gzip asked of a gzip image changes nothing; the others convert every layer.
-        w.ferry(&[
-            "copy",
-            "-q",
-            "--dest-compress-format",
-            format,
-            "--report",
-            &w.path(&format!("{name}.json")),
+        w.copy(
+            &[
+                "--dest-compress-format",
+                format,
+                "--report",
+                &w.path(&format!("{name}.json")),
+            ],
             &w.oci("src"),
             &w.oci(name),
-        ])
-        .ok();
+        );
         let m = skopeo_manifest(&w.oci(name));
         // The config, and so the diff_ids, are the source's.
         assert_eq!(m["config"], src_manifest["config"], "{format}");
@@ -299,15 +295,11 @@ fn check_chunked_layer(blob: &[u8], annotations: &serde_json::Map<String, Value>
 #[test]
 fn zstd_chunked_annotations_follow_containers_storage_and_read_back_as_gzip() {
     let w = World::new();
-    w.ferry(&[
-        "copy",
-        "-q",
-        "--dest-compress-format",
-        "zstd:chunked",
+    w.copy(
+        &["--dest-compress-format", "zstd:chunked"],
         &w.oci("src"),
         &w.oci("chunked"),
-    ])
-    .ok();
+    );
     let m = skopeo_manifest(&w.oci("chunked"));
     for (i, l) in m["layers"].as_array().unwrap().iter().enumerate() {
         let digest = l["digest"].as_str().unwrap();
@@ -320,15 +312,11 @@ fn zstd_chunked_annotations_follow_containers_storage_and_read_back_as_gzip() {
         check_chunked_layer(&blob, l["annotations"].as_object().unwrap(), &w.tars[i]);
     }
     // Every format is read as a source: zstd:chunked back to gzip, and uncompressed.
-    w.ferry(&[
-        "copy",
-        "-q",
-        "--dest-compress-format",
-        "gzip",
+    w.copy(
+        &["--dest-compress-format", "gzip"],
         &w.oci("chunked"),
         &w.oci("back"),
-    ])
-    .ok();
+    );
     let back = skopeo_manifest(&w.oci("back"));
     for l in back["layers"].as_array().unwrap() {
         assert_eq!(
@@ -341,14 +329,11 @@ fn zstd_chunked_annotations_follow_containers_storage_and_read_back_as_gzip() {
         );
     }
     skopeo_decompresses_to(&w.oci("back"), &w.t.path().join("back-dir"), &w.diff_ids());
-    w.ferry(&[
-        "copy",
-        "-q",
-        "--dest-decompress",
+    w.copy(
+        &["--dest-decompress"],
         &w.oci("chunked"),
         &format!("dir:{}", w.path("plain")),
-    ])
-    .ok();
+    );
     let plain: Value =
         serde_json::from_slice(&std::fs::read(w.t.path().join("plain/manifest.json")).unwrap())
             .unwrap();
@@ -371,14 +356,11 @@ fn ferry_reads_skopeos_zstd_and_zstd_chunked_and_force_recompresses() {
             &w.oci(name),
         ])
         .ok();
-        w.ferry(&[
-            "copy",
-            "-q",
-            "--dest-decompress",
+        w.copy(
+            &["--dest-decompress"],
             &w.oci(name),
             &format!("dir:{}", w.path(&format!("{name}-plain"))),
-        ])
-        .ok();
+        );
         let plain: Value = serde_json::from_slice(
             &std::fs::read(w.t.path().join(format!("{name}-plain/manifest.json"))).unwrap(),
         )
@@ -393,29 +375,24 @@ fn ferry_reads_skopeos_zstd_and_zstd_chunked_and_force_recompresses() {
     }
     // skopeo 1.9.3 writes zstd:chunked with the older io.containers.* keys: it is zstd:chunked
     // already, so asking for zstd:chunked keeps it, and --force-compression makes it anew.
-    w.ferry(&[
-        "copy",
-        "-q",
-        "--dest-compress-format",
-        "zstd:chunked",
+    w.copy(
+        &["--dest-compress-format", "zstd:chunked"],
         &w.oci("sk-chunked"),
         &w.oci("kept"),
-    ])
-    .ok();
+    );
     assert_eq!(
         skopeo_manifest(&w.oci("kept"))["layers"],
         skopeo_manifest(&w.oci("sk-chunked"))["layers"]
     );
-    w.ferry(&[
-        "copy",
-        "-q",
-        "--dest-compress-format",
-        "zstd:chunked",
-        "--force-compression",
+    w.copy(
+        &[
+            "--dest-compress-format",
+            "zstd:chunked",
+            "--force-compression",
+        ],
         &w.oci("sk-chunked"),
         &w.oci("forced"),
-    ])
-    .ok();
+    );
     let forced = skopeo_manifest(&w.oci("forced"));
     for l in forced["layers"].as_array().unwrap() {
         let a = l["annotations"].as_object().unwrap();
@@ -427,33 +404,31 @@ fn ferry_reads_skopeos_zstd_and_zstd_chunked_and_force_recompresses() {
         );
     }
     // A new level is a new blob only with --force-compression.
-    w.ferry(&[
-        "copy",
-        "-q",
-        "--dest-compress-format",
-        "zstd",
-        "--dest-compress-level",
-        "19",
+    w.copy(
+        &[
+            "--dest-compress-format",
+            "zstd",
+            "--dest-compress-level",
+            "19",
+        ],
         &w.oci("sk-zstd"),
         &w.oci("same-level"),
-    ])
-    .ok();
+    );
     assert_eq!(
         skopeo_manifest(&w.oci("same-level"))["layers"],
         skopeo_manifest(&w.oci("sk-zstd"))["layers"]
     );
-    w.ferry(&[
-        "copy",
-        "-q",
-        "--dest-compress-format",
-        "zstd",
-        "--dest-compress-level",
-        "19",
-        "--force-compression",
+    w.copy(
+        &[
+            "--dest-compress-format",
+            "zstd",
+            "--dest-compress-level",
+            "19",
+            "--force-compression",
+        ],
         &w.oci("sk-zstd"),
         &w.oci("level19"),
-    ])
-    .ok();
+    );
     let a = skopeo_manifest(&w.oci("level19"));
     let b = skopeo_manifest(&w.oci("sk-zstd"));
     assert_ne!(a["layers"][0]["digest"], b["layers"][0]["digest"]);
@@ -466,15 +441,11 @@ fn a_docker_image_becomes_oci_for_zstd_and_stays_docker_for_gzip() {
     let tars: Vec<Vec<u8>> = vec![layer_tar(7, 64 * 1024)];
     write_image(&w.t.path().join("docker"), "t", &tars, &tars, true);
     // Docker schema 2 has no zstd layers: the image becomes OCI, as skopeo does it.
-    w.ferry(&[
-        "copy",
-        "-q",
-        "--dest-compress-format",
-        "zstd",
+    w.copy(
+        &["--dest-compress-format", "zstd"],
         &w.oci("docker"),
         &w.oci("as-oci"),
-    ])
-    .ok();
+    );
     let m = skopeo_manifest(&w.oci("as-oci"));
     assert_eq!(m["mediaType"], "application/vnd.oci.image.manifest.v1+json");
     assert_eq!(
@@ -502,8 +473,7 @@ fn a_docker_image_becomes_oci_for_zstd_and_stays_docker_for_gzip() {
     // An uncompressed Docker layer compressed with --dest-compress stays in a Docker manifest.
     // (To dir:, as skopeo 1.9.3 finds no Docker manifest in an OCI layout's index.)
     let gz = format!("dir:{}", w.path("gz"));
-    w.ferry(&["copy", "-q", "--dest-compress", &w.oci("docker"), &gz])
-        .ok();
+    w.copy(&["--dest-compress"], &w.oci("docker"), &gz);
     let m = skopeo_manifest(&gz);
     assert_eq!(
         m["mediaType"],
@@ -520,17 +490,16 @@ fn a_docker_image_becomes_oci_for_zstd_and_stays_docker_for_gzip() {
 fn a_second_copy_recompresses_nothing_and_another_destination_gets_the_same_bytes() {
     let w = World::new();
     let copy = |dest: &str, report: &str| {
-        w.ferry(&[
-            "copy",
-            "-q",
-            "--dest-compress-format",
-            "zstd:chunked",
-            "--report",
-            &w.path(report),
+        w.copy(
+            &[
+                "--dest-compress-format",
+                "zstd:chunked",
+                "--report",
+                &w.path(report),
+            ],
             &w.oci("src"),
             &w.oci(dest),
-        ])
-        .ok();
+        );
         w.report(report)
     };
     let first = copy("dst", "first.json");
@@ -746,7 +715,7 @@ fn the_flags_that_cannot_go_together_are_usage_errors() {
 
 #[test]
 fn podman_pulls_the_zstd_chunked_image_ferry_recompressed_from_registry_to_registry() {
-    let podman = require_tool("podman", "podman");
+    require_tool("podman", "podman");
     let w = World::new();
     let registry = support::registry::Registry::start();
     let source = format!("docker://{}/src/app:1", registry.host());
@@ -760,57 +729,29 @@ fn podman_pulls_the_zstd_chunked_image_ferry_recompressed_from_registry_to_regis
     ])
     .ok();
     for _ in 0..2 {
-        w.ferry(&[
-            "copy",
-            "-q",
-            "--src-tls-verify=false",
-            "--dest-tls-verify=false",
-            "--dest-compress-format",
-            "zstd:chunked",
-            "--report",
-            &w.path("push.json"),
+        w.copy(
+            &[
+                "--src-tls-verify=false",
+                "--dest-tls-verify=false",
+                "--dest-compress-format",
+                "zstd:chunked",
+                "--report",
+                &w.path("push.json"),
+            ],
             &source,
             &format!("docker://{mirror}"),
-        ])
-        .ok();
+        );
     }
     // The second copy moved no layer.
     assert_eq!(w.report("push.json")["bytes_copied"], 0);
-    let m: Value = serde_json::from_str(
-        &support::skopeo(&[
-            "inspect",
-            "--raw",
-            "--tls-verify=false",
-            &format!("docker://{mirror}"),
-        ])
-        .ok()
-        .stdout,
-    )
-    .unwrap();
+    let m = registry_manifest(&format!("docker://{mirror}"));
     assert_eq!(
         m["layers"][0]["mediaType"],
         "application/vnd.oci.image.layer.v1.tar+zstd"
     );
 
-    let root = w.t.path().join("podman-root");
-    let runroot = w.t.path().join("podman-runroot");
-    let podman_cmd = |args: &[&str]| {
-        let mut c = Command::new(&podman);
-        c.arg("--root")
-            .arg(&root)
-            .arg("--runroot")
-            .arg(&runroot)
-            .args([
-                "--storage-driver",
-                "vfs",
-                "--events-backend",
-                "file",
-                "--cgroup-manager",
-                "cgroupfs",
-            ])
-            .args(args);
-        run(&mut c)
-    };
+    let podman_dir = w.t.path().join("podman");
+    let podman_cmd = |args: &[&str]| support::podman(&podman_dir, args);
     podman_cmd(&["pull", "--tls-verify=false", &mirror]).ok();
     let mounted = podman_cmd(&["image", "mount", &mirror]).ok();
     let dir = Path::new(mounted.stdout.trim());
@@ -867,17 +808,7 @@ fn sync_recompresses_every_image_it_copies() {
         &format!("{}/mirror", registry.host()),
     ])
     .ok();
-    let m: Value = serde_json::from_str(
-        &support::skopeo(&[
-            "inspect",
-            "--raw",
-            "--tls-verify=false",
-            &format!("docker://{}/mirror/app:1", registry.host()),
-        ])
-        .ok()
-        .stdout,
-    )
-    .unwrap();
+    let m = registry_manifest(&format!("docker://{}/mirror/app:1", registry.host()));
     for l in m["layers"].as_array().unwrap() {
         assert_eq!(
             l["mediaType"],
