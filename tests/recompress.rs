@@ -782,7 +782,7 @@ fn podman_pulls_the_zstd_chunked_image_ferry_recompressed_from_registry_to_regis
 }
 
 #[test]
-fn sync_recompresses_every_image_it_copies() {
+fn sync_recompresses_every_image_and_skips_it_once_recompressed() {
     let w = World::new();
     let registry = support::registry::Registry::start();
     support::skopeo(&[
@@ -793,26 +793,42 @@ fn sync_recompresses_every_image_it_copies() {
         &format!("docker://{}/src/app:1", registry.host()),
     ])
     .ok();
-    w.ferry(&[
-        "sync",
-        "-q",
-        "--src",
-        "docker",
-        "--dest",
-        "docker",
-        "--src-tls-verify=false",
-        "--dest-tls-verify=false",
-        "--dest-compress-format",
-        "zstd",
-        &format!("{}/src/app", registry.host()),
-        &format!("{}/mirror", registry.host()),
-    ])
-    .ok();
+    let (from, to) = (
+        format!("{}/src/app", registry.host()),
+        format!("{}/mirror", registry.host()),
+    );
+    let sync = |format: &str, report: &str| {
+        let report_path = w.path(report);
+        w.ferry(&[
+            "sync",
+            "-q",
+            "--src",
+            "docker",
+            "--dest",
+            "docker",
+            "--src-tls-verify=false",
+            "--dest-tls-verify=false",
+            "--dest-compress-format",
+            format,
+            "--report",
+            &report_path,
+            &from,
+            &to,
+        ])
+        .ok();
+        w.report(report)["images"][0]["status"].clone()
+    };
+    assert_eq!(sync("zstd", "sync1.json"), "copied");
+    // Already recompressed: skipped after one manifest read per side.
+    assert_eq!(sync("zstd", "sync2.json"), "skipped");
+    // Another format is work to do.
+    assert_eq!(sync("zstd:chunked", "sync3.json"), "copied");
     let m = registry_manifest(&format!("docker://{}/mirror/app:1", registry.host()));
     for l in m["layers"].as_array().unwrap() {
         assert_eq!(
             l["mediaType"],
             "application/vnd.oci.image.layer.v1.tar+zstd"
         );
+        assert!(l["annotations"][compression::MANIFEST_CHECKSUM_KEY].is_string());
     }
 }

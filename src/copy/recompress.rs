@@ -89,6 +89,23 @@ impl LayerCompression {
         self.force || current != want
     }
 
+    /// Whether `written` is what a copy with this compression makes of `source` (a sync's
+    /// incremental check): the same config (so the same diff_ids, layer for layer) and no layer
+    /// left that this compression would convert. Never with `force`, which converts every
+    /// layer again.
+    pub(crate) fn already_applied(
+        &self,
+        source: &crate::manifest::ImageManifest,
+        written: &crate::manifest::ImageManifest,
+    ) -> bool {
+        !self.force
+            && source.config.digest == written.config.digest
+            && source.layers.len() == written.layers.len()
+            && source.layers.iter().zip(&written.layers).all(|(s, w)| {
+                s.digest == w.digest || layer_format(w).is_some_and(|f| !self.converts(f))
+            })
+    }
+
     /// The manifest format a copy must write: zstd layers have no Docker form, so a copy that
     /// writes them makes OCI manifests unless told otherwise (as containers/image does).
     pub fn manifest_format(&self, asked: Option<ManifestFormat>) -> Option<ManifestFormat> {
