@@ -212,7 +212,10 @@ pub struct CompressArgs {
     /// copied as it is unless --force-compression. Recompressed layers are new blobs, so the
     /// image gets a new manifest digest (its config is unchanged; a Docker image that gets zstd
     /// layers becomes an OCI image): refused when a source signature would be kept with it, so
-    /// use --signatures remove-signatures, and --sign-by to sign the new manifest.
+    /// use --signatures remove-signatures, and --sign-by to sign the new manifest. What each
+    /// recompression gave is remembered in $XDG_CACHE_HOME/ferry (else ~/.cache/ferry), so a
+    /// second copy recompresses nothing; recompressed layers wait for their upload in $TMPDIR
+    /// (else /var/tmp). See docs/compression.md.
     #[arg(long, value_name = "FORMAT")]
     pub dest_compress_format: Option<OutputFormat>,
     /// The compression level: gzip 0-9 (default 6), zstd and zstd:chunked 1-22 (default 3;
