@@ -39,6 +39,9 @@ pub enum Hint {
     SignIdentity,
     /// A manifest would change format and the signatures kept with it would break.
     FormatConversion,
+    /// Recompressed layers would give a manifest a new digest and the signatures kept with it
+    /// would break.
+    Recompression,
     /// The destination cannot keep attestations and SBOMs attached to the image: leave them
     /// behind, or copy to a destination that keeps them.
     Referrers,

@@ -105,12 +105,13 @@ pub use verdict::{
 };
 
 // A copy, a check, and an admitted image for the consumers that do not copy.
+pub use compression::{CompressionError, ConversionCache, OutputFormat, OutputSpec};
 pub use copy::plan::Planned;
 pub use copy::report::{REPORT_VERSION, Report, Timings};
 pub use copy::{
-    AdmittedImage, Checked, CopyError, CopyOptions, GateOptions, ImageSelection, ManifestFormat,
-    Progress, ProgressEvent, SignError, SignKey, SignOptions, UnknownFormat, check, copy,
-    open_admitted,
+    AdmittedImage, Checked, CopyError, CopyOptions, GateOptions, ImageSelection, LayerCompression,
+    ManifestFormat, Progress, ProgressEvent, SignError, SignKey, SignOptions, UnknownFormat, check,
+    copy, open_admitted,
 };
 pub use record::{
     AttachedReport, BlobAction, BlobReport, ManifestReport, RECORD_VERSION, Record, RecordError,

@@ -38,6 +38,10 @@ pub struct BlobReport {
     /// itself (a registries.conf mirror, or a blob a format conversion made).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from: Option<String>,
+    /// The source layer this blob was recompressed from (`--dest-compress-format`), when it
+    /// is a recompressed layer: the source's digest the report names beside the new one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub converted_from: Option<Digest>,
 }
 
 /// A signature written to the destination.

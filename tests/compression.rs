@@ -758,7 +758,7 @@ fn skopeo_decompresses_ferrys_gzip_zstd_and_zstd_chunked_layers_to_their_diff_id
 
 #[test]
 fn podman_pulls_a_zstd_chunked_layer_ferry_wrote_and_sees_its_files() {
-    let podman = require_tool("podman", "podman");
+    require_tool("podman", "podman");
     // No FIFO or device: podman may run where mknod is not allowed.
     let mut b = tar::Builder::new(Vec::new());
     for d in ["etc/", "usr/", "usr/share/"] {
@@ -809,25 +809,8 @@ fn podman_pulls_a_zstd_chunked_layer_ferry_wrote_and_sees_its_files() {
         report.annotations[compression::MANIFEST_CHECKSUM_KEY]
     );
 
-    let root = work.path().join("root");
-    let runroot = work.path().join("runroot");
-    let podman_cmd = |args: &[&str]| {
-        let mut c = Command::new(&podman);
-        c.arg("--root")
-            .arg(&root)
-            .arg("--runroot")
-            .arg(&runroot)
-            .args([
-                "--storage-driver",
-                "vfs",
-                "--events-backend",
-                "file",
-                "--cgroup-manager",
-                "cgroupfs",
-            ])
-            .args(args);
-        run(&mut c)
-    };
+    let podman_dir = work.path().join("podman");
+    let podman_cmd = |args: &[&str]| support::podman(&podman_dir, args);
     podman_cmd(&["pull", "--tls-verify=false", &image]).ok();
     let mounted = podman_cmd(&["image", "mount", &image]).ok();
     let dir = Path::new(mounted.stdout.trim());

@@ -8,7 +8,8 @@ use anyhow::Context;
 use ferry::Referrers;
 use ferry::TransportOptions;
 use ferry::{
-    CopyOptions, GateOptions, ImageSelection, ManifestFormat, SignKey, SignOptions, SignatureMode,
+    ConversionCache, CopyOptions, GateOptions, ImageSelection, LayerCompression, ManifestFormat,
+    OutputFormat, OutputSpec, SignKey, SignOptions, SignatureMode,
 };
 
 use ferry::signatures::SigningKey;
@@ -128,6 +129,8 @@ pub struct CopyArgs {
     /// sign the converted image).
     #[arg(short = 'f', long, value_name = "FORMAT")]
     format: Option<ManifestFormat>,
+    #[command(flatten)]
+    compress: CompressArgs,
     /// Write a JSON report: every manifest, blob and signature slot, with timings.
     #[arg(long, value_name = "FILE")]
     report: Option<PathBuf>,
@@ -152,18 +155,11 @@ pub struct CopyArgs {
 /// them). Flags for what ferry always does are accepted and change nothing.
 #[derive(Debug, clap::Args)]
 pub struct SkopeoOnlyArgs {
-    #[arg(long, hide = true, num_args = 0..=1, require_equals = true, default_missing_value = "true", action = clap::ArgAction::Set)]
-    dest_compress: Option<bool>,
-    #[arg(long, hide = true, value_name = "FORMAT")]
-    dest_compress_format: Option<String>,
-    #[arg(long, hide = true, value_name = "LEVEL")]
-    dest_compress_level: Option<String>,
-    #[arg(long, hide = true, num_args = 0..=1, require_equals = true, default_missing_value = "true", action = clap::ArgAction::Set)]
-    dest_decompress: Option<bool>,
     /// Accepted, changes nothing: ferry knows every blob's digest before it uploads it.
     #[arg(long, hide = true, num_args = 0..=1, require_equals = true, default_missing_value = "true", action = clap::ArgAction::Set)]
     dest_precompute_digests: Option<bool>,
-    /// Accepted, changes nothing: ferry never compresses or decompresses a layer.
+    /// Accepted, changes nothing: ferry compresses a layer only when asked
+    /// (--dest-compress-format, --dest-compress), for every destination alike.
     #[arg(long, hide = true, num_args = 0..=1, require_equals = true, default_missing_value = "true", action = clap::ArgAction::Set)]
     dest_oci_accept_uncompressed_layers: Option<bool>,
     #[arg(long, hide = true, value_name = "DIR")]
@@ -194,37 +190,121 @@ pub struct SkopeoOnlyArgs {
     preserve_digests: Option<bool>,
 }
 
-/// `--preserve-digests` with a `--format` conversion, which gives the image a new digest:
-/// refused, as skopeo refuses it.
+/// `--preserve-digests` with a `--format` conversion or a recompression, which give the image
+/// a new digest: refused, as skopeo refuses it.
 pub fn check_preserve_digests(
     preserve: bool,
     format: Option<ManifestFormat>,
+    compression: Option<&LayerCompression>,
 ) -> Result<(), super::errors::UsageError> {
-    match (preserve, format) {
-        (true, Some(_)) => Err(super::errors::UsageError(
+    match (preserve, format, compression) {
+        (true, Some(_), _) => Err(super::errors::UsageError(
             "--preserve-digests with --format: a conversion gives the image a new manifest and so a new digest; leave one of them out (ferry never changes a digest otherwise)".into(),
         )),
+        (true, _, Some(_)) => Err(super::errors::UsageError(
+            "--preserve-digests with --dest-compress-format, --dest-compress or --dest-decompress: a recompressed layer is a new blob, so the image gets a new manifest digest; leave one of them out".into(),
+        )),
         _ => Ok(()),
+    }
+}
+
+/// skopeo's compression flags, on copy and sync: which layers are recompressed, and how.
+#[derive(Debug, clap::Args)]
+pub struct CompressArgs {
+    /// Write every layer in FORMAT: gzip, zstd or zstd:chunked (zstd with a table of contents,
+    /// which lets podman and CRI-O pull only the files they lack). Every layer not already in
+    /// FORMAT is recompressed (a zstd:chunked layer is not plain zstd); a layer already in it is
+    /// copied as it is unless --force-compression. Recompressed layers are new blobs, so the
+    /// image gets a new manifest digest (its config is unchanged; a Docker image that gets zstd
+    /// layers becomes an OCI image): refused when a source signature would be kept with it, so
+    /// use --signatures remove-signatures, and --sign-by to sign the new manifest. What each
+    /// recompression gave is remembered in $XDG_CACHE_HOME/ferry (else ~/.cache/ferry), so a
+    /// second copy recompresses nothing; recompressed layers wait for their upload in $TMPDIR
+    /// (else /var/tmp). See docs/compression.md.
+    #[arg(long, value_name = "FORMAT")]
+    pub dest_compress_format: Option<OutputFormat>,
+    /// The compression level: gzip 0-9 (default 6), zstd and zstd:chunked 1-22 (default 3;
+    /// negative levels are faster still).
+    #[arg(long, value_name = "LEVEL", allow_hyphen_values = true)]
+    pub dest_compress_level: Option<i32>,
+    /// Compress the layers that are not compressed (with gzip, or --dest-compress-format), and
+    /// leave compressed ones as they are. skopeo applies this to dir: destinations only; ferry
+    /// to every destination.
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub dest_compress: Option<bool>,
+    /// Write every layer uncompressed (a plain tar). skopeo applies this to dir: destinations
+    /// only; ferry to every destination.
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub dest_decompress: Option<bool>,
+    /// Recompress the layers already in --dest-compress-format too: to change their level, or
+    /// to make a zstd:chunked layer's table of contents anew.
+    #[arg(long)]
+    pub force_compression: bool,
+}
+
+impl CompressArgs {
+    /// What the flags ask for (`None`: every layer byte for byte), or why they cannot go
+    /// together. Recompressions are remembered in `$XDG_CACHE_HOME/ferry` (else
+    /// `~/.cache/ferry`) so a second copy recompresses nothing, and wait for their upload in
+    /// `$TMPDIR` (else /var/tmp).
+    pub fn compression(&self) -> Result<Option<LayerCompression>, super::errors::UsageError> {
+        let usage = |m: &str| Err(super::errors::UsageError(m.to_string()));
+        let compress = self.dest_compress == Some(true);
+        let decompress = self.dest_decompress == Some(true);
+        if decompress && (compress || self.dest_compress_format.is_some()) {
+            return usage(
+                "--dest-decompress with --dest-compress or --dest-compress-format: ask for one of them",
+            );
+        }
+        let format = match (self.dest_compress_format, compress, decompress) {
+            (Some(f), _, _) => f,
+            (None, true, _) => OutputFormat::Gzip,
+            (None, false, true) => OutputFormat::Uncompressed,
+            (None, false, false) => {
+                if self.dest_compress_level.is_some() || self.force_compression {
+                    return usage(
+                        "--dest-compress-level and --force-compression need --dest-compress-format (or --dest-compress for gzip)",
+                    );
+                }
+                return Ok(None);
+            }
+        };
+        let mut output = OutputSpec::new(format);
+        if let Some(level) = self.dest_compress_level {
+            if decompress {
+                return usage(
+                    "--dest-compress-level with --dest-decompress: an uncompressed layer has no level",
+                );
+            }
+            output = output
+                .with_level(level)
+                .map_err(|e| super::errors::UsageError(format!("--dest-compress-level: {e}")))?;
+        }
+        let mut compression = LayerCompression::new(output);
+        compression.only_uncompressed = compress && self.dest_compress_format.is_none();
+        compression.force = self.force_compression;
+        if let Some(dir) = std::env::var_os("TMPDIR").filter(|d| !d.is_empty()) {
+            compression.spool_dir = dir.into();
+        }
+        let cache_home = std::env::var_os("XDG_CACHE_HOME")
+            .filter(|d| !d.is_empty())
+            .map(PathBuf::from)
+            .or_else(|| {
+                std::env::var_os("HOME")
+                    .filter(|d| !d.is_empty())
+                    .map(|h| PathBuf::from(h).join(".cache"))
+            });
+        compression.cache = Some(Arc::new(match cache_home {
+            Some(dir) => ConversionCache::open(dir.join("ferry/recompressed-layers.json")),
+            None => ConversionCache::in_memory(),
+        }));
+        Ok(Some(compression))
     }
 }
 
 impl SkopeoOnlyArgs {
     /// Refuses the flags asking for what ferry does not do, saying why and what to do.
     fn refuse_unsupported(&self) -> Result<(), super::errors::UsageError> {
-        let recompress = [
-            ("--dest-compress", self.dest_compress == Some(true)),
-            ("--dest-decompress", self.dest_decompress == Some(true)),
-            (
-                "--dest-compress-format",
-                self.dest_compress_format.is_some(),
-            ),
-            ("--dest-compress-level", self.dest_compress_level.is_some()),
-        ];
-        if let Some((flag, _)) = recompress.iter().find(|(_, given)| *given) {
-            return Err(super::errors::UsageError(format!(
-                "{flag}: ferry copies every layer byte for byte and never recompresses one, so digests and signatures survive the copy; leave the flag out (skopeo copy can recompress)"
-            )));
-        }
         if self.src_shared_blob_dir.is_some() || self.dest_shared_blob_dir.is_some() {
             return Err(super::errors::UsageError(
                 "--src-shared-blob-dir/--dest-shared-blob-dir: ferry's oci: layouts keep their own blobs; to share blobs between images, copy into ferry's store (store:NAME)".into(),
@@ -324,7 +404,12 @@ pub async fn run(args: CopyArgs) -> anyhow::Result<ExitCode> {
         ))
         .into());
     }
-    check_preserve_digests(args.skopeo_only.preserve_digests == Some(true), args.format)?;
+    let compression = args.compress.compression()?;
+    check_preserve_digests(
+        args.skopeo_only.preserve_digests == Some(true),
+        args.format,
+        compression.as_ref(),
+    )?;
     let session = args.ends.session();
     let mut gate = args.gate.options(args.ends.source_options())?;
     if args.skopeo_only.multi_arch.as_deref() == Some("all") {
@@ -336,6 +421,7 @@ pub async fn run(args: CopyArgs) -> anyhow::Result<ExitCode> {
     options.destination.additional_tags = args.skopeo_only.additional_tag.clone();
     options.parallel_blobs = usize::from(args.parallel_blobs);
     options.format = args.format;
+    options.compression = compression;
     let keys = args.sign.keys()?;
     if keys.is_empty() && args.sign_identity.is_some() {
         return Err(super::errors::UsageError(

@@ -147,6 +147,7 @@ pub fn render(hint: &Hint, style: FlagStyle, side: Option<Side>) -> String {
         Hint::Platform => "Use --platform OS/ARCH[/VARIANT] to choose one, or --all".into(),
         Hint::SignIdentity => "Give the identity to sign with --sign-identity".into(),
         Hint::FormatConversion => "Copy the image in its own format (without --format) to keep its signatures; or convert it without them (--signatures remove-signatures), and sign the converted image yourself if it must be signed (--sign-by or --sign-by-sigstore-private-key)".into(),
+        Hint::Recompression => "Copy the layers as they are (without --dest-compress-format, --dest-compress or --dest-decompress) to keep the image's signatures; or recompress without them (--signatures remove-signatures), and sign the new manifest if it must be signed (--sign-by or --sign-by-sigstore-private-key)".into(),
         Hint::Referrers => "Use --referrers signatures to copy the image and its signatures without the other attached artifacts, or copy to a destination that keeps them (docker://, oci:, store:)".into(),
         _ => String::new(),
     }

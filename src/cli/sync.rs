@@ -129,6 +129,8 @@ pub struct SyncArgs {
     #[arg(short = 'f', long, value_name = "FORMAT")]
     format: Option<ManifestFormat>,
     #[command(flatten)]
+    compress: super::copy::CompressArgs,
+    #[command(flatten)]
     policy: PolicyArgs,
     #[command(flatten)]
     ends: EndsArgs,
@@ -241,7 +243,8 @@ fn write_digestfile(path: &std::path::Path, report: &SyncReport) -> anyhow::Resu
 
 /// Runs `ferry sync`.
 pub async fn run(args: SyncArgs) -> anyhow::Result<ExitCode> {
-    super::copy::check_preserve_digests(args.preserve_digests, args.format)?;
+    let compression = args.compress.compression()?;
+    super::copy::check_preserve_digests(args.preserve_digests, args.format, compression.as_ref())?;
     let shard = match &args.shard {
         Some(v) => Some(shard(v, std::env::var(JOB_INDEX_VARIABLE).ok())?),
         None => None,
@@ -260,6 +263,7 @@ pub async fn run(args: SyncArgs) -> anyhow::Result<ExitCode> {
     copy.destination = args.ends.destination_options();
     copy.parallel_blobs = usize::from(args.parallel_blobs);
     copy.format = args.format;
+    copy.compression = compression;
     let keys = args.sign.keys()?;
     if !keys.is_empty() {
         copy.sign = Some(SignOptions {

@@ -16,6 +16,7 @@
 //! The formats follow containers/storage and vbatts/tar-split; docs/compression.md says how,
 //! and where ferry differs.
 
+mod cache;
 mod chunked;
 mod codec;
 mod format;
@@ -24,6 +25,7 @@ mod tar;
 mod tarsplit;
 mod transform;
 
+pub use cache::{CachedLayer, ConversionCache};
 pub use chunked::{
     ChunkedMetadata, ChunkedSummary, ChunkedWriter, FOOTER_MAGIC, FOOTER_SIZE,
     MANIFEST_CHECKSUM_KEY, MANIFEST_POSITION_KEY, TARSPLIT_POSITION_KEY, read_metadata,
@@ -111,4 +113,24 @@ pub enum CompressionError {
         /// The highest level.
         max: i32,
     },
+}
+
+impl CompressionError {
+    /// What kind of failure this is: a corrupt layer (its stream, or its diff_id), one ferry
+    /// cannot read or describe, a level or format that is not one, or a failure to write.
+    pub fn kind(&self) -> crate::error::ErrorKind {
+        use crate::error::ErrorKind;
+        match self {
+            CompressionError::Read { .. } | CompressionError::DiffIdMismatch { .. } => {
+                ErrorKind::Corrupt
+            }
+            CompressionError::Unsupported { .. } | CompressionError::Tar { .. } => {
+                ErrorKind::Unsupported
+            }
+            CompressionError::Write { .. } => ErrorKind::Io,
+            CompressionError::UnknownFormat(_) | CompressionError::Level { .. } => {
+                ErrorKind::Config
+            }
+        }
+    }
 }

@@ -21,6 +21,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 
 use super::plan::Planned;
+use super::recompress::MadeLayer;
 use super::signatures::ToWrite;
 use super::{CopyError, ManifestFormat};
 use crate::digest::{ByteStream, Digest, VerifyingStream};
@@ -38,6 +39,8 @@ pub struct Conversion {
     pub from: Vec<Option<Digest>>,
     /// Blobs the conversion made (an OCI config made from a Docker one), by digest.
     pub made: HashMap<Digest, Bytes>,
+    /// Layers a recompression made, by their new digest (`recompress.rs`).
+    pub layers: HashMap<Digest, MadeLayer>,
 }
 
 /// The manifests of `plan` in format `want`, or `None` when every one already is.
@@ -68,6 +71,7 @@ pub async fn convert(
         plan: Vec::with_capacity(plan.len()),
         from: Vec::with_capacity(plan.len()),
         made: HashMap::new(),
+        layers: HashMap::new(),
     };
     for (p, kind) in plan.iter().zip(kinds) {
         let fail = |reason: String| CopyError::Conversion {
@@ -149,7 +153,7 @@ pub async fn convert(
 
 /// The plan of `p` after conversion: the converted bytes, media type and digest, with `blobs`;
 /// as an instance of a list (`instance`), named by its new digest.
-fn converted_plan(
+pub(super) fn converted_plan(
     p: &Planned,
     converted: convert::Converted,
     blobs: Vec<Descriptor>,
@@ -179,27 +183,45 @@ pub fn check_signatures(
     to_write: &[ToWrite],
     wanted: ManifestFormat,
 ) -> Result<(), CopyError> {
-    for ((p, from), w) in conversion.plan.iter().zip(&conversion.from).zip(to_write) {
-        // Attached artifacts name the source manifest as their subject: a converted manifest
-        // would leave them pointing at nothing the destination has, as a kept signature would.
-        let kept = w.written.iter().filter(|s| s.source_slot.is_some()).count() + w.attached.len();
-        if let Some(from) = from
-            && kept > 0
-        {
-            return Err(CopyError::FormatChange {
-                reference: src.to_string(),
-                digest: from.clone(),
-                media_type: p.media_type.clone(),
-                wanted,
-                signatures: kept,
-            });
-        }
+    match broken_by(conversion, to_write) {
+        Some((p, from, kept)) => Err(CopyError::FormatChange {
+            reference: src.to_string(),
+            digest: from.clone(),
+            media_type: p.media_type.clone(),
+            wanted,
+            signatures: kept,
+        }),
+        None => Ok(()),
     }
-    Ok(())
+}
+
+/// The first manifest the conversion changed while the copy keeps source signatures of it
+/// (or attached artifacts, which name the source manifest as their subject and would point at
+/// nothing the destination has): the new manifest, the source's digest, how many are kept.
+pub(super) fn broken_by<'c>(
+    conversion: &'c Conversion,
+    to_write: &[ToWrite],
+) -> Option<(&'c Planned, &'c Digest, usize)> {
+    conversion
+        .plan
+        .iter()
+        .zip(&conversion.from)
+        .zip(to_write)
+        .find_map(|((p, from), w)| {
+            let kept =
+                w.written.iter().filter(|s| s.source_slot.is_some()).count() + w.attached.len();
+            match from {
+                Some(from) if kept > 0 => Some((p, from, kept)),
+                _ => None,
+            }
+        })
 }
 
 /// Reads a config blob (at most containers/image's config limit), verified.
-async fn read_config(source: &dyn ImageSource, d: &Descriptor) -> Result<Vec<u8>, CopyError> {
+pub(super) async fn read_config(
+    source: &dyn ImageSource,
+    d: &Descriptor,
+) -> Result<Vec<u8>, CopyError> {
     let err = |source| CopyError::Source {
         reference: source_name(d),
         source,
@@ -235,6 +257,8 @@ pub struct WithMadeBlobs<'a> {
     pub inner: &'a dyn ImageSource,
     /// The blobs made, by digest.
     pub made: &'a HashMap<Digest, Bytes>,
+    /// The layers a recompression made, by digest.
+    pub layers: Option<&'a HashMap<Digest, MadeLayer>>,
 }
 
 #[async_trait]
@@ -251,6 +275,9 @@ impl ImageSource for WithMadeBlobs<'_> {
         if let Some(bytes) = self.made.get(&descriptor.digest) {
             let b = bytes.clone();
             return Ok(Box::pin(futures::stream::once(async move { Ok(b) })));
+        }
+        if let Some(layer) = self.layers.and_then(|l| l.get(&descriptor.digest)) {
+            return layer.stream(self.inner, &descriptor.digest).await;
         }
         self.inner.blob(descriptor).await
     }

@@ -130,6 +130,30 @@ pub enum CopyError {
         /// Why not.
         reason: String,
     },
+    /// A layer could not be recompressed: its compressed stream is corrupt, its contents do not
+    /// match the config's diff_id, it is in a compression ferry does not read, or the
+    /// recompressed bytes could not be kept for the upload. The error names the layer.
+    #[error("{reference}: {source}")]
+    Compression {
+        /// The source.
+        reference: String,
+        /// What failed, naming the layer.
+        source: crate::compression::CompressionError,
+    },
+    /// Recompressing layers would change a manifest whose source signatures the copy keeps.
+    #[error(
+        "{reference}: recompressing the layers of {digest} to {format} gives it a new manifest digest, which would invalidate the {signatures} source signature(s) this copy keeps"
+    )]
+    Recompression {
+        /// The source.
+        reference: String,
+        /// The source manifest that would change.
+        digest: Digest,
+        /// The compression asked for.
+        format: String,
+        /// How many signatures (and attached artifacts) the copy keeps of it.
+        signatures: usize,
+    },
     /// The destination reference names a digest the image does not have.
     #[error("{destination} names digest {wanted}, but the copied manifest has digest {actual}")]
     DestinationDigest {
@@ -170,7 +194,9 @@ impl CopyError {
             CopyError::NoSignatureStorage { .. }
             | CopyError::NoAttachedStorage { .. }
             | CopyError::FormatChange { .. }
+            | CopyError::Recompression { .. }
             | CopyError::Conversion { .. } => ErrorKind::Unsupported,
+            CopyError::Compression { source, .. } => source.kind(),
             CopyError::Signing(_) | CopyError::DestinationDigest { .. } => ErrorKind::Config,
         }
     }
@@ -223,6 +249,7 @@ impl Hinted for CopyError {
             CopyError::NoPlatform { .. } => Some(Hint::Platform),
             CopyError::Signing(e) => e.hint(),
             CopyError::FormatChange { .. } => Some(Hint::FormatConversion),
+            CopyError::Recompression { .. } => Some(Hint::Recompression),
             _ => None,
         }
     }

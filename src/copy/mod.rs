@@ -13,6 +13,7 @@ pub mod blobs;
 pub mod convert;
 pub mod error;
 pub mod plan;
+pub mod recompress;
 pub mod report;
 pub mod sign;
 pub mod signatures;
@@ -23,6 +24,7 @@ pub mod unpack;
 use std::sync::Arc;
 
 pub use error::CopyError;
+pub use recompress::LayerCompression;
 pub use report::{BlobAction, Report};
 pub use sign::{SignError, SignKey, SignOptions};
 
@@ -188,6 +190,8 @@ pub struct CopyOptions {
     pub sign: Option<SignOptions>,
     /// The manifest format the destination must get; `None` keeps the source's.
     pub format: Option<ManifestFormat>,
+    /// How layers are (re)compressed; `None` copies every layer byte for byte.
+    pub compression: Option<LayerCompression>,
     /// A cap on blob transfers shared with other copies (a sync's global cap): a transfer
     /// holds one permit from the start of its stream to its end. `None`: only
     /// `parallel_blobs` bounds this copy.
@@ -203,6 +207,7 @@ impl CopyOptions {
             parallel_blobs: 6,
             sign: None,
             format: None,
+            compression: None,
             blob_slots: None,
         }
     }

@@ -17,6 +17,7 @@ use super::admitted::AdmittedImage;
 use super::blobs::{self, BlobOutcome};
 use super::convert::{self, Conversion};
 use super::plan::Planned;
+use super::recompress;
 use super::signatures::{self, ToWrite};
 use super::{CopyError, CopyOptions, ProgressEvent, report};
 use crate::digest::Digest;
@@ -107,8 +108,19 @@ impl<'a> ImageCopier<'a> {
     /// failure to sign writes nothing.
     pub(super) async fn prepare(&mut self, image: &AdmittedImage) -> Result<Prepared, CopyError> {
         self.warnings.extend(image.warnings().iter().cloned());
-        let conversion =
-            convert::convert(self.src, image.source(), &image.plan, self.options.format).await?;
+        let format = match &self.options.compression {
+            Some(c) => c.manifest_format(self.options.format),
+            None => self.options.format,
+        };
+        let conversion = convert::convert(self.src, image.source(), &image.plan, format).await?;
+        let conversion = recompress::recompress(
+            self.src,
+            image.source(),
+            &image.plan,
+            conversion,
+            self.options,
+        )
+        .await?;
         let plan = match &conversion {
             Some(c) => &c.plan,
             None => &image.plan,
@@ -122,6 +134,9 @@ impl<'a> ImageCopier<'a> {
         )?;
         if let (Some(c), Some(want)) = (&conversion, self.options.format) {
             convert::check_signatures(self.src, c, &to_write, want)?;
+        }
+        if let (Some(c), Some(want)) = (&conversion, &self.options.compression) {
+            recompress::check_signatures(self.src, c, &to_write, want)?;
         }
         check_destination_digest(self.dst, plan)?;
         Ok(Prepared {
@@ -215,6 +230,7 @@ impl<'a> ImageCopier<'a> {
                 .as_ref()
                 .map(|c| &c.made)
                 .unwrap_or(&no_blobs_made),
+            layers: prepared.conversion.as_ref().map(|c| &c.layers),
         };
         let mut outcomes = blobs::copy_all(
             admission,
@@ -299,7 +315,7 @@ impl<'a> ImageCopier<'a> {
     ) -> Result<report::Report, CopyError> {
         let plan = prepared.plan(&image);
         let pulled_from = image.pulled_from();
-        let made = prepared.conversion.as_ref().map(|c| &c.made);
+        let made = prepared.conversion.as_ref();
         let converted_from: Vec<Option<Digest>> = match &prepared.conversion {
             Some(c) => c.from.clone(),
             None => vec![None; plan.len()],
@@ -414,20 +430,27 @@ fn blob_report(
     d: &Descriptor,
     p: &Planned,
     outcomes: &[BlobOutcome],
-    made: Option<&HashMap<Digest, bytes::Bytes>>,
+    conversion: Option<&Conversion>,
     pulled_from: &Option<String>,
 ) -> BlobReport {
+    let recompressed = conversion.and_then(|c| c.layers.get(&d.digest));
     let action = outcomes
         .iter()
         .find(|o| o.0 == d.digest)
         .map(|o| o.1)
         .unwrap_or(BlobAction::Copied);
-    let from = match action {
-        BlobAction::Reused => None,
-        BlobAction::Copied if made.is_some_and(|m| m.contains_key(&d.digest)) => {
+    let from = match (action, recompressed) {
+        (_, Some(l)) => Some(format!(
+            "recompressed from {} ({})",
+            l.source.digest, l.source.media_type
+        )),
+        (BlobAction::Reused, None) => None,
+        (BlobAction::Copied, None)
+            if conversion.is_some_and(|c| c.made.contains_key(&d.digest)) =>
+        {
             Some(format!("made by the conversion to {}", p.media_type))
         }
-        BlobAction::Copied => pulled_from.clone(),
+        (BlobAction::Copied, None) => pulled_from.clone(),
     };
     BlobReport {
         digest: d.digest.clone(),
@@ -435,6 +458,7 @@ fn blob_report(
         media_type: d.media_type.clone(),
         action,
         from,
+        converted_from: recompressed.map(|l| l.source.digest.clone()),
     }
 }
 

@@ -134,7 +134,7 @@ struct Oci<'a> {
 
 /// JSON as Go's `encoding/json` writes it: compact, with `<`, `>`, `&`, U+2028 and U+2029
 /// escaped (they can only occur inside strings, so replacing them is exact).
-fn go_json<T: Serialize>(value: &T) -> Result<Vec<u8>, ConvertError> {
+pub(crate) fn go_json<T: Serialize>(value: &T) -> Result<Vec<u8>, ConvertError> {
     let s = serde_json::to_string(value).map_err(|e| ConvertError::Config(e.to_string()))?;
     Ok(s.replace('<', "\\u003c")
         .replace('>', "\\u003e")
@@ -225,6 +225,28 @@ pub fn oci_to_docker(manifest: &[u8]) -> Result<Converted, ConvertError> {
         media_type: DOCKER_V2S2,
         new_config: None,
     })
+}
+
+/// A Docker schema 2 image manifest naming `config` and `layers` (their media types, sizes,
+/// digests and URLs as given), encoded as containers/image encodes one: for a copy that changes
+/// layers (recompression) and so writes a new manifest.
+pub(crate) fn docker_image_manifest<'a>(
+    config: &'a Descriptor,
+    layers: &'a [Descriptor],
+) -> Result<Vec<u8>, ConvertError> {
+    let descriptor = |d: &'a Descriptor| Schema2Descriptor {
+        media_type: &d.media_type,
+        size: d.size,
+        digest: &d.digest,
+        urls: d.urls.as_ref(),
+    };
+    let out = Schema2 {
+        schema_version: 2,
+        media_type: DOCKER_V2S2,
+        config: descriptor(config),
+        layers: layers.iter().map(descriptor).collect(),
+    };
+    go_json(&out)
 }
 
 /// The OCI image-spec `ImageConfig`, in Go's field order.

@@ -11,6 +11,10 @@
 //! unsigned image is up to date without them). No blob, and no lookaside signature of an image
 //! found up to date, is fetched.
 //!
+//! With recompression (`--dest-compress-format` and kin) the destination's manifest digest is
+//! not the source's: the image is up to date when the destination's manifest has the source's
+//! config and no layer the compression would still convert (one manifest read per side more).
+//!
 //! What this cannot see: a signature added at the source after the image was mirrored, while
 //! the destination keeps older ones. The gate is not run for an image found up to date: it ran
 //! when the image was copied, and nothing is written now.
@@ -80,6 +84,37 @@ async fn source_digest(
     }
 }
 
+/// With recompression the destination's manifest is not the source's: it is up to date when it
+/// is the source's image with its layers already in the format asked for (one more manifest
+/// read per side, as the copy's own check would cost more: the config and every layer's HEAD).
+async fn recompressed_already(
+    session: &Session,
+    src: &ImageReference,
+    dst: &ImageReference,
+    instance: Option<&Digest>,
+    options: &CopyOptions,
+) -> Result<bool> {
+    let Some(compression) = &options.compression else {
+        return Ok(false);
+    };
+    let image = |raw: crate::transport::RawManifest| match manifest::parse(
+        &raw.bytes,
+        raw.media_type.as_deref(),
+    ) {
+        Ok(Manifest::Image(_, image)) => Some(image),
+        _ => None,
+    };
+    let source = session.open_source(src, &options.gate.source).await?;
+    let Some(source_image) = image(source.manifest(instance).await?) else {
+        return Ok(false);
+    };
+    let written = session.open_source(dst, &options.destination).await?;
+    let Some(written_image) = image(written.manifest(None).await?) else {
+        return Ok(false);
+    };
+    Ok(compression.already_applied(&source_image, &written_image))
+}
+
 /// Whether copying `src` to `dst` with `options` (its source and destination settings, mode,
 /// selection and signing) would change anything at the destination.
 pub async fn check(
@@ -101,12 +136,16 @@ pub async fn check(
     else {
         return Ok(Freshness::Stale("not found at the source".into()));
     };
-    if src_digest != dst_digest {
+    if src_digest != dst_digest
+        && !recompressed_already(session, src, dst, instance.as_ref(), options).await?
+    {
         return Ok(Freshness::Stale(format!(
             "the destination has {dst_digest}, the source {src_digest}"
         )));
     }
-    let up_to_date = Freshness::UpToDate { digest: src_digest };
+    let up_to_date = Freshness::UpToDate {
+        digest: dst_digest.clone(),
+    };
     let wants_signatures =
         options.gate.mode != SignatureMode::RemoveSignatures || options.sign.is_some();
     if !wants_signatures || dst_signatures > 0 {

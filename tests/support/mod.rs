@@ -325,3 +325,24 @@ pub fn dir_image(dir: &Path, seed: u64, size: usize) -> String {
     .ok();
     img.digest
 }
+
+/// Runs podman (failing the test with an install hint if it is missing) on a store of its own
+/// under `dir` (vfs, file events, cgroupfs: it runs inside a container as root).
+pub fn podman(dir: &Path, args: &[&str]) -> Run {
+    let bin = require_tool("podman", "podman");
+    let mut c = Command::new(bin);
+    c.arg("--root")
+        .arg(dir.join("root"))
+        .arg("--runroot")
+        .arg(dir.join("runroot"))
+        .args([
+            "--storage-driver",
+            "vfs",
+            "--events-backend",
+            "file",
+            "--cgroup-manager",
+            "cgroupfs",
+        ])
+        .args(args);
+    run(&mut c)
+}

@@ -1,0 +1,808 @@
+//! Layer recompression in a copy (skopeo's `--dest-compress-format`, `--dest-compress-level`,
+//! `--dest-compress`, `--dest-decompress`, and `--force-compression`): a format conversion of
+//! the layers, after the gate and before the destination is opened.
+//!
+//! A recompressed layer is a new blob with a new digest, so its image gets a new manifest (the
+//! config, and so the diff_ids, unchanged; a Docker image that must hold zstd layers becomes an
+//! OCI image first, as containers/image does it). The rules of [`super::convert`] apply: the
+//! gate judged the source's manifests, no source signature can be kept with a changed one, and
+//! `--sign-by` signs the new manifest. The report names each source layer beside the layer it
+//! became.
+//!
+//! Each layer is read once from the source (verified against its digest), decompressed,
+//! checked against the config's diff_id and compressed again into a temporary file (so the new
+//! manifest, and its signature, exist before the destination is opened); several layers at
+//! once, each in its own blocking threads, memory bounded by a few buffers per layer. The
+//! blob step then asks the destination for the converted blob before uploading the file.
+//!
+//! A [`ConversionCache`] makes the second copy cheap: a layer recompressed before with the same
+//! settings is not recompressed to build the manifest; the destination is asked for the blob
+//! the cache names, and only when it lacks it is the layer recompressed again, as it streams to
+//! the destination, checked against the digest the cache promised.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use futures::{StreamExt, TryStreamExt};
+use serde::{Deserialize, Serialize};
+use tokio::io::AsyncWriteExt;
+
+use super::convert::{self, Conversion};
+use super::plan::Planned;
+use super::signatures::ToWrite;
+use super::{CopyError, CopyOptions, ManifestFormat, ProgressEvent};
+use crate::compression::{
+    CachedLayer, CompressionError, ConversionCache, OutputFormat, OutputSpec, Transform,
+    transform_stream,
+};
+use crate::digest::{ByteStream, Digest, VerifyingStream};
+use crate::manifest::{self, Descriptor, Manifest, ManifestKind, convert as formats};
+use crate::policy::ManifestRole;
+use crate::reference::ImageReference;
+use crate::transport::{ImageSource, Result as TransportResult, TransportError};
+
+/// Layers at least this large, uncompressed and going to plain zstd, use libzstd's worker
+/// threads when there are fewer layers to convert than cores.
+const THREADED_LAYER_SIZE: u64 = 32 * 1024 * 1024;
+
+/// How a copy compresses the layers it writes.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct LayerCompression {
+    /// The format, level and threads to write (`Uncompressed`: `--dest-decompress`).
+    pub output: OutputSpec,
+    /// Convert only the layers that are uncompressed (`--dest-compress` alone); otherwise every
+    /// layer not already in `output.format` is converted.
+    pub only_uncompressed: bool,
+    /// Recompress layers already in `output.format` too (`--force-compression`): a new level,
+    /// or a zstd:chunked layer made again.
+    pub force: bool,
+    /// What earlier recompressions gave, so a second copy does not recompress.
+    pub cache: Option<Arc<ConversionCache>>,
+    /// Where recompressed layers wait for the upload (containers/image uses `$TMPDIR` or
+    /// `/var/tmp` too).
+    pub spool_dir: PathBuf,
+}
+
+impl LayerCompression {
+    /// Every layer not in `output.format` converted to it, with no cache, spooled in `/var/tmp`.
+    pub fn new(output: OutputSpec) -> LayerCompression {
+        LayerCompression {
+            output,
+            only_uncompressed: false,
+            force: false,
+            cache: None,
+            spool_dir: PathBuf::from(crate::tarfile::DEFAULT_TEMP_DIR),
+        }
+    }
+
+    /// Whether a layer now in `current` is converted.
+    fn converts(&self, current: OutputFormat) -> bool {
+        let want = self.output.format;
+        if want == OutputFormat::Uncompressed && current == OutputFormat::Uncompressed {
+            return false;
+        }
+        if self.only_uncompressed {
+            return current == OutputFormat::Uncompressed;
+        }
+        self.force || current != want
+    }
+
+    /// Whether `written` is what a copy with this compression makes of `source` (a sync's
+    /// incremental check): the same config (so the same diff_ids, layer for layer) and no layer
+    /// left that this compression would convert. Never with `force`, which converts every
+    /// layer again.
+    pub(crate) fn already_applied(
+        &self,
+        source: &crate::manifest::ImageManifest,
+        written: &crate::manifest::ImageManifest,
+    ) -> bool {
+        !self.force
+            && source.config.digest == written.config.digest
+            && source.layers.len() == written.layers.len()
+            && source.layers.iter().zip(&written.layers).all(|(s, w)| {
+                s.digest == w.digest || layer_format(w).is_some_and(|f| !self.converts(f))
+            })
+    }
+
+    /// The manifest format a copy must write: zstd layers have no Docker form, so a copy that
+    /// writes them makes OCI manifests unless told otherwise (as containers/image does).
+    pub fn manifest_format(&self, asked: Option<ManifestFormat>) -> Option<ManifestFormat> {
+        match asked {
+            None if self.output.format.docker_layer_media_type().is_none() => {
+                Some(ManifestFormat::Oci)
+            }
+            other => other,
+        }
+    }
+}
+
+/// The annotation prefixes of zstd:chunked layers: containers/storage's current keys, and the
+/// older ones skopeo 1.9.3 writes.
+const CHUNKED_PREFIXES: [&str; 2] = [
+    "io.github.containers.zstd-chunked.",
+    "io.containers.zstd-chunked.",
+];
+
+fn is_chunked_key(key: &str) -> bool {
+    CHUNKED_PREFIXES.iter().any(|p| key.starts_with(p))
+}
+
+/// What a layer is now, or `None` for one that is not converted whatever is asked: a foreign
+/// (non-distributable) layer, an encrypted one, or a type ferry does not know.
+fn layer_format(l: &Descriptor) -> Option<OutputFormat> {
+    let foreign = l.urls.as_ref().is_some_and(|u| !u.is_empty())
+        || l.media_type.contains("nondistributable")
+        || l.media_type.contains("foreign");
+    if foreign {
+        return None;
+    }
+    match OutputFormat::of_layer(&l.media_type, l.annotations.as_ref())? {
+        OutputFormat::Zstd
+            if l.annotations
+                .as_ref()
+                .is_some_and(|a| a.keys().any(|k| is_chunked_key(k))) =>
+        {
+            Some(OutputFormat::ZstdChunked)
+        }
+        f => Some(f),
+    }
+}
+
+/// Where a converted layer's bytes come from when the destination does not have it.
+#[derive(Debug)]
+enum LayerBytes {
+    /// Recompressed in this copy, waiting in a temporary file (removed when dropped).
+    Spooled(Arc<tempfile::NamedTempFile>),
+    /// Known from the cache: recompressed again as it streams, and checked against it.
+    Again {
+        transform: Transform,
+        cache: Arc<ConversionCache>,
+        cached_spec: OutputSpec,
+    },
+}
+
+/// A layer the recompression made: the source layer it came from, and its bytes.
+#[derive(Debug)]
+pub struct MadeLayer {
+    /// The source layer.
+    pub source: Descriptor,
+    bytes: LayerBytes,
+}
+
+impl MadeLayer {
+    /// The converted layer's bytes: the spooled file, or the source's layer recompressed again.
+    pub async fn stream(
+        &self,
+        source: &dyn ImageSource,
+        digest: &Digest,
+    ) -> TransportResult<ByteStream> {
+        match &self.bytes {
+            LayerBytes::Spooled(file) => {
+                let f = tokio::fs::File::open(file.path())
+                    .await
+                    .map_err(TransportError::source_stream)?;
+                Ok(Box::pin(tokio_util::io::ReaderStream::with_capacity(
+                    f,
+                    256 * 1024,
+                )))
+            }
+            LayerBytes::Again {
+                transform,
+                cache,
+                cached_spec,
+            } => {
+                let raw = source.blob(&self.source).await?;
+                let verified: ByteStream = Box::pin(VerifyingStream::new(
+                    raw,
+                    self.source.digest.clone(),
+                    Some(self.source.size),
+                ));
+                let (out, _report) = transform_stream(verified, transform.clone());
+                // The cache promised these bytes; if they differ, its entry is wrong (another
+                // ferry or libzstd made it): forget it and say so, naming the layer.
+                let (cache, spec, layer, promised) = (
+                    cache.clone(),
+                    *cached_spec,
+                    self.source.digest.clone(),
+                    digest.clone(),
+                );
+                let checked = VerifyingStream::new(out, digest.clone(), None).map(move |item| {
+                    item.map_err(|e| {
+                        if crate::digest::verify_error(&e).is_none() {
+                            return e;
+                        }
+                        let _ = cache.forget(&layer, &spec);
+                        std::io::Error::other(format!(
+                            "layer {layer}: recompressing it again did not give {promised}, which the cache of earlier recompressions promised (written by another version of ferry or libzstd?); the entry is forgotten, so copying again recompresses it anew"
+                        ))
+                    })
+                });
+                Ok(Box::pin(checked))
+            }
+        }
+    }
+}
+
+/// One layer to convert: the source's descriptor and the diff_id its image's config lists.
+struct Job {
+    layer: Descriptor,
+    diff_id: Digest,
+}
+
+/// One layer converted: the source's descriptor, the new layer, where its bytes are.
+struct Done {
+    source: Descriptor,
+    new: CachedLayer,
+    bytes: LayerBytes,
+}
+
+/// An image manifest whose layers change.
+struct Changing {
+    index: usize,
+    kind: ManifestKind,
+    image: Box<crate::manifest::ImageManifest>,
+}
+
+/// Recompresses the layers of the images in `conversion` (the format conversion's plan, or the
+/// source's `original` plan) as `options.compression` asks, returning the conversion with the
+/// new manifests and the layers it made; `conversion` as it was when nothing changes.
+pub async fn recompress(
+    src: &ImageReference,
+    source: &dyn ImageSource,
+    original: &[Planned],
+    conversion: Option<Conversion>,
+    options: &CopyOptions,
+) -> Result<Option<Conversion>, CopyError> {
+    let Some(want) = &options.compression else {
+        return Ok(conversion);
+    };
+    let had_conversion = conversion.is_some();
+    let mut conv = conversion.unwrap_or_else(|| Conversion {
+        plan: original.to_vec(),
+        from: vec![None; original.len()],
+        made: HashMap::new(),
+        layers: HashMap::new(),
+    });
+    let mut changing = Vec::new();
+    let mut jobs: Vec<Job> = Vec::new();
+    for (index, p) in conv.plan.iter().enumerate() {
+        if p.role == ManifestRole::List {
+            continue;
+        }
+        let Ok(Manifest::Image(kind, image)) =
+            manifest::parse(&p.raw.bytes, p.raw.media_type.as_deref())
+        else {
+            continue;
+        };
+        let is_image_config = image.config.media_type == formats::OCI_CONFIG
+            || image.config.media_type == formats::DOCKER_CONFIG;
+        let convertible: Vec<usize> = image
+            .layers
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| layer_format(l).is_some_and(|f| want.converts(f)))
+            .map(|(i, _)| i)
+            .collect();
+        if convertible.is_empty() || !is_image_config {
+            continue;
+        }
+        if kind == ManifestKind::DockerV2S2
+            && want.output.format.docker_layer_media_type().is_none()
+        {
+            return Err(CopyError::Conversion {
+                reference: src.to_string(),
+                digest: p.digest.clone(),
+                wanted: ManifestFormat::V2s2,
+                reason: format!(
+                    "its layers would be {}, and Docker schema 2 images have no zstd layers; leave out --format v2s2 (ferry then writes an OCI image)",
+                    want.output.format
+                ),
+            });
+        }
+        let config = match conv.made.get(&image.config.digest) {
+            Some(bytes) => bytes.to_vec(),
+            None => convert::read_config(source, &image.config).await?,
+        };
+        let diff_ids = diff_ids(&config).map_err(|why| CopyError::Manifest {
+            what: format!(
+                "config blob {} of manifest {}",
+                image.config.digest, p.digest
+            ),
+            source: crate::manifest::ManifestError::Unknown(why),
+        })?;
+        if diff_ids.len() != image.layers.len() {
+            return Err(CopyError::Manifest {
+                what: format!("manifest {}", p.digest),
+                source: crate::manifest::ManifestError::Unknown(format!(
+                    "it has {} layers, but its config {} lists {} diff_ids",
+                    image.layers.len(),
+                    image.config.digest,
+                    diff_ids.len()
+                )),
+            });
+        }
+        for i in convertible {
+            if let (Some(layer), Some(diff_id)) = (image.layers.get(i), diff_ids.get(i))
+                && !jobs.iter().any(|j| j.layer.digest == layer.digest)
+            {
+                jobs.push(Job {
+                    layer: layer.clone(),
+                    diff_id: diff_id.clone(),
+                });
+            }
+        }
+        changing.push(Changing { index, kind, image });
+    }
+    if jobs.is_empty() {
+        return Ok(had_conversion.then_some(conv));
+    }
+
+    options.emit(ProgressEvent::Phase(format!(
+        "recompressing {} layer(s) to {}",
+        jobs.len(),
+        want.output.format
+    )));
+    let made = run_jobs(src, source, jobs, want, options).await?;
+    if let Some(cache) = &want.cache {
+        let fresh = made
+            .iter()
+            .filter(|(_, done)| matches!(done.bytes, LayerBytes::Spooled(_)))
+            .map(|(from, done)| (from.clone(), want.output, done.new.clone()));
+        if let Err(e) = cache.insert_all(fresh.collect::<Vec<_>>()) {
+            let path = cache
+                .path()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default();
+            options.emit(ProgressEvent::Warning(format!(
+                "the cache of recompressed layers {path} could not be written ({e}): a second copy of this image will recompress it again"
+            )));
+        }
+    }
+
+    // The new manifests, and what each list must now name.
+    let mut updates: BTreeMap<Digest, formats::InstanceUpdate> = BTreeMap::new();
+    for c in changing {
+        let Some(p) = conv.plan.get(c.index) else {
+            continue;
+        };
+        let layers: Vec<Descriptor> = c
+            .image
+            .layers
+            .iter()
+            .map(|l| match made.get(&l.digest) {
+                Some(done) => converted_descriptor(l, &done.new, want.output.format, c.kind),
+                None => l.clone(),
+            })
+            .collect();
+        let fail = |reason: String| CopyError::Manifest {
+            what: format!("manifest {} with recompressed layers", p.digest),
+            source: crate::manifest::ManifestError::Unknown(reason),
+        };
+        let (bytes, media_type) = match c.kind {
+            ManifestKind::DockerV2S2 => (
+                formats::docker_image_manifest(&c.image.config, &layers)
+                    .map_err(|e| fail(e.to_string()))?,
+                manifest::DOCKER_V2S2,
+            ),
+            _ => (
+                oci_image_manifest(&p.raw.bytes, &layers).map_err(fail)?,
+                manifest::OCI_MANIFEST,
+            ),
+        };
+        let mut blobs = layers.clone();
+        blobs.push(c.image.config.clone());
+        let new = convert::converted_plan(
+            p,
+            formats::Converted {
+                manifest: bytes,
+                media_type,
+                new_config: None,
+            },
+            blobs,
+            p.dest_instance.is_some(),
+        );
+        updates.insert(
+            p.digest.clone(),
+            formats::InstanceUpdate {
+                digest: new.digest.clone(),
+                size: new.raw.bytes.len() as u64,
+                media_type: new.media_type.clone(),
+            },
+        );
+        if let (Some(slot), Some(from)) = (conv.plan.get_mut(c.index), conv.from.get_mut(c.index)) {
+            *slot = new;
+            if from.is_none() {
+                *from = original.get(c.index).map(|o| o.digest.clone());
+            }
+        }
+    }
+    for done in made.into_values() {
+        conv.layers.insert(
+            done.new.digest.clone(),
+            MadeLayer {
+                source: done.source,
+                bytes: done.bytes,
+            },
+        );
+    }
+    for (index, p) in conv.plan.clone().iter().enumerate() {
+        if p.role != ManifestRole::List {
+            continue;
+        }
+        let to_oci = p.media_type == manifest::OCI_INDEX;
+        let list =
+            formats::list_to(&p.raw.bytes, to_oci, &updates).map_err(|e| CopyError::Manifest {
+                what: format!("list {} naming recompressed images", p.digest),
+                source: crate::manifest::ManifestError::Unknown(e.to_string()),
+            })?;
+        if let (Some(slot), Some(from)) = (conv.plan.get_mut(index), conv.from.get_mut(index)) {
+            *slot = convert::converted_plan(p, list, vec![], false);
+            if from.is_none() {
+                *from = original.get(index).map(|o| o.digest.clone());
+            }
+        }
+    }
+    Ok(Some(conv))
+}
+
+/// The config's `rootfs.diff_ids`.
+fn diff_ids(config: &[u8]) -> Result<Vec<Digest>, String> {
+    #[derive(Deserialize)]
+    struct Config {
+        rootfs: RootFs,
+    }
+    #[derive(Deserialize)]
+    struct RootFs {
+        #[serde(default)]
+        diff_ids: Vec<Digest>,
+    }
+    serde_json::from_slice::<Config>(config)
+        .map(|c| c.rootfs.diff_ids)
+        .map_err(|e| format!("reading its rootfs.diff_ids: {e}"))
+}
+
+/// The descriptor of the layer `old` became: the new digest, size and media type; its
+/// annotations less any zstd:chunked ones, plus the new layer's.
+fn converted_descriptor(
+    old: &Descriptor,
+    new: &CachedLayer,
+    format: OutputFormat,
+    kind: ManifestKind,
+) -> Descriptor {
+    let media_type = match kind {
+        ManifestKind::DockerV2S2 => format.docker_layer_media_type(),
+        _ => None,
+    }
+    .unwrap_or(format.oci_layer_media_type());
+    let mut annotations = old.annotations.clone().unwrap_or_default();
+    annotations.retain(|k, _| !is_chunked_key(k));
+    annotations.extend(new.annotations.clone());
+    Descriptor {
+        media_type: media_type.to_string(),
+        digest: new.digest.clone(),
+        size: new.size,
+        urls: None,
+        annotations: (!annotations.is_empty()).then_some(annotations),
+        platform: None,
+    }
+}
+
+/// An OCI image manifest as containers/image's `manifest.OCI1` encodes it (image-spec's field
+/// order), with `layers` in place of the source's; everything else kept.
+fn oci_image_manifest(source: &[u8], layers: &[Descriptor]) -> Result<Vec<u8>, String> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct In {
+        #[serde(default)]
+        artifact_type: Option<String>,
+        config: Descriptor,
+        #[serde(default)]
+        subject: Option<Descriptor>,
+        #[serde(default)]
+        annotations: Option<BTreeMap<String, String>>,
+    }
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Out<'a> {
+        schema_version: u32,
+        media_type: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        artifact_type: Option<&'a String>,
+        config: &'a Descriptor,
+        layers: &'a [Descriptor],
+        #[serde(skip_serializing_if = "Option::is_none")]
+        subject: Option<&'a Descriptor>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        annotations: Option<&'a BTreeMap<String, String>>,
+    }
+    let m: In = serde_json::from_slice(source).map_err(|e| e.to_string())?;
+    formats::go_json(&Out {
+        schema_version: 2,
+        media_type: manifest::OCI_MANIFEST,
+        artifact_type: m.artifact_type.as_ref(),
+        config: &m.config,
+        layers,
+        subject: m.subject.as_ref(),
+        annotations: m.annotations.as_ref().filter(|a| !a.is_empty()),
+    })
+    .map_err(|e| e.to_string())
+}
+
+/// Every job, several at once: a layer known to the cache costs nothing now; the others are
+/// recompressed into temporary files. Keyed by the source layer's digest.
+async fn run_jobs(
+    src: &ImageReference,
+    source: &dyn ImageSource,
+    jobs: Vec<Job>,
+    want: &LayerCompression,
+    options: &CopyOptions,
+) -> Result<HashMap<Digest, Done>, CopyError> {
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2);
+    let few = jobs.len() < cores;
+    // Made before they are streamed: a closure over references inside the stream's type makes
+    // the copy's future fail to be Send (see blobs.rs).
+    let work: Vec<_> = jobs
+        .into_iter()
+        .map(|job| {
+            let threaded = few
+                && want.output.format == OutputFormat::Zstd
+                && job.layer.size >= THREADED_LAYER_SIZE
+                && layer_format(&job.layer) == Some(OutputFormat::Uncompressed);
+            let threads = if threaded { cores as u32 } else { 0 };
+            one_job(
+                src,
+                source,
+                job,
+                want.output.with_threads(threads),
+                want,
+                options,
+            )
+        })
+        .collect();
+    futures::stream::iter(work)
+        .buffer_unordered(options.parallel_blobs.clamp(1, cores.max(2)))
+        .try_collect()
+        .await
+}
+
+/// One layer: from the cache, or recompressed into a temporary file.
+async fn one_job(
+    src: &ImageReference,
+    source: &dyn ImageSource,
+    job: Job,
+    spec: OutputSpec,
+    want: &LayerCompression,
+    options: &CopyOptions,
+) -> Result<(Digest, Done), CopyError> {
+    let transform = Transform {
+        output: spec,
+        expected_diff_id: Some(job.diff_id.clone()),
+        media_type: Some(job.layer.media_type.clone()),
+        layer: job.layer.digest.to_string(),
+    };
+    if let Some(cache) = &want.cache
+        && let Some(hit) = cache.get(&job.layer.digest, &spec)
+        && hit.diff_id == job.diff_id
+    {
+        let mut transform = transform;
+        transform.output = spec.with_threads(hit.threads);
+        let bytes = LayerBytes::Again {
+            transform,
+            cache: cache.clone(),
+            cached_spec: spec,
+        };
+        return Ok((
+            job.layer.digest.clone(),
+            Done {
+                source: job.layer,
+                new: hit,
+                bytes,
+            },
+        ));
+    }
+    let compression_err = |source| CopyError::Compression {
+        reference: src.to_string(),
+        source,
+    };
+    let spool_err = |e: std::io::Error| {
+        compression_err(CompressionError::Write {
+            layer: job.layer.digest.to_string(),
+            format: spec.format,
+            source: std::io::Error::new(
+                e.kind(),
+                format!("spooling it in {}: {e}", want.spool_dir.display()),
+            ),
+        })
+    };
+    // A recompression is a transfer from the source: it holds one of a sync's blob slots.
+    let _slot = match &options.blob_slots {
+        Some(slots) => slots.clone().acquire_owned().await.ok(),
+        None => None,
+    };
+    let raw = source
+        .blob(&job.layer)
+        .await
+        .map_err(|e| CopyError::Source {
+            reference: src.to_string(),
+            source: e,
+        })?;
+    let verified: ByteStream = Box::pin(VerifyingStream::new(
+        raw,
+        job.layer.digest.clone(),
+        Some(job.layer.size),
+    ));
+    let spool = tempfile::Builder::new()
+        .prefix(".ferry-layer-")
+        .tempfile_in(&want.spool_dir)
+        .map_err(spool_err)?;
+    let mut file = tokio::fs::File::from_std(spool.reopen().map_err(spool_err)?);
+    let (mut out, report) = transform_stream(verified, transform);
+    let mut write_failed = None;
+    while let Some(item) = out.next().await {
+        match item {
+            Ok(chunk) => {
+                if let Err(e) = file.write_all(&chunk).await {
+                    write_failed = Some(e);
+                    break;
+                }
+            }
+            // The transform's own error (typed, naming the layer) comes from its handle.
+            Err(_) => break,
+        }
+    }
+    drop(out);
+    if let Some(e) = write_failed {
+        return Err(spool_err(e));
+    }
+    file.flush().await.map_err(spool_err)?;
+    let report = report
+        .await
+        .map_err(|e| spool_err(std::io::Error::other(e.to_string())))?
+        .map_err(compression_err)?;
+    let layer = CachedLayer {
+        digest: report.digest,
+        size: report.size,
+        diff_id: report.diff_id,
+        annotations: report.annotations,
+        threads: spec.threads,
+    };
+    Ok((
+        job.layer.digest.clone(),
+        Done {
+            source: job.layer,
+            new: layer,
+            bytes: LayerBytes::Spooled(Arc::new(spool)),
+        },
+    ))
+}
+
+/// Refuses a recompression that would keep a source signature (or an attached artifact) with
+/// a manifest it changed.
+pub fn check_signatures(
+    src: &ImageReference,
+    conversion: &Conversion,
+    to_write: &[ToWrite],
+    want: &LayerCompression,
+) -> Result<(), CopyError> {
+    match convert::broken_by(conversion, to_write) {
+        Some((_, from, kept)) => Err(CopyError::Recompression {
+            reference: src.to_string(),
+            digest: from.clone(),
+            format: want.output.format.to_string(),
+            signatures: kept,
+        }),
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layer(media_type: &str, annotations: &[(&str, &str)]) -> Descriptor {
+        Descriptor {
+            media_type: media_type.into(),
+            digest: Digest::sha256_of(media_type.as_bytes()),
+            size: 1,
+            urls: None,
+            annotations: (!annotations.is_empty()).then(|| {
+                annotations
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect()
+            }),
+            platform: None,
+        }
+    }
+
+    #[test]
+    fn which_layers_convert() {
+        let gzip = layer("application/vnd.oci.image.layer.v1.tar+gzip", &[]);
+        let zstd = layer("application/vnd.oci.image.layer.v1.tar+zstd", &[]);
+        let tar = layer("application/vnd.oci.image.layer.v1.tar", &[]);
+        let old_chunked = layer(
+            "application/vnd.oci.image.layer.v1.tar+zstd",
+            &[("io.containers.zstd-chunked.manifest-checksum", "sha256:x")],
+        );
+        let foreign = layer(
+            "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
+            &[],
+        );
+        let encrypted = layer("application/vnd.oci.image.layer.v1.tar+gzip+encrypted", &[]);
+        assert_eq!(layer_format(&old_chunked), Some(OutputFormat::ZstdChunked));
+        assert_eq!(layer_format(&foreign), None);
+        assert_eq!(layer_format(&encrypted), None);
+
+        let mut to_zstd = LayerCompression::new(OutputSpec::new(OutputFormat::Zstd));
+        let converts =
+            |c: &LayerCompression, l: &Descriptor| layer_format(l).is_some_and(|f| c.converts(f));
+        assert!(converts(&to_zstd, &gzip));
+        assert!(converts(&to_zstd, &tar));
+        assert!(!converts(&to_zstd, &zstd));
+        // zstd:chunked is not plain zstd: asking for zstd converts it (skopeo 1.9.3 keeps it).
+        assert!(converts(&to_zstd, &old_chunked));
+        to_zstd.force = true;
+        assert!(converts(&to_zstd, &zstd));
+        assert!(!converts(&to_zstd, &foreign));
+
+        let mut compress = LayerCompression::new(OutputSpec::new(OutputFormat::Gzip));
+        compress.only_uncompressed = true;
+        assert!(converts(&compress, &tar));
+        assert!(!converts(&compress, &zstd));
+        let mut decompress = LayerCompression::new(OutputSpec::new(OutputFormat::Uncompressed));
+        assert!(converts(&decompress, &gzip));
+        decompress.force = true;
+        assert!(!converts(&decompress, &tar));
+
+        assert_eq!(to_zstd.manifest_format(None), Some(ManifestFormat::Oci));
+        assert_eq!(compress.manifest_format(None), None);
+        assert_eq!(
+            compress.manifest_format(Some(ManifestFormat::V2s2)),
+            Some(ManifestFormat::V2s2)
+        );
+    }
+
+    #[test]
+    fn a_converted_descriptor_keeps_other_annotations_and_drops_old_chunked_ones() {
+        let old = layer(
+            "application/vnd.oci.image.layer.v1.tar+zstd",
+            &[
+                ("io.containers.zstd-chunked.manifest-checksum", "sha256:x"),
+                ("org.example.keep", "yes"),
+            ],
+        );
+        let new = CachedLayer {
+            digest: Digest::sha256_of(b"new"),
+            size: 9,
+            diff_id: Digest::sha256_of(b"tar"),
+            annotations: BTreeMap::new(),
+            threads: 0,
+        };
+        let d = converted_descriptor(&old, &new, OutputFormat::Gzip, ManifestKind::DockerV2S2);
+        assert_eq!(
+            d.media_type,
+            "application/vnd.docker.image.rootfs.diff.tar.gzip"
+        );
+        assert_eq!(d.digest, new.digest);
+        assert_eq!(
+            d.annotations.unwrap().keys().collect::<Vec<_>>(),
+            ["org.example.keep"]
+        );
+    }
+
+    #[test]
+    fn an_oci_manifest_keeps_its_annotations_and_subject_in_go_order() {
+        let src = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:0000000000000000000000000000000000000000000000000000000000000000","size":2},"layers":[],"annotations":{"b":"<2>","a":"1"}}"#;
+        let l = layer("application/vnd.oci.image.layer.v1.tar+zstd", &[]);
+        let out = String::from_utf8(oci_image_manifest(src, &[l]).unwrap()).unwrap();
+        assert!(out.starts_with(r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType""#), "{out}");
+        assert!(
+            out.ends_with(r#""size":1}],"annotations":{"a":"1","b":"\u003c2\u003e"}}"#),
+            "{out}"
+        );
+    }
+}
