@@ -1,6 +1,7 @@
 //! The command line: one file per subcommand. Each parses its flags (clap) and calls the
 //! library; nothing here holds logic the library should have.
 
+pub mod compat;
 pub mod copy;
 pub mod delete;
 pub mod errors;

@@ -585,6 +585,10 @@ pub struct TransportOptions {
     pub no_creds: bool,
     /// A bearer token sent as it is, instead of one from the registry's token service.
     pub registry_token: Option<String>,
+    /// For `oci:` layouts: a directory of blobs (`DIR/ALG/HEX`) shared by many layouts, used
+    /// instead of each layout's `blobs/` (skopeo's `--src-shared-blob-dir` /
+    /// `--dest-shared-blob-dir`).
+    pub shared_blob_dir: Option<PathBuf>,
 }
 
 impl TransportOptions {

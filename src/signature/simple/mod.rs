@@ -5,8 +5,11 @@
 //! - [`payload`]: the JSON payload, parsed as strictly as containers/image;
 //! - [`keyring`]: trusted certificates;
 //! - [`verify`](mod@verify): verification and unverified inspection (forensics);
-//! - [`sign`](mod@sign): signing with a secret key.
+//! - [`sign`](mod@sign): signing with a secret key;
+//! - [`gnupg`]: finding a key in the user's GnuPG home and signing through gpg-agent (the
+//!   one part that does IO: that is where such a key lives).
 
+pub mod gnupg;
 pub mod keyring;
 pub mod payload;
 pub mod sign;
@@ -167,6 +170,7 @@ mod tests {
         SigningKey {
             cert,
             passphrase: None,
+            agent: None,
         }
     }
 
@@ -223,6 +227,7 @@ mod tests {
         let k = SigningKey {
             cert: cert.clone(),
             passphrase: None,
+            agent: None,
         };
         let sig = sign(&payload_json(&digest(), "example.com/app:1"), &k).unwrap();
         let (revoked, _) = cert.insert_packets(rev).unwrap();
