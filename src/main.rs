@@ -94,9 +94,14 @@ fn main() -> ExitCode {
         Ok(code) => cli::compat::exit_code(code),
         Err(e) => {
             if cli::compat::is_skopeo() {
-                // skopeo's logrus.Fatal line, which scripts grep.
-                let line = cli::compat::log_line("fatal", &cli::errors::chain(&e), &[]);
-                eprintln!("{line}");
+                // skopeo's logrus.Fatal line, which scripts grep, last; ferry's own account of
+                // a rejection before it.
+                let chain = cli::errors::chain(&e);
+                let message = cli::compat::fatal_message(&e, &chain);
+                if message != chain {
+                    eprintln!("ferry: {chain}");
+                }
+                eprintln!("{}", cli::compat::log_line("fatal", &message, &[]));
             } else {
                 eprintln!("ferry: {}", cli::errors::chain(&e));
             }

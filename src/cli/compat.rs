@@ -145,6 +145,21 @@ pub fn log_line(level: &str, message: &str, fields: &[(&str, &str)]) -> String {
     line
 }
 
+/// What skopeo's fatal line says for an error: for an image the policy rejected, skopeo's
+/// `Source image rejected: REASON` (the first requirement that was not satisfied; skopeo's
+/// system tests grep it), else ferry's message.
+pub fn fatal_message(e: &anyhow::Error, ferry_message: &str) -> String {
+    let verdict = e.chain().find_map(|c| {
+        c.downcast_ref::<ferry::CopyError>()
+            .and_then(ferry::CopyError::verdict)
+            .or_else(|| c.downcast_ref::<ferry::Rejected>().and_then(ferry::Rejected::verdict))
+    });
+    match verdict.and_then(|v| v.requirements.iter().find(|r| !r.satisfied)) {
+        Some(r) => format!("Source image rejected: {}", r.reason),
+        None => ferry_message.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -93,14 +93,8 @@ pub fn gnupg_key(id: &str, passphrase: Option<&str>) -> anyhow::Result<SigningKe
     )
     .context("no GnuPG home to find the --sign-by key in: set GNUPGHOME (or HOME), or give the key file with --sign-key")?;
     let uid = rustix::process::getuid().as_raw();
-    SigningKey::from_gnupg_home(&home, default_home.as_deref(), uid, id, passphrase).with_context(
-        || {
-            format!(
-                "the signing key {id:?} of the GnuPG home {}",
-                home.display()
-            )
-        },
-    )
+    SigningKey::from_gnupg_home(&home, default_home.as_deref(), uid, id, passphrase)
+        .with_context(|| format!("the --sign-by key {id:?}"))
 }
 
 fn read(p: &PathBuf, what: &str) -> anyhow::Result<Vec<u8>> {

@@ -181,7 +181,7 @@ pub fn read_keyring(home: &Path) -> Result<Vec<Cert>, SignatureError> {
         }
     }
     Err(SignatureError::Keys(format!(
-        "the GnuPG home {} has no public keyring (pubring.kbx or pubring.gpg): import the key there (gpg --import), or give its secret key file with --sign-key",
+        "the GnuPG home {} has no public keyring (pubring.kbx or pubring.gpg): import the key there (gpg --import), or sign with a secret key file",
         home.display()
     )))
 }
@@ -283,6 +283,20 @@ mod sha1_for_gnupg {
     }
 }
 
+/// Whether a candidate socket's place can exist: the home itself, or a `/run/.../user/UID`
+/// directory that exists (GnuPG uses the first such base, else the home).
+fn run_dir_exists(candidate: &Path, home: &Path) -> bool {
+    if candidate.parent() == Some(home) {
+        return true;
+    }
+    // …/user/UID/gnupg[/d.HASH]/S.gpg-agent: the user directory is above "gnupg".
+    candidate
+        .ancestors()
+        .find(|a| a.file_name().is_some_and(|n| n == "gnupg"))
+        .and_then(Path::parent)
+        .is_some_and(Path::is_dir)
+}
+
 /// The socket of the gpg-agent serving `home`, following an Assuan redirection file
 /// (`%Assuan%\nsocket=PATH`) where the home holds one instead of the socket.
 fn find_agent(candidates: &[PathBuf], home: &Path) -> Result<PathBuf, SignatureError> {
@@ -302,15 +316,10 @@ fn find_agent(candidates: &[PathBuf], home: &Path) -> Result<PathBuf, SignatureE
             return Ok(PathBuf::from(target));
         }
     }
-    Err(SignatureError::Signing(format!(
-        "no gpg-agent is running for the GnuPG home {} (no socket at {}): start it (gpgconf --launch gpg-agent, with GNUPGHOME set as here), or give the secret key file with --sign-key",
-        home.display(),
-        candidates
-            .iter()
-            .map(|c| c.display().to_string())
-            .collect::<Vec<_>>()
-            .join(", ")
-    )))
+    Err(SignatureError::NoAgent {
+        home: home.to_path_buf(),
+        sockets: candidates.to_vec(),
+    })
 }
 
 /// A certificate whose signing key gpg-agent holds.
@@ -359,14 +368,18 @@ pub fn find_signing_cert(
     let spec = KeySpec::parse(id);
     let named: Vec<Cert> = certs.into_iter().filter(|c| spec.matches(c)).collect();
     if named.is_empty() {
-        return Err(SignatureError::Keys(format!(
-            "no key matches {id:?} in the GnuPG home {} (gpg --list-secret-keys shows what is there)",
-            home.display()
-        )));
+        return Err(SignatureError::KeyNotFound {
+            id: id.to_string(),
+            home: home.to_path_buf(),
+        });
     }
-    let socket = find_agent(&agent_socket_candidates(home, default_home, uid), home)?;
+    let candidates: Vec<PathBuf> = agent_socket_candidates(home, default_home, uid)
+        .into_iter()
+        .filter(|c| run_dir_exists(c, home))
+        .collect();
+    let socket = find_agent(&candidates, home)?;
     let p = StandardPolicy::new();
-    let candidates: Vec<(Cert, Vec<openpgp::packet::Key<_, _>>)> = named
+    let signing_keys: Vec<(Cert, Vec<openpgp::packet::Key<_, _>>)> = named
         .iter()
         .map(|c| {
             let mut keys: Vec<_> = c
@@ -393,7 +406,7 @@ pub fn find_signing_cert(
                 ))
             })?;
         let mut held = Vec::new();
-        for (cert, keys) in &candidates {
+        for (cert, keys) in &signing_keys {
             for k in keys {
                 if agent.has_key(k).await.unwrap_or(false) {
                     held.push((cert.clone(), k.fingerprint()));
@@ -412,11 +425,11 @@ pub fn find_signing_cert(
         None => c.fingerprint().to_hex(),
     };
     match held.as_slice() {
-        [] => Err(SignatureError::Keys(format!(
-            "gpg-agent holds no secret signing key for {} (named by {id:?} in {}): import the secret key (gpg --import), or give its file with --sign-key",
-            named.iter().map(name).collect::<Vec<_>>().join(", "),
-            home.display()
-        ))),
+        [] => Err(SignatureError::NoSecretKey {
+            id: id.to_string(),
+            home: home.to_path_buf(),
+            keys: named.iter().map(name).collect(),
+        }),
         [(cert, signer)] => Ok((
             cert.clone(),
             AgentKey {
@@ -424,15 +437,10 @@ pub fn find_signing_cert(
                 signer: signer.clone(),
             },
         )),
-        several => Err(SignatureError::Keys(format!(
-            "{id:?} names several keys with secret keys in {}: {}; give a fingerprint",
-            home.display(),
-            several
-                .iter()
-                .map(|(c, _)| name(c))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ))),
+        several => Err(SignatureError::AmbiguousKey {
+            id: id.to_string(),
+            keys: several.iter().map(|(c, _)| name(c)).collect(),
+        }),
     }
 }
 
