@@ -152,7 +152,10 @@ pub fn fatal_message(e: &anyhow::Error, ferry_message: &str) -> String {
     let verdict = e.chain().find_map(|c| {
         c.downcast_ref::<ferry::CopyError>()
             .and_then(ferry::CopyError::verdict)
-            .or_else(|| c.downcast_ref::<ferry::Rejected>().and_then(ferry::Rejected::verdict))
+            .or_else(|| {
+                c.downcast_ref::<ferry::Rejected>()
+                    .and_then(ferry::Rejected::verdict)
+            })
     });
     match verdict.and_then(|v| v.requirements.iter().find(|r| !r.satisfied)) {
         Some(r) => format!("Source image rejected: {}", r.reason),

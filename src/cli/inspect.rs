@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use ferry::manifest;
-use ferry::manifest::{Manifest, PlatformSpec};
+use ferry::manifest::{Manifest, ManifestKind, PlatformSpec};
 use ferry::{Digest, VerifyingStream};
 use futures::StreamExt;
 use serde_json::Value;
@@ -47,10 +47,15 @@ pub struct InspectArgs {
 }
 
 /// containers/image's words for a list without the wanted platform (`no image found in
-/// manifest list for architecture arm64, variant "v8", OS linux`).
-fn no_instance_message(want: &PlatformSpec) -> String {
+/// manifest list for architecture arm64, variant "v8", OS linux`; `image index` for an OCI
+/// index).
+fn no_instance_message(kind: ManifestKind, want: &PlatformSpec) -> String {
+    let list = match kind {
+        ManifestKind::OciIndex => "image index",
+        _ => "manifest list",
+    };
     format!(
-        "no image found in manifest list for architecture {}, variant {}, OS {}",
+        "no image found in {list} for architecture {}, variant {}, OS {}",
         want.architecture,
         super::compat::go_quote(want.variant.as_deref().unwrap_or_default()),
         want.os
@@ -97,13 +102,13 @@ pub async fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("the manifest of {}", image_ref))?;
     let image = match parsed {
         Manifest::Image(_, img) => img,
-        Manifest::List(_, list) => {
+        Manifest::List(kind, list) => {
             let want = args.platform.wanted().unwrap_or_else(PlatformSpec::current);
             // skopeo's words (containers/image's), which scripts grep for.
             let d = want.choose(&list).with_context(|| {
                 format!(
                     "Error parsing manifest for image: choosing image instance: {}",
-                    no_instance_message(&want)
+                    no_instance_message(kind, &want)
                 )
             })?;
             let raw = source.manifest(Some(&d.digest)).await?;

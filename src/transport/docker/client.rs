@@ -592,14 +592,12 @@ impl RegistryClient {
             .ok()
             .and_then(|v| {
                 let message = v.pointer("/errors/0/message").and_then(|m| m.as_str())?;
-                Some(
-                    match v.pointer("/errors/0/code").and_then(|c| c.as_str()) {
-                        Some(code) => {
-                            format!("{}: {message}", code.to_lowercase().replace('_', " "))
-                        }
-                        None => message.to_string(),
-                    },
-                )
+                Some(match v.pointer("/errors/0/code").and_then(|c| c.as_str()) {
+                    Some(code) => {
+                        format!("{}: {message}", code.to_lowercase().replace('_', " "))
+                    }
+                    None => message.to_string(),
+                })
             });
         let mut hint = None;
         let message = match status {
@@ -609,7 +607,10 @@ impl RegistryClient {
                 });
                 format!(
                     "{status}{}: {} refused access; ferry tried {}",
-                    detail.as_deref().map(|d| format!(" ({d})")).unwrap_or_default(),
+                    detail
+                        .as_deref()
+                        .map(|d| format!(" ({d})"))
+                        .unwrap_or_default(),
                     self.registry,
                     self.credentials_tried
                 )
