@@ -33,27 +33,7 @@ enum Same {
 }
 
 fn run_with_stdin(bin: &Path, args: &[&str], stdin: &str) -> Run {
-    use std::io::Write;
-    let mut child = Command::new(bin)
-        .args(args)
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    run_with_stdin_env(bin, args, stdin, &[("NO_COLOR", "1")])
 }
 
 #[test]
@@ -1693,7 +1673,9 @@ fn a_trusted_certificate_presented_as_the_servers_own_is_accepted_as_skopeo_acce
     let cert_file = server.cert.to_str().unwrap();
     let by_ip = format!("docker://{}/ns/app:v1", reg.host());
 
-    let cases: Vec<(&str, Vec<&str>, Vec<(&str, &str)>, bool)> = vec![
+    // (what, command line, environment, accepted)
+    type Case<'a> = (&'a str, Vec<&'a str>, Vec<(&'a str, &'a str)>, bool);
+    let cases: Vec<Case> = vec![
         (
             "--cert-dir",
             vec!["inspect", "--cert-dir", cert_dir, &image_ref],
@@ -1763,50 +1745,12 @@ fn a_trusted_certificate_presented_as_the_servers_own_is_accepted_as_skopeo_acce
     // ferry) refuse a CA certificate as a server's own unless it is itself trusted, where Go
     // would take it: ferry stays stricter here, on purpose.
     let ca = support::pki::ca(t.path(), "issuing-ca");
-    let dir = t.path();
-    std::fs::write(
-        dir.join("ca-leaf.ext"),
+    let ca_leaf = support::pki::signed_by(
+        t.path(),
+        &ca,
+        "ca-leaf",
         "basicConstraints=critical,CA:TRUE\nkeyUsage=critical,digitalSignature,keyCertSign\nsubjectAltName=DNS:localhost\n",
-    )
-    .unwrap();
-    let openssl = |args: &[&str]| {
-        run(Command::new("openssl").args(args).current_dir(dir)).ok();
-    };
-    openssl(&[
-        "req",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-        "-subj",
-        "/CN=localhost",
-        "-keyout",
-        "ca-leaf.key",
-        "-out",
-        "ca-leaf.csr",
-    ]);
-    openssl(&[
-        "x509",
-        "-req",
-        "-in",
-        "ca-leaf.csr",
-        "-CA",
-        ca.cert.to_str().unwrap(),
-        "-CAkey",
-        ca.key.to_str().unwrap(),
-        "-CAcreateserial",
-        "-days",
-        "2",
-        "-extfile",
-        "ca-leaf.ext",
-        "-out",
-        "ca-leaf.crt",
-    ]);
-    let ca_leaf = support::pki::CertPair {
-        cert: dir.join("ca-leaf.crt"),
-        key: dir.join("ca-leaf.key"),
-    };
+    );
     let reg2 = Registry::start_tls_with(&ca_leaf, None);
     let port2 = reg2.host().rsplit(':').next().unwrap().to_string();
     let ca_dir = t.path().join("issuing-ca-dir");

@@ -213,7 +213,6 @@ fn zbase32(data: &[u8]) -> String {
 /// `~/.gnupg`) when that directory exists, else in the home itself. `default_home` is
 /// `~/.gnupg`.
 pub fn agent_socket_candidates(home: &Path, default_home: Option<&Path>, uid: u32) -> Vec<PathBuf> {
-    use sha1_for_gnupg::sha1;
     let mut out = Vec::new();
     for base in ["/run/gnupg", "/run", "/var/run/gnupg", "/var/run"] {
         let user = Path::new(base).join("user").join(uid.to_string());
@@ -228,59 +227,16 @@ pub fn agent_socket_candidates(home: &Path, default_home: Option<&Path>, uid: u3
     out
 }
 
-/// SHA-1 for the one place GnuPG uses it that ferry must follow: the name of a home's socket
-/// directory (not a security use). Written out here so that no SHA-1 crate is added.
-mod sha1_for_gnupg {
-    pub fn sha1(data: &[u8]) -> [u8; 20] {
-        let mut h: [u32; 5] = [0x67452301, 0xEFCDAB89, 0x98BADCFE, 0x10325476, 0xC3D2E1F0];
-        let mut msg = data.to_vec();
-        let bit_len = (data.len() as u64).wrapping_mul(8);
-        msg.push(0x80);
-        while msg.len() % 64 != 56 {
-            msg.push(0);
-        }
-        msg.extend_from_slice(&bit_len.to_be_bytes());
-        for chunk in msg.chunks_exact(64) {
-            let mut w = [0u32; 80];
-            for (i, word) in chunk.chunks_exact(4).enumerate().take(16) {
-                if let (Some(slot), [a, b, c, d]) = (w.get_mut(i), word) {
-                    *slot = u32::from_be_bytes([*a, *b, *c, *d]);
-                }
-            }
-            for i in 16..80 {
-                let v = w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16];
-                w[i] = v.rotate_left(1);
-            }
-            let [mut a, mut b, mut c, mut d, mut e] = h;
-            for (i, wi) in w.iter().enumerate() {
-                let (f, k) = match i {
-                    0..=19 => ((b & c) | ((!b) & d), 0x5A827999),
-                    20..=39 => (b ^ c ^ d, 0x6ED9EBA1),
-                    40..=59 => ((b & c) | (b & d) | (c & d), 0x8F1BBCDC),
-                    _ => (b ^ c ^ d, 0xCA62C1D6),
-                };
-                let t = a
-                    .rotate_left(5)
-                    .wrapping_add(f)
-                    .wrapping_add(e)
-                    .wrapping_add(k)
-                    .wrapping_add(*wi);
-                e = d;
-                d = c;
-                c = b.rotate_left(30);
-                b = a;
-                a = t;
-            }
-            for (x, y) in h.iter_mut().zip([a, b, c, d, e]) {
-                *x = x.wrapping_add(y);
-            }
-        }
-        let mut out = [0u8; 20];
-        for (o, word) in out.chunks_exact_mut(4).zip(h) {
-            o.copy_from_slice(&word.to_be_bytes());
-        }
-        out
-    }
+/// SHA-1, for the one place GnuPG uses it that ferry must follow: the name of a home's socket
+/// directory (a name, not a security use). sequoia's hash (with collision detection, which
+/// changes nothing for a path).
+fn sha1(data: &[u8]) -> Vec<u8> {
+    let Ok(builder) = openpgp::types::HashAlgorithm::SHA1.context() else {
+        return Vec::new();
+    };
+    let mut ctx = builder.for_digest();
+    ctx.update(data);
+    ctx.into_digest().unwrap_or_default()
 }
 
 /// Whether a candidate socket's place can exist: the home itself, or a `/run/.../user/UID`
@@ -592,11 +548,11 @@ mod tests {
     fn the_socket_directory_is_named_as_gnupg_names_it() {
         // SHA-1 test vectors (FIPS 180-1).
         assert_eq!(
-            hex::encode(sha1_for_gnupg::sha1(b"abc")),
+            hex::encode(sha1(b"abc")),
             "a9993e364706816aba3e25717850c26c9cd0d89d"
         );
         assert_eq!(
-            hex::encode(sha1_for_gnupg::sha1(
+            hex::encode(sha1(
                 b"abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq"
             )),
             "84983e441c3bd26ebaae4aa1f95129e5e54670f1"
