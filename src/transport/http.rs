@@ -6,7 +6,7 @@
 //!
 //! Verification is the platform's (the system's roots, plus the registry's certs.d CAs), with
 //! one case added where Go's verifier, and so skopeo, accepts what webpki refuses: a server
-//! whose certificate is itself one of the trusted certificates ([`TrustedLeafVerifier`]).
+//! whose certificate is itself one of the trusted certificates (`TrustedLeafVerifier`).
 
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
