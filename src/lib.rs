@@ -161,6 +161,7 @@ pub mod bundle {
 pub mod signatures {
     pub use crate::signature::decode::{Decoded, decode};
     pub use crate::signature::sigstore::{PrivateKey, PrivateKeyError, PublicKey};
+    pub use crate::signature::simple::gnupg::default_home as gnupg_home;
     pub use crate::signature::simple::{
         Keyring, SignatureError, SigningKey, Verified, payload_json as simple_payload,
         sign as sign_simple, verify as verify_simple,

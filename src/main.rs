@@ -2,7 +2,8 @@
 //!
 //! Exit status: 0 done (or accepted), 1 rejected by the policy or the signatures, 2 bad usage,
 //! 3 any other failure (unreachable, IO, corrupt data), so a script can tell "not trusted"
-//! from "could not check".
+//! from "could not check". Invoked as `skopeo` (a link, or `FERRY_COMPAT=skopeo`), every failure
+//! exits 1 as skopeo's do (`cli/compat.rs`).
 
 /// `println!` for command output: through [`cli::output::stdout_write`], so a reader that
 /// goes away does not panic ferry.
@@ -29,14 +30,20 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
-    let args = cli::skopeo_root_flags(cli::go_switches(std::env::args_os()));
+    let raw: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    cli::compat::init(&raw);
+    if cli::compat::is_skopeo() && cli::compat::asks_for_version(raw.get(1..).unwrap_or_default()) {
+        outln!("{}", cli::compat::version_line());
+        return ExitCode::SUCCESS;
+    }
+    let args = cli::skopeo_root_flags(cli::go_switches(raw));
     let cli = match cli::Cli::try_parse_from(args) {
         Ok(c) => c,
         Err(e) => {
             // --help and --version print and succeed; anything else is bad usage.
             let _ = e.print();
             return if e.use_stderr() {
-                ExitCode::from(cli::EXIT_USAGE)
+                ExitCode::from(cli::compat::exit_status(cli::EXIT_USAGE))
             } else {
                 ExitCode::SUCCESS
             };
@@ -56,7 +63,7 @@ fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("ferry: cannot start the async runtime: {e}");
-            return ExitCode::from(cli::EXIT_FAILURE);
+            return ExitCode::from(cli::compat::exit_status(cli::EXIT_FAILURE));
         }
     };
     let outcome = runtime.block_on(async {
@@ -75,7 +82,7 @@ fn main() -> ExitCode {
                     "ferry: the command did not finish within {limit:?} (--command-timeout); \
                      stopped it and removed its temporary files"
                 );
-                Err(cli::EXIT_FAILURE)
+                Err(cli::compat::exit_status(cli::EXIT_FAILURE))
             }
         }
     });
@@ -84,13 +91,24 @@ fn main() -> ExitCode {
         Err(code) => return ExitCode::from(code),
     };
     match outcome {
-        Ok(code) => code,
+        Ok(code) => cli::compat::exit_code(code),
         Err(e) => {
-            eprintln!("ferry: {}", cli::errors::chain(&e));
+            if cli::compat::is_skopeo() {
+                // skopeo's logrus.Fatal line, which scripts grep, last; ferry's own account of
+                // a rejection before it.
+                let chain = cli::errors::chain(&e);
+                let message = cli::compat::fatal_message(&e, &chain);
+                if message != chain {
+                    eprintln!("ferry: {chain}");
+                }
+                eprintln!("{}", cli::compat::log_line("fatal", &message, &[]));
+            } else {
+                eprintln!("ferry: {}", cli::errors::chain(&e));
+            }
             if let Some(hint) = cli::errors::hint_text(&e, style) {
                 eprintln!("{hint}");
             }
-            ExitCode::from(cli::errors::exit_code(&e))
+            ExitCode::from(cli::compat::exit_status(cli::errors::exit_code(&e)))
         }
     }
 }

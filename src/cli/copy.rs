@@ -143,6 +143,14 @@ pub struct CopyArgs {
     parallel_blobs: u16,
     #[command(flatten)]
     ends: EndsArgs,
+    /// An oci: SOURCE's blobs are read from DIR (DIR/sha256/HEX, shared by many layouts, as
+    /// build caches keep them) instead of the layout's own blobs/, as skopeo's.
+    #[arg(long, value_name = "DIR")]
+    src_shared_blob_dir: Option<PathBuf>,
+    /// An oci: DESTINATION's blobs are written to DIR (DIR/sha256/HEX) instead of the layout's
+    /// own blobs/, which stays empty; the layout's index.json names the image, as skopeo's.
+    #[arg(long, value_name = "DIR")]
+    dest_shared_blob_dir: Option<PathBuf>,
     /// No progress output (warnings and errors still go to stderr).
     #[arg(short, long)]
     quiet: bool,
@@ -162,10 +170,6 @@ pub struct SkopeoOnlyArgs {
     /// (--dest-compress-format, --dest-compress), for every destination alike.
     #[arg(long, hide = true, num_args = 0..=1, require_equals = true, default_missing_value = "true", action = clap::ArgAction::Set)]
     dest_oci_accept_uncompressed_layers: Option<bool>,
-    #[arg(long, hide = true, value_name = "DIR")]
-    src_shared_blob_dir: Option<PathBuf>,
-    #[arg(long, hide = true, value_name = "DIR")]
-    dest_shared_blob_dir: Option<PathBuf>,
     #[arg(long, hide = true, value_name = "HOST")]
     src_daemon_host: Option<String>,
     #[arg(long, hide = true, value_name = "HOST")]
@@ -305,11 +309,6 @@ impl CompressArgs {
 impl SkopeoOnlyArgs {
     /// Refuses the flags asking for what ferry does not do, saying why and what to do.
     fn refuse_unsupported(&self) -> Result<(), super::errors::UsageError> {
-        if self.src_shared_blob_dir.is_some() || self.dest_shared_blob_dir.is_some() {
-            return Err(super::errors::UsageError(
-                "--src-shared-blob-dir/--dest-shared-blob-dir: ferry's oci: layouts keep their own blobs; to share blobs between images, copy into ferry's store (store:NAME)".into(),
-            ));
-        }
         if !self.encryption_key.is_empty()
             || !self.encrypt_layer.is_empty()
             || !self.decryption_key.is_empty()
@@ -344,10 +343,13 @@ impl SkopeoOnlyArgs {
 /// copy's `--sign-identity`; sync signs each image for its own destination name).
 #[derive(Debug, clap::Args)]
 pub struct SignArgs {
-    /// Sign with simple signing, with the key of this fingerprint (needs --sign-key).
-    #[arg(long, value_name = "FINGERPRINT", requires = "sign_key")]
+    /// Sign with simple signing, with this key: a fingerprint, a key ID or a user ID (as gpg
+    /// reads it: alice@example.com). Without --sign-key, the key is found in the GnuPG home
+    /// ($GNUPGHOME, else ~/.gnupg) and gpg-agent signs with it, as skopeo's --sign-by.
+    #[arg(long, value_name = "ID")]
     pub sign_by: Option<String>,
-    /// The secret key for --sign-by (`gpg --export-secret-keys FINGERPRINT > FILE`).
+    /// The secret key for --sign-by, from a file (`gpg --export-secret-keys FINGERPRINT >
+    /// FILE`) instead of gpg-agent; --sign-by is then its fingerprint.
     #[arg(long, value_name = "FILE", requires = "sign_by")]
     pub sign_key: Option<PathBuf>,
     /// Sign with sigstore, with this cosign private key (as written by `ferry
@@ -368,14 +370,21 @@ impl SignArgs {
             None => None,
         };
         let mut keys = Vec::new();
-        if let (Some(fpr), Some(key_file)) = (&self.sign_by, &self.sign_key) {
-            let bytes = std::fs::read(key_file)
-                .with_context(|| format!("reading the signing key {}", key_file.display()))?;
-            let key = SigningKey::from_bytes(&bytes, Some(fpr), passphrase.as_deref())
-                .with_context(|| {
-                    format!("loading the signing key {fpr} from {}", key_file.display())
-                })?;
-            keys.push(SignKey::SimpleSigning(Arc::new(key)));
+        match (&self.sign_by, &self.sign_key) {
+            (Some(fpr), Some(key_file)) => {
+                let bytes = std::fs::read(key_file)
+                    .with_context(|| format!("reading the signing key {}", key_file.display()))?;
+                let key = SigningKey::from_bytes(&bytes, Some(fpr), passphrase.as_deref())
+                    .with_context(|| {
+                        format!("loading the signing key {fpr} from {}", key_file.display())
+                    })?;
+                keys.push(SignKey::SimpleSigning(Arc::new(key)));
+            }
+            (Some(id), None) => {
+                let key = super::sign::gnupg_key(id, passphrase.as_deref())?;
+                keys.push(SignKey::SimpleSigning(Arc::new(key)));
+            }
+            _ => {}
         }
         if let Some(key_file) = &self.sign_by_sigstore_private_key {
             keys.push(SignKey::Sigstore(Arc::new(
@@ -411,7 +420,9 @@ pub async fn run(args: CopyArgs) -> anyhow::Result<ExitCode> {
         compression.as_ref(),
     )?;
     let session = args.ends.session();
-    let mut gate = args.gate.options(args.ends.source_options())?;
+    let mut source_options = args.ends.source_options();
+    source_options.shared_blob_dir = args.src_shared_blob_dir.clone();
+    let mut gate = args.gate.options(source_options)?;
     if args.skopeo_only.multi_arch.as_deref() == Some("all") {
         gate.selection = ImageSelection::All;
     }
@@ -419,6 +430,7 @@ pub async fn run(args: CopyArgs) -> anyhow::Result<ExitCode> {
     options.gate = gate;
     options.destination = args.ends.destination_options();
     options.destination.additional_tags = args.skopeo_only.additional_tag.clone();
+    options.destination.shared_blob_dir = args.dest_shared_blob_dir.clone();
     options.parallel_blobs = usize::from(args.parallel_blobs);
     options.format = args.format;
     options.compression = compression;

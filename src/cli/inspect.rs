@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use ferry::manifest;
-use ferry::manifest::{Manifest, PlatformSpec};
+use ferry::manifest::{Manifest, ManifestKind, PlatformSpec};
 use ferry::{Digest, VerifyingStream};
 use futures::StreamExt;
 use serde_json::Value;
@@ -40,8 +40,26 @@ pub struct InspectArgs {
     access: ImageAccessArgs,
     #[arg(long, hide = true, value_name = "HOST")]
     daemon_host: Option<String>,
-    #[arg(long, hide = true, value_name = "DIR")]
+    /// An oci: IMAGE's blobs are read from DIR (DIR/sha256/HEX, shared by many layouts)
+    /// instead of the layout's own blobs/, as skopeo's.
+    #[arg(long, value_name = "DIR")]
     shared_blob_dir: Option<std::path::PathBuf>,
+}
+
+/// containers/image's words for a list without the wanted platform (`no image found in
+/// manifest list for architecture arm64, variant "v8", OS linux`; `image index` for an OCI
+/// index).
+fn no_instance_message(kind: ManifestKind, want: &PlatformSpec) -> String {
+    let list = match kind {
+        ManifestKind::OciIndex => "image index",
+        _ => "manifest list",
+    };
+    format!(
+        "no image found in {list} for architecture {}, variant {}, OS {}",
+        want.architecture,
+        super::compat::go_quote(want.variant.as_deref().unwrap_or_default()),
+        want.os
+    )
 }
 
 /// Runs `ferry inspect`.
@@ -52,14 +70,9 @@ pub async fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
         )
         .into());
     }
-    if args.shared_blob_dir.is_some() {
-        return Err(super::errors::UsageError(
-            "--shared-blob-dir: ferry's oci: layouts keep their own blobs; inspect the layout itself (oci:PATH:REF)".into(),
-        )
-        .into());
-    }
     let session = args.access.session();
-    let options = args.access.options();
+    let mut options = args.access.options();
+    options.shared_blob_dir = args.shared_blob_dir.clone();
     let candidates = super::options::candidates(&session, &args.image).await?;
     let mut opened = None;
     for (i, candidate) in candidates.iter().enumerate() {
@@ -89,11 +102,15 @@ pub async fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("the manifest of {}", image_ref))?;
     let image = match parsed {
         Manifest::Image(_, img) => img,
-        Manifest::List(_, list) => {
+        Manifest::List(kind, list) => {
             let want = args.platform.wanted().unwrap_or_else(PlatformSpec::current);
-            let d = want
-                .choose(&list)
-                .with_context(|| format!("{} is a list with no image for {want}", image_ref))?;
+            // skopeo's words (containers/image's), which scripts grep for.
+            let d = want.choose(&list).with_context(|| {
+                format!(
+                    "Error parsing manifest for image: choosing image instance: {}",
+                    no_instance_message(kind, &want)
+                )
+            })?;
             let raw = source.manifest(Some(&d.digest)).await?;
             match manifest::parse(&raw.bytes, raw.media_type.as_deref())? {
                 Manifest::Image(_, img) => img,

@@ -1,6 +1,7 @@
 //! The command line: one file per subcommand. Each parses its flags (clap) and calls the
 //! library; nothing here holds logic the library should have.
 
+pub mod compat;
 pub mod copy;
 pub mod delete;
 pub mod errors;
@@ -212,7 +213,9 @@ pub fn parse_go_duration(text: &str) -> Result<std::time::Duration, String> {
     long_about = None,
     propagate_version = true,
     after_help = "Exit status: 0 done (or accepted), 1 rejected by the signature policy or the signatures, \
-2 bad usage, 3 any other failure (unreachable, IO, corrupt data).\n\
+2 bad usage, 3 any other failure (unreachable, IO, corrupt data). Invoked as skopeo (a link named \
+skopeo, or FERRY_COMPAT=skopeo), ferry follows skopeo 1.9.3 where scripts see it: every failure \
+exits 1, --version prints skopeo's version line (docs/config.md).\n\
 skopeo's root flags (--policy, --insecure-policy, --registries.d, --registries-conf, --override-arch, \
 --override-os, --override-variant) may stand before the command, as in skopeo.\n\
 The policy is --policy FILE, else $CONTAINERS_POLICY_JSON, else \

@@ -1,5 +1,5 @@
 //! `ferry standalone-sign` and `ferry standalone-verify`: skopeo's commands of the same names,
-//! on files, with keys from files (ferry has no gpg keyring).
+//! on files, with keys from files or, for signing, from the GnuPG home through gpg-agent.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -28,15 +28,17 @@ pub struct StandaloneSignArgs {
     /// The docker reference the signature claims (e.g. registry.example.com/app:1).
     #[arg(value_name = "DOCKER-REFERENCE")]
     reference: String,
-    /// The fingerprint of the signing key.
+    /// The signing key: a fingerprint, a key ID or a user ID (as gpg reads it). Without
+    /// --sign-key, found in the GnuPG home ($GNUPGHOME, else ~/.gnupg) and signed with by
+    /// gpg-agent, as skopeo does.
     #[arg(value_name = "KEY-FINGERPRINT")]
     fingerprint: String,
     /// Where to write the signature.
     #[arg(short, long, value_name = "SIGNATURE")]
     output: PathBuf,
-    /// The secret key file (`gpg --export-secret-keys FPR > FILE`).
+    /// The secret key from a file (`gpg --export-secret-keys FPR > FILE`) instead of gpg-agent.
     #[arg(long, value_name = "FILE")]
-    sign_key: PathBuf,
+    sign_key: Option<PathBuf>,
     /// A file holding the key's passphrase.
     #[arg(long, value_name = "FILE")]
     passphrase_file: Option<PathBuf>,
@@ -80,6 +82,21 @@ fn keys_text(keyring: &Keyring) -> String {
     }
 }
 
+/// The key `id` names in the user's GnuPG home ($GNUPGHOME, else ~/.gnupg), to sign with
+/// through gpg-agent, as skopeo's `--sign-by` without a key file.
+pub fn gnupg_key(id: &str, passphrase: Option<&str>) -> anyhow::Result<SigningKey> {
+    let user_home = std::env::var_os("HOME").map(PathBuf::from);
+    let default_home = user_home.as_ref().map(|h| h.join(".gnupg"));
+    let home = ferry::signatures::gnupg_home(
+        std::env::var_os("GNUPGHOME").map(PathBuf::from),
+        user_home.as_deref(),
+    )
+    .context("no GnuPG home to find the --sign-by key in: set GNUPGHOME (or HOME), or give the key file with --sign-key")?;
+    let uid = rustix::process::getuid().as_raw();
+    SigningKey::from_gnupg_home(&home, default_home.as_deref(), uid, id, passphrase)
+        .with_context(|| format!("the --sign-by key {id:?}"))
+}
+
 fn read(p: &PathBuf, what: &str) -> anyhow::Result<Vec<u8>> {
     std::fs::read(p).with_context(|| format!("reading the {what} {}", p.display()))
 }
@@ -97,11 +114,14 @@ pub async fn run_sign(args: StandaloneSignArgs) -> anyhow::Result<ExitCode> {
         ),
         None => None,
     };
-    let key = SigningKey::from_bytes(
-        &read(&args.sign_key, "key file")?,
-        Some(&args.fingerprint),
-        passphrase.as_deref(),
-    )?;
+    let key = match &args.sign_key {
+        Some(file) => SigningKey::from_bytes(
+            &read(file, "key file")?,
+            Some(&args.fingerprint),
+            passphrase.as_deref(),
+        )?,
+        None => gnupg_key(&args.fingerprint, passphrase.as_deref())?,
+    };
     let payload = ferry::signatures::simple_payload(&Digest::sha256_of(&manifest), &args.reference);
     let sig = ferry::signatures::sign_simple(&payload, &key)?;
     std::fs::write(&args.output, sig)

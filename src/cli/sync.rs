@@ -296,6 +296,13 @@ pub async fn run(args: SyncArgs) -> anyhow::Result<ExitCode> {
     for w in &plan.warnings {
         progress.warning(w);
     }
+    let sources = plan.repositories;
+    if args.dry_run && super::compat::is_skopeo() {
+        eprintln!(
+            "{}",
+            super::compat::log_line("warning", "Running in dry-run mode", &[])
+        );
+    }
     if per_image {
         let shard_text = shard
             .map(|s| {
@@ -335,6 +342,11 @@ pub async fn run(args: SyncArgs) -> anyhow::Result<ExitCode> {
     {
         write_digestfile(path, &report)?;
     }
+    if args.dry_run && !args.quiet {
+        for line in dry_run_lines(&report, sources) {
+            eprintln!("{line}");
+        }
+    }
     let s = &report.summary;
     if !args.quiet || s.failed + s.rejected > 0 {
         eprintln!("{}", report.summary_line());
@@ -346,6 +358,54 @@ pub async fn run(args: SyncArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// skopeo sync's dry-run lines, which scripts and skopeo's own tests grep for: `Would have
+/// copied image ref I/N` with `from="SOURCE" to="DESTINATION"` for each image a sync would
+/// copy (or that is already there: skopeo's dry run does not look), numbered within its
+/// repository, then `Would have synced N images from M sources`. As skopeo's log lines when
+/// invoked as skopeo, else without the time and level.
+fn dry_run_lines(report: &SyncReport, sources: usize) -> Vec<String> {
+    let listed: Vec<&ImageResult> = report
+        .images
+        .iter()
+        .filter(|i| matches!(i.status, ImageStatus::WouldCopy | ImageStatus::Skipped))
+        .collect();
+    let line = |message: &str, fields: &[(&str, &str)]| {
+        if super::compat::is_skopeo() {
+            super::compat::log_line("info", message, fields)
+        } else {
+            let mut l = message.to_string();
+            for (k, v) in fields {
+                l.push_str(&format!(" {k}={}", super::compat::go_quote(v)));
+            }
+            l
+        }
+    };
+    let mut out = Vec::new();
+    let mut counts: std::collections::HashMap<&str, (usize, usize)> = Default::default();
+    for i in &listed {
+        counts.entry(i.repository.as_str()).or_default().1 += 1;
+    }
+    for i in &listed {
+        let (n, total) = counts.entry(i.repository.as_str()).or_default();
+        *n += 1;
+        out.push(line(
+            &format!("Would have copied image ref {n}/{total}"),
+            &[
+                ("from", &i.source),
+                ("to", i.destination.as_deref().unwrap_or_default()),
+            ],
+        ));
+    }
+    out.push(line(
+        &format!(
+            "Would have synced {} images from {sources} sources",
+            listed.len()
+        ),
+        &[],
+    ));
+    out
 }
 
 #[cfg(test)]

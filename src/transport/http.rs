@@ -3,10 +3,16 @@
 //! everywhere: certificates are not checked. For a registry it also allows the plain-http
 //! fallback of the registry protocol (`transport::docker::client`); a lookaside URL keeps the
 //! scheme registries.d gives it.
+//!
+//! Verification is the platform's (the system's roots, plus the registry's certs.d CAs), with
+//! one case added where Go's verifier, and so skopeo, accepts what webpki refuses: a server
+//! whose certificate is itself one of the trusted certificates (`TrustedLeafVerifier`).
 
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use futures::{Stream, StreamExt};
+use rustls::pki_types::CertificateDer;
 
 use super::TransportError;
 use crate::config::certs_d::HostCerts;
@@ -189,57 +195,269 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 fn builder(tls: &TlsPolicy, what: &str) -> Result<reqwest::ClientBuilder, TransportError> {
     crate::init_tls();
     let mut b = reqwest::Client::builder()
-        .tls_danger_accept_invalid_certs(!tls.verify)
         .connect_timeout(CONNECT_TIMEOUT)
         .user_agent(concat!("ferry/", env!("CARGO_PKG_VERSION")));
     if !tls.env_proxy {
         b = b.no_proxy();
     }
-    if let Some(certs) = &tls.certs {
-        let unusable = |path: &std::path::Path, why: String| {
-            TransportError::registry(
-                what.to_string(),
+    if tls.verify {
+        // ferry's own rustls configuration: the platform's verifier with the certs.d CAs,
+        // wrapped so that a trusted certificate presented as the server's own is judged as Go
+        // judges it (see TrustedLeafVerifier).
+        return Ok(b.tls_backend_preconfigured(verified_tls_config(tls, what)?));
+    }
+    b = b.tls_danger_accept_invalid_certs(true);
+    if let Some(pair) = tls.certs.as_ref().and_then(|c| c.clients.first()) {
+        let mut pem = pair.cert.pem.clone();
+        pem.push(b'\n');
+        pem.extend_from_slice(&pair.key.pem);
+        let identity = reqwest::Identity::from_pem(&pem).map_err(|e| {
+            unusable(
+                what,
+                &pair.cert.path,
                 format!(
-                    "the certificate file {} cannot be used: {why}",
-                    path.display()
+                    "with its key {}, it is not a PEM client certificate and key: {e}",
+                    pair.key.path.display()
                 ),
             )
-        };
-        let mut roots = Vec::new();
-        for f in &certs.roots {
-            let found = reqwest::Certificate::from_pem_bundle(&f.pem)
-                .map_err(|e| unusable(&f.path, e.to_string()))?;
-            // Go's AppendCertsFromPEM skips what is not a PEM certificate; so does ferry, but
-            // says so.
-            if found.is_empty() {
-                tracing::warn!(
-                    "{}: no PEM certificate in it; it is not trusted as a CA",
-                    f.path.display()
-                );
-            }
-            roots.extend(found);
-        }
-        if !roots.is_empty() {
-            b = b.tls_certs_merge(roots);
-        }
-        if let Some(pair) = certs.clients.first() {
-            let mut pem = pair.cert.pem.clone();
-            pem.push(b'\n');
-            pem.extend_from_slice(&pair.key.pem);
-            let identity = reqwest::Identity::from_pem(&pem).map_err(|e| {
-                unusable(
-                    &pair.cert.path,
-                    format!(
-                        "with its key {}, it is not a PEM client certificate and key: {e}",
-                        pair.key.path.display()
-                    ),
-                )
-            })?;
-            b = b.identity(identity);
-        }
+        })?;
+        b = b.identity(identity);
     }
     Ok(b)
 }
+
+fn unusable(what: &str, path: &std::path::Path, why: String) -> TransportError {
+    TransportError::registry(
+        what.to_string(),
+        format!(
+            "the certificate file {} cannot be used: {why}",
+            path.display()
+        ),
+    )
+}
+
+/// The CA certificates of a certs.d directory, each file's PEM certificates in order.
+fn certs_d_roots(
+    certs: &HostCerts,
+    what: &str,
+) -> Result<Vec<CertificateDer<'static>>, TransportError> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = Vec::new();
+    for f in &certs.roots {
+        let found = CertificateDer::pem_slice_iter(&f.pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| unusable(what, &f.path, e.to_string()))?;
+        // Go's AppendCertsFromPEM skips what is not a PEM certificate; so does ferry, but
+        // says so.
+        if found.is_empty() {
+            tracing::warn!(
+                "{}: no PEM certificate in it; it is not trusted as a CA",
+                f.path.display()
+            );
+        }
+        roots.extend(found);
+    }
+    Ok(roots)
+}
+
+/// The rustls configuration of a verifying client: the system's roots and the certs.d CAs,
+/// the certs.d client certificate if there is one, HTTP/1.1 (what reqwest offers without
+/// HTTP/2).
+fn verified_tls_config(
+    tls: &TlsPolicy,
+    what: &str,
+) -> Result<rustls::ClientConfig, TransportError> {
+    use rustls::pki_types::PrivateKeyDer;
+    use rustls::pki_types::pem::PemObject;
+    let build_error = |e: rustls::Error| {
+        TransportError::registry(
+            what.to_string(),
+            format!("cannot set up TLS verification: {e}"),
+        )
+    };
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let extra = match &tls.certs {
+        Some(c) => certs_d_roots(c, what)?,
+        None => Vec::new(),
+    };
+    let platform = if extra.is_empty() {
+        rustls_platform_verifier::Verifier::new(provider.clone())
+    } else {
+        rustls_platform_verifier::Verifier::new_with_extra_roots(extra.clone(), provider.clone())
+    }
+    .map_err(build_error)?;
+    let verifier = TrustedLeafVerifier {
+        inner: Arc::new(platform),
+        certs_d: extra,
+        system: OnceLock::new(),
+    };
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(build_error)?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier));
+    let mut config = match tls.certs.as_ref().and_then(|c| c.clients.first()) {
+        Some(pair) => {
+            let bad = |why: String| {
+                unusable(
+                    what,
+                    &pair.cert.path,
+                    format!(
+                        "with its key {}, it is not a PEM client certificate and key: {why}",
+                        pair.key.path.display()
+                    ),
+                )
+            };
+            let chain = CertificateDer::pem_slice_iter(&pair.cert.pem)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| bad(e.to_string()))?;
+            if chain.is_empty() {
+                return Err(bad("no PEM certificate in it".into()));
+            }
+            let key =
+                PrivateKeyDer::from_pem_slice(&pair.key.pem).map_err(|e| bad(e.to_string()))?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| bad(e.to_string()))?
+        }
+        None => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// The platform's verifier, plus the one case where Go's `x509.Verify` (and so skopeo) accepts
+/// what webpki refuses: the server presents a certificate that is itself trusted, byte for
+/// byte — in the registry's certs.d directory (or `--cert-dir`), or in the system's store.
+/// That is what `openssl req -x509 … -subj /CN=HOST -addext subjectAltName=DNS:HOST` makes, as
+/// Docker's and skopeo's documentation make a private registry's certificate: a self-signed
+/// certificate marked as a CA, used as the server's. Go takes a leaf found in the roots as a
+/// chain of its own and still checks its name, its validity period and, when it lists
+/// extended key usages, that server authentication is one. So does this; the handshake's
+/// signature is checked with the certificate's key as always, so the server must hold the
+/// private key. A CA that signed some other certificate, or a certificate that is not trusted
+/// itself, goes through the platform's verifier alone, as before.
+#[derive(Debug)]
+struct TrustedLeafVerifier {
+    inner: Arc<rustls_platform_verifier::Verifier>,
+    /// The registry's certs.d CAs.
+    certs_d: Vec<CertificateDer<'static>>,
+    /// The system's roots, read the first time a presented certificate is not among
+    /// `certs_d`.
+    system: OnceLock<Vec<CertificateDer<'static>>>,
+}
+
+impl TrustedLeafVerifier {
+    fn is_trusted(&self, leaf: &CertificateDer<'_>) -> bool {
+        if self.certs_d.iter().any(|c| c.as_ref() == leaf.as_ref()) {
+            return true;
+        }
+        self.system
+            .get_or_init(|| rustls_native_certs::load_native_certs().certs)
+            .iter()
+            .any(|c| c.as_ref() == leaf.as_ref())
+    }
+}
+
+impl rustls::client::danger::ServerCertVerifier for TrustedLeafVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &rustls::pki_types::ServerName<'_>,
+        ocsp_response: &[u8],
+        now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        let refused = match self.inner.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        ) {
+            Ok(v) => return Ok(v),
+            Err(e) => e,
+        };
+        if !matches!(refused, rustls::Error::InvalidCertificate(_)) || !self.is_trusted(end_entity)
+        {
+            return Err(refused);
+        }
+        check_trusted_leaf(end_entity, server_name, now)?;
+        tracing::debug!(
+            "{server_name:?} presents a certificate that is itself trusted; accepted as Go accepts it"
+        );
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+/// The OID of the extended key usage "server authentication" (RFC 5280).
+const EKU_SERVER_AUTH: &str = "1.3.6.1.5.5.7.3.1";
+/// The OID of "any extended key usage".
+const EKU_ANY: &str = "2.5.29.37.0";
+
+/// What Go checks of a trusted certificate used as the server's own: the name, the validity
+/// period at `now`, and server authentication among its extended key usages if it lists any.
+fn check_trusted_leaf(
+    der: &CertificateDer<'_>,
+    server_name: &rustls::pki_types::ServerName<'_>,
+    now: rustls::pki_types::UnixTime,
+) -> Result<(), rustls::Error> {
+    use der::Decode;
+    use rustls::CertificateError;
+    let parsed = rustls::server::ParsedCertificate::try_from(der)?;
+    rustls::client::verify_server_name(&parsed, server_name)?;
+    let cert = x509_cert::Certificate::from_der(der.as_ref())
+        .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::BadEncoding))?;
+    let validity = &cert.tbs_certificate.validity;
+    let now = std::time::Duration::from_secs(now.as_secs());
+    if now < validity.not_before.to_unix_duration() {
+        return Err(rustls::Error::InvalidCertificate(
+            CertificateError::NotValidYet,
+        ));
+    }
+    if now > validity.not_after.to_unix_duration() {
+        return Err(rustls::Error::InvalidCertificate(CertificateError::Expired));
+    }
+    let eku = cert
+        .tbs_certificate
+        .get::<x509_cert::ext::pkix::ExtendedKeyUsage>()
+        .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::BadEncoding))?;
+    if let Some((_, usages)) = eku {
+        let serves = usages
+            .0
+            .iter()
+            .any(|oid| matches!(oid.to_string().as_str(), EKU_SERVER_AUTH | EKU_ANY));
+        if !serves {
+            return Err(rustls::Error::InvalidCertificate(
+                CertificateError::InvalidPurpose,
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn build(b: reqwest::ClientBuilder, what: &str) -> Result<reqwest::Client, TransportError> {
     b.build().map_err(|e| {
         TransportError::registry(

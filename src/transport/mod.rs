@@ -614,6 +614,10 @@ pub struct TransportOptions {
     /// More tags for the image in a `docker-archive:` destination (skopeo's
     /// `--additional-tag`); other destinations ignore them.
     pub additional_tags: Vec<String>,
+    /// For `oci:` layouts: a directory of blobs (`DIR/ALG/HEX`) shared by many layouts, used
+    /// instead of each layout's `blobs/` (skopeo's `--src-shared-blob-dir` /
+    /// `--dest-shared-blob-dir`).
+    pub shared_blob_dir: Option<PathBuf>,
 }
 
 impl TransportOptions {

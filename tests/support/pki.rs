@@ -65,6 +65,19 @@ pub fn ca(dir: &Path, name: &str) -> CertPair {
 /// A leaf certificate `NAME.crt`/`NAME.key` signed by `ca`, with `san`
 /// (`IP:127.0.0.1`, `DNS:registry.test`) and `usage` (`serverAuth` or `clientAuth`).
 pub fn leaf(dir: &Path, ca: &CertPair, name: &str, san: &str, usage: &str) -> CertPair {
+    signed_by(
+        dir,
+        ca,
+        name,
+        &format!(
+            "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage={usage}\nsubjectAltName={san}\n"
+        ),
+    )
+}
+
+/// A certificate `NAME.crt`/`NAME.key` signed by `ca`, with the X.509 extensions given in
+/// openssl's extension-file syntax (one per line).
+pub fn signed_by(dir: &Path, ca: &CertPair, name: &str, extensions: &str) -> CertPair {
     let (cert, key, csr, ext) = (
         format!("{name}.crt"),
         format!("{name}.key"),
@@ -88,13 +101,7 @@ pub fn leaf(dir: &Path, ca: &CertPair, name: &str, san: &str, usage: &str) -> Ce
         ],
         dir,
     );
-    std::fs::write(
-        dir.join(&ext),
-        format!(
-            "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage={usage}\nsubjectAltName={san}\n"
-        ),
-    )
-    .expect("write extensions");
+    std::fs::write(dir.join(&ext), extensions).expect("write extensions");
     openssl(
         &[
             "x509",

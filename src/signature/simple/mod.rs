@@ -5,8 +5,11 @@
 //! - [`payload`]: the JSON payload, parsed as strictly as containers/image;
 //! - [`keyring`]: trusted certificates;
 //! - [`verify`](mod@verify): verification and unverified inspection (forensics);
-//! - [`sign`](mod@sign): signing with a secret key.
+//! - [`sign`](mod@sign): signing with a secret key;
+//! - [`gnupg`]: finding a key in the user's GnuPG home and signing through gpg-agent (the
+//!   one part that does IO: that is where such a key lives).
 
+pub mod gnupg;
 pub mod keyring;
 pub mod payload;
 pub mod sign;
@@ -127,6 +130,54 @@ pub enum SignatureError {
     /// Signing failed.
     #[error("cannot sign: {0}")]
     Signing(String),
+    /// No key of the GnuPG home's keyring is the one named (`--sign-by ID` without a key file).
+    #[error(
+        "no key matches {id:?} in the keyring of the GnuPG home {} (gpg --list-secret-keys shows what is there)",
+        home.display()
+    )]
+    KeyNotFound {
+        /// The key's name as given: a fingerprint, a key ID or a user ID.
+        id: String,
+        /// The GnuPG home.
+        home: std::path::PathBuf,
+    },
+    /// The named keys are in the keyring, but gpg-agent holds no secret signing key for them.
+    #[error(
+        "gpg-agent holds no secret signing key for {} (named by {id:?}): import the secret key into the GnuPG home {} (gpg --import), or sign with a secret key file",
+        keys.join(", "),
+        home.display()
+    )]
+    NoSecretKey {
+        /// The key's name as given.
+        id: String,
+        /// The GnuPG home.
+        home: std::path::PathBuf,
+        /// The keys it names, `FPR ("user ID")`.
+        keys: Vec<String>,
+    },
+    /// The name matches several keys whose secret keys gpg-agent holds.
+    #[error(
+        "{id:?} names several keys with secret keys: {}; give one's fingerprint",
+        keys.join(", ")
+    )]
+    AmbiguousKey {
+        /// The key's name as given.
+        id: String,
+        /// The keys it names, `FPR ("user ID")`.
+        keys: Vec<String>,
+    },
+    /// No gpg-agent serves the GnuPG home.
+    #[error(
+        "no gpg-agent is running for the GnuPG home {} (no socket at {}): start it (gpgconf --launch gpg-agent, with GNUPGHOME set to that home), or sign with a secret key file",
+        home.display(),
+        sockets.iter().map(|s| s.display().to_string()).collect::<Vec<_>>().join(" or ")
+    )]
+    NoAgent {
+        /// The GnuPG home.
+        home: std::path::PathBuf,
+        /// Where its socket was looked for.
+        sockets: Vec<std::path::PathBuf>,
+    },
 }
 
 /// `FPR ("user ID")`, or the fingerprint alone: how people are shown a key.
@@ -167,6 +218,7 @@ mod tests {
         SigningKey {
             cert,
             passphrase: None,
+            agent: None,
         }
     }
 
@@ -223,6 +275,7 @@ mod tests {
         let k = SigningKey {
             cert: cert.clone(),
             passphrase: None,
+            agent: None,
         };
         let sig = sign(&payload_json(&digest(), "example.com/app:1"), &k).unwrap();
         let (revoked, _) = cert.insert_packets(rev).unwrap();

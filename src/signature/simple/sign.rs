@@ -10,11 +10,14 @@ use sequoia_openpgp as openpgp;
 
 use super::SignatureError;
 
-/// A certificate with secret key material, to sign with.
+/// A key to sign with: a certificate with secret key material (read from a key file), or one
+/// whose secret key gpg-agent holds (found in the user's GnuPG home).
 #[derive(Debug, Clone)]
 pub struct SigningKey {
     pub(super) cert: Cert,
     pub(super) passphrase: Option<String>,
+    /// Where the secret key is when the certificate has none: gpg-agent.
+    pub(super) agent: Option<super::gnupg::AgentKey>,
 }
 
 impl SigningKey {
@@ -51,6 +54,27 @@ impl SigningKey {
         Ok(SigningKey {
             cert,
             passphrase: passphrase.map(str::to_string),
+            agent: None,
+        })
+    }
+
+    /// The key `id` names in the GnuPG home `home` (a fingerprint, a key ID or a user ID, as gpg
+    /// reads it), signing through the gpg-agent serving that home, as skopeo's `--sign-by`
+    /// does through GPGME. `default_home` is `~/.gnupg` (where the agent's socket is placed
+    /// differently) and `uid` the user's ID (for the agent's socket under `/run/user`). The
+    /// passphrase, if given, reaches the agent through its loopback pinentry.
+    pub fn from_gnupg_home(
+        home: &std::path::Path,
+        default_home: Option<&std::path::Path>,
+        uid: u32,
+        id: &str,
+        passphrase: Option<&str>,
+    ) -> Result<SigningKey, SignatureError> {
+        let (cert, agent) = super::gnupg::find_signing_cert(home, default_home, uid, id)?;
+        Ok(SigningKey {
+            cert,
+            passphrase: passphrase.map(str::to_string),
+            agent: Some(agent),
         })
     }
 
@@ -75,6 +99,17 @@ impl SigningKey {
 /// Signs `payload` as an OpenPGP signed message (not detached, not cleartext), like
 /// `gpg --sign`.
 pub fn sign(payload: &[u8], key: &SigningKey) -> Result<Vec<u8>, SignatureError> {
+    if let Some(agent) = &key.agent {
+        let signer = super::gnupg::agent_signer(&key.cert, agent, key.passphrase.as_deref())?;
+        return signed_message(payload, signer).map_err(|e| match e {
+            SignatureError::Signing(why) => SignatureError::Signing(format!(
+                "gpg-agent did not sign with {} ({}): {why}",
+                agent.signer,
+                agent.socket.display()
+            )),
+            other => other,
+        });
+    }
     let p = StandardPolicy::new();
     let signing_key = key
         .cert
@@ -108,6 +143,15 @@ pub fn sign(payload: &[u8], key: &SigningKey) -> Result<Vec<u8>, SignatureError>
     let keypair = secret
         .into_keypair()
         .map_err(|e| SignatureError::Signing(e.to_string()))?;
+    signed_message(payload, keypair)
+}
+
+/// `payload` as an OpenPGP signed message made by `signer`.
+fn signed_message(
+    payload: &[u8],
+    signer: impl openpgp::crypto::Signer + Send + Sync,
+) -> Result<Vec<u8>, SignatureError> {
+    let keypair = signer;
     let mut out = Vec::new();
     let message = Message::new(&mut out);
     let signer = Signer::new(message, keypair)

@@ -585,12 +585,19 @@ impl RegistryClient {
             .await
             .unwrap_or_default();
         let text = String::from_utf8_lossy(body.get(..200).unwrap_or(&body)).into_owned();
+        // The registry's error as Go's errcode prints it ("manifest unknown: manifest
+        // unknown", "unauthorized: authentication required"): the words skopeo shows and
+        // scripts grep for.
         let detail = serde_json::from_slice::<serde_json::Value>(&body)
             .ok()
             .and_then(|v| {
-                v.pointer("/errors/0/message")
-                    .and_then(|m| m.as_str())
-                    .map(str::to_string)
+                let message = v.pointer("/errors/0/message").and_then(|m| m.as_str())?;
+                Some(match v.pointer("/errors/0/code").and_then(|c| c.as_str()) {
+                    Some(code) => {
+                        format!("{}: {message}", code.to_lowercase().replace('_', " "))
+                    }
+                    None => message.to_string(),
+                })
             });
         let mut hint = None;
         let message = match status {
@@ -599,8 +606,13 @@ impl RegistryClient {
                     registry: self.registry.clone(),
                 });
                 format!(
-                    "{status}: {} refused access; ferry tried {}",
-                    self.registry, self.credentials_tried
+                    "{status}{}: {} refused access; ferry tried {}",
+                    detail
+                        .as_deref()
+                        .map(|d| format!(" ({d})"))
+                        .unwrap_or_default(),
+                    self.registry,
+                    self.credentials_tried
                 )
             }
             _ => match detail {
@@ -828,13 +840,11 @@ fn describe_tls(t: &rustls::Error, host: &str, detail: &str) -> (String, Option<
         {
             (
                 format!(
-                    "{host} presents a CA certificate as its own certificate; it needs a server certificate signed by that CA"
+                    "{host} presents a CA certificate as its own certificate (a self-signed certificate made as Docker's documentation makes one), and that certificate is not trusted"
                 ),
-                // Not TrustCa: webpki refuses a CA certificate as the end entity before it
-                // looks at trust anchors, so putting it in certs.d changes nothing. What the
-                // server's operator must do is in the message; what the user can do is not
-                // verify this registry.
-                Some(Hint::TlsVerification),
+                // Trusting that very certificate makes it acceptable, as in Go's clients
+                // (transport/http.rs, TrustedLeafVerifier); a CA that signed it does not.
+                Some(Hint::TrustCa { registry }),
             )
         }
         E::AlertReceived(

@@ -514,21 +514,21 @@ impl DockerSource {
                 self.client.registry()
             ),
             Ok(tags) if self.image.digest().is_some() => format!(
-                "{repo}: no manifest {reference} in the repository (it has {} tag(s))",
+                "{repo}: no manifest {reference} in the repository (it has {} tag(s); {raw})",
                 tags.len()
             ),
             Ok(tags) if tags.is_empty() => {
-                format!("{repo}: no tag {reference:?}; the repository has no tags")
+                format!("{repo}: no tag {reference:?}; the repository has no tags ({raw})")
             }
             Ok(mut tags) if tags.len() <= 20 => {
                 tags.sort();
                 format!(
-                    "{repo}: no tag {reference:?}; the repository has {}",
+                    "{repo}: no tag {reference:?}; the repository has {} ({raw})",
                     tags.join(", ")
                 )
             }
             Ok(tags) => format!(
-                "{repo}: no tag {reference:?} among the repository's {} tags",
+                "{repo}: no tag {reference:?} among the repository's {} tags ({raw})",
                 tags.len()
             ),
             Err(_) => raw,

@@ -4,6 +4,11 @@
 //! Blobs are content-addressed, written to temp files and renamed into place; `index.json` is
 //! replaced atomically last, on commit, so a failed copy adds no image to the index. The same
 //! [`Layout`] code is the base of ferry's store.
+//!
+//! A shared blob directory (skopeo's `--src-shared-blob-dir` / `--dest-shared-blob-dir`, as
+//! build caches use: many layouts, one `ALG/HEX` store of blobs) replaces the layout's own
+//! `blobs/` for every blob, manifests included, as containers/image's `blobPath` does; the
+//! layout keeps `oci-layout`, `index.json` and an empty `blobs/`.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -58,21 +63,21 @@ impl Transport for OciTransport {
         let own = registry::own::<Reference>(reference)?;
         Ok(Box::new(
             OciLayoutSource::open(reference.clone(), &own.path, own.tag.as_deref())?
-                .with_referrers(options.referrers),
+                .with_referrers(options.referrers)
+                .with_shared_blobs(options.shared_blob_dir.as_deref()),
         ))
     }
     async fn open_destination(
         &self,
         _session: &Session,
         reference: &ImageReference,
-        _options: &TransportOptions,
+        options: &TransportOptions,
     ) -> Result<Box<dyn ImageDestination>> {
         let own = registry::own::<Reference>(reference)?;
-        Ok(Box::new(OciLayoutDestination::open(
-            reference.clone(),
-            &own.path,
-            own.tag.as_deref(),
-        )?))
+        Ok(Box::new(
+            OciLayoutDestination::open(reference.clone(), &own.path, own.tag.as_deref())?
+                .with_shared_blobs(options.shared_blob_dir.as_deref())?,
+        ))
     }
     async fn present(
         &self,
@@ -106,6 +111,9 @@ pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
 pub struct Layout {
     root: PathBuf,
     temp_prefix: String,
+    /// A shared blob directory used instead of `ROOT/blobs`, and the prefix of the
+    /// temporaries written there.
+    shared_blobs: Option<(PathBuf, String)>,
 }
 
 impl Layout {
@@ -114,6 +122,22 @@ impl Layout {
         Layout {
             root: root.to_path_buf(),
             temp_prefix: TEMP_PREFIX.to_string(),
+            shared_blobs: None,
+        }
+    }
+
+    /// The same layout with its blobs in `dir` (`dir/ALG/HEX`) instead of `ROOT/blobs`, blob
+    /// temporaries there named with `temp_prefix`.
+    pub fn with_shared_blobs(mut self, dir: PathBuf, temp_prefix: String) -> Layout {
+        self.shared_blobs = Some((dir, temp_prefix));
+        self
+    }
+
+    /// The prefix of temporaries beside blobs.
+    fn blob_temp_prefix(&self) -> &str {
+        match &self.shared_blobs {
+            Some((_, prefix)) => prefix,
+            None => &self.temp_prefix,
         }
     }
 
@@ -130,10 +154,11 @@ impl Layout {
 
     /// Where a blob lives.
     pub fn blob_path(&self, d: &Digest) -> PathBuf {
-        self.root
-            .join("blobs")
-            .join(d.algorithm().name())
-            .join(d.hex())
+        let blobs = match &self.shared_blobs {
+            Some((dir, _)) => dir.clone(),
+            None => self.root.join("blobs"),
+        };
+        blobs.join(d.algorithm().name()).join(d.hex())
     }
 
     fn index_path(&self) -> PathBuf {
@@ -272,7 +297,7 @@ impl Layout {
         let final_path = self.blob_path(d);
         let dir = final_path.parent().unwrap_or(&self.root).to_path_buf();
         fsutil::mkdir_all(&dir)?;
-        let tmp = fsutil::stream_to_temp(&dir, &self.temp_prefix, stream).await?;
+        let tmp = fsutil::stream_to_temp(&dir, self.blob_temp_prefix(), stream).await?;
         fsutil::persist(tmp, &final_path)
     }
 
@@ -283,7 +308,7 @@ impl Layout {
             return Ok(());
         }
         fsutil::mkdir_all(p.parent().unwrap_or(&self.root))?;
-        fsutil::write_atomic_with(&p, bytes, &self.temp_prefix)
+        fsutil::write_atomic_with(&p, bytes, self.blob_temp_prefix())
     }
 
     /// Adds `descriptor` to `index.json` under `name`, replacing an entry of the same name (or,
@@ -393,6 +418,17 @@ impl OciLayoutSource {
         self.referrers = mode;
         self
     }
+
+    /// Reads blobs (manifests included) from the shared blob directory `dir`, if given,
+    /// instead of the layout's `blobs/`.
+    pub fn with_shared_blobs(mut self, dir: Option<&Path>) -> OciLayoutSource {
+        if let Some(dir) = dir {
+            self.layout = self
+                .layout
+                .with_shared_blobs(dir.to_path_buf(), TEMP_PREFIX.to_string());
+        }
+        self
+    }
 }
 
 #[async_trait]
@@ -454,6 +490,8 @@ pub struct OciLayoutDestination {
     /// Entries for `index.json` on commit: sigstore attachments (named), referrers (unnamed).
     attachments: Mutex<Vec<(Option<String>, Value)>>,
     session: Option<TempSession>,
+    /// The session of the temporaries in a shared blob directory.
+    shared_session: Option<TempSession>,
 }
 
 /// The entries of a directory other than an OCI layout's own (`oci-layout`, `index.json`,
@@ -520,7 +558,23 @@ impl OciLayoutDestination {
             committed: false,
             attachments: Mutex::new(Vec::new()),
             session: Some(session),
+            shared_session: None,
         })
+    }
+
+    /// Writes blobs (manifests included) to the shared blob directory `dir`, if given, instead
+    /// of the layout's `blobs/` (created if missing, as containers/image creates it).
+    pub fn with_shared_blobs(mut self, dir: Option<&Path>) -> Result<OciLayoutDestination> {
+        if let Some(dir) = dir {
+            // Temporaries lie in dir/ALG.
+            let session = TempSession::start(dir, 1)?;
+            self.layout = self
+                .layout
+                .clone()
+                .with_shared_blobs(dir.to_path_buf(), session.prefix());
+            self.shared_session = Some(session);
+        }
+        Ok(self)
     }
 }
 
@@ -566,7 +620,8 @@ pub fn referrer_descriptor(a: &Attached, subject: &Digest) -> Value {
 
 impl Drop for OciLayoutDestination {
     fn drop(&mut self) {
-        // The session goes first: its temporaries and lock with it.
+        // The sessions go first: their temporaries and locks with them.
+        drop(self.shared_session.take());
         drop(self.session.take());
         // A layout this copy created and no copy committed to (and none is writing) goes too.
         let root = self.layout.root();
@@ -680,6 +735,10 @@ impl ImageDestination for OciLayoutDestination {
             .and_then(|t| t.clone())
             .ok_or_else(|| TransportError::Unsupported("commit without a manifest".into()))?;
         let _lock = fsutil::FileLock::acquire_dir(self.layout.root().to_path_buf()).await?;
+        if self.shared_session.is_some() {
+            // The image layout's own blobs/ stays, empty: the specification requires it.
+            fsutil::mkdir_all(&self.layout.root().join("blobs"))?;
+        }
         let attachments =
             std::mem::take(&mut *self.attachments.lock().unwrap_or_else(|p| p.into_inner()));
         for (name, entry) in attachments {
