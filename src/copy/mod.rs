@@ -265,7 +265,7 @@ pub async fn copy(
     options: &CopyOptions,
 ) -> Result<Report, CopyError> {
     let mut copier = ImageCopier::new(session, src, dst, options);
-    let image = open_admitted(session, src, &options.gate).await?;
+    let image = copier.admitted().await?;
     let prepared = copier.prepare(&image).await?;
     let routed = copier.route(&prepared).await?;
     let written = copier.write(&image, &prepared, &routed).await?;

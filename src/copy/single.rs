@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
-use super::admitted::AdmittedImage;
+use super::admitted::{AdmittedImage, open_admitted};
 use super::blobs::{self, BlobOutcome};
 use super::convert::{self, Conversion};
 use super::plan::Planned;
@@ -32,7 +32,9 @@ use crate::session::Session;
 use crate::signature::sigstore::{SigstoreSignature, bundle::is_bundle_media_type};
 use crate::signature::sniff::{self, Format};
 use crate::transport::referrers::{Attached, AttachedKind, Via};
-use crate::transport::{ImageDestination, SignatureSupport, TransportError};
+use crate::transport::{
+    ImageDestination, SignatureSupport, TransportError, TransportOptions, registry,
+};
 
 /// What one image's copy knows as it goes.
 pub(super) struct ImageCopier<'a> {
@@ -87,6 +89,43 @@ impl<'a> ImageCopier<'a> {
             options,
             warnings: Vec::new(),
             started: Instant::now(),
+        }
+    }
+
+    /// Step 1, with both ends made ready beside it: while the gate reads the source, a
+    /// registry at either end connects, probes, opens the connections the blobs will need and
+    /// fetches its token (none of which reads or writes the image; the destination is still
+    /// not opened). A rejection or a failure of the gate returns at once.
+    pub(super) async fn admitted(&self) -> Result<AdmittedImage, CopyError> {
+        let connections = self.options.parallel_blobs.max(1);
+        let warm = |reference: &'a ImageReference, options: &'a TransportOptions, writing| async move {
+            if let Ok(transport) = registry::of(reference) {
+                transport
+                    .warm_up(self.session, reference, options, connections, writing)
+                    .await;
+            }
+        };
+        let ends = futures::future::join(
+            warm(self.src, &self.options.gate.source, false),
+            warm(self.dst, &self.options.destination, true),
+        );
+        let gate = open_admitted(self.session, self.src, &self.options.gate);
+        tokio::pin!(gate, ends);
+        let mut ready = false;
+        loop {
+            tokio::select! {
+                image = &mut gate => {
+                    let image = image?;
+                    // The ends are ready about when the gate is (both take the probe's round
+                    // trips and one or two more); the blobs then find their connections open
+                    // instead of racing the last of them and opening more.
+                    if !ready {
+                        ends.await;
+                    }
+                    return Ok(image);
+                }
+                _ = &mut ends, if !ready => ready = true,
+            }
         }
     }
 
@@ -265,32 +304,54 @@ impl<'a> ImageCopier<'a> {
 
         self.options
             .emit(ProgressEvent::Phase("writing manifest".into()));
-        for p in plan {
-            destination
-                .put_manifest(admission, &p.raw, p.dest_instance.as_ref())
-                .await
-                .map_err(self.dest_err())?;
-        }
-        for (p, (sigs, attached)) in plan.iter().zip(&routed.per_manifest) {
-            if !sigs.is_empty() {
-                destination
-                    .put_signatures(admission, &p.digest, p.dest_instance.as_ref(), sigs)
-                    .await
-                    .map_err(self.dest_err())?;
-            }
-            if !attached.is_empty() {
-                let refs: Vec<&Attached> = attached.iter().collect();
-                destination
-                    .put_attached(admission, &p.digest, p.dest_instance.as_ref(), &refs)
-                    .await
-                    .map_err(self.dest_err())?;
-            }
-            let count = sigs.len()
-                + attached
-                    .iter()
-                    .filter(|a| a.kind == AttachedKind::Signature)
-                    .map(|a| a.slots.len())
-                    .sum::<usize>();
+        // Manifests and signatures do not wait on each other: a signature names its manifest
+        // by digest, so a reader finds it whether it was written before or after the manifest.
+        // Among the manifests, order matters to readers: the instances (at once) come before
+        // the list that names them, the top level last.
+        let dest_err = self.dest_err();
+        let manifests =
+            async {
+                let (top, instances) = match plan.split_last() {
+                    Some((top, instances)) => (Some(top), instances),
+                    None => (None, &[][..]),
+                };
+                futures::future::try_join_all(instances.iter().map(|p| {
+                    destination.put_manifest(admission, &p.raw, p.dest_instance.as_ref())
+                }))
+                .await?;
+                if let Some(p) = top {
+                    destination
+                        .put_manifest(admission, &p.raw, p.dest_instance.as_ref())
+                        .await?;
+                }
+                Ok::<_, TransportError>(())
+            };
+        let signatures = futures::future::try_join_all(plan.iter().zip(&routed.per_manifest).map(
+            |(p, (sigs, attached))| async move {
+                if !sigs.is_empty() {
+                    destination
+                        .put_signatures(admission, &p.digest, p.dest_instance.as_ref(), sigs)
+                        .await?;
+                }
+                if !attached.is_empty() {
+                    let refs: Vec<&Attached> = attached.iter().collect();
+                    destination
+                        .put_attached(admission, &p.digest, p.dest_instance.as_ref(), &refs)
+                        .await?;
+                }
+                Ok::<_, TransportError>(
+                    sigs.len()
+                        + attached
+                            .iter()
+                            .filter(|a| a.kind == AttachedKind::Signature)
+                            .map(|a| a.slots.len())
+                            .sum::<usize>(),
+                )
+            },
+        ));
+        let (written, counts) = futures::future::join(manifests, signatures).await;
+        written.map_err(&dest_err)?;
+        for (p, count) in plan.iter().zip(counts.map_err(&dest_err)?) {
             if count > 0 {
                 self.options.emit(ProgressEvent::SignaturesWritten {
                     digest: p.digest.clone(),

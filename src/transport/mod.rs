@@ -374,6 +374,21 @@ pub trait Transport: Send + Sync + 'static {
         reference: &ImageReference,
         options: &TransportOptions,
     ) -> Result<Option<Present>>;
+
+    /// Gets ready for a copy that will soon read (`writing` false) or write `reference` with
+    /// up to `connections` requests at once, without reading or writing anything of the image,
+    /// so that the copy's first requests find the way open: a registry is connected, probed,
+    /// its connections opened and its token fetched while the gate reads the source. Failures
+    /// are left for the open that follows to report. Nothing by default.
+    async fn warm_up(
+        &self,
+        _session: &Session,
+        _reference: &ImageReference,
+        _options: &TransportOptions,
+        _connections: usize,
+        _writing: bool,
+    ) {
+    }
 }
 
 /// What a destination holds under a reference ([`Transport::present`]).

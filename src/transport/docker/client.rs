@@ -54,6 +54,14 @@ pub struct RegistryClient {
     pub supports_signatures: bool,
     /// The registry's request cap and 429 pause, shared with every client of the host.
     pub(crate) limits: std::sync::Arc<super::limits::RegistryLimits>,
+    /// Whether [`RegistryClient::warm_up`] opened this client's connections already.
+    warmed: std::sync::atomic::AtomicBool,
+    /// Whether the registry answered the probe over HTTP/2 (one connection carries every
+    /// request in flight).
+    http2: bool,
+    /// Whether a request other than a probe went out yet, and who waits for it.
+    used: std::sync::atomic::AtomicBool,
+    first_request: tokio::sync::Notify,
 }
 
 fn transient(e: &reqwest::Error) -> bool {
@@ -143,17 +151,11 @@ impl RegistryClient {
             registry
         };
         let client = http::registry_client(tls, registry)?;
-        let schemes: &[&str] = if tls.verify {
-            &["https"]
-        } else {
-            &["https", "http"]
-        };
-        let mut last_err = None;
-        for scheme in schemes {
+        let make = |scheme: &str| {
             let base = Url::parse(&format!("{scheme}://{api_host}/")).map_err(|e| {
                 TransportError::registry(registry, format!("invalid registry host: {e}"))
             })?;
-            let mut c = RegistryClient {
+            Ok::<_, TransportError>(RegistryClient {
                 http: client.clone(),
                 base,
                 registry: registry.to_string(),
@@ -168,15 +170,46 @@ impl RegistryClient {
                 registry_token: None,
                 supports_signatures: false,
                 limits: Default::default(),
-            };
-            // Probing https before a plain-http fallback must not wait out the retries.
-            let fallback_left = schemes.last() != Some(scheme);
-            match c.ping(if fallback_left { 0 } else { retry_times }).await {
-                Ok(()) => return Ok(c),
-                Err(e) => last_err = Some(e),
+                warmed: std::sync::atomic::AtomicBool::new(false),
+                http2: false,
+                used: std::sync::atomic::AtomicBool::new(false),
+                first_request: tokio::sync::Notify::new(),
+            })
+        };
+        let mut https = make("https")?;
+        if tls.verify {
+            https.ping(retry_times).await?;
+            return Ok(https);
+        }
+        // Without verification, https is preferred and plain http is the fallback. Both are
+        // probed at once, each without retries, so a plain-http registry costs one round trip
+        // rather than a failed TLS handshake and then the probe: https wins when it answers,
+        // http is taken once https has failed, and only when both fail is http probed again
+        // with the configured retries.
+        let mut plain = make("http")?;
+        let (first, second) = {
+            let secure = https.ping(0);
+            let insecure = plain.ping(0);
+            tokio::pin!(secure, insecure);
+            tokio::select! {
+                s = &mut secure => match s {
+                    Ok(()) => (Ok(()), None),
+                    Err(e) => (Err(e), Some(insecure.await)),
+                },
+                i = &mut insecure => (secure.await, Some(i)),
+            }
+        };
+        if first.is_ok() {
+            return Ok(https);
+        }
+        match second {
+            Some(Ok(())) => Ok(plain),
+            Some(Err(e)) if retry_times == 0 => Err(e),
+            _ => {
+                plain.ping(retry_times.saturating_sub(1)).await?;
+                Ok(plain)
             }
         }
-        Err(last_err.unwrap_or_else(|| TransportError::registry(registry, "no scheme to try")))
     }
 
     async fn ping(&mut self, retries: u32) -> Result<(), TransportError> {
@@ -191,6 +224,7 @@ impl RegistryClient {
         if status != StatusCode::OK && status != StatusCode::UNAUTHORIZED {
             return Err(self.status_error(&url, resp).await);
         }
+        self.http2 = resp.version() == reqwest::Version::HTTP_2;
         self.supports_signatures = resp
             .headers()
             .get("X-Registry-Supports-Signatures")
@@ -203,7 +237,53 @@ impl RegistryClient {
         {
             *c = parse_challenge(h);
         }
+        // Read to the end (it is small), so the connection goes back to the pool for the
+        // requests that follow.
+        let _ = self.read_limited(resp, MAX_ERROR_BODY, &url).await;
         Ok(())
+    }
+
+    /// Gets the registry ready for a copy's first wave of parallel requests, once per client:
+    /// opens up to `connections` connections (over HTTP/1.1 each request in flight needs its
+    /// own, and a new one costs a handshake round trip; a registry that speaks HTTP/2 carries
+    /// them all on one, so nothing is opened there) and fetches the token for `scopes`. Each
+    /// connection carries one probe (`GET /v2/`): nothing of the image is read or written, and
+    /// failures are left for the copy's own requests to meet and report. Done when every
+    /// connection is back in the pool, idle, so the copy's requests find it there.
+    /// With `after_first_request`, the connections are opened once the client's first request
+    /// has gone out (a source's manifest, which would otherwise wait for a connection of its
+    /// own while the probes hold the one the client connected with).
+    pub async fn warm_up(&self, connections: usize, scopes: &[String], after_first_request: bool) {
+        if self.warmed.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
+        if after_first_request {
+            let sent = self.first_request.notified();
+            tokio::pin!(sent);
+            sent.as_mut().enable();
+            if !self.used.load(std::sync::atomic::Ordering::SeqCst) {
+                let _ = tokio::time::timeout(self.timeouts.response, sent).await;
+            }
+        }
+        let url = self.url("v2/");
+        let extra = if self.http2 { 0 } else { connections };
+        let probes = futures::future::join_all((0..extra).map(|_| {
+            let url = url.clone();
+            async move {
+                let _slot = self.limits.admit().await;
+                let sent = self.http.get(url).send();
+                // The body is read so the connection goes back to the pool.
+                if let Ok(Ok(resp)) = tokio::time::timeout(self.timeouts.response, sent).await {
+                    let _ = resp.bytes().await;
+                }
+            }
+        }));
+        let token = async {
+            if let Err(e) = self.token(scopes, false).await {
+                tracing::debug!("fetching a token ahead of the copy: {e}");
+            }
+        };
+        futures::future::join(probes, token).await;
     }
 
     /// A URL on the registry.
@@ -389,6 +469,9 @@ impl RegistryClient {
                 .authorize(make(&self.http), scopes, refreshed && attempt == 0)
                 .await?;
             let slot = self.limits.admit().await;
+            if reauthenticate && !self.used.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                self.first_request.notify_waiters();
+            }
             let result = match tokio::time::timeout(self.timeouts.response, rb.send()).await {
                 Ok(r) => r.map_err(Failure::Request),
                 Err(_) => Err(Failure::NoAnswer),

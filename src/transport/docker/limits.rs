@@ -8,7 +8,10 @@
 //! client of that host ([`crate::session::Session`]).
 //!
 //! A request holds its slot until the registry answers (the status and headers); a blob's body
-//! streams after that, bounded by the copy's cap on blobs in flight instead.
+//! streams after that, bounded by the copy's cap on blobs in flight instead. A large blob
+//! fetched in ranges uses more connections than its own: those come from a per-registry pool of
+//! range streams ([`RegistryLimits::range_streams`]), so the connections to a registry stay
+//! bounded whatever a sync runs at once.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -17,12 +20,24 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 /// The shared limits of one registry.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct RegistryLimits {
     /// `None`: no cap on requests in flight.
     requests: Option<Arc<Semaphore>>,
     /// No request starts before this instant.
     paused_until: Mutex<Option<Instant>>,
+    /// The connections blobs fetched in ranges may use beyond each blob's own.
+    range_streams: Arc<Semaphore>,
+}
+
+/// The connections to one registry that blobs fetched in ranges may use beyond each blob's own
+/// (so a large blob alone uses up to this many more), when no request cap says fewer.
+pub const EXTRA_RANGE_STREAMS: usize = 5;
+
+impl Default for RegistryLimits {
+    fn default() -> RegistryLimits {
+        RegistryLimits::new(None)
+    }
 }
 
 /// A request's place among the registry's requests in flight; the place is given back when
@@ -36,10 +51,19 @@ impl RegistryLimits {
     /// Limits allowing at most `max_requests` requests in flight (`None` or 0: no cap).
     pub fn new(max_requests: Option<usize>) -> RegistryLimits {
         let max_requests = max_requests.filter(|n| *n > 0);
+        // Under a request cap of N, ranges use at most N connections beyond the blobs' own.
+        let extra = max_requests.map_or(EXTRA_RANGE_STREAMS, |n| n.min(EXTRA_RANGE_STREAMS));
         RegistryLimits {
             requests: max_requests.map(|n| Arc::new(Semaphore::new(n))),
             paused_until: Mutex::new(None),
+            range_streams: Arc::new(Semaphore::new(extra)),
         }
+    }
+
+    /// The connections beyond each blob's own that blobs fetched in ranges share: a range
+    /// holds one while it is fetched.
+    pub fn range_streams(&self) -> Arc<Semaphore> {
+        self.range_streams.clone()
     }
 
     /// When the registry-wide pause ends, if one is running.

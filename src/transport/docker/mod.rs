@@ -1,8 +1,9 @@
 //! `docker://REF`: a registry through the OCI distribution API, as source and destination.
 //!
 //! Blobs stream in both directions and are never whole in memory; a blob download cut off
-//! midway resumes with `Range` where the registry allows; pushes skip blobs the registry has and
-//! mount them across repositories of the same registry. Signatures come from the registry's
+//! midway resumes with `Range` where the registry allows, and a large blob is fetched over
+//! several connections in ranges where the registry honours them (`ranges.rs`); pushes skip
+//! blobs the registry has and mount them across repositories of the same registry. Signatures come from the registry's
 //! signature extension when it announces one, else from the lookaside storage registries.d names.
 
 pub mod auth;
@@ -14,6 +15,7 @@ pub mod lookaside;
 pub mod mirrors;
 pub mod pool;
 pub mod probe;
+pub mod ranges;
 pub mod reference;
 mod referrers;
 pub mod registry_ops;
@@ -125,6 +127,39 @@ impl Transport for DockerTransport {
         let registries = session.registries().await?;
         let n = probe::destination_signatures(&client, &registries, r, &head.digest).await?;
         Ok(Some(Present::new(head.digest, n)))
+    }
+    /// Connects to the registry (the probe), then opens `connections` connections and fetches
+    /// the token for the copy's access. A pull through mirrors is left alone: which endpoint
+    /// serves it is only known once the manifest is read.
+    async fn warm_up(
+        &self,
+        session: &Session,
+        reference: &ImageReference,
+        options: &TransportOptions,
+        connections: usize,
+        writing: bool,
+    ) {
+        let Ok(Reference(r)) = registry::own::<Reference>(reference) else {
+            return;
+        };
+        if !writing {
+            let Ok(conf) = session.registries_conf().await else {
+                return;
+            };
+            match conf.pull_sources(r) {
+                Ok(sources) if matches!(sources.as_slice(), [only] if only.reference == *r) => {}
+                _ => return,
+            }
+        }
+        let Ok(client) = session.docker.registry_client(session, r, options).await else {
+            return;
+        };
+        let scope = if writing {
+            push_scope(r)
+        } else {
+            pull_scope(r)
+        };
+        client.warm_up(connections, &[scope], !writing).await;
     }
 }
 
@@ -448,6 +483,9 @@ impl ImageSource for DockerSource {
             descriptor.digest
         ));
         let scopes = self.scopes();
+        if descriptor.size >= ranges::RANGED_FROM {
+            return ranges::fetch(self.client.clone(), url, scopes, descriptor.size).await;
+        }
         let resp = self
             .client
             .send_with_retries(&scopes, |c| c.get(url.clone()))
@@ -463,11 +501,23 @@ impl ImageSource for DockerSource {
         manifest_digest: &Digest,
         _instance: Option<&Digest>,
     ) -> Result<SignatureSet> {
-        let mut set = self.simple_signatures(manifest_digest).await?;
         let tag = attachments::signature_tag(manifest_digest);
         let at = format!("{}:{tag}", self.image.name());
-        if self.registries.use_sigstore_attachments(&self.image) {
-            match self.attachment_manifest(&tag).await? {
+        let use_attachments = self.registries.use_sigstore_attachments(&self.image);
+        // The simple signatures and the sigstore attachment are asked for at once: neither
+        // request waits for the other's round trip.
+        let (simple, attachment) =
+            futures::future::join(self.simple_signatures(manifest_digest), async {
+                if use_attachments {
+                    Attachment::Read(self.attachment_manifest(&tag).await)
+                } else {
+                    Attachment::Exists(self.attachment_exists(&tag).await)
+                }
+            })
+            .await;
+        let mut set = simple?;
+        if let Attachment::Read(read) = attachment {
+            match read? {
                 Some(bytes) => {
                     let first = set.slots.len() + 1;
                     let location = format!("the sigstore attachment {at}");
@@ -487,7 +537,7 @@ impl ImageSource for DockerSource {
                     "sigstore attachments (use-sigstore-attachments is on): there is no {at}"
                 )),
             }
-        } else if self.attachment_exists(&tag).await {
+        } else if matches!(attachment, Attachment::Exists(true)) {
             // containers/image#1613: say why a signature that exists was not looked at.
             set.searched.push(format!(
                 "NOT READ: a sigstore attachment {at} exists, but use-sigstore-attachments is not enabled for {} in registries.d{}",
@@ -501,6 +551,13 @@ impl ImageSource for DockerSource {
         self.read_attached(manifest_digest, &mut set).await?;
         Ok(set)
     }
+}
+
+/// What a source learned about the sigstore attachment of a manifest: read where registries.d
+/// enables attachments, else only whether one exists (for a note).
+enum Attachment {
+    Read(Result<Option<Vec<u8>>>),
+    Exists(bool),
 }
 
 impl DockerSource {
