@@ -125,11 +125,11 @@ pub struct SyncArgs {
     /// Take only the listed tags this regular expression matches (anywhere in the tag, as the
     /// YAML's images-by-tag-regex; anchor with ^…$). Repeatable: a tag any of them matches.
     /// Combined with the YAML's own selection; docker and yaml sources.
-    #[arg(long, value_name = "REGEX")]
+    #[arg(long, value_name = "REGEX", allow_hyphen_values = true)]
     include_tag_regex: Vec<String>,
     /// Leave out the tags this regular expression matches (after --include-tag-regex).
     /// Repeatable; docker and yaml sources.
-    #[arg(long, value_name = "REGEX")]
+    #[arg(long, value_name = "REGEX", allow_hyphen_values = true)]
     exclude_tag_regex: Vec<String>,
     /// Tags never change once published: a tag already at the destination, whole and with its
     /// signatures, is skipped without reading the source at all (for sources that rate-limit

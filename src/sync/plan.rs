@@ -461,6 +461,10 @@ fn scope(request: &PlanRequest, repository: &DockerReference, listing: Listing) 
     }
 }
 
+/// The image tags of a source repository. cosign's attachment tags and referrers fallback
+/// indexes are left out: they travel with the images they belong to (or are left behind with
+/// `--signatures remove-signatures`), and a withdrawn image's leftovers must not come back
+/// as images of their own.
 async fn list_tags(
     session: &Session,
     repository: &DockerReference,
@@ -474,7 +478,11 @@ async fn list_tags(
         .registry_client(repository, options)
         .await
         .map_err(fail)?;
-    docker::list_tags(&client, repository).await.map_err(fail)
+    let tags = docker::list_tags(&client, repository).await.map_err(fail)?;
+    Ok(tags
+        .into_iter()
+        .filter(|t| !docker::registry_ops::is_attachment_tag(t))
+        .collect())
 }
 
 async fn plan_docker(session: &Arc<Session>, request: &PlanRequest) -> Result<Plan, PlanError> {
