@@ -405,6 +405,10 @@ pub async fn run(
         total: plan.items.len(),
         options,
     });
+    let listings = shared
+        .options
+        .prune
+        .then(|| prune::prefetch(session, &plan.scopes, &shared.options));
     let handles: Vec<_> = plan
         .items
         .into_iter()
@@ -429,12 +433,15 @@ pub async fn run(
             }
         });
     }
-    if shared.options.prune {
+    if let Some(listings) = listings {
+        // A listing task that ended abnormally is listed again by the prune.
+        let listings = listings.await.unwrap_or_default();
         let (pruned, not_pruned) = prune::prune(
             session,
             request,
             &plan.scopes,
             &report.images,
+            listings,
             &shared.options,
         )
         .await;

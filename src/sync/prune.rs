@@ -18,6 +18,10 @@
 //! signatures, sigstore attachments and referrers of images that remain are never deleted,
 //! while those of a deleted image go with it. Their digests come from this run's results where
 //! the run saw them, else from one `present` request per tag.
+//!
+//! The destination's listings do not depend on the copies (the copies only add tags the source
+//! lists, which are never candidates, and every image of this run counts as staying): they are
+//! fetched while the copies run ([`prefetch`]), so a prune adds only its deletions to a sync.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -31,6 +35,44 @@ use crate::digest::Digest;
 use crate::reference::ImageReference;
 use crate::session::Session;
 use crate::transport::{DeleteRequest, HeldImage, Transport, registry};
+
+/// The destination listings of the repositories a prune may touch, by destination repository
+/// (the probe reference's text): the answer, or its error.
+pub(super) type Listings = HashMap<String, Result<Vec<HeldImage>, String>>;
+
+/// Lists, while the copies run, the destination repositories of the scopes a prune may touch.
+pub(super) fn prefetch(
+    session: &Arc<Session>,
+    scopes: &[RepositoryScope],
+    options: &SyncOptions,
+) -> tokio::task::JoinHandle<Listings> {
+    let wanted: Vec<ImageReference> = scopes
+        .iter()
+        .filter(|s| s.shares_destination_with.is_empty())
+        .filter(|s| matches!(&s.listing, Listing::Complete { listed, .. } if *listed > 0))
+        .filter_map(|s| s.destination.as_ref().ok().cloned())
+        .collect();
+    let session = session.clone();
+    let destination = options.copy.destination.clone();
+    let parallel = options.parallel_checks.max(1);
+    tokio::spawn(async move {
+        let (session, destination) = (&session, &destination);
+        futures::stream::iter(wanted)
+            .map(|probe| async move {
+                let listed = match registry::of(&probe) {
+                    Ok(t) => t
+                        .list_repository(session, &probe, destination)
+                        .await
+                        .map_err(|e| e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                };
+                (probe.to_string(), listed)
+            })
+            .buffer_unordered(parallel)
+            .collect()
+            .await
+    })
+}
 
 /// A withdrawn tag to delete, with what must stay in its repository.
 struct Candidate {
@@ -47,6 +89,7 @@ pub(super) async fn prune(
     request: &PlanRequest,
     scopes: &[RepositoryScope],
     images: &[ImageResult],
+    listings: Listings,
     options: &SyncOptions,
 ) -> (Vec<PrunedTag>, Vec<NotPruned>) {
     let by_destination: HashMap<&str, &ImageResult> = images
@@ -55,7 +98,22 @@ pub(super) async fn prune(
         .collect();
     let parallel = options.parallel_checks.max(1);
     let found: Vec<_> = futures::stream::iter(scopes)
-        .map(|scope| candidates(session, request, scope, images, &by_destination, options))
+        .map(|scope| {
+            let listed = scope
+                .destination
+                .as_ref()
+                .ok()
+                .and_then(|d| listings.get(&d.to_string()));
+            candidates(
+                session,
+                request,
+                scope,
+                images,
+                &by_destination,
+                listed,
+                options,
+            )
+        })
         .buffered(parallel)
         .collect()
         .await;
@@ -93,6 +151,7 @@ async fn candidates(
     scope: &RepositoryScope,
     images: &[ImageResult],
     by_destination: &HashMap<&str, &ImageResult>,
+    listed_before: Option<&Result<Vec<HeldImage>, String>>,
     options: &SyncOptions,
 ) -> Result<Vec<Candidate>, NotPruned> {
     let declined = |reason: String, failed: bool| NotPruned {
@@ -156,15 +215,19 @@ async fn candidates(
         .map_err(|e| declined(format!("its destination cannot be named: {e}"), false))?;
     let transport = registry::of(probe).map_err(|e| declined(e.to_string(), true))?;
     let destination_options = &options.copy.destination;
-    let held = transport
-        .list_repository(session, probe, destination_options)
-        .await
-        .map_err(|e| {
-            declined(
-                format!("listing the destination's images failed: {e}"),
-                true,
-            )
-        })?;
+    let held = match listed_before {
+        Some(l) => l.clone(),
+        None => transport
+            .list_repository(session, probe, destination_options)
+            .await
+            .map_err(|e| e.to_string()),
+    }
+    .map_err(|e| {
+        declined(
+            format!("listing the destination's images failed: {e}"),
+            true,
+        )
+    })?;
     let owned = |h: &HeldImage| -> Option<String> {
         let tag = h.tag.strip_suffix(request.append_suffix.as_str())?;
         let named = destination_for(request, &format!("{}:{tag}", scope.repository)).ok()?;
@@ -183,7 +246,13 @@ async fn candidates(
     if withdrawn.is_empty() {
         return Ok(Vec::new());
     }
-    let mut keep = HashSet::new();
+    // Every image this run copied or found there stays, listed or not.
+    let mut keep: HashSet<Digest> = images
+        .iter()
+        .filter(|i| i.repository == scope.repository)
+        .filter(|i| matches!(i.status, ImageStatus::Copied | ImageStatus::Skipped))
+        .filter_map(|i| i.digest.clone())
+        .collect();
     for h in &remaining {
         let seen = by_destination
             .get(h.reference.to_string().as_str())

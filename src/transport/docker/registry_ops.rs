@@ -164,14 +164,18 @@ pub async fn delete_tag(
     let mut removed = Vec::new();
     let mut subjects = vec![digest.clone()];
     for _ in 0..4 {
-        let mut next = Vec::new();
-        for subject in &subjects {
-            next.extend(delete_attached(client, image, subject, &mut removed).await?);
+        let found = futures::future::try_join_all(
+            subjects.iter().map(|s| delete_attached(client, image, s)),
+        )
+        .await?;
+        subjects = Vec::new();
+        for (gone, referrers) in found {
+            removed.extend(gone);
+            subjects.extend(referrers);
         }
-        if next.is_empty() {
+        if subjects.is_empty() {
             break;
         }
-        subjects = next;
     }
     if let Some(base) = registries.write_base(image)?
         && base.scheme() == "file"
@@ -189,39 +193,59 @@ pub async fn delete_tag(
 }
 
 /// Deletes what is attached to `subject`: its referrers (each by digest; the fallback index
-/// that listed them after them) and cosign's tags of it. Returns the referrers deleted, whose
-/// own attachments go next.
+/// that listed them after them) and cosign's tags of it. The places are asked all at once (one
+/// round trip or two, not one per place). Returns what went, for people, and the referrers
+/// deleted, whose own attachments go next.
 async fn delete_attached(
     client: &RegistryClient,
     image: &DockerReference,
     subject: &Digest,
-    removed: &mut Vec<String>,
-) -> Result<Vec<Digest>> {
-    let listing = list_referrers(client, image, &delete_scopes(image), subject).await?;
-    let mut referrers = Vec::new();
-    for e in listing.entries() {
-        if delete_manifest(client, image, &e.digest.to_string()).await? {
-            removed.push(format!("the referrer {}", e.digest));
-        }
-        referrers.push(e.digest.clone());
-    }
+) -> Result<(Vec<String>, Vec<Digest>)> {
     let mut tags = vec![attachments::signature_tag(subject)];
     tags.extend(
         cosign_artifact_tags()
             .iter()
             .map(|(s, _)| cosign_tag(subject, s)),
     );
-    if matches!(listing, Listing::Fallback(_)) {
-        tags.push(fallback_tag(subject));
+    let scopes = delete_scopes(image);
+    let (listing, tagged) = futures::future::try_join(
+        list_referrers(client, image, &scopes, subject),
+        futures::future::try_join_all(tags.iter().map(|t| digest_of(client, image, t))),
+    )
+    .await?;
+    let mut doomed: Vec<(String, String)> = listing
+        .entries()
+        .iter()
+        .map(|e| (e.digest.to_string(), format!("the referrer {}", e.digest)))
+        .collect();
+    let referrers: Vec<Digest> = listing.entries().iter().map(|e| e.digest.clone()).collect();
+    for (t, d) in tags.iter().zip(tagged) {
+        if let Some(d) = d {
+            doomed.push((d.to_string(), format!("the attachment {t}")));
+        }
     }
-    for t in tags {
+    let deleted = futures::future::try_join_all(
+        doomed
+            .iter()
+            .map(|(d, _)| delete_manifest(client, image, d)),
+    )
+    .await?;
+    let mut removed: Vec<String> = doomed
+        .into_iter()
+        .zip(deleted)
+        .filter(|(_, gone)| *gone)
+        .map(|((_, what), _)| what)
+        .collect();
+    // The fallback index goes once what it lists is gone.
+    if matches!(listing, Listing::Fallback(_)) {
+        let t = fallback_tag(subject);
         if let Some(d) = digest_of(client, image, &t).await?
             && delete_manifest(client, image, &d.to_string()).await?
         {
             removed.push(format!("the attachment {t}"));
         }
     }
-    Ok(referrers)
+    Ok((removed, referrers))
 }
 
 /// Whether the client's credentials are accepted: `GET /v2/` with them (through the token
