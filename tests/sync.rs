@@ -8,83 +8,17 @@
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use support::distribution::{ACCEPT, digest_of, http, report, slow_blobs_proxy, tags};
 use support::gpg::{Gpg, Key};
 use support::http::{HttpServer, Reply, Request};
 use support::registry::Registry;
 use support::*;
-
-/// A plain HTTP/1.0 request to 127.0.0.1 (the registry closes the connection after answering):
-/// status, headers (names lowercased) and body.
-fn http(
-    method: &str,
-    host: &str,
-    path: &str,
-    accept: Option<&str>,
-) -> (u16, BTreeMap<String, String>, Vec<u8>) {
-    let mut s = TcpStream::connect(host).unwrap_or_else(|e| panic!("connect {host}: {e}"));
-    let mut req = format!("{method} {path} HTTP/1.0\r\nHost: {host}\r\n");
-    if let Some(a) = accept {
-        req.push_str(&format!("Accept: {a}\r\n"));
-    }
-    req.push_str("\r\n");
-    s.write_all(req.as_bytes()).expect("write request");
-    let mut answer = Vec::new();
-    s.read_to_end(&mut answer).expect("read answer");
-    let split = answer
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("end of headers");
-    let head = String::from_utf8_lossy(&answer[..split]).into_owned();
-    let mut lines = head.lines();
-    let status = lines
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|c| c.parse().ok())
-        .expect("status");
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    (status, headers, answer[split + 4..].to_vec())
-}
-
-const ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.list.v2+json";
-
-/// The tags of a repository (empty when it does not exist).
-fn tags(host: &str, repo: &str) -> BTreeSet<String> {
-    let (status, _, body) = http("GET", host, &format!("/v2/{repo}/tags/list"), None);
-    if status == 404 {
-        return BTreeSet::new();
-    }
-    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
-    let v: serde_json::Value = serde_json::from_slice(&body).expect("json");
-    v["tags"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|t| t.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// The digest of the manifest a tag names, or None.
-fn digest_of(host: &str, repo: &str, tag: &str) -> Option<String> {
-    let (status, headers, _) = http(
-        "HEAD",
-        host,
-        &format!("/v2/{repo}/manifests/{tag}"),
-        Some(ACCEPT),
-    );
-    (status == 200).then(|| headers["docker-content-digest"].clone())
-}
 
 /// Writes a `dir:` image (containers/image's directory format) of `layers`.
 fn write_dir_image(dir: &Path, layers: Vec<Vec<u8>>) -> TestImage {
@@ -264,22 +198,7 @@ impl World {
 
     /// `ferry sync` with the world's policy and registries.d, both registries over plain http.
     fn ferry_args(&self, extra: &[&str]) -> Vec<String> {
-        let mut args: Vec<String> = [
-            "sync",
-            "--policy",
-            self.policy.to_str().unwrap(),
-            "--registries.d",
-            self.registries_d.to_str().unwrap(),
-            "--src-tls-verify=false",
-            "--dest-tls-verify=false",
-            "--store",
-            self.path("store").to_str().unwrap(),
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        args.extend(extra.iter().map(|s| s.to_string()));
-        args
+        sync_args(&self.policy, &self.registries_d, &self.path("store"), extra)
     }
 
     /// A sync YAML asking for `ns/x:v1` and `ns/y:v1` from the source registry.
@@ -320,10 +239,6 @@ impl World {
             .map(|p| std::fs::read(p).unwrap())
             .collect()
     }
-}
-
-fn report(path: &Path) -> serde_json::Value {
-    serde_json::from_slice(&std::fs::read(path).expect("report written")).expect("report JSON")
 }
 
 /// (status, source, destination) of every image in a report.
@@ -794,15 +709,7 @@ fn a_sync_killed_with_sigkill_finishes_on_the_rerun_with_nothing_twice() {
     let repo_refs: Vec<&str> = repos.iter().map(String::as_str).collect();
     let w = World::new(&repo_refs, &["v1", "v2"], 20_000, |_, tag| tag == "v1");
     // Blob reads through a proxy that takes its time, so the kill lands mid-sync.
-    let proxy = HttpServer::start(
-        Arc::new(|req: &Request| {
-            if req.path.contains("/blobs/") {
-                std::thread::sleep(Duration::from_millis(60));
-            }
-            Reply::forward()
-        }),
-        Some(w.src.host()),
-    );
+    let proxy = slow_blobs_proxy(&w.src.host(), Duration::from_millis(60));
     std::fs::write(
         w.registries_d.join("proxy.yaml"),
         format!(
@@ -836,28 +743,8 @@ fn a_sync_killed_with_sigkill_finishes_on_the_rerun_with_nothing_twice() {
         yaml.to_str().unwrap(),
         &dest,
     ]);
-    let mut child = Command::new(ferry_bin())
-        .args(&args)
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start ferry sync");
-    let stderr = child.stderr.take().expect("stderr");
-    let mut lines = BufReader::new(stderr).lines();
-    let mut seen = Vec::new();
-    for line in lines.by_ref() {
-        let line = line.expect("stderr line");
-        let copied = line.contains("] copied ");
-        seen.push(line);
-        if copied && seen.iter().filter(|l| l.contains("] copied ")).count() == 3 {
-            break;
-        }
-    }
-    // SIGKILL: no cleanup, no flush.
-    child.kill().expect("kill");
-    child.wait().expect("wait");
+    // SIGKILL once three images are copied: no cleanup, no flush.
+    let seen = ferry_killed_after(&args, "] copied ", 3);
     // A request the process had wholly sent before it died may still be served: let it land.
     std::thread::sleep(Duration::from_millis(300));
     let landed: BTreeSet<(String, String)> = w
@@ -1370,6 +1257,13 @@ fn the_kubernetes_example_parses_with_ferrys_own_readers() {
         .filter_map(|a| a.as_str())
         .collect();
     assert_eq!(args[0], "sync");
+    // Each shard prunes the repositories it owns, and every flag is one ferry sync knows.
+    assert!(args.contains(&"--prune"), "{args:?}");
+    let help = ferry(&["sync", "--help"]).ok().stdout;
+    for a in args.iter().filter(|a| a.starts_with("--")) {
+        let flag = a.split('=').next().unwrap();
+        assert!(help.contains(flag), "{flag} in ferry sync --help");
+    }
     let shard = args
         .iter()
         .find_map(|a| a.strip_prefix("--shard="))

@@ -8,8 +8,9 @@ use std::sync::Arc;
 use anyhow::Context;
 use ferry::sync as library;
 use ferry::sync::Shard;
-use ferry::sync::{DestinationKind, PlanError, PlanRequest, SourceKind};
-use ferry::sync::{ImageResult, ImageStatus, SyncOptions, SyncProgress, SyncReport};
+use ferry::sync::{DestinationKind, PlanError, PlanRequest, SourceKind, TagFilter};
+use ferry::sync::{ImageResult, ImageStatus, PruneStatus, PrunedTag};
+use ferry::sync::{SyncOptions, SyncProgress, SyncReport};
 use ferry::{CopyOptions, ManifestFormat, SignOptions, SignatureMode};
 
 use super::errors::UsageError;
@@ -36,7 +37,14 @@ pub const JOB_INDEX_VARIABLE: &str = "JOB_COMPLETION_INDEX";
 #[command(
     after_help = "Images already at the destination with the same manifest digest and their \
 signatures are skipped after one manifest request per side; a sync that was killed finishes the \
-rest when run again.
+rest when run again, and an image a killed sync left half-written in a dir: or oci: destination is \
+copied again whole.
+
+--prune makes the destination a true mirror: after the copies, the destination's tags that the \
+source no longer lists (within the same tag filters, and named as this sync names them) are \
+deleted with their signatures, sigstore attachments and referrers; what other tags still need \
+stays. A repository whose source listing failed, came back empty, or whose images did not all \
+copy, is not pruned, and the report says why. With --dry-run, the tags that would go are listed.
 
 Exit status: 0 every image copied or up to date, 1 some image rejected by the signature policy \
 and nothing else failed, 2 bad usage, 3 any other failure (a repository that could not be \
@@ -106,9 +114,34 @@ pub struct SyncArgs {
     /// How many requests may be in flight to one registry at once (0: no limit).
     #[arg(long, value_name = "N", default_value_t = 32)]
     registry_requests: usize,
-    /// Copy images even when the destination already has them.
+    /// Copy images even when the destination already has them (immutable tags too).
     #[arg(long)]
     force: bool,
+    /// After the copies, delete the destination's tags that the source no longer lists, within
+    /// the same tag filters (docker and yaml sources), with their signatures, sigstore
+    /// attachments and referrers; signatures of images that stay are never deleted. With
+    /// --dry-run, list what would go. Registry, dir, oci and store destinations.
+    #[arg(long)]
+    prune: bool,
+    /// With --prune into a store: also remove a deleted name's records and the signatures only
+    /// they wrote (the store keeps them as evidence by default, as `ferry store rm`).
+    #[arg(long, requires = "prune")]
+    purge_evidence: bool,
+    /// Take only the listed tags this regular expression matches (anywhere in the tag, as the
+    /// YAML's images-by-tag-regex; anchor with ^…$). Repeatable: a tag any of them matches.
+    /// Combined with the YAML's own selection; docker and yaml sources.
+    #[arg(long, value_name = "REGEX", allow_hyphen_values = true)]
+    include_tag_regex: Vec<String>,
+    /// Leave out the tags this regular expression matches (after --include-tag-regex).
+    /// Repeatable; docker and yaml sources.
+    #[arg(long, value_name = "REGEX", allow_hyphen_values = true)]
+    exclude_tag_regex: Vec<String>,
+    /// Tags never change once published: a tag already at the destination, whole and with its
+    /// signatures, is skipped without reading the source at all (for sources that rate-limit
+    /// manifest reads). A YAML registry's `immutable-tags: true|false` overrides this for its
+    /// images. The report marks the images skipped this way.
+    #[arg(long)]
+    immutable_tags: bool,
     /// What to do with the source's signatures: copy-all, remove-signatures or
     /// sufficient-subset.
     #[arg(long = "signatures", value_name = "MODE", default_value = "copy-all")]
@@ -210,6 +243,7 @@ impl SyncProgress for Lines {
                 r.signatures_written,
                 r.seconds
             ),
+            ImageStatus::Skipped if r.immutable => " (immutable tag: source not read)".to_string(),
             ImageStatus::Skipped => " (up to date)".to_string(),
             _ => r
                 .reason
@@ -227,6 +261,56 @@ impl SyncProgress for Lines {
     fn warning(&self, message: &str) {
         eprintln!("ferry: warning: {message}");
     }
+
+    fn pruned(&self, t: &PrunedTag) {
+        let failed = matches!(t.status, PruneStatus::Failed | PruneStatus::Kept);
+        if self.quiet && !failed {
+            return;
+        }
+        let detail = t
+            .detail
+            .as_deref()
+            .map(|d| format!(": {d}"))
+            .unwrap_or_default();
+        eprintln!(
+            "[prune] {} {} ({}){detail}",
+            t.status.name(),
+            t.destination,
+            t.reason
+        );
+    }
+}
+
+/// The tag filters, or a usage error naming the flag.
+fn tag_filter(args: &SyncArgs) -> Result<TagFilter, UsageError> {
+    let filtered = !args.include_tag_regex.is_empty() || !args.exclude_tag_regex.is_empty();
+    if filtered && args.source_kind == SourceKind::Dir {
+        return Err(UsageError(
+            "--include-tag-regex and --exclude-tag-regex filter the tags a registry lists: use them with --src docker or --src yaml".into(),
+        ));
+    }
+    TagFilter::new(&args.include_tag_regex, &args.exclude_tag_regex).map_err(|e| {
+        let flag = match e.side {
+            ferry::sync::FilterSide::Include => "--include-tag-regex",
+            _ => "--exclude-tag-regex",
+        };
+        UsageError(format!("{flag} {:?}: {e}", e.pattern))
+    })
+}
+
+/// `--prune`'s constraints, checked before anything is read.
+fn check_prune(args: &SyncArgs) -> Result<(), UsageError> {
+    if args.prune && args.source_kind == SourceKind::Dir {
+        return Err(UsageError(
+            "--prune follows what a registry lists: use it with --src docker or --src yaml".into(),
+        ));
+    }
+    if args.purge_evidence && args.destination_kind.name() != "store" {
+        return Err(UsageError(
+            "--purge-evidence is for a store destination (--dest store)".into(),
+        ));
+    }
+    Ok(())
 }
 
 fn write_digestfile(path: &std::path::Path, report: &SyncReport) -> anyhow::Result<()> {
@@ -245,6 +329,8 @@ fn write_digestfile(path: &std::path::Path, report: &SyncReport) -> anyhow::Resu
 pub async fn run(args: SyncArgs) -> anyhow::Result<ExitCode> {
     let compression = args.compress.compression()?;
     super::copy::check_preserve_digests(args.preserve_digests, args.format, compression.as_ref())?;
+    check_prune(&args)?;
+    let tag_filter = tag_filter(&args)?;
     let shard = match &args.shard {
         Some(v) => Some(shard(v, std::env::var(JOB_INDEX_VARIABLE).ok())?),
         None => None,
@@ -283,6 +369,8 @@ pub async fn run(args: SyncArgs) -> anyhow::Result<ExitCode> {
     request.shard = shard;
     request.source_options = args.ends.source_options();
     request.source_options.referrers = args.referrers;
+    request.tag_filter = tag_filter;
+    request.immutable_tags = args.immutable_tags;
     let per_image = !args.quiet
         && args
             .progress
@@ -330,6 +418,8 @@ pub async fn run(args: SyncArgs) -> anyhow::Result<ExitCode> {
     options.dry_run = args.dry_run;
     options.image_retries = args.ends.common.retry_times;
     options.force = args.force;
+    options.prune = args.prune;
+    options.purge_evidence = args.purge_evidence;
     options.progress = Some(progress);
     let report = library::run(&session, &request, plan, options).await;
 
@@ -348,10 +438,10 @@ pub async fn run(args: SyncArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let s = &report.summary;
-    if !args.quiet || s.failed + s.rejected > 0 {
+    if !args.quiet || s.failed + s.rejected + s.prune_failed > 0 {
         eprintln!("{}", report.summary_line());
     }
-    Ok(if s.failed > 0 {
+    Ok(if s.failed + s.prune_failed > 0 {
         ExitCode::from(EXIT_FAILURE)
     } else if s.rejected > 0 {
         ExitCode::from(EXIT_REJECTED)

@@ -15,6 +15,7 @@
 //!     password: this is a secret
 //!   tls-verify: true
 //!   cert-dir: /home/john/certs
+//!   immutable-tags: true          # ferry's: a tag already mirrored is not read again
 //! ```
 //!
 //! Registries and repositories keep the file's order (skopeo's is Go's random map order).
@@ -175,6 +176,10 @@ pub struct RegistryEntry {
     pub tls_verify: Option<bool>,
     /// A directory of certificates for it, when given.
     pub cert_dir: Option<PathBuf>,
+    /// ferry's `immutable-tags`, when given: its tags never change once published, so a tag
+    /// already at the destination with its signatures is not read at the source (overrides the
+    /// command line's `--immutable-tags`).
+    pub immutable_tags: Option<bool>,
     /// Where it is in the file (from 1), when found.
     pub line: Option<usize>,
 }
@@ -214,6 +219,8 @@ struct RawRegistry {
     tls_verify: Option<bool>,
     #[serde(default, rename = "cert-dir")]
     cert_dir: Option<String>,
+    #[serde(default, rename = "immutable-tags")]
+    immutable_tags: Option<bool>,
     #[serde(flatten)]
     unknown: IndexMap<String, serde_yaml_ng::Value>,
 }
@@ -370,6 +377,7 @@ impl SyncConfig {
             credentials: None,
             tls_verify: raw.tls_verify,
             cert_dir: raw.cert_dir.filter(|d| !d.is_empty()).map(PathBuf::from),
+            immutable_tags: raw.immutable_tags,
             line,
         };
         if let Some(c) = raw.credentials {
@@ -505,6 +513,7 @@ registry.example.com:
         password: this is a secret
     tls-verify: true
     cert-dir: /home/john/certs
+    immutable-tags: true
 quay.io:
     tls-verify: false
     images:
@@ -518,6 +527,7 @@ quay.io:
         assert_eq!(r.line, Some(2));
         assert_eq!(r.tls_verify, Some(true));
         assert_eq!(r.cert_dir.as_deref(), Some(Path::new("/home/john/certs")));
+        assert_eq!(r.immutable_tags, Some(true));
         assert_eq!(
             r.credentials,
             Some(Credentials {
@@ -558,6 +568,7 @@ quay.io:
         assert!(re.matches("1.13.1-alpine-perl") && !re.matches("1.13.3-alpine-perl"));
         let q = &c.registries[1];
         assert_eq!(q.tls_verify, Some(false));
+        assert_eq!(q.immutable_tags, None);
         assert_eq!(
             q.repositories[0].repository.to_string(),
             "quay.io/coreos/etcd"

@@ -7,13 +7,17 @@
 //!   shard's only).
 //! - `shard.rs`: splitting the work between processes by a stable hash of the repository
 //!   ([`Shard`]).
-//! - `uptodate.rs`: whether an image is already at its destination with its signatures.
+//! - `filter.rs`: which listed tags are taken (the YAML's selection and [`TagFilter`]).
+//! - `uptodate.rs`: whether an image is already at its destination, whole, with its
+//!   signatures; and for immutable tags, whether it is there at all, without reading the source.
 //! - [`run`] (here): the scheduler. Every image is a [`copy::copy`] through the policy gate,
 //!   all in one [`Session`], so images share each registry's connections, tokens, request cap
 //!   and 429 pause, and blobs pushed by one image are mounted by the next instead of sent again.
 //!   Up to `parallel_images` copies run at once (more incremental checks, which are cheap),
 //!   and at most `max_blobs_in_flight` blobs stream at once across all of them.
-//! - `report.rs`: the per-image result and the JSON report ([`SyncReport`]).
+//! - `prune.rs`: `--prune`, after the copies: the destination tags the source withdrew,
+//!   deleted with what belongs to them, where the source's listing makes that safe.
+//! - `report.rs`: the per-image result, the pruned tags and the JSON report ([`SyncReport`]).
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -32,16 +36,19 @@
 //! ```
 
 mod config;
+mod filter;
 mod plan;
+mod prune;
 mod report;
 mod semver;
 mod shard;
 mod uptodate;
 
-pub use config::{ConfigError, SyncConfig};
+pub use config::{ConfigError, SyncConfig, TagRegex};
+pub use filter::{FilterSide, TagFilter, TagFilterError};
 pub use plan::{
-    DestinationKind, Plan, PlanError, PlanFailure, PlanRequest, SourceKind, UnknownKind, WorkItem,
-    plan,
+    DestinationKind, PROBE_TAG, Plan, PlanError, PlanFailure, PlanRequest, RepositoryScope,
+    SourceKind, UnknownKind, WorkItem, plan,
 };
 pub use shard::{Shard, ShardError};
 
@@ -56,7 +63,9 @@ use crate::copy::{self, BlobAction, Checked, CopyError, CopyOptions, Progress, P
 use crate::error::ErrorKind;
 use crate::session::Session;
 use crate::transport::TransportError;
-pub use report::{ImageResult, ImageStatus, Summary, SyncReport};
+pub use report::{
+    ImageResult, ImageStatus, NotPruned, PruneStatus, PrunedTag, Summary, SyncReport,
+};
 use uptodate::Freshness;
 
 /// Receives a sync's progress: each image as it ends, and warnings. Called from any task; keep
@@ -66,6 +75,8 @@ pub trait SyncProgress: Send + Sync {
     fn image_done(&self, result: &ImageResult, done: usize, total: usize);
     /// Something to tell the user that fails nothing.
     fn warning(&self, message: &str);
+    /// A withdrawn destination tag was deleted (or would be, or could not be).
+    fn pruned(&self, _tag: &PrunedTag) {}
 }
 
 /// How a sync runs, besides what it copies.
@@ -89,8 +100,14 @@ pub struct SyncOptions {
     /// How many more times an image whose copy broke off (a blob stream, a 5xx, a 429) is
     /// copied again.
     pub image_retries: u32,
-    /// Copy images found up to date anyway.
+    /// Copy images found up to date anyway (and read immutable tags at the source).
     pub force: bool,
+    /// After the copies, delete the destination tags the source no longer lists (within the
+    /// same filters), with what belongs to them; with `dry_run`, say which.
+    pub prune: bool,
+    /// For a store destination, a pruned name's records and the signatures only they wrote go
+    /// too (the store keeps this evidence by default).
+    pub purge_evidence: bool,
     /// Where progress goes.
     pub progress: Option<Arc<dyn SyncProgress>>,
 }
@@ -108,6 +125,8 @@ impl SyncOptions {
             dry_run: false,
             image_retries: 2,
             force: false,
+            prune: false,
+            purge_evidence: false,
             progress: None,
         }
     }
@@ -182,6 +201,24 @@ async fn copy_image(shared: &Shared, item: &WorkItem, copy_options: &CopyOptions
     };
     if shared.stop.load(Ordering::SeqCst) {
         return not_attempted(result);
+    }
+    if item.immutable && !options.force {
+        let permit = shared.checks.acquire().await;
+        let held = uptodate::immutable(&shared.session, &item.destination, copy_options).await;
+        drop(permit);
+        match held {
+            Ok(Some((digest, signatures))) => {
+                result.status = ImageStatus::Skipped;
+                result.immutable = true;
+                result.reason = Some(format!(
+                    "immutable tag: at the destination with {signatures} signature(s); the source was not read"
+                ));
+                result.digest = Some(digest);
+                return result;
+            }
+            Ok(None) => {}
+            Err(e) => tracing::debug!("{}: immutable check failed: {e}", item.destination),
+        }
     }
     if !options.force {
         let permit = shared.checks.acquire().await;
@@ -332,6 +369,7 @@ pub async fn run(
         destination_kind: request.destination_kind,
         mode: options.copy.gate.mode,
         dry_run: options.dry_run,
+        prune: options.prune,
         shard: request.shard,
         started: started_at,
         seconds: 0.0,
@@ -342,6 +380,8 @@ pub async fn run(
         },
         warnings: plan.warnings.clone(),
         images: Vec::new(),
+        pruned: Vec::new(),
+        not_pruned: Vec::new(),
     };
     for f in &plan.failures {
         let mut r = ImageResult::new(
@@ -368,6 +408,10 @@ pub async fn run(
     });
     // Every image into one archive shares its writer; the file appears at the end.
     session.hold_archives();
+    let listings = shared
+        .options
+        .prune
+        .then(|| prune::prefetch(session, &plan.scopes, &shared.options));
     let handles: Vec<_> = plan
         .items
         .into_iter()
@@ -393,6 +437,21 @@ pub async fn run(
         });
     }
     finish_archives(session, request, &mut report, keep_going).await;
+    if let Some(listings) = listings {
+        // A listing task that ended abnormally is listed again by the prune.
+        let listings = listings.await.unwrap_or_default();
+        let (pruned, not_pruned) = prune::prune(
+            session,
+            request,
+            &plan.scopes,
+            &report.images,
+            listings,
+            &shared.options,
+        )
+        .await;
+        report.pruned = pruned;
+        report.not_pruned = not_pruned;
+    }
     report.seconds = started.elapsed().as_secs_f64();
     report.tally();
     report

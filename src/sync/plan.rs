@@ -17,15 +17,18 @@
 //! sync into an archive carried.
 //!
 //! Tags are listed (with the session's client for the registry, so listing shares the
-//! connection and token the copies use) only for the repositories of this shard.
+//! connection and token the copies use) only for the repositories of this shard, and filtered
+//! by the YAML's selection and the request's [`TagFilter`]. What each repository's listing gave
+//! (or why there was none) is kept for the prune after the copies ([`RepositoryScope`]).
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use futures::StreamExt;
 
 use super::config::{ConfigError, ImageRef, RepositoryEntry, SyncConfig, TagSelection};
+use super::filter::{TagFilter, takes_tag};
 use super::shard::Shard;
 use crate::reference::{DockerReference, ImageReference, ReferenceError};
 use crate::session::Session;
@@ -227,6 +230,11 @@ pub struct PlanRequest {
     pub shard: Option<Shard>,
     /// How many repositories' tags are listed at once.
     pub parallel_listings: usize,
+    /// Which listed tags are taken, besides the YAML's own selection (docker and yaml sources).
+    pub tag_filter: TagFilter,
+    /// A tag already at the destination with its signatures is not read at the source (a YAML
+    /// registry's `immutable-tags` overrides this).
+    pub immutable_tags: bool,
 }
 
 impl PlanRequest {
@@ -247,6 +255,8 @@ impl PlanRequest {
             source_options: TransportOptions::default(),
             shard: None,
             parallel_listings: 8,
+            tag_filter: TagFilter::default(),
+            immutable_tags: false,
         }
     }
 }
@@ -263,6 +273,9 @@ pub struct WorkItem {
     pub repository: String,
     /// Settings for reading it.
     pub source_options: TransportOptions,
+    /// Its tag is immutable: when the destination has it with its signatures, the source is not
+    /// read.
+    pub immutable: bool,
 }
 
 /// A repository whose images could not be listed; the rest of the plan stands.
@@ -287,7 +300,45 @@ pub struct Plan {
     pub repositories: usize,
     /// Repositories left to other shards.
     pub other_shards: usize,
+    /// This shard's repositories, with what their listing gave: what a prune goes by.
+    pub scopes: Vec<RepositoryScope>,
 }
+
+/// A source repository of this shard, as a prune sees it: where its images go, and which tags
+/// the source listed and the filters took (or why there is no such listing).
+#[derive(Debug, Clone)]
+pub struct RepositoryScope {
+    /// The source repository (`registry.example.com/ns/app`): the shard key.
+    pub repository: String,
+    /// An image reference in the destination repository its images go to (tagged with
+    /// [`PROBE_TAG`]), or why none can be named.
+    pub destination: Result<ImageReference, String>,
+    /// Other source repositories, of any shard, whose images go to the same destination
+    /// repository (skopeo's naming keeps only the last path element).
+    pub shares_destination_with: Vec<String>,
+    pub(crate) listing: Listing,
+}
+
+/// What a repository's listing gave.
+#[derive(Debug, Clone)]
+pub(crate) enum Listing {
+    /// Every tag the source listed, whole.
+    Complete {
+        /// The YAML's selection.
+        selection: TagSelection,
+        /// How many tags the source listed.
+        listed: usize,
+        /// The tags the selection and the filter took.
+        taken: BTreeSet<String>,
+    },
+    /// The listing failed (or came back incomplete).
+    Failed(String),
+    /// The tags were not listed (an explicit list, one image named): why.
+    NotListed(String),
+}
+
+/// The tag of the reference that names a destination repository in a [`RepositoryScope`].
+pub const PROBE_TAG: &str = "ferry-repository-probe";
 
 /// Go's `path.Clean`.
 fn go_clean(p: &str) -> String {
@@ -425,6 +476,7 @@ fn item(
     request: &PlanRequest,
     source: DockerReference,
     options: &TransportOptions,
+    immutable: bool,
 ) -> Result<WorkItem, PlanError> {
     let destination = destination_for(request, &source.to_string())?;
     Ok(WorkItem {
@@ -432,9 +484,31 @@ fn item(
         source: crate::transport::docker::Reference::image(source),
         destination,
         source_options: options.clone(),
+        immutable,
     })
 }
 
+/// The destination repository `repository`'s images go to, named by an image in it.
+fn probe(request: &PlanRequest, repository: &DockerReference) -> Result<ImageReference, String> {
+    let tagged = repository
+        .with_tag(PROBE_TAG)
+        .map_err(|e| format!("{}: {e}", repository.name()))?;
+    destination_for(request, &tagged.to_string()).map_err(|e| e.to_string())
+}
+
+fn scope(request: &PlanRequest, repository: &DockerReference, listing: Listing) -> RepositoryScope {
+    RepositoryScope {
+        repository: repository.name(),
+        destination: probe(request, repository),
+        shares_destination_with: Vec::new(),
+        listing,
+    }
+}
+
+/// The image tags of a source repository. cosign's attachment tags and referrers fallback
+/// indexes are left out: they travel with the images they belong to (or are left behind with
+/// `--signatures remove-signatures`), and a withdrawn image's leftovers must not come back
+/// as images of their own.
 async fn list_tags(
     session: &Session,
     repository: &DockerReference,
@@ -448,7 +522,11 @@ async fn list_tags(
         .registry_client(repository, options)
         .await
         .map_err(fail)?;
-    docker::list_tags(&client, repository).await.map_err(fail)
+    let tags = docker::list_tags(&client, repository).await.map_err(fail)?;
+    Ok(tags
+        .into_iter()
+        .filter(|t| !docker::registry_ops::is_attachment_tag(t))
+        .collect())
 }
 
 async fn plan_docker(session: &Arc<Session>, request: &PlanRequest) -> Result<Plan, PlanError> {
@@ -465,13 +543,23 @@ async fn plan_docker(session: &Arc<Session>, request: &PlanRequest) -> Result<Pl
         return Ok(plan);
     }
     let options = &request.source_options;
+    let immutable = request.immutable_tags;
     if named.tag().is_some() || named.digest().is_some() {
-        plan.items.push(item(request, named, options)?);
+        let why = "one image was named, not a repository whose tags the source lists";
+        plan.scopes
+            .push(scope(request, &named, Listing::NotListed(why.into())));
+        plan.items.push(item(request, named, options, immutable)?);
         return Ok(plan);
     }
-    for tag in list_tags(session, &named, options).await? {
+    let listed = list_tags(session, &named, options).await?;
+    let mut taken = BTreeSet::new();
+    let count = listed.len();
+    for tag in listed.into_iter().filter(|t| request.tag_filter.matches(t)) {
         match named.with_tag(&tag) {
-            Ok(r) => plan.items.push(item(request, r, options)?),
+            Ok(r) => {
+                plan.items.push(item(request, r, options, immutable)?);
+                taken.insert(tag);
+            }
             Err(e) => plan.warnings.push(format!(
                 "{}: skipping the tag {tag:?} the registry listed: {e}",
                 named.name()
@@ -481,6 +569,12 @@ async fn plan_docker(session: &Arc<Session>, request: &PlanRequest) -> Result<Pl
     if plan.items.is_empty() {
         return Err(PlanError::NoImages(request.source.clone()));
     }
+    let listing = Listing::Complete {
+        selection: TagSelection::All,
+        listed: count,
+        taken,
+    };
+    plan.scopes.push(scope(request, &named, listing));
     Ok(plan)
 }
 
@@ -526,6 +620,7 @@ async fn plan_archive(session: &Arc<Session>, request: &PlanRequest) -> Result<P
             source,
             repository,
             source_options: request.source_options.clone(),
+            immutable: request.immutable_tags,
         });
     }
     if plan.items.is_empty() && plan.other_shards == 0 {
@@ -592,6 +687,7 @@ fn plan_dir(request: &PlanRequest) -> Result<Plan, PlanError> {
             source: crate::transport::dir::Reference::image(path),
             repository,
             source_options: request.source_options.clone(),
+            immutable: request.immutable_tags,
         });
     }
     if plan.items.is_empty() && plan.other_shards == 0 {
@@ -600,55 +696,68 @@ fn plan_dir(request: &PlanRequest) -> Result<Plan, PlanError> {
     Ok(plan)
 }
 
+/// What one repository entry gave: its images, warnings, and what its listing was.
+type Expanded = (Vec<DockerReference>, Vec<String>, Listing);
+
 /// The images of one repository entry, or why they could not be listed.
 async fn expand(
     session: &Session,
     entry: &RepositoryEntry,
     options: &TransportOptions,
-) -> Result<(Vec<DockerReference>, Vec<String>), PlanError> {
+    filter: &TagFilter,
+) -> Result<Expanded, PlanError> {
     let repo = &entry.repository;
     let mut warnings = Vec::new();
-    let from_tags = |tags: Vec<String>, keep: &dyn Fn(&str) -> bool, warnings: &mut Vec<String>| {
-        let mut out = Vec::new();
-        for tag in tags.into_iter().filter(|t| keep(t)) {
-            match repo.with_tag(&tag) {
-                Ok(r) => out.push(r),
-                Err(e) => warnings.push(format!(
-                    "{}: skipping the tag {tag:?} the registry listed: {e}",
-                    repo.name()
-                )),
+    let (images, listing) = match &entry.selection {
+        TagSelection::List(list) => {
+            let mut images = Vec::new();
+            for i in list {
+                match i {
+                    ImageRef::Tag(t) if !filter.matches(t) => warnings.push(format!(
+                        "{}: the tag {t:?} the YAML lists is left out by the tag filters",
+                        repo.name()
+                    )),
+                    ImageRef::Tag(t) => {
+                        images.push(repo.with_tag(t).map_err(|source| PlanError::Reference {
+                            what: format!("{}:{t}", repo.name()),
+                            source,
+                        })?)
+                    }
+                    ImageRef::Digest(d) => images.push(repo.with_digest(d.clone())),
+                }
             }
+            let why = "its tags are listed in the YAML, not listed by the source";
+            (images, Listing::NotListed(why.into()))
         }
-        out
-    };
-    let images = match &entry.selection {
-        TagSelection::List(list) => list
-            .iter()
-            .map(|i| match i {
-                ImageRef::Tag(t) => repo.with_tag(t).map_err(|source| PlanError::Reference {
-                    what: format!("{}:{t}", repo.name()),
-                    source,
-                }),
-                ImageRef::Digest(d) => Ok(repo.with_digest(d.clone())),
-            })
-            .collect::<Result<Vec<_>, _>>()?,
-        TagSelection::All => {
+        selection => {
             let tags = list_tags(session, repo, options).await?;
-            from_tags(tags, &|_| true, &mut warnings)
-        }
-        TagSelection::Regex(re) => {
-            let tags = list_tags(session, repo, options).await?;
-            from_tags(tags, &|t| re.matches(t), &mut warnings)
-        }
-        TagSelection::Semver(c) => {
-            let tags = list_tags(session, repo, options).await?;
-            from_tags(tags, &|t| c.matches_tag(t), &mut warnings)
+            let listed = tags.len();
+            let mut images = Vec::new();
+            let mut taken = BTreeSet::new();
+            for tag in tags.into_iter().filter(|t| takes_tag(selection, filter, t)) {
+                match repo.with_tag(&tag) {
+                    Ok(r) => {
+                        images.push(r);
+                        taken.insert(tag);
+                    }
+                    Err(e) => warnings.push(format!(
+                        "{}: skipping the tag {tag:?} the registry listed: {e}",
+                        repo.name()
+                    )),
+                }
+            }
+            let listing = Listing::Complete {
+                selection: selection.clone(),
+                listed,
+                taken,
+            };
+            (images, listing)
         }
     };
     if images.is_empty() {
         warnings.push(format!("{}: no images to sync found", repo.name()));
     }
-    Ok((images, warnings))
+    Ok((images, warnings, listing))
 }
 
 async fn plan_yaml(session: &Arc<Session>, request: &PlanRequest) -> Result<Plan, PlanError> {
@@ -658,37 +767,63 @@ async fn plan_yaml(session: &Arc<Session>, request: &PlanRequest) -> Result<Plan
         ..Plan::default()
     };
     let mut work = Vec::new();
+    // Which source repositories (of every shard) go to each destination repository.
+    let mut by_destination: HashMap<String, Vec<String>> = HashMap::new();
     for registry in &config.registries {
         let options = source_options_for(&request.source_options, registry);
+        let immutable = registry.immutable_tags.unwrap_or(request.immutable_tags);
         for entry in &registry.repositories {
+            if let Ok(d) = probe(request, &entry.repository) {
+                by_destination
+                    .entry(d.to_string())
+                    .or_default()
+                    .push(entry.repository.name());
+            }
             if takes(request, &mut plan, &entry.repository.name()) {
-                work.push((entry, options.clone()));
+                work.push((entry, options.clone(), immutable));
             }
         }
     }
     // Listing is the slow part of planning a large mirror (one request or more per
     // repository): several at once, results kept in the config's order.
+    let filter = &request.tag_filter;
     let expanded: Vec<_> = futures::stream::iter(work)
-        .map(|(entry, options)| async move {
-            let r = expand(session, entry, &options).await;
-            (entry, options, r)
+        .map(|(entry, options, immutable)| async move {
+            let r = expand(session, entry, &options, filter).await;
+            (entry, options, immutable, r)
         })
         .buffered(request.parallel_listings.max(1))
         .collect()
         .await;
-    for (entry, options, r) in expanded {
-        match r {
-            Ok((images, warnings)) => {
+    for (entry, options, immutable, r) in expanded {
+        let listing = match r {
+            Ok((images, warnings, listing)) => {
                 plan.warnings.extend(warnings);
                 for image in images {
-                    plan.items.push(item(request, image, &options)?);
+                    plan.items.push(item(request, image, &options, immutable)?);
                 }
+                listing
             }
-            Err(error) => plan.failures.push(PlanFailure {
-                repository: format!("docker://{}", entry.repository.name()),
-                error,
-            }),
+            Err(error) => {
+                let why = error.to_string();
+                plan.failures.push(PlanFailure {
+                    repository: format!("docker://{}", entry.repository.name()),
+                    error,
+                });
+                Listing::Failed(why)
+            }
+        };
+        let mut scope = scope(request, &entry.repository, listing);
+        if let Ok(d) = &scope.destination {
+            scope.shares_destination_with = by_destination
+                .get(&d.to_string())
+                .into_iter()
+                .flatten()
+                .filter(|r| **r != scope.repository)
+                .cloned()
+                .collect();
         }
+        plan.scopes.push(scope);
     }
     Ok(plan)
 }

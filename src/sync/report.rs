@@ -77,6 +77,9 @@ pub struct ImageResult {
     pub attempts: u32,
     /// Seconds from the image's start to its end.
     pub seconds: f64,
+    /// Skipped as an immutable tag: the destination had it with its signatures, and the source
+    /// was not read at all.
+    pub immutable: bool,
 }
 
 impl ImageResult {
@@ -102,8 +105,72 @@ impl ImageResult {
             bytes_copied: 0,
             attempts: 0,
             seconds: 0.0,
+            immutable: false,
         }
     }
+}
+
+/// What became of a destination tag a prune found withdrawn at the source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PruneStatus {
+    /// Deleted, with what belonged to it (or only its name, when other names still need its
+    /// manifest: `detail` says).
+    Deleted,
+    /// A dry run found that it would be deleted.
+    WouldDelete,
+    /// Left in place: the destination cannot remove it without removing what other names need
+    /// (`detail` says why).
+    Kept,
+    /// The deletion failed (`detail` has the error); the tag is still there.
+    Failed,
+}
+
+impl PruneStatus {
+    /// The name used in the report and in progress lines.
+    pub fn name(self) -> &'static str {
+        match self {
+            PruneStatus::Deleted => "deleted",
+            PruneStatus::WouldDelete => "would-delete",
+            PruneStatus::Kept => "kept",
+            PruneStatus::Failed => "failed",
+        }
+    }
+}
+
+/// A destination tag the prune found withdrawn at the source.
+#[derive(Debug, Clone, Serialize)]
+pub struct PrunedTag {
+    /// The destination image (`docker://mirror.example/m/app:v0.9`).
+    pub destination: String,
+    /// The source repository it was mirrored from.
+    pub repository: String,
+    /// What became of it.
+    pub status: PruneStatus,
+    /// Why it went: the source's listing, and that this tag was within the filters but not in
+    /// it.
+    pub reason: String,
+    /// The manifest it named.
+    pub digest: Option<Digest>,
+    /// What went with it: signatures, sigstore attachments, referrers.
+    pub removed: Vec<String>,
+    /// What stayed and why, or the error of a failure.
+    pub detail: Option<String>,
+}
+
+/// A repository the prune left alone, and why.
+#[derive(Debug, Clone, Serialize)]
+pub struct NotPruned {
+    /// The source repository.
+    pub repository: String,
+    /// Its destination repository, when one is named.
+    pub destination: Option<String>,
+    /// Why nothing was deleted there.
+    pub reason: String,
+    /// Whether that is a failure (the destination could not be listed or checked), rather than
+    /// the prune declining (a failed or incomplete source listing, images not copied, a
+    /// destination shared with another repository).
+    pub failed: bool,
 }
 
 /// Counts over every image.
@@ -129,6 +196,19 @@ pub struct Summary {
     pub repositories: usize,
     /// Repositories left to other shards.
     pub other_shards_repositories: usize,
+    /// Skipped as immutable tags (counted in `skipped` too): the source was not read.
+    pub skipped_immutable: usize,
+    /// Destination tags deleted by the prune.
+    pub deleted: usize,
+    /// Destination tags a dry run would delete.
+    pub would_delete: usize,
+    /// Withdrawn destination tags left in place (the destination cannot remove them alone).
+    pub prune_kept: usize,
+    /// Withdrawn destination tags whose deletion failed, and repositories the prune could not
+    /// check.
+    pub prune_failed: usize,
+    /// Repositories the prune left alone.
+    pub not_pruned: usize,
 }
 
 /// The whole sync.
@@ -148,6 +228,8 @@ pub struct SyncReport {
     pub mode: SignatureMode,
     /// Whether this was a dry run.
     pub dry_run: bool,
+    /// Whether destination tags the source withdrew were deleted (`--prune`).
+    pub prune: bool,
     /// The shard, when the sync was split.
     pub shard: Option<Shard>,
     /// When it started (RFC 3339, UTC).
@@ -160,6 +242,10 @@ pub struct SyncReport {
     pub warnings: Vec<String>,
     /// Every image, in the work list's order (repositories that could not be listed first).
     pub images: Vec<ImageResult>,
+    /// With `prune`: the destination tags withdrawn at the source, and what became of each.
+    pub pruned: Vec<PrunedTag>,
+    /// With `prune`: the repositories where nothing was deleted, and why.
+    pub not_pruned: Vec<NotPruned>,
 }
 
 impl SyncReport {
@@ -169,9 +255,20 @@ impl SyncReport {
             images: self.images.len(),
             repositories: self.summary.repositories,
             other_shards_repositories: self.summary.other_shards_repositories,
+            not_pruned: self.not_pruned.len(),
             ..Summary::default()
         };
+        for p in &self.pruned {
+            match p.status {
+                PruneStatus::Deleted => s.deleted += 1,
+                PruneStatus::WouldDelete => s.would_delete += 1,
+                PruneStatus::Kept => s.prune_kept += 1,
+                PruneStatus::Failed => s.prune_failed += 1,
+            }
+        }
+        s.prune_failed += self.not_pruned.iter().filter(|n| n.failed).count();
         for i in &self.images {
+            s.skipped_immutable += usize::from(i.immutable);
             match i.status {
                 ImageStatus::Copied => s.copied += 1,
                 ImageStatus::Skipped => s.skipped += 1,
@@ -198,10 +295,29 @@ impl SyncReport {
                 format!("{} up to date", s.skipped),
             ];
         }
+        if s.skipped_immutable > 0 {
+            parts.push(format!("{} of them immutable", s.skipped_immutable));
+        }
         parts.push(format!("{} rejected", s.rejected));
         parts.push(format!("{} failed", s.failed));
         if s.not_attempted > 0 {
             parts.push(format!("{} not attempted", s.not_attempted));
+        }
+        if self.prune {
+            parts.push(if self.dry_run {
+                format!("{} would be deleted", s.would_delete)
+            } else {
+                format!("{} deleted", s.deleted)
+            });
+            if s.prune_kept > 0 {
+                parts.push(format!("{} withdrawn but kept", s.prune_kept));
+            }
+            if s.prune_failed > 0 {
+                parts.push(format!("{} deletion(s) failed", s.prune_failed));
+            }
+            if s.not_pruned > 0 {
+                parts.push(format!("{} repositories not pruned", s.not_pruned));
+            }
         }
         let shard = match &self.shard {
             Some(sh) => format!(" (shard {sh}, {} repositories)", s.repositories),

@@ -15,6 +15,13 @@
 //! not the source's: the image is up to date when the destination's manifest has the source's
 //! config and no layer the compression would still convert (one manifest read per side more).
 //!
+//! An image the destination holds but not whole (a blob or an instance missing or cut short:
+//! a copy into `dir:` or `oci:` that broke off, or damage) is copied again, which repairs it;
+//! the destination transport says so in [`Present::incomplete`].
+//!
+//! For immutable tags ([`immutable`]), the destination alone decides: a tag that is there, whole,
+//! with signatures (or with none wanted) is skipped without a single request to the source.
+//!
 //! What this cannot see: a signature added at the source after the image was mirrored, while
 //! the destination keeps older ones. The gate is not run for an image found up to date: it ran
 //! when the image was copied, and nothing is written now.
@@ -115,6 +122,27 @@ async fn recompressed_already(
     Ok(compression.already_applied(&source_image, &written_image))
 }
 
+/// Whether a copy with `options` leaves signatures at the destination.
+fn wants_signatures(options: &CopyOptions) -> bool {
+    options.gate.mode != SignatureMode::RemoveSignatures || options.sign.is_some()
+}
+
+/// For an immutable tag: the digest and signature count of `dst` when the destination holds it
+/// whole and with signatures (or the copy wants none), so the source need not be read at all.
+/// An image there without signatures is not enough when the copy keeps them: only the source
+/// can say that it has none.
+pub async fn immutable(
+    session: &Arc<Session>,
+    dst: &ImageReference,
+    options: &CopyOptions,
+) -> Result<Option<(Digest, usize)>> {
+    Ok(session
+        .present(dst, &options.destination)
+        .await?
+        .filter(|p| p.incomplete.is_none() && (p.signatures > 0 || !wants_signatures(options)))
+        .map(|p| (p.digest, p.signatures)))
+}
+
 /// Whether copying `src` to `dst` with `options` (its source and destination settings, mode,
 /// selection and signing) would change anything at the destination.
 pub async fn check(
@@ -126,11 +154,17 @@ pub async fn check(
     let Some(Present {
         digest: dst_digest,
         signatures: dst_signatures,
+        incomplete,
         ..
     }) = session.present(dst, &options.destination).await?
     else {
         return Ok(Freshness::Stale("not at the destination".into()));
     };
+    if let Some(why) = incomplete {
+        return Ok(Freshness::Stale(format!(
+            "half-written at the destination ({why}); copying it again repairs it"
+        )));
+    }
     let Some((src_digest, instance)) =
         source_digest(session, src, &options.gate.source, &options.gate.selection).await?
     else {
@@ -146,9 +180,7 @@ pub async fn check(
     let up_to_date = Freshness::UpToDate {
         digest: dst_digest.clone(),
     };
-    let wants_signatures =
-        options.gate.mode != SignatureMode::RemoveSignatures || options.sign.is_some();
-    if !wants_signatures || dst_signatures > 0 {
+    if !wants_signatures(options) || dst_signatures > 0 {
         return Ok(up_to_date);
     }
     if options.sign.is_some() {

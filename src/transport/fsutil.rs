@@ -145,6 +145,59 @@ pub fn has_file_of_size(path: &Path, size: u64) -> bool {
         .unwrap_or(false)
 }
 
+/// Why the image whose manifest is `manifest` is not whole in a local transport, or `None`
+/// when it is: every blob it needs is a file (`blob` says where) of the size its descriptor
+/// gives, and for a list every instance's manifest (`instance` reads it; `None`: missing) is
+/// there and whole too. Sizes only, no hashing: blobs are renamed into place after their
+/// digest was checked, so a wrong size means a file cut short or a copy that never finished.
+pub fn incomplete_image(
+    manifest: &[u8],
+    blob: &dyn Fn(&crate::digest::Digest) -> PathBuf,
+    instance: &dyn Fn(&crate::digest::Digest) -> Option<Vec<u8>>,
+) -> Option<String> {
+    incomplete_at(manifest, blob, instance, 0)
+}
+
+fn incomplete_at(
+    manifest: &[u8],
+    blob: &dyn Fn(&crate::digest::Digest) -> PathBuf,
+    instance: &dyn Fn(&crate::digest::Digest) -> Option<Vec<u8>>,
+    depth: usize,
+) -> Option<String> {
+    let parsed = match crate::manifest::parse(manifest, None) {
+        Ok(m) => m,
+        Err(e) => return Some(format!("its manifest cannot be read: {e}")),
+    };
+    match parsed {
+        crate::manifest::Manifest::Image(_, image) => image.blobs().into_iter().find_map(|d| {
+            let p = blob(&d.digest);
+            (!has_file_of_size(&p, d.size)).then(|| {
+                format!(
+                    "the blob {} is missing or not {} bytes ({})",
+                    d.digest,
+                    d.size,
+                    p.display()
+                )
+            })
+        }),
+        crate::manifest::Manifest::List(_, list) => list.manifests.iter().find_map(|d| {
+            let Some(bytes) = instance(&d.digest) else {
+                return Some(format!("the instance {} is missing", d.digest));
+            };
+            if !d.digest.matches(&bytes) {
+                return Some(format!(
+                    "the instance {} does not match its digest",
+                    d.digest
+                ));
+            }
+            if depth >= 2 {
+                return None;
+            }
+            incomplete_at(&bytes, blob, instance, depth + 1)
+        }),
+    }
+}
+
 /// An exclusive lock on a file, released on drop.
 pub struct FileLock {
     file: std::fs::File,

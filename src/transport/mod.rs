@@ -389,6 +389,127 @@ pub trait Transport: Send + Sync + 'static {
         _writing: bool,
     ) {
     }
+
+    /// The images a destination holds in the repository of `reference` (the tags of a
+    /// registry repository, the names of an OCI layout, the `dir:` images beside it named
+    /// `NAME:TAG`, the store's names of the same repository), without what is attached to
+    /// images (signatures, sigstore attachments, referrers): what a mirror's prune compares
+    /// with the source. Empty when the repository does not exist. By default the transport
+    /// cannot say.
+    async fn list_repository(
+        &self,
+        _session: &Session,
+        reference: &ImageReference,
+        _options: &TransportOptions,
+    ) -> Result<Vec<HeldImage>> {
+        Err(TransportError::Unsupported(format!(
+            "{reference}: the {} transport cannot list the images of a repository",
+            reference.transport()
+        )))
+    }
+
+    /// Deletes the image `reference` names with what belongs to it: its signatures, its
+    /// sigstore attachments and its referrers, unless its manifest is one of
+    /// `request.keep` (other names here still name it: then only the name goes, where the
+    /// transport can remove a name alone, and everything else stays). `None` when nothing is
+    /// there. A failure leaves the name in place, so the next prune finds it again. By default
+    /// the transport cannot delete.
+    async fn delete(
+        &self,
+        _session: &Session,
+        reference: &ImageReference,
+        _options: &TransportOptions,
+        _request: &DeleteRequest,
+    ) -> Result<Option<Deletion>> {
+        Err(TransportError::Unsupported(format!(
+            "{reference}: the {} transport cannot delete images",
+            reference.transport()
+        )))
+    }
+}
+
+/// An image a destination holds ([`Transport::list_repository`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HeldImage {
+    /// Its tag within the repository (`v1`; for `dir:`, what follows `NAME:`).
+    pub tag: String,
+    /// Its reference.
+    pub reference: ImageReference,
+}
+
+impl HeldImage {
+    /// The image `reference`, tagged `tag`.
+    pub fn new(tag: impl Into<String>, reference: ImageReference) -> HeldImage {
+        HeldImage {
+            tag: tag.into(),
+            reference,
+        }
+    }
+}
+
+/// What [`Transport::delete`] is asked to leave in place.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct DeleteRequest {
+    /// Manifests that other names at the destination still name: such a manifest, its
+    /// signatures, attachments and referrers stay; only the name goes.
+    pub keep: std::collections::HashSet<Digest>,
+    /// For the store: also remove the records made for the name and the signatures only
+    /// they wrote (the store keeps this evidence by default).
+    pub purge_evidence: bool,
+}
+
+/// What [`Transport::delete`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Deletion {
+    /// The manifest the name named.
+    pub digest: Digest,
+    /// Whether the name is gone (false: it stays, and `kept` says why).
+    pub name_removed: bool,
+    /// Whether the manifest went too (false when other names still need it, or the
+    /// transport removes names only).
+    pub manifest_removed: bool,
+    /// What went with it, for people: signatures, attachments, referrers.
+    pub removed: Vec<String>,
+    /// What stayed and why, for people.
+    pub kept: Option<String>,
+}
+
+impl Deletion {
+    /// The name and the manifest `digest` went, with `removed`.
+    pub fn whole(digest: Digest, removed: Vec<String>) -> Deletion {
+        Deletion {
+            digest,
+            name_removed: true,
+            manifest_removed: true,
+            removed,
+            kept: None,
+        }
+    }
+
+    /// Only the name went: the manifest stays, for `why`.
+    pub fn name_only(digest: Digest, why: impl Into<String>) -> Deletion {
+        Deletion {
+            digest,
+            name_removed: true,
+            manifest_removed: false,
+            removed: Vec::new(),
+            kept: Some(why.into()),
+        }
+    }
+
+    /// Nothing went, for `why`.
+    pub fn kept(digest: Digest, why: impl Into<String>) -> Deletion {
+        Deletion {
+            digest,
+            name_removed: false,
+            manifest_removed: false,
+            removed: Vec::new(),
+            kept: Some(why.into()),
+        }
+    }
 }
 
 /// What a destination holds under a reference ([`Transport::present`]).
@@ -399,12 +520,25 @@ pub struct Present {
     pub digest: Digest,
     /// How many signatures the destination keeps for that manifest.
     pub signatures: usize,
+    /// Why the image is not whole there, when it is not (a blob or an instance missing or
+    /// cut short: a copy that broke off, or damage): copying it again repairs it.
+    pub incomplete: Option<String>,
 }
 
 impl Present {
     /// A manifest with this many signatures.
     pub fn new(digest: Digest, signatures: usize) -> Present {
-        Present { digest, signatures }
+        Present {
+            digest,
+            signatures,
+            incomplete: None,
+        }
+    }
+
+    /// The same, not whole there for `why` (`None`: whole).
+    pub fn with_incomplete(mut self, why: Option<String>) -> Present {
+        self.incomplete = why;
+        self
     }
 }
 

@@ -5,6 +5,7 @@
 //! skipped.
 #![allow(dead_code)]
 
+pub mod distribution;
 pub mod gpg;
 pub mod http;
 pub mod pki;
@@ -100,6 +101,49 @@ pub fn ferry_in(args: &[&str], env: &[(&str, &str)]) -> Run {
         cmd.env(k, v);
     }
     run(&mut cmd)
+}
+
+/// `ferry sync` arguments with `policy`, `registries_d` and the store at `store`, both sides'
+/// registries over plain http, then `extra`.
+pub fn sync_args(policy: &Path, registries_d: &Path, store: &Path, extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = ["sync", "--policy"].iter().map(|s| s.to_string()).collect();
+    args.push(policy.display().to_string());
+    args.push("--registries.d".into());
+    args.push(registries_d.display().to_string());
+    args.extend([
+        "--src-tls-verify=false".into(),
+        "--dest-tls-verify=false".into(),
+    ]);
+    args.push("--store".into());
+    args.push(store.display().to_string());
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
+}
+
+/// Runs ferry with `args` and kills it with SIGKILL (no cleanup, no flush) as soon as `count`
+/// lines of its stderr contain `marker`; returns the lines it wrote until then.
+pub fn ferry_killed_after(args: &[String], marker: &str, count: usize) -> Vec<String> {
+    use std::io::BufRead;
+    let mut child = Command::new(ferry_bin())
+        .args(args)
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start ferry");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut seen = Vec::new();
+    for line in std::io::BufReader::new(stderr).lines() {
+        let line = line.expect("stderr line");
+        seen.push(line);
+        if seen.iter().filter(|l| l.contains(marker)).count() == count {
+            break;
+        }
+    }
+    child.kill().expect("kill");
+    child.wait().expect("wait");
+    seen
 }
 
 /// Runs skopeo (failing the test with an install hint if it is missing).

@@ -71,8 +71,104 @@ impl Transport for DirTransport {
         let n = (1..)
             .take_while(|i| path.join(signature_name(None, *i)).is_file())
             .count();
-        Ok(Some(Present::new(Digest::sha256_of(&bytes), n)))
+        let incomplete = fsutil::incomplete_image(&bytes, &|d| path.join(d.hex()), &|d| {
+            fsutil::read_manifest_file(&path.join(manifest_name(Some(d)))).ok()
+        });
+        Ok(Some(
+            Present::new(Digest::sha256_of(&bytes), n).with_incomplete(incomplete),
+        ))
     }
+
+    /// The `dir:` images beside this one whose directory is named `NAME:TAG` with this one's
+    /// NAME (how a sync names them): a repository of `dir:` images is one directory's
+    /// `app:v1`, `app:v2`, …
+    async fn list_repository(
+        &self,
+        _session: &Session,
+        reference: &ImageReference,
+        _options: &TransportOptions,
+    ) -> Result<Vec<HeldImage>> {
+        let path = &registry::own::<Reference>(reference)?.path;
+        let (parent, prefix) = repository_of(path)?;
+        let rd = match std::fs::read_dir(&parent) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(TransportError::io(&parent, e)),
+        };
+        let mut out = Vec::new();
+        for e in rd {
+            let e = e.map_err(|e| TransportError::io(&parent, e))?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Some(tag) = name.strip_prefix(&prefix) else {
+                continue;
+            };
+            // Only dir: images: a directory with ferry's or skopeo's `version` file.
+            if !tag.is_empty() && e.path().join("version").is_file() {
+                out.push(HeldImage::new(tag, Reference::image(e.path())));
+            }
+        }
+        out.sort_by(|a, b| a.tag.cmp(&b.tag));
+        Ok(out)
+    }
+
+    /// Removes the image's directory (its signatures are files in it): renamed aside first,
+    /// under this copy's temporary prefix, so a kill midway leaves either the whole image or a
+    /// temporary the next copy into the same directory removes. Each `dir:` image holds its
+    /// own blobs and signatures, so nothing another image needs goes with it.
+    async fn delete(
+        &self,
+        _session: &Session,
+        reference: &ImageReference,
+        _options: &TransportOptions,
+        _request: &DeleteRequest,
+    ) -> Result<Option<Deletion>> {
+        let path = registry::own::<Reference>(reference)?.path.clone();
+        let m = path.join(manifest_name(None));
+        if !m.is_file() {
+            return Ok(None);
+        }
+        let digest = Digest::sha256_of(&fsutil::read_manifest_file(&m)?);
+        let signatures = std::fs::read_dir(&path)
+            .map_err(|e| TransportError::io(&path, e))?
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().contains("signature-"))
+            .count();
+        let (parent, _) = repository_of(&path)?;
+        let session = TempSession::start(&parent, 0)?;
+        let aside = parent.join(format!("{}deleted", session.prefix()));
+        std::fs::rename(&path, &aside).map_err(|e| TransportError::io(&path, e))?;
+        fsutil::sync_dir(&parent);
+        std::fs::remove_dir_all(&aside).map_err(|e| TransportError::io(&aside, e))?;
+        let removed = if signatures > 0 {
+            vec![format!(
+                "{signatures} signature file(s) in {}",
+                path.display()
+            )]
+        } else {
+            Vec::new()
+        };
+        Ok(Some(Deletion::whole(digest, removed)))
+    }
+}
+
+/// The directory holding a `dir:` image named `NAME:TAG` and the prefix `NAME:` its
+/// repository's images share.
+fn repository_of(path: &Path) -> Result<(PathBuf, String)> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let Some((repo, _)) = name.split_once(':') else {
+        return Err(TransportError::Unsupported(format!(
+            "{}: not named NAME:TAG, so it belongs to no repository of dir: images",
+            path.display()
+        )));
+    };
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    Ok((parent, format!("{repo}:")))
 }
 
 /// The content of the `version` file.

@@ -161,6 +161,38 @@ impl Transport for DockerTransport {
         };
         client.warm_up(connections, &[scope], !writing).await;
     }
+
+    /// The repository's tags, without cosign's attachment tags and referrers fallback indexes.
+    async fn list_repository(
+        &self,
+        session: &Session,
+        reference: &ImageReference,
+        options: &TransportOptions,
+    ) -> Result<Vec<HeldImage>> {
+        let Reference(r) = registry::own::<Reference>(reference)?;
+        let client = session.docker.registry_client(session, r, options).await?;
+        let mut out = Vec::new();
+        for tag in registry_ops::list_images(&client, r).await? {
+            // A tag the registry lists but docker references cannot name is not one of ours.
+            if let Ok(image) = r.with_tag(&tag) {
+                out.push(HeldImage::new(tag, Reference::image(image)));
+            }
+        }
+        Ok(out)
+    }
+
+    async fn delete(
+        &self,
+        session: &Session,
+        reference: &ImageReference,
+        options: &TransportOptions,
+        request: &DeleteRequest,
+    ) -> Result<Option<Deletion>> {
+        let Reference(r) = registry::own::<Reference>(reference)?;
+        let client = session.docker.registry_client(session, r, options).await?;
+        let registries = session.registries().await?;
+        registry_ops::delete_tag(&client, r, &registries, &request.keep).await
+    }
 }
 
 /// Reads from a registry.

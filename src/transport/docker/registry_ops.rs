@@ -1,14 +1,20 @@
-//! Operations on a registry that are not copies: deleting an image (`ferry delete`) and
+//! Operations on a registry that are not copies: deleting an image (`ferry delete`), listing
+//! a repository's images and deleting a tag with what is attached to it (a mirror's prune), and
 //! checking credentials (`ferry login`), as containers/image's `deleteImage` and `CheckAuth`.
+
+use std::collections::HashSet;
 
 use reqwest::StatusCode;
 
 use super::client::RegistryClient;
+use super::probe::{self, Access};
+use super::referrers::{Listing, list_referrers};
 use super::{get_manifest, lookaside, manifest_ref};
 use crate::config::registries_d::RegistriesConfig;
 use crate::digest::Digest;
 use crate::reference::DockerReference;
-use crate::transport::{Result, TransportError};
+use crate::transport::referrers::{cosign_artifact_tags, cosign_tag, fallback_tag};
+use crate::transport::{Deletion, RegistryErrorKind, Result, TransportError, attachments};
 
 /// Deletes the manifest `image` names (its tag's manifest, or the digest) from its repository,
 /// with every tag that points to it (registries delete manifests, not tags), and the
@@ -19,8 +25,7 @@ pub async fn delete_image(
     image: &DockerReference,
     registries: &RegistriesConfig,
 ) -> Result<Digest> {
-    // docker/distribution wants pull and delete, quay.io push; both accept "*".
-    let scopes = vec![format!("repository:{}:*", image.path())];
+    let scopes = delete_scopes(image);
     let reference = manifest_ref(image);
     let manifest = match get_manifest(client, image, &reference, &scopes).await {
         Err(TransportError::NotFound(m)) => {
@@ -31,26 +36,10 @@ pub async fn delete_image(
         other => other?,
     };
     let digest = Digest::sha256_of(&manifest.bytes);
-    let url = client.url(&format!("v2/{}/manifests/{digest}", image.path()));
-    let accept = crate::manifest::ACCEPTED.join(", ");
-    let resp = client
-        .send_with_retries(&scopes, |c| {
-            c.delete(url.clone())
-                .header(reqwest::header::ACCEPT, accept.clone())
-        })
-        .await?;
-    if resp.status() != StatusCode::ACCEPTED {
-        let status = resp.status();
-        let e = client.status_error(&url, resp).await;
-        return Err(match status {
-            StatusCode::METHOD_NOT_ALLOWED => TransportError::registry(
-                url.to_string(),
-                format!(
-                    "{e}: the registry does not allow deleting (docker/distribution needs storage.delete.enabled: true)"
-                ),
-            ),
-            _ => e,
-        });
+    if !delete_manifest(client, image, &digest.to_string()).await? {
+        return Err(TransportError::NotFound(format!(
+            "unable to delete {image}: the manifest {digest} is gone"
+        )));
     }
     if let Ok(Some(base)) = registries.write_base(image)
         && base.scheme() == "file"
@@ -58,6 +47,205 @@ pub async fn delete_image(
         lookaside::write_signatures(&base, image, &digest, &[])?;
     }
     Ok(digest)
+}
+
+fn delete_scopes(image: &DockerReference) -> Vec<String> {
+    // docker/distribution wants pull and delete, quay.io push; both accept "*".
+    vec![format!("repository:{}:*", image.path())]
+}
+
+/// `DELETE /v2/NAME/manifests/REFERENCE` (a digest, or a tag where the registry deletes tags
+/// alone): true when deleted, false when it was not there.
+async fn delete_manifest(
+    client: &RegistryClient,
+    image: &DockerReference,
+    reference: &str,
+) -> Result<bool> {
+    let url = client.url(&format!("v2/{}/manifests/{reference}", image.path()));
+    let accept = crate::manifest::ACCEPTED.join(", ");
+    let resp = client
+        .send_with_retries(&delete_scopes(image), |c| {
+            c.delete(url.clone())
+                .header(reqwest::header::ACCEPT, accept.clone())
+        })
+        .await?;
+    match resp.status() {
+        StatusCode::ACCEPTED | StatusCode::OK => Ok(true),
+        StatusCode::NOT_FOUND => Ok(false),
+        status => {
+            let e = client.status_error(&url, resp).await;
+            Err(match status {
+                StatusCode::METHOD_NOT_ALLOWED => TransportError::registry(
+                    url.to_string(),
+                    format!(
+                        "{e}: the registry does not allow deleting (docker/distribution needs storage.delete.enabled: true)"
+                    ),
+                ),
+                _ => e,
+            })
+        }
+    }
+}
+
+/// Whether a tag holds what is attached to an image rather than an image: cosign's
+/// `sha256-HEX.sig`, `.att` and `.sbom`, and the referrers fallback index `sha256-HEX`.
+pub fn is_attachment_tag(tag: &str) -> bool {
+    let Some(rest) = tag.strip_prefix("sha256-") else {
+        return false;
+    };
+    let (hex, suffix) = rest.split_at(rest.len().min(64));
+    hex.len() == 64
+        && hex.bytes().all(|b| b.is_ascii_hexdigit())
+        && matches!(suffix, "" | ".sig" | ".att" | ".sbom")
+}
+
+/// The image tags of `repository`'s repository (attachment tags left out); empty when the
+/// repository does not exist.
+pub async fn list_images(
+    client: &RegistryClient,
+    repository: &DockerReference,
+) -> Result<Vec<String>> {
+    match super::list_tags(client, repository).await {
+        Ok(tags) => Ok(tags.into_iter().filter(|t| !is_attachment_tag(t)).collect()),
+        Err(TransportError::NotFound(_)) => Ok(Vec::new()),
+        Err(TransportError::Registry {
+            kind: RegistryErrorKind::NotFound,
+            ..
+        }) => Ok(Vec::new()),
+        Err(e) => Err(e),
+    }
+}
+
+/// The digest a tag or digest names in `image`'s repository, `None` when nothing.
+async fn digest_of(
+    client: &RegistryClient,
+    image: &DockerReference,
+    reference: &str,
+) -> Result<Option<Digest>> {
+    let named = match Digest::parse(reference) {
+        Ok(d) => image.with_digest(d),
+        Err(_) => image.with_tag(reference).map_err(|e| {
+            TransportError::Unsupported(format!("{}:{reference}: {e}", image.name()))
+        })?,
+    };
+    Ok(probe::manifest_head(client, &named, Access::Push)
+        .await?
+        .map(|h| h.digest))
+}
+
+/// Deletes the tag `image` names from its repository. Unless its manifest is in `keep` (other
+/// tags name it), everything attached to that manifest goes first — its referrers (and theirs,
+/// a few levels down) with the fallback index that lists them, cosign's `.sig`, `.att` and
+/// `.sbom` tags, its signatures in a `file://` lookaside — and then the manifest, so a prune
+/// that breaks off leaves the tag to be found again. A kept manifest loses only the tag, where
+/// the registry deletes tags alone (OCI distribution 1.1); distribution 2.8 cannot, and then
+/// the tag stays and the answer says why. `None`: the tag is not there.
+pub async fn delete_tag(
+    client: &RegistryClient,
+    image: &DockerReference,
+    registries: &RegistriesConfig,
+    keep: &HashSet<Digest>,
+) -> Result<Option<Deletion>> {
+    let tag = manifest_ref(image);
+    let Some(digest) = digest_of(client, image, &tag).await? else {
+        return Ok(None);
+    };
+    if keep.contains(&digest) {
+        return Ok(Some(match delete_manifest(client, image, &tag).await {
+            Ok(_) => Deletion::name_only(digest, "other tags name the same manifest"),
+            Err(e) => Deletion::kept(
+                digest,
+                format!(
+                    "other tags name the same manifest, and the registry cannot delete a tag alone ({e}): the tag stays"
+                ),
+            ),
+        }));
+    }
+    let mut removed = Vec::new();
+    let mut subjects = vec![digest.clone()];
+    for _ in 0..4 {
+        let found = futures::future::try_join_all(
+            subjects.iter().map(|s| delete_attached(client, image, s)),
+        )
+        .await?;
+        subjects = Vec::new();
+        for (gone, referrers) in found {
+            removed.extend(gone);
+            subjects.extend(referrers);
+        }
+        if subjects.is_empty() {
+            break;
+        }
+    }
+    if let Some(base) = registries.write_base(image)?
+        && base.scheme() == "file"
+    {
+        let had = crate::config::registries_d::signature_url(&base, image, &digest, 1)
+            .to_file_path()
+            .is_ok_and(|p| p.is_file());
+        lookaside::write_signatures(&base, image, &digest, &[])?;
+        if had {
+            removed.push(format!("the lookaside signatures at {base}"));
+        }
+    }
+    delete_manifest(client, image, &digest.to_string()).await?;
+    Ok(Some(Deletion::whole(digest, removed)))
+}
+
+/// Deletes what is attached to `subject`: its referrers (each by digest; the fallback index
+/// that listed them after them) and cosign's tags of it. The places are asked all at once (one
+/// round trip or two, not one per place). Returns what went, for people, and the referrers
+/// deleted, whose own attachments go next.
+async fn delete_attached(
+    client: &RegistryClient,
+    image: &DockerReference,
+    subject: &Digest,
+) -> Result<(Vec<String>, Vec<Digest>)> {
+    let mut tags = vec![attachments::signature_tag(subject)];
+    tags.extend(
+        cosign_artifact_tags()
+            .iter()
+            .map(|(s, _)| cosign_tag(subject, s)),
+    );
+    let scopes = delete_scopes(image);
+    let (listing, tagged) = futures::future::try_join(
+        list_referrers(client, image, &scopes, subject),
+        futures::future::try_join_all(tags.iter().map(|t| digest_of(client, image, t))),
+    )
+    .await?;
+    let mut doomed: Vec<(String, String)> = listing
+        .entries()
+        .iter()
+        .map(|e| (e.digest.to_string(), format!("the referrer {}", e.digest)))
+        .collect();
+    let referrers: Vec<Digest> = listing.entries().iter().map(|e| e.digest.clone()).collect();
+    for (t, d) in tags.iter().zip(tagged) {
+        if let Some(d) = d {
+            doomed.push((d.to_string(), format!("the attachment {t}")));
+        }
+    }
+    let deleted = futures::future::try_join_all(
+        doomed
+            .iter()
+            .map(|(d, _)| delete_manifest(client, image, d)),
+    )
+    .await?;
+    let mut removed: Vec<String> = doomed
+        .into_iter()
+        .zip(deleted)
+        .filter(|(_, gone)| *gone)
+        .map(|((_, what), _)| what)
+        .collect();
+    // The fallback index goes once what it lists is gone.
+    if matches!(listing, Listing::Fallback(_)) {
+        let t = fallback_tag(subject);
+        if let Some(d) = digest_of(client, image, &t).await?
+            && delete_manifest(client, image, &d.to_string()).await?
+        {
+            removed.push(format!("the attachment {t}"));
+        }
+    }
+    Ok((removed, referrers))
 }
 
 /// Whether the client's credentials are accepted: `GET /v2/` with them (through the token

@@ -60,7 +60,7 @@ pub(crate) fn images(
 
 /// The referrers of `subject` a layout lists: unnamed entries whose manifest names `subject`. A
 /// manifest that cannot be read is skipped: it is not known to be a referrer.
-async fn referrers_of(
+pub(crate) async fn referrers_of(
     files: &dyn LayoutFiles,
     entries: &[(Option<String>, Descriptor)],
     subject: &Digest,

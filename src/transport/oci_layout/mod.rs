@@ -95,11 +95,124 @@ impl Transport for OciTransport {
                 // bundles among its referrers): counting them is a local read.
                 let layout = self.open_source(session, reference, options).await?;
                 let n = layout.signatures(&d.digest, None).await?.slots.len();
-                Ok(Some(Present::new(d.digest, n)))
+                let l = Layout::new(&own.path);
+                let incomplete = match l.read_manifest_blob(&d.digest) {
+                    Ok(bytes) => fsutil::incomplete_image(&bytes, &|b| l.blob_path(b), &|i| {
+                        l.read_manifest_blob(i).ok().map(|b| b.to_vec())
+                    }),
+                    Err(e) => Some(format!("its manifest cannot be read: {e}")),
+                };
+                Ok(Some(Present::new(d.digest, n).with_incomplete(incomplete)))
             }
             Err(TransportError::NotFound(_)) => Ok(None),
             Err(e) => Err(e),
         }
+    }
+
+    /// The images named in the layout (a sync's repository is one layout), not what is
+    /// attached to them.
+    async fn list_repository(
+        &self,
+        _session: &Session,
+        reference: &ImageReference,
+        _options: &TransportOptions,
+    ) -> Result<Vec<HeldImage>> {
+        let own = registry::own::<Reference>(reference)?;
+        if !own.path.join("index.json").is_file() {
+            return Ok(Vec::new());
+        }
+        Ok(Layout::new(&own.path)
+            .entries()?
+            .into_iter()
+            .filter(|(n, d)| !is_attached_entry(n.as_deref(), d))
+            .filter_map(|(n, _)| n)
+            .map(|n| {
+                let r = Reference::image(own.path.clone(), Some(n.clone()));
+                HeldImage::new(n, r)
+            })
+            .collect())
+    }
+
+    /// Removes the name from `index.json` (one atomic replace, under the layout's lock) and,
+    /// unless another name in the layout (or `request.keep`) still needs its manifest, the
+    /// entries of what is attached to it: its `sha256-HEX.sig`/`.att`/`.sbom` and its
+    /// referrers (and theirs). Blobs stay, as files nothing names: a layout has no collector,
+    /// and a copy writing into it now may be about to name them.
+    async fn delete(
+        &self,
+        _session: &Session,
+        reference: &ImageReference,
+        _options: &TransportOptions,
+        request: &DeleteRequest,
+    ) -> Result<Option<Deletion>> {
+        let own = registry::own::<Reference>(reference)?;
+        let Some(tag) = own.tag.as_deref() else {
+            return Err(TransportError::Unsupported(format!(
+                "{reference}: name the image to delete (oci:PATH:NAME)"
+            )));
+        };
+        if !own.path.join("index.json").is_file() {
+            return Ok(None);
+        }
+        let _lock = fsutil::FileLock::acquire_dir(own.path.clone()).await?;
+        let session = TempSession::start(&own.path, 0)?;
+        let layout = Layout::new(&own.path).with_temp_prefix(session.prefix());
+        let entries = layout.entries()?;
+        let Some(digest) = entries
+            .iter()
+            .find(|(n, _)| n.as_deref() == Some(tag))
+            .map(|(_, d)| d.digest.clone())
+        else {
+            return Ok(None);
+        };
+        let shared = request.keep.contains(&digest)
+            || entries.iter().any(|(n, d)| {
+                n.as_deref() != Some(tag)
+                    && !is_attached_entry(n.as_deref(), d)
+                    && d.digest == digest
+            });
+        let mut gone: Vec<(Option<String>, Digest)> = vec![(Some(tag.to_string()), digest.clone())];
+        let mut removed = Vec::new();
+        if !shared {
+            // What is attached to the image, and to what is attached to it (a signature of
+            // an SBOM), a few levels down.
+            let mut subjects = vec![digest.clone()];
+            for _ in 0..4 {
+                let mut next = Vec::new();
+                for subject in &subjects {
+                    let tags: Vec<String> = referrers::cosign_artifact_tags()
+                        .iter()
+                        .map(|(suffix, _)| referrers::cosign_tag(subject, suffix))
+                        .chain(std::iter::once(attachments::signature_tag(subject)))
+                        .collect();
+                    let referring = attached::referrers_of(&layout, &entries, subject).await;
+                    for (n, d) in &entries {
+                        let attached = match n {
+                            Some(n) => tags.contains(n),
+                            None => referring.iter().any(|r| r.digest == d.digest),
+                        };
+                        if attached && !gone.iter().any(|(gn, gd)| gn == n && gd == &d.digest) {
+                            removed.push(match n {
+                                Some(n) => format!("the attachment {n}"),
+                                None => format!("the referrer {}", d.digest),
+                            });
+                            gone.push((n.clone(), d.digest.clone()));
+                            next.push(d.digest.clone());
+                        }
+                    }
+                }
+                if next.is_empty() {
+                    break;
+                }
+                subjects = next;
+            }
+        }
+        layout.remove_index_entries(&gone)?;
+        Ok(Some(if shared {
+            Deletion::name_only(digest, "another name in the layout names the same manifest")
+        } else {
+            Deletion::whole(digest, removed)
+        }))
     }
 }
 
@@ -309,6 +422,28 @@ impl Layout {
         }
         fsutil::mkdir_all(p.parent().unwrap_or(&self.root))?;
         fsutil::write_atomic_with(&p, bytes, self.blob_temp_prefix())
+    }
+
+    /// Removes from `index.json` the entries named and with the digests `gone` gives (an
+    /// unnamed entry by its digest alone), in one atomic replace. Call with the layout's lock
+    /// held.
+    pub fn remove_index_entries(&self, gone: &[(Option<String>, Digest)]) -> Result<()> {
+        let mut index = self.read_index()?;
+        if let Some(list) = index.get_mut("manifests").and_then(Value::as_array_mut) {
+            list.retain(|m| {
+                let n = m
+                    .pointer(&format!("/annotations/{}", REF_NAME.replace('/', "~1")))
+                    .and_then(Value::as_str);
+                let d = m.get("digest").and_then(Value::as_str);
+                !gone.iter().any(|(gn, gd)| match gn {
+                    Some(gn) => n == Some(gn.as_str()),
+                    None => n.is_none() && d == Some(gd.to_string().as_str()),
+                })
+            });
+        }
+        let bytes =
+            serde_json::to_vec(&index).map_err(|e| TransportError::Unsupported(e.to_string()))?;
+        fsutil::write_atomic_with(&self.index_path(), &bytes, &self.temp_prefix)
     }
 
     /// Adds `descriptor` to `index.json` under `name`, replacing an entry of the same name (or,

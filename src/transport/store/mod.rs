@@ -112,6 +112,67 @@ impl Transport for StoreTransport {
             Err(e) => Err(e),
         }
     }
+
+    /// The store's tagged names in the repository of `reference` (`mirror.example/m/app:*`).
+    async fn list_repository(
+        &self,
+        session: &Session,
+        reference: &ImageReference,
+        _options: &TransportOptions,
+    ) -> Result<Vec<HeldImage>> {
+        let Reference(name) = registry::own::<Reference>(reference)?;
+        let repository = name.name();
+        let mut out = Vec::new();
+        for image in session.store(reference)?.images()? {
+            let Ok(held) = DockerReference::parse(&image.name) else {
+                continue;
+            };
+            if let (true, Some(tag)) = (held.name() == repository, held.tag()) {
+                out.push(HeldImage::new(tag, Reference::image(held.clone())));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Removes the name from the store ([`Store::remove`]): the image can no longer be read
+    /// under it, its blobs stay until `ferry store prune`, and its records and signatures stay
+    /// as evidence unless `request.purge_evidence`.
+    async fn delete(
+        &self,
+        session: &Session,
+        reference: &ImageReference,
+        _options: &TransportOptions,
+        request: &DeleteRequest,
+    ) -> Result<Option<Deletion>> {
+        let Reference(name) = registry::own::<Reference>(reference)?;
+        let store = session.store(reference)?;
+        let digest = match store.resolve(name) {
+            Ok(image) => image.digest,
+            Err(TransportError::NotFound(_)) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let options = RemoveOptions::new().purge_evidence(request.purge_evidence);
+        let report = store
+            .remove(std::slice::from_ref(name), &options)
+            .map_err(|e| match e {
+                LifecycleError::Store(t) => t,
+                other => TransportError::Unsupported(other.to_string()),
+            })?;
+        let mut deletion = Deletion::name_only(
+            digest,
+            if request.purge_evidence {
+                "the blobs stay until `ferry store prune`"
+            } else {
+                "its records and signatures stay as evidence, its blobs until `ferry store prune`"
+            },
+        );
+        if !report.purged.is_empty() {
+            deletion
+                .removed
+                .push(format!("{} evidence file(s)", report.purged.len()));
+        }
+        Ok(Some(deletion))
+    }
 }
 use crate::record::{Record, RecordError, UnpackRecord};
 use crate::reference::DockerReference;

@@ -1,0 +1,345 @@
+//! `--prune`: after the copies, the destination's tags that the source no longer lists are
+//! deleted, so the mirror follows the source's withdrawals.
+//!
+//! Per repository of this shard ([`RepositoryScope`]), and only where it is safe:
+//! - the source's listing must have succeeded whole and listed at least one tag (a failed,
+//!   incomplete or empty listing deletes nothing: it cannot tell a withdrawn tag from a registry
+//!   having a bad moment), and every image of the repository must have been copied or found up
+//!   to date (a pass that failed there deletes nothing);
+//! - no other source repository (of any shard) may send its images to the same destination
+//!   repository, since its tags would look withdrawn;
+//! - a destination tag is a candidate only when the same filters take it (the YAML's selection
+//!   and the command line's include and exclude expressions, on the tag without the appended
+//!   suffix) and the sync would name it exactly so: tags the sync does not own are never touched.
+//!
+//! What a destination holds and how a tag goes with what belongs to it are the destination
+//! transport's answers ([`Transport::list_repository`], [`Transport::delete`]); this module reads
+//! no transport's files. The manifests of the tags that stay are passed as `keep`, so
+//! signatures, sigstore attachments and referrers of images that remain are never deleted,
+//! while those of a deleted image go with it. Their digests come from this run's results where
+//! the run saw them, else from one `present` request per tag.
+//!
+//! The destination's listings do not depend on the copies (the copies only add tags the source
+//! lists, which are never candidates, and every image of this run counts as staying): they are
+//! fetched while the copies run ([`prefetch`]), so a prune adds only its deletions to a sync.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use futures::StreamExt;
+
+use super::SyncOptions;
+use super::plan::{Listing, PlanRequest, RepositoryScope, destination_for};
+use super::report::{ImageResult, ImageStatus, NotPruned, PruneStatus, PrunedTag};
+use crate::digest::Digest;
+use crate::reference::ImageReference;
+use crate::session::Session;
+use crate::transport::{DeleteRequest, HeldImage, Transport, registry};
+
+/// The destination listings of the repositories a prune may touch, by destination repository
+/// (the probe reference's text): the answer, or its error.
+pub(super) type Listings = HashMap<String, Result<Vec<HeldImage>, String>>;
+
+/// Lists, while the copies run, the destination repositories of the scopes a prune may touch.
+pub(super) fn prefetch(
+    session: &Arc<Session>,
+    scopes: &[RepositoryScope],
+    options: &SyncOptions,
+) -> tokio::task::JoinHandle<Listings> {
+    let wanted: Vec<ImageReference> = scopes
+        .iter()
+        .filter(|s| s.shares_destination_with.is_empty())
+        .filter(|s| matches!(&s.listing, Listing::Complete { listed, .. } if *listed > 0))
+        .filter_map(|s| s.destination.as_ref().ok().cloned())
+        .collect();
+    let session = session.clone();
+    let destination = options.copy.destination.clone();
+    let parallel = options.parallel_checks.max(1);
+    tokio::spawn(async move {
+        let (session, destination) = (&session, &destination);
+        futures::stream::iter(wanted)
+            .map(|probe| async move {
+                let listed = match registry::of(&probe) {
+                    Ok(t) => t
+                        .list_repository(session, &probe, destination)
+                        .await
+                        .map_err(|e| e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                };
+                (probe.to_string(), listed)
+            })
+            .buffer_unordered(parallel)
+            .collect()
+            .await
+    })
+}
+
+/// A withdrawn tag to delete, with what must stay in its repository.
+struct Candidate {
+    repository: String,
+    held: HeldImage,
+    reason: String,
+    keep: Arc<HashSet<Digest>>,
+    transport: &'static dyn Transport,
+}
+
+/// Deletes, in every repository where it is safe, the destination tags the source withdrew.
+pub(super) async fn prune(
+    session: &Arc<Session>,
+    request: &PlanRequest,
+    scopes: &[RepositoryScope],
+    images: &[ImageResult],
+    listings: Listings,
+    options: &SyncOptions,
+) -> (Vec<PrunedTag>, Vec<NotPruned>) {
+    let by_destination: HashMap<&str, &ImageResult> = images
+        .iter()
+        .filter_map(|i| i.destination.as_deref().map(|d| (d, i)))
+        .collect();
+    let parallel = options.parallel_checks.max(1);
+    let found: Vec<_> = futures::stream::iter(scopes)
+        .map(|scope| {
+            let listed = scope
+                .destination
+                .as_ref()
+                .ok()
+                .and_then(|d| listings.get(&d.to_string()));
+            candidates(
+                session,
+                request,
+                scope,
+                images,
+                &by_destination,
+                listed,
+                options,
+            )
+        })
+        .buffered(parallel)
+        .collect()
+        .await;
+    let mut not_pruned = Vec::new();
+    let mut work = Vec::new();
+    for f in found {
+        match f {
+            Ok(c) => work.extend(c),
+            Err(n) => {
+                if let Some(p) = &options.progress {
+                    p.warning(&format!("{}: not pruned: {}", n.repository, n.reason));
+                }
+                not_pruned.push(n);
+            }
+        }
+    }
+    let mut pruned: Vec<PrunedTag> = futures::stream::iter(work)
+        .map(|c| delete(session, c, options))
+        .buffer_unordered(parallel)
+        .collect()
+        .await;
+    pruned.sort_by(|a, b| a.destination.cmp(&b.destination));
+    if let Some(p) = &options.progress {
+        for t in &pruned {
+            p.pruned(t);
+        }
+    }
+    (pruned, not_pruned)
+}
+
+/// The withdrawn tags of one repository, or why it is left alone.
+async fn candidates(
+    session: &Arc<Session>,
+    request: &PlanRequest,
+    scope: &RepositoryScope,
+    images: &[ImageResult],
+    by_destination: &HashMap<&str, &ImageResult>,
+    listed_before: Option<&Result<Vec<HeldImage>, String>>,
+    options: &SyncOptions,
+) -> Result<Vec<Candidate>, NotPruned> {
+    let declined = |reason: String, failed: bool| NotPruned {
+        repository: scope.repository.clone(),
+        destination: scope.destination.as_ref().ok().map(|d| d.to_string()),
+        reason,
+        failed,
+    };
+    let (selection, listed, taken) = match &scope.listing {
+        Listing::Complete {
+            selection,
+            listed,
+            taken,
+        } => (selection, *listed, taken),
+        Listing::Failed(e) => {
+            return Err(declined(
+                format!(
+                    "the source's tag listing failed or came back incomplete ({e}); nothing is deleted there"
+                ),
+                false,
+            ));
+        }
+        Listing::NotListed(why) => return Err(declined(why.clone(), false)),
+    };
+    if listed == 0 {
+        return Err(declined(
+            "the source listed no tags at all; an empty listing is not trusted, so nothing is deleted there".into(),
+            false,
+        ));
+    }
+    if !scope.shares_destination_with.is_empty() {
+        return Err(declined(
+            format!(
+                "its destination repository also receives the images of {}; their tags would look withdrawn (use --scoped)",
+                scope.shares_destination_with.join(", ")
+            ),
+            false,
+        ));
+    }
+    let unfinished = images
+        .iter()
+        .filter(|i| i.repository == scope.repository)
+        .filter(|i| {
+            !matches!(
+                i.status,
+                ImageStatus::Copied | ImageStatus::Skipped | ImageStatus::WouldCopy
+            )
+        })
+        .count();
+    if unfinished > 0 {
+        return Err(declined(
+            format!(
+                "{unfinished} of its images failed, were rejected or were not attempted; nothing is deleted after a pass that did not succeed"
+            ),
+            false,
+        ));
+    }
+    let probe = scope
+        .destination
+        .as_ref()
+        .map_err(|e| declined(format!("its destination cannot be named: {e}"), false))?;
+    let transport = registry::of(probe).map_err(|e| declined(e.to_string(), true))?;
+    let destination_options = &options.copy.destination;
+    let held = match listed_before {
+        Some(l) => l.clone(),
+        None => transport
+            .list_repository(session, probe, destination_options)
+            .await
+            .map_err(|e| e.to_string()),
+    }
+    .map_err(|e| {
+        declined(
+            format!("listing the destination's images failed: {e}"),
+            true,
+        )
+    })?;
+    let owned = |h: &HeldImage| -> Option<String> {
+        let tag = h.tag.strip_suffix(request.append_suffix.as_str())?;
+        let named = destination_for(request, &format!("{}:{tag}", scope.repository)).ok()?;
+        (named.to_string() == h.reference.to_string()
+            && super::filter::takes_tag(selection, &request.tag_filter, tag))
+        .then(|| tag.to_string())
+    };
+    let mut withdrawn = Vec::new();
+    let mut remaining = Vec::new();
+    for h in held {
+        match owned(&h) {
+            Some(tag) if !taken.contains(&tag) => withdrawn.push((h, tag)),
+            _ => remaining.push(h),
+        }
+    }
+    if withdrawn.is_empty() {
+        return Ok(Vec::new());
+    }
+    // Every image this run copied or found there stays, listed or not.
+    let mut keep: HashSet<Digest> = images
+        .iter()
+        .filter(|i| i.repository == scope.repository)
+        .filter(|i| matches!(i.status, ImageStatus::Copied | ImageStatus::Skipped))
+        .filter_map(|i| i.digest.clone())
+        .collect();
+    for h in &remaining {
+        let seen = by_destination
+            .get(h.reference.to_string().as_str())
+            .filter(|i| matches!(i.status, ImageStatus::Copied | ImageStatus::Skipped))
+            .and_then(|i| i.digest.clone());
+        let digest = match seen {
+            Some(d) => Some(d),
+            None => transport
+                .present(session, &h.reference, destination_options)
+                .await
+                .map_err(|e| {
+                    declined(
+                        format!(
+                            "{} stays, and what it names could not be read ({e}); nothing is deleted there",
+                            h.reference
+                        ),
+                        true,
+                    )
+                })?
+                .map(|p| p.digest),
+        };
+        keep.extend(digest);
+    }
+    let keep = Arc::new(keep);
+    Ok(withdrawn
+        .into_iter()
+        .map(|(held, tag)| Candidate {
+            repository: scope.repository.clone(),
+            reason: format!(
+                "withdrawn at the source: {} lists {listed} tag(s), {} within the filters, and not {tag:?}",
+                scope.repository,
+                taken.len()
+            ),
+            held,
+            keep: keep.clone(),
+            transport,
+        })
+        .collect())
+}
+
+/// Deletes one withdrawn tag (or, in a dry run, says what it names).
+async fn delete(session: &Arc<Session>, c: Candidate, options: &SyncOptions) -> PrunedTag {
+    let reference: &ImageReference = &c.held.reference;
+    let mut tag = PrunedTag {
+        destination: reference.to_string(),
+        repository: c.repository,
+        status: PruneStatus::Failed,
+        reason: c.reason,
+        digest: None,
+        removed: Vec::new(),
+        detail: None,
+    };
+    let destination = &options.copy.destination;
+    if options.dry_run {
+        match c.transport.present(session, reference, destination).await {
+            Ok(p) => {
+                tag.status = PruneStatus::WouldDelete;
+                tag.digest = p.map(|p| p.digest);
+            }
+            Err(e) => tag.detail = Some(e.to_string()),
+        }
+        return tag;
+    }
+    let request = DeleteRequest {
+        keep: (*c.keep).clone(),
+        purge_evidence: options.purge_evidence,
+    };
+    match c
+        .transport
+        .delete(session, reference, destination, &request)
+        .await
+    {
+        Ok(Some(d)) => {
+            tag.status = if d.name_removed {
+                PruneStatus::Deleted
+            } else {
+                PruneStatus::Kept
+            };
+            tag.digest = Some(d.digest);
+            tag.removed = d.removed;
+            tag.detail = d.kept;
+        }
+        Ok(None) => {
+            tag.status = PruneStatus::Deleted;
+            tag.detail = Some("already gone when the prune came to it".into());
+        }
+        Err(e) => tag.detail = Some(e.to_string()),
+    }
+    tag
+}
