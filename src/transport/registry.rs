@@ -4,8 +4,8 @@
 //! in copy, sync or policy changes. containers/image does the same with `transports.Register`.
 
 use super::{
-    Result, Transport, TransportError, containers_storage, dir, docker, docker_archive, oci_archive,
-    oci_layout, store,
+    Result, Transport, TransportError, containers_storage, dir, docker, docker_archive,
+    oci_archive, oci_layout, store,
 };
 use crate::reference::{ImageReference, ReferenceError};
 

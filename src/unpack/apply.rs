@@ -251,11 +251,7 @@ impl Rootfs {
     /// Applies an uncompressed tar whose digest the caller learns here and checks itself (a
     /// containers-storage layer, whose diff_id is known only once it has streamed):
     /// [`LayerStats::digest`] is the sha256 of the tar's bytes.
-    pub fn apply_tar<R: Read>(
-        &mut self,
-        reader: R,
-        label: &str,
-    ) -> Result<LayerStats, ApplyError> {
+    pub fn apply_tar<R: Read>(&mut self, reader: R, label: &str) -> Result<LayerStats, ApplyError> {
         self.apply(
             reader,
             "application/vnd.oci.image.layer.v1.tar",

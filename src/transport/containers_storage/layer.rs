@@ -18,8 +18,8 @@ use bytes::{Buf as _, Bytes};
 use super::store::{self, NewLayer, Store};
 use crate::compression::{self, Compression, DirectoryFiles, LayerDecoder, TarSplitReader};
 use crate::digest::{ByteStream, Digest};
-use crate::transport::{Result, TransportError};
 use crate::policy::Admission;
+use crate::transport::{Result, TransportError};
 use crate::unpack::{ApplyError, ApplyOptions, Rootfs, Whiteouts};
 
 /// containers/storage's number for a compression (`archive.Compression`).

@@ -254,7 +254,15 @@ impl ImageDestination for StorageDestination {
                 let admission = admission.clone();
                 let staged = blocking(move || {
                     layer::stage(
-                        &admission, &store, reader, None, &dir, &[], compressed, &label, None,
+                        &admission,
+                        &store,
+                        reader,
+                        None,
+                        &dir,
+                        &[],
+                        compressed,
+                        &label,
+                        None,
                     )
                 })
                 .await?;
@@ -567,7 +575,8 @@ impl StorageDestination {
             Pending::Stored { diff_id, .. } => diff_id.clone(),
             Pending::Spooled(_) => {
                 // The tar's digest is learned when it is applied: vfs applies at commit.
-                return self.commit_spooled(admission, layers, lock, d, parent, chain, pending, label);
+                return self
+                    .commit_spooled(admission, layers, lock, d, parent, chain, pending, label);
             }
         };
         let id = layer_id(parent.as_deref(), &diff_id);
