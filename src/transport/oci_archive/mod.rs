@@ -10,7 +10,7 @@
 //!
 //! Reading never unpacks the archive: it is indexed once (per session) and every blob is read
 //! in place (`crate::tarfile`). Writing streams every blob straight into the archive's
-//! temporary file, one at a time ([`BlobTurns`]), and the file appears under its name when the
+//! temporary file, one at a time ([`crate::tarfile::BlobTurns`]), and the file appears under its name when the
 //! copy commits, or, for a sync writing many images into one archive, when the sync ends
 //! (`crate::tarfile::OpenArchives`). A failed copy leaves no file, and no image in the index.
 
