@@ -247,9 +247,9 @@ fn a_cold_pull_into_the_store_takes_at_most_5_round_trips() {
     );
 }
 
-/// A 40 MiB layer through connections capped at 16 MiB/s: fetched in 4 MiB ranges over several
-/// connections at once (the registry honours Range), checked whole at the end, and the copy in
-/// dir: is the layer, byte for byte.
+/// A 40 MiB layer through connections capped at 16 MiB/s: the first stream proves slow, so the
+/// rest comes in 4 MiB ranges over several connections at once (the registry honours Range),
+/// checked whole at the end, and the copy in dir: is the layer, byte for byte.
 #[test]
 fn a_large_layer_is_fetched_in_ranges_over_several_connections() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -268,10 +268,12 @@ fn a_large_layer_is_fetched_in_ranges_over_several_connections() {
     .ok();
     let s = proxy.analyse();
     let timeline = s.timeline();
-    assert_eq!(
-        s.n("partial_answers"),
-        10,
-        "40 MiB in 4 MiB ranges:\n{timeline}"
+    // The first stream is cut at the end of the 4 MiB range it is in when it proves slow (4 or
+    // 8 MiB in), the other 36 or 32 MiB come in 4 MiB ranges.
+    let partial = s.n("partial_answers");
+    assert!(
+        (9..=10).contains(&partial),
+        "{partial} partial answers for 40 MiB:\n{timeline}"
     );
     let most = s.route(proxy.ports[0], "most_connections_at_once");
     // The layer's own stream and the registry's 5 extra range streams, plus the probes'.
@@ -304,9 +306,9 @@ fn a_registry_that_ignores_range_gets_one_stream() {
     .ok();
     let s = proxy.analyse();
     assert_eq!(s.n("partial_answers"), 0, "{}", s.timeline());
-    // The first request asks for the first range (that is how ferry learns the registry honours
-    // Range without a round trip of its own); the 200 answer is the whole layer, and no other
-    // range is asked for.
+    // The first request asks for the whole layer as a range (that is how ferry learns the
+    // registry honours Range without a round trip of its own); the 200 answer is the whole
+    // layer, and no other range is asked for.
     assert_eq!(s.n("range_requests"), 1, "{}", s.timeline());
     let hex = &layers[0]["sha256:".len()..];
     assert_eq!(
@@ -343,7 +345,9 @@ fn range_connections_stay_within_the_request_cap() {
     ])
     .ok();
     let s = proxy.analyse();
-    assert_eq!(s.n("partial_answers"), 6, "{}", s.timeline());
+    // 24 MiB: the first stream cut 4 or 8 MiB in, the rest in 4 MiB ranges.
+    let partial = s.n("partial_answers");
+    assert!((5..=6).contains(&partial), "{partial}: {}", s.timeline());
     let most = s.route(proxy.ports[0], "most_connections_at_once");
     assert!(
         most <= 1 + 2 + 1,
@@ -354,21 +358,23 @@ fn range_connections_stay_within_the_request_cap() {
 
 /// A registry in front of which one range's body is corrupted (and, in the other case, cut off
 /// midway): the copy fails on the digest and leaves nothing at the destination; a range cut off
-/// resumes where it broke and the copy succeeds.
+/// resumes where it broke and the copy succeeds. The connections are capped at 16 MiB/s (a
+/// proxy in front of the fault server) so that the first stream proves slow and ranges follow.
 #[test]
 fn a_corrupted_range_fails_the_digest_and_a_broken_one_resumes() {
     let dir = tempfile::tempdir().expect("tempdir");
     let a = Registry::start();
     let layers = push(&a, "net/faulty", 6, &[20 << 20], dir.path());
     let policy = insecure_policy(dir.path());
-    let third = format!("bytes={}-", 8 << 20);
     for (fault, should_work) in [("corrupt", false), ("cut", true)] {
-        let third = third.clone();
         let fault_once = std::sync::atomic::AtomicBool::new(true);
+        // The first range after the first stream's (which asks from byte 0).
         let server = HttpServer::start(
             Arc::new(move |req: &Request| {
                 let hit = req.path.contains("/blobs/")
-                    && req.header("range").is_some_and(|r| r.starts_with(&third))
+                    && req
+                        .header("range")
+                        .is_some_and(|r| r.starts_with("bytes=") && !r.starts_with("bytes=0-"))
                     && fault_once.swap(false, std::sync::atomic::Ordering::SeqCst);
                 match (hit, fault) {
                     (true, "corrupt") => Reply::Forward {
@@ -384,10 +390,11 @@ fn a_corrupted_range_fails_the_digest_and_a_broken_one_resumes() {
             }),
             Some(a.host()),
         );
+        let capped = NetProxy::start(&[server.host()], 0, &["--rate-mib", "16"], dir.path());
         let out = dir.path().join(format!("out-{fault}"));
         let run = copy(
             &policy,
-            &format!("docker://{}/net/faulty:v1", server.host()),
+            &format!("docker://{}/net/faulty:v1", capped.host(0)),
             &format!("dir:{}", out.display()),
             &[],
         );
@@ -397,6 +404,10 @@ fn a_corrupted_range_fails_the_digest_and_a_broken_one_resumes() {
             .filter(|(m, p)| m == "GET" && p.contains("/blobs/"))
             .map(|(_, p)| p)
             .collect();
+        assert!(
+            ranges.len() >= 3,
+            "no ranges after the first stream: {ranges:?}"
+        );
         if should_work {
             assert_eq!(run.code, 0, "{}\n{ranges:?}", run.stderr);
             let hex = &layers[0]["sha256:".len()..];
@@ -452,5 +463,39 @@ async fn an_admitted_images_large_layer_comes_in_ranges() {
     }
     assert_eq!(sha256(&got), layers[0]);
     let s = proxy.analyse();
-    assert_eq!(s.n("partial_answers"), 5, "{}", s.timeline());
+    // 20 MiB: the first stream cut 4 or 8 MiB in, the rest in 4 MiB ranges.
+    let partial = s.n("partial_answers");
+    assert!((4..=5).contains(&partial), "{partial}: {}", s.timeline());
+}
+
+/// On a fast link (127.0.0.1, nothing in between) a large layer comes over one stream: ranges
+/// would only add work for both sides (docs/performance.md measured the registry's CPU doubled).
+#[test]
+fn a_fast_stream_is_not_cut_into_ranges() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let a = Registry::start();
+    let layers = push(&a, "net/fast", 8, &[40 << 20], dir.path());
+    let server = HttpServer::start(Arc::new(|_: &Request| Reply::forward()), Some(a.host()));
+    let policy = insecure_policy(dir.path());
+    let out = dir.path().join("out");
+    let run = copy(
+        &policy,
+        &format!("docker://{}/net/fast:v1", server.host()),
+        &format!("dir:{}", out.display()),
+        &[],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let blob_gets: Vec<String> = server
+        .requests()
+        .into_iter()
+        .filter(|(m, p)| m == "GET" && p.contains("/blobs/"))
+        .map(|(_, p)| p)
+        .collect();
+    // The config and the layer: one request each.
+    assert_eq!(blob_gets.len(), 2, "{blob_gets:?}");
+    let hex = &layers[0]["sha256:".len()..];
+    assert_eq!(
+        sha256(&std::fs::read(out.join(hex)).expect("the layer")),
+        layers[0]
+    );
 }

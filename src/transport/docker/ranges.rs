@@ -1,19 +1,26 @@
-//! A large blob fetched over several connections with `Range` requests, when the registry
-//! honours them: where each connection is capped (CDNs and registries commonly cap them), a
-//! runtime waiting for its largest layer waits for one connection's bandwidth otherwise
-//! (containerd measured about 2x on real registries with the same idea, its PR #10177).
+//! A large blob fetched over several connections with `Range` requests, when one connection
+//! proves slow and the registry honours them: where each connection is capped (CDNs and
+//! registries commonly cap them), a runtime waiting for its largest layer waits for one
+//! connection's bandwidth otherwise (containerd measured about 2x on real registries with the
+//! same idea, its PR #10177).
 //!
-//! The blob is cut into ranges of [`RANGE_SIZE`] bytes. The first request asks for the first
-//! range only: a `206 Partial Content` with that range says the registry honours `Range`, and
-//! the other ranges follow, each on a connection of its own; a `200` is the whole blob over
-//! one stream, as before (no round trip is lost finding out). The stream the caller reads gives
-//! the bytes in order: the range being read passes straight through, and the ranges after it
-//! are held in memory as they arrive until their turn. At most [`STREAMS_PER_BLOB`] ranges are
-//! in flight (fetched or waiting to be read), so a blob never holds more than that many ranges
-//! in memory, whatever its size. The caller hashes the bytes as they pass and checks the digest
-//! at the end, exactly as for one stream: nothing is committed before every byte is checked.
+//! The first request asks for the whole blob as one range (`bytes=0-END`): a `206 Partial
+//! Content` says the registry honours `Range`, a `200` is the whole blob over one stream (no
+//! round trip is lost finding out either way). That first stream is then watched over its first
+//! [`PROBE_BYTES`] (or [`PROBE_TIME`], whichever comes first): if it delivers at least
+//! [`FAST_STREAM`] bytes a second, it stays the only stream. A fast stream is limited by this
+//! host (hashing, writing) or the registry's CPU, not by the connection, and more connections
+//! would only add work on both sides: measured on 127.0.0.1, ranges doubled the registry's CPU
+//! and ferry's memory for no gain (docs/performance.md). A slower stream is cut at the end of the
+//! [`RANGE_SIZE`] range it is in (so it stays busy while the others connect) and the rest of the blob is cut into ranges of [`RANGE_SIZE`] bytes, each on a connection of
+//! its own. The stream the caller reads gives the bytes in order: the range being read passes
+//! straight through, and the ranges after it are held in memory as they arrive until their turn.
+//! At most [`STREAMS_PER_BLOB`] ranges are in flight (fetched or waiting to be read), so a blob
+//! never holds more than that many ranges in memory, whatever its size. The caller hashes the
+//! bytes as they pass and checks the digest at the end, exactly as for one stream: nothing is
+//! committed before every byte is checked.
 //!
-//! Connections are bounded per registry: a blob's first range uses the stream its blob slot
+//! Connections are bounded per registry: a blob's first stream uses the stream its blob slot
 //! pays for (`--parallel-blobs`, or a sync's cap), and every further range in flight holds one
 //! of the registry's extra range streams ([`super::limits::RegistryLimits::range_streams`]),
 //! shared by every blob and image of the session; a blob that finds none free fetches its ranges
@@ -23,10 +30,11 @@
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use reqwest::StatusCode;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio::task::JoinSet;
 use url::Url;
 
@@ -43,6 +51,17 @@ pub const RANGED_FROM: u64 = 16 << 20;
 /// most a range fetched ahead of the one being read holds in memory.
 pub const RANGE_SIZE: u64 = 4 << 20;
 
+/// How much of the first stream is watched before deciding whether to cut the rest of the blob
+/// into ranges (unless [`PROBE_TIME`] passes first).
+pub const PROBE_BYTES: u64 = RANGE_SIZE;
+
+/// The longest the first stream is watched before deciding, from its first bytes.
+pub const PROBE_TIME: Duration = Duration::from_millis(250);
+
+/// A first stream delivering at least this many bytes a second (100 MiB/s, about a gigabit) is
+/// not limited by its connection, so it stays the only one.
+pub const FAST_STREAM: u64 = 100 << 20;
+
 /// The most ranges of one blob in flight, so the most connections one blob uses and the most
 /// ranges it holds in memory: [`STREAMS_PER_BLOB`] × [`RANGE_SIZE`] = 24 MiB.
 pub const STREAMS_PER_BLOB: usize = 6;
@@ -57,7 +76,7 @@ pub async fn fetch(
 ) -> Result<ByteStream> {
     let first = Span {
         start: 0,
-        end: RANGE_SIZE.min(size).saturating_sub(1),
+        end: size.saturating_sub(1),
     };
     let range = first.header();
     let resp = client
@@ -136,15 +155,62 @@ fn content_range(h: &str) -> Option<(Span, Option<u64>)> {
     Some((span, total))
 }
 
-/// The ranges of a blob of `size` bytes, in order.
-fn spans(size: u64) -> impl Iterator<Item = Span> {
-    (0..size.div_ceil(RANGE_SIZE)).map(move |i| {
+/// The ranges of a blob of `size` bytes from byte `from` (a multiple of [`RANGE_SIZE`]), in order.
+fn spans(from: u64, size: u64) -> impl Iterator<Item = Span> {
+    (from / RANGE_SIZE..size.div_ceil(RANGE_SIZE)).map(move |i| {
         let start = i * RANGE_SIZE;
         Span {
             start,
             end: (start + RANGE_SIZE).min(size) - 1,
         }
     })
+}
+
+/// What watching the first stream decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Decision {
+    /// Not yet: too few bytes and too little time seen.
+    Undecided,
+    /// Fast enough: the first stream fetches the whole blob.
+    Single,
+    /// Slow: the first stream ends at this byte (excluded), ranges fetch the rest.
+    CutAt(u64),
+}
+
+/// Watches the first stream's speed over its first bytes ([`PROBE_BYTES`], [`PROBE_TIME`]).
+#[derive(Debug)]
+struct Probe {
+    size: u64,
+    first_bytes_at: Option<Instant>,
+    bytes: u64,
+}
+
+impl Probe {
+    fn new(size: u64) -> Probe {
+        Probe {
+            size,
+            first_bytes_at: None,
+            bytes: 0,
+        }
+    }
+
+    /// `n` more bytes arrived at `now`, the stream being at byte `at` after them.
+    fn observe(&mut self, n: u64, at: u64, now: Instant) -> Decision {
+        let since = *self.first_bytes_at.get_or_insert(now);
+        self.bytes += n;
+        let elapsed = now.saturating_duration_since(since);
+        if self.bytes < PROBE_BYTES && elapsed < PROBE_TIME {
+            return Decision::Undecided;
+        }
+        let fast = self.bytes as f64 >= FAST_STREAM as f64 * elapsed.as_secs_f64();
+        // The end of the range the stream is in: it fetches on while the others connect.
+        let cut = (at / RANGE_SIZE + 1) * RANGE_SIZE;
+        if fast || cut >= self.size {
+            Decision::Single
+        } else {
+            Decision::CutAt(cut)
+        }
+    }
 }
 
 /// One range as the reader gets it: its bytes as they arrive, and its place among the ranges
@@ -223,8 +289,9 @@ impl futures::Stream for Ranged {
     }
 }
 
-/// Starts the ranges in order, each when a place among the ranges in flight and a stream are
-/// free, and hands each to the reader; lives until every range it started has ended.
+/// Reads the first stream and, if it proves slow, starts the ranges after it in order, each
+/// when a place among the ranges in flight and a stream are free, and hands each to the reader;
+/// lives until every range it started has ended.
 async fn schedule(
     client: Arc<RegistryClient>,
     url: Url,
@@ -236,52 +303,86 @@ async fn schedule(
     let in_flight = Arc::new(Semaphore::new(STREAMS_PER_BLOB));
     let own = Arc::new(Semaphore::new(1));
     let extra = client.limits.range_streams();
-    let mut first = Some(first);
     let mut fetching = JoinSet::new();
     let job = Arc::new((client, url, scopes));
-    for span in spans(size) {
-        let Ok(place) = in_flight.clone().acquire_owned().await else {
-            return;
-        };
-        let stream = if first.is_some() {
-            own.clone().acquire_owned().await
-        } else {
-            tokio::select! {
+    let (Ok(place), Ok(stream)) = (
+        in_flight.clone().acquire_owned().await,
+        own.clone().acquire_owned().await,
+    ) else {
+        return;
+    };
+    let (tx, rx) = mpsc::unbounded_channel();
+    if deliver.send((rx, place)).is_err() {
+        return;
+    }
+    let (decided, decision) = oneshot::channel();
+    let whole = Span {
+        start: 0,
+        end: size.saturating_sub(1),
+    };
+    let lead = Lead {
+        probe: Probe::new(size),
+        decided: Some(decided),
+    };
+    fetching.spawn(fetch_range(
+        job.clone(),
+        whole,
+        Some(first),
+        tx,
+        stream,
+        Some(lead),
+    ));
+    // The first stream fetches the whole blob unless it proves slow (or ends before deciding).
+    if let Ok(cut) = decision.await {
+        for span in spans(cut, size) {
+            let Ok(place) = in_flight.clone().acquire_owned().await else {
+                return;
+            };
+            let stream = tokio::select! {
                 biased;
                 p = own.clone().acquire_owned() => p,
                 p = extra.clone().acquire_owned() => p,
+            };
+            let Ok(stream) = stream else {
+                return;
+            };
+            let (tx, rx) = mpsc::unbounded_channel();
+            if deliver.send((rx, place)).is_err() {
+                // The reader went away.
+                return;
             }
-        };
-        let Ok(stream) = stream else {
-            return;
-        };
-        let (tx, rx) = mpsc::unbounded_channel();
-        if deliver.send((rx, place)).is_err() {
-            // The reader went away.
-            return;
+            fetching.spawn(fetch_range(job.clone(), span, None, tx, stream, None));
+            while fetching.try_join_next().is_some() {}
         }
-        fetching.spawn(fetch_range(job.clone(), span, first.take(), tx, stream));
-        while fetching.try_join_next().is_some() {}
     }
     drop(deliver);
     while fetching.join_next().await.is_some() {}
 }
 
+/// The first stream's watch, and where to say that it proved slow (with the byte it stops at).
+struct Lead {
+    probe: Probe,
+    decided: Option<oneshot::Sender<u64>>,
+}
+
 /// Fetches one range into `tx`, resuming where it broke (within the retry limit); `answer` is
-/// the first range's answer, already asked for. `_stream` is the connection's permit, held
-/// until the range is fetched.
+/// the first range's answer, already asked for, and `lead` watches the first stream (which may
+/// then end early, see [`Probe`]). `_stream` is the connection's permit, held until the range is
+/// fetched.
 async fn fetch_range(
     job: Arc<(Arc<RegistryClient>, Url, Vec<String>)>,
-    span: Span,
+    mut span: Span,
     mut answer: Option<reqwest::Response>,
     tx: mpsc::UnboundedSender<std::io::Result<Bytes>>,
     _stream: OwnedSemaphorePermit,
+    mut lead: Option<Lead>,
 ) {
-    let (client, url, scopes) = (&job.0, &job.1, &job.2);
+    let (client, url) = (&job.0, &job.1);
     let mut at = span.start;
     let mut resumes = 0;
     loop {
-        let broke = match read_range(client, url, scopes, span, &mut at, answer.take(), &tx).await {
+        let read = read_range(&job, &mut span, &mut at, answer.take(), &tx, &mut lead);
+        let broke = match read.await {
             Ok(()) => return,
             Err(Outcome::ReaderGone) => return,
             Err(Outcome::Failed(e)) => e,
@@ -322,16 +423,20 @@ enum Outcome {
     Broke(String),
 }
 
-/// Reads the rest of `span` from `*at` into `tx` (asking for it unless `answer` is given).
+/// Reads the rest of `span` from `*at` into `tx` (asking for it unless `answer` is given). On
+/// the first stream, `lead` watches the speed and may move `span`'s end forward to a cut.
 async fn read_range(
-    client: &Arc<RegistryClient>,
-    url: &Url,
-    scopes: &[String],
-    span: Span,
+    job: &(Arc<RegistryClient>, Url, Vec<String>),
+    span: &mut Span,
     at: &mut u64,
     answer: Option<reqwest::Response>,
     tx: &mpsc::UnboundedSender<std::io::Result<Bytes>>,
+    lead: &mut Option<Lead>,
 ) -> std::result::Result<(), Outcome> {
+    let (client, url, scopes) = (&job.0, &job.1, &job.2);
+    // The last byte the answer covers: past a cut, the first stream's answer goes on beyond
+    // `span`, and what it sends there is left unread.
+    let answered_end = span.end;
     let resp = match answer {
         Some(r) => r,
         None => {
@@ -375,17 +480,38 @@ async fn read_range(
     let mut watch = ProgressWatch::new(client.timeouts().stall);
     loop {
         match watch.next(&mut body).await {
-            Ok(Some(Ok(chunk))) => {
+            Ok(Some(Ok(mut chunk))) => {
                 let n = chunk.len() as u64;
-                if *at + n > span.end + 1 {
+                if *at + n > answered_end + 1 {
                     return Err(Outcome::Failed(format!(
                         "the registry sent more than the {} bytes of the range",
-                        span.len()
+                        answered_end + 1 - span.start
                     )));
                 }
-                *at += n;
-                if tx.send(Ok(chunk)).is_err() {
+                if let Some(watch) = lead.as_mut() {
+                    match watch.probe.observe(n, *at + n, Instant::now()) {
+                        Decision::Undecided => {}
+                        Decision::Single => *lead = None,
+                        Decision::CutAt(cut) => {
+                            span.end = cut - 1;
+                            if let Some(decided) = watch.decided.take() {
+                                let _ = decided.send(cut);
+                            }
+                            *lead = None;
+                        }
+                    }
+                }
+                let room = span.end + 1 - *at;
+                if n > room {
+                    // The first stream reached its cut: the ranges fetch the rest.
+                    chunk.truncate(room as usize);
+                }
+                *at += chunk.len() as u64;
+                if !chunk.is_empty() && tx.send(Ok(chunk)).is_err() {
                     return Err(Outcome::ReaderGone);
+                }
+                if *at == span.end + 1 && span.end < answered_end {
+                    return Ok(());
                 }
             }
             Ok(Some(Err(e))) => return Err(Outcome::Broke(e.to_string())),
@@ -424,7 +550,7 @@ mod tests {
     #[test]
     fn spans_cover_the_blob_in_order() {
         let size = 2 * RANGE_SIZE + 7;
-        let all: Vec<Span> = spans(size).collect();
+        let all: Vec<Span> = spans(0, size).collect();
         assert_eq!(all.len(), 3);
         assert_eq!(all.first().map(|s| s.start), Some(0));
         assert_eq!(all.last().map(|s| s.end), Some(size - 1));
@@ -434,5 +560,50 @@ mod tests {
                 assert_eq!(a.end + 1, b.start);
             }
         }
+    }
+
+    #[test]
+    fn spans_after_a_cut_start_at_it() {
+        let size = 5 * RANGE_SIZE + 1;
+        let rest: Vec<Span> = spans(2 * RANGE_SIZE, size).collect();
+        assert_eq!(rest.len(), 4);
+        assert_eq!(rest.first().map(|s| s.start), Some(2 * RANGE_SIZE));
+        assert_eq!(
+            rest.iter().map(Span::len).sum::<u64>(),
+            size - 2 * RANGE_SIZE
+        );
+    }
+
+    #[test]
+    fn a_fast_first_stream_stays_alone_and_a_slow_one_is_cut_a_range_ahead() {
+        let size = 64 << 20;
+        let t0 = Instant::now();
+        // 4 MiB in 10 ms: 400 MiB/s.
+        let mut fast = Probe::new(size);
+        assert_eq!(fast.observe(64 << 10, 64 << 10, t0), Decision::Undecided);
+        let at = PROBE_BYTES;
+        let d = fast.observe(at - (64 << 10), at, t0 + Duration::from_millis(10));
+        assert_eq!(d, Decision::Single);
+        // 4 MiB in 160 ms: 25 MiB/s, cut at the end of the range it is in (4-8 MiB).
+        let mut slow = Probe::new(size);
+        slow.observe(64 << 10, 64 << 10, t0);
+        let d = slow.observe(at - (64 << 10), at, t0 + Duration::from_millis(160));
+        assert_eq!(d, Decision::CutAt(2 * RANGE_SIZE));
+        // A trickle is judged when the probe's time is up, not after 4 MiB, and cut at the end
+        // of the first range.
+        let mut trickle = Probe::new(size);
+        trickle.observe(1000, 1000, t0);
+        assert_eq!(
+            trickle.observe(1000, 2000, t0 + Duration::from_millis(100)),
+            Decision::Undecided
+        );
+        assert_eq!(
+            trickle.observe(1000, 3000, t0 + PROBE_TIME),
+            Decision::CutAt(RANGE_SIZE)
+        );
+        // A slow stream with less than a range left after the cut stays alone.
+        let mut near_end = Probe::new(RANGE_SIZE + 1000);
+        near_end.observe(1, 1, t0);
+        assert_eq!(near_end.observe(1, 2, t0 + PROBE_TIME), Decision::Single);
     }
 }
