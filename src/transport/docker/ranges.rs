@@ -575,7 +575,7 @@ mod tests {
     }
 
     #[test]
-    fn a_fast_first_stream_stays_alone_and_a_slow_one_is_cut_a_range_ahead() {
+    fn a_fast_first_stream_stays_alone_and_a_slow_one_is_cut_at_the_end_of_its_range() {
         let size = 64 << 20;
         let t0 = Instant::now();
         // 4 MiB in 10 ms: 400 MiB/s.
@@ -601,8 +601,8 @@ mod tests {
             trickle.observe(1000, 3000, t0 + PROBE_TIME),
             Decision::CutAt(RANGE_SIZE)
         );
-        // A slow stream with less than a range left after the cut stays alone.
-        let mut near_end = Probe::new(RANGE_SIZE + 1000);
+        // A slow stream with nothing left after the cut stays alone.
+        let mut near_end = Probe::new(RANGE_SIZE);
         near_end.observe(1, 1, t0);
         assert_eq!(near_end.observe(1, 2, t0 + PROBE_TIME), Decision::Single);
     }
