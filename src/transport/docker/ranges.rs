@@ -62,6 +62,14 @@ pub const PROBE_TIME: Duration = Duration::from_millis(250);
 /// not limited by its connection, so it stays the only one.
 pub const FAST_STREAM: u64 = 100 << 20;
 
+/// The chunks the first stream may run ahead of its reader.
+const LEAD_CHUNKS: usize = 16;
+
+/// The chunks a range fetched ahead of its turn may hold: enough for a whole range in the
+/// chunk sizes HTTP bodies come in (a range that fills them waits for its turn, which only
+/// delays it).
+const RANGE_CHUNKS: usize = 1024;
+
 /// The most ranges of one blob in flight, so the most connections one blob uses and the most
 /// ranges it holds in memory: [`STREAMS_PER_BLOB`] × [`RANGE_SIZE`] = 24 MiB.
 pub const STREAMS_PER_BLOB: usize = 6;
@@ -215,10 +223,7 @@ impl Probe {
 
 /// One range as the reader gets it: its bytes as they arrive, and its place among the ranges
 /// in flight, given back when the reader is done with it.
-type Delivery = (
-    mpsc::UnboundedReceiver<std::io::Result<Bytes>>,
-    OwnedSemaphorePermit,
-);
+type Delivery = (mpsc::Receiver<std::io::Result<Bytes>>, OwnedSemaphorePermit);
 
 /// The bytes of a blob fetched in ranges, in order (see the module documentation).
 struct Ranged {
@@ -311,7 +316,9 @@ async fn schedule(
     ) else {
         return;
     };
-    let (tx, rx) = mpsc::unbounded_channel();
+    // The first stream is read as it arrives: a few chunks of slack, then it waits for the
+    // reader (it may be the whole blob, which must not pile up in memory).
+    let (tx, rx) = mpsc::channel(LEAD_CHUNKS);
     if deliver.send((rx, place)).is_err() {
         return;
     }
@@ -346,7 +353,7 @@ async fn schedule(
             let Ok(stream) = stream else {
                 return;
             };
-            let (tx, rx) = mpsc::unbounded_channel();
+            let (tx, rx) = mpsc::channel(RANGE_CHUNKS);
             if deliver.send((rx, place)).is_err() {
                 // The reader went away.
                 return;
@@ -373,7 +380,7 @@ async fn fetch_range(
     job: Arc<(Arc<RegistryClient>, Url, Vec<String>)>,
     mut span: Span,
     mut answer: Option<reqwest::Response>,
-    tx: mpsc::UnboundedSender<std::io::Result<Bytes>>,
+    tx: mpsc::Sender<std::io::Result<Bytes>>,
     _stream: OwnedSemaphorePermit,
     mut lead: Option<Lead>,
 ) {
@@ -404,11 +411,13 @@ async fn fetch_range(
                 continue;
             }
         };
-        let _ = tx.send(Err(std::io::Error::other(format!(
-            "{}: fetching {}: {broke}",
-            client::redact(url),
-            span.header()
-        ))));
+        let _ = tx
+            .send(Err(std::io::Error::other(format!(
+                "{}: fetching {}: {broke}",
+                client::redact(url),
+                span.header()
+            ))))
+            .await;
         return;
     }
 }
@@ -430,7 +439,7 @@ async fn read_range(
     span: &mut Span,
     at: &mut u64,
     answer: Option<reqwest::Response>,
-    tx: &mpsc::UnboundedSender<std::io::Result<Bytes>>,
+    tx: &mpsc::Sender<std::io::Result<Bytes>>,
     lead: &mut Option<Lead>,
 ) -> std::result::Result<(), Outcome> {
     let (client, url, scopes) = (&job.0, &job.1, &job.2);
@@ -507,7 +516,7 @@ async fn read_range(
                     chunk.truncate(room as usize);
                 }
                 *at += chunk.len() as u64;
-                if !chunk.is_empty() && tx.send(Ok(chunk)).is_err() {
+                if !chunk.is_empty() && tx.send(Ok(chunk)).await.is_err() {
                     return Err(Outcome::ReaderGone);
                 }
                 if *at == span.end + 1 && span.end < answered_end {
