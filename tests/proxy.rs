@@ -926,18 +926,30 @@ fn layers_are_read_ahead_within_the_bound_in_any_order_and_leave_nothing_behind(
     assert_eq!(open["success"], true, "{open}");
     let id = open["value"].clone();
     // Before the client asks for anything: three layers fetched ahead, and no more.
-    assert_eq!(wait_spools(pid, &spool, 3), 3, "three layers are read ahead");
+    assert_eq!(
+        wait_spools(pid, &spool, 3),
+        3,
+        "three layers are read ahead"
+    );
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(spool_fds(pid, &spool), 3, "the 1 MiB bound holds");
     assert_eq!(named_files(&spool), Vec::<PathBuf>::new());
     // Out of order: the second layer from its spool, whose bytes are then dropped, which makes
     // room for the fourth.
     assert_eq!(get(&client, &id, 1), image.layers[1]);
-    assert_eq!(wait_spools(pid, &spool, 3), 3, "served: room for the fourth");
+    assert_eq!(
+        wait_spools(pid, &spool, 3),
+        3,
+        "served: room for the fourth"
+    );
     for i in [3, 0, 2] {
         assert_eq!(get(&client, &id, i), image.layers[i], "layer {i}");
     }
-    assert_eq!(wait_spools(pid, &spool, 0), 0, "every spool dropped once served");
+    assert_eq!(
+        wait_spools(pid, &spool, 0),
+        0,
+        "every spool dropped once served"
+    );
     // Asked for again: read from the source.
     assert_eq!(get(&client, &id, 2), image.layers[2]);
 
@@ -947,7 +959,11 @@ fn layers_are_read_ahead_within_the_bound_in_any_order_and_leave_nothing_behind(
     assert_eq!(wait_spools(pid, &spool, 3), 3);
     let (closed, _) = client.call("CloseImage", json!([second]));
     assert_eq!(closed["success"], true, "{closed}");
-    assert_eq!(wait_spools(pid, &spool, 0), 0, "CloseImage drops the spools");
+    assert_eq!(
+        wait_spools(pid, &spool, 0),
+        0,
+        "CloseImage drops the spools"
+    );
 
     // A proxy killed in the middle leaves nothing either: the files never had names.
     let (open, _) = client.call("OpenImage", json!([reference]));

@@ -238,7 +238,12 @@ impl Drop for ReadAhead {
 }
 
 /// Fetches the layers in order, at most `limits.blobs` at once and `limits.bytes` spooled.
-async fn drive(shared: Arc<Shared>, image: Arc<ProxyImage>, layers: Vec<Descriptor>, limits: Limits) {
+async fn drive(
+    shared: Arc<Shared>,
+    image: Arc<ProxyImage>,
+    layers: Vec<Descriptor>,
+    limits: Limits,
+) {
     let mut tasks = JoinSet::new();
     let slots = Arc::new(Semaphore::new(limits.blobs.max(1)));
     for layer in layers {
@@ -299,10 +304,17 @@ async fn drive(shared: Arc<Shared>, image: Arc<ProxyImage>, layers: Vec<Descript
 /// An unnamed file in the spool directory.
 fn spool_file(dir: Option<PathBuf>) -> std::io::Result<File> {
     let dir = dir
-        .or_else(|| std::env::var_os("TMPDIR").filter(|d| !d.is_empty()).map(PathBuf::from))
+        .or_else(|| {
+            std::env::var_os("TMPDIR")
+                .filter(|d| !d.is_empty())
+                .map(PathBuf::from)
+        })
         .unwrap_or_else(|| PathBuf::from(DEFAULT_SPOOL_DIR));
     tempfile::tempfile_in(&dir).map_err(|e| {
-        std::io::Error::new(e.kind(), format!("creating a spool file in {}: {e}", dir.display()))
+        std::io::Error::new(
+            e.kind(),
+            format!("creating a spool file in {}: {e}", dir.display()),
+        )
     })
 }
 
@@ -365,6 +377,24 @@ async fn fill(
     }
 }
 
+/// `n` bytes of `file` at `at`, read into memory that is not zeroed first (the capacity may
+/// be larger than `n`: what was read past it is cut off).
+fn read_at(file: &File, at: u64, n: usize) -> std::io::Result<Bytes> {
+    let mut buf = Vec::with_capacity(n);
+    while buf.len() < n {
+        let offset = at + buf.len() as u64;
+        let got = rustix::io::pread(file, rustix::buffer::spare_capacity(&mut buf), offset)?;
+        if got == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "the spool file is shorter than what was written to it",
+            ));
+        }
+    }
+    buf.truncate(n);
+    Ok(Bytes::from(buf))
+}
+
 /// The bytes of `spool`, from its start, following its fetch until it ends.
 fn read(spool: Arc<Spool>) -> ByteStream {
     struct Reader {
@@ -396,14 +426,10 @@ fn read(spool: Arc<Spool>) -> ByteStream {
                 let n = usize::try_from(written - r.offset).map_or(CHUNK, |n| n.min(CHUNK));
                 let spool = r.spool.clone();
                 let at = r.offset;
-                let chunk = tokio::task::spawn_blocking(move || {
-                    let mut buf = vec![0u8; n];
-                    spool.file.read_exact_at(&mut buf, at)?;
-                    Ok::<_, std::io::Error>(Bytes::from(buf))
-                })
-                .await
-                .map_err(std::io::Error::other)
-                .and_then(|r| r);
+                let chunk = tokio::task::spawn_blocking(move || read_at(&spool.file, at, n))
+                    .await
+                    .map_err(std::io::Error::other)
+                    .and_then(|r| r);
                 return match chunk {
                     Ok(b) => {
                         r.offset += b.len() as u64;

@@ -131,9 +131,8 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_source_that_stops_ends_in_an_error_within_the_limit() {
         let chunk = Bytes::from(vec![0u8; 4096]);
-        let source: ByteStream = Box::pin(
-            futures::stream::iter(vec![Ok(chunk)]).chain(futures::stream::pending()),
-        );
+        let source: ByteStream =
+            Box::pin(futures::stream::iter(vec![Ok(chunk)]).chain(futures::stream::pending()));
         let started = tokio::time::Instant::now();
         let mut s = bounded(source, StallWatch::new(Duration::from_secs(3)));
         assert!(s.next().await.unwrap().is_ok());
