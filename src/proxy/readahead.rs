@@ -455,3 +455,84 @@ fn read(spool: Arc<Spool>) -> ByteStream {
         }
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn digest(c: char) -> Digest {
+        Digest::parse(&format!("sha256:{}", c.to_string().repeat(64))).unwrap()
+    }
+
+    fn spool(dir: &std::path::Path) -> (Arc<Spool>, watch::Sender<Progress>) {
+        let (tx, rx) = watch::channel(Progress::default());
+        let spool = Arc::new(Spool {
+            digest: digest('a'),
+            file: spool_file(Some(dir.to_path_buf())).unwrap(),
+            progress: rx,
+            _reservation: Reservation {
+                shared: Weak::new(),
+                bytes: 0,
+            },
+        });
+        (spool, tx)
+    }
+
+    #[test]
+    fn a_digest_mismatch_reaches_every_reader_as_itself() {
+        let v = VerifyError::Digest {
+            expected: digest('a'),
+            actual: digest('b'),
+        };
+        let e = std::io::Error::new(std::io::ErrorKind::InvalidData, v.clone());
+        let again = Failure::of(&e).to_io();
+        assert_eq!(verify_error(&again), Some(&v));
+        let stall = std::io::Error::new(std::io::ErrorKind::TimedOut, "no progress");
+        let again = Failure::of(&stall).to_io();
+        assert_eq!(again.kind(), std::io::ErrorKind::TimedOut);
+        assert!(verify_error(&again).is_none());
+    }
+
+    #[tokio::test]
+    async fn a_reader_follows_the_fetch_and_gets_its_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let (s, tx) = spool(dir.path());
+        // The file has no name in the directory.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        let mut reader = read(s.clone());
+        s.file.write_all_at(b"hello ", 0).unwrap();
+        tx.send_modify(|p| p.written = 6);
+        assert_eq!(&reader.next().await.unwrap().unwrap()[..], b"hello ");
+        let more = tokio::spawn(async move {
+            let mut got = Vec::new();
+            while let Some(chunk) = reader.next().await {
+                got.extend_from_slice(&chunk.unwrap());
+            }
+            got
+        });
+        s.file.write_all_at(b"world", 6).unwrap();
+        tx.send_modify(|p| {
+            p.written = 11;
+            p.end = Some(Ok(()));
+        });
+        assert_eq!(more.await.unwrap(), b"world");
+    }
+
+    #[tokio::test]
+    async fn a_fetch_that_fails_or_stops_ends_its_readers_in_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let (s, tx) = spool(dir.path());
+        let mut reader = read(s.clone());
+        let stall = std::io::Error::new(std::io::ErrorKind::TimedOut, "no progress");
+        tx.send_modify(|p| p.end = Some(Err(Failure::of(&stall))));
+        let e = reader.next().await.unwrap().unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::TimedOut);
+        assert!(reader.next().await.is_none());
+        // A fetch stopped (its image closed) before its end.
+        let (s, tx) = spool(dir.path());
+        let mut reader = read(s);
+        drop(tx);
+        let e = reader.next().await.unwrap().unwrap_err();
+        assert!(e.to_string().contains("stopped before its end"), "{e}");
+    }
+}
