@@ -175,7 +175,9 @@ pub mod signatures {
 /// The image proxy: skopeo's `experimental-image-proxy` protocol (bootc, rpm-ostree and
 /// composefs-rs pull through it), with the gate applied when an image is opened.
 pub mod image_proxy {
-    pub use crate::proxy::{MethodError, PROTOCOL_VERSION, ProxyError, serve};
+    pub use crate::proxy::{
+        MethodError, PROTOCOL_VERSION, ProxyError, ServeOptions, serve, serve_with,
+    };
 }
 
 /// Credentials in auth.json, as `podman login` and `skopeo login` keep them.

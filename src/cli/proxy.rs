@@ -1,7 +1,7 @@
 //! `ferry experimental-image-proxy`: skopeo's image proxy for bootc, rpm-ostree and composefs-rs
 //! (the `containers-image-proxy` crate starts it with one end of a socket pair as standard
 //! input). This file only turns the flags the crate and skopeo pass into a session and gate
-//! options and hands the socket to the library ([`ferry::image_proxy::serve`]).
+//! options and hands the socket to the library ([`ferry::image_proxy::serve_with`]).
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::process::ExitCode;
@@ -20,7 +20,9 @@ use super::options::{ImageAccessArgs, PlatformArgs, PolicyArgs};
     after_help = "The client starts ferry with one end of a SOCK_SEQPACKET socket pair as \
 standard input (or as --sockfd N) and sends one JSON request per packet; see docs/proxy.md. \
 Beyond skopeo's methods, GetSignatureVerdict [imgid] answers who signed the opened image and why \
-the policy admitted it."
+the policy admitted it. A blob whose source delivers less than 1 KiB in --stall-timeout seconds of \
+waiting fails then (on FinishPipe, or GetRawBlob's error pipe), whatever retries or resumes were \
+under way: that is the longest a client waits on a stalled blob."
 )]
 pub struct ProxyArgs {
     /// Serve on this descriptor, an open SOCK_SEQPACKET socket (default: 0, standard input).
@@ -34,6 +36,16 @@ pub struct ProxyArgs {
     mode: ModeArgs,
     #[command(flatten)]
     platform: PlatformArgs,
+    /// How many layers of an opened registry image are fetched ahead at once, before the client
+    /// asks for them (0: none, each layer is fetched when asked for). Each is verified as it
+    /// streams and kept in an unnamed file in $TMPDIR (else /var/tmp) until it is served or the
+    /// image is closed.
+    #[arg(long, value_name = "N", default_value_t = 6)]
+    read_ahead: usize,
+    /// The most MiB of layers fetched ahead and not yet served, per opened image: a layer is
+    /// fetched ahead only when it fits.
+    #[arg(long, value_name = "MIB", default_value_t = 1024)]
+    read_ahead_mib: u64,
     /// skopeo's decryption of encrypted layers, which ferry does not do: refused with the reason.
     #[arg(long, hide = true, value_name = "KEY")]
     decryption_key: Vec<String>,
@@ -71,8 +83,11 @@ pub async fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
     let mut source = args.access.options();
     source.referrers = args.mode.referrers;
     options.source = source;
+    let mut serve = ferry::image_proxy::ServeOptions::default();
+    serve.read_ahead_blobs = args.read_ahead;
+    serve.read_ahead_bytes = args.read_ahead_mib.saturating_mul(1 << 20);
     let socket = take_socket(args.sockfd)?;
-    ferry::image_proxy::serve(&session, &options, socket)
+    ferry::image_proxy::serve_with(&session, &options, &serve, socket)
         .await
         .context("serving the image proxy")?;
     Ok(ExitCode::SUCCESS)

@@ -11,10 +11,11 @@ use bytes::Bytes;
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 
-use super::image::ProxyImage;
+use super::image::{BlobSource, ProxyImage};
 use super::pipes::{self, Finished};
+use super::readahead::{self, ReadAhead};
 use super::wire::{self, Reply, Request};
-use super::{MethodError, PROTOCOL_VERSION, is_not_found};
+use super::{MethodError, PROTOCOL_VERSION, ServeOptions, is_not_found};
 use crate::copy::{GateOptions, open_admitted};
 use crate::digest::Digest;
 use crate::reference::ImageReference;
@@ -69,12 +70,20 @@ pub(crate) fn encode(
     (serde_json::to_vec(&reply).unwrap_or_default(), Vec::new())
 }
 
+/// An image the client opened, and the read-ahead of its layers (none for an image read from
+/// local files, which gains nothing from a copy).
+struct Opened {
+    image: Arc<ProxyImage>,
+    ahead: Option<ReadAhead>,
+}
+
 /// The server's state: what the client opened and the pipes it has not finished.
 pub(crate) struct Handler<'s> {
     session: &'s Session,
     options: GateOptions,
+    serve: ServeOptions,
     initialized: bool,
-    images: HashMap<u64, Arc<ProxyImage>>,
+    images: HashMap<u64, Opened>,
     last_image: u64,
     pipes: HashMap<u64, JoinHandle<Finished>>,
     last_pipe: u32,
@@ -82,11 +91,16 @@ pub(crate) struct Handler<'s> {
 }
 
 impl<'s> Handler<'s> {
-    /// A handler opening images in `session`, admitted with `options`.
-    pub(crate) fn new(session: &'s Session, options: GateOptions) -> Handler<'s> {
+    /// A handler opening images in `session`, admitted with `options`, served with `serve`.
+    pub(crate) fn new(
+        session: &'s Session,
+        options: GateOptions,
+        serve: ServeOptions,
+    ) -> Handler<'s> {
         Handler {
             session,
             options,
+            serve,
             initialized: false,
             images: HashMap::new(),
             last_image: 0,
@@ -96,8 +110,9 @@ impl<'s> Handler<'s> {
         }
     }
 
-    /// Stops every copy still running (the client is gone or done).
+    /// Stops every copy still running (the client is gone or done) and every read-ahead.
     pub(crate) fn abandon(&mut self) {
+        self.images.clear();
         for (_, task) in self.pipes.drain() {
             task.abort();
         }
@@ -188,6 +203,7 @@ impl<'s> Handler<'s> {
             }
             "GetBlob" => {
                 wire::expect_args(args, 3, "(imgid, digest, size)").map_err(bad)?;
+                let id = self.image_id(args.first(), method)?;
                 let image = self.image(args.first(), method)?;
                 let digest = parse_digest(wire::string(args.get(1), "blobid").map_err(bad)?)?;
                 let size = wire::uint(args.get(2)).map_err(bad)?;
@@ -200,7 +216,7 @@ impl<'s> Handler<'s> {
                         manifest: manifest_size,
                     });
                 }
-                let stream = image.blob(&source).await?;
+                let stream = self.blob(id, &image, &source).await?;
                 let (read, write) = pipes::pipe().map_err(MethodError::Pipe)?;
                 let task = pipes::spawn_finished(digest, stream, write);
                 let pipeid = self.register(task);
@@ -212,11 +228,12 @@ impl<'s> Handler<'s> {
             }
             "GetRawBlob" => {
                 wire::expect_args(args, 2, "(imgid, digest)").map_err(bad)?;
+                let id = self.image_id(args.first(), method)?;
                 let image = self.image(args.first(), method)?;
                 let digest = parse_digest(wire::string(args.get(1), "blobid").map_err(bad)?)?;
                 let source = image.blob_source(&digest).await?;
                 let size = source.descriptor().size;
-                let stream = image.blob(&source).await?;
+                let stream = self.blob(id, &image, &source).await?;
                 let (data_read, data_write) = pipes::pipe().map_err(MethodError::Pipe)?;
                 let (err_read, err_write) = pipes::pipe().map_err(MethodError::Pipe)?;
                 self.raw.retain(|t| !t.is_finished());
@@ -284,10 +301,26 @@ impl<'s> Handler<'s> {
         for w in admitted.warnings() {
             tracing::warn!("{w}");
         }
-        let image = ProxyImage::new(admitted)?;
+        let stall = self.options.source.timeouts().stall;
+        let image = Arc::new(ProxyImage::new(admitted, stall)?);
+        // Local files gain nothing from being copied ahead; a registry's blobs do.
+        let ahead = (image.admitted().reference().transport() == "docker"
+            && self.serve.read_ahead_blobs > 0
+            && self.serve.read_ahead_bytes > 0)
+            .then(|| {
+                ReadAhead::start(
+                    image.clone(),
+                    readahead::Limits {
+                        blobs: self.serve.read_ahead_blobs,
+                        bytes: self.serve.read_ahead_bytes,
+                        dir: self.serve.spool_dir.clone(),
+                        stall,
+                    },
+                )
+            });
         self.last_image += 1;
         let id = self.last_image;
-        self.images.insert(id, Arc::new(image));
+        self.images.insert(id, Opened { image, ahead });
         Ok(Answer::value(json!(id)))
     }
 
@@ -309,8 +342,28 @@ impl<'s> Handler<'s> {
         let id = self.image_id(v, method)?;
         self.images
             .get(&id)
-            .cloned()
+            .map(|o| o.image.clone())
             .ok_or(MethodError::NoImage(id))
+    }
+
+    /// The bytes of a blob of image `id`: from its read-ahead when it has one for the blob,
+    /// else from the source.
+    async fn blob(
+        &self,
+        id: u64,
+        image: &ProxyImage,
+        source: &BlobSource,
+    ) -> Result<crate::digest::ByteStream, MethodError> {
+        if let BlobSource::Source(d) = source
+            && let Some(stream) = self
+                .images
+                .get(&id)
+                .and_then(|o| o.ahead.as_ref())
+                .and_then(|a| a.take(&d.digest))
+        {
+            return Ok(stream);
+        }
+        image.blob(source).await
     }
 
     fn register(&mut self, task: JoinHandle<Finished>) -> u32 {

@@ -3,12 +3,14 @@
 //! encodes it, the layers' list). A blob can only be read through the admitted image, and only
 //! if the admitted manifest names it: what the gate judged is what the client gets.
 
+use std::time::Duration;
+
 use bytes::Bytes;
 use futures::TryStreamExt;
 use serde::Serialize;
 use tokio::sync::OnceCell;
 
-use super::MethodError;
+use super::{MethodError, stall};
 use crate::copy::AdmittedImage;
 use crate::copy::plan::Planned;
 use crate::digest::{ByteStream, Digest};
@@ -24,6 +26,8 @@ pub(crate) struct ProxyImage {
     parsed: ImageManifest,
     oci: OnceCell<OciForm>,
     config: OnceCell<Bytes>,
+    /// The stall timeout every read of a blob is bounded by ([`super::stall`]).
+    stall: Duration,
 }
 
 /// The manifest as OCI, and the config blob a conversion made (Docker schema 2 images).
@@ -58,8 +62,8 @@ pub(crate) struct LayerInfo<'a> {
 }
 
 impl ProxyImage {
-    /// The client's view of an admitted image.
-    pub(crate) fn new(admitted: AdmittedImage) -> Result<ProxyImage, MethodError> {
+    /// The client's view of an admitted image, its blobs read within the stall timeout `stall`.
+    pub(crate) fn new(admitted: AdmittedImage, stall: Duration) -> Result<ProxyImage, MethodError> {
         let reference = admitted.reference().to_string();
         let image = admitted
             .image()
@@ -86,6 +90,7 @@ impl ProxyImage {
             parsed,
             oci: OnceCell::new(),
             config: OnceCell::new(),
+            stall,
         })
     }
 
@@ -140,14 +145,12 @@ impl ProxyImage {
         self.config
             .get_or_try_init(|| async {
                 let desc = &self.parsed.config;
-                let stream =
-                    self.admitted
-                        .blob(desc)
-                        .await
-                        .map_err(|source| MethodError::Blob {
-                            digest: desc.digest.clone(),
-                            source: Box::new(source),
-                        })?;
+                let stream = stall::open(self.stall, self.admitted.blob(desc))
+                    .await
+                    .map_err(|source| MethodError::Blob {
+                        digest: desc.digest.clone(),
+                        source: Box::new(source),
+                    })?;
                 // The plan refused configs above the limit before a byte was read, and the
                 // stream ends in an error past the descriptor's size.
                 let chunks: Vec<Bytes> =
@@ -180,6 +183,11 @@ impl ProxyImage {
         Ok(top_level_member(&full, "config")
             .map(<[u8]>::to_vec)
             .unwrap_or_else(|| b"{}".to_vec()))
+    }
+
+    /// The layers' descriptors, in the manifest's order.
+    pub(crate) fn layers(&self) -> &[Descriptor] {
+        &self.parsed.layers
     }
 
     /// The layers, as the image's manifest names them.
@@ -218,22 +226,20 @@ impl ProxyImage {
         })
     }
 
-    /// The blob's bytes, verified as they stream (a mismatch ends the stream in an error).
+    /// The blob's bytes from the source, verified as they stream (a mismatch ends the stream in
+    /// an error), within the stall timeout.
     pub(crate) async fn blob(&self, source: &BlobSource) -> Result<ByteStream, MethodError> {
         match source {
             BlobSource::Made(_, bytes) => {
                 let bytes = bytes.clone();
                 Ok(Box::pin(futures::stream::once(async move { Ok(bytes) })))
             }
-            BlobSource::Source(d) => {
-                self.admitted
-                    .blob(d)
-                    .await
-                    .map_err(|source| MethodError::Blob {
-                        digest: d.digest.clone(),
-                        source: Box::new(source),
-                    })
-            }
+            BlobSource::Source(d) => stall::open(self.stall, self.admitted.blob(d))
+                .await
+                .map_err(|source| MethodError::Blob {
+                    digest: d.digest.clone(),
+                    source: Box::new(source),
+                }),
         }
     }
 }

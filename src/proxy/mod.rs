@@ -25,11 +25,14 @@
 mod handler;
 mod image;
 mod pipes;
+mod readahead;
 pub mod socket;
+mod stall;
 mod verdict;
 pub mod wire;
 
 use std::os::fd::{AsFd, OwnedFd};
+use std::path::PathBuf;
 
 use crate::copy::{CopyError, GateOptions};
 use crate::digest::Digest;
@@ -276,6 +279,32 @@ pub(crate) fn is_not_found(e: &CopyError) -> bool {
     }
 }
 
+/// How the server serves, beside what the gate decides: the read-ahead of layers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ServeOptions {
+    /// How many layers of an opened image are fetched ahead at once (0: none; the client's
+    /// requests alone fetch blobs, one at a time).
+    pub read_ahead_blobs: usize,
+    /// The most bytes of layers fetched ahead and not yet served, per opened image: a layer is
+    /// fetched ahead only when it fits.
+    pub read_ahead_bytes: u64,
+    /// Where the unnamed spool files of the read-ahead go (`None`: `$TMPDIR`, else
+    /// `/var/tmp`).
+    pub spool_dir: Option<PathBuf>,
+}
+
+impl Default for ServeOptions {
+    /// Six layers at once (as `ferry copy`'s `--parallel-blobs`), at most 1 GiB spooled.
+    fn default() -> Self {
+        ServeOptions {
+            read_ahead_blobs: 6,
+            read_ahead_bytes: 1 << 30,
+            spool_dir: None,
+        }
+    }
+}
+
 /// Serves one client on `socket` until it says `Shutdown` or goes away, opening images in
 /// `session` and admitting them with `options` (the policy, the signature mode, which image of
 /// a list, and how the source is read). Returns `Ok` when the client is done, whichever way.
@@ -284,8 +313,18 @@ pub async fn serve(
     options: &GateOptions,
     socket: OwnedFd,
 ) -> Result<(), ProxyError> {
+    serve_with(session, options, &ServeOptions::default(), socket).await
+}
+
+/// [`serve`], with the read-ahead set by `serve`.
+pub async fn serve_with(
+    session: &Session,
+    options: &GateOptions,
+    serve: &ServeOptions,
+    socket: OwnedFd,
+) -> Result<(), ProxyError> {
     let channel = socket::Channel::new(socket)?;
-    let mut handler = handler::Handler::new(session, options.clone());
+    let mut handler = handler::Handler::new(session, options.clone(), serve.clone());
     let outcome = run(&channel, &mut handler).await;
     handler.abandon();
     outcome

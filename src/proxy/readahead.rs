@@ -1,0 +1,538 @@
+//! Read-ahead: the layers of an opened image fetched before the client asks for them.
+//!
+//! The client (the `containers-image-proxy` crate, and bootc or rpm-ostree above it) asks for
+//! one layer at a time and reads it to its end before asking for the next, so a proxy that only
+//! answers what is asked fetches one blob at a time where `ferry copy` fetches six. Once an image
+//! is opened (its manifest is known and admitted), its layers are fetched in manifest order, at
+//! most [`super::ServeOptions::read_ahead_blobs`] at once, each verified against its digest as
+//! it streams, into a spool file of its own. `GetBlob` and `GetRawBlob` then read the spool: a
+//! finished one (verified whole), or one still filling, following the fetch as it writes.
+//!
+//! Bounds: the spool holds at most [`super::ServeOptions::read_ahead_bytes`] (a layer is
+//! fetched ahead only when its whole size fits beside what is spooled and not yet served; a
+//! layer larger than the whole bound is never fetched ahead). Memory holds only the chunks in
+//! flight. Each spool file is unnamed (`O_TMPFILE`, in `$TMPDIR` or `/var/tmp`): nothing else
+//! can open it, and it is gone when its last descriptor closes, so nothing is left behind
+//! whichever way the proxy ends, `kill -9` included. A spool is dropped when it has been
+//! served, when the image is closed, and when the proxy ends.
+//!
+//! What the client sees does not change: a blob asked for before its fetch started, asked for
+//! again, or whose fetch failed before the client asked, is read from the source as it would be
+//! without read-ahead. A fetch that fails while the client follows it ends the client's pipe in
+//! that error (`FinishPipe`, or `GetRawBlob`'s error pipe), as a direct read would. A spool that
+//! finished was verified whole; one followed while it fills passes bytes before the digest is
+//! known, and a mismatch ends it in the error, as a direct read does.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::{FutureExt, StreamExt};
+use tokio::sync::{Notify, Semaphore, watch};
+use tokio::task::{JoinHandle, JoinSet};
+
+use super::image::ProxyImage;
+use super::stall::StallWatch;
+use crate::digest::{ByteStream, Digest, VerifyError, verify_error};
+use crate::manifest::Descriptor;
+
+/// The most bytes one read or write of a spool file moves.
+const CHUNK: usize = 1 << 20;
+
+/// Where spool files go when `$TMPDIR` does not say (large temporary files, as containers/image
+/// puts them).
+const DEFAULT_SPOOL_DIR: &str = "/var/tmp";
+
+/// The read-ahead of one opened image. Dropping it stops every fetch and drops every spool not
+/// being served.
+pub(crate) struct ReadAhead {
+    shared: Arc<Shared>,
+    driver: JoinHandle<()>,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    /// Signalled when spooled bytes are given back to the budget.
+    released: Notify,
+}
+
+struct State {
+    entries: HashMap<Digest, Entry>,
+    /// Bytes of the budget not reserved by a spool.
+    free: u64,
+}
+
+enum Entry {
+    /// Not fetched yet.
+    Queued,
+    /// Being fetched, or fetched.
+    Spooled(Arc<Spool>),
+    /// Served, or left to be read from the source.
+    Gone,
+}
+
+/// One layer's spool file and how far its fetch has got.
+struct Spool {
+    digest: Digest,
+    file: File,
+    progress: watch::Receiver<Progress>,
+    _reservation: Reservation,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Progress {
+    /// Bytes in the file, from its start.
+    written: u64,
+    /// How the fetch ended: `Ok` once every byte was written and matched the digest.
+    end: Option<Result<(), Failure>>,
+}
+
+/// A fetch's error, kept so that every reader gets it (an [`std::io::Error`] is not `Clone`).
+#[derive(Debug, Clone)]
+struct Failure {
+    kind: std::io::ErrorKind,
+    message: String,
+    verify: Option<VerifyError>,
+}
+
+impl Failure {
+    fn of(e: &std::io::Error) -> Failure {
+        Failure {
+            kind: e.kind(),
+            message: e.to_string(),
+            verify: verify_error(e).cloned(),
+        }
+    }
+
+    fn to_io(&self) -> std::io::Error {
+        match &self.verify {
+            Some(v) => std::io::Error::new(self.kind, v.clone()),
+            None => std::io::Error::new(self.kind, self.message.clone()),
+        }
+    }
+}
+
+/// Bytes of the budget held by one spool, given back when it is dropped.
+struct Reservation {
+    shared: Weak<Shared>,
+    bytes: u64,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if let Some(shared) = self.shared.upgrade() {
+            shared.lock().free += self.bytes;
+            shared.released.notify_one();
+        }
+    }
+}
+
+/// What the budget says about a layer.
+enum Reserve {
+    Now(Reservation),
+    Wait,
+    Skip,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn reserve(self: &Arc<Self>, layer: &Descriptor, budget: u64) -> Reserve {
+        let mut st = self.lock();
+        if !matches!(st.entries.get(&layer.digest), Some(Entry::Queued)) || layer.size > budget {
+            return Reserve::Skip;
+        }
+        if layer.size > st.free {
+            return Reserve::Wait;
+        }
+        st.free -= layer.size;
+        Reserve::Now(Reservation {
+            shared: Arc::downgrade(self),
+            bytes: layer.size,
+        })
+    }
+
+    /// Makes `spool` the layer's entry, unless the client took the layer meanwhile (then the
+    /// spool is handed back, to be dropped outside the lock).
+    fn install(&self, spool: Arc<Spool>) -> Result<(), Arc<Spool>> {
+        let mut st = self.lock();
+        match st.entries.get_mut(&spool.digest) {
+            Some(e @ Entry::Queued) => {
+                *e = Entry::Spooled(spool);
+                Ok(())
+            }
+            _ => Err(spool),
+        }
+    }
+
+    fn give_up(&self, digest: &Digest) {
+        if let Some(e) = self.lock().entries.get_mut(digest) {
+            *e = Entry::Gone;
+        }
+    }
+}
+
+/// How a read-ahead is bounded.
+#[derive(Debug, Clone)]
+pub(crate) struct Limits {
+    pub(crate) blobs: usize,
+    pub(crate) bytes: u64,
+    pub(crate) dir: Option<PathBuf>,
+    pub(crate) stall: Duration,
+}
+
+impl ReadAhead {
+    /// Starts fetching `image`'s layers, within `limits`.
+    pub(crate) fn start(image: Arc<ProxyImage>, limits: Limits) -> ReadAhead {
+        let layers = image.layers().to_vec();
+        let entries = layers
+            .iter()
+            .map(|l| (l.digest.clone(), Entry::Queued))
+            .collect();
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                entries,
+                free: limits.bytes,
+            }),
+            released: Notify::new(),
+        });
+        let driver = tokio::spawn(drive(shared.clone(), image, layers, limits));
+        ReadAhead { shared, driver }
+    }
+
+    /// The blob `digest` from its spool (finished, or followed as it fills), or `None` when it
+    /// is to be read from the source: not fetched ahead (yet), already served, or failed
+    /// before it was asked for. Either way the layer is not fetched ahead any more.
+    pub(crate) fn take(&self, digest: &Digest) -> Option<ByteStream> {
+        let taken = {
+            let mut st = self.shared.lock();
+            let entry = st.entries.get_mut(digest)?;
+            std::mem::replace(entry, Entry::Gone)
+        };
+        let Entry::Spooled(spool) = taken else {
+            return None;
+        };
+        let failed = matches!(spool.progress.borrow().end, Some(Err(_)));
+        if failed {
+            tracing::debug!("{digest}: its read-ahead failed; reading it from the source");
+            return None;
+        }
+        Some(read(spool))
+    }
+}
+
+impl Drop for ReadAhead {
+    fn drop(&mut self) {
+        self.driver.abort();
+        // Spools not being served close now (their reservations lock the state: dropped
+        // outside the lock).
+        let entries = std::mem::take(&mut self.shared.lock().entries);
+        drop(entries);
+    }
+}
+
+/// Fetches the layers in order, at most `limits.blobs` at once and `limits.bytes` spooled.
+async fn drive(
+    shared: Arc<Shared>,
+    image: Arc<ProxyImage>,
+    layers: Vec<Descriptor>,
+    limits: Limits,
+) {
+    let mut tasks = JoinSet::new();
+    let slots = Arc::new(Semaphore::new(limits.blobs.max(1)));
+    for layer in layers {
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            break;
+        };
+        let reservation = loop {
+            match shared.reserve(&layer, limits.bytes) {
+                Reserve::Now(r) => break Some(r),
+                Reserve::Skip => break None,
+                Reserve::Wait => shared.released.notified().await,
+            }
+        };
+        let Some(reservation) = reservation else {
+            continue;
+        };
+        let dir = limits.dir.clone();
+        let file = tokio::task::spawn_blocking(move || spool_file(dir)).await;
+        let file = match file {
+            Ok(Ok(f)) => f,
+            Ok(Err(e)) => {
+                tracing::debug!("{}: no spool file for the read-ahead: {e}", layer.digest);
+                shared.give_up(&layer.digest);
+                continue;
+            }
+            Err(e) => {
+                tracing::debug!("{}: no spool file for the read-ahead: {e}", layer.digest);
+                shared.give_up(&layer.digest);
+                continue;
+            }
+        };
+        let (tx, rx) = watch::channel(Progress::default());
+        let spool = Arc::new(Spool {
+            digest: layer.digest.clone(),
+            file,
+            progress: rx,
+            _reservation: reservation,
+        });
+        if let Err(spool) = shared.install(spool.clone()) {
+            drop(spool);
+            continue;
+        }
+        let image = image.clone();
+        let stall = limits.stall;
+        tasks.spawn(async move {
+            let result = fill(&image, &layer, &spool, &tx, stall).await;
+            if let Err(e) = &result {
+                tracing::debug!("read-ahead of {}: {e}", layer.digest);
+            }
+            tx.send_modify(|p| p.end = Some(result.map_err(|e| Failure::of(&e))));
+            drop(slot);
+        });
+        while tasks.try_join_next().is_some() {}
+    }
+    while tasks.join_next().await.is_some() {}
+}
+
+/// An unnamed file in the spool directory.
+fn spool_file(dir: Option<PathBuf>) -> std::io::Result<File> {
+    let dir = dir
+        .or_else(|| {
+            std::env::var_os("TMPDIR")
+                .filter(|d| !d.is_empty())
+                .map(PathBuf::from)
+        })
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_SPOOL_DIR));
+    tempfile::tempfile_in(&dir).map_err(|e| {
+        std::io::Error::new(
+            e.kind(),
+            format!("creating a spool file in {}: {e}", dir.display()),
+        )
+    })
+}
+
+/// Fetches `layer` into `spool`, verified as it streams, telling readers how far it got.
+async fn fill(
+    image: &ProxyImage,
+    layer: &Descriptor,
+    spool: &Arc<Spool>,
+    progress: &watch::Sender<Progress>,
+    stall: Duration,
+) -> std::io::Result<()> {
+    let mut watch = StallWatch::new(stall);
+    let mut stream = watch
+        .wait(image.admitted().blob(layer))
+        .await?
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    let mut offset = 0u64;
+    loop {
+        let Some(first) = watch.wait(stream.next()).await? else {
+            return Ok(());
+        };
+        let first = first?;
+        watch.record(first.len() as u64);
+        // Whatever else has arrived goes in the same write.
+        let mut batch = vec![first];
+        let mut size = batch.iter().map(Bytes::len).sum::<usize>();
+        let mut ended = false;
+        while size < CHUNK {
+            match stream.next().now_or_never() {
+                Some(Some(chunk)) => {
+                    let chunk = chunk?;
+                    watch.record(chunk.len() as u64);
+                    size += chunk.len();
+                    batch.push(chunk);
+                }
+                Some(None) => {
+                    ended = true;
+                    break;
+                }
+                None => break,
+            }
+        }
+        let writer = spool.clone();
+        let at = offset;
+        tokio::task::spawn_blocking(move || {
+            let mut at = at;
+            for chunk in batch {
+                writer.file.write_all_at(&chunk, at)?;
+                at += chunk.len() as u64;
+            }
+            Ok::<_, std::io::Error>(())
+        })
+        .await
+        .map_err(std::io::Error::other)??;
+        offset += size as u64;
+        progress.send_modify(|p| p.written = offset);
+        if ended {
+            return Ok(());
+        }
+    }
+}
+
+/// `n` bytes of `file` at `at`, read into memory that is not zeroed first (the capacity may
+/// be larger than `n`: what was read past it is cut off).
+fn read_at(file: &File, at: u64, n: usize) -> std::io::Result<Bytes> {
+    let mut buf = Vec::with_capacity(n);
+    while buf.len() < n {
+        let offset = at + buf.len() as u64;
+        let got = rustix::io::pread(file, rustix::buffer::spare_capacity(&mut buf), offset)?;
+        if got == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "the spool file is shorter than what was written to it",
+            ));
+        }
+    }
+    buf.truncate(n);
+    Ok(Bytes::from(buf))
+}
+
+/// The bytes of `spool`, from its start, following its fetch until it ends.
+fn read(spool: Arc<Spool>) -> ByteStream {
+    struct Reader {
+        progress: watch::Receiver<Progress>,
+        spool: Arc<Spool>,
+        offset: u64,
+        done: bool,
+    }
+    let reader = Reader {
+        progress: spool.progress.clone(),
+        spool,
+        offset: 0,
+        done: false,
+    };
+    Box::pin(futures::stream::unfold(reader, |mut r| async move {
+        if r.done {
+            return None;
+        }
+        loop {
+            let (written, end) = {
+                let p = r.progress.borrow_and_update();
+                (p.written, p.end.clone())
+            };
+            if let Some(Err(f)) = end {
+                r.done = true;
+                return Some((Err(f.to_io()), r));
+            }
+            if r.offset < written {
+                let n = usize::try_from(written - r.offset).map_or(CHUNK, |n| n.min(CHUNK));
+                let spool = r.spool.clone();
+                let at = r.offset;
+                let chunk = tokio::task::spawn_blocking(move || read_at(&spool.file, at, n))
+                    .await
+                    .map_err(std::io::Error::other)
+                    .and_then(|r| r);
+                return match chunk {
+                    Ok(b) => {
+                        r.offset += b.len() as u64;
+                        Some((Ok(b), r))
+                    }
+                    Err(e) => {
+                        r.done = true;
+                        Some((Err(e), r))
+                    }
+                };
+            }
+            if end.is_some() {
+                return None;
+            }
+            if r.progress.changed().await.is_err() {
+                r.done = true;
+                let e = std::io::Error::other(format!(
+                    "the read-ahead of blob {} stopped before its end (the image was closed)",
+                    r.spool.digest
+                ));
+                return Some((Err(e), r));
+            }
+        }
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn digest(c: char) -> Digest {
+        Digest::parse(&format!("sha256:{}", c.to_string().repeat(64))).unwrap()
+    }
+
+    fn spool(dir: &std::path::Path) -> (Arc<Spool>, watch::Sender<Progress>) {
+        let (tx, rx) = watch::channel(Progress::default());
+        let spool = Arc::new(Spool {
+            digest: digest('a'),
+            file: spool_file(Some(dir.to_path_buf())).unwrap(),
+            progress: rx,
+            _reservation: Reservation {
+                shared: Weak::new(),
+                bytes: 0,
+            },
+        });
+        (spool, tx)
+    }
+
+    #[test]
+    fn a_digest_mismatch_reaches_every_reader_as_itself() {
+        let v = VerifyError::Digest {
+            expected: digest('a'),
+            actual: digest('b'),
+        };
+        let e = std::io::Error::new(std::io::ErrorKind::InvalidData, v.clone());
+        let again = Failure::of(&e).to_io();
+        assert_eq!(verify_error(&again), Some(&v));
+        let stall = std::io::Error::new(std::io::ErrorKind::TimedOut, "no progress");
+        let again = Failure::of(&stall).to_io();
+        assert_eq!(again.kind(), std::io::ErrorKind::TimedOut);
+        assert!(verify_error(&again).is_none());
+    }
+
+    #[tokio::test]
+    async fn a_reader_follows_the_fetch_and_gets_its_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let (s, tx) = spool(dir.path());
+        // The file has no name in the directory.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        let mut reader = read(s.clone());
+        s.file.write_all_at(b"hello ", 0).unwrap();
+        tx.send_modify(|p| p.written = 6);
+        assert_eq!(&reader.next().await.unwrap().unwrap()[..], b"hello ");
+        let more = tokio::spawn(async move {
+            let mut got = Vec::new();
+            while let Some(chunk) = reader.next().await {
+                got.extend_from_slice(&chunk.unwrap());
+            }
+            got
+        });
+        s.file.write_all_at(b"world", 6).unwrap();
+        tx.send_modify(|p| {
+            p.written = 11;
+            p.end = Some(Ok(()));
+        });
+        assert_eq!(more.await.unwrap(), b"world");
+    }
+
+    #[tokio::test]
+    async fn a_fetch_that_fails_or_stops_ends_its_readers_in_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let (s, tx) = spool(dir.path());
+        let mut reader = read(s.clone());
+        let stall = std::io::Error::new(std::io::ErrorKind::TimedOut, "no progress");
+        tx.send_modify(|p| p.end = Some(Err(Failure::of(&stall))));
+        let e = reader.next().await.unwrap().unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::TimedOut);
+        assert!(reader.next().await.is_none());
+        // A fetch stopped (its image closed) before its end.
+        let (s, tx) = spool(dir.path());
+        let mut reader = read(s);
+        drop(tx);
+        let e = reader.next().await.unwrap().unwrap_err();
+        assert!(e.to_string().contains("stopped before its end"), "{e}");
+    }
+}
