@@ -501,6 +501,84 @@ fn a_listing_that_breaks_off_deletes_nothing_in_its_repository() {
 }
 
 #[test]
+fn a_prune_reads_ahead_while_the_copies_run_but_keeps_what_a_copy_wrote_meanwhile() {
+    // The source moves v2's image to v1 and withdraws v2: the copy of v1 then writes v2's
+    // manifest under v1 while the prune has already read, ahead, what deleting v2 would remove.
+    let mut w = World::new(&["ns/app"], &["v1", "v2"]);
+    let keys = w.path("keys");
+    std::fs::create_dir(&keys).unwrap();
+    let cosign = support::sigstore::keygen(&keys, "cosign", "ecdsa-p256");
+    w.sign_sigstore(&cosign, "ns/app", "v2");
+    let (dst, src) = (w.dst.host(), w.src.host());
+    let d2 = w.images[&("ns/app".to_string(), "v2".to_string())].clone();
+    let flags = "--src docker --dest docker";
+    w.sync(flags, &[&format!("{src}/ns/app"), &format!("{dst}/m")])
+        .ok();
+    let sig = format!("sha256-{}.sig", hex(&d2));
+    assert!(
+        digest_of(&dst, "m/app", &sig).is_some(),
+        "v2's signature mirrored"
+    );
+    let (bytes, media_type) = manifest(&src, "ns/app", "v2");
+    withdraw(&src, "ns/app", &d2);
+    let (status, _, body) = request(
+        "PUT",
+        &src,
+        "/v2/ns/app/manifests/v1",
+        &[("Content-Type", &media_type)],
+        &bytes,
+    );
+    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
+    w.images
+        .insert(("ns/app".to_string(), "v1".to_string()), d2.clone());
+    // The destination answers manifest writes late, so the prune's early reads (the listing,
+    // v2's manifest and signature) are done before the copy of v1 lands.
+    let slow = HttpServer::start(
+        Arc::new(|req: &Request| {
+            if req.method == "PUT" && req.path.contains("/manifests/") {
+                std::thread::sleep(Duration::from_millis(1500));
+            }
+            Reply::forward()
+        }),
+        Some(dst.clone()),
+    );
+    std::fs::write(
+        w.registries_d.join("slow.yaml"),
+        format!(
+            "docker:\n  {}:\n    use-sigstore-attachments: true\n",
+            slow.host()
+        ),
+    )
+    .unwrap();
+    let rep = w.path("report.json");
+    let r = w
+        .sync(
+            &format!("{flags} --prune --report {}", rep.display()),
+            &[&format!("{src}/ns/app"), &format!("{}/m", slow.host())],
+        )
+        .ok();
+    let rep = report(&rep);
+    assert_eq!(
+        pruned(&rep),
+        BTreeMap::from([(
+            format!("docker://{}/m/app:v2", slow.host()),
+            "kept".to_string()
+        )]),
+        "v2 names the manifest v1 was just given: only its name may go\n{}",
+        r.stderr
+    );
+    assert_eq!(
+        digest_of(&dst, "m/app", "v1"),
+        Some(d2.clone()),
+        "v1 is whole"
+    );
+    assert!(
+        digest_of(&dst, "m/app", &sig).is_some(),
+        "v1's signature stays"
+    );
+}
+
+#[test]
 fn oci_dir_and_store_destinations_prune_and_the_store_keeps_its_evidence_unless_asked() {
     let w = World::new(&["ns/app"], &["v1", "v2", "v3"]);
     let keys = w.path("keys");

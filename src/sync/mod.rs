@@ -408,10 +408,16 @@ pub async fn run(
     });
     // Every image into one archive shares its writer; the file appears at the end.
     session.hold_archives();
-    let listings = shared
-        .options
-        .prune
-        .then(|| prune::prefetch(session, &plan.scopes, &shared.options));
+    let listings = shared.options.prune.then(|| {
+        let written = plan.items.iter().map(|i| i.destination.to_string());
+        prune::prefetch(
+            session,
+            request,
+            &plan.scopes,
+            written.collect(),
+            &shared.options,
+        )
+    });
     let handles: Vec<_> = plan
         .items
         .into_iter()
