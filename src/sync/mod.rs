@@ -57,6 +57,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Instant;
 
+use futures::StreamExt;
 use tokio::sync::Semaphore;
 
 use crate::copy::{self, BlobAction, Checked, CopyError, CopyOptions, Progress, ProgressEvent};
@@ -408,7 +409,8 @@ pub async fn run(
     });
     // Every image into one archive shares its writer; the file appears at the end.
     session.hold_archives();
-    let listings = shared.options.prune.then(|| {
+    let prune = shared.options.prune;
+    let mut early = if prune {
         let written = plan.items.iter().map(|i| i.destination.to_string());
         prune::prefetch(
             session,
@@ -417,44 +419,106 @@ pub async fn run(
             written.collect(),
             &shared.options,
         )
-    });
-    let handles: Vec<_> = plan
+    } else {
+        prune::Listings::new()
+    };
+    // A repository is pruned as soon as its own images are done, while the others' copies
+    // run: how many of its images are still to come.
+    let mut left: HashMap<String, usize> = HashMap::new();
+    for item in &plan.items {
+        *left.entry(item.repository.clone()).or_default() += 1;
+    }
+    let request_shared = Arc::new(request.clone());
+    let deletions = Arc::new(Semaphore::new(shared.options.parallel_checks.max(1)));
+    let start_prune =
+        |scope: &RepositoryScope, images: Vec<ImageResult>, early: &mut prune::Listings| {
+            let (shared, request, deletions) =
+                (shared.clone(), request_shared.clone(), deletions.clone());
+            let scope = scope.clone();
+            let early = scope
+                .destination
+                .as_ref()
+                .ok()
+                .and_then(|d| early.remove(&d.to_string()));
+            tokio::spawn(async move {
+                prune::prune_repository(
+                    &shared.session,
+                    &request,
+                    &scope,
+                    &images,
+                    early,
+                    &shared.options,
+                    &deletions,
+                )
+                .await
+            })
+        };
+    let mut pruning = HashMap::new();
+    let total = plan.items.len();
+    let mut pending: futures::stream::FuturesUnordered<_> = plan
         .items
         .into_iter()
         .zip(locks)
-        .map(|(item, lock)| {
-            let fallback = ImageResult::new(
+        .enumerate()
+        .map(|(n, (item, lock))| {
+            let mut fallback = ImageResult::new(
                 item.source.to_string(),
                 Some(item.destination.to_string()),
                 item.repository.clone(),
                 ImageStatus::Failed,
             );
-            (tokio::spawn(run_one(shared.clone(), item, lock)), fallback)
+            let handle = tokio::spawn(run_one(shared.clone(), item, lock));
+            async move {
+                let result = match handle.await {
+                    Ok(r) => r,
+                    // A copy task cannot panic on input; if one did, its image failed.
+                    Err(e) => {
+                        fallback.reason = Some(format!("the copy task ended abnormally: {e}"));
+                        fallback
+                    }
+                };
+                (n, result)
+            }
         })
         .collect();
-    for (handle, mut fallback) in handles {
-        report.images.push(match handle.await {
-            Ok(r) => r,
-            // A copy task cannot panic on input; if one did, its image failed.
-            Err(e) => {
-                fallback.reason = Some(format!("the copy task ended abnormally: {e}"));
-                fallback
-            }
-        });
+    let mut results: Vec<Option<ImageResult>> = (0..total).map(|_| None).collect();
+    while let Some((n, result)) = pending.next().await {
+        let repository = result.repository.clone();
+        if let Some(slot) = results.get_mut(n) {
+            *slot = Some(result);
+        }
+        let Some(count) = left.get_mut(&repository) else {
+            continue;
+        };
+        *count = count.saturating_sub(1);
+        let scope = plan.scopes.iter().find(|s| s.repository == repository);
+        if let (true, 0, Some(scope)) = (prune, *count, scope) {
+            let images = report
+                .images
+                .iter()
+                .chain(results.iter().flatten())
+                .filter(|i| i.repository == repository)
+                .cloned()
+                .collect();
+            pruning.insert(repository, start_prune(scope, images, &mut early));
+        }
     }
+    report.images.extend(results.into_iter().flatten());
     finish_archives(session, request, &mut report, keep_going).await;
-    if let Some(listings) = listings {
-        // A listing task that ended abnormally is listed again by the prune.
-        let listings = listings.await.unwrap_or_default();
-        let (pruned, not_pruned) = prune::prune(
-            session,
-            request,
-            &plan.scopes,
-            &report.images,
-            listings,
-            &shared.options,
-        )
-        .await;
+    if prune {
+        // The repositories without images of this run are pruned now.
+        let mut outcomes = Vec::new();
+        for scope in &plan.scopes {
+            let task = match pruning.remove(&scope.repository) {
+                Some(t) => t,
+                None => start_prune(scope, report.images.clone(), &mut early),
+            };
+            outcomes.push(
+                task.await
+                    .unwrap_or_else(|e| Err(prune::abnormal(scope, &e))),
+            );
+        }
+        let (pruned, not_pruned) = prune::finish(outcomes, &shared.options);
         report.pruned = pruned;
         report.not_pruned = not_pruned;
     }

@@ -59,9 +59,10 @@ pub(super) struct Prefetched {
     prepared: HashMap<String, PreparedDeletion>,
 }
 
-/// What a prune read, while the copies ran, of the repositories it may touch, by destination
-/// repository (the probe reference's text): the answer, or the listing's error.
-pub(super) type Listings = HashMap<String, Result<Prefetched, String>>;
+/// What a prune reads, while the copies run, of each repository it may touch, by destination
+/// repository (the probe reference's text): the answer, or the listing's error, when its task
+/// ends.
+pub(super) type Listings = HashMap<String, tokio::task::JoinHandle<Result<Prefetched, String>>>;
 
 /// Reads, while the copies run, the destination repositories of the scopes a prune may touch
 /// ([`Prefetched`]): their listings, and then what needs no result of the copies. `written`:
@@ -72,34 +73,31 @@ pub(super) fn prefetch(
     scopes: &[RepositoryScope],
     written: HashSet<String>,
     options: &SyncOptions,
-) -> tokio::task::JoinHandle<Listings> {
-    let wanted: Vec<(RepositoryScope, ImageReference)> = scopes
+) -> Listings {
+    let parallel = options.parallel_checks.max(1);
+    // One bound for the listings and one for the lookups, over every repository.
+    let listings = Arc::new(tokio::sync::Semaphore::new(parallel));
+    let lookups = Arc::new(tokio::sync::Semaphore::new(parallel));
+    let request = Arc::new(request.clone());
+    let written = Arc::new(written);
+    scopes
         .iter()
         .filter(|s| s.shares_destination_with.is_empty())
         .filter(|s| matches!(&s.listing, Listing::Complete { listed, .. } if *listed > 0))
         .filter_map(|s| Some((s.clone(), s.destination.as_ref().ok()?.clone())))
-        .collect();
-    let session = session.clone();
-    let request = request.clone();
-    let destination = options.copy.destination.clone();
-    let parallel = options.parallel_checks.max(1);
-    // One bound for the lookups of every repository, as for the listings.
-    let lookups = Arc::new(tokio::sync::Semaphore::new(parallel));
-    tokio::spawn(async move {
-        let (session, destination, request, written, lookups) =
-            (&session, &destination, &request, &written, &lookups);
-        futures::stream::iter(wanted)
-            .map(|(scope, probe)| async move {
-                let transport = match registry::of(&probe) {
-                    Ok(t) => t,
-                    Err(e) => return (probe.to_string(), Err(e.to_string())),
-                };
-                let held = match transport
-                    .list_repository(session, &probe, destination)
-                    .await
-                {
-                    Ok(h) => h,
-                    Err(e) => return (probe.to_string(), Err(e.to_string())),
+        .map(|(scope, probe)| {
+            let (session, request, written) = (session.clone(), request.clone(), written.clone());
+            let (listings, lookups) = (listings.clone(), lookups.clone());
+            let destination = options.copy.destination.clone();
+            let key = probe.to_string();
+            let task = tokio::spawn(async move {
+                let transport = registry::of(&probe).map_err(|e| e.to_string())?;
+                let held = {
+                    let _permit = listings.acquire().await.map_err(|e| e.to_string())?;
+                    transport
+                        .list_repository(&session, &probe, &destination)
+                        .await
+                        .map_err(|e| e.to_string())?
                 };
                 let mut found = Prefetched {
                     held: held.clone(),
@@ -109,30 +107,27 @@ pub(super) fn prefetch(
                     selection, taken, ..
                 } = &scope.listing
                 else {
-                    return (probe.to_string(), Ok(found));
+                    return Ok(found);
                 };
-                let (withdrawn, remaining) = divide(request, &scope, selection, taken, held);
+                let (withdrawn, remaining) = divide(&request, &scope, selection, taken, held);
                 if withdrawn.is_empty() {
-                    return (probe.to_string(), Ok(found));
+                    return Ok(found);
                 }
+                let (session, destination, lookups) = (&session, &destination, &lookups);
                 let early = |h: &HeldImage| !written.contains(&h.reference.to_string());
                 let stays = remaining.into_iter().filter(early).map(|h| async move {
                     let _permit = lookups.acquire().await.ok()?;
                     let p = transport.present(session, &h.reference, destination).await;
                     Some((h.reference.to_string(), p.ok()?.map(|p| p.digest)))
                 });
-                let goes =
-                    withdrawn
-                        .into_iter()
-                        .map(|(h, _)| h)
-                        .filter(early)
-                        .map(|h| async move {
-                            let _permit = lookups.acquire().await.ok()?;
-                            let p = transport
-                                .prepare_delete(session, &h.reference, destination)
-                                .await;
-                            Some((h.reference.to_string(), p.ok()??))
-                        });
+                let goes = withdrawn.into_iter().map(|(h, _)| h);
+                let goes = goes.filter(early).map(|h| async move {
+                    let _permit = lookups.acquire().await.ok()?;
+                    let p = transport
+                        .prepare_delete(session, &h.reference, destination)
+                        .await;
+                    Some((h.reference.to_string(), p.ok()??))
+                });
                 let (stays, goes) = futures::future::join(
                     futures::future::join_all(stays),
                     futures::future::join_all(goes),
@@ -140,12 +135,11 @@ pub(super) fn prefetch(
                 .await;
                 found.present = stays.into_iter().flatten().collect();
                 found.prepared = goes.into_iter().flatten().collect();
-                (probe.to_string(), Ok(found))
-            })
-            .buffer_unordered(parallel)
-            .collect()
-            .await
-    })
+                Ok(found)
+            });
+            (key, task)
+        })
+        .collect()
 }
 
 /// Divides the images a destination repository holds into the withdrawn ones (with their tag
@@ -187,45 +181,69 @@ struct Candidate {
     transport: &'static dyn Transport,
 }
 
-/// Deletes, in every repository where it is safe, the destination tags the source withdrew.
-pub(super) async fn prune(
+/// Deletes the destination tags the source withdrew from one repository, where it is safe:
+/// called once the copies of its images are done (the others' may still run). `images`: at
+/// least every result of this repository; `early`: what [`prefetch`] is reading of its
+/// destination (listed again here when absent or its task ended abnormally); `deletions`
+/// bounds the deletions in flight across repositories.
+pub(super) async fn prune_repository(
     session: &Arc<Session>,
     request: &PlanRequest,
-    scopes: &[RepositoryScope],
+    scope: &RepositoryScope,
     images: &[ImageResult],
-    listings: Listings,
+    early: Option<tokio::task::JoinHandle<Result<Prefetched, String>>>,
     options: &SyncOptions,
-) -> (Vec<PrunedTag>, Vec<NotPruned>) {
+    deletions: &tokio::sync::Semaphore,
+) -> Result<Vec<PrunedTag>, NotPruned> {
     let by_destination: HashMap<&str, &ImageResult> = images
         .iter()
         .filter_map(|i| i.destination.as_deref().map(|d| (d, i)))
         .collect();
-    let parallel = options.parallel_checks.max(1);
-    let found: Vec<_> = futures::stream::iter(scopes)
-        .map(|scope| {
-            let listed = scope
-                .destination
-                .as_ref()
-                .ok()
-                .and_then(|d| listings.get(&d.to_string()));
-            candidates(
-                session,
-                request,
-                scope,
-                images,
-                &by_destination,
-                listed,
-                options,
-            )
+    let early = match early {
+        Some(task) => task.await.ok(),
+        None => None,
+    };
+    let work = candidates(
+        session,
+        request,
+        scope,
+        images,
+        &by_destination,
+        early.as_ref(),
+        options,
+    )
+    .await?;
+    Ok(futures::stream::iter(work)
+        .map(|c| async move {
+            let _permit = deletions.acquire().await;
+            delete(session, c, options).await
         })
-        .buffered(parallel)
+        .buffer_unordered(options.parallel_checks.max(1))
         .collect()
-        .await;
+        .await)
+}
+
+/// A repository whose prune task ended abnormally: nothing more is known of it.
+pub(super) fn abnormal(scope: &RepositoryScope, e: &tokio::task::JoinError) -> NotPruned {
+    NotPruned {
+        repository: scope.repository.clone(),
+        destination: scope.destination.as_ref().ok().map(|d| d.to_string()),
+        reason: format!("the prune task ended abnormally: {e}"),
+        failed: true,
+    }
+}
+
+/// The prune's answer from every repository's (in the scopes' order), said to the progress
+/// reporter: the tags deleted (sorted), and the repositories left alone.
+pub(super) fn finish(
+    outcomes: Vec<Result<Vec<PrunedTag>, NotPruned>>,
+    options: &SyncOptions,
+) -> (Vec<PrunedTag>, Vec<NotPruned>) {
     let mut not_pruned = Vec::new();
-    let mut work = Vec::new();
-    for f in found {
-        match f {
-            Ok(c) => work.extend(c),
+    let mut pruned = Vec::new();
+    for outcome in outcomes {
+        match outcome {
+            Ok(tags) => pruned.extend(tags),
             Err(n) => {
                 if let Some(p) = &options.progress {
                     p.warning(&format!("{}: not pruned: {}", n.repository, n.reason));
@@ -234,12 +252,7 @@ pub(super) async fn prune(
             }
         }
     }
-    let mut pruned: Vec<PrunedTag> = futures::stream::iter(work)
-        .map(|c| delete(session, c, options))
-        .buffer_unordered(parallel)
-        .collect()
-        .await;
-    pruned.sort_by(|a, b| a.destination.cmp(&b.destination));
+    pruned.sort_by(|a: &PrunedTag, b: &PrunedTag| a.destination.cmp(&b.destination));
     if let Some(p) = &options.progress {
         for t in &pruned {
             p.pruned(t);
