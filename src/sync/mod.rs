@@ -15,8 +15,9 @@
 //!   and 429 pause, and blobs pushed by one image are mounted by the next instead of sent again.
 //!   Up to `parallel_images` copies run at once (more incremental checks, which are cheap),
 //!   and at most `max_blobs_in_flight` blobs stream at once across all of them.
-//! - `prune.rs`: `--prune`, after the copies: the destination tags the source withdrew,
-//!   deleted with what belongs to them, where the source's listing makes that safe.
+//! - `prune.rs`: `--prune`: the destination tags the source withdrew, deleted with what
+//!   belongs to them, where the source's listing makes that safe; read ahead while the copies
+//!   run, and into a registry each repository pruned once its own images are done.
 //! - `report.rs`: the per-image result, the pruned tags and the JSON report ([`SyncReport`]).
 //!
 //! ```no_run
@@ -422,8 +423,11 @@ pub async fn run(
     } else {
         prune::Listings::new()
     };
-    // A repository is pruned as soon as its own images are done, while the others' copies
-    // run: how many of its images are still to come.
+    // Into a registry, a repository is pruned as soon as its own images are done, while the
+    // others' copies run: how many of its images are still to come. Local destinations'
+    // deletions cost no round trips and share their layout's or store's locks with the
+    // copies: they wait for the copies.
+    let prune_early = prune && request.destination_kind.name() == "docker";
     let mut left: HashMap<String, usize> = HashMap::new();
     for item in &plan.items {
         *left.entry(item.repository.clone()).or_default() += 1;
@@ -492,7 +496,7 @@ pub async fn run(
         };
         *count = count.saturating_sub(1);
         let scope = plan.scopes.iter().find(|s| s.repository == repository);
-        if let (true, 0, Some(scope)) = (prune, *count, scope) {
+        if let (true, 0, Some(scope)) = (prune_early, *count, scope) {
             let images = report
                 .images
                 .iter()

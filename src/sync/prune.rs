@@ -30,7 +30,8 @@
 //! name; and a lookup made early of a name that an image of this run was written to is never
 //! used (it is read again). So a prune adds only its deletions to a sync, run at once (within
 //! the registry's request cap), each deletion's waves in order: what is attached first, the
-//! manifest last.
+//! manifest last. Into a registry, a repository's deletions start once its own images are done
+//! ([`prune_repository`], called by the scheduler), while other repositories' copies go on.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
