@@ -424,14 +424,19 @@ pub async fn run(
         prune::Listings::new()
     };
     // Into a registry, a repository is pruned as soon as its own images are done, while the
-    // others' copies run: how many of its images are still to come. Local destinations'
+    // others' copies run (`items_of`: its work items). Local destinations'
     // deletions cost no round trips and share their layout's or store's locks with the
     // copies: they wait for the copies.
     let prune_early = prune && request.destination_kind.name() == "docker";
-    let mut left: HashMap<String, usize> = HashMap::new();
-    for item in &plan.items {
-        *left.entry(item.repository.clone()).or_default() += 1;
+    let mut items_of: HashMap<String, Vec<usize>> = HashMap::new();
+    for (n, item) in plan.items.iter().enumerate() {
+        items_of.entry(item.repository.clone()).or_default().push(n);
     }
+    let scopes: HashMap<&str, &RepositoryScope> = plan
+        .scopes
+        .iter()
+        .map(|s| (s.repository.as_str(), s))
+        .collect();
     let request_shared = Arc::new(request.clone());
     let deletions = Arc::new(Semaphore::new(shared.options.parallel_checks.max(1)));
     let start_prune =
@@ -491,17 +496,21 @@ pub async fn run(
         if let Some(slot) = results.get_mut(n) {
             *slot = Some(result);
         }
-        let Some(count) = left.get_mut(&repository) else {
+        let (Some(items), Some(scope)) =
+            (items_of.get(&repository), scopes.get(repository.as_str()))
+        else {
             continue;
         };
-        *count = count.saturating_sub(1);
-        let scope = plan.scopes.iter().find(|s| s.repository == repository);
-        if let (true, 0, Some(scope)) = (prune_early, *count, scope) {
+        if prune_early
+            && items
+                .iter()
+                .all(|i| results.get(*i).is_some_and(Option::is_some))
+        {
             let images = report
                 .images
                 .iter()
-                .chain(results.iter().flatten())
                 .filter(|i| i.repository == repository)
+                .chain(items.iter().filter_map(|i| results.get(*i)?.as_ref()))
                 .cloned()
                 .collect();
             pruning.insert(repository, start_prune(scope, images, &mut early));
@@ -510,13 +519,24 @@ pub async fn run(
     report.images.extend(results.into_iter().flatten());
     finish_archives(session, request, &mut report, keep_going).await;
     if prune {
-        // The repositories without images of this run are pruned now.
+        // The repositories not pruned yet are pruned now, all at once.
+        let mut images: HashMap<&str, Vec<ImageResult>> = HashMap::new();
+        for i in &report.images {
+            images.entry(&i.repository).or_default().push(i.clone());
+        }
+        let tasks: Vec<_> = plan
+            .scopes
+            .iter()
+            .map(|scope| {
+                let task = pruning.remove(&scope.repository).unwrap_or_else(|| {
+                    let mine = images.remove(scope.repository.as_str()).unwrap_or_default();
+                    start_prune(scope, mine, &mut early)
+                });
+                (scope, task)
+            })
+            .collect();
         let mut outcomes = Vec::new();
-        for scope in &plan.scopes {
-            let task = match pruning.remove(&scope.repository) {
-                Some(t) => t,
-                None => start_prune(scope, report.images.clone(), &mut early),
-            };
+        for (scope, task) in tasks {
             outcomes.push(
                 task.await
                     .unwrap_or_else(|e| Err(prune::abnormal(scope, &e))),
