@@ -76,7 +76,9 @@ pub(super) fn prefetch(
     options: &SyncOptions,
 ) -> Listings {
     let parallel = options.parallel_checks.max(1);
-    // One bound for the listings and one for the lookups, over every repository.
+    // One bound for the listings and one for the lookups, over every repository. Fewer
+    // lookups than checks at once (a quarter was tried) makes the read-ahead a chain that
+    // ends after the copies, and the deletions wait for it.
     let listings = Arc::new(tokio::sync::Semaphore::new(parallel));
     let lookups = Arc::new(tokio::sync::Semaphore::new(parallel));
     let request = Arc::new(request.clone());
