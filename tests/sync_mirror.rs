@@ -1,7 +1,9 @@
 //! `ferry sync` as a true mirror, against real distribution registries on 127.0.0.1: `--prune`
 //! deletes what the source withdrew with its simple signatures (a `file://` lookaside), its
 //! sigstore attachment and its referrers, and nothing of the images that stay; a source listing
-//! that breaks off deletes nothing in its repository; `dir:`, `oci:` and store destinations
+//! that breaks off deletes nothing in its repository, nor does a copy that fails late there
+//! while other repositories are pruned; what a prune reads ahead never outweighs what a copy
+//! wrote meanwhile; `dir:`, `oci:` and store destinations
 //! prune too; `--include-tag-regex`/`--exclude-tag-regex`; `--immutable-tags` reads nothing of
 //! the source for a tag already mirrored; and a sync into `dir:` and `oci:` killed with SIGKILL
 //! is finished by the next run, which also repairs an image left half-written.
@@ -497,6 +499,148 @@ fn a_listing_that_breaks_off_deletes_nothing_in_its_repository() {
         r.stderr.contains("not pruned") && r.stderr.contains("ns/b"),
         "said on stderr: {}",
         r.stderr
+    );
+}
+
+#[test]
+fn a_prune_reads_ahead_while_the_copies_run_but_keeps_what_a_copy_wrote_meanwhile() {
+    // The source moves v2's image to v1 and withdraws v2: the copy of v1 then writes v2's
+    // manifest under v1 while the prune has already read, ahead, what deleting v2 would remove.
+    let mut w = World::new(&["ns/app"], &["v1", "v2"]);
+    let keys = w.path("keys");
+    std::fs::create_dir(&keys).unwrap();
+    let cosign = support::sigstore::keygen(&keys, "cosign", "ecdsa-p256");
+    w.sign_sigstore(&cosign, "ns/app", "v2");
+    let (dst, src) = (w.dst.host(), w.src.host());
+    let d2 = w.images[&("ns/app".to_string(), "v2".to_string())].clone();
+    let flags = "--src docker --dest docker";
+    w.sync(flags, &[&format!("{src}/ns/app"), &format!("{dst}/m")])
+        .ok();
+    let sig = format!("sha256-{}.sig", hex(&d2));
+    assert!(
+        digest_of(&dst, "m/app", &sig).is_some(),
+        "v2's signature mirrored"
+    );
+    let (bytes, media_type) = manifest(&src, "ns/app", "v2");
+    withdraw(&src, "ns/app", &d2);
+    let (status, _, body) = request(
+        "PUT",
+        &src,
+        "/v2/ns/app/manifests/v1",
+        &[("Content-Type", &media_type)],
+        &bytes,
+    );
+    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
+    w.images
+        .insert(("ns/app".to_string(), "v1".to_string()), d2.clone());
+    // The destination answers manifest writes late, so the prune's early reads (the listing,
+    // v2's manifest and signature) are done before the copy of v1 lands.
+    let slow = HttpServer::start(
+        Arc::new(|req: &Request| {
+            if req.method == "PUT" && req.path.contains("/manifests/") {
+                std::thread::sleep(Duration::from_millis(1500));
+            }
+            Reply::forward()
+        }),
+        Some(dst.clone()),
+    );
+    std::fs::write(
+        w.registries_d.join("slow.yaml"),
+        format!(
+            "docker:\n  {}:\n    use-sigstore-attachments: true\n",
+            slow.host()
+        ),
+    )
+    .unwrap();
+    let rep = w.path("report.json");
+    let r = w
+        .sync(
+            &format!("{flags} --prune --report {}", rep.display()),
+            &[&format!("{src}/ns/app"), &format!("{}/m", slow.host())],
+        )
+        .ok();
+    let rep = report(&rep);
+    assert_eq!(
+        pruned(&rep),
+        BTreeMap::from([(
+            format!("docker://{}/m/app:v2", slow.host()),
+            "kept".to_string()
+        )]),
+        "v2 names the manifest v1 was just given: only its name may go\n{}",
+        r.stderr
+    );
+    assert_eq!(
+        digest_of(&dst, "m/app", "v1"),
+        Some(d2.clone()),
+        "v1 is whole"
+    );
+    assert!(
+        digest_of(&dst, "m/app", &sig).is_some(),
+        "v1's signature stays"
+    );
+}
+
+#[test]
+fn a_repository_is_pruned_when_its_images_are_done_and_one_whose_copy_fails_late_is_not() {
+    let mut w = World::new(&["ns/a", "ns/b"], &["v1", "v2"]);
+    let (dst, src) = (w.dst.host(), w.src.host());
+    let yaml = w.path("sync.yaml");
+    let write_yaml = |host: &str| {
+        std::fs::write(
+            &yaml,
+            format!("{host}:\n  tls-verify: false\n  images:\n    ns/a: []\n    ns/b: []\n"),
+        )
+        .unwrap()
+    };
+    write_yaml(&src);
+    let rep = w.path("report.json");
+    let flags = format!(
+        "--src yaml --dest docker --keep-going --prune --report {}",
+        rep.display()
+    );
+    let rest = [yaml.to_str().unwrap(), &format!("{dst}/m")].map(String::from);
+    let rest = [rest[0].as_str(), rest[1].as_str()];
+    w.sync(&flags, &rest).ok();
+    for repo in ["ns/a", "ns/b"] {
+        withdraw(&src, repo, &w.images[&(repo.to_string(), "v2".to_string())]);
+    }
+    // ns/b:v1 changes at the source, and its blobs are read late and then not found: ns/a's
+    // images are done (and ns/a is pruned) while ns/b's copy is still under way, and fails.
+    w.push("ns/b", "v1", 99);
+    let proxy = HttpServer::start(
+        Arc::new(|req: &Request| {
+            if req.path.starts_with("/v2/ns/b/blobs/") {
+                std::thread::sleep(Duration::from_millis(1500));
+                return Reply::status(404);
+            }
+            Reply::forward()
+        }),
+        Some(src.clone()),
+    );
+    write_yaml(&proxy.host());
+    let r = w.sync(&flags, &rest).code(3);
+    let rep = report(&rep);
+    assert_eq!(
+        pruned(&rep),
+        BTreeMap::from([(format!("docker://{dst}/m/a:v2"), "deleted".to_string())]),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(image_tags(&dst, "m/a"), BTreeSet::from(["v1".to_string()]));
+    assert_eq!(
+        image_tags(&dst, "m/b"),
+        BTreeSet::from(["v1".to_string(), "v2".to_string()]),
+        "nothing deleted where a copy failed"
+    );
+    let not = rep["not_pruned"].as_array().unwrap();
+    assert_eq!(not.len(), 1, "{rep:#}");
+    assert!(not[0]["repository"].as_str().unwrap().ends_with("ns/b"));
+    assert!(
+        not[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("1 of its images failed"),
+        "{not:?}"
     );
 }
 

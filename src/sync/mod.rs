@@ -15,8 +15,9 @@
 //!   and 429 pause, and blobs pushed by one image are mounted by the next instead of sent again.
 //!   Up to `parallel_images` copies run at once (more incremental checks, which are cheap),
 //!   and at most `max_blobs_in_flight` blobs stream at once across all of them.
-//! - `prune.rs`: `--prune`, after the copies: the destination tags the source withdrew,
-//!   deleted with what belongs to them, where the source's listing makes that safe.
+//! - `prune.rs`: `--prune`: the destination tags the source withdrew, deleted with what
+//!   belongs to them, where the source's listing makes that safe; read ahead while the copies
+//!   run, and into a registry each repository pruned once its own images are done.
 //! - `report.rs`: the per-image result, the pruned tags and the JSON report ([`SyncReport`]).
 //!
 //! ```no_run
@@ -57,6 +58,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Instant;
 
+use futures::StreamExt;
 use tokio::sync::Semaphore;
 
 use crate::copy::{self, BlobAction, Checked, CopyError, CopyOptions, Progress, ProgressEvent};
@@ -408,47 +410,139 @@ pub async fn run(
     });
     // Every image into one archive shares its writer; the file appears at the end.
     session.hold_archives();
-    let listings = shared
-        .options
-        .prune
-        .then(|| prune::prefetch(session, &plan.scopes, &shared.options));
-    let handles: Vec<_> = plan
+    let prune = shared.options.prune;
+    let mut early = if prune {
+        let written = plan.items.iter().map(|i| i.destination.to_string());
+        prune::prefetch(
+            session,
+            request,
+            &plan.scopes,
+            written.collect(),
+            &shared.options,
+        )
+    } else {
+        prune::Listings::new()
+    };
+    // Into a registry, a repository is pruned as soon as its own images are done, while the
+    // others' copies run (`items_of`: its work items). Local destinations'
+    // deletions cost no round trips and share their layout's or store's locks with the
+    // copies: they wait for the copies.
+    let prune_early = prune && request.destination_kind.name() == "docker";
+    let mut items_of: HashMap<String, Vec<usize>> = HashMap::new();
+    for (n, item) in plan.items.iter().enumerate() {
+        items_of.entry(item.repository.clone()).or_default().push(n);
+    }
+    let scopes: HashMap<&str, &RepositoryScope> = plan
+        .scopes
+        .iter()
+        .map(|s| (s.repository.as_str(), s))
+        .collect();
+    let request_shared = Arc::new(request.clone());
+    let deletions = Arc::new(Semaphore::new(shared.options.parallel_checks.max(1)));
+    let start_prune =
+        |scope: &RepositoryScope, images: Vec<ImageResult>, early: &mut prune::Listings| {
+            let (shared, request, deletions) =
+                (shared.clone(), request_shared.clone(), deletions.clone());
+            let scope = scope.clone();
+            let early = scope
+                .destination
+                .as_ref()
+                .ok()
+                .and_then(|d| early.remove(&d.to_string()));
+            tokio::spawn(async move {
+                prune::prune_repository(
+                    &shared.session,
+                    &request,
+                    &scope,
+                    &images,
+                    early,
+                    &shared.options,
+                    &deletions,
+                )
+                .await
+            })
+        };
+    let mut pruning = HashMap::new();
+    let total = plan.items.len();
+    let mut pending: futures::stream::FuturesUnordered<_> = plan
         .items
         .into_iter()
         .zip(locks)
-        .map(|(item, lock)| {
-            let fallback = ImageResult::new(
+        .enumerate()
+        .map(|(n, (item, lock))| {
+            let mut fallback = ImageResult::new(
                 item.source.to_string(),
                 Some(item.destination.to_string()),
                 item.repository.clone(),
                 ImageStatus::Failed,
             );
-            (tokio::spawn(run_one(shared.clone(), item, lock)), fallback)
+            let handle = tokio::spawn(run_one(shared.clone(), item, lock));
+            async move {
+                let result = match handle.await {
+                    Ok(r) => r,
+                    // A copy task cannot panic on input; if one did, its image failed.
+                    Err(e) => {
+                        fallback.reason = Some(format!("the copy task ended abnormally: {e}"));
+                        fallback
+                    }
+                };
+                (n, result)
+            }
         })
         .collect();
-    for (handle, mut fallback) in handles {
-        report.images.push(match handle.await {
-            Ok(r) => r,
-            // A copy task cannot panic on input; if one did, its image failed.
-            Err(e) => {
-                fallback.reason = Some(format!("the copy task ended abnormally: {e}"));
-                fallback
-            }
-        });
+    let mut results: Vec<Option<ImageResult>> = (0..total).map(|_| None).collect();
+    while let Some((n, result)) = pending.next().await {
+        let repository = result.repository.clone();
+        if let Some(slot) = results.get_mut(n) {
+            *slot = Some(result);
+        }
+        let (Some(items), Some(scope)) =
+            (items_of.get(&repository), scopes.get(repository.as_str()))
+        else {
+            continue;
+        };
+        if prune_early
+            && items
+                .iter()
+                .all(|i| results.get(*i).is_some_and(Option::is_some))
+        {
+            let images = report
+                .images
+                .iter()
+                .filter(|i| i.repository == repository)
+                .chain(items.iter().filter_map(|i| results.get(*i)?.as_ref()))
+                .cloned()
+                .collect();
+            pruning.insert(repository, start_prune(scope, images, &mut early));
+        }
     }
+    report.images.extend(results.into_iter().flatten());
     finish_archives(session, request, &mut report, keep_going).await;
-    if let Some(listings) = listings {
-        // A listing task that ended abnormally is listed again by the prune.
-        let listings = listings.await.unwrap_or_default();
-        let (pruned, not_pruned) = prune::prune(
-            session,
-            request,
-            &plan.scopes,
-            &report.images,
-            listings,
-            &shared.options,
-        )
-        .await;
+    if prune {
+        // The repositories not pruned yet are pruned now, all at once.
+        let mut images: HashMap<&str, Vec<ImageResult>> = HashMap::new();
+        for i in &report.images {
+            images.entry(&i.repository).or_default().push(i.clone());
+        }
+        let tasks: Vec<_> = plan
+            .scopes
+            .iter()
+            .map(|scope| {
+                let task = pruning.remove(&scope.repository).unwrap_or_else(|| {
+                    let mine = images.remove(scope.repository.as_str()).unwrap_or_default();
+                    start_prune(scope, mine, &mut early)
+                });
+                (scope, task)
+            })
+            .collect();
+        let mut outcomes = Vec::new();
+        for (scope, task) in tasks {
+            outcomes.push(
+                task.await
+                    .unwrap_or_else(|e| Err(prune::abnormal(scope, &e))),
+            );
+        }
+        let (pruned, not_pruned) = prune::finish(outcomes, &shared.options);
         report.pruned = pruned;
         report.not_pruned = not_pruned;
     }

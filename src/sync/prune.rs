@@ -21,57 +21,156 @@
 //!
 //! The destination's listings do not depend on the copies (the copies only add tags the source
 //! lists, which are never candidates, and every image of this run counts as staying): they are
-//! fetched while the copies run ([`prefetch`]), so a prune adds only its deletions to a sync.
+//! fetched while the copies run ([`prefetch`]), and so is what does not depend on the copies'
+//! results: the digests of the names that stay and that no image of this run is written to,
+//! and, for every candidate, what deleting it would remove ([`Transport::prepare_delete`]: its
+//! manifest, signatures, attachments and referrers). What the copies decide is read only from
+//! their results, after them: the manifests to keep are this run's images plus those early
+//! digests, so a candidate whose manifest a copy just wrote under another name loses only its
+//! name; and a lookup made early of a name that an image of this run was written to is never
+//! used (it is read again). So a prune adds only its deletions to a sync, run at once (within
+//! the registry's request cap), each deletion's waves in order: what is attached first, the
+//! manifest last. Into a registry, a repository's deletions start once its own images are done
+//! ([`prune_repository`], called by the scheduler), while other repositories' copies go on.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use futures::StreamExt;
 
 use super::SyncOptions;
+use super::config::TagSelection;
 use super::plan::{Listing, PlanRequest, RepositoryScope, destination_for};
 use super::report::{ImageResult, ImageStatus, NotPruned, PruneStatus, PrunedTag};
 use crate::digest::Digest;
 use crate::reference::ImageReference;
 use crate::session::Session;
-use crate::transport::{DeleteRequest, HeldImage, Transport, registry};
+use crate::transport::{DeleteRequest, HeldImage, PreparedDeletion, Transport, registry};
 
-/// The destination listings of the repositories a prune may touch, by destination repository
-/// (the probe reference's text): the answer, or its error.
-pub(super) type Listings = HashMap<String, Result<Vec<HeldImage>, String>>;
+/// What a prune read of one destination repository while the copies ran.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Prefetched {
+    /// The images the repository held.
+    held: Vec<HeldImage>,
+    /// The manifests of the names that stay and that no image of this run is written to, by
+    /// reference text (`None`: nothing there). A lookup that failed is not here.
+    present: HashMap<String, Option<Digest>>,
+    /// What deleting each withdrawn name would remove, by reference text. A lookup that
+    /// failed, or a transport that does not read ahead, leaves the name out.
+    prepared: HashMap<String, PreparedDeletion>,
+}
 
-/// Lists, while the copies run, the destination repositories of the scopes a prune may touch.
+/// What a prune reads, while the copies run, of each repository it may touch, by destination
+/// repository (the probe reference's text): the answer, or the listing's error, when its task
+/// ends.
+pub(super) type Listings = HashMap<String, tokio::task::JoinHandle<Result<Prefetched, String>>>;
+
+/// Reads, while the copies run, the destination repositories of the scopes a prune may touch
+/// ([`Prefetched`]): their listings, and then what needs no result of the copies. `written`:
+/// the references the images of this run are written to, which are never read early.
 pub(super) fn prefetch(
     session: &Arc<Session>,
+    request: &PlanRequest,
     scopes: &[RepositoryScope],
+    written: HashSet<String>,
     options: &SyncOptions,
-) -> tokio::task::JoinHandle<Listings> {
-    let wanted: Vec<ImageReference> = scopes
+) -> Listings {
+    let parallel = options.parallel_checks.max(1);
+    // One bound for the listings and one for the lookups, over every repository. Fewer
+    // lookups than checks at once (a quarter was tried) makes the read-ahead a chain that
+    // ends after the copies, and the deletions wait for it.
+    let listings = Arc::new(tokio::sync::Semaphore::new(parallel));
+    let lookups = Arc::new(tokio::sync::Semaphore::new(parallel));
+    let request = Arc::new(request.clone());
+    let written = Arc::new(written);
+    scopes
         .iter()
         .filter(|s| s.shares_destination_with.is_empty())
         .filter(|s| matches!(&s.listing, Listing::Complete { listed, .. } if *listed > 0))
-        .filter_map(|s| s.destination.as_ref().ok().cloned())
-        .collect();
-    let session = session.clone();
-    let destination = options.copy.destination.clone();
-    let parallel = options.parallel_checks.max(1);
-    tokio::spawn(async move {
-        let (session, destination) = (&session, &destination);
-        futures::stream::iter(wanted)
-            .map(|probe| async move {
-                let listed = match registry::of(&probe) {
-                    Ok(t) => t
-                        .list_repository(session, &probe, destination)
+        .filter_map(|s| Some((s.clone(), s.destination.as_ref().ok()?.clone())))
+        .map(|(scope, probe)| {
+            let (session, request, written) = (session.clone(), request.clone(), written.clone());
+            let (listings, lookups) = (listings.clone(), lookups.clone());
+            let destination = options.copy.destination.clone();
+            let key = probe.to_string();
+            let task = tokio::spawn(async move {
+                let transport = registry::of(&probe).map_err(|e| e.to_string())?;
+                let held = {
+                    let _permit = listings.acquire().await.map_err(|e| e.to_string())?;
+                    transport
+                        .list_repository(&session, &probe, &destination)
                         .await
-                        .map_err(|e| e.to_string()),
-                    Err(e) => Err(e.to_string()),
+                        .map_err(|e| e.to_string())?
                 };
-                (probe.to_string(), listed)
-            })
-            .buffer_unordered(parallel)
-            .collect()
-            .await
-    })
+                let mut found = Prefetched {
+                    held: held.clone(),
+                    ..Prefetched::default()
+                };
+                let Listing::Complete {
+                    selection, taken, ..
+                } = &scope.listing
+                else {
+                    return Ok(found);
+                };
+                let (withdrawn, remaining) = divide(&request, &scope, selection, taken, held);
+                if withdrawn.is_empty() {
+                    return Ok(found);
+                }
+                let (session, destination, lookups) = (&session, &destination, &lookups);
+                let early = |h: &HeldImage| !written.contains(&h.reference.to_string());
+                let stays = remaining.into_iter().filter(early).map(|h| async move {
+                    let _permit = lookups.acquire().await.ok()?;
+                    let p = transport.present(session, &h.reference, destination).await;
+                    Some((h.reference.to_string(), p.ok()?.map(|p| p.digest)))
+                });
+                let goes = withdrawn.into_iter().map(|(h, _)| h);
+                let goes = goes.filter(early).map(|h| async move {
+                    let _permit = lookups.acquire().await.ok()?;
+                    let p = transport
+                        .prepare_delete(session, &h.reference, destination)
+                        .await;
+                    Some((h.reference.to_string(), p.ok()??))
+                });
+                let (stays, goes) = futures::future::join(
+                    futures::future::join_all(stays),
+                    futures::future::join_all(goes),
+                )
+                .await;
+                found.present = stays.into_iter().flatten().collect();
+                found.prepared = goes.into_iter().flatten().collect();
+                Ok(found)
+            });
+            (key, task)
+        })
+        .collect()
+}
+
+/// Divides the images a destination repository holds into the withdrawn ones (with their tag
+/// as the source would name it) and those that stay: a withdrawn image is one the sync owns
+/// (its naming, within the filters) whose tag the source no longer lists.
+fn divide(
+    request: &PlanRequest,
+    scope: &RepositoryScope,
+    selection: &TagSelection,
+    taken: &BTreeSet<String>,
+    held: Vec<HeldImage>,
+) -> (Vec<(HeldImage, String)>, Vec<HeldImage>) {
+    let owned = |h: &HeldImage| -> Option<String> {
+        let tag = h.tag.strip_suffix(request.append_suffix.as_str())?;
+        let named = destination_for(request, &format!("{}:{tag}", scope.repository)).ok()?;
+        (named.to_string() == h.reference.to_string()
+            && super::filter::takes_tag(selection, &request.tag_filter, tag))
+        .then(|| tag.to_string())
+    };
+    let mut withdrawn = Vec::new();
+    let mut remaining = Vec::new();
+    for h in held {
+        match owned(&h) {
+            Some(tag) if !taken.contains(&tag) => withdrawn.push((h, tag)),
+            _ => remaining.push(h),
+        }
+    }
+    (withdrawn, remaining)
 }
 
 /// A withdrawn tag to delete, with what must stay in its repository.
@@ -80,48 +179,74 @@ struct Candidate {
     held: HeldImage,
     reason: String,
     keep: Arc<HashSet<Digest>>,
+    /// What deleting it removes, read while the copies ran.
+    prepared: Option<PreparedDeletion>,
     transport: &'static dyn Transport,
 }
 
-/// Deletes, in every repository where it is safe, the destination tags the source withdrew.
-pub(super) async fn prune(
+/// Deletes the destination tags the source withdrew from one repository, where it is safe:
+/// called once the copies of its images are done (the others' may still run). `images`: at
+/// least every result of this repository; `early`: what [`prefetch`] is reading of its
+/// destination (listed again here when absent or its task ended abnormally); `deletions`
+/// bounds the deletions in flight across repositories.
+pub(super) async fn prune_repository(
     session: &Arc<Session>,
     request: &PlanRequest,
-    scopes: &[RepositoryScope],
+    scope: &RepositoryScope,
     images: &[ImageResult],
-    listings: Listings,
+    early: Option<tokio::task::JoinHandle<Result<Prefetched, String>>>,
     options: &SyncOptions,
-) -> (Vec<PrunedTag>, Vec<NotPruned>) {
+    deletions: &tokio::sync::Semaphore,
+) -> Result<Vec<PrunedTag>, NotPruned> {
     let by_destination: HashMap<&str, &ImageResult> = images
         .iter()
         .filter_map(|i| i.destination.as_deref().map(|d| (d, i)))
         .collect();
-    let parallel = options.parallel_checks.max(1);
-    let found: Vec<_> = futures::stream::iter(scopes)
-        .map(|scope| {
-            let listed = scope
-                .destination
-                .as_ref()
-                .ok()
-                .and_then(|d| listings.get(&d.to_string()));
-            candidates(
-                session,
-                request,
-                scope,
-                images,
-                &by_destination,
-                listed,
-                options,
-            )
+    let early = match early {
+        Some(task) => task.await.ok(),
+        None => None,
+    };
+    let work = candidates(
+        session,
+        request,
+        scope,
+        images,
+        &by_destination,
+        early.as_ref(),
+        options,
+    )
+    .await?;
+    Ok(futures::stream::iter(work)
+        .map(|c| async move {
+            let _permit = deletions.acquire().await;
+            delete(session, c, options).await
         })
-        .buffered(parallel)
+        .buffer_unordered(options.parallel_checks.max(1))
         .collect()
-        .await;
+        .await)
+}
+
+/// A repository whose prune task ended abnormally: nothing more is known of it.
+pub(super) fn abnormal(scope: &RepositoryScope, e: &tokio::task::JoinError) -> NotPruned {
+    NotPruned {
+        repository: scope.repository.clone(),
+        destination: scope.destination.as_ref().ok().map(|d| d.to_string()),
+        reason: format!("the prune task ended abnormally: {e}"),
+        failed: true,
+    }
+}
+
+/// The prune's answer from every repository's (in the scopes' order), said to the progress
+/// reporter: the tags deleted (sorted), and the repositories left alone.
+pub(super) fn finish(
+    outcomes: Vec<Result<Vec<PrunedTag>, NotPruned>>,
+    options: &SyncOptions,
+) -> (Vec<PrunedTag>, Vec<NotPruned>) {
     let mut not_pruned = Vec::new();
-    let mut work = Vec::new();
-    for f in found {
-        match f {
-            Ok(c) => work.extend(c),
+    let mut pruned = Vec::new();
+    for outcome in outcomes {
+        match outcome {
+            Ok(tags) => pruned.extend(tags),
             Err(n) => {
                 if let Some(p) = &options.progress {
                     p.warning(&format!("{}: not pruned: {}", n.repository, n.reason));
@@ -130,12 +255,7 @@ pub(super) async fn prune(
             }
         }
     }
-    let mut pruned: Vec<PrunedTag> = futures::stream::iter(work)
-        .map(|c| delete(session, c, options))
-        .buffer_unordered(parallel)
-        .collect()
-        .await;
-    pruned.sort_by(|a, b| a.destination.cmp(&b.destination));
+    pruned.sort_by(|a: &PrunedTag, b: &PrunedTag| a.destination.cmp(&b.destination));
     if let Some(p) = &options.progress {
         for t in &pruned {
             p.pruned(t);
@@ -151,7 +271,7 @@ async fn candidates(
     scope: &RepositoryScope,
     images: &[ImageResult],
     by_destination: &HashMap<&str, &ImageResult>,
-    listed_before: Option<&Result<Vec<HeldImage>, String>>,
+    listed_before: Option<&Result<Prefetched, String>>,
     options: &SyncOptions,
 ) -> Result<Vec<Candidate>, NotPruned> {
     let declined = |reason: String, failed: bool| NotPruned {
@@ -215,11 +335,15 @@ async fn candidates(
         .map_err(|e| declined(format!("its destination cannot be named: {e}"), false))?;
     let transport = registry::of(probe).map_err(|e| declined(e.to_string(), true))?;
     let destination_options = &options.copy.destination;
-    let held = match listed_before {
+    let mut early = match listed_before {
         Some(l) => l.clone(),
         None => transport
             .list_repository(session, probe, destination_options)
             .await
+            .map(|held| Prefetched {
+                held,
+                ..Prefetched::default()
+            })
             .map_err(|e| e.to_string()),
     }
     .map_err(|e| {
@@ -228,21 +352,21 @@ async fn candidates(
             true,
         )
     })?;
-    let owned = |h: &HeldImage| -> Option<String> {
-        let tag = h.tag.strip_suffix(request.append_suffix.as_str())?;
-        let named = destination_for(request, &format!("{}:{tag}", scope.repository)).ok()?;
-        (named.to_string() == h.reference.to_string()
-            && super::filter::takes_tag(selection, &request.tag_filter, tag))
-        .then(|| tag.to_string())
-    };
-    let mut withdrawn = Vec::new();
-    let mut remaining = Vec::new();
-    for h in held {
-        match owned(&h) {
-            Some(tag) if !taken.contains(&tag) => withdrawn.push((h, tag)),
-            _ => remaining.push(h),
-        }
-    }
+    // A name an image of this run was written to is never judged by what was read of it
+    // before the copy.
+    early
+        .present
+        .retain(|r, _| !by_destination.contains_key(r.as_str()));
+    early
+        .prepared
+        .retain(|r, _| !by_destination.contains_key(r.as_str()));
+    let (withdrawn, remaining) = divide(
+        request,
+        scope,
+        selection,
+        taken,
+        std::mem::take(&mut early.held),
+    );
     if withdrawn.is_empty() {
         return Ok(Vec::new());
     }
@@ -258,8 +382,11 @@ async fn candidates(
             .get(h.reference.to_string().as_str())
             .filter(|i| matches!(i.status, ImageStatus::Copied | ImageStatus::Skipped))
             .and_then(|i| i.digest.clone());
-        let digest = match seen {
-            Some(d) => Some(d),
+        let digest = match seen
+            .map(Some)
+            .or_else(|| early.present.get(&h.reference.to_string()).cloned())
+        {
+            Some(d) => d,
             None => transport
                 .present(session, &h.reference, destination_options)
                 .await
@@ -280,6 +407,7 @@ async fn candidates(
     Ok(withdrawn
         .into_iter()
         .map(|(held, tag)| Candidate {
+            prepared: early.prepared.remove(&held.reference.to_string()),
             repository: scope.repository.clone(),
             reason: format!(
                 "withdrawn at the source: {} lists {listed} tag(s), {} within the filters, and not {tag:?}",
@@ -307,6 +435,11 @@ async fn delete(session: &Arc<Session>, c: Candidate, options: &SyncOptions) -> 
     };
     let destination = &options.copy.destination;
     if options.dry_run {
+        if let Some(p) = &c.prepared {
+            tag.status = PruneStatus::WouldDelete;
+            tag.digest = Some(p.digest.clone());
+            return tag;
+        }
         match c.transport.present(session, reference, destination).await {
             Ok(p) => {
                 tag.status = PruneStatus::WouldDelete;
@@ -319,6 +452,7 @@ async fn delete(session: &Arc<Session>, c: Candidate, options: &SyncOptions) -> 
     let request = DeleteRequest {
         keep: (*c.keep).clone(),
         purge_evidence: options.purge_evidence,
+        prepared: c.prepared,
     };
     match c
         .transport

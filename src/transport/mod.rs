@@ -408,6 +408,20 @@ pub trait Transport: Send + Sync + 'static {
         )))
     }
 
+    /// Reads, ahead of a [`Transport::delete`], what deleting `reference` would remove: the
+    /// manifest it names and what is attached to that manifest, so that a prune can look
+    /// while the copies run and leave only the deletions themselves for after them. `None`
+    /// when the transport does not read ahead (its deletions are local) or nothing is there;
+    /// either way `delete` then reads for itself. Nothing is changed.
+    async fn prepare_delete(
+        &self,
+        _session: &Session,
+        _reference: &ImageReference,
+        _options: &TransportOptions,
+    ) -> Result<Option<PreparedDeletion>> {
+        Ok(None)
+    }
+
     /// Deletes the image `reference` names with what belongs to it: its signatures, its
     /// sigstore attachments and its referrers, unless its manifest is one of
     /// `request.keep` (other names here still name it: then only the name goes, where the
@@ -458,6 +472,31 @@ pub struct DeleteRequest {
     /// For the store: also remove the records made for the name and the signatures only
     /// they wrote (the store keeps this evidence by default).
     pub purge_evidence: bool,
+    /// What [`Transport::prepare_delete`] read earlier of this name: the transport deletes
+    /// that (unless its manifest is in `keep`) instead of reading it again. The caller
+    /// passes it only when nothing it did since can have changed the name.
+    pub prepared: Option<PreparedDeletion>,
+}
+
+/// What deleting a name would remove, read ahead ([`Transport::prepare_delete`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PreparedDeletion {
+    /// The manifest the name named when it was read.
+    pub digest: Digest,
+    /// What is attached to that manifest (signatures, attachments, referrers and the indexes
+    /// that list them), by digest with what it is for people, in the order it goes: the
+    /// manifests of one wave are deleted at once, after those of the wave before; the
+    /// manifest itself goes after the last wave, so a deletion that breaks off leaves the
+    /// name to be found again.
+    pub waves: Vec<Vec<(Digest, String)>>,
+}
+
+impl PreparedDeletion {
+    /// The name's manifest `digest`, with what goes before it in `waves`.
+    pub fn new(digest: Digest, waves: Vec<Vec<(Digest, String)>>) -> PreparedDeletion {
+        PreparedDeletion { digest, waves }
+    }
 }
 
 /// What [`Transport::delete`] did.

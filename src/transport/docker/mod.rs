@@ -191,7 +191,26 @@ impl Transport for DockerTransport {
         let Reference(r) = registry::own::<Reference>(reference)?;
         let client = session.docker.registry_client(session, r, options).await?;
         let registries = session.registries().await?;
-        registry_ops::delete_tag(&client, r, &registries, &request.keep).await
+        registry_ops::delete_tag(
+            &client,
+            r,
+            &registries,
+            &request.keep,
+            request.prepared.as_ref(),
+        )
+        .await
+    }
+
+    /// The tag's manifest and what is attached to it, read while nothing is deleted yet.
+    async fn prepare_delete(
+        &self,
+        session: &Session,
+        reference: &ImageReference,
+        options: &TransportOptions,
+    ) -> Result<Option<PreparedDeletion>> {
+        let Reference(r) = registry::own::<Reference>(reference)?;
+        let client = session.docker.registry_client(session, r, options).await?;
+        registry_ops::prepare_delete_tag(&client, r).await
     }
 }
 

@@ -14,7 +14,9 @@ use crate::config::registries_d::RegistriesConfig;
 use crate::digest::Digest;
 use crate::reference::DockerReference;
 use crate::transport::referrers::{cosign_artifact_tags, cosign_tag, fallback_tag};
-use crate::transport::{Deletion, RegistryErrorKind, Result, TransportError, attachments};
+use crate::transport::{
+    Deletion, PreparedDeletion, RegistryErrorKind, Result, TransportError, attachments,
+};
 
 /// Deletes the manifest `image` names (its tag's manifest, or the digest) from its repository,
 /// with every tag that points to it (registries delete manifests, not tags), and the
@@ -133,22 +135,69 @@ async fn digest_of(
         .map(|h| h.digest))
 }
 
+/// Reads what [`delete_tag`] would remove, without deleting anything: the manifest the tag
+/// names and everything attached to it (referrers a few levels down, with the fallback indexes
+/// that list them, and cosign's tags), in the order it would go: the deepest level first, each
+/// level's fallback index after what it lists, so the manifest goes last. `None`: the tag is
+/// not there.
+pub async fn prepare_delete_tag(
+    client: &RegistryClient,
+    image: &DockerReference,
+) -> Result<Option<PreparedDeletion>> {
+    let tag = manifest_ref(image);
+    let Some(digest) = digest_of(client, image, &tag).await? else {
+        return Ok(None);
+    };
+    let mut levels = Vec::new();
+    let mut subjects = vec![digest.clone()];
+    for _ in 0..4 {
+        let found =
+            futures::future::try_join_all(subjects.iter().map(|s| attached(client, image, s)))
+                .await?;
+        let (mut doomed, mut indexes) = (Vec::new(), Vec::new());
+        subjects = Vec::new();
+        for a in found {
+            doomed.extend(a.doomed);
+            indexes.extend(a.index);
+            subjects.extend(a.referrers);
+        }
+        levels.push(doomed);
+        levels.push(indexes);
+        if subjects.is_empty() {
+            break;
+        }
+    }
+    // Deepest first: [level 1, index 1, level 2, index 2, ...] read backwards by pairs.
+    let mut waves = Vec::new();
+    for pair in levels.chunks(2).rev() {
+        waves.extend(pair.iter().filter(|w| !w.is_empty()).cloned());
+    }
+    Ok(Some(PreparedDeletion::new(digest, waves)))
+}
+
 /// Deletes the tag `image` names from its repository. Unless its manifest is in `keep` (other
 /// tags name it), everything attached to that manifest goes first — its referrers (and theirs,
 /// a few levels down) with the fallback index that lists them, cosign's `.sig`, `.att` and
 /// `.sbom` tags, its signatures in a `file://` lookaside — and then the manifest, so a prune
 /// that breaks off leaves the tag to be found again. A kept manifest loses only the tag, where
 /// the registry deletes tags alone (OCI distribution 1.1); distribution 2.8 cannot, and then
-/// the tag stays and the answer says why. `None`: the tag is not there.
+/// the tag stays and the answer says why. `prepared`: what [`prepare_delete_tag`] read of
+/// the tag earlier, deleted as read (no lookups, only the deletions' round trips). `None`:
+/// the tag is not there.
 pub async fn delete_tag(
     client: &RegistryClient,
     image: &DockerReference,
     registries: &RegistriesConfig,
     keep: &HashSet<Digest>,
+    prepared: Option<&PreparedDeletion>,
 ) -> Result<Option<Deletion>> {
     let tag = manifest_ref(image);
-    let Some(digest) = digest_of(client, image, &tag).await? else {
-        return Ok(None);
+    let digest = match prepared {
+        Some(p) => p.digest.clone(),
+        None => match digest_of(client, image, &tag).await? {
+            Some(d) => d,
+            None => return Ok(None),
+        },
     };
     if keep.contains(&digest) {
         return Ok(Some(match delete_manifest(client, image, &tag).await {
@@ -162,19 +211,28 @@ pub async fn delete_tag(
         }));
     }
     let mut removed = Vec::new();
-    let mut subjects = vec![digest.clone()];
-    for _ in 0..4 {
-        let found = futures::future::try_join_all(
-            subjects.iter().map(|s| delete_attached(client, image, s)),
-        )
-        .await?;
-        subjects = Vec::new();
-        for (gone, referrers) in found {
-            removed.extend(gone);
-            subjects.extend(referrers);
+    match prepared {
+        Some(p) => {
+            for wave in &p.waves {
+                removed.extend(delete_all(client, image, wave).await?);
+            }
         }
-        if subjects.is_empty() {
-            break;
+        None => {
+            let mut subjects = vec![digest.clone()];
+            for _ in 0..4 {
+                let found = futures::future::try_join_all(
+                    subjects.iter().map(|s| delete_attached(client, image, s)),
+                )
+                .await?;
+                subjects = Vec::new();
+                for (gone, referrers) in found {
+                    removed.extend(gone);
+                    subjects.extend(referrers);
+                }
+                if subjects.is_empty() {
+                    break;
+                }
+            }
         }
     }
     if let Some(base) = registries.write_base(image)?
@@ -192,15 +250,24 @@ pub async fn delete_tag(
     Ok(Some(Deletion::whole(digest, removed)))
 }
 
-/// Deletes what is attached to `subject`: its referrers (each by digest; the fallback index
-/// that listed them after them) and cosign's tags of it. The places are asked all at once (one
-/// round trip or two, not one per place). Returns what went, for people, and the referrers
-/// deleted, whose own attachments go next.
-async fn delete_attached(
+/// What is attached to one subject, as [`attached`] reads it.
+struct Attached {
+    /// Its referrers and cosign's tags of it, by digest with what they are for people.
+    doomed: Vec<(Digest, String)>,
+    /// The fallback index that lists its referrers, which goes after them.
+    index: Option<(Digest, String)>,
+    /// Its referrers, whose own attachments go with them.
+    referrers: Vec<Digest>,
+}
+
+/// Reads what is attached to `subject`: its referrers and cosign's tags of it, the places
+/// asked all at once (one round trip or two, not one per place), and the fallback index that
+/// lists the referrers.
+async fn attached(
     client: &RegistryClient,
     image: &DockerReference,
     subject: &Digest,
-) -> Result<(Vec<String>, Vec<Digest>)> {
+) -> Result<Attached> {
     let mut tags = vec![attachments::signature_tag(subject)];
     tags.extend(
         cosign_artifact_tags()
@@ -208,44 +275,69 @@ async fn delete_attached(
             .map(|(s, _)| cosign_tag(subject, s)),
     );
     let scopes = delete_scopes(image);
+    let index_tag = fallback_tag(subject);
     let (listing, tagged) = futures::future::try_join(
         list_referrers(client, image, &scopes, subject),
         futures::future::try_join_all(tags.iter().map(|t| digest_of(client, image, t))),
     )
     .await?;
-    let mut doomed: Vec<(String, String)> = listing
+    let mut doomed: Vec<(Digest, String)> = listing
         .entries()
         .iter()
-        .map(|e| (e.digest.to_string(), format!("the referrer {}", e.digest)))
+        .map(|e| (e.digest.clone(), format!("the referrer {}", e.digest)))
         .collect();
     let referrers: Vec<Digest> = listing.entries().iter().map(|e| e.digest.clone()).collect();
     for (t, d) in tags.iter().zip(tagged) {
         if let Some(d) = d {
-            doomed.push((d.to_string(), format!("the attachment {t}")));
+            doomed.push((d, format!("the attachment {t}")));
         }
     }
-    let deleted = futures::future::try_join_all(
-        doomed
-            .iter()
-            .map(|(d, _)| delete_manifest(client, image, d)),
-    )
-    .await?;
-    let mut removed: Vec<String> = doomed
-        .into_iter()
+    let index = match listing {
+        Listing::Fallback(_) => digest_of(client, image, &index_tag)
+            .await?
+            .map(|d| (d, format!("the attachment {index_tag}"))),
+        _ => None,
+    };
+    Ok(Attached {
+        doomed,
+        index,
+        referrers,
+    })
+}
+
+/// Deletes the manifests of `wave` at once; what went, for people.
+async fn delete_all(
+    client: &RegistryClient,
+    image: &DockerReference,
+    wave: &[(Digest, String)],
+) -> Result<Vec<String>> {
+    let digests: Vec<String> = wave.iter().map(|(d, _)| d.to_string()).collect();
+    let deleted =
+        futures::future::try_join_all(digests.iter().map(|d| delete_manifest(client, image, d)))
+            .await?;
+    Ok(wave
+        .iter()
         .zip(deleted)
         .filter(|(_, gone)| *gone)
-        .map(|((_, what), _)| what)
-        .collect();
+        .map(|((_, what), _)| what.clone())
+        .collect())
+}
+
+/// Deletes what is attached to `subject` as [`attached`] reads it: its referrers and cosign's
+/// tags of it, then the fallback index that listed the referrers. Returns what went, for
+/// people, and the referrers deleted, whose own attachments go next.
+async fn delete_attached(
+    client: &RegistryClient,
+    image: &DockerReference,
+    subject: &Digest,
+) -> Result<(Vec<String>, Vec<Digest>)> {
+    let found = attached(client, image, subject).await?;
+    let mut removed = delete_all(client, image, &found.doomed).await?;
     // The fallback index goes once what it lists is gone.
-    if matches!(listing, Listing::Fallback(_)) {
-        let t = fallback_tag(subject);
-        if let Some(d) = digest_of(client, image, &t).await?
-            && delete_manifest(client, image, &d.to_string()).await?
-        {
-            removed.push(format!("the attachment {t}"));
-        }
+    if let Some(index) = found.index {
+        removed.extend(delete_all(client, image, &[index]).await?);
     }
-    Ok((removed, referrers))
+    Ok((removed, found.referrers))
 }
 
 /// Whether the client's credentials are accepted: `GET /v2/` with them (through the token
