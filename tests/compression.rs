@@ -669,6 +669,98 @@ async fn transform_stream_works_from_async_code() {
     ));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transform_stream_into_writes_what_transform_writes_whatever_the_chunking() {
+    let tar = corpus_tar(1 << 20, 50);
+    let mut gz = compression::LayerCompressor::new(Vec::new(), &spec(OutputFormat::Gzip)).unwrap();
+    gz.write_all(&tar).unwrap();
+    let (blob, _) = gz.finish().unwrap();
+    for (input, name) in [(&blob, "gzip"), (&tar, "tar")] {
+        let t = Transform::new("sha256:into", spec(OutputFormat::Zstd))
+            .expect_diff_id(Digest::sha256_of(&tar));
+        let (expected, expected_report) = run_transform(input, &t);
+        // Chunks of 1 and 5 bytes: the magic is read across chunks, and the decoder reads
+        // the channel's chunks in place.
+        for size in [1, 5, 4096, 1 << 20] {
+            let chunks: Vec<std::io::Result<bytes::Bytes>> = input
+                .chunks(size)
+                .map(|c| Ok(bytes::Bytes::copy_from_slice(c)))
+                .collect();
+            let (report, written) = compression::transform_stream_into(
+                Box::pin(futures::stream::iter(chunks)),
+                t.clone(),
+                Vec::new(),
+            )
+            .await
+            .unwrap()
+            .unwrap();
+            assert_eq!(written, expected, "{name}, chunks of {size}");
+            assert_eq!(report, expected_report, "{name}, chunks of {size}");
+        }
+    }
+
+    // A gzip stream cut short fails, naming the layer; a source error mid-stream too.
+    let cut = blob[..blob.len() / 2].to_vec();
+    let t = Transform::new("sha256:cut", spec(OutputFormat::Zstd));
+    let err = compression::transform_stream_into(
+        Box::pin(futures::stream::iter(vec![Ok(bytes::Bytes::from(cut))])),
+        t.clone(),
+        Vec::new(),
+    )
+    .await
+    .unwrap()
+    .unwrap_err();
+    assert!(
+        matches!(&err, CompressionError::Read { layer, .. } if layer == "sha256:cut"),
+        "{err}"
+    );
+    let failing: Vec<std::io::Result<bytes::Bytes>> = vec![
+        Ok(bytes::Bytes::copy_from_slice(&blob[..1000])),
+        Err(std::io::Error::other("the source went away")),
+    ];
+    let err =
+        compression::transform_stream_into(Box::pin(futures::stream::iter(failing)), t, Vec::new())
+            .await
+            .unwrap()
+            .unwrap_err();
+    assert!(err.to_string().contains("the source went away"), "{err}");
+}
+
+/// libzstd's multi-threaded mode gives the same bytes for any number of workers from 1 up
+/// (not the single-threaded mode's): so a copy can give a large layer as many workers as
+/// there are idle cores, and the cache of recompressions records only whether it used them.
+#[test]
+fn zstd_workers_give_the_same_bytes_whatever_their_number() {
+    // Larger than several of libzstd's jobs at level 3 (8 MiB each), so workers share it.
+    let mut tar = Vec::new();
+    let mut k = 0;
+    while tar.len() < 24 << 20 {
+        tar.extend_from_slice(&texty(k, 1 << 20));
+        tar.extend_from_slice(&pseudo_random(k, 1 << 19));
+        k += 1;
+    }
+    let compress = |threads: u32| {
+        let mut c = compression::LayerCompressor::new(
+            Vec::new(),
+            &spec(OutputFormat::Zstd).with_threads(threads),
+        )
+        .unwrap();
+        for chunk in tar.chunks(256 << 10) {
+            c.write_all(chunk).unwrap();
+        }
+        c.finish().unwrap().0
+    };
+    let one = compress(1);
+    assert_eq!(decompress_with_ferry(&one), tar);
+    for threads in [2, 3, 4] {
+        assert!(compress(threads) == one, "{threads} workers differ from 1");
+    }
+    assert!(
+        compress(0) != one,
+        "the single-threaded mode is another encoding"
+    );
+}
+
 /// An OCI layout holding one image whose single layer is `blob`.
 fn write_layout(layout: &Path, tag: &str, blob: &[u8], report: &LayerReport) {
     let config = serde_json::to_vec(&json!({
