@@ -628,13 +628,18 @@ fn tar_split_reassembles_the_exact_tar_from_the_extracted_files() {
     assert!(err.to_string().contains("a/b/random"), "{err}");
 }
 
+/// `tar` as a gzip layer, as ferry writes one.
+fn gzip_of(tar: &[u8]) -> Vec<u8> {
+    let mut gz = compression::LayerCompressor::new(Vec::new(), &spec(OutputFormat::Gzip)).unwrap();
+    gz.write_all(tar).unwrap();
+    gz.finish().unwrap().0
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transform_stream_works_from_async_code() {
     use futures::StreamExt as _;
     let tar = corpus_tar(2 << 20, 100);
-    let mut gz = compression::LayerCompressor::new(Vec::new(), &spec(OutputFormat::Gzip)).unwrap();
-    gz.write_all(&tar).unwrap();
-    let (blob, _) = gz.finish().unwrap();
+    let blob = gzip_of(&tar);
     let chunks: Vec<std::io::Result<bytes::Bytes>> = blob
         .chunks(10_000)
         .map(|c| Ok(bytes::Bytes::copy_from_slice(c)))
@@ -672,9 +677,7 @@ async fn transform_stream_works_from_async_code() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transform_stream_into_writes_what_transform_writes_whatever_the_chunking() {
     let tar = corpus_tar(1 << 20, 50);
-    let mut gz = compression::LayerCompressor::new(Vec::new(), &spec(OutputFormat::Gzip)).unwrap();
-    gz.write_all(&tar).unwrap();
-    let (blob, _) = gz.finish().unwrap();
+    let blob = gzip_of(&tar);
     for (input, name) in [(&blob, "gzip"), (&tar, "tar")] {
         let t = Transform::new("sha256:into", spec(OutputFormat::Zstd))
             .expect_diff_id(Digest::sha256_of(&tar));
