@@ -628,13 +628,18 @@ fn tar_split_reassembles_the_exact_tar_from_the_extracted_files() {
     assert!(err.to_string().contains("a/b/random"), "{err}");
 }
 
+/// `tar` as a gzip layer, as ferry writes one.
+fn gzip_of(tar: &[u8]) -> Vec<u8> {
+    let mut gz = compression::LayerCompressor::new(Vec::new(), &spec(OutputFormat::Gzip)).unwrap();
+    gz.write_all(tar).unwrap();
+    gz.finish().unwrap().0
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transform_stream_works_from_async_code() {
     use futures::StreamExt as _;
     let tar = corpus_tar(2 << 20, 100);
-    let mut gz = compression::LayerCompressor::new(Vec::new(), &spec(OutputFormat::Gzip)).unwrap();
-    gz.write_all(&tar).unwrap();
-    let (blob, _) = gz.finish().unwrap();
+    let blob = gzip_of(&tar);
     let chunks: Vec<std::io::Result<bytes::Bytes>> = blob
         .chunks(10_000)
         .map(|c| Ok(bytes::Bytes::copy_from_slice(c)))
@@ -667,6 +672,96 @@ async fn transform_stream_works_from_async_code() {
         handle.await.unwrap(),
         Err(CompressionError::DiffIdMismatch { .. })
     ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transform_stream_into_writes_what_transform_writes_whatever_the_chunking() {
+    let tar = corpus_tar(1 << 20, 50);
+    let blob = gzip_of(&tar);
+    for (input, name) in [(&blob, "gzip"), (&tar, "tar")] {
+        let t = Transform::new("sha256:into", spec(OutputFormat::Zstd))
+            .expect_diff_id(Digest::sha256_of(&tar));
+        let (expected, expected_report) = run_transform(input, &t);
+        // Chunks of 1 and 5 bytes: the magic is read across chunks, and the decoder reads
+        // the channel's chunks in place.
+        for size in [1, 5, 4096, 1 << 20] {
+            let chunks: Vec<std::io::Result<bytes::Bytes>> = input
+                .chunks(size)
+                .map(|c| Ok(bytes::Bytes::copy_from_slice(c)))
+                .collect();
+            let (report, written) = compression::transform_stream_into(
+                Box::pin(futures::stream::iter(chunks)),
+                t.clone(),
+                Vec::new(),
+            )
+            .await
+            .unwrap()
+            .unwrap();
+            assert_eq!(written, expected, "{name}, chunks of {size}");
+            assert_eq!(report, expected_report, "{name}, chunks of {size}");
+        }
+    }
+
+    // A gzip stream cut short fails, naming the layer; a source error mid-stream too.
+    let cut = blob[..blob.len() / 2].to_vec();
+    let t = Transform::new("sha256:cut", spec(OutputFormat::Zstd));
+    let err = compression::transform_stream_into(
+        Box::pin(futures::stream::iter(vec![Ok(bytes::Bytes::from(cut))])),
+        t.clone(),
+        Vec::new(),
+    )
+    .await
+    .unwrap()
+    .unwrap_err();
+    assert!(
+        matches!(&err, CompressionError::Read { layer, .. } if layer == "sha256:cut"),
+        "{err}"
+    );
+    let failing: Vec<std::io::Result<bytes::Bytes>> = vec![
+        Ok(bytes::Bytes::copy_from_slice(&blob[..1000])),
+        Err(std::io::Error::other("the source went away")),
+    ];
+    let err =
+        compression::transform_stream_into(Box::pin(futures::stream::iter(failing)), t, Vec::new())
+            .await
+            .unwrap()
+            .unwrap_err();
+    assert!(err.to_string().contains("the source went away"), "{err}");
+}
+
+/// libzstd's multi-threaded mode gives the same bytes for any number of workers from 1 up
+/// (not the single-threaded mode's): so a copy can give a large layer as many workers as
+/// there are idle cores, and the cache of recompressions records only whether it used them.
+#[test]
+fn zstd_workers_give_the_same_bytes_whatever_their_number() {
+    // Larger than several of libzstd's jobs at level 3 (8 MiB each), so workers share it.
+    let mut tar = Vec::new();
+    let mut k = 0;
+    while tar.len() < 24 << 20 {
+        tar.extend_from_slice(&texty(k, 1 << 20));
+        tar.extend_from_slice(&pseudo_random(k, 1 << 19));
+        k += 1;
+    }
+    let compress = |threads: u32| {
+        let mut c = compression::LayerCompressor::new(
+            Vec::new(),
+            &spec(OutputFormat::Zstd).with_threads(threads),
+        )
+        .unwrap();
+        for chunk in tar.chunks(256 << 10) {
+            c.write_all(chunk).unwrap();
+        }
+        c.finish().unwrap().0
+    };
+    let one = compress(1);
+    assert_eq!(decompress_with_ferry(&one), tar);
+    for threads in [2, 3, 4] {
+        assert!(compress(threads) == one, "{threads} workers differ from 1");
+    }
+    assert!(
+        compress(0) != one,
+        "the single-threaded mode is another encoding"
+    );
 }
 
 /// An OCI layout holding one image whose single layer is `blob`.
@@ -846,7 +941,8 @@ fn podman_pulls_a_zstd_chunked_layer_ferry_wrote_and_sees_its_files() {
 }
 
 /// Rough throughput of recompressing 8 x 32 MiB of gzip layers to zstd and zstd:chunked,
-/// single- and multi-threaded. Run with
+/// single- and multi-threaded, and the CPU of the stages a conversion cannot skip (its floor).
+/// Run with
 /// `CARGO_PROFILE_DEV_OPT_LEVEL=3 cargo test --test compression measure -- --ignored --nocapture`.
 #[test]
 #[ignore = "a measurement, not a check: run it by hand"]
@@ -887,8 +983,81 @@ fn measure_recompression() {
         total_tar >> 20,
         total_gz >> 20
     );
-    // The stages alone, on the uncompressed tars, single-threaded.
+    // The floor of gzip -> zstd: what each stage a conversion cannot skip costs alone, in CPU
+    // seconds (this process's user + system time, so other load on the machine counts less
+    // than in wall time), on one thread, in memory: hashing the source blob, inflating it,
+    // hashing the tar (diff_id), compressing it, hashing the output. Their sum plus the
+    // registries' own CPU, over the cores, is the best wall time of a registry-to-registry
+    // recompression (docs/performance.md).
+    fn cpu_s() -> f64 {
+        let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+        let f: Vec<&str> = stat
+            .rsplit(')')
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .collect();
+        (f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap()) / 100.0
+    }
+    let mut floor = 0.0;
+    let mut stage = |name: &str, work: &mut dyn FnMut()| {
+        let c = cpu_s();
+        work();
+        let spent = cpu_s() - c;
+        floor += spent;
+        println!("floor: {name:<28} {spent:6.2} CPU s");
+    };
+    stage("sha256 of the gzip blobs", &mut || {
+        layers
+            .iter()
+            .for_each(|l| drop(std::hint::black_box(Digest::sha256_of(l))))
+    });
+    stage("inflate (flate2, zlib-rs)", &mut || {
+        for l in &layers {
+            let (_, mut r) = compression::open_layer(&l[..], None).unwrap();
+            std::io::copy(&mut r, &mut std::io::sink()).unwrap();
+        }
+    });
     let tars: Vec<Vec<u8>> = layers.iter().map(|l| decompress_with_ferry(l)).collect();
+    stage("sha256 of the tars", &mut || {
+        tars.iter()
+            .for_each(|t| drop(std::hint::black_box(Digest::sha256_of(t))))
+    });
+    let mut zstds = Vec::new();
+    stage("zstd level 3", &mut || {
+        zstds = tars
+            .iter()
+            .map(|t| {
+                let mut w =
+                    compression::LayerCompressor::new(Vec::new(), &spec(OutputFormat::Zstd))
+                        .unwrap();
+                t.chunks(256 << 10).for_each(|c| w.write_all(c).unwrap());
+                w.finish().unwrap().0
+            })
+            .collect()
+    });
+    stage("sha256 of the zstd blobs", &mut || {
+        zstds
+            .iter()
+            .for_each(|z| drop(std::hint::black_box(Digest::sha256_of(z))))
+    });
+    println!("floor: sum                          {floor:6.2} CPU s");
+    let c = cpu_s();
+    for t in &tars {
+        let mut w = compression::LayerCompressor::new(
+            std::io::sink(),
+            &spec(OutputFormat::Zstd).with_threads(1),
+        )
+        .unwrap();
+        t.chunks(256 << 10).for_each(|c| w.write_all(c).unwrap());
+        w.finish().unwrap();
+    }
+    println!(
+        "zstd level 3, libzstd's multi-threaded mode (1 worker): {:6.2} CPU s",
+        cpu_s() - c
+    );
+
+    // The stages alone, on the uncompressed tars, single-threaded.
     let start = Instant::now();
     for t in &tars {
         compression::tar_split(&t[..], std::io::sink()).unwrap();

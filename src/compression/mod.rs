@@ -39,7 +39,7 @@ pub use tar::{TarError, TarProblem};
 pub use tarsplit::{
     DirectoryFiles, FileSource, TarSplitError, TarSplitReader, TarSplitSummary, assemble, tar_split,
 };
-pub use transform::{LayerReport, Transform, transform, transform_stream};
+pub use transform::{LayerReport, Transform, transform, transform_stream, transform_stream_into};
 
 use crate::digest::Digest;
 

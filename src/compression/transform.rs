@@ -8,14 +8,14 @@
 //! handing bounded buffers to the compressor, so both cores work on a recompression.
 
 use std::collections::BTreeMap;
-use std::io::{self, Read, Write};
+use std::io::{self, BufRead, Read, Write};
 use std::sync::mpsc;
 
-use bytes::Bytes;
+use bytes::{Buf as _, Bytes};
 use futures::StreamExt as _;
 
 use super::CompressionError;
-use super::codec::{LayerCompressor, decompressing_reader};
+use super::codec::{LayerCompressor, LayerDecoder};
 use super::format::{Compression, OutputFormat, OutputSpec};
 use super::tar::TarError;
 use crate::digest::{Algorithm, ByteStream, Digest, Digester};
@@ -142,6 +142,17 @@ fn write_error(t: &Transform, source: io::Error) -> CompressionError {
 /// and writes it to `output` in the requested format. On error, what was written to `output`
 /// must be discarded.
 pub fn transform<R: Read + Send, W: Write>(
+    input: R,
+    output: W,
+    t: &Transform,
+) -> Result<LayerReport, CompressionError> {
+    // Reads of a whole buffer (the uncompressed path's) bypass the BufReader's own buffer.
+    transform_buffered(io::BufReader::with_capacity(64 * 1024, input), output, t)
+}
+
+/// [`transform`] over a buffered input: the decoder reads the input's own buffers, so a
+/// channel of chunks ([`transform_stream`]) is decompressed without copying it first.
+fn transform_buffered<R: BufRead + Send, W: Write>(
     mut input: R,
     output: W,
     t: &Transform,
@@ -150,7 +161,7 @@ pub fn transform<R: Read + Send, W: Write>(
     let n = fill(&mut input, &mut head).map_err(|e| read_error(t, Compression::Uncompressed, e))?;
     let head = head.get(..n).unwrap_or_default().to_vec();
     let compression = Compression::sniff(&head);
-    let mut decoder = decompressing_reader(io::Cursor::new(head).chain(input), compression)
+    let mut decoder = LayerDecoder::new(compression, Read::chain(io::Cursor::new(head), input))
         .map_err(|e| read_error(t, compression, e))?;
     let algorithm = t
         .expected_diff_id
@@ -179,14 +190,21 @@ pub fn transform<R: Read + Send, W: Write>(
         }
         (hasher.finish(), size)
     } else {
-        // Decompress and hash in a second thread; compress here.
+        // Decompress and hash in a second thread; compress here. The buffers go round: full
+        // ones to the compressor, empty ones back, so none is allocated (or zeroed) per read.
         std::thread::scope(|s| {
             let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(IN_FLIGHT);
+            let (free_tx, free_rx) = mpsc::channel::<Vec<u8>>();
+            for _ in 0..IN_FLIGHT + 2 {
+                let _ = free_tx.send(vec![0u8; BUF]);
+            }
             let producer = s.spawn(move || -> io::Result<(Digest, u64)> {
                 let mut hasher = Digester::new(algorithm);
                 let mut size = 0u64;
-                loop {
-                    let mut buf = vec![0u8; BUF];
+                // No buffer back: the compressing side stopped, and its error is the one to
+                // report.
+                while let Ok(mut buf) = free_rx.recv() {
+                    buf.resize(BUF, 0);
                     let k = fill(&mut decoder, &mut buf)?;
                     if k == 0 {
                         break;
@@ -195,7 +213,6 @@ pub fn transform<R: Read + Send, W: Write>(
                     hasher.update(&buf);
                     size += k as u64;
                     if tx.send(buf).is_err() {
-                        // The compressing side stopped; its error is the one to report.
                         break;
                     }
                 }
@@ -207,7 +224,9 @@ pub fn transform<R: Read + Send, W: Write>(
                     written = Err(e);
                     break;
                 }
+                let _ = free_tx.send(buf);
             }
+            drop(free_tx);
             drop(rx);
             let produced = producer
                 .join()
@@ -239,25 +258,57 @@ pub fn transform<R: Read + Send, W: Write>(
     })
 }
 
-/// A blocking `Read` over a bounded channel of stream items.
+/// A blocking reader over a bounded channel of stream items; as a `BufRead`, the items are
+/// its buffers (a decoder reads them in place).
 struct ChannelReader {
     rx: tokio::sync::mpsc::Receiver<io::Result<Bytes>>,
     current: Bytes,
 }
 
-impl Read for ChannelReader {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+impl BufRead for ChannelReader {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
         while self.current.is_empty() {
             match self.rx.blocking_recv() {
                 Some(Ok(b)) => self.current = b,
                 Some(Err(e)) => return Err(e),
-                None => return Ok(0),
+                None => break,
             }
         }
-        let n = buf.len().min(self.current.len());
-        let chunk = self.current.split_to(n);
-        buf.get_mut(..n).unwrap_or_default().copy_from_slice(&chunk);
+        Ok(&self.current)
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.current.advance(n.min(self.current.len()));
+    }
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let data = self.fill_buf()?;
+        let n = buf.len().min(data.len());
+        buf.get_mut(..n)
+            .unwrap_or_default()
+            .copy_from_slice(data.get(..n).unwrap_or_default());
+        self.consume(n);
         Ok(n)
+    }
+}
+
+/// Feeds `input` into a bounded channel from a task of its own, and gives the blocking reader
+/// of that channel.
+fn channel_reader(mut input: ByteStream) -> ChannelReader {
+    let (in_tx, in_rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(IN_FLIGHT);
+    tokio::spawn(async move {
+        while let Some(item) = input.next().await {
+            let failed = item.is_err();
+            if in_tx.send(item).await.is_err() || failed {
+                break;
+            }
+        }
+    });
+    ChannelReader {
+        rx: in_rx,
+        current: Bytes::new(),
     }
 }
 
@@ -300,32 +351,20 @@ impl Write for ChannelWriter {
 /// never mistakes a cut stream for a whole layer) and the handle gives the typed error. The
 /// consumer must read the stream to its end before the handle completes.
 pub fn transform_stream(
-    mut input: ByteStream,
+    input: ByteStream,
     t: Transform,
 ) -> (
     ByteStream,
     tokio::task::JoinHandle<Result<LayerReport, CompressionError>>,
 ) {
-    let (in_tx, in_rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(IN_FLIGHT);
+    let reader = channel_reader(input);
     let (out_tx, out_rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(IN_FLIGHT);
-    tokio::spawn(async move {
-        while let Some(item) = input.next().await {
-            let failed = item.is_err();
-            if in_tx.send(item).await.is_err() || failed {
-                break;
-            }
-        }
-    });
     let handle = tokio::task::spawn_blocking(move || {
-        let reader = ChannelReader {
-            rx: in_rx,
-            current: Bytes::new(),
-        };
         let mut writer = ChannelWriter {
             tx: out_tx.clone(),
             buf: Vec::with_capacity(BUF),
         };
-        let result = transform(reader, &mut writer, &t);
+        let result = transform_buffered(reader, &mut writer, &t);
         if let Err(e) = &result {
             let _ = out_tx.blocking_send(Err(io::Error::new(
                 io::ErrorKind::InvalidData,
@@ -338,4 +377,19 @@ pub fn transform_stream(
         rx.recv().await.map(|item| (item, rx))
     });
     (Box::pin(stream), handle)
+}
+
+/// [`transform`] for async code writing to a blocking `Write` (a spool file): the output is
+/// written from the blocking thread that compresses it, with no channel and no copy between
+/// them. Returns the writer with the report; on error, what it holds must be discarded.
+pub fn transform_stream_into<W: Write + Send + 'static>(
+    input: ByteStream,
+    t: Transform,
+    mut output: W,
+) -> tokio::task::JoinHandle<Result<(LayerReport, W), CompressionError>> {
+    let reader = channel_reader(input);
+    tokio::task::spawn_blocking(move || {
+        let report = transform_buffered(reader, &mut output, &t)?;
+        Ok((report, output))
+    })
 }

@@ -26,7 +26,6 @@ use std::sync::Arc;
 
 use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
-use tokio::io::AsyncWriteExt;
 
 use super::convert::{self, Conversion};
 use super::plan::Planned;
@@ -34,7 +33,7 @@ use super::signatures::ToWrite;
 use super::{CopyError, CopyOptions, ManifestFormat, ProgressEvent};
 use crate::compression::{
     CachedLayer, CompressionError, ConversionCache, OutputFormat, OutputSpec, Transform,
-    transform_stream,
+    transform_stream, transform_stream_into,
 };
 use crate::digest::{ByteStream, Digest, VerifyingStream};
 use crate::manifest::{self, Descriptor, Manifest, ManifestKind, convert as formats};
@@ -42,9 +41,34 @@ use crate::policy::ManifestRole;
 use crate::reference::ImageReference;
 use crate::transport::{ImageSource, Result as TransportResult, TransportError};
 
-/// Layers at least this large, uncompressed and going to plain zstd, use libzstd's worker
-/// threads when there are fewer layers to convert than cores.
+/// Layers at least this large going to plain zstd use libzstd's worker threads when cores
+/// would otherwise be idle (see [`zstd_threads`]).
 const THREADED_LAYER_SIZE: u64 = 32 * 1024 * 1024;
+
+/// libzstd worker threads for one layer (0: compress in the layer's own thread).
+///
+/// A layer in flight keeps a thread busy compressing, and a second one decompressing when its
+/// input is compressed; `in_flight` layers are converted at once. Cores beyond those are idle,
+/// and a large layer going to plain zstd gets them as libzstd's workers (one more than idle, as
+/// the layer's own thread then only feeds them). Where no core is idle the workers would only
+/// cost CPU (libzstd's multi-threaded mode spends about 1.8x the CPU of the single-threaded one
+/// here), so they are not used. The choice depends only on the machine's cores and the copy's
+/// layers, never on timing, so the same copy gives the same bytes; and libzstd's output is the
+/// same for any number of workers from 1 up (not for 0), so the cache records only whether they
+/// were used.
+fn zstd_threads(
+    format: OutputFormat,
+    layer_size: u64,
+    compressed: bool,
+    cores: usize,
+    in_flight: usize,
+) -> u32 {
+    let busy = in_flight.saturating_mul(if compressed { 2 } else { 1 });
+    if format != OutputFormat::Zstd || layer_size < THREADED_LAYER_SIZE || busy >= cores {
+        return 0;
+    }
+    u32::try_from(cores - busy + 1).unwrap_or(u32::MAX)
+}
 
 /// How a copy compresses the layers it writes.
 #[derive(Debug, Clone)]
@@ -180,13 +204,8 @@ impl MadeLayer {
     ) -> TransportResult<ByteStream> {
         match &self.bytes {
             LayerBytes::Spooled(file) => {
-                let f = tokio::fs::File::open(file.path())
-                    .await
-                    .map_err(TransportError::source_stream)?;
-                Ok(Box::pin(tokio_util::io::ReaderStream::with_capacity(
-                    f,
-                    256 * 1024,
-                )))
+                let f = std::fs::File::open(file.path()).map_err(TransportError::source_stream)?;
+                Ok(read_spool(f))
             }
             LayerBytes::Again {
                 transform,
@@ -223,6 +242,36 @@ impl MadeLayer {
             }
         }
     }
+}
+
+/// Chunks of the spool file read into the chunks themselves.
+const SPOOL_CHUNK: u64 = 512 * 1024;
+
+/// The spool file as a stream, read by one blocking thread straight into each chunk (a tokio
+/// file reads into a buffer of its own, then copies), a few chunks ahead of the upload.
+fn read_spool(mut file: std::fs::File) -> ByteStream {
+    use std::io::Read as _;
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(4);
+    tokio::task::spawn_blocking(move || {
+        loop {
+            let mut chunk = Vec::with_capacity(SPOOL_CHUNK as usize);
+            match (&mut file).take(SPOOL_CHUNK).read_to_end(&mut chunk) {
+                Ok(0) => break,
+                Ok(_) => {
+                    if tx.blocking_send(Ok(chunk.into())).is_err() {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    let _ = tx.blocking_send(Err(e));
+                    break;
+                }
+            }
+        }
+    });
+    Box::pin(futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    }))
 }
 
 /// One layer to convert: the source's descriptor and the diff_id its image's config lists.
@@ -542,17 +591,21 @@ async fn run_jobs(
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(2);
-    let few = jobs.len() < cores;
+    let slots = options.parallel_blobs.clamp(1, cores.max(2));
+    let in_flight = jobs.len().min(slots);
     // Made before they are streamed: a closure over references inside the stream's type makes
     // the copy's future fail to be Send (see blobs.rs).
     let work: Vec<_> = jobs
         .into_iter()
         .map(|job| {
-            let threaded = few
-                && want.output.format == OutputFormat::Zstd
-                && job.layer.size >= THREADED_LAYER_SIZE
-                && layer_format(&job.layer) == Some(OutputFormat::Uncompressed);
-            let threads = if threaded { cores as u32 } else { 0 };
+            let compressed = layer_format(&job.layer) != Some(OutputFormat::Uncompressed);
+            let threads = zstd_threads(
+                want.output.format,
+                job.layer.size,
+                compressed,
+                cores,
+                in_flight,
+            );
             one_job(
                 src,
                 source,
@@ -564,9 +617,33 @@ async fn run_jobs(
         })
         .collect();
     futures::stream::iter(work)
-        .buffer_unordered(options.parallel_blobs.clamp(1, cores.max(2)))
+        .buffer_unordered(slots)
         .try_collect()
         .await
+}
+
+/// The spool file, naming its directory in its errors (a full `$TMPDIR` should say so).
+struct SpoolWriter {
+    file: std::fs::File,
+    dir: PathBuf,
+}
+
+impl SpoolWriter {
+    fn context(&self, e: std::io::Error) -> std::io::Error {
+        std::io::Error::new(
+            e.kind(),
+            format!("spooling it in {}: {e}", self.dir.display()),
+        )
+    }
+}
+
+impl std::io::Write for SpoolWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.file.write(buf).map_err(|e| self.context(e))
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush().map_err(|e| self.context(e))
+    }
 }
 
 /// One layer: from the cache, or recompressed into a temporary file.
@@ -639,27 +716,13 @@ async fn one_job(
         .prefix(".ferry-layer-")
         .tempfile_in(&want.spool_dir)
         .map_err(spool_err)?;
-    let mut file = tokio::fs::File::from_std(spool.reopen().map_err(spool_err)?);
-    let (mut out, report) = transform_stream(verified, transform);
-    let mut write_failed = None;
-    while let Some(item) = out.next().await {
-        match item {
-            Ok(chunk) => {
-                if let Err(e) = file.write_all(&chunk).await {
-                    write_failed = Some(e);
-                    break;
-                }
-            }
-            // The transform's own error (typed, naming the layer) comes from its handle.
-            Err(_) => break,
-        }
-    }
-    drop(out);
-    if let Some(e) = write_failed {
-        return Err(spool_err(e));
-    }
-    file.flush().await.map_err(spool_err)?;
-    let report = report
+    // Written from the thread that compresses: no channel, task or copy between the
+    // compressor and the file.
+    let file = SpoolWriter {
+        file: spool.reopen().map_err(spool_err)?,
+        dir: want.spool_dir.clone(),
+    };
+    let (report, _file) = transform_stream_into(verified, transform, file)
         .await
         .map_err(|e| spool_err(std::io::Error::other(e.to_string())))?
         .map_err(compression_err)?;
@@ -764,6 +827,26 @@ mod tests {
             compress.manifest_format(Some(ManifestFormat::V2s2)),
             Some(ManifestFormat::V2s2)
         );
+    }
+
+    #[test]
+    fn libzstd_workers_only_on_idle_cores() {
+        const BIG: u64 = THREADED_LAYER_SIZE;
+        let zstd = OutputFormat::Zstd;
+        // One large gzip layer on 2 cores: its decompressor and compressor fill both.
+        assert_eq!(zstd_threads(zstd, BIG, true, 2, 1), 0);
+        // ... on 4 cores, two are idle: three workers.
+        assert_eq!(zstd_threads(zstd, BIG, true, 4, 1), 3);
+        // One large tar on 2 cores: one idle core.
+        assert_eq!(zstd_threads(zstd, BIG, false, 2, 1), 2);
+        // Eight layers, two at a time, on 2 or 4 cores: none idle.
+        assert_eq!(zstd_threads(zstd, BIG, true, 2, 2), 0);
+        assert_eq!(zstd_threads(zstd, BIG, true, 4, 2), 0);
+        assert_eq!(zstd_threads(zstd, BIG, false, 4, 2), 3);
+        // Small layers, and other formats, never.
+        assert_eq!(zstd_threads(zstd, BIG - 1, false, 8, 1), 0);
+        assert_eq!(zstd_threads(OutputFormat::ZstdChunked, BIG, false, 8, 1), 0);
+        assert_eq!(zstd_threads(OutputFormat::Gzip, BIG, false, 8, 1), 0);
     }
 
     #[test]
