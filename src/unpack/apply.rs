@@ -591,6 +591,9 @@ impl Rootfs {
                         Refusal::Escapes => Refusal::HardlinkEscapes {
                             target: lossy(&e.link),
                         },
+                        Refusal::Absolute => Refusal::HardlinkAbsolute {
+                            target: lossy(&e.link),
+                        },
                         other => other,
                     })
                 })?;
@@ -908,14 +911,17 @@ fn times(mtime: (i64, u32)) -> Timestamps {
     }
 }
 
-/// A name's components inside the root: `.` and empty parts dropped, `..` applied lexically;
-/// a leading `/` means the root. Climbing above the root is refused.
+/// A name's components inside the root: `.` and empty parts dropped, `..` applied lexically.
+/// An absolute name and climbing above the root are refused (docs/unpack.md says why).
 pub(crate) fn clean(name: &[u8]) -> Result<Vec<&[u8]>, Refusal> {
     if name.contains(&0) {
         return Err(Refusal::BadName);
     }
     if name.len() > 4096 {
         return Err(Refusal::NameTooLong);
+    }
+    if name.first() == Some(&b'/') {
+        return Err(Refusal::Absolute);
     }
     let mut out: Vec<&[u8]> = Vec::new();
     for c in name.split(|b| *b == b'/') {
@@ -1234,12 +1240,16 @@ mod tests {
     fn names_are_cleaned_or_refused() {
         let c = |n: &str| clean(n.as_bytes()).map(|v| v.join(&b'/'));
         assert_eq!(c("./etc/passwd").unwrap(), b"etc/passwd");
-        assert_eq!(c("/etc//passwd").unwrap(), b"etc/passwd");
+        assert_eq!(c("etc//passwd/").unwrap(), b"etc/passwd");
+        assert_eq!(c(".//etc/./passwd").unwrap(), b"etc/passwd");
         assert_eq!(c("a/../b").unwrap(), b"b");
         assert_eq!(c("./").unwrap(), b"");
         assert_eq!(c("../x"), Err(Refusal::Escapes));
         assert_eq!(c("a/../../x"), Err(Refusal::Escapes));
-        assert_eq!(c("/.."), Err(Refusal::Escapes));
+        assert_eq!(c("/etc/passwd"), Err(Refusal::Absolute));
+        assert_eq!(c("//etc"), Err(Refusal::Absolute));
+        assert_eq!(c("/"), Err(Refusal::Absolute));
+        assert_eq!(c("/.."), Err(Refusal::Absolute));
         assert_eq!(clean(b"a\0b"), Err(Refusal::BadName));
     }
 

@@ -128,6 +128,19 @@ pub enum Refusal {
         /// The link's target as written in the layer.
         target: String,
     },
+    /// The name is absolute (`/etc/x`). Image builders write names relative to the root
+    /// (`etc/x`, `./etc/x`); a layer that does not is hostile or broken, so ferry refuses it
+    /// where umoci and GNU tar strip the `/`.
+    #[error("its name is absolute (a layer's names are relative to its root)")]
+    Absolute,
+    /// A hardlink's target name is absolute.
+    #[error(
+        "it is a hardlink to {target:?}, an absolute name (a layer's names are relative to its root)"
+    )]
+    HardlinkAbsolute {
+        /// The link's target as written in the layer.
+        target: String,
+    },
     /// A hardlink to something that is not a file (a directory, or nothing).
     #[error("it is a hardlink to {target:?}, which {why}")]
     HardlinkTarget {
