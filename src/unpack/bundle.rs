@@ -157,6 +157,23 @@ impl BundleBuilder {
             .ok_or_else(|| ApplyError::Config("no layer recorded".to_string()))
     }
 
+    /// As [`BundleBuilder::apply_layer`] for a reader that verifies the blob's digest itself
+    /// (see `Rootfs::apply_verified_layer`).
+    pub(crate) fn apply_verified_layer<R: Read>(
+        &mut self,
+        reader: R,
+        media_type: &str,
+        expected: &Digest,
+        label: &str,
+    ) -> Result<&LayerStats, ApplyError> {
+        let rootfs = self.rootfs_mut()?;
+        let stats = rootfs.apply_verified_layer(reader, media_type, expected, label)?;
+        self.layers.push(stats);
+        self.layers
+            .last()
+            .ok_or_else(|| ApplyError::Config("no layer recorded".to_string()))
+    }
+
     fn rootfs_mut(&mut self) -> Result<&mut Rootfs, ApplyError> {
         self.rootfs
             .as_mut()
