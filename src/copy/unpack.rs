@@ -512,8 +512,7 @@ async fn download(
     });
     let result = async {
         let mut stream = image.blob(&desc).await?;
-        // Bytes bound for the file, gathered into large writes. While some wait here, later
-        // bytes join them (never memory), so the layer's bytes stay in order.
+        // Bytes bound for the file, gathered into large writes.
         let mut buf = Vec::with_capacity(WRITE_CHUNK);
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(TransportError::source_stream)?;
@@ -521,17 +520,7 @@ async fn download(
                 digest: desc.digest.clone(),
                 bytes: chunk.len() as u64,
             });
-            if buf.is_empty() {
-                match spool.offer(chunk) {
-                    None => continue,
-                    Some(chunk) => buf.extend_from_slice(&chunk),
-                }
-            } else {
-                buf.extend_from_slice(&chunk);
-            }
-            if buf.len() >= WRITE_CHUNK {
-                buf = spool.append(buf).await?;
-            }
+            buf = spool.take(chunk, buf).await?;
         }
         if !buf.is_empty() {
             spool.append(buf).await?;
@@ -576,6 +565,8 @@ struct SpoolState {
     mem_len: usize,
     /// How far the reader has read.
     read: u64,
+    /// Bytes that went through memory (the rest went through the file).
+    via_memory: u64,
     /// `Some` once the download ended: all there, or why not.
     end: Option<Result<(), TransportError>>,
     /// The unpack is over (done, failed or dropped): readers stop.
@@ -604,6 +595,29 @@ impl Spool {
         self.state().permit = Some(permit);
     }
 
+    /// Hands the download's next `chunk` to the spool: into memory when it can go there (see
+    /// [`Spool::offer`]), else gathered in `buf` (given back) and written to the file in large
+    /// writes. While bytes wait in `buf`, later ones join them (never memory), so the layer's
+    /// bytes stay in order; the download writes what is left in `buf` at its end.
+    async fn take(
+        self: &Arc<Self>,
+        chunk: bytes::Bytes,
+        mut buf: Vec<u8>,
+    ) -> Result<Vec<u8>, TransportError> {
+        if buf.is_empty() {
+            match self.offer(chunk) {
+                None => return Ok(buf),
+                Some(chunk) => buf.extend_from_slice(&chunk),
+            }
+        } else {
+            buf.extend_from_slice(&chunk);
+        }
+        if buf.len() >= WRITE_CHUNK {
+            return self.append(buf).await;
+        }
+        Ok(buf)
+    }
+
     /// Takes `chunk` into memory when it can go there in order (the bytes before it are in
     /// memory, or the reader has read them all) and the memory has room; else gives it back,
     /// for the file.
@@ -624,6 +638,7 @@ impl Spool {
             st.mem_start = st.written;
         }
         st.written += chunk.len() as u64;
+        st.via_memory += chunk.len() as u64;
         st.mem_len += chunk.len();
         st.mem.push_back(chunk);
         drop(st);
@@ -777,5 +792,79 @@ impl Drop for Cancel {
         for s in &self.spools {
             s.release();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A layer's bytes come out of the spool in order whichever way each went: through memory
+    /// while the reader keeps up, through the file while it lags or the memory is full, and
+    /// back to memory once the reader has caught up.
+    #[test]
+    fn spool_keeps_order_through_memory_and_file() {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let file = tempfile::tempfile_in(dir.path()).unwrap();
+        let spool = Arc::new(Spool::new(file, dir.path().to_path_buf()));
+        // 40 MiB (five times the memory) in chunks of 1 byte to 300 KiB.
+        let mut data = Vec::new();
+        let mut sizes = Vec::new();
+        let mut x: u32 = 26;
+        while data.len() < 40 << 20 {
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            let n = 1 + (x as usize >> 8) % (300 << 10);
+            sizes.push(n);
+            data.extend((0..n).map(|i| (i as u32 ^ x) as u8));
+        }
+        let total = data.len();
+        let reader = {
+            let spool = spool.clone();
+            std::thread::spawn(move || {
+                let mut r = SpoolReader { spool, pos: 0 };
+                let mut out = Vec::new();
+                let mut buf = vec![0u8; 128 * 1024];
+                let mut reads = 0u32;
+                loop {
+                    let n = r.read(&mut buf).unwrap();
+                    if n == 0 {
+                        return out;
+                    }
+                    out.extend_from_slice(&buf[..n]);
+                    reads += 1;
+                    // Lag now and then, so the memory fills and bytes go to the file.
+                    if reads % 64 == 0 && out.len() < total / 2 {
+                        std::thread::sleep(std::time::Duration::from_millis(150));
+                    }
+                }
+            })
+        };
+        rt.block_on(async {
+            let mut buf = Vec::new();
+            let mut at = 0;
+            for (i, n) in sizes.iter().enumerate() {
+                let chunk = bytes::Bytes::copy_from_slice(&data[at..at + n]);
+                at += n;
+                buf = spool.take(chunk, buf).await.unwrap();
+                // In the second half the download waits for the reader at times.
+                if at > total / 2 && i % 16 == 0 {
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+            }
+            if !buf.is_empty() {
+                spool.append(buf).await.unwrap();
+            }
+            spool.end(Ok(()));
+        });
+        let out = reader.join().unwrap();
+        assert_eq!(out.len(), total);
+        assert!(out == data, "the bytes came out of order");
+        let via_memory = spool.state().via_memory;
+        assert!(via_memory > 0, "nothing went through memory");
+        assert!(
+            via_memory < total as u64,
+            "nothing went through the file: {via_memory} of {total}"
+        );
     }
 }
