@@ -698,6 +698,13 @@ impl Spool {
     /// The layer is applied (or the unpack is over): readers stop and the slot goes.
     fn release(&self) {
         let mut st = self.state();
+        if !st.cancelled {
+            tracing::debug!(
+                bytes = st.written,
+                via_memory = st.via_memory,
+                "a layer's spool is done with"
+            );
+        }
         st.cancelled = true;
         st.permit = None;
         st.mem.clear();
@@ -834,7 +841,7 @@ mod tests {
                     out.extend_from_slice(&buf[..n]);
                     reads += 1;
                     // Lag now and then, so the memory fills and bytes go to the file.
-                    if reads % 64 == 0 && out.len() < total / 2 {
+                    if reads.is_multiple_of(64) && out.len() < total / 2 {
                         std::thread::sleep(std::time::Duration::from_millis(150));
                     }
                 }
@@ -848,7 +855,7 @@ mod tests {
                 at += n;
                 buf = spool.take(chunk, buf).await.unwrap();
                 // In the second half the download waits for the reader at times.
-                if at > total / 2 && i % 16 == 0 {
+                if at > total / 2 && i.is_multiple_of(16) {
                     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
                 }
             }
