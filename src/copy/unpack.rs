@@ -32,8 +32,8 @@ use crate::reference::ImageReference;
 use crate::session::Session;
 use crate::transport::TransportError;
 use crate::unpack::{
-    ApplyError, ApplyOptions, BundleBuilder, BundleReport, DEFAULT_MAX_BYTES, DEFAULT_MAX_ENTRIES,
-    LayerStats, Resolver, parent_of,
+    ApplyError, ApplyOptions, BundleBuilder, BundleReport, Check, DEFAULT_MAX_BYTES,
+    DEFAULT_MAX_ENTRIES, LayerStats, Resolver, parent_of,
 };
 use crate::verdict::Verdict;
 
@@ -314,7 +314,12 @@ pub async fn unpack(
                 };
                 // The spool ends only after the download's verifying stream matched the
                 // digest, so the applier need not hash the bytes again.
-                b.apply_verified_layer(reader, &desc.media_type, &desc.digest, label)?;
+                b.apply_checked(
+                    reader,
+                    &desc.media_type,
+                    Check::Verified(&desc.digest),
+                    label,
+                )?;
                 // The layer is in the root: its file and its download slot go.
                 spool.release();
             }

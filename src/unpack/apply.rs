@@ -248,20 +248,6 @@ impl Rootfs {
         self.apply(reader, media_type, Check::Hash(expected), label)
     }
 
-    /// As [`Rootfs::apply_layer`], for a reader that has verified the bytes itself: it ends
-    /// (gives 0) only once all the blob's bytes matched `expected` and fails otherwise, as the
-    /// unpack's spool does behind a verifying download. The applier does not hash them again
-    /// (a second SHA-256 pass over every layer was a third of the unpack's CPU time).
-    pub(crate) fn apply_verified_layer<R: Read>(
-        &mut self,
-        reader: R,
-        media_type: &str,
-        expected: &Digest,
-        label: &str,
-    ) -> Result<LayerStats, ApplyError> {
-        self.apply(reader, media_type, Check::Verified(expected), label)
-    }
-
     /// Applies an uncompressed tar whose digest the caller learns here and checks itself (a
     /// containers-storage layer, whose diff_id is known only once it has streamed):
     /// [`LayerStats::digest`] is the sha256 of the tar's bytes.
@@ -274,7 +260,9 @@ impl Rootfs {
         )
     }
 
-    fn apply<R: Read>(
+    /// Applies one layer whose bytes are checked as `check` says (a reader that verifies them
+    /// itself spares the applier a second SHA-256 pass, a third of an unpack's CPU time).
+    pub(crate) fn apply<R: Read>(
         &mut self,
         reader: R,
         media_type: &str,
@@ -1215,12 +1203,14 @@ impl LayerState {
 
 /// How a layer's bytes are checked.
 #[derive(Clone, Copy)]
-enum Check<'a> {
+pub(crate) enum Check<'a> {
     /// Hashed here and compared with the manifest's digest at the end.
     Hash(&'a Digest),
     /// Hashed here (sha256), the digest learned (a tar whose diff_id the caller checks).
     Learn,
-    /// Verified by the reader itself, which fails rather than end on a mismatch.
+    /// Verified by the reader itself, which ends (gives 0) only once all the blob's bytes
+    /// matched this digest and fails otherwise (the unpack's spool behind a verifying
+    /// download).
     Verified(&'a Digest),
 }
 

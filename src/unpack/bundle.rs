@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use rustix::fs::FlockOperation;
 
-use super::{ApplyError, ApplyOptions, LayerStats, Rootfs, runtime_config};
+use super::{ApplyError, ApplyOptions, Check, LayerStats, Rootfs, runtime_config};
 use crate::digest::Digest;
 use crate::policy::Admission;
 
@@ -149,25 +149,19 @@ impl BundleBuilder {
         expected: &Digest,
         label: &str,
     ) -> Result<&LayerStats, ApplyError> {
-        let rootfs = self.rootfs_mut()?;
-        let stats = rootfs.apply_layer(reader, media_type, expected, label)?;
-        self.layers.push(stats);
-        self.layers
-            .last()
-            .ok_or_else(|| ApplyError::Config("no layer recorded".to_string()))
+        self.apply_checked(reader, media_type, Check::Hash(expected), label)
     }
 
-    /// As [`BundleBuilder::apply_layer`] for a reader that verifies the blob's digest itself
-    /// (see `Rootfs::apply_verified_layer`).
-    pub(crate) fn apply_verified_layer<R: Read>(
+    /// As [`BundleBuilder::apply_layer`], the bytes checked as `check` says.
+    pub(crate) fn apply_checked<R: Read>(
         &mut self,
         reader: R,
         media_type: &str,
-        expected: &Digest,
+        check: Check<'_>,
         label: &str,
     ) -> Result<&LayerStats, ApplyError> {
         let rootfs = self.rootfs_mut()?;
-        let stats = rootfs.apply_verified_layer(reader, media_type, expected, label)?;
+        let stats = rootfs.apply(reader, media_type, check, label)?;
         self.layers.push(stats);
         self.layers
             .last()

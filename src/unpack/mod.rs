@@ -25,6 +25,7 @@ mod tar_stream;
 
 use std::path::PathBuf;
 
+pub(crate) use apply::Check;
 pub use apply::{LayerStats, Rootfs, Warning, WarningKind};
 pub(crate) use bundle::parent_of;
 pub use bundle::{BundleBuilder, BundleReport};
