@@ -32,13 +32,18 @@ use crate::reference::ImageReference;
 use crate::session::Session;
 use crate::transport::TransportError;
 use crate::unpack::{
-    ApplyError, ApplyOptions, BundleBuilder, BundleReport, DEFAULT_MAX_BYTES, DEFAULT_MAX_ENTRIES,
-    LayerStats, Resolver, parent_of,
+    ApplyError, ApplyOptions, BundleBuilder, BundleReport, Check, DEFAULT_MAX_BYTES,
+    DEFAULT_MAX_ENTRIES, LayerStats, Resolver, parent_of,
 };
 use crate::verdict::Verdict;
 
 /// How much of a layer a download gathers before it writes to the layer's file.
 const WRITE_CHUNK: usize = 256 * 1024;
+
+/// How many of a layer's bytes may wait in memory for the applier before the rest goes to the
+/// layer's file: the bytes the applier is about to read skip the file (a write and a read back,
+/// two copies and the page cache's work) whenever it keeps up with the download.
+const MEMORY_PER_LAYER: usize = 8 << 20;
 
 /// Everything an unpack needs besides the session, the image and the bundle's path.
 #[derive(Clone)]
@@ -307,7 +312,14 @@ pub async fn unpack(
                     spool: spool.clone(),
                     pos: 0,
                 };
-                b.apply_layer(reader, &desc.media_type, &desc.digest, label)?;
+                // The spool ends only after the download's verifying stream matched the
+                // digest, so the applier need not hash the bytes again.
+                b.apply_checked(
+                    reader,
+                    &desc.media_type,
+                    Check::Verified(&desc.digest),
+                    label,
+                )?;
                 // The layer is in the root: its file and its download slot go.
                 spool.release();
             }
@@ -505,6 +517,7 @@ async fn download(
     });
     let result = async {
         let mut stream = image.blob(&desc).await?;
+        // Bytes bound for the file, gathered into large writes.
         let mut buf = Vec::with_capacity(WRITE_CHUNK);
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(TransportError::source_stream)?;
@@ -512,10 +525,7 @@ async fn download(
                 digest: desc.digest.clone(),
                 bytes: chunk.len() as u64,
             });
-            buf.extend_from_slice(&chunk);
-            if buf.len() >= WRITE_CHUNK {
-                buf = spool.append(buf).await?;
-            }
+            buf = spool.take(chunk, buf).await?;
         }
         if !buf.is_empty() {
             spool.append(buf).await?;
@@ -532,8 +542,11 @@ async fn download(
     spool.end(result);
 }
 
-/// One layer's bytes as they arrive: an unnamed temporary file its download appends to, and
-/// how far it got; the applier reads behind it ([`SpoolReader`]).
+/// One layer's bytes as they arrive, for the applier to read behind its download
+/// ([`SpoolReader`]): the next bytes it will read wait in memory (up to [`MEMORY_PER_LAYER`]);
+/// what arrives while that is full, or while bytes in the file are still unread, goes to an
+/// unnamed temporary file, at its offset in the layer. The applier reads the memory first,
+/// then the file; the download goes back to memory once the applier has read all it has.
 struct Spool {
     file: Arc<std::fs::File>,
     /// Where the file is (unnamed), for messages.
@@ -544,8 +557,21 @@ struct Spool {
 
 #[derive(Default)]
 struct SpoolState {
-    /// Bytes in the file.
+    /// Bytes landed, in memory or in the file (the layer's offset of the next one).
     written: u64,
+    /// The file holds the layer's bytes up to here (from where the memory's bytes end).
+    file_end: u64,
+    /// Bytes waiting in memory, in order, from `mem_start` (always the reader's position
+    /// while there are some: the reader takes them before anything in the file).
+    mem: std::collections::VecDeque<bytes::Bytes>,
+    /// The layer's offset of the first byte in `mem`.
+    mem_start: u64,
+    /// Bytes in `mem`.
+    mem_len: usize,
+    /// How far the reader has read.
+    read: u64,
+    /// Bytes that went through memory (the rest went through the file).
+    via_memory: u64,
     /// `Some` once the download ended: all there, or why not.
     end: Option<Result<(), TransportError>>,
     /// The unpack is over (done, failed or dropped): readers stop.
@@ -574,8 +600,59 @@ impl Spool {
         self.state().permit = Some(permit);
     }
 
-    /// Writes `buf` at the end of the file (on a blocking thread) and tells the reader; gives
-    /// the buffer back, emptied, for the next bytes.
+    /// Hands the download's next `chunk` to the spool: into memory when it can go there (see
+    /// [`Spool::offer`]), else gathered in `buf` (given back) and written to the file in large
+    /// writes. While bytes wait in `buf`, later ones join them (never memory), so the layer's
+    /// bytes stay in order; the download writes what is left in `buf` at its end.
+    async fn take(
+        self: &Arc<Self>,
+        chunk: bytes::Bytes,
+        mut buf: Vec<u8>,
+    ) -> Result<Vec<u8>, TransportError> {
+        if buf.is_empty() {
+            match self.offer(chunk) {
+                None => return Ok(buf),
+                Some(chunk) => buf.extend_from_slice(&chunk),
+            }
+        } else {
+            buf.extend_from_slice(&chunk);
+        }
+        if buf.len() >= WRITE_CHUNK {
+            return self.append(buf).await;
+        }
+        Ok(buf)
+    }
+
+    /// Takes `chunk` into memory when it can go there in order (the bytes before it are in
+    /// memory, or the reader has read them all) and the memory has room; else gives it back,
+    /// for the file.
+    fn offer(&self, chunk: bytes::Bytes) -> Option<bytes::Bytes> {
+        if chunk.is_empty() {
+            return None;
+        }
+        let mut st = self.state();
+        let tail_in_memory = st.mem_len > 0 && st.mem_start + st.mem_len as u64 == st.written;
+        let all_read = st.read == st.written;
+        if st.cancelled
+            || !(tail_in_memory || all_read)
+            || st.mem_len + chunk.len() > MEMORY_PER_LAYER
+        {
+            return Some(chunk);
+        }
+        if st.mem_len == 0 {
+            st.mem_start = st.written;
+        }
+        st.written += chunk.len() as u64;
+        st.via_memory += chunk.len() as u64;
+        st.mem_len += chunk.len();
+        st.mem.push_back(chunk);
+        drop(st);
+        self.changed.notify_all();
+        None
+    }
+
+    /// Writes `buf` at the end of the layer's bytes in the file (on a blocking thread) and
+    /// tells the reader; gives the buffer back, emptied, for the next bytes.
     async fn append(self: &Arc<Self>, buf: Vec<u8>) -> Result<Vec<u8>, TransportError> {
         let me = self.clone();
         let offset = self.state().written;
@@ -586,6 +663,7 @@ impl Spool {
                 .map_err(|e| TransportError::io(&me.dir, e))?;
             let mut st = me.state();
             st.written = offset + buf.len() as u64;
+            st.file_end = st.written;
             drop(st);
             me.changed.notify_all();
             buf.clear();
@@ -625,8 +703,17 @@ impl Spool {
     /// The layer is applied (or the unpack is over): readers stop and the slot goes.
     fn release(&self) {
         let mut st = self.state();
+        if !st.cancelled {
+            tracing::debug!(
+                bytes = st.written,
+                via_memory = st.via_memory,
+                "a layer's spool is done with"
+            );
+        }
         st.cancelled = true;
         st.permit = None;
+        st.mem.clear();
+        st.mem_len = 0;
         drop(st);
         self.changed.notify_all();
     }
@@ -651,14 +738,39 @@ impl Read for SpoolReader {
             if st.cancelled {
                 return Err(io::Error::other("the unpack was stopped"));
             }
-            if self.pos < st.written {
-                let want = (st.written - self.pos).min(buf.len() as u64) as usize;
+            if st.mem_len > 0 {
+                // The memory's bytes start where the reader is (see `SpoolState::mem`); as
+                // many chunks as fit are taken at once.
+                let mut got = 0;
+                while let (Some(front), Some(room)) = (st.mem.front_mut(), buf.get_mut(got..)) {
+                    let n = front.len().min(room.len());
+                    if room.is_empty() {
+                        break;
+                    }
+                    if let (Some(to), Some(from)) = (room.get_mut(..n), front.get(..n)) {
+                        to.copy_from_slice(from);
+                    }
+                    bytes::Buf::advance(front, n);
+                    if front.is_empty() {
+                        st.mem.pop_front();
+                    }
+                    got += n;
+                }
+                st.mem_len = st.mem_len.saturating_sub(got);
+                st.mem_start += got as u64;
+                self.pos += got as u64;
+                st.read = self.pos;
+                return Ok(got);
+            }
+            if self.pos < st.file_end {
+                let want = (st.file_end - self.pos).min(buf.len() as u64) as usize;
                 drop(st);
                 let n = self
                     .spool
                     .file
                     .read_at(buf.get_mut(..want).unwrap_or_default(), self.pos)?;
                 self.pos += n as u64;
+                self.spool.state().read = self.pos;
                 return Ok(n);
             }
             match &st.end {
@@ -692,5 +804,79 @@ impl Drop for Cancel {
         for s in &self.spools {
             s.release();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A layer's bytes come out of the spool in order whichever way each went: through memory
+    /// while the reader keeps up, through the file while it lags or the memory is full, and
+    /// back to memory once the reader has caught up.
+    #[test]
+    fn spool_keeps_order_through_memory_and_file() {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let file = tempfile::tempfile_in(dir.path()).unwrap();
+        let spool = Arc::new(Spool::new(file, dir.path().to_path_buf()));
+        // 40 MiB (five times the memory) in chunks of 1 byte to 300 KiB.
+        let mut data = Vec::new();
+        let mut sizes = Vec::new();
+        let mut x: u32 = 26;
+        while data.len() < 40 << 20 {
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            let n = 1 + (x as usize >> 8) % (300 << 10);
+            sizes.push(n);
+            data.extend((0..n).map(|i| (i as u32 ^ x) as u8));
+        }
+        let total = data.len();
+        let reader = {
+            let spool = spool.clone();
+            std::thread::spawn(move || {
+                let mut r = SpoolReader { spool, pos: 0 };
+                let mut out = Vec::new();
+                let mut buf = vec![0u8; 128 * 1024];
+                let mut reads = 0u32;
+                loop {
+                    let n = r.read(&mut buf).unwrap();
+                    if n == 0 {
+                        return out;
+                    }
+                    out.extend_from_slice(&buf[..n]);
+                    reads += 1;
+                    // Lag now and then, so the memory fills and bytes go to the file.
+                    if reads.is_multiple_of(64) && out.len() < total / 2 {
+                        std::thread::sleep(std::time::Duration::from_millis(150));
+                    }
+                }
+            })
+        };
+        rt.block_on(async {
+            let mut buf = Vec::new();
+            let mut at = 0;
+            for (i, n) in sizes.iter().enumerate() {
+                let chunk = bytes::Bytes::copy_from_slice(&data[at..at + n]);
+                at += n;
+                buf = spool.take(chunk, buf).await.unwrap();
+                // In the second half the download waits for the reader at times.
+                if at > total / 2 && i.is_multiple_of(16) {
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+            }
+            if !buf.is_empty() {
+                spool.append(buf).await.unwrap();
+            }
+            spool.end(Ok(()));
+        });
+        let out = reader.join().unwrap();
+        assert_eq!(out.len(), total);
+        assert!(out == data, "the bytes came out of order");
+        let via_memory = spool.state().via_memory;
+        assert!(via_memory > 0, "nothing went through memory");
+        assert!(
+            via_memory < total as u64,
+            "nothing went through the file: {via_memory} of {total}"
+        );
     }
 }

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use rustix::fs::FlockOperation;
 
-use super::{ApplyError, ApplyOptions, LayerStats, Rootfs, runtime_config};
+use super::{ApplyError, ApplyOptions, Check, LayerStats, Rootfs, runtime_config};
 use crate::digest::Digest;
 use crate::policy::Admission;
 
@@ -149,8 +149,19 @@ impl BundleBuilder {
         expected: &Digest,
         label: &str,
     ) -> Result<&LayerStats, ApplyError> {
+        self.apply_checked(reader, media_type, Check::Hash(expected), label)
+    }
+
+    /// As [`BundleBuilder::apply_layer`], the bytes checked as `check` says.
+    pub(crate) fn apply_checked<R: Read>(
+        &mut self,
+        reader: R,
+        media_type: &str,
+        check: Check<'_>,
+        label: &str,
+    ) -> Result<&LayerStats, ApplyError> {
         let rootfs = self.rootfs_mut()?;
-        let stats = rootfs.apply_layer(reader, media_type, expected, label)?;
+        let stats = rootfs.apply(reader, media_type, check, label)?;
         self.layers.push(stats);
         self.layers
             .last()

@@ -25,6 +25,7 @@ mod tar_stream;
 
 use std::path::PathBuf;
 
+pub(crate) use apply::Check;
 pub use apply::{LayerStats, Rootfs, Warning, WarningKind};
 pub(crate) use bundle::parent_of;
 pub use bundle::{BundleBuilder, BundleReport};
@@ -125,6 +126,19 @@ pub enum Refusal {
     /// A hardlink's target climbs above the root with `..`.
     #[error("it is a hardlink to {target:?}, which climbs out of the root with '..'")]
     HardlinkEscapes {
+        /// The link's target as written in the layer.
+        target: String,
+    },
+    /// The name is absolute (`/etc/x`). Image builders write names relative to the root
+    /// (`etc/x`, `./etc/x`); a layer that does not is hostile or broken, so ferry refuses it
+    /// where umoci and GNU tar strip the `/`.
+    #[error("its name is absolute (a layer's names are relative to its root)")]
+    Absolute,
+    /// A hardlink's target name is absolute.
+    #[error(
+        "it is a hardlink to {target:?}, an absolute name (a layer's names are relative to its root)"
+    )]
+    HardlinkAbsolute {
         /// The link's target as written in the layer.
         target: String,
     },

@@ -10,6 +10,8 @@ including the hostile ones no well-behaved tool writes.
   gen.py busybox DIR BUSYBOX an OCI layout (tag "t") of a static busybox and its applet links
   gen.py hostile DIR OUTSIDE one blob per hostile layer aimed at the host directory OUTSIDE,
                              and DIR/hostile.json describing them
+  gen.py absolute DIR        an OCI layout (tag "t") whose second layer holds /etc/evil, an
+                             absolute name
   gen.py many DIR N          one gzip layer of N small files in 100-file directories (tag "t")
   gen.py big DIR N MIB       N gzip layers of MIB MiB each (1 MiB files of random bytes, which
                              gzip cannot shrink) (tag "t")
@@ -143,7 +145,7 @@ def write_layout(layout, layers, config_extra=None):
 def layout(out):
     l1 = Layer()
     l1.dir(".", mode=0o751)
-    l1.file("/absolute-name", "a leading slash means the root")
+    l1.file("./dot-slash-name", "a leading ./ is the root's")
     l1.dir("etc")
     l1.file("etc/passwd", "root:x:0:0:root:/root:/bin/sh\nalice:x:1000:1000::/home/alice:/bin/sh\n")
     l1.file("etc/group", "root:x:0:\nalice:x:1000:\nwheel:x:10:alice\n")
@@ -272,8 +274,13 @@ def hostile(out, outside):
     add("dotdot", l, "../escaped")
     l = Layer(); l.file("a/../../escaped2", "x")
     add("dotdot-inner", l, "a/../../escaped2")
-    l = Layer(); l.file("/abs-escaped", "inside, not outside")
-    add("absolute", l, "/abs-escaped", expect="inside")
+    # Absolute names: no builder writes them; umoci and GNU tar strip the "/", ferry refuses.
+    l = Layer(); l.file("ok", "fine"); l.file("/abs-name", "refused, not stripped")
+    add("absolute", l, "/abs-name")
+    l = Layer(); l.symlink("/abs-link", "etc")
+    add("absolute-symlink-name", l, "/abs-link")
+    l = Layer(); l.file("//etc/.wh.passwd", "")
+    add("absolute-whiteout", l, "//etc/.wh.passwd")
     # A symlink to the host's directory (the test's "outside"), then a file written through it.
     l = Layer(); l.symlink("evil", O); l.file("evil/pwned", "x")
     add("symlink-write-through", l, "evil/pwned", expect="inside")
@@ -328,6 +335,12 @@ def many(out, n):
     write_layout(out, [(l.bytes(), "gzip")], {"Cmd": ["/bin/true"]})
 
 
+def absolute(out):
+    l1 = Layer(); l1.dir("etc"); l1.file("etc/hostname", "fine\n")
+    l2 = Layer(); l2.file("etc/ok", "fine\n"); l2.file("/etc/evil", "absolute\n")
+    write_layout(out, [(l1.bytes(), "gzip"), (l2.bytes(), "gzip")], {"Cmd": ["/bin/true"]})
+
+
 def big(out, n, mib):
     import random
     rnd = random.Random(26)
@@ -349,6 +362,8 @@ if __name__ == "__main__":
         busybox(sys.argv[2], sys.argv[3])
     elif cmd == "hostile":
         hostile(sys.argv[2], sys.argv[3])
+    elif cmd == "absolute":
+        absolute(sys.argv[2])
     elif cmd == "many":
         many(sys.argv[2], int(sys.argv[3]))
     elif cmd == "big":

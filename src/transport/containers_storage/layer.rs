@@ -215,8 +215,13 @@ pub fn stage<R: Read + Send>(
         (applied, split, decoded)
     });
     let (applied, split, decoded) = outcome;
-    // The source's failure (a broken or unverified stream) explains the applier's.
-    decoded.map_err(TransportError::source_stream)?;
+    // The source's failure (a broken or unverified stream) explains the applier's; but a
+    // broken pipe is the applier having stopped reading (a refused entry), which its own
+    // error explains.
+    match decoded {
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe && applied.is_err() => {}
+        other => other.map_err(TransportError::source_stream)?,
+    }
     let stats = applied.map_err(|e| unpack_error(dir, e))?;
     let (gz, _summary) = match split {
         Some(s) => s.map_err(|e| TransportError::InvalidLayout {
