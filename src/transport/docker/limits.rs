@@ -11,8 +11,10 @@
 //! streams after that, bounded by the copy's cap on blobs in flight instead. A large blob
 //! fetched in ranges uses more connections than its own: those come from a per-registry pool of
 //! range streams ([`RegistryLimits::range_streams`]), so the connections to a registry stay
-//! bounded whatever a sync runs at once.
+//! bounded whatever a sync runs at once; and the count of large blobs being fetched from the
+//! registry at once ([`RegistryLimits::large_blob`]) tells a stream's speed from the link's.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -28,6 +30,27 @@ pub struct RegistryLimits {
     paused_until: Mutex<Option<Instant>>,
     /// The connections blobs fetched in ranges may use beyond each blob's own.
     range_streams: Arc<Semaphore>,
+    /// Large blobs (those [`super::ranges`] fetches) being fetched from this registry now.
+    large_blobs: Arc<AtomicUsize>,
+}
+
+/// One large blob being fetched, counted in [`RegistryLimits::large_blob`] until dropped.
+#[derive(Debug)]
+pub struct LargeBlob {
+    count: Arc<AtomicUsize>,
+}
+
+impl LargeBlob {
+    /// How many large blobs are being fetched from the registry now, this one included.
+    pub fn at_once(&self) -> usize {
+        self.count.load(Ordering::Relaxed).max(1)
+    }
+}
+
+impl Drop for LargeBlob {
+    fn drop(&mut self) {
+        self.count.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// The connections to one registry that blobs fetched in ranges may use beyond each blob's own
@@ -57,6 +80,17 @@ impl RegistryLimits {
             requests: max_requests.map(|n| Arc::new(Semaphore::new(n))),
             paused_until: Mutex::new(None),
             range_streams: Arc::new(Semaphore::new(extra)),
+            large_blobs: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    /// Counts one more large blob being fetched from this registry, until the guard is dropped:
+    /// streams that share the link each see a part of it, so a stream's speed times this
+    /// count is what the link gives.
+    pub fn large_blob(&self) -> LargeBlob {
+        self.large_blobs.fetch_add(1, Ordering::Relaxed);
+        LargeBlob {
+            count: self.large_blobs.clone(),
         }
     }
 

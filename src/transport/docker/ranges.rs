@@ -8,10 +8,12 @@
 //! Content` says the registry honours `Range`, a `200` is the whole blob over one stream (no
 //! round trip is lost finding out either way). That first stream is then watched over its first
 //! [`PROBE_BYTES`] (or [`PROBE_TIME`], whichever comes first): if it delivers at least
-//! [`FAST_STREAM`] bytes a second, it stays the only stream. A fast stream is limited by this
-//! host (hashing, writing) or the registry's CPU, not by the connection, and more connections
-//! would only add work on both sides: measured on 127.0.0.1, ranges doubled the registry's CPU
-//! and ferry's memory for no gain (docs/performance.md). A slower stream is cut at the end of the
+//! [`FAST_STREAM`] bytes a second, counting the other large blobs fetched from the registry at
+//! the same time (its speed times their number: they share the link), it stays the only stream.
+//! A fast link is limited by this host (hashing, writing) or the registry's CPU, not by the
+//! connections, and more of them would only add work on both sides: measured on 127.0.0.1,
+//! ranges doubled the registry's CPU and ferry's memory for no gain (docs/performance.md), and
+//! with 6 layers at once each stream alone looked slow while the link was not. A slower stream is cut at the end of the
 //! [`RANGE_SIZE`] range it is in (so it stays busy while the others connect) and the rest of the blob is cut into ranges of [`RANGE_SIZE`] bytes, each on a connection of
 //! its own. The stream the caller reads gives the bytes in order: the range being read passes
 //! straight through, and the ranges after it are held in memory as they arrive until their turn.
@@ -39,6 +41,7 @@ use tokio::task::JoinSet;
 use url::Url;
 
 use super::client::{self, RegistryClient};
+use super::limits::LargeBlob;
 use crate::digest::ByteStream;
 use crate::transport::Result;
 use crate::transport::http::ProgressWatch;
@@ -58,12 +61,13 @@ pub const PROBE_BYTES: u64 = RANGE_SIZE;
 /// The longest the first stream is watched before deciding, from its first bytes.
 pub const PROBE_TIME: Duration = Duration::from_millis(250);
 
-/// A first stream delivering at least this many bytes a second (100 MiB/s, about a gigabit) is
-/// not limited by its connection, so it stays the only one.
+/// A first stream delivering at least this many bytes a second (100 MiB/s, about a gigabit),
+/// times the number of large blobs fetched from the registry at once, is not limited by its
+/// connection, so it stays the only one.
 pub const FAST_STREAM: u64 = 100 << 20;
 
 /// The chunks the first stream may run ahead of its reader.
-const LEAD_CHUNKS: usize = 16;
+const LEAD_CHUNKS: usize = 2;
 
 /// The chunks a range fetched ahead of its turn may hold: enough for a whole range in the
 /// chunk sizes HTTP bodies come in (a range that fills them waits for its turn, which only
@@ -202,15 +206,17 @@ impl Probe {
         }
     }
 
-    /// `n` more bytes arrived at `now`, the stream being at byte `at` after them.
-    fn observe(&mut self, n: u64, at: u64, now: Instant) -> Decision {
+    /// `n` more bytes arrived at `now`, the stream being at byte `at` after them, while
+    /// `at_once` large blobs (this one included) are being fetched from the registry.
+    fn observe(&mut self, n: u64, at: u64, now: Instant, at_once: usize) -> Decision {
         let since = *self.first_bytes_at.get_or_insert(now);
         self.bytes += n;
         let elapsed = now.saturating_duration_since(since);
         if self.bytes < PROBE_BYTES && elapsed < PROBE_TIME {
             return Decision::Undecided;
         }
-        let fast = self.bytes as f64 >= FAST_STREAM as f64 * elapsed.as_secs_f64();
+        let link = self.bytes as f64 * at_once.max(1) as f64;
+        let fast = link >= FAST_STREAM as f64 * elapsed.as_secs_f64();
         // The end of the range the stream is in: it fetches on while the others connect.
         let cut = (at / RANGE_SIZE + 1) * RANGE_SIZE;
         if fast || cut >= self.size {
@@ -308,6 +314,7 @@ async fn schedule(
     let in_flight = Arc::new(Semaphore::new(STREAMS_PER_BLOB));
     let own = Arc::new(Semaphore::new(1));
     let extra = client.limits.range_streams();
+    let counted = Arc::new(client.limits.large_blob());
     let mut fetching = JoinSet::new();
     let job = Arc::new((client, url, scopes));
     let (Ok(place), Ok(stream)) = (
@@ -330,6 +337,7 @@ async fn schedule(
     let lead = Lead {
         probe: Probe::new(size),
         decided: Some(decided),
+        counted: counted.clone(),
     };
     fetching.spawn(fetch_range(
         job.clone(),
@@ -370,6 +378,9 @@ async fn schedule(
 struct Lead {
     probe: Probe,
     decided: Option<oneshot::Sender<u64>>,
+    /// This blob among the large blobs fetched from the registry now (counted until every
+    /// range of it is fetched).
+    counted: Arc<LargeBlob>,
 }
 
 /// Fetches one range into `tx`, resuming where it broke (within the retry limit); `answer` is
@@ -498,7 +509,8 @@ async fn read_range(
                     )));
                 }
                 if let Some(watch) = lead.as_mut() {
-                    match watch.probe.observe(n, *at + n, Instant::now()) {
+                    let at_once = watch.counted.at_once();
+                    match watch.probe.observe(n, *at + n, Instant::now(), at_once) {
                         Decision::Undecided => {}
                         Decision::Single => *lead = None,
                         Decision::CutAt(cut) => {
@@ -589,30 +601,35 @@ mod tests {
         let t0 = Instant::now();
         // 4 MiB in 10 ms: 400 MiB/s.
         let mut fast = Probe::new(size);
-        assert_eq!(fast.observe(64 << 10, 64 << 10, t0), Decision::Undecided);
+        assert_eq!(fast.observe(64 << 10, 64 << 10, t0, 1), Decision::Undecided);
         let at = PROBE_BYTES;
-        let d = fast.observe(at - (64 << 10), at, t0 + Duration::from_millis(10));
+        let d = fast.observe(at - (64 << 10), at, t0 + Duration::from_millis(10), 1);
         assert_eq!(d, Decision::Single);
         // 4 MiB in 160 ms: 25 MiB/s, cut at the end of the range it is in (4-8 MiB).
         let mut slow = Probe::new(size);
-        slow.observe(64 << 10, 64 << 10, t0);
-        let d = slow.observe(at - (64 << 10), at, t0 + Duration::from_millis(160));
+        slow.observe(64 << 10, 64 << 10, t0, 1);
+        let d = slow.observe(at - (64 << 10), at, t0 + Duration::from_millis(160), 1);
         assert_eq!(d, Decision::CutAt(2 * RANGE_SIZE));
+        // The same speed while 6 large blobs share the link: 150 MiB/s in all, not cut.
+        let mut shared = Probe::new(size);
+        shared.observe(64 << 10, 64 << 10, t0, 6);
+        let d = shared.observe(at - (64 << 10), at, t0 + Duration::from_millis(160), 6);
+        assert_eq!(d, Decision::Single);
         // A trickle is judged when the probe's time is up, not after 4 MiB, and cut at the end
         // of the first range.
         let mut trickle = Probe::new(size);
-        trickle.observe(1000, 1000, t0);
+        trickle.observe(1000, 1000, t0, 1);
         assert_eq!(
-            trickle.observe(1000, 2000, t0 + Duration::from_millis(100)),
+            trickle.observe(1000, 2000, t0 + Duration::from_millis(100), 1),
             Decision::Undecided
         );
         assert_eq!(
-            trickle.observe(1000, 3000, t0 + PROBE_TIME),
+            trickle.observe(1000, 3000, t0 + PROBE_TIME, 1),
             Decision::CutAt(RANGE_SIZE)
         );
         // A slow stream with nothing left after the cut stays alone.
         let mut near_end = Probe::new(RANGE_SIZE);
-        near_end.observe(1, 1, t0);
-        assert_eq!(near_end.observe(1, 2, t0 + PROBE_TIME), Decision::Single);
+        near_end.observe(1, 1, t0, 1);
+        assert_eq!(near_end.observe(1, 2, t0 + PROBE_TIME, 1), Decision::Single);
     }
 }
