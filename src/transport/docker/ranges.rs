@@ -444,7 +444,7 @@ enum Outcome {
 }
 
 /// Reads the rest of `span` from `*at` into `tx` (asking for it unless `answer` is given). On
-/// the first stream, `lead` watches the speed and may move `span`'s end forward to a cut.
+/// the first stream, `lead` watches the speed and may pull `span`'s end in to a cut.
 async fn read_range(
     job: &(Arc<RegistryClient>, Url, Vec<String>),
     span: &mut Span,
