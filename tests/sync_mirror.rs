@@ -473,27 +473,12 @@ fn a_listing_that_breaks_off_deletes_nothing_in_its_repository() {
     write_yaml(&proxy.host());
     let r = w.sync(&flags, &rest).code(3);
     let rep = report(&rep);
-    assert_eq!(
-        pruned(&rep),
-        BTreeMap::from([(format!("docker://{dst}/m/a:v2"), "deleted".to_string())]),
-        "{}",
-        r.stderr
-    );
-    assert_eq!(image_tags(&dst, "m/a"), BTreeSet::from(["v1".to_string()]));
-    assert_eq!(
-        image_tags(&dst, "m/b"),
-        BTreeSet::from(["v1".to_string(), "v2".to_string()]),
-        "nothing deleted where the listing broke off"
-    );
-    let not = rep["not_pruned"].as_array().unwrap();
-    assert_eq!(not.len(), 1, "{rep:#}");
-    assert!(not[0]["repository"].as_str().unwrap().ends_with("ns/b"));
-    assert!(
-        not[0]["reason"]
-            .as_str()
-            .unwrap()
-            .contains("listing failed or came back incomplete"),
-        "{not:?}"
+    assert_only_a_pruned(
+        &rep,
+        &dst,
+        &r.stderr,
+        "nothing deleted where the listing broke off",
+        "listing failed or came back incomplete",
     );
     assert!(
         r.stderr.contains("not pruned") && r.stderr.contains("ns/b"),
@@ -620,27 +605,12 @@ fn a_repository_is_pruned_when_its_images_are_done_and_one_whose_copy_fails_late
     write_yaml(&proxy.host());
     let r = w.sync(&flags, &rest).code(3);
     let rep = report(&rep);
-    assert_eq!(
-        pruned(&rep),
-        BTreeMap::from([(format!("docker://{dst}/m/a:v2"), "deleted".to_string())]),
-        "{}",
-        r.stderr
-    );
-    assert_eq!(image_tags(&dst, "m/a"), BTreeSet::from(["v1".to_string()]));
-    assert_eq!(
-        image_tags(&dst, "m/b"),
-        BTreeSet::from(["v1".to_string(), "v2".to_string()]),
-        "nothing deleted where a copy failed"
-    );
-    let not = rep["not_pruned"].as_array().unwrap();
-    assert_eq!(not.len(), 1, "{rep:#}");
-    assert!(not[0]["repository"].as_str().unwrap().ends_with("ns/b"));
-    assert!(
-        not[0]["reason"]
-            .as_str()
-            .unwrap()
-            .contains("1 of its images failed"),
-        "{not:?}"
+    assert_only_a_pruned(
+        &rep,
+        &dst,
+        &r.stderr,
+        "nothing deleted where a copy failed",
+        "1 of its images failed",
     );
 }
 
@@ -1021,4 +991,33 @@ fn a_sync_into_dir_and_oci_killed_with_sigkill_is_finished_and_repaired_by_the_n
         );
         assert_eq!(std::fs::read(&f).unwrap(), bytes, "{kind}: repaired");
     }
+}
+
+/// ns/a's withdrawn v2 was deleted at `dst`/m/a, ns/b's kept (`why_kept`), and the report says
+/// ns/b was not pruned for `reason`.
+fn assert_only_a_pruned(
+    rep: &serde_json::Value,
+    dst: &str,
+    stderr: &str,
+    why_kept: &str,
+    reason: &str,
+) {
+    assert_eq!(
+        pruned(rep),
+        BTreeMap::from([(format!("docker://{dst}/m/a:v2"), "deleted".to_string())]),
+        "{stderr}"
+    );
+    assert_eq!(image_tags(dst, "m/a"), BTreeSet::from(["v1".to_string()]));
+    assert_eq!(
+        image_tags(dst, "m/b"),
+        BTreeSet::from(["v1".to_string(), "v2".to_string()]),
+        "{why_kept}"
+    );
+    let not = rep["not_pruned"].as_array().unwrap();
+    assert_eq!(not.len(), 1, "{rep:#}");
+    assert!(not[0]["repository"].as_str().unwrap().ends_with("ns/b"));
+    assert!(
+        not[0]["reason"].as_str().unwrap().contains(reason),
+        "{not:?}"
+    );
 }
