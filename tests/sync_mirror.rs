@@ -449,29 +449,10 @@ fn a_listing_that_breaks_off_deletes_nothing_in_its_repository() {
         }),
         Some(src.clone()),
     );
-    let yaml = w.path("sync.yaml");
-    let write_yaml = |host: &str| {
-        std::fs::write(
-            &yaml,
-            format!("{host}:\n  tls-verify: false\n  images:\n    ns/a: []\n    ns/b: []\n"),
-        )
-        .unwrap()
-    };
-    write_yaml(&src);
-    let rep = w.path("report.json");
-    let flags = format!(
-        "--src yaml --dest docker --keep-going --prune --report {}",
-        rep.display()
-    );
-    let rest = [yaml.to_str().unwrap(), &format!("{dst}/m")].map(String::from);
-    let rest = [rest[0].as_str(), rest[1].as_str()];
-    w.sync(&flags, &rest).ok();
-    for repo in ["ns/a", "ns/b"] {
-        withdraw(&src, repo, &w.images[&(repo.to_string(), "v2".to_string())]);
-    }
+    let mirror = TwoRepoMirror::set_up(&w);
+    let rep = mirror.report.clone();
     // Through the proxy: ns/a lists whole, ns/b breaks off after its first page.
-    write_yaml(&proxy.host());
-    let r = w.sync(&flags, &rest).code(3);
+    let r = mirror.resync(&w, &proxy.host()).code(3);
     let rep = report(&rep);
     assert_only_a_pruned(
         &rep,
@@ -569,26 +550,8 @@ fn a_prune_reads_ahead_while_the_copies_run_but_keeps_what_a_copy_wrote_meanwhil
 fn a_repository_is_pruned_when_its_images_are_done_and_one_whose_copy_fails_late_is_not() {
     let mut w = World::new(&["ns/a", "ns/b"], &["v1", "v2"]);
     let (dst, src) = (w.dst.host(), w.src.host());
-    let yaml = w.path("sync.yaml");
-    let write_yaml = |host: &str| {
-        std::fs::write(
-            &yaml,
-            format!("{host}:\n  tls-verify: false\n  images:\n    ns/a: []\n    ns/b: []\n"),
-        )
-        .unwrap()
-    };
-    write_yaml(&src);
-    let rep = w.path("report.json");
-    let flags = format!(
-        "--src yaml --dest docker --keep-going --prune --report {}",
-        rep.display()
-    );
-    let rest = [yaml.to_str().unwrap(), &format!("{dst}/m")].map(String::from);
-    let rest = [rest[0].as_str(), rest[1].as_str()];
-    w.sync(&flags, &rest).ok();
-    for repo in ["ns/a", "ns/b"] {
-        withdraw(&src, repo, &w.images[&(repo.to_string(), "v2".to_string())]);
-    }
+    let mirror = TwoRepoMirror::set_up(&w);
+    let rep = mirror.report.clone();
     // ns/b:v1 changes at the source, and its blobs are read late and then not found: ns/a's
     // images are done (and ns/a is pruned) while ns/b's copy is still under way, and fails.
     w.push("ns/b", "v1", 99);
@@ -602,8 +565,7 @@ fn a_repository_is_pruned_when_its_images_are_done_and_one_whose_copy_fails_late
         }),
         Some(src.clone()),
     );
-    write_yaml(&proxy.host());
-    let r = w.sync(&flags, &rest).code(3);
+    let r = mirror.resync(&w, &proxy.host()).code(3);
     let rep = report(&rep);
     assert_only_a_pruned(
         &rep,
@@ -1020,4 +982,44 @@ fn assert_only_a_pruned(
         not[0]["reason"].as_str().unwrap().contains(reason),
         "{not:?}"
     );
+}
+
+/// ns/a and ns/b (v1, v2) mirrored from a YAML file into `DST/m` with `--prune --keep-going
+/// --report`, then v2 withdrawn from both at the source.
+struct TwoRepoMirror {
+    yaml: PathBuf,
+    report: PathBuf,
+    flags: String,
+    dest: String,
+}
+
+impl TwoRepoMirror {
+    fn set_up(w: &World) -> TwoRepoMirror {
+        let report = w.path("report.json");
+        let mirror = TwoRepoMirror {
+            yaml: w.path("sync.yaml"),
+            flags: format!(
+                "--src yaml --dest docker --keep-going --prune --report {}",
+                report.display()
+            ),
+            report,
+            dest: format!("{}/m", w.dst.host()),
+        };
+        let src = w.src.host();
+        mirror.resync(w, &src).ok();
+        for repo in ["ns/a", "ns/b"] {
+            withdraw(&src, repo, &w.images[&(repo.to_string(), "v2".to_string())]);
+        }
+        mirror
+    }
+
+    /// The same sync again, reading the source at `host` (the registry, or a proxy before it).
+    fn resync(&self, w: &World, host: &str) -> Run {
+        std::fs::write(
+            &self.yaml,
+            format!("{host}:\n  tls-verify: false\n  images:\n    ns/a: []\n    ns/b: []\n"),
+        )
+        .unwrap();
+        w.sync(&self.flags, &[self.yaml.to_str().unwrap(), &self.dest])
+    }
 }
