@@ -123,7 +123,22 @@ pub fn sync_args(policy: &Path, registries_d: &Path, store: &Path, extra: &[&str
 /// Runs ferry with `args` and kills it with SIGKILL (no cleanup, no flush) as soon as `count`
 /// lines of its stderr contain `marker`; returns the lines it wrote until then.
 pub fn ferry_killed_after(args: &[String], marker: &str, count: usize) -> Vec<String> {
+    ferry_killed_when(args, marker, count, || true)
+}
+
+/// As [`ferry_killed_after`], but once `count` marker lines are seen the kill waits (up to a
+/// minute, polling) until `ready()` holds, so a test can kill at a state it names (for
+/// instance "a temporary exists") rather than at a moment that a loaded machine shifts.
+/// stderr is read on a thread meanwhile, so ferry never blocks on a full pipe; the lines
+/// returned are those read up to the kill.
+pub fn ferry_killed_when(
+    args: &[String],
+    marker: &str,
+    count: usize,
+    ready: impl Fn() -> bool,
+) -> Vec<String> {
     use std::io::BufRead;
+    use std::sync::{Arc, Mutex};
     let mut child = Command::new(ferry_bin())
         .args(args)
         .env("NO_COLOR", "1")
@@ -133,17 +148,35 @@ pub fn ferry_killed_after(args: &[String], marker: &str, count: usize) -> Vec<St
         .spawn()
         .expect("start ferry");
     let stderr = child.stderr.take().expect("stderr");
-    let mut seen = Vec::new();
-    for line in std::io::BufReader::new(stderr).lines() {
-        let line = line.expect("stderr line");
-        seen.push(line);
-        if seen.iter().filter(|l| l.contains(marker)).count() == count {
-            break;
-        }
+    let seen = Arc::new(Mutex::new(Vec::<String>::new()));
+    let reader = {
+        let seen = Arc::clone(&seen);
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                seen.lock().unwrap().push(line);
+            }
+        })
+    };
+    let marked = || {
+        seen.lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(marker))
+            .count()
+            >= count
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !marked() && !reader.is_finished() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    while marked() && !ready() && !reader.is_finished() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(2));
     }
     child.kill().expect("kill");
     child.wait().expect("wait");
-    seen
+    reader.join().expect("stderr reader");
+    Arc::try_unwrap(seen).unwrap().into_inner().unwrap()
 }
 
 /// Runs skopeo (failing the test with an install hint if it is missing).
