@@ -5,7 +5,6 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use futures::StreamExt;
-use tokio::io::AsyncWriteExt;
 
 use super::{Result, TransportError};
 use crate::digest::ByteStream;
@@ -45,8 +44,34 @@ pub async fn file_stream(path: &Path) -> Result<ByteStream> {
     )))
 }
 
+/// The bytes gathered from a blob's stream before they go to its writer in one hand-over (one
+/// `writev(2)`, one wake-up of the writer thread).
+const WRITE_BATCH: usize = 1 << 20;
+
+/// How much of a blob is written between two background `fdatasync(2)` calls: the disk writes
+/// the blob while it arrives, so the sync before the rename waits for the last few MiB instead
+/// of the whole blob (measured on the 8 x 32 MiB bench image: each blob's single final fsync
+/// took 35-80 ms, on the copy's critical path). `sync_file_range(2)` would say "start writing"
+/// without waiting, but no safe wrapper offers it and the library has no unsafe code; a sync
+/// on a thread of its own does the same without blocking the writer.
+const SYNC_EVERY: u64 = 8 << 20;
+
+/// What the feeding side hands to a blob's writer thread.
+enum ToWriter {
+    /// Chunks to append, in order (written with one `writev(2)`, no copy).
+    Data(Vec<bytes::Bytes>),
+    /// Every byte was handed over and verified: sync the file.
+    Done,
+}
+
 /// Writes `stream` into a new temporary file in `dir` (named with `prefix`), synced to disk.
 /// On any error (including the stream's own verification error at its end) the file is removed.
+///
+/// The stream is read (and so verified) on the caller's task; the chunks go, without a copy,
+/// to a writer on the blocking pool in batches of [`WRITE_BATCH`], which starts the file's
+/// writeback every [`SYNC_EVERY`] bytes and syncs it once the stream has ended whole. The file
+/// is synced only then: a stream that fails or a caller that goes away leaves a temp file that
+/// is removed unsynced.
 pub async fn stream_to_temp(
     dir: &Path,
     prefix: &str,
@@ -57,21 +82,85 @@ pub async fn stream_to_temp(
         .tempfile_in(dir)
         .map_err(|e| TransportError::io(dir, e))?;
     let (file, path) = tmp.into_parts();
-    let mut out = tokio::io::BufWriter::with_capacity(READ_CHUNK, tokio::fs::File::from_std(file));
+    let (tx, rx) = tokio::sync::mpsc::channel(2);
+    let writer = tokio::task::spawn_blocking(move || write_blob(file, rx));
+    let mut batch = Vec::new();
+    let mut batched = 0;
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(TransportError::source_stream)?;
-        out.write_all(&chunk)
-            .await
-            .map_err(|e| TransportError::io(&*path, e))?;
+        batched += chunk.len();
+        batch.push(chunk);
+        if batched >= WRITE_BATCH {
+            batched = 0;
+            if tx
+                .send(ToWriter::Data(std::mem::take(&mut batch)))
+                .await
+                .is_err()
+            {
+                // The writer failed: its error is the one to report.
+                break;
+            }
+        }
     }
-    out.flush()
+    if !batch.is_empty() {
+        let _ = tx.send(ToWriter::Data(batch)).await;
+    }
+    let _ = tx.send(ToWriter::Done).await;
+    drop(tx);
+    writer
         .await
-        .map_err(|e| TransportError::io(&*path, e))?;
-    let file = out.into_inner();
-    file.sync_all()
-        .await
+        .map_err(|e| TransportError::io(&*path, std::io::Error::other(e)))?
         .map_err(|e| TransportError::io(&*path, e))?;
     Ok(path)
+}
+
+/// A blob's writer (on the blocking pool): appends what `rx` brings to `file`, syncs it in the
+/// background as it grows and once more at [`ToWriter::Done`]; without `Done` (the feeder
+/// failed or went away) it ends with an error and no sync.
+fn write_blob(
+    file: std::fs::File,
+    mut rx: tokio::sync::mpsc::Receiver<ToWriter>,
+) -> std::io::Result<()> {
+    let file = std::sync::Arc::new(file);
+    let mut written = 0u64;
+    let mut synced_to = 0u64;
+    let mut syncing: Option<std::thread::JoinHandle<std::io::Result<()>>> = None;
+    while let Some(msg) = rx.blocking_recv() {
+        let chunks = match msg {
+            ToWriter::Data(chunks) => chunks,
+            ToWriter::Done => {
+                if let Some(h) = syncing.take() {
+                    h.join()
+                        .map_err(|_| std::io::Error::other("a background sync panicked"))??;
+                }
+                return file.sync_data();
+            }
+        };
+        let mut slices: Vec<std::io::IoSlice<'_>> =
+            chunks.iter().map(|c| std::io::IoSlice::new(c)).collect();
+        let mut rest = &mut slices[..];
+        while !rest.is_empty() {
+            let n = (&*file).write_vectored(rest)?;
+            if n == 0 {
+                return Err(std::io::ErrorKind::WriteZero.into());
+            }
+            std::io::IoSlice::advance_slices(&mut rest, n);
+            written += n as u64;
+        }
+        // One background sync at a time: a disk slower than the network syncs less often.
+        if written - synced_to >= SYNC_EVERY && syncing.as_ref().is_none_or(|h| h.is_finished()) {
+            if let Some(h) = syncing.take() {
+                h.join()
+                    .map_err(|_| std::io::Error::other("a background sync panicked"))??;
+            }
+            let f = std::sync::Arc::clone(&file);
+            synced_to = written;
+            syncing = Some(std::thread::spawn(move || f.sync_data()));
+        }
+    }
+    Err(std::io::Error::other(
+        "the blob's stream ended before it was written whole",
+    ))
 }
 
 /// Moves a finished temp file to its final name.
@@ -447,6 +536,75 @@ pub fn remove_live_temporaries() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn entries(dir: &Path) -> Vec<std::ffi::OsString> {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_blob_streamed_to_a_temp_file_arrives_whole_in_order() {
+        let t = tempfile::tempdir().unwrap();
+        // Chunks of uneven sizes (one empty), past several write batches and background syncs.
+        let total = 2 * SYNC_EVERY as usize + 12_345;
+        let data: Vec<u8> = (0..total).map(|i| (i * 7 + i / 4099) as u8).collect();
+        let mut chunks = Vec::new();
+        let mut at = 0;
+        let mut k = 0;
+        while at < total {
+            let n = [1, 0, 4096, 65_537, 1 << 20, 3 << 20][k % 6].min(total - at);
+            chunks.push(Ok(bytes::Bytes::copy_from_slice(&data[at..at + n])));
+            at += n;
+            k += 1;
+        }
+        let stream: ByteStream = Box::pin(futures::stream::iter(chunks));
+        let path = stream_to_temp(t.path(), ".ferry-tmp-t-", stream)
+            .await
+            .unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), data);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stream_that_fails_or_a_caller_that_goes_away_leaves_no_file() {
+        let t = tempfile::tempdir().unwrap();
+        let big = bytes::Bytes::from(vec![7u8; 3 << 20]);
+        // The stream's own error (a digest mismatch at its end, say) is the one reported.
+        let failing: ByteStream = Box::pin(futures::stream::iter(vec![
+            Ok(big.clone()),
+            Err(std::io::Error::other("digest mismatch")),
+        ]));
+        let e = stream_to_temp(t.path(), ".ferry-tmp-t-", failing)
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("digest mismatch"), "{e}");
+        assert_eq!(entries(t.path()), Vec::<std::ffi::OsString>::new());
+        // A caller dropping the write midway (Ctrl-C, another blob failed).
+        let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(1);
+        let stream: ByteStream = Box::pin(tokio_stream_from(rx));
+        let write = tokio::spawn({
+            let dir = t.path().to_path_buf();
+            async move { stream_to_temp(&dir, ".ferry-tmp-t-", stream).await }
+        });
+        tx.send(Ok(big.clone())).await.unwrap();
+        tx.send(Ok(big)).await.unwrap();
+        assert_eq!(
+            entries(t.path()).len(),
+            1,
+            "the temp file while it is written"
+        );
+        write.abort();
+        assert!(write.await.unwrap_err().is_cancelled());
+        assert_eq!(entries(t.path()), Vec::<std::ffi::OsString>::new());
+    }
+
+    /// A receiver as a stream (tokio-stream is not a dependency).
+    fn tokio_stream_from(
+        rx: tokio::sync::mpsc::Receiver<std::io::Result<bytes::Bytes>>,
+    ) -> impl futures::Stream<Item = std::io::Result<bytes::Bytes>> {
+        futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) })
+    }
 
     #[test]
     fn dead_sessions_are_cleaned_and_live_ones_kept() {
