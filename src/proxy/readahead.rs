@@ -37,7 +37,7 @@ use tokio::task::{JoinHandle, JoinSet};
 
 use super::image::ProxyImage;
 use super::stall::StallWatch;
-use crate::digest::{ByteStream, Digest, VerifyError, verify_error};
+use crate::digest::{Digest, VerifyError, verify_error};
 use crate::manifest::Descriptor;
 
 /// The most bytes one read or write of a spool file moves.
@@ -209,7 +209,7 @@ impl ReadAhead {
     /// The blob `digest` from its spool (finished, or followed as it fills), or `None` when it
     /// is to be read from the source: not fetched ahead (yet), already served, or failed
     /// before it was asked for. Either way the layer is not fetched ahead any more.
-    pub(crate) fn take(&self, digest: &Digest) -> Option<ByteStream> {
+    pub(crate) fn take(&self, digest: &Digest) -> Option<Follower> {
         let taken = {
             let mut st = self.shared.lock();
             let entry = st.entries.get_mut(digest)?;
@@ -223,7 +223,7 @@ impl ReadAhead {
             tracing::debug!("{digest}: its read-ahead failed; reading it from the source");
             return None;
         }
-        Some(read(spool))
+        Some(Follower::new(spool))
     }
 }
 
@@ -377,83 +377,57 @@ async fn fill(
     }
 }
 
-/// `n` bytes of `file` at `at`, read into memory that is not zeroed first (the capacity may
-/// be larger than `n`: what was read past it is cut off).
-fn read_at(file: &File, at: u64, n: usize) -> std::io::Result<Bytes> {
-    let mut buf = Vec::with_capacity(n);
-    while buf.len() < n {
-        let offset = at + buf.len() as u64;
-        let got = rustix::io::pread(file, rustix::buffer::spare_capacity(&mut buf), offset)?;
-        if got == 0 {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::UnexpectedEof,
-                "the spool file is shorter than what was written to it",
-            ));
-        }
-    }
-    buf.truncate(n);
-    Ok(Bytes::from(buf))
+/// A reader of one spool, from its start, following its fetch until it ends: it says how many
+/// bytes are ready past its offset, and the pipe moves them out of the file itself (`splice(2)`,
+/// see `super::pipes`), so the spooled bytes are not read back into memory.
+pub(crate) struct Follower {
+    progress: watch::Receiver<Progress>,
+    spool: Arc<Spool>,
+    offset: u64,
 }
 
-/// The bytes of `spool`, from its start, following its fetch until it ends.
-fn read(spool: Arc<Spool>) -> ByteStream {
-    struct Reader {
-        progress: watch::Receiver<Progress>,
-        spool: Arc<Spool>,
-        offset: u64,
-        done: bool,
-    }
-    let reader = Reader {
-        progress: spool.progress.clone(),
-        spool,
-        offset: 0,
-        done: false,
-    };
-    Box::pin(futures::stream::unfold(reader, |mut r| async move {
-        if r.done {
-            return None;
+impl Follower {
+    fn new(spool: Arc<Spool>) -> Follower {
+        Follower {
+            progress: spool.progress.clone(),
+            spool,
+            offset: 0,
         }
+    }
+
+    /// How many bytes past the offset are in the file, waiting for the fetch while there are
+    /// none: `Ok(0)` once every byte was read and the fetch ended verified, the fetch's error if
+    /// it failed (even with bytes left unread: they are not to be trusted, and the pipe's
+    /// end says so), an error if the fetch stopped before its end (the image was closed).
+    pub(crate) async fn ready(&mut self) -> std::io::Result<u64> {
         loop {
             let (written, end) = {
-                let p = r.progress.borrow_and_update();
+                let p = self.progress.borrow_and_update();
                 (p.written, p.end.clone())
             };
             if let Some(Err(f)) = end {
-                r.done = true;
-                return Some((Err(f.to_io()), r));
+                return Err(f.to_io());
             }
-            if r.offset < written {
-                let n = usize::try_from(written - r.offset).map_or(CHUNK, |n| n.min(CHUNK));
-                let spool = r.spool.clone();
-                let at = r.offset;
-                let chunk = tokio::task::spawn_blocking(move || read_at(&spool.file, at, n))
-                    .await
-                    .map_err(std::io::Error::other)
-                    .and_then(|r| r);
-                return match chunk {
-                    Ok(b) => {
-                        r.offset += b.len() as u64;
-                        Some((Ok(b), r))
-                    }
-                    Err(e) => {
-                        r.done = true;
-                        Some((Err(e), r))
-                    }
-                };
+            if self.offset < written {
+                return Ok(written - self.offset);
             }
             if end.is_some() {
-                return None;
+                return Ok(0);
             }
-            if r.progress.changed().await.is_err() {
-                r.done = true;
-                let e = std::io::Error::other(format!(
+            if self.progress.changed().await.is_err() {
+                return Err(std::io::Error::other(format!(
                     "the read-ahead of blob {} stopped before its end (the image was closed)",
-                    r.spool.digest
-                ));
-                return Some((Err(e), r));
+                    self.spool.digest
+                )));
             }
         }
-    }))
+    }
+
+    /// The spool file and the offset of the next byte to read, which the caller advances by
+    /// what it read (at most what [`Follower::ready`] said).
+    pub(crate) fn file_at(&mut self) -> (&File, &mut u64) {
+        (&self.spool.file, &mut self.offset)
+    }
 }
 
 #[cfg(test)]
@@ -493,22 +467,35 @@ mod tests {
         assert!(verify_error(&again).is_none());
     }
 
+    /// What `f` has ready, read from its file (as the pipe's splice would move it).
+    async fn next(f: &mut Follower) -> std::io::Result<Vec<u8>> {
+        let n = f.ready().await?;
+        let (file, at) = f.file_at();
+        let mut buf = vec![0u8; usize::try_from(n).unwrap()];
+        file.read_exact_at(&mut buf, *at).unwrap();
+        *at += n;
+        Ok(buf)
+    }
+
     #[tokio::test]
     async fn a_reader_follows_the_fetch_and_gets_its_end() {
         let dir = tempfile::tempdir().unwrap();
         let (s, tx) = spool(dir.path());
         // The file has no name in the directory.
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
-        let mut reader = read(s.clone());
+        let mut reader = Follower::new(s.clone());
         s.file.write_all_at(b"hello ", 0).unwrap();
         tx.send_modify(|p| p.written = 6);
-        assert_eq!(&reader.next().await.unwrap().unwrap()[..], b"hello ");
+        assert_eq!(next(&mut reader).await.unwrap(), b"hello ");
         let more = tokio::spawn(async move {
             let mut got = Vec::new();
-            while let Some(chunk) = reader.next().await {
-                got.extend_from_slice(&chunk.unwrap());
+            loop {
+                let chunk = next(&mut reader).await.unwrap();
+                if chunk.is_empty() {
+                    return got;
+                }
+                got.extend_from_slice(&chunk);
             }
-            got
         });
         s.file.write_all_at(b"world", 6).unwrap();
         tx.send_modify(|p| {
@@ -522,17 +509,21 @@ mod tests {
     async fn a_fetch_that_fails_or_stops_ends_its_readers_in_an_error() {
         let dir = tempfile::tempdir().unwrap();
         let (s, tx) = spool(dir.path());
-        let mut reader = read(s.clone());
+        let mut reader = Follower::new(s.clone());
+        // Bytes written before the failure are not handed out after it.
+        s.file.write_all_at(b"bad", 0).unwrap();
         let stall = std::io::Error::new(std::io::ErrorKind::TimedOut, "no progress");
-        tx.send_modify(|p| p.end = Some(Err(Failure::of(&stall))));
-        let e = reader.next().await.unwrap().unwrap_err();
+        tx.send_modify(|p| {
+            p.written = 3;
+            p.end = Some(Err(Failure::of(&stall)));
+        });
+        let e = reader.ready().await.unwrap_err();
         assert_eq!(e.kind(), std::io::ErrorKind::TimedOut);
-        assert!(reader.next().await.is_none());
         // A fetch stopped (its image closed) before its end.
         let (s, tx) = spool(dir.path());
-        let mut reader = read(s);
+        let mut reader = Follower::new(s);
         drop(tx);
-        let e = reader.next().await.unwrap().unwrap_err();
+        let e = reader.ready().await.unwrap_err();
         assert!(e.to_string().contains("stopped before its end"), "{e}");
     }
 }
