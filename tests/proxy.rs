@@ -601,6 +601,71 @@ async fn a_corrupted_blob_is_an_error_on_finish_pipe_for_both() {
     }
 }
 
+/// A layer the client asks for while its read-ahead is still fetching it is followed as it
+/// fills (its bytes reach the client's pipe before the digest is known); when the whole body
+/// then fails its digest, the client still learns it: an error on FinishPipe, and on
+/// GetRawBlob's error pipe, never a clean end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_followed_read_ahead_that_fails_its_digest_ends_in_an_error() {
+    let reg = Registry::start();
+    let t = tempfile::tempdir().unwrap();
+    let layout = t.path().join("layout");
+    let image = make_oci_image(&layout, "v1", 42, 1, 300_000);
+    push(
+        t.path(),
+        &layout,
+        "v1",
+        &format!("docker://{}/ns/app:v1", reg.host()),
+        &[],
+    );
+    let layer = sha256(&image.layers[0]);
+    // The whole body, its last byte flipped, after a second: the client asks meanwhile.
+    let mut bad = image.layers[0].clone();
+    if let Some(b) = bad.last_mut() {
+        *b ^= 0xff;
+    }
+    let server = HttpServer::start(std::sync::Arc::new(|_| Reply::forward()), Some(reg.host()));
+    server.set_route(
+        &format!("/v2/ns/app/blobs/{layer}"),
+        Reply::Delayed(
+            Duration::from_millis(1500),
+            Box::new(Reply::bytes(200, "application/octet-stream", bad)),
+        ),
+    );
+    let reference = format!("docker://{}/ns/app:v1", server.host());
+    let policy = insecure_policy(t.path());
+    let regd = empty_registries_d(t.path());
+    let proxy = Launch::new(Peer::Ferry, &policy, &regd)
+        .start()
+        .await
+        .unwrap();
+
+    let img = proxy.open_image(&reference).await.unwrap();
+    let (_, manifest) = proxy.fetch_manifest(&img).await.unwrap();
+    let desc = &manifest.layers()[0];
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let e = read_blob(&proxy, &img, desc)
+        .await
+        .expect_err("a layer that fails its digest is an error");
+    assert!(
+        e.contains("FinishPipe") && e.contains("does not match its digest"),
+        "{e}"
+    );
+    proxy.close_image(&img).await.unwrap();
+
+    let img = proxy.open_image(&reference).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (_, mut data, errors) = proxy.get_raw_blob(&img, desc.digest()).await.unwrap();
+    let mut sink = Vec::new();
+    let (_, err) = tokio::join!(data.read_to_end(&mut sink), errors);
+    let err = err.expect_err("the error pipe reports the mismatch");
+    assert!(
+        format!("{err:?}").contains("does not match its digest"),
+        "{err:?}"
+    );
+    proxy.finalize().await.unwrap();
+}
+
 /// A client of our own, for what the crate cannot send: ferry's GetSignatureVerdict, and
 /// hanging up in the middle of a request.
 struct RawClient {
