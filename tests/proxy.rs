@@ -63,6 +63,8 @@ struct Launch {
     env: Vec<(String, String)>,
     /// Where the wrapper writes the proxy's pid, to kill a hung one.
     pidfile: Option<PathBuf>,
+    /// Where the proxy's stderr goes (the crate discards it).
+    stderr: Option<PathBuf>,
 }
 
 impl Launch {
@@ -78,6 +80,7 @@ impl Launch {
             tail: Vec::new(),
             env: Vec::new(),
             pidfile: None,
+            stderr: None,
         }
     }
 
@@ -93,6 +96,11 @@ impl Launch {
 
     fn pidfile(mut self, p: &Path) -> Launch {
         self.pidfile = Some(p.to_path_buf());
+        self
+    }
+
+    fn stderr(mut self, p: &Path) -> Launch {
+        self.stderr = Some(p.to_path_buf());
         self
     }
 
@@ -112,10 +120,14 @@ impl Launch {
             Some(p) => format!("echo $$ > {}; ", quote(&p.display().to_string())),
             None => String::new(),
         };
+        let stderr = match &self.stderr {
+            Some(p) => format!(" 2>>{}", quote(&p.display().to_string())),
+            None => String::new(),
+        };
         let mut c = Command::new("sh");
         c.arg("-c")
             .arg(format!(
-                "{pid}exec \"$0\" {} \"$@\" {}",
+                "{pid}exec \"$0\" {} \"$@\" {}{stderr}",
                 root.join(" "),
                 tail.join(" ")
             ))
@@ -664,6 +676,65 @@ async fn a_followed_read_ahead_that_fails_its_digest_ends_in_an_error() {
         "{err:?}"
     );
     proxy.finalize().await.unwrap();
+}
+
+/// A layer that arrives more slowly than the client reads it: once the client has caught up
+/// with the read-ahead, the fetch hands the rest straight to the client's pipe instead of
+/// writing it to the spool and reading it back (the proxy's debug log counts both), and the
+/// layer arrives whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_layer_arriving_slower_than_the_client_reads_is_handed_over_not_spooled() {
+    let reg = Registry::start();
+    let t = tempfile::tempdir().unwrap();
+    let layout = t.path().join("layout");
+    let image = make_oci_image(&layout, "v1", 43, 1, 1_000_000);
+    push(
+        t.path(),
+        &layout,
+        "v1",
+        &format!("docker://{}/ns/app:v1", reg.host()),
+        &[],
+    );
+    let layer = sha256(&image.layers[0]);
+    let server = HttpServer::start(std::sync::Arc::new(|_| Reply::forward()), Some(reg.host()));
+    server.set_route(
+        &format!("/v2/ns/app/blobs/{layer}"),
+        Reply::ForwardSlowly {
+            bytes_per_second: 1_000_000,
+        },
+    );
+    let reference = format!("docker://{}/ns/app:v1", server.host());
+    let policy = insecure_policy(t.path());
+    let regd = empty_registries_d(t.path());
+    let log = t.path().join("proxy.log");
+    let proxy = Launch::new(Peer::Ferry, &policy, &regd)
+        .env("RUST_LOG", "ferry=debug")
+        .stderr(&log)
+        .start()
+        .await
+        .unwrap();
+    let img = proxy.open_image(&reference).await.unwrap();
+    let (_, manifest) = proxy.fetch_manifest(&img).await.unwrap();
+    let got = read_blob(&proxy, &img, &manifest.layers()[0])
+        .await
+        .unwrap();
+    assert_eq!(got, image.layers[0]);
+    proxy.finalize().await.unwrap();
+    let log = std::fs::read_to_string(&log).unwrap();
+    let line = log
+        .lines()
+        .find(|l| l.contains("bytes from the read-ahead"))
+        .unwrap_or_else(|| panic!("the layer came from its read-ahead: {log}"));
+    let numbers: Vec<u64> = line
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    assert_eq!(numbers.first(), Some(&1_000_000), "{line}");
+    let through_file = numbers.get(1).copied().unwrap();
+    assert!(
+        through_file < 500_000,
+        "most of the layer was handed over, not spooled: {line}"
+    );
 }
 
 /// A client of our own, for what the crate cannot send: ferry's GetSignatureVerdict, and

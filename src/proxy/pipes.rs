@@ -22,7 +22,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::unix::pipe::Sender;
 use tokio::task::JoinHandle;
 
-use super::readahead::Follower;
+use super::readahead::{Follower, Next};
 use super::wire::{ErrorCode, PipeError};
 use crate::digest::{ByteStream, Digest};
 use crate::transport::TransportError;
@@ -145,7 +145,8 @@ async fn copy(digest: &Digest, body: Body, sender: &mut Sender) -> Result<u64, P
 
 /// Moves a spool's bytes into the pipe as its fetch writes them, with `splice(2)`: the file's
 /// pages go into the pipe without a copy through user memory (the spool is in the page cache,
-/// just written; a read that has to go to the disk blocks this task's thread as long).
+/// just written; a read that has to go to the disk blocks this task's thread as long). What
+/// the fetch hands over once this reader caught up with it is written as it comes.
 async fn splice_spool(
     digest: &Digest,
     mut follower: Follower,
@@ -155,28 +156,29 @@ async fn splice_spool(
         digest: digest.clone(),
         source: TransportError::source_stream(e),
     };
-    let sender: &Sender = sender;
-    let mut n = 0u64;
+    let (mut n, mut spliced) = (0u64, 0u64);
     loop {
-        let mut left = follower.ready().await.map_err(source)?;
-        if left == 0 {
-            return Ok(n);
-        }
+        let mut left = match follower.next().await.map_err(source)? {
+            Next::End => {
+                tracing::debug!(
+                    "{digest}: {n} bytes from the read-ahead, {spliced} of them through its file"
+                );
+                return Ok(n);
+            }
+            Next::Bytes(batch) => {
+                for chunk in batch {
+                    sender
+                        .write_all(&chunk)
+                        .await
+                        .map_err(PipeFailure::Client)?;
+                    n += chunk.len() as u64;
+                }
+                continue;
+            }
+            Next::File(left) => left,
+        };
         while left > 0 {
-            sender.writable().await.map_err(PipeFailure::Client)?;
-            let len = usize::try_from(left).map_or(PIPE_BUFFER, |l| l.min(PIPE_BUFFER));
-            let (file, offset) = follower.file_at();
-            let moved = sender.try_io(|| {
-                rustix::pipe::splice(
-                    file,
-                    Some(offset),
-                    sender.as_fd(),
-                    None,
-                    len,
-                    SpliceFlags::NONBLOCK | SpliceFlags::MORE,
-                )
-                .map_err(std::io::Error::from)
-            });
+            let moved = splice_some(&*sender, &mut follower, left).await;
             match moved {
                 Ok(0) => {
                     return Err(source(std::io::Error::new(
@@ -187,13 +189,41 @@ async fn splice_spool(
                 Ok(k) => {
                     left = left.saturating_sub(k as u64);
                     n += k as u64;
+                    spliced += k as u64;
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
                 Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
                     return Err(PipeFailure::Client(e));
                 }
                 Err(e) => return Err(source(e)),
             }
+        }
+    }
+}
+
+/// Splices at most `left` bytes of the follower's file into the pipe once it has room.
+async fn splice_some(
+    sender: &Sender,
+    follower: &mut Follower,
+    left: u64,
+) -> std::io::Result<usize> {
+    loop {
+        sender.writable().await?;
+        let len = usize::try_from(left).map_or(PIPE_BUFFER, |l| l.min(PIPE_BUFFER));
+        let (file, offset) = follower.file_at();
+        let moved = sender.try_io(|| {
+            rustix::pipe::splice(
+                file,
+                Some(offset),
+                sender.as_fd(),
+                None,
+                len,
+                SpliceFlags::NONBLOCK | SpliceFlags::MORE,
+            )
+            .map_err(std::io::Error::from)
+        });
+        match moved {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            other => return other,
         }
     }
 }

@@ -32,7 +32,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::{FutureExt, StreamExt};
-use tokio::sync::{Notify, Semaphore, watch};
+use tokio::sync::{Notify, Semaphore, mpsc, watch};
 use tokio::task::{JoinHandle, JoinSet};
 
 use super::image::ProxyImage;
@@ -80,13 +80,22 @@ struct Spool {
     digest: Digest,
     file: File,
     progress: watch::Receiver<Progress>,
+    /// Set by a reader that has caught up with the fetch: the fetch hands it the rest of the
+    /// blob through this channel instead of writing it to the file.
+    hand_over: Mutex<Option<mpsc::Sender<Vec<Bytes>>>>,
     _reservation: Reservation,
 }
+
+/// How many batches (of at most [`CHUNK`] each) a fetch hands over ahead of its reader.
+const HAND_OVER_BATCHES: usize = 2;
 
 #[derive(Debug, Clone, Default)]
 struct Progress {
     /// Bytes in the file, from its start.
     written: u64,
+    /// The rest of the blob goes to the reader that asked for it, not to the file (which then
+    /// ends at `written`).
+    handed_over: bool,
     /// How the fetch ended: `Ok` once every byte was written and matched the digest.
     end: Option<Result<(), Failure>>,
 }
@@ -280,6 +289,7 @@ async fn drive(
             digest: layer.digest.clone(),
             file,
             progress: rx,
+            hand_over: Mutex::new(None),
             _reservation: reservation,
         });
         if let Err(spool) = shared.install(spool.clone()) {
@@ -332,6 +342,7 @@ async fn fill(
         .await?
         .map_err(|e| std::io::Error::other(e.to_string()))?;
     let mut offset = 0u64;
+    let mut hand_over: Option<mpsc::Sender<Vec<Bytes>>> = None;
     loop {
         let Some(first) = watch.wait(stream.next()).await? else {
             return Ok(());
@@ -356,6 +367,27 @@ async fn fill(
                 }
                 None => break,
             }
+        }
+        if hand_over.is_none() {
+            hand_over = spool
+                .hand_over
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take();
+            if hand_over.is_some() {
+                progress.send_modify(|p| p.handed_over = true);
+            }
+        }
+        if let Some(reader) = &hand_over {
+            // The reader has caught up: the rest goes straight to it, not through the file.
+            reader
+                .send(batch)
+                .await
+                .map_err(|_| std::io::Error::other("the reader of the read-ahead went away"))?;
+            if ended {
+                return Ok(());
+            }
+            continue;
         }
         let writer = spool.clone();
         let at = offset;
@@ -384,6 +416,20 @@ pub(crate) struct Follower {
     progress: watch::Receiver<Progress>,
     spool: Arc<Spool>,
     offset: u64,
+    /// What the fetch hands over once this reader caught up with it (`None` before it asked,
+    /// and once the channel closed).
+    handed: Option<mpsc::Receiver<Vec<Bytes>>>,
+    asked: bool,
+}
+
+/// What a [`Follower`] has next.
+pub(crate) enum Next {
+    /// This many bytes in the file past the offset.
+    File(u64),
+    /// Bytes the fetch handed over (they follow what is in the file).
+    Bytes(Vec<Bytes>),
+    /// Every byte was read and the fetch ended verified.
+    End,
 }
 
 impl Follower {
@@ -392,27 +438,51 @@ impl Follower {
             progress: spool.progress.clone(),
             spool,
             offset: 0,
+            handed: None,
+            asked: false,
         }
     }
 
-    /// How many bytes past the offset are in the file, waiting for the fetch while there are
-    /// none: `Ok(0)` once every byte was read and the fetch ended verified, the fetch's error if
-    /// it failed (even with bytes left unread: they are not to be trusted, and the pipe's
-    /// end says so), an error if the fetch stopped before its end (the image was closed).
-    pub(crate) async fn ready(&mut self) -> std::io::Result<u64> {
+    /// What is next: bytes in the file past the offset, bytes handed over by the fetch, or
+    /// the end, waiting for the fetch while there is nothing. The fetch's error if it failed
+    /// (even with bytes left unread: they are not to be trusted, and the pipe's end says so),
+    /// an error if the fetch stopped before its end (the image was closed).
+    ///
+    /// A reader that has caught up with the fetch asks it to hand the rest over (bounded by
+    /// [`HAND_OVER_BATCHES`]): the bytes then go to the pipe without a round trip through the
+    /// file, and the fetch goes no faster than the reader.
+    pub(crate) async fn next(&mut self) -> std::io::Result<Next> {
         loop {
-            let (written, end) = {
+            let (written, end, handed_over) = {
                 let p = self.progress.borrow_and_update();
-                (p.written, p.end.clone())
+                (p.written, p.end.clone(), p.handed_over)
             };
             if let Some(Err(f)) = end {
                 return Err(f.to_io());
             }
             if self.offset < written {
-                return Ok(written - self.offset);
+                return Ok(Next::File(written - self.offset));
+            }
+            if handed_over && let Some(rx) = &mut self.handed {
+                match rx.recv().await {
+                    Some(batch) => return Ok(Next::Bytes(batch)),
+                    // The fetch is over: its end follows.
+                    None => self.handed = None,
+                }
+                continue;
             }
             if end.is_some() {
-                return Ok(0);
+                return Ok(Next::End);
+            }
+            if !self.asked {
+                self.asked = true;
+                let (tx, rx) = mpsc::channel(HAND_OVER_BATCHES);
+                *self
+                    .spool
+                    .hand_over
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner()) = Some(tx);
+                self.handed = Some(rx);
             }
             if self.progress.changed().await.is_err() {
                 return Err(std::io::Error::other(format!(
@@ -444,6 +514,7 @@ mod tests {
             digest: digest('a'),
             file: spool_file(Some(dir.to_path_buf())).unwrap(),
             progress: rx,
+            hand_over: Mutex::new(None),
             _reservation: Reservation {
                 shared: Weak::new(),
                 bytes: 0,
@@ -467,14 +538,41 @@ mod tests {
         assert!(verify_error(&again).is_none());
     }
 
-    /// What `f` has ready, read from its file (as the pipe's splice would move it).
+    /// What `f` has next, read from its file (as the pipe's splice would move it) or handed
+    /// over; empty at the end.
     async fn next(f: &mut Follower) -> std::io::Result<Vec<u8>> {
-        let n = f.ready().await?;
-        let (file, at) = f.file_at();
-        let mut buf = vec![0u8; usize::try_from(n).unwrap()];
-        file.read_exact_at(&mut buf, *at).unwrap();
-        *at += n;
-        Ok(buf)
+        match f.next().await? {
+            Next::File(n) => {
+                let (file, at) = f.file_at();
+                let mut buf = vec![0u8; usize::try_from(n).unwrap()];
+                file.read_exact_at(&mut buf, *at).unwrap();
+                *at += n;
+                Ok(buf)
+            }
+            Next::Bytes(batch) => Ok(batch.concat()),
+            Next::End => Ok(Vec::new()),
+        }
+    }
+
+    /// What `f` gives from now to its end.
+    fn rest(mut f: Follower) -> tokio::task::JoinHandle<std::io::Result<Vec<u8>>> {
+        tokio::spawn(async move {
+            let mut got = Vec::new();
+            loop {
+                let chunk = next(&mut f).await?;
+                if chunk.is_empty() {
+                    return Ok(got);
+                }
+                got.extend_from_slice(&chunk);
+            }
+        })
+    }
+
+    /// Lets spawned readers run until they wait.
+    async fn settle() {
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
     }
 
     #[tokio::test]
@@ -487,22 +585,48 @@ mod tests {
         s.file.write_all_at(b"hello ", 0).unwrap();
         tx.send_modify(|p| p.written = 6);
         assert_eq!(next(&mut reader).await.unwrap(), b"hello ");
-        let more = tokio::spawn(async move {
-            let mut got = Vec::new();
-            loop {
-                let chunk = next(&mut reader).await.unwrap();
-                if chunk.is_empty() {
-                    return got;
-                }
-                got.extend_from_slice(&chunk);
-            }
-        });
+        let more = rest(reader);
         s.file.write_all_at(b"world", 6).unwrap();
         tx.send_modify(|p| {
             p.written = 11;
             p.end = Some(Ok(()));
         });
-        assert_eq!(more.await.unwrap(), b"world");
+        assert_eq!(more.await.unwrap().unwrap(), b"world");
+    }
+
+    #[tokio::test]
+    async fn a_reader_that_caught_up_gets_the_rest_handed_over_after_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let (s, tx) = spool(dir.path());
+        let mut reader = Follower::new(s.clone());
+        s.file.write_all_at(b"one ", 0).unwrap();
+        tx.send_modify(|p| p.written = 4);
+        assert_eq!(next(&mut reader).await.unwrap(), b"one ");
+        // Caught up: the reader waits and asks for the rest.
+        let more = rest(reader);
+        settle().await;
+        let handed = s
+            .hand_over
+            .lock()
+            .unwrap()
+            .take()
+            .expect("the reader asked");
+        // A batch the fetch wrote before it saw the ask comes from the file first.
+        s.file.write_all_at(b"two ", 4).unwrap();
+        tx.send_modify(|p| {
+            p.written = 8;
+            p.handed_over = true;
+        });
+        handed
+            .send(vec![
+                Bytes::from_static(b"three "),
+                Bytes::from_static(b"four"),
+            ])
+            .await
+            .unwrap();
+        drop(handed);
+        tx.send_modify(|p| p.end = Some(Ok(())));
+        assert_eq!(more.await.unwrap().unwrap(), b"two three four");
     }
 
     #[tokio::test]
@@ -517,13 +641,32 @@ mod tests {
             p.written = 3;
             p.end = Some(Err(Failure::of(&stall)));
         });
-        let e = reader.ready().await.unwrap_err();
+        let e = reader.next().await.err().unwrap();
+        assert_eq!(e.kind(), std::io::ErrorKind::TimedOut);
+        // Handed over, then failed (a digest mismatch at the end): the error, not an end.
+        let (s, tx) = spool(dir.path());
+        let more = rest(Follower::new(s.clone()));
+        settle().await;
+        let handed = s
+            .hand_over
+            .lock()
+            .unwrap()
+            .take()
+            .expect("the reader asked");
+        tx.send_modify(|p| p.handed_over = true);
+        handed
+            .send(vec![Bytes::from_static(b"unverified")])
+            .await
+            .unwrap();
+        drop(handed);
+        tx.send_modify(|p| p.end = Some(Err(Failure::of(&stall))));
+        let e = more.await.unwrap().unwrap_err();
         assert_eq!(e.kind(), std::io::ErrorKind::TimedOut);
         // A fetch stopped (its image closed) before its end.
         let (s, tx) = spool(dir.path());
         let mut reader = Follower::new(s);
         drop(tx);
-        let e = reader.ready().await.unwrap_err();
+        let e = reader.next().await.err().unwrap();
         assert!(e.to_string().contains("stopped before its end"), "{e}");
     }
 }
