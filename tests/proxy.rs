@@ -570,12 +570,23 @@ async fn a_stalled_blob_fails_within_the_stall_timeout_where_skopeo_hangs() {
     drop(proxy);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_corrupted_blob_is_an_error_on_finish_pipe_for_both() {
+/// A one-layer image pushed to a fresh registry, reached through an HTTP server that answers
+/// the layer's blob with the reply `route` makes of the image (everything else forwarded).
+struct OneLayerBehind {
+    t: tempfile::TempDir,
+    image: TestImage,
+    reference: String,
+    policy: PathBuf,
+    regd: PathBuf,
+    _server: HttpServer,
+    _reg: Registry,
+}
+
+fn one_layer_behind(seed: u64, size: usize, route: impl Fn(&TestImage) -> Reply) -> OneLayerBehind {
     let reg = Registry::start();
     let t = tempfile::tempdir().unwrap();
     let layout = t.path().join("layout");
-    let image = make_oci_image(&layout, "v1", 40, 1, 100_000);
+    let image = make_oci_image(&layout, "v1", seed, 1, size);
     push(
         t.path(),
         &layout,
@@ -585,22 +596,34 @@ async fn a_corrupted_blob_is_an_error_on_finish_pipe_for_both() {
     );
     let layer = sha256(&image.layers[0]);
     let server = HttpServer::start(std::sync::Arc::new(|_| Reply::forward()), Some(reg.host()));
-    server.set_route(
-        &format!("/v2/ns/app/blobs/{layer}"),
-        Reply::Forward {
-            cut_after: None,
-            corrupt_at: Some(50_000),
-        },
-    );
+    server.set_route(&format!("/v2/ns/app/blobs/{layer}"), route(&image));
     let reference = format!("docker://{}/ns/app:v1", server.host());
     let policy = insecure_policy(t.path());
     let regd = empty_registries_d(t.path());
+    OneLayerBehind {
+        t,
+        image,
+        reference,
+        policy,
+        regd,
+        _server: server,
+        _reg: reg,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupted_blob_is_an_error_on_finish_pipe_for_both() {
+    let b = one_layer_behind(40, 100_000, |_| Reply::Forward {
+        cut_after: None,
+        corrupt_at: Some(50_000),
+    });
+    let (reference, policy, regd) = (&b.reference, &b.policy, &b.regd);
     for (peer, says) in [
         (Peer::Ferry, "does not match its digest"),
         (Peer::Skopeo, "corrupted blob"),
     ] {
-        let proxy = Launch::new(peer, &policy, &regd).start().await.unwrap();
-        let img = proxy.open_image(&reference).await.unwrap();
+        let proxy = Launch::new(peer, policy, regd).start().await.unwrap();
+        let img = proxy.open_image(reference).await.unwrap();
         let (_, manifest) = proxy.fetch_manifest(&img).await.unwrap();
         let e = read_blob(&proxy, &img, &manifest.layers()[0])
             .await
@@ -619,40 +642,24 @@ async fn a_corrupted_blob_is_an_error_on_finish_pipe_for_both() {
 /// GetRawBlob's error pipe, never a clean end.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_followed_read_ahead_that_fails_its_digest_ends_in_an_error() {
-    let reg = Registry::start();
-    let t = tempfile::tempdir().unwrap();
-    let layout = t.path().join("layout");
-    let image = make_oci_image(&layout, "v1", 42, 1, 300_000);
-    push(
-        t.path(),
-        &layout,
-        "v1",
-        &format!("docker://{}/ns/app:v1", reg.host()),
-        &[],
-    );
-    let layer = sha256(&image.layers[0]);
-    // The whole body, its last byte flipped, after a second: the client asks meanwhile.
-    let mut bad = image.layers[0].clone();
-    if let Some(b) = bad.last_mut() {
-        *b ^= 0xff;
-    }
-    let server = HttpServer::start(std::sync::Arc::new(|_| Reply::forward()), Some(reg.host()));
-    server.set_route(
-        &format!("/v2/ns/app/blobs/{layer}"),
+    // The whole body, its last byte flipped, after a second and a half: the client asks meanwhile.
+    let b = one_layer_behind(42, 300_000, |image| {
+        let mut bad = image.layers[0].clone();
+        if let Some(last) = bad.last_mut() {
+            *last ^= 0xff;
+        }
         Reply::Delayed(
             Duration::from_millis(1500),
             Box::new(Reply::bytes(200, "application/octet-stream", bad)),
-        ),
-    );
-    let reference = format!("docker://{}/ns/app:v1", server.host());
-    let policy = insecure_policy(t.path());
-    let regd = empty_registries_d(t.path());
-    let proxy = Launch::new(Peer::Ferry, &policy, &regd)
+        )
+    });
+    let (reference, policy, regd) = (&b.reference, &b.policy, &b.regd);
+    let proxy = Launch::new(Peer::Ferry, policy, regd)
         .start()
         .await
         .unwrap();
 
-    let img = proxy.open_image(&reference).await.unwrap();
+    let img = proxy.open_image(reference).await.unwrap();
     let (_, manifest) = proxy.fetch_manifest(&img).await.unwrap();
     let desc = &manifest.layers()[0];
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -665,7 +672,7 @@ async fn a_followed_read_ahead_that_fails_its_digest_ends_in_an_error() {
     );
     proxy.close_image(&img).await.unwrap();
 
-    let img = proxy.open_image(&reference).await.unwrap();
+    let img = proxy.open_image(reference).await.unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     let (_, mut data, errors) = proxy.get_raw_blob(&img, desc.digest()).await.unwrap();
     let mut sink = Vec::new();
@@ -684,41 +691,23 @@ async fn a_followed_read_ahead_that_fails_its_digest_ends_in_an_error() {
 /// layer arrives whole.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_layer_arriving_slower_than_the_client_reads_is_handed_over_not_spooled() {
-    let reg = Registry::start();
-    let t = tempfile::tempdir().unwrap();
-    let layout = t.path().join("layout");
-    let image = make_oci_image(&layout, "v1", 43, 1, 1_000_000);
-    push(
-        t.path(),
-        &layout,
-        "v1",
-        &format!("docker://{}/ns/app:v1", reg.host()),
-        &[],
-    );
-    let layer = sha256(&image.layers[0]);
-    let server = HttpServer::start(std::sync::Arc::new(|_| Reply::forward()), Some(reg.host()));
-    server.set_route(
-        &format!("/v2/ns/app/blobs/{layer}"),
-        Reply::ForwardSlowly {
-            bytes_per_second: 1_000_000,
-        },
-    );
-    let reference = format!("docker://{}/ns/app:v1", server.host());
-    let policy = insecure_policy(t.path());
-    let regd = empty_registries_d(t.path());
-    let log = t.path().join("proxy.log");
-    let proxy = Launch::new(Peer::Ferry, &policy, &regd)
+    let b = one_layer_behind(43, 1_000_000, |_| Reply::ForwardSlowly {
+        bytes_per_second: 1_000_000,
+    });
+    let (reference, policy, regd) = (&b.reference, &b.policy, &b.regd);
+    let log = b.t.path().join("proxy.log");
+    let proxy = Launch::new(Peer::Ferry, policy, regd)
         .env("RUST_LOG", "ferry=debug")
         .stderr(&log)
         .start()
         .await
         .unwrap();
-    let img = proxy.open_image(&reference).await.unwrap();
+    let img = proxy.open_image(reference).await.unwrap();
     let (_, manifest) = proxy.fetch_manifest(&img).await.unwrap();
     let got = read_blob(&proxy, &img, &manifest.layers()[0])
         .await
         .unwrap();
-    assert_eq!(got, image.layers[0]);
+    assert_eq!(got, b.image.layers[0]);
     proxy.finalize().await.unwrap();
     let log = std::fs::read_to_string(&log).unwrap();
     let line = log

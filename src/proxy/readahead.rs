@@ -5,8 +5,11 @@
 //! answers what is asked fetches one blob at a time where `ferry copy` fetches six. Once an image
 //! is opened (its manifest is known and admitted), its layers are fetched in manifest order, at
 //! most [`super::ServeOptions::read_ahead_blobs`] at once, each verified against its digest as
-//! it streams, into a spool file of its own. `GetBlob` and `GetRawBlob` then read the spool: a
-//! finished one (verified whole), or one still filling, following the fetch as it writes.
+//! it streams, into a spool file of its own. `GetBlob` and `GetRawBlob` then serve the spool (a
+//! [`Follower`]): a finished one (verified whole), or one still filling, following the fetch as
+//! it writes; the pipe moves the file's bytes with `splice(2)`, never through ferry's memory. A
+//! follower that has caught up with its fetch is handed the rest of the blob through a small
+//! channel instead: those bytes skip the spool file.
 //!
 //! Bounds: the spool holds at most [`super::ServeOptions::read_ahead_bytes`] (a layer is
 //! fetched ahead only when its whole size fits beside what is spooled and not yet served; a
@@ -568,49 +571,32 @@ mod tests {
         })
     }
 
-    /// Lets spawned readers run until they wait.
-    async fn settle() {
+    /// The channel a reader spawned on `s` asked for once it caught up (it is let run until
+    /// it waits).
+    async fn asked(s: &Spool) -> mpsc::Sender<Vec<Bytes>> {
         for _ in 0..10 {
             tokio::task::yield_now().await;
         }
+        s.hand_over
+            .lock()
+            .unwrap()
+            .take()
+            .expect("the reader asked")
     }
 
     #[tokio::test]
-    async fn a_reader_follows_the_fetch_and_gets_its_end() {
+    async fn a_reader_follows_the_file_then_gets_the_rest_handed_over() {
         let dir = tempfile::tempdir().unwrap();
         let (s, tx) = spool(dir.path());
         // The file has no name in the directory.
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
-        let mut reader = Follower::new(s.clone());
-        s.file.write_all_at(b"hello ", 0).unwrap();
-        tx.send_modify(|p| p.written = 6);
-        assert_eq!(next(&mut reader).await.unwrap(), b"hello ");
-        let more = rest(reader);
-        s.file.write_all_at(b"world", 6).unwrap();
-        tx.send_modify(|p| {
-            p.written = 11;
-            p.end = Some(Ok(()));
-        });
-        assert_eq!(more.await.unwrap().unwrap(), b"world");
-    }
-
-    #[tokio::test]
-    async fn a_reader_that_caught_up_gets_the_rest_handed_over_after_the_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let (s, tx) = spool(dir.path());
         let mut reader = Follower::new(s.clone());
         s.file.write_all_at(b"one ", 0).unwrap();
         tx.send_modify(|p| p.written = 4);
         assert_eq!(next(&mut reader).await.unwrap(), b"one ");
         // Caught up: the reader waits and asks for the rest.
         let more = rest(reader);
-        settle().await;
-        let handed = s
-            .hand_over
-            .lock()
-            .unwrap()
-            .take()
-            .expect("the reader asked");
+        let handed = asked(&s).await;
         // A batch the fetch wrote before it saw the ask comes from the file first.
         s.file.write_all_at(b"two ", 4).unwrap();
         tx.send_modify(|p| {
@@ -646,13 +632,7 @@ mod tests {
         // Handed over, then failed (a digest mismatch at the end): the error, not an end.
         let (s, tx) = spool(dir.path());
         let more = rest(Follower::new(s.clone()));
-        settle().await;
-        let handed = s
-            .hand_over
-            .lock()
-            .unwrap()
-            .take()
-            .expect("the reader asked");
+        let handed = asked(&s).await;
         tx.send_modify(|p| p.handed_over = true);
         handed
             .send(vec![Bytes::from_static(b"unverified")])
