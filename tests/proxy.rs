@@ -704,6 +704,8 @@ async fn a_layer_arriving_slower_than_the_client_reads_is_handed_over_not_spoole
         .unwrap();
     let img = proxy.open_image(reference).await.unwrap();
     let (_, manifest) = proxy.fetch_manifest(&img).await.unwrap();
+    // The read-ahead has started (its first 200 kB are in the spool) when the client asks.
+    tokio::time::sleep(Duration::from_millis(200)).await;
     let got = read_blob(&proxy, &img, &manifest.layers()[0])
         .await
         .unwrap();
@@ -721,8 +723,8 @@ async fn a_layer_arriving_slower_than_the_client_reads_is_handed_over_not_spoole
     assert_eq!(numbers.first(), Some(&1_000_000), "{line}");
     let through_file = numbers.get(1).copied().unwrap();
     assert!(
-        through_file < 500_000,
-        "most of the layer was handed over, not spooled: {line}"
+        through_file < 700_000,
+        "the layer was handed over once the client caught up, not all spooled: {line}"
     );
 }
 
