@@ -578,7 +578,7 @@ struct OneLayerBehind {
     reference: String,
     policy: PathBuf,
     regd: PathBuf,
-    _server: HttpServer,
+    server: HttpServer,
     _reg: Registry,
 }
 
@@ -606,7 +606,7 @@ fn one_layer_behind(seed: u64, size: usize, route: impl Fn(&TestImage) -> Reply)
         reference,
         policy,
         regd,
-        _server: server,
+        server,
         _reg: reg,
     }
 }
@@ -726,6 +726,34 @@ async fn a_layer_arriving_slower_than_the_client_reads_is_handed_over_not_spoole
         through_file < 700_000,
         "the layer was handed over once the client caught up, not all spooled: {line}"
     );
+}
+
+/// The read-ahead reads the config before any layer (the client asks for it first, and behind
+/// the layers its small request waited up to 170 ms), once: GetFullConfig then answers from it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_config_is_read_ahead_before_the_layers_and_once() {
+    let b = one_layer_behind(44, 300_000, |_| Reply::forward());
+    let config = format!("/v2/ns/app/blobs/sha256:{}", sha256_hex(&b.image.config));
+    let layer = format!("/v2/ns/app/blobs/{}", sha256(&b.image.layers[0]));
+    let proxy = Launch::new(Peer::Ferry, &b.policy, &b.regd)
+        .start()
+        .await
+        .unwrap();
+    let img = proxy.open_image(&b.reference).await.unwrap();
+    // Without asking for anything: the config, then the layer.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while b.server.hits(&layer) == 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let paths: Vec<String> = b.server.requests().into_iter().map(|(_, p)| p).collect();
+    let at = |want: &str| paths.iter().position(|p| p.starts_with(want));
+    let (c, l) = (at(&config), at(&layer));
+    assert!(c.is_some() && l.is_some() && c < l, "{paths:#?}");
+    let got = proxy.fetch_config_raw(&img).await.unwrap();
+    let got: serde_json::Value = serde_json::from_slice(&got).unwrap();
+    assert_eq!(got["architecture"], "amd64");
+    assert_eq!(b.server.hits(&config), 1, "the config was read once");
+    proxy.finalize().await.unwrap();
 }
 
 /// A client of our own, for what the crate cannot send: ferry's GetSignatureVerdict, and
