@@ -63,6 +63,8 @@ struct Launch {
     env: Vec<(String, String)>,
     /// Where the wrapper writes the proxy's pid, to kill a hung one.
     pidfile: Option<PathBuf>,
+    /// Where the proxy's stderr goes (the crate discards it).
+    stderr: Option<PathBuf>,
 }
 
 impl Launch {
@@ -78,6 +80,7 @@ impl Launch {
             tail: Vec::new(),
             env: Vec::new(),
             pidfile: None,
+            stderr: None,
         }
     }
 
@@ -93,6 +96,11 @@ impl Launch {
 
     fn pidfile(mut self, p: &Path) -> Launch {
         self.pidfile = Some(p.to_path_buf());
+        self
+    }
+
+    fn stderr(mut self, p: &Path) -> Launch {
+        self.stderr = Some(p.to_path_buf());
         self
     }
 
@@ -112,10 +120,14 @@ impl Launch {
             Some(p) => format!("echo $$ > {}; ", quote(&p.display().to_string())),
             None => String::new(),
         };
+        let stderr = match &self.stderr {
+            Some(p) => format!(" 2>>{}", quote(&p.display().to_string())),
+            None => String::new(),
+        };
         let mut c = Command::new("sh");
         c.arg("-c")
             .arg(format!(
-                "{pid}exec \"$0\" {} \"$@\" {}",
+                "{pid}exec \"$0\" {} \"$@\" {}{stderr}",
                 root.join(" "),
                 tail.join(" ")
             ))
@@ -558,12 +570,23 @@ async fn a_stalled_blob_fails_within_the_stall_timeout_where_skopeo_hangs() {
     drop(proxy);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_corrupted_blob_is_an_error_on_finish_pipe_for_both() {
+/// A one-layer image pushed to a fresh registry, reached through an HTTP server that answers
+/// the layer's blob with the reply `route` makes of the image (everything else forwarded).
+struct OneLayerBehind {
+    t: tempfile::TempDir,
+    image: TestImage,
+    reference: String,
+    policy: PathBuf,
+    regd: PathBuf,
+    server: HttpServer,
+    _reg: Registry,
+}
+
+fn one_layer_behind(seed: u64, size: usize, route: impl Fn(&TestImage) -> Reply) -> OneLayerBehind {
     let reg = Registry::start();
     let t = tempfile::tempdir().unwrap();
     let layout = t.path().join("layout");
-    let image = make_oci_image(&layout, "v1", 40, 1, 100_000);
+    let image = make_oci_image(&layout, "v1", seed, 1, size);
     push(
         t.path(),
         &layout,
@@ -573,22 +596,34 @@ async fn a_corrupted_blob_is_an_error_on_finish_pipe_for_both() {
     );
     let layer = sha256(&image.layers[0]);
     let server = HttpServer::start(std::sync::Arc::new(|_| Reply::forward()), Some(reg.host()));
-    server.set_route(
-        &format!("/v2/ns/app/blobs/{layer}"),
-        Reply::Forward {
-            cut_after: None,
-            corrupt_at: Some(50_000),
-        },
-    );
+    server.set_route(&format!("/v2/ns/app/blobs/{layer}"), route(&image));
     let reference = format!("docker://{}/ns/app:v1", server.host());
     let policy = insecure_policy(t.path());
     let regd = empty_registries_d(t.path());
+    OneLayerBehind {
+        t,
+        image,
+        reference,
+        policy,
+        regd,
+        server,
+        _reg: reg,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupted_blob_is_an_error_on_finish_pipe_for_both() {
+    let b = one_layer_behind(40, 100_000, |_| Reply::Forward {
+        cut_after: None,
+        corrupt_at: Some(50_000),
+    });
+    let (reference, policy, regd) = (&b.reference, &b.policy, &b.regd);
     for (peer, says) in [
         (Peer::Ferry, "does not match its digest"),
         (Peer::Skopeo, "corrupted blob"),
     ] {
-        let proxy = Launch::new(peer, &policy, &regd).start().await.unwrap();
-        let img = proxy.open_image(&reference).await.unwrap();
+        let proxy = Launch::new(peer, policy, regd).start().await.unwrap();
+        let img = proxy.open_image(reference).await.unwrap();
         let (_, manifest) = proxy.fetch_manifest(&img).await.unwrap();
         let e = read_blob(&proxy, &img, &manifest.layers()[0])
             .await
@@ -599,6 +634,126 @@ async fn a_corrupted_blob_is_an_error_on_finish_pipe_for_both() {
         );
         proxy.finalize().await.unwrap();
     }
+}
+
+/// A layer the client asks for while its read-ahead is still fetching it is followed as it
+/// fills (its bytes reach the client's pipe before the digest is known); when the whole body
+/// then fails its digest, the client still learns it: an error on FinishPipe, and on
+/// GetRawBlob's error pipe, never a clean end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_followed_read_ahead_that_fails_its_digest_ends_in_an_error() {
+    // The whole body, its last byte flipped, after a second and a half: the client asks meanwhile.
+    let b = one_layer_behind(42, 300_000, |image| {
+        let mut bad = image.layers[0].clone();
+        if let Some(last) = bad.last_mut() {
+            *last ^= 0xff;
+        }
+        Reply::Delayed(
+            Duration::from_millis(1500),
+            Box::new(Reply::bytes(200, "application/octet-stream", bad)),
+        )
+    });
+    let (reference, policy, regd) = (&b.reference, &b.policy, &b.regd);
+    let proxy = Launch::new(Peer::Ferry, policy, regd)
+        .start()
+        .await
+        .unwrap();
+
+    let img = proxy.open_image(reference).await.unwrap();
+    let (_, manifest) = proxy.fetch_manifest(&img).await.unwrap();
+    let desc = &manifest.layers()[0];
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let e = read_blob(&proxy, &img, desc)
+        .await
+        .expect_err("a layer that fails its digest is an error");
+    assert!(
+        e.contains("FinishPipe") && e.contains("does not match its digest"),
+        "{e}"
+    );
+    proxy.close_image(&img).await.unwrap();
+
+    let img = proxy.open_image(reference).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (_, mut data, errors) = proxy.get_raw_blob(&img, desc.digest()).await.unwrap();
+    let mut sink = Vec::new();
+    let (_, err) = tokio::join!(data.read_to_end(&mut sink), errors);
+    let err = err.expect_err("the error pipe reports the mismatch");
+    assert!(
+        format!("{err:?}").contains("does not match its digest"),
+        "{err:?}"
+    );
+    proxy.finalize().await.unwrap();
+}
+
+/// A layer that arrives more slowly than the client reads it: once the client has caught up
+/// with the read-ahead, the fetch hands the rest straight to the client's pipe instead of
+/// writing it to the spool and reading it back (the proxy's debug log counts both), and the
+/// layer arrives whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_layer_arriving_slower_than_the_client_reads_is_handed_over_not_spooled() {
+    let b = one_layer_behind(43, 1_000_000, |_| Reply::ForwardSlowly {
+        bytes_per_second: 1_000_000,
+    });
+    let (reference, policy, regd) = (&b.reference, &b.policy, &b.regd);
+    let log = b.t.path().join("proxy.log");
+    let proxy = Launch::new(Peer::Ferry, policy, regd)
+        .env("RUST_LOG", "ferry=debug")
+        .stderr(&log)
+        .start()
+        .await
+        .unwrap();
+    let img = proxy.open_image(reference).await.unwrap();
+    let (_, manifest) = proxy.fetch_manifest(&img).await.unwrap();
+    // The read-ahead has started (its first 200 kB are in the spool) when the client asks.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let got = read_blob(&proxy, &img, &manifest.layers()[0])
+        .await
+        .unwrap();
+    assert_eq!(got, b.image.layers[0]);
+    proxy.finalize().await.unwrap();
+    let log = std::fs::read_to_string(&log).unwrap();
+    let line = log
+        .lines()
+        .find(|l| l.contains("bytes from the read-ahead"))
+        .unwrap_or_else(|| panic!("the layer came from its read-ahead: {log}"));
+    let numbers: Vec<u64> = line
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    assert_eq!(numbers.first(), Some(&1_000_000), "{line}");
+    let through_file = numbers.get(1).copied().unwrap();
+    assert!(
+        through_file < 700_000,
+        "the layer was handed over once the client caught up, not all spooled: {line}"
+    );
+}
+
+/// The read-ahead reads the config before any layer (the client asks for it first, and behind
+/// the layers its small request waited up to 170 ms), once: GetFullConfig then answers from it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_config_is_read_ahead_before_the_layers_and_once() {
+    let b = one_layer_behind(44, 300_000, |_| Reply::forward());
+    let config = format!("/v2/ns/app/blobs/sha256:{}", sha256_hex(&b.image.config));
+    let layer = format!("/v2/ns/app/blobs/{}", sha256(&b.image.layers[0]));
+    let proxy = Launch::new(Peer::Ferry, &b.policy, &b.regd)
+        .start()
+        .await
+        .unwrap();
+    let img = proxy.open_image(&b.reference).await.unwrap();
+    // Without asking for anything: the config, then the layer.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while b.server.hits(&layer) == 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let paths: Vec<String> = b.server.requests().into_iter().map(|(_, p)| p).collect();
+    let at = |want: &str| paths.iter().position(|p| p.starts_with(want));
+    let (c, l) = (at(&config), at(&layer));
+    assert!(c.is_some() && l.is_some() && c < l, "{paths:#?}");
+    let got = proxy.fetch_config_raw(&img).await.unwrap();
+    let got: serde_json::Value = serde_json::from_slice(&got).unwrap();
+    assert_eq!(got["architecture"], "amd64");
+    assert_eq!(b.server.hits(&config), 1, "the config was read once");
+    proxy.finalize().await.unwrap();
 }
 
 /// A client of our own, for what the crate cannot send: ferry's GetSignatureVerdict, and

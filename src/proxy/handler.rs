@@ -353,17 +353,17 @@ impl<'s> Handler<'s> {
         id: u64,
         image: &ProxyImage,
         source: &BlobSource,
-    ) -> Result<crate::digest::ByteStream, MethodError> {
+    ) -> Result<pipes::Body, MethodError> {
         if let BlobSource::Source(d) = source
-            && let Some(stream) = self
+            && let Some(follower) = self
                 .images
                 .get(&id)
                 .and_then(|o| o.ahead.as_ref())
                 .and_then(|a| a.take(&d.digest))
         {
-            return Ok(stream);
+            return Ok(pipes::Body::Spool(follower));
         }
-        image.blob(source).await
+        image.blob(source).await.map(pipes::Body::Stream)
     }
 
     fn register(&mut self, task: JoinHandle<Finished>) -> u32 {

@@ -140,6 +140,12 @@ impl ProxyImage {
             .await
     }
 
+    /// Reads the config blob now, so that `GetFullConfig` (which every client asks right after
+    /// the manifest) finds it read rather than waiting behind the layers' read-ahead.
+    pub(crate) async fn prefetch_config(&self) -> Result<(), MethodError> {
+        self.config_blob().await.map(drop)
+    }
+
     /// The config blob as the source has it, verified, read once.
     async fn config_blob(&self) -> Result<Bytes, MethodError> {
         self.config
