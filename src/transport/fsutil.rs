@@ -68,8 +68,8 @@ enum ToWriter {
 /// On any error (including the stream's own verification error at its end) the file is removed.
 ///
 /// The stream is read (and so verified) on the caller's task; the chunks go, without a copy,
-/// to a writer on the blocking pool in batches of [`WRITE_BATCH`], which starts the file's
-/// writeback every [`SYNC_EVERY`] bytes and syncs it once the stream has ended whole. The file
+/// to a writer on the blocking pool in batches of 1 MiB, which starts the file's
+/// writeback every 8 MiB and syncs it once the stream has ended whole. The file
 /// is synced only then: a stream that fails or a caller that goes away leaves a temp file that
 /// is removed unsynced.
 pub async fn stream_to_temp(
