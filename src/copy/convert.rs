@@ -290,6 +290,14 @@ impl ImageSource for WithMadeBlobs<'_> {
         self.inner.signatures(manifest_digest, instance).await
     }
 
+    fn blob_was_hashed_when_made(&self, descriptor: &Descriptor) -> bool {
+        // A made layer's digest is the hash of the bytes its stream gives: computed as the spool
+        // was written, or checked by the stream itself when the layer is recompressed again.
+        self.layers
+            .is_some_and(|l| l.contains_key(&descriptor.digest))
+            || self.inner.blob_was_hashed_when_made(descriptor)
+    }
+
     fn pulled_from(&self) -> Option<String> {
         self.inner.pulled_from()
     }

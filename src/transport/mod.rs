@@ -614,6 +614,15 @@ pub trait ImageSource: Send + Sync {
         instance: Option<&Digest>,
     ) -> Result<SignatureSet>;
 
+    /// Whether the bytes `blob(descriptor)` gives were made by this process and hashed against
+    /// `descriptor`'s digest as they were made (a layer the copy recompressed, read back from its
+    /// spool), so the copy checks only their size instead of hashing them again. A source that
+    /// reads bytes from anywhere else must answer `false`, the default.
+    fn blob_was_hashed_when_made(&self, descriptor: &Descriptor) -> bool {
+        let _ = descriptor;
+        false
+    }
+
     /// Where the bytes actually come from, when that is not the reference itself (a
     /// registries.conf mirror): `docker://mirror.example/ns/app:1 (mirror)`.
     fn pulled_from(&self) -> Option<String> {
