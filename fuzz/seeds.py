@@ -171,7 +171,7 @@ for f in ["src/signature/simple/payload.rs", "src/signature/simple/verify.rs"]:
 add("sniff", b"\x00sigstore-json\n{\"mimeType\":\"x\"}")
 
 # record
-for s in literals("src/record.rs") + literals("src/forensics.rs") + literals("src/transport/store/mod.rs"):
+for s in literals("src/record.rs") + literals("src/transport/store/forensics.rs") + literals("src/transport/store/mod.rs"):
     if s.lstrip().startswith(b"{"):
         add("record", s)
 for p in sys.argv[1:]:
