@@ -265,6 +265,11 @@ add("tarsplit", "".join(json.dumps(e) + "\n" for e in [
     {"type": 1, "name": "link", "size": 50, "position": 2},
     {"type": 1, "name_raw": base64.b64encode(b"etc/hostname").decode(), "size": 6, "position": 3},
 ]))
+# A zstd:chunked footer (skippable frame, seven offsets and lengths, the magic) whose TOC
+# offset overflowed when added to its length (fuzz/artifacts/tarsplit/).
+import struct
+add("tarsplit", bytes([0x50, 0x2a, 0x4d, 0x18]) + struct.pack("<I", 64)
+    + struct.pack("<7Q", 2**64 - 4, 8, 8, 1, 0, 8, 8) + b"GNUlInUx")
 for t in [layer, hostile, gnu, gz_layer]:
     add("unpack_tar", t)
 
