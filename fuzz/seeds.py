@@ -171,12 +171,113 @@ for f in ["src/signature/simple/payload.rs", "src/signature/simple/verify.rs"]:
 add("sniff", b"\x00sigstore-json\n{\"mimeType\":\"x\"}")
 
 # record
-for s in literals("src/record.rs") + literals("src/forensics.rs") + literals("src/transport/store/mod.rs"):
+for s in literals("src/record.rs") + literals("src/transport/store/forensics.rs") + literals("src/transport/store/mod.rs"):
     if s.lstrip().startswith(b"{"):
         add("record", s)
 for p in sys.argv[1:]:
     # Real records, e.g. from a store a demo copy made: records/sha256-*/*.json.
     add("record", open(p, "rb").read())
+
+# tar_index, tarsplit, unpack_tar: small tars made here (the archives of testdata are
+# megabytes), without tarfile's padding to 10 KiB records so that each seed stays small.
+import gzip
+import io
+import tarfile
+
+
+def tar(members, fmt=tarfile.PAX_FORMAT):
+    """members: (name, bytes) for a file, (name, None) for a directory, (name, "->target") for a
+    symlink, (name, "=>target") for a hard link."""
+    buf = io.BytesIO()
+    t = tarfile.open(fileobj=buf, mode="w", format=fmt)
+    for name, content in members:
+        info = tarfile.TarInfo(name)
+        info.mtime = 1700000000
+        if content is None:
+            info.type, info.mode = tarfile.DIRTYPE, 0o755
+            t.addfile(info)
+        elif isinstance(content, str) and content.startswith("->"):
+            info.type, info.linkname = tarfile.SYMTYPE, content[2:]
+            t.addfile(info)
+        elif isinstance(content, str) and content.startswith("=>"):
+            info.type, info.linkname = tarfile.LNKTYPE, content[2:]
+            t.addfile(info)
+        else:
+            info.size, info.mode = len(content), 0o644
+            t.addfile(info, io.BytesIO(content))
+    end = t.offset
+    t.close()
+    return buf.getvalue()[:end] + b"\0" * 1024
+
+
+def sha(b):
+    return hashlib.sha256(b).hexdigest()
+
+
+layer = tar([("etc", None), ("etc/hostname", b"ferry\n"), ("bin", None),
+             ("bin/sh", b"#!/bin/true\n"), ("bin/ash", "=>bin/sh"), ("usr", "->/"),
+             ("etc/.wh.old", b"")])
+hostile = tar([("../escape", b"x"), ("/abs", b"y"), ("link", "->../../outside"),
+               ("link/canary", b"through the link"), ("hard", "=>/etc/passwd"),
+               ("a/" + "d" * 120 + "/long", b"pax long name")])
+gnu = tar([("g/" + "n" * 110 + "/file", b"gnu long name"), ("l", "->" + "t" * 120)],
+          fmt=tarfile.GNU_FORMAT)
+config = json.dumps({"architecture": "amd64", "os": "linux",
+                     "rootfs": {"type": "layers", "diff_ids": ["sha256:" + sha(layer)]}}).encode()
+docker_old = tar([
+    (sha(config) + ".json", config),
+    ("aa/layer.tar", layer), ("aa/VERSION", b"1.0"), ("bb", None), ("bb/layer.tar", "->../aa/layer.tar"),
+    ("manifest.json", json.dumps([{"Config": sha(config) + ".json", "RepoTags": ["busybox:latest", "ferry.test/app:1"],
+                                   "Layers": ["bb/layer.tar"]}]).encode()),
+    ("repositories", json.dumps({"busybox": {"latest": "aa"}}).encode()),
+])
+gz_layer = gzip.compress(layer, mtime=0)
+docker_new = tar([
+    ("blobs/sha256/" + sha(config), config), ("blobs/sha256/" + sha(gz_layer), gz_layer),
+    ("oci-layout", b'{"imageLayoutVersion":"1.0.0"}'),
+    ("manifest.json", json.dumps([{"Config": "blobs/sha256/" + sha(config), "RepoTags": None,
+                                   "Layers": ["blobs/sha256/" + sha(gz_layer)]},
+                                  {"Config": "missing", "Layers": []}]).encode()),
+])
+oci_manifest = json.dumps({
+    "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+    "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": "sha256:" + sha(config), "size": len(config)},
+    "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": "sha256:" + sha(gz_layer), "size": len(gz_layer)}],
+}).encode()
+oci = tar([
+    ("oci-layout", b'{"imageLayoutVersion":"1.0.0"}'),
+    ("index.json", json.dumps({"schemaVersion": 2, "manifests": [
+        {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": "sha256:" + sha(oci_manifest),
+         "size": len(oci_manifest), "annotations": {"org.opencontainers.image.ref.name": "v1"}},
+        {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": EMPTY, "size": 0}]}).encode()),
+    ("blobs", None), ("blobs/sha256", None),
+    ("blobs/sha256/" + sha(oci_manifest), oci_manifest), ("blobs/sha256/" + sha(config), config),
+    ("blobs/sha256/" + sha(gz_layer), gz_layer),
+])
+for t in [layer, hostile, gnu, docker_old, docker_new, oci, gzip.compress(docker_old, mtime=0)]:
+    add("tar_index", t)
+for t in [layer, gnu, layer + b"trailing bytes after the end"]:
+    add("tarsplit", t)
+# A tar-split as containers/storage keeps it: segments and files, one names a link out.
+add("tarsplit", "".join(json.dumps(e) + "\n" for e in [
+    {"type": 2, "payload": base64.b64encode(b"header").decode(), "position": 0},
+    {"type": 1, "name": "a", "size": 1, "payload": "", "position": 1},
+    {"type": 1, "name": "link", "size": 50, "position": 2},
+    {"type": 1, "name_raw": base64.b64encode(b"etc/hostname").decode(), "size": 6, "position": 3},
+]))
+# A zstd:chunked footer (skippable frame, seven offsets and lengths, the magic) whose TOC
+# offset overflowed when added to its length (fuzz/artifacts/tarsplit/).
+import struct
+add("tarsplit", bytes([0x50, 0x2a, 0x4d, 0x18]) + struct.pack("<I", 64)
+    + struct.pack("<7Q", 2**64 - 4, 8, 8, 1, 0, 8, 8) + b"GNUlInUx")
+for t in [layer, hostile, gnu, gz_layer]:
+    add("unpack_tar", t)
+
+# proxy_request: requests as containers-image-proxy sends them.
+for r in [{"method": "Initialize", "args": []}, {"method": "OpenImage", "args": ["docker://quay.io/a/b:1"]},
+          {"method": "GetBlob", "args": [1, EMPTY, 3.0]}, {"method": "FinishPipe", "args": [9007199254740991]},
+          {"method": "GetRawBlob", "args": [1.5, -1, None, True, {"k": [1e308]}]}, {"method": "Shutdown"}]:
+    add("proxy_request", json.dumps(r))
 
 shutil.rmtree(OUT, ignore_errors=True)
 for target, items in sorted(seeds.items()):

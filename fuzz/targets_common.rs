@@ -51,6 +51,11 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("sigstore", sigstore),
     ("bundle", bundle),
     ("referrers", referrers),
+    ("tar_index", tar_index),
+    ("tarsplit", tarsplit),
+    ("proxy_request", proxy_request),
+    ("unpack_tar", unpack_tar),
+    ("storage_json", storage_json),
 ];
 
 /// Splits `data` at every [`SEP`].
@@ -657,4 +662,868 @@ pub fn referrers(data: &[u8]) {
         let _ = a.subject();
         assert_eq!(a.index_entry().digest, Digest::sha256_of(m));
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Shared by the targets that need files: a scratch directory and a runtime for async readers.
+
+static SCRATCH: OnceLock<tempfile::TempDir> = OnceLock::new();
+
+/// A directory for the inputs that must be files (archives, unpack roots, stores), under the
+/// system's temporary directory. Statics are never dropped: the replay removes it with
+/// [`remove_scratch`]; a fuzzing run leaves it behind.
+pub fn scratch() -> &'static Path {
+    SCRATCH
+        .get_or_init(|| {
+            tempfile::Builder::new()
+                .prefix("ferry-fuzz-")
+                .tempdir()
+                .expect("a scratch directory")
+        })
+        .path()
+}
+
+/// Removes the scratch directory, if one was made.
+pub fn remove_scratch() {
+    if let Some(d) = SCRATCH.get() {
+        let _ = std::fs::remove_dir_all(d.path());
+    }
+}
+
+/// A current-thread runtime for the async readers (the archive readers use `spawn_blocking`).
+pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime")
+    })
+    .block_on(f)
+}
+
+// ---------------------------------------------------------------------------------------------
+// tar_index
+
+/// The archive transports' tar reader: every 512-byte block through the header codec
+/// (`header::decode`, `parse_pax`), whose decoded fields must encode and decode back to the same
+/// fields; the input as a file through `TarIndex::build`, whose entries must be normalised,
+/// unique names with data inside the file, in order, and whose links resolve only to regular
+/// files of the index; then `DockerArchive::from_tar` (manifest.json, `repositories`,
+/// `select`, `image`) and `OciArchive::from_tar` (oci-layout, index.json, `select`,
+/// `read_manifest`), whose generated manifests and configs must match their own digests and name
+/// only entries of the archive.
+pub fn tar_index(data: &[u8]) {
+    use ferry::internal::tarfile::header;
+
+    for (i, chunk) in data.chunks_exact(512).take(64).enumerate() {
+        let block: &[u8; 512] = chunk.try_into().expect("512 bytes");
+        if header::is_zero(block) {
+            continue;
+        }
+        if let Ok(h) = header::decode(block) {
+            tar_header_round_trip(&h);
+        }
+        if i == 0 {
+            // The input as PAX records too (what follows an 'x' header).
+            if let Ok(p) = header::parse_pax(data) {
+                pax_round_trip(&p);
+            }
+        }
+    }
+    let path = scratch().join("tar_index.tar");
+    std::fs::write(&path, data).expect("writing the scratch archive");
+    let file = std::fs::File::open(&path).expect("the scratch archive");
+    if let Ok(index) = ferry::internal::tarfile::TarIndex::build(&file, &path) {
+        check_tar_index(&index, data.len() as u64, &path);
+    }
+    drop(file);
+    block_on(archives(&path));
+}
+
+fn tar_header_round_trip(h: &ferry::internal::tarfile::header::RawHeader) {
+    use ferry::internal::tarfile::header;
+    let (Some(name), Some(link)) = (text(&h.name), text(&h.linkname)) else {
+        return;
+    };
+    let Some((prefix, rest)) = header::split_ustar_name(name) else {
+        return;
+    };
+    if link.len() > 100 {
+        return;
+    }
+    let again = header::decode(&header::encode(prefix, rest, h.typeflag, h.size, link))
+        .unwrap_or_else(|e| panic!("an encoded header does not decode: {e}"));
+    assert_eq!(&again, h, "a header changed on its way through encode");
+}
+
+fn pax_round_trip(p: &ferry::internal::tarfile::header::Pax) {
+    use ferry::internal::tarfile::header;
+    let mut records = Vec::new();
+    if let Some(v) = &p.path {
+        let Some(v) = text(v) else { return };
+        records.extend(header::pax_record("path", v));
+    }
+    if let Some(v) = &p.linkpath {
+        let Some(v) = text(v) else { return };
+        records.extend(header::pax_record("linkpath", v));
+    }
+    if let Some(v) = p.size {
+        records.extend(header::pax_record("size", &v.to_string()));
+    }
+    let again = header::parse_pax(&records).expect("written PAX records parse");
+    assert_eq!(
+        &again, p,
+        "PAX records changed on their way through pax_record"
+    );
+}
+
+fn check_tar_index(index: &ferry::internal::tarfile::TarIndex, len: u64, path: &Path) {
+    use ferry::internal::tarfile::{EntryKind, normalize_name};
+    assert_eq!(index.archive_len(), len);
+    let mut names = std::collections::HashSet::new();
+    let mut previous_end = 0u64;
+    for e in index.entries() {
+        assert!(!e.name.is_empty(), "an entry with an empty name");
+        assert_eq!(
+            normalize_name(&e.name).as_deref(),
+            Ok(e.name.as_str()),
+            "an entry name is not normalised (absolute, `..`, `.` or empty components)"
+        );
+        assert!(names.insert(e.name.clone()), "{:?} indexed twice", e.name);
+        assert!(
+            e.header_offset >= previous_end,
+            "{:?} overlaps the entry before it",
+            e.name
+        );
+        assert!(
+            e.data_offset >= e.header_offset + 512 && e.data_offset % 512 == 0,
+            "{:?}: data at {} for a header at {}",
+            e.name,
+            e.data_offset,
+            e.header_offset
+        );
+        assert!(
+            e.data_offset + e.size <= len,
+            "{:?}: {} bytes at {} run past the end ({len})",
+            e.name,
+            e.size,
+            e.data_offset
+        );
+        if matches!(
+            e.kind,
+            EntryKind::Directory | EntryKind::Symlink | EntryKind::Hardlink
+        ) {
+            assert_eq!(e.size, 0, "{:?}: a {:?} with content", e.name, e.kind);
+        }
+        previous_end = e.data_offset + e.size;
+        assert_eq!(index.get(&e.name), Some(e));
+        if let Ok(target) = index.resolve(path, &e.name) {
+            assert_eq!(target.kind, EntryKind::File, "resolved to a non-file");
+            assert_eq!(
+                index.get(&target.name),
+                Some(target),
+                "resolved outside the index"
+            );
+        }
+    }
+}
+
+async fn archives(path: &Path) {
+    use ferry::internal::tarfile::docker::DockerArchive;
+    use ferry::internal::tarfile::oci::OciArchive;
+    use ferry::internal::tarfile::reference::{DockerSelector, OciSelector, RepoTag};
+    use ferry::internal::tarfile::{EntryKind, OpenOptions, TarArchive};
+
+    let options = OpenOptions::default().temp_dir(scratch());
+    let Ok(tar) = TarArchive::open_with(path, &options).await else {
+        return;
+    };
+    let index = tar.index().clone();
+    check_tar_index(&index, index.archive_len(), path);
+
+    if let Ok(docker) = DockerArchive::from_tar(tar.clone()).await {
+        let _ = docker.repositories().await;
+        let items = docker.items();
+        assert_eq!(
+            docker.select(&DockerSelector::Only).is_ok(),
+            items.len() == 1
+        );
+        for (i, item) in items.iter().enumerate().take(4) {
+            assert_eq!(
+                docker.select(&DockerSelector::Index(i)).ok(),
+                Some((i, None))
+            );
+            for (t, tag) in item.repo_tags.iter().enumerate().take(4) {
+                let Ok(wanted) = RepoTag::parse(tag) else {
+                    continue;
+                };
+                if let Ok((j, Some(u))) = docker.select(&DockerSelector::Tag(wanted.clone())) {
+                    assert!(j < i || (j == i && u <= t), "select skipped a match");
+                    let found = RepoTag::parse(&items[j].repo_tags[u]).expect("parsed before");
+                    assert_eq!(found, wanted, "select chose another tag");
+                }
+            }
+            let Ok(image) = docker.image(i).await else {
+                continue;
+            };
+            assert_eq!(image.config_digest, Digest::sha256_of(&image.config));
+            assert_eq!(image.manifest_digest, Digest::sha256_of(&image.manifest));
+            let m = manifest::parse(&image.manifest, None).expect("a generated manifest parses");
+            let Manifest::Image(_, m) = m else {
+                panic!("a generated manifest is not an image manifest")
+            };
+            assert_eq!(m.blobs().len(), item.layers.len() + 1);
+            for l in &image.layers {
+                let e = docker.tar().entry(&l.entry).expect("a layer's entry");
+                assert_eq!(e.kind, EntryKind::File);
+                assert_eq!(index.get(&l.entry), Some(e), "a layer outside the index");
+                if l.compression.is_none() {
+                    assert_eq!(l.size, e.size);
+                }
+            }
+        }
+    }
+
+    if let Ok(oci) = OciArchive::from_tar(tar).await {
+        let list = oci.list();
+        assert_eq!(oci.select(&OciSelector::Only).is_ok(), list.len() == 1);
+        for e in list.iter().take(4) {
+            let d = oci
+                .select(&OciSelector::Index(e.position))
+                .expect("a listed position");
+            assert_eq!(d, &e.descriptor);
+            if let Some(name) = &e.name
+                && let Ok(d) = oci.select(&OciSelector::Name(name.clone()))
+            {
+                assert_eq!(
+                    d.annotations
+                        .as_ref()
+                        .and_then(|a| a.get("org.opencontainers.image.ref.name")),
+                    Some(name),
+                    "select by name chose another entry"
+                );
+            }
+            if let Ok(bytes) = oci.read_manifest(&e.descriptor).await {
+                assert_eq!(
+                    e.descriptor.digest.of_same_algorithm(&bytes),
+                    e.descriptor.digest,
+                    "a manifest read from the archive does not match its digest"
+                );
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// tarsplit
+
+/// The base64 payload's decoded length (standard alphabet, padded), without decoding it.
+fn base64_len(s: &str) -> u64 {
+    let pad = s.bytes().rev().take_while(|&b| b == b'=').count() as u64;
+    (s.len() as u64 / 4 * 3).saturating_sub(pad)
+}
+
+/// A [`FileSource`](ferry::internal::compression::FileSource) that gives each file the tar-split
+/// names, in order, the bytes of `tar` where that file's content must be, by the sizes the
+/// tar-split recorded: so `assemble` gives back `tar` only if the tar-split's segments and sizes
+/// are right, and its CRC-64 check passes only if the recorded checksums are.
+struct InPlace<'a> {
+    tar: &'a [u8],
+    files: std::collections::VecDeque<(u64, u64)>,
+}
+
+impl ferry::internal::compression::FileSource for InPlace<'_> {
+    fn open(&mut self, _name: &[u8]) -> std::io::Result<Box<dyn std::io::Read + '_>> {
+        let (at, size) = self
+            .files
+            .pop_front()
+            .ok_or_else(|| std::io::Error::other("more files than the tar-split lists"))?;
+        Ok(Box::new(&self.tar[at as usize..(at + size) as usize]))
+    }
+}
+
+/// Where the files of a tar-split are in its tar: (offset, size) in order. `None` when a
+/// header-only entry (a link, device, directory or FIFO, as Go's `isHeaderOnlyType`) declares
+/// a size: tar-split records that size as vbatts/tar-split does (`Size: hdr.Size`) although no
+/// content follows in the tar, so such a tar-split cannot assemble its tar, here as upstream.
+fn tar_split_files(tar: &[u8], tar_split: &[u8]) -> Option<std::collections::VecDeque<(u64, u64)>> {
+    let mut out = std::collections::VecDeque::new();
+    let mut pos = 0u64;
+    for line in tar_split.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+        let v: serde_json::Value = serde_json::from_slice(line).expect("a written tar-split line");
+        match v["type"].as_i64() {
+            Some(2) => pos += base64_len(v["payload"].as_str().expect("a segment's payload")),
+            Some(1) => {
+                let size = v["size"].as_i64().unwrap_or(0);
+                if size > 0 {
+                    // The entry's header block is the 512 bytes before its content.
+                    let typeflag = pos.checked_sub(512).and_then(|h| tar.get(h as usize + 156));
+                    if matches!(typeflag, Some(b'1'..=b'6')) {
+                        return None;
+                    }
+                    out.push_back((pos, size as u64));
+                    pos += size as u64;
+                }
+            }
+            other => panic!("tar-split wrote an entry of type {other:?}"),
+        }
+    }
+    Some(out)
+}
+
+/// A file outside the layer directory that `assemble` over `DirectoryFiles` must never read.
+const OUTSIDE: &[u8] = b"ferry-fuzz: outside the layer directory, 5c1e0b7a";
+
+/// A layer directory with files, and links out of it, beside [`OUTSIDE`].
+fn layer_dir() -> &'static Path {
+    static D: OnceLock<std::path::PathBuf> = OnceLock::new();
+    D.get_or_init(|| {
+        let base = scratch().join("tarsplit");
+        let root = base.join("layer");
+        std::fs::create_dir_all(root.join("etc")).expect("the layer directory");
+        std::fs::write(base.join("secret"), OUTSIDE).expect("the outside file");
+        std::fs::write(root.join("etc/hostname"), b"ferry\n").expect("a layer file");
+        std::fs::write(root.join("a"), b"a").expect("a layer file");
+        std::os::unix::fs::symlink("../secret", root.join("link")).expect("a link");
+        std::os::unix::fs::symlink("..", root.join("up")).expect("a link");
+        std::os::unix::fs::symlink("/", root.join("abs")).expect("a link");
+        root
+    })
+}
+
+/// `DirectoryFiles` over [`layer_dir`], checking that every file it opens is one of the
+/// directory's own.
+struct Inside(ferry::internal::compression::DirectoryFiles);
+
+impl ferry::internal::compression::FileSource for Inside {
+    fn open(&mut self, name: &[u8]) -> std::io::Result<Box<dyn std::io::Read + '_>> {
+        use std::io::Read as _;
+        let mut content = Vec::new();
+        self.0.open(name)?.take(4096).read_to_end(&mut content)?;
+        assert!(
+            content == b"a" || content == b"ferry\n",
+            "{:?} opened a file outside the layer directory",
+            String::from_utf8_lossy(name)
+        );
+        Ok(Box::new(std::io::Cursor::new(content)))
+    }
+}
+
+/// tar-split both ways and the zstd:chunked metadata. The input as a tar: `tar_split` must
+/// give a tar-split from which `assemble` rebuilds the input byte for byte (the files' content
+/// cut from the input at the sizes the tar-split recorded, their CRC-64s checked), and a
+/// `ChunkedWriter` blob of it must decompress to the input and give back, through
+/// `read_metadata`, the same tar-split and footer fields its annotations name. The input as a
+/// tar-split: `assemble` over a layer directory with links out of it never reads the file
+/// beside it (nor anything but the directory's own files). The input as a zstd:chunked blob: `read_metadata` returns parts of the sizes its
+/// footer declares.
+pub fn tarsplit(data: &[u8]) {
+    use ferry::internal::compression::{self, ChunkedWriter, DirectoryFiles};
+
+    // As a tar.
+    let mut ts = Vec::new();
+    if let Ok(summary) = compression::tar_split(data, &mut ts) {
+        assert_eq!(summary.tar_split_size, ts.len() as u64);
+        assert_eq!(
+            summary.tar_size,
+            data.len() as u64,
+            "tar-split did not read the whole tar"
+        );
+        if let Some(files) = tar_split_files(data, &ts) {
+            let mut files = InPlace { tar: data, files };
+            let mut out = Vec::new();
+            let n = compression::assemble(&ts[..], &mut files, &mut out)
+                .unwrap_or_else(|e| panic!("a tar-split does not assemble its own tar: {e}"));
+            assert_eq!(n, out.len() as u64);
+            assert!(
+                out == data,
+                "assemble rebuilt another tar from its tar-split"
+            );
+            assert!(files.files.is_empty(), "assemble skipped files");
+        }
+
+        let mut w = ChunkedWriter::new(Vec::new(), 1).expect("a zstd encoder");
+        use std::io::Write as _;
+        if w.write_all(data).is_ok()
+            && let Ok((blob, summary)) = w.finish()
+        {
+            assert_eq!(summary.tar_size, data.len() as u64);
+            let plain = zstd::stream::decode_all(&blob[..]).expect("a zstd:chunked blob decodes");
+            assert!(plain == data, "zstd:chunked changed the tar");
+            let m = compression::read_metadata(std::io::Cursor::new(&blob))
+                .expect("reading the metadata back")
+                .expect("a zstd:chunked blob has a footer");
+            assert!(m.tar_split == ts, "zstd:chunked carries another tar-split");
+            assert_eq!(m.toc_digest, summary.toc_digest);
+            let [toc_off, toc_len, toc_ulen, kind, ts_off, ts_len, ts_ulen] = m.footer;
+            assert_eq!(
+                summary.annotations[compression::MANIFEST_POSITION_KEY],
+                format!("{toc_off}:{toc_len}:{toc_ulen}:{kind}")
+            );
+            assert_eq!(
+                summary.annotations[compression::TARSPLIT_POSITION_KEY],
+                format!("{ts_off}:{ts_len}:{ts_ulen}")
+            );
+            let toc: serde_json::Value = serde_json::from_slice(&m.toc).expect("the TOC is JSON");
+            let _ = toc;
+        }
+    }
+
+    // As a tar-split, over a directory.
+    let mut files = Inside(DirectoryFiles::open(layer_dir()).expect("the layer directory"));
+    let mut out = Vec::new();
+    if let Ok(n) = compression::assemble(data, &mut files, &mut out) {
+        assert_eq!(n, out.len() as u64);
+    }
+
+    // As a zstd:chunked blob.
+    if let Ok(Some(m)) = compression::read_metadata(std::io::Cursor::new(data)) {
+        assert_eq!(m.toc.len() as u64, m.footer[2]);
+        assert_eq!(m.tar_split.len() as u64, m.footer[6]);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// proxy_request
+
+/// Whether two JSON values are the same, numbers compared by value (a float that went through
+/// text may come back a unit in the last place off: serde_json parses fast, not exactly).
+fn same_json(a: &serde_json::Value, b: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => {
+            if let (Some(x), Some(y)) = (x.as_u64(), y.as_u64()) {
+                return x == y;
+            }
+            if let (Some(x), Some(y)) = (x.as_i64(), y.as_i64()) {
+                return x == y;
+            }
+            match (x.as_f64(), y.as_f64()) {
+                (Some(x), Some(y)) => x == y || (x - y).abs() <= x.abs().max(y.abs()) * 1e-15,
+                _ => false,
+            }
+        }
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(x, y)| same_json(x, y))
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| same_json(v, w)))
+        }
+        _ => a == b,
+    }
+}
+
+/// The image proxy's wire format: a request as the handler parses it (`wire::Request`), its
+/// arguments through `expect_args`, `uint` and `string`, and replies carrying them. A request
+/// that parses says what a generic JSON parse of the same bytes says; an id `uint` accepts is a
+/// whole number within JavaScript's safe range equal to the argument; `string` accepts exactly
+/// the strings; a reply (and the error pipe's object) serialises with skopeo's fields and reads
+/// back with the same values.
+pub fn proxy_request(data: &[u8]) {
+    use ferry::internal::proxy::wire::{self, ErrorCode, PipeError, Reply, Request};
+    use serde_json::Value;
+
+    let Ok(request) = serde_json::from_slice::<Request>(data) else {
+        return;
+    };
+    if let Ok(Value::Object(generic)) = serde_json::from_slice::<Value>(data) {
+        assert_eq!(
+            generic.get("method"),
+            Some(&Value::String(request.method.clone())),
+            "the request's method is not the JSON's"
+        );
+        match generic.get("args") {
+            Some(Value::Array(args)) => assert_eq!(args, &request.args),
+            None => assert!(request.args.is_empty()),
+            Some(other) => panic!("args {other} parsed as an array"),
+        }
+    }
+    for n in 0..4 {
+        assert_eq!(
+            wire::expect_args(&request.args, n, "n").is_ok(),
+            request.args.len() == n
+        );
+    }
+    assert!(wire::uint(None).is_err() && wire::string(None, "x").is_err());
+    let mut pipeid = 0u32;
+    for arg in &request.args {
+        if let Ok(n) = wire::uint(Some(arg)) {
+            assert!(n <= wire::MAX_SAFE_INTEGER, "an id beyond 2^53: {n}");
+            let Value::Number(v) = arg else {
+                panic!("uint accepted {arg}")
+            };
+            assert!(
+                v.as_u64() == Some(n) || v.as_f64() == Some(n as f64),
+                "uint read {n} from {v}"
+            );
+            pipeid = u32::try_from(n).unwrap_or(pipeid);
+        }
+        match wire::string(Some(arg), "x") {
+            Ok(s) => assert_eq!(arg, &Value::String(s.to_string())),
+            Err(_) => assert!(!arg.is_string()),
+        }
+    }
+
+    let value = Value::Array(request.args.clone());
+    let ok = serde_json::to_vec(&Reply::ok(value.clone(), pipeid)).expect("a reply serialises");
+    let back: Value = serde_json::from_slice(&ok).expect("a written reply parses");
+    let fields: Vec<&str> = back
+        .as_object()
+        .expect("a reply is an object")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        fields.len(),
+        5,
+        "a reply has skopeo's five fields: {fields:?}"
+    );
+    assert_eq!(back["success"], Value::Bool(true));
+    assert!(
+        same_json(&back["value"], &value),
+        "the reply's value changed"
+    );
+    assert_eq!(back["pipeid"], Value::from(pipeid));
+    assert_eq!(back["error_code"], Value::from(""));
+    assert_eq!(back["error"], Value::from(""));
+
+    let failed = Reply::failed(request.method.clone(), ErrorCode::Retryable);
+    let back: Value =
+        serde_json::from_slice(&serde_json::to_vec(&failed).expect("serialises")).expect("parses");
+    assert_eq!(back["success"], Value::Bool(false));
+    assert_eq!(back["error"], Value::String(request.method.clone()));
+    assert_eq!(back["error_code"], Value::from("retryable"));
+    assert_eq!(back["value"], Value::Null);
+
+    let pipe = PipeError {
+        code: ErrorCode::Pipe,
+        message: &request.method,
+    };
+    let back: Value =
+        serde_json::from_slice(&serde_json::to_vec(&pipe).expect("serialises")).expect("parses");
+    assert_eq!(back["code"], Value::from("EPIPE"));
+    assert_eq!(back["message"], Value::String(request.method.clone()));
+}
+
+// ---------------------------------------------------------------------------------------------
+// unpack_tar
+
+/// The gate's admission for the demo manifest under a policy that accepts anything: what
+/// `Rootfs::open` requires, made the only way one is made.
+fn admission() -> &'static ferry::Admission {
+    static A: OnceLock<ferry::Admitted> = OnceLock::new();
+    A.get_or_init(|| {
+        let p = Policy::from_bytes(
+            br#"{"default":[{"type":"insecureAcceptAnything"}]}"#,
+            "fuzz",
+        )
+        .expect("a policy");
+        let image = ImageReference::parse("dir:/nonexistent/ferry-fuzz/unpack").expect("valid");
+        let digest = Digest::sha256_of(DEMO_MANIFEST);
+        let input = policy::GateInput {
+            digest: &digest,
+            manifest: DEMO_MANIFEST,
+            slots: &[],
+            role: policy::ManifestRole::Image,
+            platform: None,
+            searched: &[],
+            bundles: policy::BundleIdentity::Named,
+            attached_unreadable: &[],
+        };
+        policy::gate(&p, &image, ferry::SignatureMode::CopyAll, &[input]).expect("admitted")
+    })
+    .admission()
+}
+
+/// What is in a directory tree: each path (relative) with its type, permission bits and
+/// content or link target. Makes every directory searchable and every file readable by its
+/// owner on the way (a layer may set 000), so the tree can be read and removed.
+fn tree(dir: &Path, rel: &str, out: &mut Vec<String>) {
+    use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+    let mut names: Vec<_> = std::fs::read_dir(dir)
+        .expect("reading a directory of the root")
+        .map(|e| e.expect("a directory entry").file_name())
+        .collect();
+    names.sort();
+    for name in names {
+        let path = dir.join(&name);
+        let rel = format!("{rel}/{}", name.to_string_lossy());
+        let m = std::fs::symlink_metadata(&path).expect("an entry's metadata");
+        let mode = m.mode() & 0o7777;
+        let t = m.file_type();
+        if t.is_symlink() {
+            let target = std::fs::read_link(&path).expect("a link");
+            out.push(format!("{rel} link {mode:o} -> {}", target.display()));
+        } else if t.is_dir() {
+            out.push(format!("{rel} dir {mode:o}"));
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode | 0o700))
+                .expect("chmod");
+            tree(&path, &rel, out);
+        } else if t.is_file() {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode | 0o600))
+                .expect("chmod");
+            let content = std::fs::read(&path).expect("a file's content");
+            out.push(format!("{rel} file {mode:o} {content:?}"));
+        } else {
+            out.push(format!("{rel} other {mode:o} {:?}", t));
+        }
+    }
+}
+
+/// The unpack applier (`Rootfs::apply_tar`, through the layer reader `unpack::tar_stream`)
+/// on the input as a layer (plain, gzip or zstd), rootless, into a fresh root, once with each
+/// resolver (openat2 where the kernel has it, the `O_NOFOLLOW` walk): nothing may appear or
+/// change outside the root (its parent holds only the root and an untouched canary directory),
+/// both resolvers must agree on the outcome and on every file, link and directory they made,
+/// and a layer applied reports the digest and size of the input.
+pub fn unpack_tar(data: &[u8]) {
+    use ferry::bundle::{ApplyOptions, Resolver, Rootfs};
+
+    let base = tempfile::Builder::new()
+        .prefix("unpack_tar")
+        .tempdir_in(scratch())
+        .expect("a fresh directory");
+    std::fs::create_dir(base.path().join("outside")).expect("the canary directory");
+    std::fs::write(base.path().join("outside/canary"), b"canary").expect("the canary");
+    let mut outcomes = Vec::new();
+    for (name, resolver) in [("auto", Resolver::Auto), ("walk", Resolver::Walk)] {
+        let root = base.path().join(name);
+        std::fs::create_dir(&root).expect("the root");
+        let mut options = ApplyOptions::default();
+        options.rootless = true;
+        options.resolver = resolver;
+        options.max_bytes = 16 << 20;
+        options.max_entries = 10_000;
+        let mut rootfs = Rootfs::open(&root, options, admission()).expect("opening the root");
+        let result = rootfs.apply_tar(data, "fuzz layer");
+        if let Ok(stats) = &result {
+            assert_eq!(stats.digest, Digest::sha256_of(data), "the layer's digest");
+            assert_eq!(
+                stats.compressed_bytes,
+                data.len() as u64,
+                "the layer's size"
+            );
+        }
+        let mut made = Vec::new();
+        tree(&root, "", &mut made);
+        outcomes.push((result.is_ok(), made));
+    }
+    let mut around: Vec<String> = std::fs::read_dir(base.path())
+        .expect("the base")
+        .map(|e| {
+            e.expect("an entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    around.sort();
+    assert_eq!(
+        around,
+        ["auto", "outside", "walk"],
+        "something was made outside the root"
+    );
+    let outside: Vec<_> = std::fs::read_dir(base.path().join("outside"))
+        .expect("the canary directory")
+        .collect();
+    assert_eq!(outside.len(), 1, "something was made beside the canary");
+    assert_eq!(
+        std::fs::read(base.path().join("outside/canary")).expect("the canary"),
+        b"canary",
+        "the canary changed"
+    );
+    let (walk, auto) = (outcomes.pop().expect("walk"), outcomes.pop().expect("auto"));
+    assert_eq!(
+        auto.0, walk.0,
+        "the resolvers disagree on whether the layer applies"
+    );
+    assert_eq!(auto.1, walk.1, "the resolvers made different trees");
+}
+
+// ---------------------------------------------------------------------------------------------
+// storage_json
+
+/// containers-storage's record files and storage.conf. Input: `LAYERS.JSON [SEP IMAGES.JSON
+/// [SEP STORAGE.CONF]]`, written into a fresh store (vfs, or the driver storage.conf names when
+/// ferry writes it) beside a canary directory, then read as the containers-storage transport
+/// reads them: `read_conf` agrees with a generic TOML parse of `[storage]`; `Layers::get`,
+/// `by_digest`, `complete` and `remove_incomplete` (which removes files) find what the records
+/// say and remove nothing outside the store's driver directory; `Images::get`, `by_name`,
+/// `by_digest`, `add_name` likewise; records saved and loaded again are unchanged.
+pub fn storage_json(data: &[u8]) {
+    use ferry::internal::transport::containers_storage::StoreSpec;
+    use ferry::internal::transport::containers_storage::config::read_conf;
+    use ferry::internal::transport::containers_storage::store::{Images, Layers, Store};
+    use serde_json::Value;
+
+    let parts = split(data);
+    let base = tempfile::Builder::new()
+        .prefix("storage_json")
+        .tempdir_in(scratch())
+        .expect("a fresh directory");
+    let mut driver = "vfs".to_string();
+    if let Some(conf) = parts.get(2) {
+        let path = base.path().join("storage.conf");
+        std::fs::write(&path, conf).expect("writing storage.conf");
+        if let Ok(c) = read_conf(&path) {
+            let generic: toml::Table = toml::from_str(text(conf).expect("read_conf took UTF-8"))
+                .expect("read_conf took TOML");
+            let storage = generic.get("storage");
+            for (key, got) in [
+                ("driver", &c.driver),
+                ("graphroot", &c.graphroot),
+                ("runroot", &c.runroot),
+                ("rootless_storage_path", &c.rootless_storage_path),
+            ] {
+                assert_eq!(
+                    storage.and_then(|s| s.get(key)).and_then(|v| v.as_str()),
+                    got.as_deref(),
+                    "storage.conf's {key}"
+                );
+            }
+            if let Some(d) = c
+                .driver
+                .filter(|d| ["overlay", "overlay2", "vfs"].contains(&d.as_str()))
+            {
+                driver = d;
+            }
+        }
+        std::fs::remove_file(&path).expect("removing storage.conf");
+    }
+    std::fs::create_dir(base.path().join("outside")).expect("the canary directory");
+    std::fs::write(base.path().join("outside/canary"), b"canary").expect("the canary");
+    let spec = StoreSpec {
+        driver,
+        graph_root: base.path().join("graph"),
+        run_root: base.path().join("run"),
+        options: Vec::new(),
+    };
+    let store = Store::open(&spec).expect("a driver ferry writes");
+    store.prepare().expect("making the store");
+    std::fs::write(store.layers_dir().join("layers.json"), parts[0]).expect("layers.json");
+    if let Some(images) = parts.get(1) {
+        std::fs::write(store.images_dir().join("images.json"), images).expect("images.json");
+    }
+    // A layer's files, so that removing an incomplete layer has something to remove.
+    std::fs::create_dir_all(store.driver_home().join("0123")).expect("a layer directory");
+
+    let id_of = |v: &Value| v.get("id").and_then(Value::as_str).map(str::to_string);
+    if let Ok(mut layers) = Layers::load(&store) {
+        let ids: Vec<String> = layers.list.iter().filter_map(id_of).take(16).collect();
+        for id in &ids {
+            if let Some(info) = layers.get(id) {
+                assert_eq!(&info.id, id, "get found another layer");
+            }
+        }
+        for v in layers.list.iter().take(16) {
+            if let Some(d) = v
+                .get("diff-digest")
+                .and_then(Value::as_str)
+                .and_then(|d| Digest::parse(d).ok())
+            {
+                let complete = v
+                    .get("flags")
+                    .and_then(|f| f.get("incomplete"))
+                    .and_then(Value::as_bool)
+                    != Some(true);
+                if complete && id_of(v).is_some() {
+                    assert!(!layers.by_digest(&d).is_empty(), "by_digest missed {d}");
+                }
+            }
+        }
+        let before = layers.list.clone();
+        let mut completed = Layers::load(&store).expect("loaded once");
+        for id in &ids {
+            completed.complete(id);
+            assert!(
+                completed.get(id).is_some(),
+                "layer {id:?} is still incomplete"
+            );
+        }
+        let _ = layers.remove_incomplete(&store);
+        assert!(
+            store.driver_home().is_dir(),
+            "the driver's directory was removed"
+        );
+        assert!(
+            store.layers_dir().is_dir(),
+            "the layer records' directory was removed"
+        );
+        let lock = store.lock_layers(true).expect("the layers lock");
+        layers.save(&lock).expect("saving layers.json");
+        let again = Layers::load(&store).expect("a saved layers.json loads");
+        assert!(
+            same_json(
+                &Value::Array(again.list),
+                &Value::Array(layers.list.clone())
+            ),
+            "layers.json changed on its way through a save"
+        );
+        assert!(layers.list.len() <= before.len());
+    }
+
+    if let Ok(mut images) = Images::load(&store) {
+        let ids: Vec<String> = images.list.iter().filter_map(id_of).take(8).collect();
+        for id in &ids {
+            assert_eq!(images.get(id).and_then(id_of).as_ref(), Some(id));
+        }
+        for v in images.list.clone().iter().take(8) {
+            if let Some(d) = v
+                .get("digest")
+                .and_then(Value::as_str)
+                .and_then(|d| Digest::parse(d).ok())
+            {
+                assert!(!images.by_digest(&d).is_empty(), "by_digest missed {d}");
+            }
+        }
+        for id in &ids {
+            let name = "registry.ferry.test/fuzz:1";
+            images.add_name(id, name);
+            // add_name keeps a `names` that is not a list as it is (so the name is not given).
+            let takes_names = images
+                .get(id)
+                .is_some_and(|v| v.is_object() && v.get("names").is_none_or(Value::is_array));
+            match images.by_name(name) {
+                Some(holder) => assert_eq!(
+                    id_of(holder).as_ref(),
+                    Some(id),
+                    "the name went to another image"
+                ),
+                None => assert!(!takes_names, "a name just given is not found"),
+            }
+        }
+        let lock = store.lock_images(true).expect("the images lock");
+        images.save(&lock).expect("saving images.json");
+        let again = Images::load(&store).expect("a saved images.json loads");
+        assert!(
+            same_json(
+                &Value::Array(again.list),
+                &Value::Array(images.list.clone())
+            ),
+            "images.json changed on its way through a save"
+        );
+    }
+
+    let mut around: Vec<String> = std::fs::read_dir(base.path())
+        .expect("the base")
+        .map(|e| {
+            e.expect("an entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    around.sort();
+    assert_eq!(
+        around,
+        ["graph", "outside", "run"],
+        "something changed outside the store"
+    );
+    assert_eq!(
+        std::fs::read(base.path().join("outside/canary")).expect("the canary"),
+        b"canary"
+    );
 }

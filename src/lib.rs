@@ -209,6 +209,9 @@ pub mod internal {
     pub mod record {
         pub use crate::record::*;
     }
+    pub mod proxy {
+        pub use crate::proxy::wire;
+    }
     pub mod reference {
         pub use crate::reference::*;
     }

@@ -68,6 +68,7 @@ fn every_committed_fuzz_input_still_passes() {
             }
         }
     }
+    targets::remove_scratch();
     assert!(
         failures.is_empty(),
         "{} of {total} fuzz inputs fail (reproduce one with `cargo +nightly fuzz run TARGET FILE`):\n{}",

@@ -837,7 +837,13 @@ pub fn read_metadata<R: Read + Seek>(mut blob: R) -> io::Result<Option<ChunkedMe
     }
     let [toc_off, toc_len, toc_ulen, _, ts_off, ts_len, ts_ulen] = footer;
     let bad = |m: &str| io::Error::new(io::ErrorKind::InvalidData, m.to_string());
-    if toc_len > MAX_TOC || toc_ulen > MAX_TOC || ts_len > len || toc_off + toc_len > len {
+    // Offsets are the blob's to choose: an end past u64::MAX is outside the blob too.
+    let outside = |off: u64, n: u64| off.checked_add(n).is_none_or(|end| end > len);
+    if toc_len > MAX_TOC
+        || toc_ulen > MAX_TOC
+        || outside(toc_off, toc_len)
+        || outside(ts_off, ts_len)
+    {
         return Err(bad(
             "zstd:chunked footer describes a TOC too large or outside the blob",
         ));
@@ -921,6 +927,25 @@ mod tests {
             whole.len() > 4,
             "random data is cut about every 64 KiB: {whole:?}"
         );
+    }
+
+    #[test]
+    fn a_footer_whose_offsets_overflow_is_refused() {
+        // fuzz/artifacts/tarsplit/crash-read-metadata-toc-offset-overflow: a TOC at
+        // u64::MAX - 3 made `toc_off + toc_len` overflow (a panic with overflow checks).
+        let mut blob = SKIPPABLE_MAGIC.to_vec();
+        blob.extend(64u32.to_le_bytes());
+        for v in [u64::MAX - 3, 8, 8, 1, 0, 8, 8] {
+            blob.extend(v.to_le_bytes());
+        }
+        blob.extend(FOOTER_MAGIC);
+        let e = read_metadata(io::Cursor::new(&blob)).unwrap_err();
+        assert!(e.to_string().contains("outside the blob"), "{e}");
+        // The same for the tar-split's offset.
+        let at = 8 + 4 * 8;
+        blob[at..at + 8].copy_from_slice(&(u64::MAX - 3).to_le_bytes());
+        blob[8..16].copy_from_slice(&0u64.to_le_bytes());
+        assert!(read_metadata(io::Cursor::new(&blob)).is_err());
     }
 
     #[test]

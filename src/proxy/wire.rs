@@ -8,10 +8,12 @@ use serde_json::Value;
 
 /// A request: a method and its arguments.
 #[derive(Debug, Deserialize)]
-pub(crate) struct Request {
-    pub(crate) method: String,
+pub struct Request {
+    /// The method's name.
+    pub method: String,
+    /// Its arguments (none when the field is missing).
     #[serde(default)]
-    pub(crate) args: Vec<Value>,
+    pub args: Vec<Value>,
 }
 
 /// How a failure is classified for the client (`error_code`, protocol 0.2.8): the crate turns
@@ -33,13 +35,18 @@ pub enum ErrorCode {
 
 /// A reply, serialised with skopeo's field names and order.
 #[derive(Debug, Serialize)]
-pub(crate) struct Reply {
-    pub(crate) success: bool,
-    pub(crate) value: Value,
-    pub(crate) pipeid: u32,
+pub struct Reply {
+    /// Whether the method succeeded.
+    pub success: bool,
+    /// What it returned.
+    pub value: Value,
+    /// The pipe its data comes through, or 0.
+    pub pipeid: u32,
+    /// How a failure is classified (`""` on success).
     #[serde(serialize_with = "code_or_empty")]
-    pub(crate) error_code: Option<ErrorCode>,
-    pub(crate) error: String,
+    pub error_code: Option<ErrorCode>,
+    /// The failure's message (`""` on success).
+    pub error: String,
 }
 
 fn code_or_empty<S: serde::Serializer>(c: &Option<ErrorCode>, s: S) -> Result<S::Ok, S::Error> {
@@ -51,7 +58,7 @@ fn code_or_empty<S: serde::Serializer>(c: &Option<ErrorCode>, s: S) -> Result<S:
 
 impl Reply {
     /// A successful reply.
-    pub(crate) fn ok(value: Value, pipeid: u32) -> Reply {
+    pub fn ok(value: Value, pipeid: u32) -> Reply {
         Reply {
             success: true,
             value,
@@ -62,7 +69,7 @@ impl Reply {
     }
 
     /// A failed reply.
-    pub(crate) fn failed(error: String, code: ErrorCode) -> Reply {
+    pub fn failed(error: String, code: ErrorCode) -> Reply {
         Reply {
             success: false,
             value: Value::Null,
@@ -75,14 +82,16 @@ impl Reply {
 
 /// What `GetRawBlob` writes to its error pipe when the copy fails.
 #[derive(Debug, Serialize)]
-pub(crate) struct PipeError<'a> {
-    pub(crate) code: ErrorCode,
-    pub(crate) message: &'a str,
+pub struct PipeError<'a> {
+    /// How the failure is classified.
+    pub code: ErrorCode,
+    /// Its message.
+    pub message: &'a str,
 }
 
 /// The largest integer a JSON number carries exactly (JavaScript's `MAX_SAFE_INTEGER`): skopeo
 /// refuses ids above it, and so does ferry.
-const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
+pub const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
 
 /// Why an argument is not what the method takes.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -125,11 +134,7 @@ fn type_name(v: &Value) -> &'static str {
 }
 
 /// Checks the number of arguments.
-pub(crate) fn expect_args(
-    args: &[Value],
-    n: usize,
-    expected: &'static str,
-) -> Result<(), ArgumentError> {
+pub fn expect_args(args: &[Value], n: usize, expected: &'static str) -> Result<(), ArgumentError> {
     if args.len() == n {
         Ok(())
     } else {
@@ -139,7 +144,7 @@ pub(crate) fn expect_args(
 
 /// A non-negative integer argument (an image id, a pipe id, a size). A JSON number with a
 /// fraction of zero (`3.0`) counts, as Go's decoder into `float64` takes it.
-pub(crate) fn uint(v: Option<&Value>) -> Result<u64, ArgumentError> {
+pub fn uint(v: Option<&Value>) -> Result<u64, ArgumentError> {
     let v = v.ok_or(ArgumentError::Count {
         expected: "a numeric argument",
     })?;
@@ -166,10 +171,7 @@ pub(crate) fn uint(v: Option<&Value>) -> Result<u64, ArgumentError> {
 }
 
 /// A string argument.
-pub(crate) fn string<'a>(
-    v: Option<&'a Value>,
-    what: &'static str,
-) -> Result<&'a str, ArgumentError> {
+pub fn string<'a>(v: Option<&'a Value>, what: &'static str) -> Result<&'a str, ArgumentError> {
     match v {
         Some(Value::String(s)) => Ok(s),
         Some(other) => Err(ArgumentError::NotAString {

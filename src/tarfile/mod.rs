@@ -27,7 +27,7 @@ mod archive;
 pub mod compressed;
 pub mod docker;
 mod error;
-mod header;
+pub mod header;
 mod index;
 pub mod oci;
 mod open;

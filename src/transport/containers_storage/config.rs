@@ -28,16 +28,21 @@ struct ConfFile {
     storage: ConfStorage,
 }
 
+/// The `[storage]` table of storage.conf: the keys ferry reads.
 #[derive(serde::Deserialize, Default, Debug)]
-struct ConfStorage {
+pub struct ConfStorage {
+    /// `driver`.
     #[serde(default)]
-    driver: Option<String>,
+    pub driver: Option<String>,
+    /// `graphroot`.
     #[serde(default)]
-    graphroot: Option<String>,
+    pub graphroot: Option<String>,
+    /// `runroot`.
     #[serde(default)]
-    runroot: Option<String>,
+    pub runroot: Option<String>,
+    /// `rootless_storage_path`.
     #[serde(default)]
-    rootless_storage_path: Option<String>,
+    pub rootless_storage_path: Option<String>,
 }
 
 fn env_path(name: &str) -> Option<PathBuf> {
@@ -129,7 +134,8 @@ pub fn default_store() -> Result<StoreSpec, String> {
     })
 }
 
-fn read_conf(path: &Path) -> Result<ConfStorage, String> {
+/// Reads the `[storage]` table of the storage.conf at `path`.
+pub fn read_conf(path: &Path) -> Result<ConfStorage, String> {
     let bytes = crate::limits::read_file(path, crate::limits::MAX_CONFIG_FILE, "storage.conf")
         .map_err(|e| e.to_string())?;
     let text = String::from_utf8(bytes).map_err(|_| format!("{}: not UTF-8", path.display()))?;

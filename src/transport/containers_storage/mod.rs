@@ -12,11 +12,13 @@
 //! a failure or a kill leaves what containers/storage would, and never an image naming a
 //! missing layer. docs/containers-storage.md has the details.
 
-mod config;
+// `config` and `store` are public for the fuzz target of storage.conf and the record files
+// (through `ferry::internal`); neither is part of the library's interface.
+pub mod config;
 mod layer;
 mod lock;
 mod reference;
-mod store;
+pub mod store;
 
 pub use config::StoreSpec;
 pub use reference::Reference;

@@ -166,8 +166,13 @@ impl Store {
     }
 
     /// Removes a layer's files (driver directory, short link, tar-split); its record is the
-    /// caller's.
+    /// caller's. An ID that is not one plain path component (see [`is_plain_id`]) names no
+    /// files of the store, so nothing is removed for it.
     pub fn remove_layer_files(&self, id: &str) {
+        if !is_plain_id(id) {
+            tracing::warn!(layer = %id, "not removing files for a layer ID that is not a plain name");
+            return;
+        }
         let dir = self.driver_home().join(id);
         if self.driver == Driver::Overlay
             && let Ok(link) = std::fs::read_to_string(dir.join("link"))
@@ -234,6 +239,14 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// Whether a layer ID read from `layers.json` can name a layer's files: one path component,
+/// not `.` or `..`. containers/storage's IDs are 64 hex digits; a record whose ID is `/`, `..`, the
+/// empty ID or `../x` (a corrupt or hostile `layers.json`) would otherwise make the store's paths
+/// (`driver_home().join(id)`) point at the driver's directory itself or outside the store.
+pub fn is_plain_id(id: &str) -> bool {
+    !id.is_empty() && id != "." && id != ".." && !id.contains(['/', '\0'])
 }
 
 /// Moves a file by a rename, or (across mounts) by a copy renamed into place.
@@ -629,6 +642,57 @@ impl Images {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn removing_an_incomplete_layer_stays_inside_the_store() {
+        let t = tempfile::tempdir().unwrap();
+        let outside = t.path().join("outside");
+        std::fs::create_dir(&outside).unwrap();
+        std::fs::write(outside.join("keep"), b"keep").unwrap();
+        let spec = StoreSpec {
+            driver: "vfs".into(),
+            graph_root: t.path().join("graph"),
+            run_root: t.path().join("run"),
+            options: Vec::new(),
+        };
+        let store = Store::open(&spec).unwrap();
+        store.prepare().unwrap();
+        std::fs::create_dir(store.driver_home().join("good")).unwrap();
+        // Every ID that would escape names a directory inside the test's own (an absolute one
+        // too), so that this test removes nothing else should the check ever go.
+        let absolute = outside.to_str().unwrap();
+        let ids = [
+            "",
+            ".",
+            "..",
+            "../../../outside",
+            absolute,
+            "a/../..",
+            "good",
+        ];
+        let records: Vec<Value> = ids
+            .iter()
+            .map(|id| json!({"id": id, "flags": {INCOMPLETE: true}}))
+            .collect();
+        std::fs::write(
+            store.layers_dir().join("layers.json"),
+            serde_json::to_vec(&records).unwrap(),
+        )
+        .unwrap();
+        let mut layers = Layers::load(&store).unwrap();
+        assert!(layers.remove_incomplete(&store));
+        assert!(layers.list.is_empty());
+        assert!(
+            !store.driver_home().join("good").exists(),
+            "a real layer's files go"
+        );
+        assert!(store.driver_home().exists(), "the driver's directory stays");
+        assert_eq!(std::fs::read(outside.join("keep")).unwrap(), b"keep");
+        for id in ids.iter().take(6) {
+            assert!(!is_plain_id(id), "{id:?}");
+        }
+        assert!(is_plain_id(&"a".repeat(64)));
+    }
 
     #[test]
     fn big_data_names_as_containers_storage() {

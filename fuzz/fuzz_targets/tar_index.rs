@@ -1,0 +1,8 @@
+//! cargo-fuzz target `tar_index`: see `targets::tar_index` in fuzz/targets_common.rs, which the corpus
+//! replay (tests/fuzz_corpus.rs) runs too.
+#![no_main]
+
+#[path = "../targets_common.rs"]
+mod targets;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| targets::tar_index(data));

@@ -1,0 +1,8 @@
+//! cargo-fuzz target `tarsplit`: see `targets::tarsplit` in fuzz/targets_common.rs, which the corpus
+//! replay (tests/fuzz_corpus.rs) runs too.
+#![no_main]
+
+#[path = "../targets_common.rs"]
+mod targets;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| targets::tarsplit(data));
