@@ -751,6 +751,48 @@ fn signatures_are_kept_where_containers_image_reads_them() {
 }
 
 /// Bad references and stores: a clear error, exit 3 (or 2), nothing written.
+/// IDs in images.json and layers.json become paths: an image or layer ID that is not a plain
+/// name (a corrupt or hostile store) is refused by name, and nothing is read through it.
+#[test]
+fn ids_that_are_not_plain_names_are_refused() {
+    let w = World::new();
+    let src = w.push(&plain_image("ids"), "ferry/ids:1");
+    let store = Store::new(&w, "s", "vfs");
+    w.pull(&src, &store);
+    let images_json = store.root.join("vfs-images/images.json");
+    let original = std::fs::read_to_string(&images_json).unwrap();
+    let records: Value = serde_json::from_str(&original).unwrap();
+    let (id, layer) = (
+        records[0]["id"].as_str().unwrap().to_string(),
+        records[0]["layer"].as_str().unwrap().to_string(),
+    );
+    for (field, from, to, says) in [
+        ("id", &id, "../../outside", "image ID \"../../outside\""),
+        ("layer", &layer, "../x", "layer ID \"../x\""),
+    ] {
+        let tampered = original.replace(
+            &format!("\"{field}\":\"{from}\""),
+            &format!("\"{field}\":\"{to}\""),
+        );
+        assert_ne!(tampered, original, "{field} not found in {original}");
+        std::fs::write(&images_json, tampered).unwrap();
+        let dest = w.path(&format!("out-{field}"));
+        let r = w.ferry(&[
+            "copy",
+            &store.reference(&src),
+            &format!("dir:{}", dest.display()),
+        ]);
+        assert_eq!(r.code, 3, "{}", r.stderr);
+        assert!(
+            r.stderr.contains(says) && r.stderr.contains("not a plain name"),
+            "{}",
+            r.stderr
+        );
+        assert!(!dest.exists());
+    }
+    std::fs::write(&images_json, original).unwrap();
+}
+
 #[test]
 fn bad_references_and_missing_images_are_clear_errors() {
     let w = World::new();
