@@ -766,6 +766,36 @@ pub fn check_signatures(
 mod tests {
     use super::*;
 
+    /// Only the layers this copy recompressed skip the blob step's hash: the source's own blobs,
+    /// and any source without made layers, are hashed as they stream.
+    #[test]
+    fn only_made_layers_count_as_hashed_when_made() {
+        let t = tempfile::tempdir().unwrap();
+        let at = format!("dir:{}", t.path().display());
+        let inner =
+            crate::transport::dir::DirSource::open(ImageReference::parse(&at).unwrap(), t.path())
+                .unwrap();
+        let source = layer("application/vnd.oci.image.layer.v1.tar+gzip", &[]);
+        let made = layer("application/vnd.oci.image.layer.v1.tar+zstd", &[]);
+        let spool = tempfile::NamedTempFile::new_in(t.path()).unwrap();
+        let layers = HashMap::from([(
+            made.digest.clone(),
+            MadeLayer {
+                source: source.clone(),
+                bytes: LayerBytes::Spooled(Arc::new(spool)),
+            },
+        )]);
+        let no_blobs = HashMap::new();
+        let with = |layers| super::super::convert::WithMadeBlobs {
+            inner: &inner,
+            made: &no_blobs,
+            layers,
+        };
+        assert!(with(Some(&layers)).blob_was_hashed_when_made(&made));
+        assert!(!with(Some(&layers)).blob_was_hashed_when_made(&source));
+        assert!(!with(None).blob_was_hashed_when_made(&made));
+    }
+
     fn layer(media_type: &str, annotations: &[(&str, &str)]) -> Descriptor {
         Descriptor {
             media_type: media_type.into(),
