@@ -276,12 +276,11 @@ fn apply_recomposed(store: &Store, id: &str, root: &mut Rootfs, dir: &Path) -> R
 /// Writes the exact tar of the stored layer `id` to `out`, from its tar-split and its files;
 /// returns its size. Blocking.
 pub fn recompose(store: &Store, id: &str, out: impl Write) -> Result<u64> {
-    if !super::store::is_plain_id(id) {
-        return Err(TransportError::InvalidLayout {
-            path: store.layers_dir().join("layers.json"),
-            why: format!("layer ID {id:?} is not a plain name, so it names no files of the store"),
-        });
-    }
+    super::store::require_plain_id(
+        id,
+        store.layers_dir().join("layers.json"),
+        &format!("layer ID {id:?}"),
+    )?;
     let ts = store.tar_split_path(id);
     let f = std::fs::File::open(&ts).map_err(|e| TransportError::io(&ts, e))?;
     let split = BufReader::with_capacity(

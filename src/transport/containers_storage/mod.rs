@@ -809,14 +809,11 @@ impl StorageSource {
             .ok_or_else(not_found)?;
         // IDs come from the store's JSON files and become paths: one that is not a plain name
         // (a corrupt or hostile images.json or layers.json) would read files outside the store.
-        if !store::is_plain_id(&image) {
-            return Err(TransportError::InvalidLayout {
-                path: store.images_dir().join("images.json"),
-                why: format!(
-                    "image ID {image:?} is not a plain name, so it names no files of the store"
-                ),
-            });
-        }
+        store::require_plain_id(
+            &image,
+            store.images_dir().join("images.json"),
+            &format!("image ID {image:?}"),
+        )?;
         let layers_lock = store.lock_layers(false)?;
         let all = Layers::load(&store)?;
         drop(layers_lock);
@@ -826,14 +823,11 @@ impl StorageSource {
             .and_then(Value::as_str)
             .map(str::to_string);
         while let Some(id) = next {
-            if !store::is_plain_id(&id) {
-                return Err(TransportError::InvalidLayout {
-                    path: store.layers_dir().join("layers.json"),
-                    why: format!(
-                        "image {image} names layer ID {id:?}, which is not a plain name, so it names no files of the store"
-                    ),
-                });
-            }
+            store::require_plain_id(
+                &id,
+                store.layers_dir().join("layers.json"),
+                &format!("layer ID {id:?} of image {image}"),
+            )?;
             let l = all.get(&id).ok_or_else(|| TransportError::InvalidLayout {
                 path: store.layers_dir().join("layers.json"),
                 why: format!("image {image} names layer {id}, which the store does not have"),

@@ -249,6 +249,18 @@ pub fn is_plain_id(id: &str) -> bool {
     !id.is_empty() && id != "." && id != ".." && !id.contains(['/', '\0'])
 }
 
+/// `Ok` when `id` (read from `file`, one of the store's record files) is a plain name (see
+/// [`is_plain_id`]); otherwise the error that names it as `what` (`layer ID "../x"`) and the file.
+pub fn require_plain_id(id: &str, file: PathBuf, what: &str) -> Result<()> {
+    if is_plain_id(id) {
+        return Ok(());
+    }
+    Err(TransportError::InvalidLayout {
+        path: file,
+        why: format!("{what} is not a plain name, so it names no files of the store"),
+    })
+}
+
 /// Moves a file by a rename, or (across mounts) by a copy renamed into place.
 pub fn move_file(from: &Path, to: &Path, mode: u32) -> Result<()> {
     match std::fs::rename(from, to) {
