@@ -117,3 +117,53 @@ async fn the_library_reads_no_environment_unless_asked() {
     assert!(t.path().join("s/index.json").exists());
     assert!(report.verdict().unwrap().accepted);
 }
+
+/// A recompressed layer goes to the destination as soon as it is made, in the conversion
+/// (before the blob step begins), and the report still says it was copied from its source
+/// layer. Fails if the uploads wait for the blob step again.
+#[tokio::test]
+async fn a_recompressed_layer_is_sent_before_the_blob_step() {
+    let t = tempfile::tempdir().unwrap();
+    let policy = Arc::new(
+        Policy::from_bytes(
+            br#"{"default": [{"type": "insecureAcceptAnything"}]}"#,
+            "test policy",
+        )
+        .unwrap(),
+    );
+    let src =
+        ImageReference::parse(&format!("dir:{}", demo().join("hello-dir").display())).unwrap();
+    let dst = ImageReference::parse(&format!("dir:{}", t.path().join("out").display())).unwrap();
+    let session = Session::new(SessionConfig::default());
+    let mut options = CopyOptions::new(policy);
+    options.gate.mode = SignatureMode::RemoveSignatures;
+    let mut compression =
+        ferry::LayerCompression::new(ferry::OutputSpec::new(ferry::OutputFormat::Zstd));
+    compression.spool_dir = t.path().to_path_buf();
+    options.compression = Some(compression);
+    let events = Arc::new(Events(Mutex::new(vec![])));
+    options.gate.progress = Some(events.clone());
+    let report = copy(&session, &src, &dst, &options).await.unwrap();
+
+    let layer = report.manifests[0]
+        .blobs
+        .iter()
+        .find(|b| b.converted_from.is_some())
+        .expect("a recompressed layer in the report");
+    assert_eq!(layer.action, ferry::BlobAction::Copied);
+    assert!(
+        layer.media_type.ends_with("tar+zstd"),
+        "{}",
+        layer.media_type
+    );
+    let hex = layer.digest.to_string()["sha256:".len()..].to_string();
+    assert!(t.path().join("out").join(hex).is_file());
+
+    let seen = events.0.lock().unwrap().clone();
+    let done = seen.iter().position(|e| e == "blob done");
+    let blob_step = seen.iter().position(|e| e == "phase copying blobs");
+    assert!(
+        matches!((done, blob_step), (Some(d), Some(b)) if d < b),
+        "the recompressed layer was not sent before the blob step: {seen:?}"
+    );
+}

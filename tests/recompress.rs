@@ -566,7 +566,34 @@ fn signatures_a_recompression_would_break_are_refused_and_the_new_manifest_can_b
     w.ferry(&args).ok();
     assert!(w.t.path().join("signed/signature-1").exists());
 
-    // copy-all keeps the source's signature, which the new manifest would invalidate.
+    // copy-all keeps the source's signature, which the new manifest would invalidate: refused
+    // before any layer is converted, so a registry gets no blob (the first time: the layers are
+    // not in the cache of recompressions yet, which would keep them from being sent early).
+    let registry = support::registry::Registry::start();
+    let refused = w
+        .ferry(&[
+            "copy",
+            "--dest-tls-verify=false",
+            "--dest-compress-format",
+            "zstd",
+            &signed,
+            &format!("docker://{}/refused:1", registry.host()),
+        ])
+        .code(3);
+    assert!(
+        refused
+            .stderr
+            .contains("invalidate the 1 source signature(s)"),
+        "{}",
+        refused.stderr
+    );
+    let repositories = registry.storage().join("docker/registry/v2/repositories");
+    assert!(
+        !repositories.join("refused").exists(),
+        "the refused copy wrote to the registry: {:?}",
+        std::fs::read_dir(&repositories).map(|d| d.count())
+    );
+    // The same to a directory: nothing of it is left.
     let refused = w
         .ferry(&[
             "copy",

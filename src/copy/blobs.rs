@@ -8,7 +8,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use futures::{StreamExt, TryStreamExt};
 use tokio::sync::{Semaphore, oneshot};
 
-use super::plan::Planned;
 use super::{CopyError, CopyOptions, ProgressEvent};
 use crate::digest::{ByteStream, Digest, VerifyingStream};
 use crate::hint::Side;
@@ -20,20 +19,6 @@ use crate::transport::{ImageDestination, ImageSource, TransportError};
 
 /// What became of one blob: its digest, copied or reused, bytes streamed.
 pub type BlobOutcome = (Digest, BlobAction, u64);
-
-/// Copies every distinct blob of `plan`, `options.parallel_blobs` at once.
-pub async fn copy_all(
-    admission: &Admission,
-    src: &ImageReference,
-    dst: &ImageReference,
-    source: &dyn ImageSource,
-    destination: &dyn ImageDestination,
-    plan: &[Planned],
-    options: &CopyOptions,
-) -> Result<Vec<BlobOutcome>, CopyError> {
-    let blobs = plan.iter().flat_map(|p| p.blobs.iter());
-    copy_these(admission, src, dst, source, destination, blobs, options).await
-}
 
 /// Copies every distinct blob of `blobs` (the plan's, or attached artifacts'),
 /// `options.parallel_blobs` at once. The destination is asked about every blob at once (up to

@@ -6,9 +6,9 @@
 //! converts only when none is kept (the mode keeps no signature of that manifest, as with
 //! remove-signatures or an unsigned image), and signs the converted manifest itself when asked
 //! to (`--sign-by`: the new signatures are made over the new digest). Otherwise the copy is
-//! refused before the destination is opened ([`CopyError::FormatChange`]). The report and the
-//! store's record name both digests: `digest` is what was written, `converted_from` the source
-//! manifest the verdict is about.
+//! refused before anything is written at the destination ([`CopyError::FormatChange`]). The
+//! report and the store's record name both digests: `digest` is what was written,
+//! `converted_from` the source manifest the verdict is about.
 //!
 //! Lists: a copy of one platform converts that image; `--all` converts every image, then the
 //! list (Docker manifest list ↔ OCI index) naming the converted images' digests. Each manifest
@@ -208,8 +208,7 @@ pub(super) fn broken_by<'c>(
         .zip(&conversion.from)
         .zip(to_write)
         .find_map(|((p, from), w)| {
-            let kept =
-                w.written.iter().filter(|s| s.source_slot.is_some()).count() + w.attached.len();
+            let kept = w.kept_from_source();
             match from {
                 Some(from) if kept > 0 => Some((p, from, kept)),
                 _ => None,

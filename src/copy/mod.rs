@@ -266,8 +266,9 @@ pub async fn copy(
 ) -> Result<Report, CopyError> {
     let mut copier = ImageCopier::new(session, src, dst, options);
     let image = copier.admitted().await?;
-    let prepared = copier.prepare(&image).await?;
-    let routed = copier.route(&prepared).await?;
+    let destination = copier.open().await?;
+    let prepared = copier.prepare(&image, destination.as_ref()).await?;
+    let routed = copier.route(&prepared, destination)?;
     let written = copier.write(&image, &prepared, &routed).await?;
     copier.commit(image, prepared, routed, written).await
 }

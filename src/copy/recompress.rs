@@ -1,6 +1,7 @@
 //! Layer recompression in a copy (skopeo's `--dest-compress-format`, `--dest-compress-level`,
 //! `--dest-compress`, `--dest-decompress`, and `--force-compression`): a format conversion of
-//! the layers, after the gate and before the destination is opened.
+//! the layers, after the gate and once the destination is open (nothing there is visible before
+//! the commit).
 //!
 //! A recompressed layer is a new blob with a new digest, so its image gets a new manifest (the
 //! config, and so the diff_ids, unchanged; a Docker image that must hold zstd layers becomes an
@@ -10,10 +11,13 @@
 //! became.
 //!
 //! Each layer is read once from the source (verified against its digest), decompressed,
-//! checked against the config's diff_id and compressed again into a temporary file (so the new
-//! manifest, and its signature, exist before the destination is opened); several layers at
-//! once, each in its own blocking threads, memory bounded by a few buffers per layer. The
-//! blob step then asks the destination for the converted blob before uploading the file.
+//! checked against the config's diff_id and compressed again into a temporary file (the new
+//! manifest, and its signature, need every layer's digest); several layers at once, each in
+//! its own blocking threads, memory bounded by a few buffers per layer. Each spooled layer goes
+//! to the destination as soon as it is complete ([`Uploads`]), while the others are still
+//! converted: the destination's work overlaps the conversion instead of following it. Nothing
+//! becomes visible there before the copy commits, so a failure to sign the new manifest still
+//! leaves nothing behind.
 //!
 //! A [`ConversionCache`] makes the second copy cheap: a layer recompressed before with the same
 //! settings is not recompressed to build the manifest; the destination is asked for the blob
@@ -24,9 +28,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
+use super::blobs::{self, BlobOutcome};
 use super::convert::{self, Conversion};
 use super::plan::Planned;
 use super::signatures::ToWrite;
@@ -37,9 +42,9 @@ use crate::compression::{
 };
 use crate::digest::{ByteStream, Digest, VerifyingStream};
 use crate::manifest::{self, Descriptor, Manifest, ManifestKind, convert as formats};
-use crate::policy::ManifestRole;
+use crate::policy::{Admission, ManifestRole};
 use crate::reference::ImageReference;
-use crate::transport::{ImageSource, Result as TransportResult, TransportError};
+use crate::transport::{ImageDestination, ImageSource, Result as TransportResult, TransportError};
 
 /// Layers at least this large going to plain zstd use libzstd's worker threads when cores
 /// would otherwise be idle (see [`zstd_threads`]).
@@ -274,17 +279,32 @@ fn read_spool(mut file: std::fs::File) -> ByteStream {
     }))
 }
 
-/// One layer to convert: the source's descriptor and the diff_id its image's config lists.
+/// One layer to convert: the source's descriptor, the diff_id its image's config lists, and
+/// the kind of the first manifest that names it (which decides the new layer's media type).
 struct Job {
     layer: Descriptor,
     diff_id: Digest,
+    kind: ManifestKind,
 }
 
-/// One layer converted: the source's descriptor, the new layer, where its bytes are.
+/// Where each recompressed layer goes as soon as it is spooled: the copy's destination, opened
+/// before the conversion. Its blob step then skips the layers uploaded here.
+pub struct Uploads<'a> {
+    /// The gate's proof, which every write to a destination takes.
+    pub admission: &'a Admission,
+    /// The destination's reference, for errors.
+    pub dst: &'a ImageReference,
+    /// The destination, not yet committed.
+    pub destination: &'a dyn ImageDestination,
+}
+
+/// One layer converted: the source's descriptor, the new layer, where its bytes are, and the
+/// kind of manifest its descriptor is first written for.
 struct Done {
     source: Descriptor,
     new: CachedLayer,
     bytes: LayerBytes,
+    kind: ManifestKind,
 }
 
 /// An image manifest whose layers change.
@@ -296,16 +316,22 @@ struct Changing {
 
 /// Recompresses the layers of the images in `conversion` (the format conversion's plan, or the
 /// source's `original` plan) as `options.compression` asks, returning the conversion with the
-/// new manifests and the layers it made; `conversion` as it was when nothing changes.
+/// new manifests and the layers it made (`conversion` as it was when nothing changes), and what
+/// became of the layers already sent to `uploads`. `kept` is, per manifest of the plan, how many
+/// source signatures and attached artifacts the copy keeps of it
+/// ([`super::signatures::kept_from_source`]): a manifest that changes may keep none, which is
+/// checked before any layer is converted or sent.
 pub async fn recompress(
     src: &ImageReference,
     source: &dyn ImageSource,
     original: &[Planned],
     conversion: Option<Conversion>,
     options: &CopyOptions,
-) -> Result<Option<Conversion>, CopyError> {
+    kept: &[usize],
+    uploads: Option<&Uploads<'_>>,
+) -> Result<(Option<Conversion>, Vec<BlobOutcome>), CopyError> {
     let Some(want) = &options.compression else {
-        return Ok(conversion);
+        return Ok((conversion, Vec::new()));
     };
     let had_conversion = conversion.is_some();
     let mut conv = conversion.unwrap_or_else(|| Conversion {
@@ -379,13 +405,30 @@ pub async fn recompress(
                 jobs.push(Job {
                     layer: layer.clone(),
                     diff_id: diff_id.clone(),
+                    kind,
                 });
             }
         }
         changing.push(Changing { index, kind, image });
     }
     if jobs.is_empty() {
-        return Ok(had_conversion.then_some(conv));
+        return Ok((had_conversion.then_some(conv), Vec::new()));
+    }
+    // Every image with a converted layer changes, and so does every list (it names them).
+    let broken = conv.plan.iter().enumerate().find_map(|(i, p)| {
+        let changes = p.role == ManifestRole::List || changing.iter().any(|c| c.index == i);
+        let n = kept.get(i).copied().unwrap_or(0);
+        // Named as the source has it (the gate judged that digest).
+        let from = original.get(i).unwrap_or(p);
+        (changes && n > 0).then(|| (from.digest.clone(), n))
+    });
+    if let Some((digest, signatures)) = broken {
+        return Err(CopyError::Recompression {
+            reference: src.to_string(),
+            digest,
+            format: want.output.format.to_string(),
+            signatures,
+        });
     }
 
     options.emit(ProgressEvent::Phase(format!(
@@ -393,7 +436,7 @@ pub async fn recompress(
         jobs.len(),
         want.output.format
     )));
-    let made = run_jobs(src, source, jobs, want, options).await?;
+    let (made, uploaded) = run_jobs(src, source, jobs, want, options, uploads).await?;
     if let Some(cache) = &want.cache {
         let fresh = made
             .iter()
@@ -493,7 +536,7 @@ pub async fn recompress(
             }
         }
     }
-    Ok(Some(conv))
+    Ok((Some(conv), uploaded))
 }
 
 /// The config's `rootfs.diff_ids`.
@@ -580,14 +623,16 @@ fn oci_image_manifest(source: &[u8], layers: &[Descriptor]) -> Result<Vec<u8>, S
 }
 
 /// Every job, several at once: a layer known to the cache costs nothing now; the others are
-/// recompressed into temporary files. Keyed by the source layer's digest.
+/// recompressed into temporary files, each sent to `uploads` as soon as it is complete. Keyed
+/// by the source layer's digest; with the outcomes of the uploads.
 async fn run_jobs(
     src: &ImageReference,
     source: &dyn ImageSource,
     jobs: Vec<Job>,
     want: &LayerCompression,
     options: &CopyOptions,
-) -> Result<HashMap<Digest, Done>, CopyError> {
+    uploads: Option<&Uploads<'_>>,
+) -> Result<(HashMap<Digest, Done>, Vec<BlobOutcome>), CopyError> {
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(2);
@@ -616,10 +661,67 @@ async fn run_jobs(
             )
         })
         .collect();
-    futures::stream::iter(work)
-        .buffer_unordered(slots)
-        .try_collect()
+    let mut conversions = futures::stream::iter(work).buffer_unordered(slots);
+    let mut sending = futures::stream::FuturesUnordered::new();
+    let mut done = HashMap::new();
+    let mut uploaded = Vec::new();
+    loop {
+        tokio::select! {
+            next = conversions.next() => {
+                let Some(result) = next else { break };
+                let (digest, layer) = result?;
+                if let (Some(to), LayerBytes::Spooled(file)) = (uploads, &layer.bytes) {
+                    sending.push(upload(to, src, source, &layer, file.clone(), want, options));
+                }
+                done.insert(digest, layer);
+            }
+            Some(sent) = sending.next(), if !sending.is_empty() => uploaded.extend(sent?),
+        }
+    }
+    while let Some(sent) = sending.next().await {
+        uploaded.extend(sent?);
+    }
+    Ok((done, uploaded))
+}
+
+/// Sends one spooled layer to the destination, as the blob step would (asking first whether
+/// the destination has it), while the other layers are converted.
+fn upload<'a>(
+    to: &'a Uploads<'_>,
+    src: &'a ImageReference,
+    source: &'a dyn ImageSource,
+    layer: &Done,
+    file: Arc<tempfile::NamedTempFile>,
+    want: &LayerCompression,
+    options: &'a CopyOptions,
+) -> impl std::future::Future<Output = Result<Vec<BlobOutcome>, CopyError>> + Send + 'a {
+    let descriptor =
+        converted_descriptor(&layer.source, &layer.new, want.output.format, layer.kind);
+    let made = HashMap::from([(
+        descriptor.digest.clone(),
+        MadeLayer {
+            source: layer.source.clone(),
+            bytes: LayerBytes::Spooled(file),
+        },
+    )]);
+    async move {
+        let no_blobs = HashMap::new();
+        let spooled = convert::WithMadeBlobs {
+            inner: source,
+            made: &no_blobs,
+            layers: Some(&made),
+        };
+        blobs::copy_these(
+            to.admission,
+            src,
+            to.dst,
+            &spooled,
+            to.destination,
+            std::iter::once(&descriptor),
+            options,
+        )
         .await
+    }
 }
 
 /// The spool file, naming its directory in its errors (a full `$TMPDIR` should say so).
@@ -678,6 +780,7 @@ async fn one_job(
                 source: job.layer,
                 new: hit,
                 bytes,
+                kind: job.kind,
             },
         ));
     }
@@ -739,6 +842,7 @@ async fn one_job(
             source: job.layer,
             new: layer,
             bytes: LayerBytes::Spooled(Arc::new(spool)),
+            kind: job.kind,
         },
     ))
 }

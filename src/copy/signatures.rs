@@ -1,7 +1,7 @@
 //! What the destination gets of each manifest's signatures once the gate has spoken: the slots
 //! the mode keeps, byte for byte in slot order, then ferry's own signature (`--sign-by`) on the
-//! top-level manifest. Computed once, before the destination is opened, so a failure to sign
-//! writes nothing.
+//! top-level manifest. Computed once, before any manifest or signature is written; the
+//! destination is not committed until everything is, so a failure to sign leaves nothing there.
 
 use super::plan::Planned;
 use super::sign::{SignError, SignOptions, sign_manifest};
@@ -41,6 +41,15 @@ impl ToWrite {
             .map(|(_, s)| s.clone())
             .collect();
         (sigs, self.attached.iter().map(|(a, _)| a).collect())
+    }
+
+    /// How many of the source's signatures and attached artifacts this keeps.
+    pub fn kept_from_source(&self) -> usize {
+        self.written
+            .iter()
+            .filter(|s| s.source_slot.is_some())
+            .count()
+            + self.attached.len()
     }
 
     /// The attached artifacts a destination without a place for them would lose (signatures
@@ -110,4 +119,21 @@ pub fn choose(
         out.push(w);
     }
     Ok(out)
+}
+
+/// How many source signatures and attached artifacts the copy keeps of each manifest, in plan
+/// order: what a conversion that changes the manifest would break (ferry's own signature, made
+/// of the new manifest, is not counted).
+pub fn kept_from_source(
+    plan: &[Planned],
+    slots: &[SignatureSet],
+    judgements: &[Judgement],
+    dst: &ImageReference,
+) -> Vec<usize> {
+    // Without signing, choosing cannot fail.
+    choose(plan, slots, judgements, None, dst)
+        .unwrap_or_default()
+        .iter()
+        .map(ToWrite::kept_from_source)
+        .collect()
 }

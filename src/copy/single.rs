@@ -3,12 +3,14 @@
 //! ([`super::copy`]) reads like the table of contents:
 //!
 //! 1. gated ([`super::admitted`]): the source's manifests and signatures judged; the proof;
-//! 2. prepared ([`ImageCopier::prepare`]): the format conversion and the signatures each
-//!    manifest's destination gets, decided before the destination is opened;
-//! 3. routed ([`ImageCopier::route`]): the destination opened, and where each signature and
-//!    attached artifact goes there (or why it cannot);
-//! 4. written ([`ImageCopier::write`]): blobs, manifests, signatures, attached artifacts;
-//! 5. reported ([`ImageCopier::commit`]): the records, the commit, the report.
+//! 2. opened ([`ImageCopier::open`]): the destination, where nothing is visible before the
+//!    commit;
+//! 3. prepared ([`ImageCopier::prepare`]): the format conversion and the signatures each
+//!    manifest's destination gets (recompressed layers sent as each is made);
+//! 4. routed ([`ImageCopier::route`]): where each signature and attached artifact goes at the
+//!    destination (or why it cannot);
+//! 5. written ([`ImageCopier::write`]): blobs, manifests, signatures, attached artifacts;
+//! 6. reported ([`ImageCopier::commit`]): the records, the commit, the report.
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -51,6 +53,8 @@ pub(super) struct ImageCopier<'a> {
 pub(super) struct Prepared {
     conversion: Option<Conversion>,
     to_write: Vec<ToWrite>,
+    /// The recompressed layers already sent to the destination, and what became of them.
+    uploaded: Vec<BlobOutcome>,
 }
 
 impl Prepared {
@@ -141,23 +145,47 @@ impl<'a> ImageCopier<'a> {
         self.warnings.push(message);
     }
 
-    /// Step 2: a format change makes new manifests (and maybe a config blob); the gate has
+    /// Step 2: opens the destination. Nothing written there becomes visible before the commit,
+    /// so a failure in the steps that follow (a signature that cannot be made, a layer that does
+    /// not recompress) leaves nothing behind.
+    pub(super) async fn open(&self) -> Result<Box<dyn ImageDestination>, CopyError> {
+        self.session
+            .open_destination(self.dst, &self.options.destination)
+            .await
+            .map_err(self.dest_err())
+    }
+
+    /// Step 3: a format change makes new manifests (and maybe a config blob); the gate has
     /// judged the source's, and no source signature may be kept with a converted one. The
-    /// signatures (ferry's own made now) are decided before the destination is opened, so a
-    /// failure to sign writes nothing.
-    pub(super) async fn prepare(&mut self, image: &AdmittedImage) -> Result<Prepared, CopyError> {
+    /// signatures (ferry's own made now) are decided before anything but recompressed layers
+    /// is written. Each recompressed layer goes to `destination` as soon as it is made, while
+    /// the others are converted.
+    pub(super) async fn prepare(
+        &mut self,
+        image: &AdmittedImage,
+        destination: &dyn ImageDestination,
+    ) -> Result<Prepared, CopyError> {
         self.warnings.extend(image.warnings().iter().cloned());
         let format = match &self.options.compression {
             Some(c) => c.manifest_format(self.options.format),
             None => self.options.format,
         };
         let conversion = convert::convert(self.src, image.source(), &image.plan, format).await?;
-        let conversion = recompress::recompress(
+        let uploads = recompress::Uploads {
+            admission: image.admission(),
+            dst: self.dst,
+            destination,
+        };
+        let kept =
+            signatures::kept_from_source(&image.plan, &image.slots, image.judgements(), self.dst);
+        let (conversion, uploaded) = recompress::recompress(
             self.src,
             image.source(),
             &image.plan,
             conversion,
             self.options,
+            &kept,
+            Some(&uploads),
         )
         .await?;
         let plan = match &conversion {
@@ -181,20 +209,19 @@ impl<'a> ImageCopier<'a> {
         Ok(Prepared {
             conversion,
             to_write,
+            uploaded,
         })
     }
 
-    /// Step 3: opens the destination and decides where everything goes. Attached artifacts go
-    /// as themselves where the destination keeps them, signatures among them too; elsewhere
-    /// signatures go as signature blobs, and anything else attached would be lost, which
-    /// copy-all refuses as it refuses to drop a signature. Each kind of signature must have a
-    /// place at the destination.
-    pub(super) async fn route(&mut self, prepared: &Prepared) -> Result<Routed, CopyError> {
-        let destination = self
-            .session
-            .open_destination(self.dst, &self.options.destination)
-            .await
-            .map_err(self.dest_err())?;
+    /// Step 4: decides where everything goes. Attached artifacts go as themselves where the
+    /// destination keeps them, signatures among them too; elsewhere signatures go as signature
+    /// blobs, and anything else attached would be lost, which copy-all refuses as it refuses to
+    /// drop a signature. Each kind of signature must have a place at the destination.
+    pub(super) fn route(
+        &mut self,
+        prepared: &Prepared,
+        destination: Box<dyn ImageDestination>,
+    ) -> Result<Routed, CopyError> {
         let native = destination.attached_support();
         let lost: Vec<String> = prepared
             .to_write
@@ -247,8 +274,8 @@ impl<'a> ImageCopier<'a> {
         })
     }
 
-    /// Step 4: every blob (the image's, then the attached artifacts'), then the manifests
-    /// (instances before their list), then each manifest's signatures and artifacts.
+    /// Step 5: every blob (the image's not sent yet, then the attached artifacts'), then the
+    /// manifests (instances before their list), then each manifest's signatures and artifacts.
     pub(super) async fn write(
         &mut self,
         image: &AdmittedImage,
@@ -271,16 +298,28 @@ impl<'a> ImageCopier<'a> {
                 .unwrap_or(&no_blobs_made),
             layers: prepared.conversion.as_ref().map(|c| &c.layers),
         };
-        let mut outcomes = blobs::copy_all(
-            admission,
-            self.src,
-            self.dst,
-            &source,
-            destination,
-            plan,
-            self.options,
-        )
-        .await?;
+        // Collected (owned) first, as the attached artifacts' blobs below.
+        let sent: std::collections::HashSet<&Digest> =
+            prepared.uploaded.iter().map(|(d, _, _)| d).collect();
+        let unsent: Vec<Descriptor> = plan
+            .iter()
+            .flat_map(|p| p.blobs.iter())
+            .filter(|d| !sent.contains(&d.digest))
+            .cloned()
+            .collect();
+        let mut outcomes = prepared.uploaded.clone();
+        outcomes.extend(
+            blobs::copy_these(
+                admission,
+                self.src,
+                self.dst,
+                &source,
+                destination,
+                unsent.iter(),
+                self.options,
+            )
+            .await?,
+        );
         // Collected (owned) first: an iterator of closures over the borrowed artifacts would
         // make the copy's future fail to be Send for every lifetime (a sync spawns copies).
         let attached_blobs: Vec<Descriptor> = routed
@@ -365,7 +404,7 @@ impl<'a> ImageCopier<'a> {
         })
     }
 
-    /// Step 5: the store's records of the verdict, the commit that makes everything visible at
+    /// Step 6: the store's records of the verdict, the commit that makes everything visible at
     /// once, and the report.
     pub(super) async fn commit(
         self,
