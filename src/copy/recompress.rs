@@ -328,7 +328,7 @@ pub async fn recompress(
     conversion: Option<Conversion>,
     options: &CopyOptions,
     kept: &[usize],
-    uploads: Option<&Uploads<'_>>,
+    uploads: &Uploads<'_>,
 ) -> Result<(Option<Conversion>, Vec<BlobOutcome>), CopyError> {
     let Some(want) = &options.compression else {
         return Ok((conversion, Vec::new()));
@@ -631,7 +631,7 @@ async fn run_jobs(
     jobs: Vec<Job>,
     want: &LayerCompression,
     options: &CopyOptions,
-    uploads: Option<&Uploads<'_>>,
+    uploads: &Uploads<'_>,
 ) -> Result<(HashMap<Digest, Done>, Vec<BlobOutcome>), CopyError> {
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
@@ -670,8 +670,8 @@ async fn run_jobs(
             next = conversions.next() => {
                 let Some(result) = next else { break };
                 let (digest, layer) = result?;
-                if let (Some(to), LayerBytes::Spooled(file)) = (uploads, &layer.bytes) {
-                    sending.push(upload(to, src, source, &layer, file.clone(), want, options));
+                if let LayerBytes::Spooled(file) = &layer.bytes {
+                    sending.push(upload(uploads, src, source, &layer, file.clone(), want, options));
                 }
                 done.insert(digest, layer);
             }

@@ -185,7 +185,7 @@ impl<'a> ImageCopier<'a> {
             conversion,
             self.options,
             &kept,
-            Some(&uploads),
+            &uploads,
         )
         .await?;
         let plan = match &conversion {
