@@ -1374,3 +1374,120 @@ async fn rough_timing_of_an_8_x_32_mib_pull() {
         std::fs::remove_dir_all(&out).unwrap();
     }
 }
+
+/// The nice value of each of the proxy `pid`'s read-ahead threads (named `ferry-read-ahead`,
+/// which the kernel cuts to 15 bytes), read from /proc.
+fn read_ahead_nices(pid: u32) -> Vec<i32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .filter_map(|e| {
+            let dir = e.ok()?.path();
+            let comm = std::fs::read_to_string(dir.join("comm")).ok()?;
+            if !comm.starts_with("ferry-read-ahea") {
+                return None;
+            }
+            let stat = std::fs::read_to_string(dir.join("stat")).ok()?;
+            // After "pid (comm) ": state is the first field, nice the 17th.
+            let (_, rest) = stat.rsplit_once(") ")?;
+            rest.split_whitespace().nth(16)?.parse().ok()
+        })
+        .collect()
+}
+
+/// The read-ahead runs on threads of its own at the lowest CPU priority (nice 19), so that on a
+/// busy host the client's own work goes first, and at the proxy's own priority while the
+/// client waits on a layer it is fetching. On a slow link (every connection at 4 MB/s) the
+/// large layers (16 MiB and more) are fetched all at once: each alone is slow, and more
+/// connections add to it (on a fast one they go two at a time; the unit tests of the read-ahead
+/// check that rule, which a loopback test cannot show without timing it).
+#[test]
+fn the_read_ahead_yields_the_cpu_until_the_client_waits_and_widens_on_a_slow_link() {
+    let reg = Registry::start();
+    let t = tempfile::tempdir().unwrap();
+    let layout = t.path().join("layout");
+    let image = make_oci_image(&layout, "v1", 46, 3, (16 << 20) + 1);
+    push(
+        t.path(),
+        &layout,
+        "v1",
+        &format!("docker://{}/ns/slow:v1", reg.host()),
+        &[],
+    );
+    let server = HttpServer::start(
+        std::sync::Arc::new(|r: &support::http::Request| {
+            if r.path.contains("/blobs/") {
+                Reply::ForwardSlowly {
+                    bytes_per_second: 4_000_000,
+                }
+            } else {
+                Reply::forward()
+            }
+        }),
+        Some(reg.host()),
+    );
+    let reference = format!("docker://{}/ns/slow:v1", server.host());
+    let policy = insecure_policy(t.path());
+    let regd = empty_registries_d(t.path());
+    let spool = t.path().join("spool");
+    std::fs::create_dir(&spool).unwrap();
+    let launch = Launch::new(Peer::Ferry, &policy, &regd)
+        .tail(&["--tls-verify=false"])
+        .env("TMPDIR", spool.to_str().unwrap());
+    let client = RawClient::start(&launch);
+    let pid = client.child.id();
+    let base = rustix::process::getpriority_process(None).unwrap();
+    assert!(
+        base < 19,
+        "run this test at a nice value under 19 (it is {base})"
+    );
+    client.call("Initialize", json!([]));
+    let (open, _) = client.call("OpenImage", json!([reference]));
+    assert_eq!(open["success"], true, "{open}");
+    let id = open["value"].clone();
+    assert_eq!(
+        wait_spools(pid, &spool, 3),
+        3,
+        "on a slow link the three large layers are fetched at once"
+    );
+    let nices = read_ahead_nices(pid);
+    assert!(
+        !nices.is_empty(),
+        "no read-ahead thread in /proc/{pid}/task"
+    );
+    assert!(
+        nices.iter().all(|&n| n == 19),
+        "nobody waits on the read-ahead: its threads at nice 19, not {nices:?} (raising a thread's priority back needs CAP_SYS_NICE: run the tests as root)"
+    );
+    let layer = &image.layers[0];
+    let (got, seen) = std::thread::scope(|s| {
+        let reader =
+            s.spawn(|| client.call_piped("GetBlob", json!([id, sha256(layer), layer.len()])));
+        // The client has caught up with the layer's fetch and waits on it: the read-ahead's
+        // threads are back at the proxy's own priority (seen at least once while it reads).
+        let mut seen = Vec::new();
+        while !reader.is_finished() {
+            let n = read_ahead_nices(pid);
+            if !n.is_empty() && n.iter().all(|&v| v == base) {
+                seen = n;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        (reader.join().unwrap(), seen)
+    });
+    assert_eq!(got.unwrap(), *layer);
+    assert!(
+        !seen.is_empty(),
+        "while the client waited on the read-ahead, its threads were never all at nice {base}"
+    );
+    // Nobody waits any more (the other two layers are still being fetched): nice 19 again.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut nices = read_ahead_nices(pid);
+    while !nices.iter().all(|&n| n == 19) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+        nices = read_ahead_nices(pid);
+    }
+    assert!(nices.iter().all(|&n| n == 19), "{nices:?}");
+    drop(client);
+}

@@ -36,10 +36,13 @@ pub struct ProxyArgs {
     mode: ModeArgs,
     #[command(flatten)]
     platform: PlatformArgs,
-    /// How many layers of an opened registry image are fetched ahead at once, before the client
-    /// asks for them (0: none, each layer is fetched when asked for). Each is verified as it
-    /// streams and kept in an unnamed file in $TMPDIR (else /var/tmp) until it is served or the
-    /// image is closed.
+    /// The most layers of an opened registry image fetched ahead at once, before the client
+    /// asks for them (0: none, each layer is fetched when asked for). Layers of 16 MiB and more
+    /// go two at a time while the link proves fast (100 MiB/s or more), up to N on a slower one.
+    /// Each is verified as it streams and kept in an unnamed file in $TMPDIR (else /var/tmp)
+    /// until it is served or the image is closed. The fetches run at the lowest CPU priority
+    /// (nice 19) while the client does not wait on them (when the proxy may raise it back:
+    /// root, or CAP_SYS_NICE).
     #[arg(long, value_name = "N", default_value_t = 6)]
     read_ahead: usize,
     /// The most MiB of layers fetched ahead and not yet served, per opened image: a layer is

@@ -13,6 +13,7 @@ use tokio::task::JoinHandle;
 
 use super::image::{BlobSource, ProxyImage};
 use super::pipes::{self, Finished};
+use super::priority::{Background, Priority};
 use super::readahead::{self, ReadAhead};
 use super::wire::{self, Reply, Request};
 use super::{MethodError, PROTOCOL_VERSION, ServeOptions, is_not_found};
@@ -88,6 +89,10 @@ pub(crate) struct Handler<'s> {
     pipes: HashMap<u64, JoinHandle<Finished>>,
     last_pipe: u32,
     raw: Vec<JoinHandle<()>>,
+    /// The read-ahead's runtime, made for the first image read ahead (`Err` when it could not
+    /// be: the read-ahead then runs on the proxy's own threads). Declared last: dropped after
+    /// the read-aheads running on it.
+    background: Option<Result<Background, ()>>,
 }
 
 impl<'s> Handler<'s> {
@@ -107,6 +112,20 @@ impl<'s> Handler<'s> {
             pipes: HashMap::new(),
             last_pipe: 0,
             raw: Vec::new(),
+            background: None,
+        }
+    }
+
+    /// Where a read-ahead runs, and its threads' priority.
+    fn background(&mut self) -> (Option<&tokio::runtime::Handle>, Arc<Priority>) {
+        let made = self.background.get_or_insert_with(|| {
+            Background::new().map_err(|e| {
+                tracing::debug!("no runtime of its own for the read-ahead: {e}");
+            })
+        });
+        match made {
+            Ok(b) => (b.handle(), b.priority().clone()),
+            Err(()) => (None, Priority::unchanged()),
         }
     }
 
@@ -308,15 +327,14 @@ impl<'s> Handler<'s> {
             && self.serve.read_ahead_blobs > 0
             && self.serve.read_ahead_bytes > 0)
             .then(|| {
-                ReadAhead::start(
-                    image.clone(),
-                    readahead::Limits {
-                        blobs: self.serve.read_ahead_blobs,
-                        bytes: self.serve.read_ahead_bytes,
-                        dir: self.serve.spool_dir.clone(),
-                        stall,
-                    },
-                )
+                let limits = readahead::Limits {
+                    blobs: self.serve.read_ahead_blobs,
+                    bytes: self.serve.read_ahead_bytes,
+                    dir: self.serve.spool_dir.clone(),
+                    stall,
+                };
+                let (runtime, priority) = self.background();
+                ReadAhead::start(image.clone(), limits, runtime, priority)
             });
         self.last_image += 1;
         let id = self.last_image;
@@ -363,7 +381,22 @@ impl<'s> Handler<'s> {
         {
             return Ok(pipes::Body::Spool(follower));
         }
-        image.blob(source).await.map(pipes::Body::Stream)
+        let stream = image.blob(source).await?;
+        // Read on demand while a read-ahead runs: the client waits on this stream, which may
+        // come over a connection the read-ahead opened (its reads then run on the read-ahead's
+        // threads), so they keep the proxy's own priority until it ends.
+        let waiting = match &self.background {
+            Some(Ok(b)) if self.images.get(&id).is_some_and(|o| o.ahead.is_some()) => {
+                Some(b.priority().waiting())
+            }
+            _ => None,
+        };
+        Ok(pipes::Body::Stream(match waiting {
+            None => stream,
+            Some(w) => Box::pin(futures::StreamExt::inspect(stream, move |_| {
+                let _ = &w;
+            })),
+        }))
     }
 
     fn register(&mut self, task: JoinHandle<Finished>) -> u32 {

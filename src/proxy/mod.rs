@@ -25,6 +25,7 @@
 mod handler;
 mod image;
 mod pipes;
+mod priority;
 mod readahead;
 pub mod socket;
 mod stall;

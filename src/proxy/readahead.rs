@@ -4,10 +4,12 @@
 //! one layer at a time and reads it to its end before asking for the next, so a proxy that only
 //! answers what is asked fetches one blob at a time where `ferry copy` fetches six. Once an image
 //! is opened (its manifest is known and admitted), its config is read (the client asks for it
-//! first), then its layers are fetched in manifest order, at
-//! most [`super::ServeOptions::read_ahead_blobs`] at once, each verified against its digest as
-//! it streams, into a spool file of its own. `GetBlob` and `GetRawBlob` then serve the spool (a
-//! [`Follower`]): a finished one (verified whole), or one still filling, following the fetch as
+//! first), then its layers are fetched in manifest order, at most
+//! [`super::ServeOptions::read_ahead_blobs`] at once (large layers [`NARROW`] at a time while
+//! the link proves fast), each verified against its digest as it streams, into a spool file of
+//! its own. The fetches run on the threads of [`super::priority::Background`], at the lowest
+//! CPU priority while no reader waits on them. `GetBlob` and `GetRawBlob` then serve the spool
+//! (a [`Follower`]): a finished one (verified whole), or one still filling, following the fetch as
 //! it writes; the pipe moves the file's bytes with `splice(2)`, never through ferry's memory. A
 //! follower that has caught up with its fetch is handed the rest of the blob through a small
 //! channel instead: those bytes skip the spool file.
@@ -31,8 +33,9 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::{FutureExt, StreamExt};
@@ -40,9 +43,11 @@ use tokio::sync::{Notify, Semaphore, mpsc, watch};
 use tokio::task::{JoinHandle, JoinSet};
 
 use super::image::ProxyImage;
+use super::priority::Priority;
 use super::stall::StallWatch;
 use crate::digest::{Digest, VerifyError, verify_error};
 use crate::manifest::Descriptor;
+use crate::transport::docker::ranges::{FAST_STREAM, RANGED_FROM};
 
 /// The most bytes one read or write of a spool file moves.
 const CHUNK: usize = 1 << 20;
@@ -50,6 +55,29 @@ const CHUNK: usize = 1 << 20;
 /// Where spool files go when `$TMPDIR` does not say (large temporary files, as containers/image
 /// puts them).
 const DEFAULT_SPOOL_DIR: &str = "/var/tmp";
+
+/// Layers at least this large (those `ferry copy` would fetch in ranges over a slow link) are
+/// fetched ahead [`NARROW`] at a time while the link proves fast; smaller ones are fetched as
+/// many at once as the limits allow, their time being mostly round trips.
+const LARGE: u64 = RANGED_FROM;
+
+/// How many large layers are fetched at once while the link is fast: the one the client reads
+/// (or will read next) and the one after it. On a fast link the fetches are limited by the CPU
+/// (hashing, spooling, the client's own hashing), so more of them only take it from the client,
+/// whose layer then arrives later (measured: docs/performance.md, "the client first").
+const NARROW: usize = 2;
+
+/// How often a driver waiting to start a large layer looks again at how fast the link is.
+const PROBE_EVERY: Duration = Duration::from_millis(50);
+
+/// How long a large layer's fetch runs before its speed counts (its first round trips are not a
+/// measure of the link).
+const PROBE_AFTER: Duration = Duration::from_millis(100);
+
+/// A large layer's fetch with at most this many bytes left no longer counts against
+/// [`NARROW`]: the next one starts while it ends, so that its request's round trip is not
+/// waited for in a row.
+const ENDING: u64 = 4 << 20;
 
 /// The read-ahead of one opened image. Dropping it stops every fetch and drops every spool not
 /// being served.
@@ -62,6 +90,100 @@ struct Shared {
     state: Mutex<State>,
     /// Signalled when spooled bytes are given back to the budget.
     released: Notify,
+    /// The priority of the threads the fetches run on, raised while a reader waits on one.
+    priority: Arc<Priority>,
+    /// The large layers being fetched: how many and how fast.
+    large: Arc<Large>,
+}
+
+/// The large layers being fetched, each with when it started and how many bytes it received.
+#[derive(Default)]
+struct Large {
+    fetches: Mutex<Vec<Arc<Rate>>>,
+    /// Signalled when one ends, or is about to.
+    ending: Notify,
+}
+
+struct Rate {
+    started: Instant,
+    size: u64,
+    received: AtomicU64,
+}
+
+impl Rate {
+    fn ending(&self, received: u64) -> bool {
+        received.saturating_add(ENDING) >= self.size
+    }
+}
+
+impl Large {
+    fn start(self: &Arc<Self>, size: u64, started: Instant) -> LargeFetch {
+        let rate = Arc::new(Rate {
+            started,
+            size,
+            received: AtomicU64::new(0),
+        });
+        self.fetches
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(rate.clone());
+        LargeFetch {
+            large: self.clone(),
+            rate,
+        }
+    }
+
+    /// Whether another large layer may start now: fewer than [`NARROW`] are being fetched
+    /// (not counting those about to end), or those that ran long enough to tell deliver less
+    /// than [`FAST_STREAM`] bytes a second together (the link, not this host, is what limits
+    /// them: more connections add to it).
+    fn may_start(&self, now: Instant) -> bool {
+        let fetches = self.fetches.lock().unwrap_or_else(|e| e.into_inner());
+        let going = fetches
+            .iter()
+            .filter(|f| !f.ending(f.received.load(Ordering::Relaxed)))
+            .count();
+        if going < NARROW {
+            return true;
+        }
+        let mut told = false;
+        let mut rate = 0.0;
+        for f in fetches.iter() {
+            let ran = now.saturating_duration_since(f.started);
+            if ran >= PROBE_AFTER {
+                told = true;
+                rate += f.received.load(Ordering::Relaxed) as f64 / ran.as_secs_f64();
+            }
+        }
+        told && rate < FAST_STREAM as f64
+    }
+}
+
+/// One large layer being fetched; dropping it says the fetch ended.
+struct LargeFetch {
+    large: Arc<Large>,
+    rate: Arc<Rate>,
+}
+
+impl LargeFetch {
+    /// Counts `n` more bytes received, and says so when the fetch is about to end.
+    fn received(&self, n: u64) {
+        let before = self.rate.received.fetch_add(n, Ordering::Relaxed);
+        if !self.rate.ending(before) && self.rate.ending(before + n) {
+            self.large.ending.notify_one();
+        }
+    }
+}
+
+impl Drop for LargeFetch {
+    fn drop(&mut self) {
+        self.large
+            .fetches
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|f| !Arc::ptr_eq(f, &self.rate));
+        self.large.ending.notify_one();
+    }
 }
 
 struct State {
@@ -87,6 +209,8 @@ struct Spool {
     /// Set by a reader that has caught up with the fetch: the fetch hands it the rest of the
     /// blob through this channel instead of writing it to the file.
     hand_over: Mutex<Option<mpsc::Sender<Vec<Bytes>>>>,
+    /// Raised while a reader waits on the fetch.
+    priority: Arc<Priority>,
     _reservation: Reservation,
 }
 
@@ -201,8 +325,14 @@ pub(crate) struct Limits {
 }
 
 impl ReadAhead {
-    /// Starts fetching `image`'s layers, within `limits`.
-    pub(crate) fn start(image: Arc<ProxyImage>, limits: Limits) -> ReadAhead {
+    /// Starts fetching `image`'s layers, within `limits`, on `runtime` (the caller's when
+    /// `None`), whose threads' priority is `priority`.
+    pub(crate) fn start(
+        image: Arc<ProxyImage>,
+        limits: Limits,
+        runtime: Option<&tokio::runtime::Handle>,
+        priority: Arc<Priority>,
+    ) -> ReadAhead {
         let layers = image.layers().to_vec();
         let entries = layers
             .iter()
@@ -214,8 +344,20 @@ impl ReadAhead {
                 free: limits.bytes,
             }),
             released: Notify::new(),
+            priority,
+            large: Arc::default(),
         });
-        let driver = tokio::spawn(drive(shared.clone(), image, layers, limits));
+        // The config is read on the caller's threads, at its priority: the client asks for it
+        // next, and waits on this read when it does.
+        let config = {
+            let image = image.clone();
+            tokio::spawn(async move { image.prefetch_config().await })
+        };
+        let task = drive(shared.clone(), image, layers, limits, config);
+        let driver = match runtime {
+            Some(r) => r.spawn(task),
+            None => tokio::spawn(task),
+        };
         ReadAhead { shared, driver }
     }
 
@@ -256,16 +398,28 @@ async fn drive(
     image: Arc<ProxyImage>,
     layers: Vec<Descriptor>,
     limits: Limits,
+    config: JoinHandle<Result<(), super::MethodError>>,
 ) {
     // The config first: the client asks for it before any layer, and behind six layers in
     // flight its one small request waited 20-170 ms (measured on a 2-core machine). A failure
     // is the client's to see when it asks (the config is then read again).
-    if let Err(e) = image.prefetch_config().await {
-        tracing::debug!("reading the config ahead: {e}");
+    match config.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::debug!("reading the config ahead: {e}"),
+        Err(e) => tracing::debug!("reading the config ahead: {e}"),
     }
     let mut tasks = JoinSet::new();
     let slots = Arc::new(Semaphore::new(limits.blobs.max(1)));
     for layer in layers {
+        if layer.size >= LARGE {
+            while !shared.large.may_start(Instant::now()) {
+                let ending = shared.large.ending.notified();
+                tokio::select! {
+                    () = ending => {}
+                    () = tokio::time::sleep(PROBE_EVERY) => {}
+                }
+            }
+        }
         let Ok(slot) = slots.clone().acquire_owned().await else {
             break;
         };
@@ -300,6 +454,7 @@ async fn drive(
             file,
             progress: rx,
             hand_over: Mutex::new(None),
+            priority: shared.priority.clone(),
             _reservation: reservation,
         });
         if let Err(spool) = shared.install(spool.clone()) {
@@ -308,8 +463,10 @@ async fn drive(
         }
         let image = image.clone();
         let stall = limits.stall;
+        let large = (layer.size >= LARGE).then(|| shared.large.start(layer.size, Instant::now()));
         tasks.spawn(async move {
-            let result = fill(&image, &layer, &spool, &tx, stall).await;
+            let result = fill(&image, &layer, &spool, &tx, stall, large.as_ref()).await;
+            drop(large);
             if let Err(e) = &result {
                 tracing::debug!("read-ahead of {}: {e}", layer.digest);
             }
@@ -345,6 +502,7 @@ async fn fill(
     spool: &Arc<Spool>,
     progress: &watch::Sender<Progress>,
     stall: Duration,
+    large: Option<&LargeFetch>,
 ) -> std::io::Result<()> {
     let mut watch = StallWatch::new(stall);
     let mut stream = watch
@@ -377,6 +535,9 @@ async fn fill(
                 }
                 None => break,
             }
+        }
+        if let Some(l) = large {
+            l.received(size as u64);
         }
         if hand_over.is_none() {
             hand_over = spool
@@ -474,7 +635,17 @@ impl Follower {
                 return Ok(Next::File(written - self.offset));
             }
             if handed_over && let Some(rx) = &mut self.handed {
-                match rx.recv().await {
+                let got = match rx.try_recv() {
+                    Ok(batch) => Some(batch),
+                    Err(mpsc::error::TryRecvError::Disconnected) => None,
+                    Err(mpsc::error::TryRecvError::Empty) => {
+                        // The reader waits on the fetch: its threads go back to the proxy's
+                        // own priority meanwhile.
+                        let _waiting = self.spool.priority.waiting();
+                        rx.recv().await
+                    }
+                };
+                match got {
                     Some(batch) => return Ok(Next::Bytes(batch)),
                     // The fetch is over: its end follows.
                     None => self.handed = None,
@@ -494,7 +665,11 @@ impl Follower {
                     .unwrap_or_else(|e| e.into_inner()) = Some(tx);
                 self.handed = Some(rx);
             }
-            if self.progress.changed().await.is_err() {
+            let changed = {
+                let _waiting = self.spool.priority.waiting();
+                self.progress.changed().await
+            };
+            if changed.is_err() {
                 return Err(std::io::Error::other(format!(
                     "the read-ahead of blob {} stopped before its end (the image was closed)",
                     self.spool.digest
@@ -525,12 +700,68 @@ mod tests {
             file: spool_file(Some(dir.to_path_buf())).unwrap(),
             progress: rx,
             hand_over: Mutex::new(None),
+            priority: Priority::unchanged(),
             _reservation: Reservation {
                 shared: Weak::new(),
                 bytes: 0,
             },
         });
         (spool, tx)
+    }
+
+    /// A large fetch of `size` bytes that started `ago` ms before `now` and received
+    /// `received`.
+    fn fetch(large: &Arc<Large>, now: Instant, ago: u64, size: u64, received: u64) -> LargeFetch {
+        let f = large.start(size, now - Duration::from_millis(ago));
+        f.rate.received.store(received, Ordering::Relaxed);
+        f
+    }
+
+    #[test]
+    fn large_layers_go_two_at_a_time_on_a_fast_link_and_wider_on_a_slow_one() {
+        const MIB: u64 = 1 << 20;
+        let now = Instant::now();
+        // Fewer than two: the next starts.
+        let large = Arc::new(Large::default());
+        assert!(large.may_start(now));
+        let _a = fetch(&large, now, 500, 64 * MIB, 0);
+        assert!(large.may_start(now));
+        // Two that just started: too early to tell, so no third.
+        let large = Arc::new(Large::default());
+        let _a = fetch(&large, now, 10, 64 * MIB, MIB);
+        let _b = fetch(&large, now, 10, 64 * MIB, 0);
+        assert!(!large.may_start(now));
+        // Two on a fast link (together 200 MiB/s): no third.
+        let large = Arc::new(Large::default());
+        let _a = fetch(&large, now, 200, 64 * MIB, 30 * MIB);
+        let _b = fetch(&large, now, 200, 64 * MIB, 10 * MIB);
+        assert!(!large.may_start(now));
+        // Two on a slow link (together 50 MiB/s): a third, and a fourth.
+        let large = Arc::new(Large::default());
+        let _a = fetch(&large, now, 200, 64 * MIB, 5 * MIB);
+        let _b = fetch(&large, now, 200, 64 * MIB, 5 * MIB);
+        assert!(large.may_start(now));
+        let _c = fetch(&large, now, 50, 64 * MIB, 0);
+        assert!(large.may_start(now), "the new one is not counted yet");
+        // A fast one about to end does not count against the two: the next starts while it
+        // ends (its request's round trip overlaps the end).
+        let large = Arc::new(Large::default());
+        let _a = fetch(&large, now, 200, 64 * MIB, 61 * MIB);
+        let b = fetch(&large, now, 200, 64 * MIB, 30 * MIB);
+        assert!(large.may_start(now));
+        // One that ends leaves, and says so.
+        let large = Arc::new(Large::default());
+        let _a = fetch(&large, now, 200, 64 * MIB, 30 * MIB);
+        let _c = fetch(&large, now, 200, 64 * MIB, 30 * MIB);
+        assert!(!large.may_start(now));
+        let ending = large.ending.notified();
+        drop(_c);
+        assert!(large.may_start(now));
+        assert!(ending.now_or_never().is_some());
+        // Crossing into its last bytes says so too.
+        let ending = b.large.ending.notified();
+        b.received(30 * MIB);
+        assert!(ending.now_or_never().is_some());
     }
 
     #[test]
