@@ -210,7 +210,7 @@ async fn pull_and_verify(
         proxy.fetch_manifest(&img).await.expect("GetManifest");
     assert_eq!(
         digest, expect_digest,
-        "GetManifest's value is the manifest digest"
+        "{reference}: GetManifest's value is the manifest digest"
     );
     let config = proxy.fetch_config_raw(&img).await.expect("GetFullConfig");
     let config: serde_json::Value = serde_json::from_slice(&config).unwrap();
@@ -1163,17 +1163,55 @@ async fn every_local_transport_opens_through_the_proxy() {
         &[store_flag.as_str()],
     );
 
+    // The archives, written by skopeo (so that ferry's readers, not its writers, are what is
+    // checked): an oci-archive keeps the manifest; a docker-archive has none, and each tool
+    // serves the one it generates (ferry types the uncompressed layers as what they are, where
+    // containers/image calls them gzip: docs/archives.md), so each is checked against its own.
+    let oci_archive = format!("oci-archive:{}:app:v1", t.path().join("oa.tar").display());
+    let docker_archive = format!("docker-archive:{}", t.path().join("da.tar").display());
+    let policy_arg = policy.to_str().unwrap();
+    let layout_ref = format!("oci:{}:v1", layout.display());
+    // (--preserve-digests: skopeo would gzip the layers into an OCI destination otherwise.)
+    skopeo(&[
+        "--policy",
+        policy_arg,
+        "copy",
+        "-q",
+        "--preserve-digests",
+        &layout_ref,
+        &oci_archive,
+    ])
+    .ok();
+    let docker_archive_dst = format!("{docker_archive}:example.com/app:v1");
+    skopeo(&[
+        "--policy",
+        policy_arg,
+        "copy",
+        "-q",
+        &layout_ref,
+        &docker_archive_dst,
+    ])
+    .ok();
+    let generated = |out: Run| format!("sha256:{}", sha256_hex(out.stdout.as_bytes()));
+    let ferry_generated = generated(ferry(&["inspect", "--raw", &docker_archive]).ok());
+    let skopeo_generated = generated(skopeo(&["inspect", "--raw", &docker_archive]).ok());
+
     let proxy = Launch::new(Peer::Ferry, &policy, &regd)
         .env("FERRY_STORE", store.to_str().unwrap())
         .start()
         .await
         .unwrap();
-    for reference in [
-        format!("oci:{}:v1", layout.display()),
-        format!("dir:{}", dir.display()),
-        "store:registry.ferry.test/app:v1".to_string(),
+    for (reference, digest) in [
+        (format!("oci:{}:v1", layout.display()), &image.digest),
+        (format!("dir:{}", dir.display()), &image.digest),
+        (
+            "store:registry.ferry.test/app:v1".to_string(),
+            &image.digest,
+        ),
+        (oci_archive.clone(), &image.digest),
+        (docker_archive.clone(), &ferry_generated),
     ] {
-        pull_and_verify(&proxy, &reference, &image, &image.digest).await;
+        pull_and_verify(&proxy, &reference, &image, digest).await;
     }
     // OpenImageOptional of a missing name in a layout and in the store: 0.
     let missing_oci = format!("oci:{}:nope", layout.display());
@@ -1193,16 +1231,18 @@ async fn every_local_transport_opens_through_the_proxy() {
     );
     proxy.finalize().await.unwrap();
 
-    // skopeo reads the same oci: and dir: images alike (it has no store:).
+    // skopeo reads the same oci:, dir: and archive images alike (it has no store:).
     let proxy = Launch::new(Peer::Skopeo, &policy, &regd)
         .start()
         .await
         .unwrap();
-    for reference in [
-        format!("oci:{}:v1", layout.display()),
-        format!("dir:{}", dir.display()),
+    for (reference, digest) in [
+        (format!("oci:{}:v1", layout.display()), &image.digest),
+        (format!("dir:{}", dir.display()), &image.digest),
+        (oci_archive, &image.digest),
+        (docker_archive, &skopeo_generated),
     ] {
-        pull_and_verify(&proxy, &reference, &image, &image.digest).await;
+        pull_and_verify(&proxy, &reference, &image, digest).await;
     }
     proxy.finalize().await.unwrap();
 }
