@@ -381,16 +381,16 @@ impl<'s> Handler<'s> {
         {
             return Ok(pipes::Body::Spool(follower));
         }
-        let stream = image.blob(source).await?;
-        // Read on demand while a read-ahead runs: the client waits on this stream, which may
+        // Read on demand while a read-ahead runs: the client waits on this blob, which may
         // come over a connection the read-ahead opened (its reads then run on the read-ahead's
-        // threads), so they keep the proxy's own priority until it ends.
+        // threads), so they keep the proxy's own priority from the request to the stream's end.
         let waiting = match &self.background {
             Some(Ok(b)) if self.images.get(&id).is_some_and(|o| o.ahead.is_some()) => {
                 Some(b.priority().waiting())
             }
             _ => None,
         };
+        let stream = image.blob(source).await?;
         Ok(pipes::Body::Stream(match waiting {
             None => stream,
             Some(w) => Box::pin(futures::StreamExt::inspect(stream, move |_| {
