@@ -1436,14 +1436,20 @@ fn read_ahead_nices(pid: u32) -> Vec<i32> {
         .collect()
 }
 
-/// The read-ahead runs on threads of its own at the lowest CPU priority (nice 19), so that on a
-/// busy host the client's own work goes first, and at the proxy's own priority while the
-/// client waits on a layer it is fetching. On a slow link (every connection at 4 MB/s) the
-/// large layers (16 MiB and more) are fetched all at once: each alone is slow, and more
-/// connections add to it (on a fast one they go two at a time; the unit tests of the read-ahead
-/// check that rule, which a loopback test cannot show without timing it).
-#[test]
-fn the_read_ahead_yields_the_cpu_until_the_client_waits_and_widens_on_a_slow_link() {
+/// Three layers just large enough to count as large (16 MiB + 1) in a registry reached through
+/// a server that sends every blob at 4 MB/s a connection, and an empty spool directory.
+struct SlowLarge {
+    image: TestImage,
+    reference: String,
+    policy: PathBuf,
+    regd: PathBuf,
+    spool: PathBuf,
+    _server: HttpServer,
+    _reg: Registry,
+    _t: tempfile::TempDir,
+}
+
+fn slow_large_image() -> SlowLarge {
     let reg = Registry::start();
     let t = tempfile::tempdir().unwrap();
     let layout = t.path().join("layout");
@@ -1472,7 +1478,29 @@ fn the_read_ahead_yields_the_cpu_until_the_client_waits_and_widens_on_a_slow_lin
     let regd = empty_registries_d(t.path());
     let spool = t.path().join("spool");
     std::fs::create_dir(&spool).unwrap();
-    let launch = Launch::new(Peer::Ferry, &policy, &regd)
+    SlowLarge {
+        image,
+        reference,
+        policy,
+        regd,
+        spool,
+        _server: server,
+        _reg: reg,
+        _t: t,
+    }
+}
+
+/// The read-ahead runs on threads of its own at the lowest CPU priority (nice 19), so that on a
+/// busy host the client's own work goes first, and at the proxy's own priority while the
+/// client waits on a layer it is fetching. On a slow link (every connection at 4 MB/s) the
+/// large layers (16 MiB and more) are fetched all at once: each alone is slow, and more
+/// connections add to it (on a fast one they go two at a time; the unit tests of the read-ahead
+/// check that rule, which a loopback test cannot show without timing it).
+#[test]
+fn the_read_ahead_yields_the_cpu_until_the_client_waits_and_widens_on_a_slow_link() {
+    let slow = slow_large_image();
+    let (image, reference, spool) = (&slow.image, &slow.reference, &slow.spool);
+    let launch = Launch::new(Peer::Ferry, &slow.policy, &slow.regd)
         .tail(&["--tls-verify=false"])
         .env("TMPDIR", spool.to_str().unwrap());
     let client = RawClient::start(&launch);
@@ -1487,7 +1515,7 @@ fn the_read_ahead_yields_the_cpu_until_the_client_waits_and_widens_on_a_slow_lin
     assert_eq!(open["success"], true, "{open}");
     let id = open["value"].clone();
     assert_eq!(
-        wait_spools(pid, &spool, 3),
+        wait_spools(pid, spool, 3),
         3,
         "on a slow link the three large layers are fetched at once"
     );
@@ -1522,6 +1550,71 @@ fn the_read_ahead_yields_the_cpu_until_the_client_waits_and_widens_on_a_slow_lin
         "while the client waited on the read-ahead, its threads were never all at nice {base}"
     );
     // Nobody waits any more (the other two layers are still being fetched): nice 19 again.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut nices = read_ahead_nices(pid);
+    while !nices.iter().all(|&n| n == 19) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+        nices = read_ahead_nices(pid);
+    }
+    assert!(nices.iter().all(|&n| n == 19), "{nices:?}");
+    drop(client);
+}
+
+/// A blob read on demand while a read-ahead runs (here the third layer, which the 17 MiB bound
+/// keeps out of the read-ahead while the first is spooled) may come over a connection the
+/// read-ahead opened, whose reads run on the read-ahead's threads: they are at the proxy's own
+/// priority while it is read, and back at 19 after.
+#[test]
+fn a_blob_read_on_demand_beside_the_read_ahead_keeps_its_threads_at_the_proxys_priority() {
+    let slow = slow_large_image();
+    let launch = Launch::new(Peer::Ferry, &slow.policy, &slow.regd)
+        .tail(&["--tls-verify=false", "--read-ahead-mib", "17"])
+        .env("TMPDIR", slow.spool.to_str().unwrap());
+    let client = RawClient::start(&launch);
+    let pid = client.child.id();
+    let base = rustix::process::getpriority_process(None).unwrap();
+    assert!(
+        base < 19,
+        "run this test at a nice value under 19 (it is {base})"
+    );
+    client.call("Initialize", json!([]));
+    let (open, _) = client.call("OpenImage", json!([slow.reference]));
+    assert_eq!(open["success"], true, "{open}");
+    let id = open["value"].clone();
+    assert_eq!(
+        wait_spools(pid, &slow.spool, 1),
+        1,
+        "the first layer alone fits"
+    );
+    let nices = read_ahead_nices(pid);
+    assert!(
+        !nices.is_empty() && nices.iter().all(|&n| n == 19),
+        "nobody waits on the read-ahead: {nices:?} (raising a thread's priority back needs CAP_SYS_NICE: run the tests as root)"
+    );
+    let layer = &slow.image.layers[2];
+    let (got, seen) = std::thread::scope(|s| {
+        let reader =
+            s.spawn(|| client.call_piped("GetBlob", json!([id, sha256(layer), layer.len()])));
+        let mut seen = Vec::new();
+        while !reader.is_finished() {
+            let n = read_ahead_nices(pid);
+            if !n.is_empty() && n.iter().all(|&v| v == base) {
+                seen = n;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        (reader.join().unwrap(), seen)
+    });
+    assert_eq!(got.unwrap(), *layer);
+    assert_eq!(
+        spool_fds(pid, &slow.spool),
+        1,
+        "the layer was read on demand"
+    );
+    assert!(
+        !seen.is_empty(),
+        "while the client read a blob on demand, the read-ahead's threads were never all at nice {base}"
+    );
     let deadline = Instant::now() + Duration::from_secs(5);
     let mut nices = read_ahead_nices(pid);
     while !nices.iter().all(|&n| n == 19) && Instant::now() < deadline {
